@@ -1,0 +1,1 @@
+//! Pinnacle pinn layer: see ARCHITECTURE.md; filled in by its own issue.

@@ -1,0 +1,1 @@
+//! Pinnacle raft layer: see ARCHITECTURE.md; filled in by its own issue.

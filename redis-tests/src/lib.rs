@@ -1,0 +1,1 @@
+//! Black-box test harness for pinnacle: see tests/.
