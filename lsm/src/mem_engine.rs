@@ -79,7 +79,7 @@ impl MemEngine {
         let data = Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
         let mut map = BTreeMap::new();
         let mut pos = 0usize;
-        let mut take = |pos: &mut usize| -> Result<Bytes> {
+        let take = |pos: &mut usize| -> Result<Bytes> {
             let bad = || Error::corruption(path, *pos as u64, "truncated dump record");
             let len_bytes = data.get(*pos..*pos + 8).ok_or_else(bad)?;
             let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| bad())?) as usize;

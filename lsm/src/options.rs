@@ -67,6 +67,8 @@ pub struct Options {
     pub background_work: bool,
     /// Optional compaction filter.
     pub compaction_filter: Option<Arc<dyn CompactionFilter>>,
+    /// The file system the engine stores through (the OS by default; a simulated one in crash tests).
+    pub vfs: Arc<dyn crate::Vfs>,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             target_file_size: 32 << 20,
             background_work: true,
             compaction_filter: None,
+            vfs: Arc::new(crate::RealFs),
         }
     }
 }
