@@ -1,0 +1,225 @@
+//! Semantic replies and their RESP2 / RESP3 wire forms.
+//!
+//! Handlers build a [`Reply`] (map, set, double, null, push, …); the connection's protocol
+//! version picks the wire form, as Redis's `addReply*` functions do.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Protocol version negotiated by a connection (`HELLO 2|3`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2, the default for a new connection.
+    #[default]
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+/// A reply value, independent of the wire protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `+OK`-style status line.
+    Simple(Bytes),
+    /// Error line; the text includes its code (`ERR ...`, `WRONGTYPE ...`) without the `-`.
+    Error(Bytes),
+    /// `:n`.
+    Integer(i64),
+    /// Bulk string.
+    Bulk(Bytes),
+    /// Missing value: `$-1` in RESP2, `_` in RESP3.
+    Null,
+    /// Missing array: `*-1` in RESP2, `_` in RESP3.
+    NullArray,
+    /// Array of replies.
+    Array(Vec<Reply>),
+    /// Map: flat array of 2n in RESP2, `%n` in RESP3.
+    Map(Vec<(Reply, Reply)>),
+    /// Set: array in RESP2, `~n` in RESP3.
+    Set(Vec<Reply>),
+    /// Double: bulk string in RESP2, `,` in RESP3.
+    Double(f64),
+    /// Boolean: `:1`/`:0` in RESP2, `#t`/`#f` in RESP3.
+    Boolean(bool),
+    /// Verbatim string with a 3-byte format (`txt`, `mkd`): bulk in RESP2, `=` in RESP3.
+    Verbatim(&'static str, Bytes),
+    /// Big number: bulk in RESP2, `(` in RESP3.
+    BigNumber(Bytes),
+    /// Out-of-band push (pub/sub): array in RESP2, `>` in RESP3.
+    Push(Vec<Reply>),
+}
+
+impl Reply {
+    /// `+OK`.
+    pub fn ok() -> Reply {
+        Reply::Simple(Bytes::from_static(b"OK"))
+    }
+    /// A status line.
+    pub fn simple(s: &'static str) -> Reply {
+        Reply::Simple(Bytes::from_static(s.as_bytes()))
+    }
+    /// An error reply; `msg` carries its own code (`"ERR syntax error"`).
+    pub fn error(msg: impl Into<String>) -> Reply {
+        Reply::Error(Bytes::from(msg.into()))
+    }
+    /// A bulk string.
+    pub fn bulk(b: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(b.into())
+    }
+    /// True for an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+    /// Appends the wire form of this reply for protocol `proto` to `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        let resp3 = proto == Protocol::Resp3;
+        match self {
+            Reply::Simple(s) => line(out, b'+', s),
+            Reply::Error(e) => line(out, b'-', e),
+            Reply::Integer(n) => header(out, b':', *n),
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Null if resp3 => out.put_slice(b"_\r\n"),
+            Reply::Null => out.put_slice(b"$-1\r\n"),
+            Reply::NullArray if resp3 => out.put_slice(b"_\r\n"),
+            Reply::NullArray => out.put_slice(b"*-1\r\n"),
+            Reply::Array(items) => seq(out, b'*', items, proto),
+            Reply::Set(items) => seq(out, if resp3 { b'~' } else { b'*' }, items, proto),
+            Reply::Push(items) => seq(out, if resp3 { b'>' } else { b'*' }, items, proto),
+            Reply::Map(pairs) => {
+                if resp3 {
+                    header(out, b'%', pairs.len() as i64);
+                } else {
+                    header(out, b'*', 2 * pairs.len() as i64);
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                if resp3 {
+                    line(out, b',', text.as_bytes());
+                } else {
+                    bulk(out, text.as_bytes());
+                }
+            }
+            Reply::Boolean(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            Reply::Boolean(b) => header(out, b':', i64::from(*b)),
+            Reply::Verbatim(fmt, text) => {
+                if resp3 {
+                    header(out, b'=', (text.len() + 4) as i64);
+                    out.put_slice(fmt.as_bytes());
+                    out.put_u8(b':');
+                    out.put_slice(text);
+                    out.put_slice(b"\r\n");
+                } else {
+                    bulk(out, text);
+                }
+            }
+            Reply::BigNumber(n) if resp3 => line(out, b'(', n),
+            Reply::BigNumber(n) => bulk(out, n),
+        }
+    }
+    /// The wire form as a fresh buffer (convenient in tests).
+    pub fn to_bytes(&self, proto: Protocol) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(proto, &mut out);
+        out.freeze()
+    }
+}
+
+/// Formats a double the way Redis 7.0 does in replies (`%.17g`, `inf`, `-inf`, `nan`).
+pub fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    // Redis prints integral values inside the exactly representable range without a fraction.
+    if d == d.trunc() && d.abs() < 1e17 {
+        return format!("{}", d as i64);
+    }
+    g17(d)
+}
+
+/// C's `%.17g` for a finite, non-integral double.
+fn g17(d: f64) -> String {
+    let exp = d.abs().log10().floor() as i32;
+    if (-5..17).contains(&exp) {
+        let decimals = (16 - exp).max(0) as usize;
+        let s = format!("{:.*}", decimals, d);
+        trim_fraction(&s)
+    } else {
+        let s = format!("{:.16e}", d);
+        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = trim_fraction(mantissa);
+        let e: i32 = e.parse().unwrap_or(0);
+        format!("{}e{}{:02}", mantissa, if e < 0 { '-' } else { '+' }, e.abs())
+    }
+}
+
+fn trim_fraction(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn line(out: &mut BytesMut, tag: u8, s: &[u8]) {
+    out.reserve(s.len() + 3);
+    out.put_u8(tag);
+    out.put_slice(s);
+    out.put_slice(b"\r\n");
+}
+
+fn header(out: &mut BytesMut, tag: u8, n: i64) {
+    out.put_u8(tag);
+    let mut buf = itoa_buf(n);
+    out.put_slice(buf.as_bytes());
+    buf.clear();
+    out.put_slice(b"\r\n");
+}
+
+fn itoa_buf(n: i64) -> String {
+    n.to_string()
+}
+
+fn bulk(out: &mut BytesMut, b: &[u8]) {
+    out.reserve(b.len() + 16);
+    header(out, b'$', b.len() as i64);
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+fn seq(out: &mut BytesMut, tag: u8, items: &[Reply], proto: Protocol) {
+    header(out, tag, items.len() as i64);
+    for item in items {
+        item.encode(proto, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_is_flat_in_resp2_and_tagged_in_resp3() {
+        let r = Reply::Map(vec![(Reply::bulk("a"), Reply::Integer(1))]);
+        assert_eq!(&r.to_bytes(Protocol::Resp2)[..], b"*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(&r.to_bytes(Protocol::Resp3)[..], b"%1\r\n$1\r\na\r\n:1\r\n");
+    }
+
+    #[test]
+    fn nulls_and_doubles() {
+        assert_eq!(&Reply::Null.to_bytes(Protocol::Resp2)[..], b"$-1\r\n");
+        assert_eq!(&Reply::NullArray.to_bytes(Protocol::Resp2)[..], b"*-1\r\n");
+        assert_eq!(&Reply::Null.to_bytes(Protocol::Resp3)[..], b"_\r\n");
+        assert_eq!(&Reply::Double(1.5).to_bytes(Protocol::Resp3)[..], b",1.5\r\n");
+        assert_eq!(&Reply::Double(2.0).to_bytes(Protocol::Resp2)[..], b"$1\r\n2\r\n");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+        assert_eq!(format_double(0.1), "0.10000000000000001");
+        assert_eq!(format_double(1e-7), "9.9999999999999995e-08");
+    }
+}
