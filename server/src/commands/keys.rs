@@ -1,0 +1,6 @@
+//! keys commands.
+
+use crate::command::Handler;
+
+/// Handlers of this family.
+pub const HANDLERS: &[(&str, Handler)] = &[];
