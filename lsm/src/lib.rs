@@ -8,12 +8,14 @@ mod batch;
 mod error;
 mod mem_engine;
 mod options;
+pub mod sim_fs;
 pub mod vfs;
 
 pub use batch::{BatchOp, WriteBatch};
 pub use error::{Error, Result};
 pub use mem_engine::MemEngine;
 pub use options::{CompactionFilter, FilterDecision, Options, SyncPolicy};
+pub use sim_fs::{SimFs, SimOp};
 pub use vfs::{RandomAccessFile, RealFs, Vfs, WritableFile};
 
 use bytes::Bytes;
