@@ -80,6 +80,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct SimFs {
     inner: Arc<Mutex<Inner>>,
+    /// Set on a per-process handle (see [`SimFs::process`]): the epoch it belongs to.
+    pinned: Option<u64>,
 }
 
 fn norm(p: &Path) -> PathBuf {
@@ -185,6 +187,16 @@ impl SimFs {
     /// An empty file system (only the root directory exists).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A handle for one run of the engine: once [`SimFs::crash`] has run, every operation
+    /// through it (and every file it opened) fails, so threads of the dead process that are
+    /// still running cannot touch the rebooted file system.
+    pub fn process(&self) -> SimFs {
+        SimFs {
+            inner: self.inner.clone(),
+            pinned: Some(self.inner.lock().epoch),
+        }
     }
 
     /// Simulates a power loss and reboot: files fall back to their synced bytes (with
@@ -457,7 +469,8 @@ impl Vfs for SimFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let path = norm(path);
         let mut g = self.inner.lock();
-        g.begin(SimOp::Create, None, &path)?;
+        g.begin(SimOp::Create, self.pinned, &path)?;
+        let epoch = g.epoch;
         if !g.dir_exists(&parent_of(&path)) {
             return Err(not_found(&parent_of(&path)));
         }
@@ -486,7 +499,6 @@ impl Vfs for SimFs {
         if let Some(node) = g.inodes.get_mut(&ino) {
             node.handles += 1;
         }
-        let epoch = g.epoch;
         Ok(Box::new(SimWritable {
             fs: self.inner.clone(),
             path,
@@ -499,7 +511,7 @@ impl Vfs for SimFs {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>> {
         let path = norm(path);
         let mut g = self.inner.lock();
-        let epoch = g.epoch;
+        let epoch = self.pinned.unwrap_or(g.epoch);
         g.check_alive(epoch)?;
         let ino = g.inode_of(&path)?;
         let node = g.inodes.get_mut(&ino).ok_or_else(|| not_found(&path))?;
@@ -517,7 +529,7 @@ impl Vfs for SimFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (norm(from), norm(to));
         let mut g = self.inner.lock();
-        g.begin(SimOp::Rename, None, &to)?;
+        g.begin(SimOp::Rename, self.pinned, &to)?;
         let ino = g.inode_of(&from)?;
         if !g.dir_exists(&parent_of(&to)) {
             return Err(not_found(&parent_of(&to)));
@@ -532,7 +544,7 @@ impl Vfs for SimFs {
     fn remove(&self, path: &Path) -> io::Result<()> {
         let path = norm(path);
         let mut g = self.inner.lock();
-        g.begin(SimOp::Remove, None, &path)?;
+        g.begin(SimOp::Remove, self.pinned, &path)?;
         let ino = g.live.remove(&path).ok_or_else(|| not_found(&path))?;
         g.collect(ino);
         Ok(())
@@ -541,7 +553,7 @@ impl Vfs for SimFs {
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (norm(from), norm(to));
         let mut g = self.inner.lock();
-        g.begin(SimOp::HardLink, None, &to)?;
+        g.begin(SimOp::HardLink, self.pinned, &to)?;
         let ino = g.inode_of(&from)?;
         if !g.dir_exists(&parent_of(&to)) {
             return Err(not_found(&parent_of(&to)));
@@ -559,7 +571,7 @@ impl Vfs for SimFs {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let dir = norm(dir);
         let g = self.inner.lock();
-        let epoch = g.epoch;
+        let epoch = self.pinned.unwrap_or(g.epoch);
         g.check_alive(epoch)?;
         if !g.dir_exists(&dir) {
             return Err(not_found(&dir));
@@ -576,7 +588,7 @@ impl Vfs for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let dir = norm(dir);
         let mut g = self.inner.lock();
-        g.begin(SimOp::CreateDir, None, &dir)?;
+        g.begin(SimOp::CreateDir, self.pinned, &dir)?;
         if g.live.contains_key(&dir) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -594,7 +606,7 @@ impl Vfs for SimFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let dir = norm(dir);
         let mut g = self.inner.lock();
-        g.begin(SimOp::SyncDir, None, &dir)?;
+        g.begin(SimOp::SyncDir, self.pinned, &dir)?;
         if !g.dir_exists(&dir) {
             return Err(not_found(&dir));
         }

@@ -234,3 +234,21 @@ fn flip_byte_and_truncate_change_stored_bytes() {
     assert_eq!(fs.bytes_under(p("/db")), 1);
     assert_eq!(fs.files().len(), 1);
 }
+
+#[test]
+fn process_handles_die_with_their_process() {
+    let fs = fs_with_dir();
+    let old = fs.process();
+    drop(old.create(p("/db/a")).unwrap());
+    old.sync_dir(p("/db")).unwrap();
+    fs.crash(0);
+    // A zombie thread of the dead engine can no longer change anything.
+    assert!(old.remove(p("/db/a")).is_err());
+    assert!(old.create(p("/db/b")).is_err());
+    assert!(old.open(p("/db/a")).is_err());
+    assert!(old.list(p("/db")).is_err());
+    let new = fs.process();
+    assert!(new.exists(p("/db/a")));
+    drop(new.create(p("/db/c")).unwrap());
+    assert!(fs.exists(p("/db/c")));
+}
