@@ -1,0 +1,61 @@
+//! Finding the external tools the black-box tests drive (redis-server, redis-cli,
+//! redis-benchmark, python3 with the `redis` module).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::Error;
+
+/// Environment variable that turns a missing tool into a test failure instead of a skip
+/// (scripts/test.sh sets it, so CI never silently skips).
+pub const STRICT_ENV: &str = "REDIS_TESTS_STRICT";
+
+/// Full path of an executable found on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Full path of a required executable, or [`Error::ToolMissing`].
+pub fn require(name: &str) -> Result<PathBuf, Error> {
+    which(name).ok_or_else(|| {
+        Error::ToolMissing(format!(
+            "`{name}` not found on PATH (install with `apt-get install -y redis-server redis-tools`, or run scripts/test.sh)"
+        ))
+    })
+}
+
+/// True when `python3 -c "import redis"` succeeds.
+pub fn python_has_redis() -> bool {
+    Command::new("python3")
+        .args(["-c", "import redis"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Decide whether a test can run: `true` if every tool is present. Otherwise print a
+/// clear SKIP line and return `false`, or panic when `REDIS_TESTS_STRICT=1`.
+pub fn available(test: &str, tools: &[&str]) -> bool {
+    let mut missing: Vec<String> = tools
+        .iter()
+        .filter(|t| **t != "python3-redis" && which(t).is_none())
+        .map(|t| t.to_string())
+        .collect();
+    if tools.contains(&"python3-redis") && !python_has_redis() {
+        missing.push("python3 module `redis` (pip install redis)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("SKIP {test}: missing {}", missing.join(", "));
+    if std::env::var(STRICT_ENV).is_ok_and(|v| v == "1") {
+        panic!("{msg} (and {STRICT_ENV}=1)");
+    }
+    eprintln!("{msg}");
+    false
+}
