@@ -5,6 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::double::format_double;
+
 /// Protocol version negotiated by a connection (`HELLO 2|3`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Protocol {
@@ -128,62 +130,41 @@ impl Reply {
     }
 }
 
-/// Formats a double the way Redis 7.0 does in replies (`%.17g`, `inf`, `-inf`, `nan`).
-pub fn format_double(d: f64) -> String {
-    if d.is_nan() {
-        return "nan".into();
-    }
-    if d.is_infinite() {
-        return if d > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    // Redis prints integral values inside the exactly representable range without a fraction.
-    if d == d.trunc() && d.abs() < 1e17 {
-        return format!("{}", d as i64);
-    }
-    g17(d)
-}
-
-/// C's `%.17g` for a finite, non-integral double.
-fn g17(d: f64) -> String {
-    let exp = d.abs().log10().floor() as i32;
-    if (-5..17).contains(&exp) {
-        let decimals = (16 - exp).max(0) as usize;
-        let s = format!("{:.*}", decimals, d);
-        trim_fraction(&s)
-    } else {
-        let s = format!("{:.16e}", d);
-        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let mantissa = trim_fraction(mantissa);
-        let e: i32 = e.parse().unwrap_or(0);
-        format!("{}e{}{:02}", mantissa, if e < 0 { '-' } else { '+' }, e.abs())
-    }
-}
-
-fn trim_fraction(s: &str) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s.to_string()
-    }
-}
-
+/// A `+`/`-`/`,`/`(` line. CR and LF inside become spaces (as Redis's `addReplyErrorFormat`
+/// does), so no reply text can break the framing.
 fn line(out: &mut BytesMut, tag: u8, s: &[u8]) {
     out.reserve(s.len() + 3);
     out.put_u8(tag);
-    out.put_slice(s);
+    if memchr::memchr2(b'\r', b'\n', s).is_none() {
+        out.put_slice(s);
+    } else {
+        out.extend(
+            s.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    }
     out.put_slice(b"\r\n");
 }
 
 fn header(out: &mut BytesMut, tag: u8, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.reserve(24);
     out.put_u8(tag);
-    let mut buf = itoa_buf(n);
-    out.put_slice(buf.as_bytes());
-    buf.clear();
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[i..]);
     out.put_slice(b"\r\n");
-}
-
-fn itoa_buf(n: i64) -> String {
-    n.to_string()
 }
 
 fn bulk(out: &mut BytesMut, b: &[u8]) {
@@ -216,8 +197,14 @@ mod tests {
         assert_eq!(&Reply::Null.to_bytes(Protocol::Resp2)[..], b"$-1\r\n");
         assert_eq!(&Reply::NullArray.to_bytes(Protocol::Resp2)[..], b"*-1\r\n");
         assert_eq!(&Reply::Null.to_bytes(Protocol::Resp3)[..], b"_\r\n");
-        assert_eq!(&Reply::Double(1.5).to_bytes(Protocol::Resp3)[..], b",1.5\r\n");
-        assert_eq!(&Reply::Double(2.0).to_bytes(Protocol::Resp2)[..], b"$1\r\n2\r\n");
+        assert_eq!(
+            &Reply::Double(1.5).to_bytes(Protocol::Resp3)[..],
+            b",1.5\r\n"
+        );
+        assert_eq!(
+            &Reply::Double(2.0).to_bytes(Protocol::Resp2)[..],
+            b"$1\r\n2\r\n"
+        );
         assert_eq!(format_double(f64::INFINITY), "inf");
         assert_eq!(format_double(0.1), "0.10000000000000001");
         assert_eq!(format_double(1e-7), "9.9999999999999995e-08");
