@@ -74,6 +74,8 @@ struct Inner {
     faults: Vec<Fault>,
     counts: BTreeMap<SimOp, u64>,
     crashes: u64,
+    /// The operation that found the power gone when a `power_cut_after` budget ran out.
+    cut_at: Option<(SimOp, PathBuf)>,
 }
 
 /// A simulated file system for crash and fault-injection tests (cheap to clone; clones share state).
@@ -136,6 +138,7 @@ impl Inner {
         if let Some(budget) = self.power_budget.as_mut() {
             if *budget == 0 {
                 self.powered_off = true;
+                self.cut_at = Some((op, path.to_path_buf()));
                 return Err(dead());
             }
             *budget -= 1;
@@ -230,6 +233,7 @@ impl SimFs {
         g.epoch += 1;
         g.powered_off = false;
         g.power_budget = None;
+        g.cut_at = None;
         g.faults.clear();
         g.crashes += 1;
     }
@@ -243,6 +247,12 @@ impl SimFs {
     /// directory syncs and creations) succeed, then cuts the power.
     pub fn power_cut_after(&self, n: u64) {
         self.inner.lock().power_budget = Some(n);
+    }
+
+    /// The operation (and its path) that the last `power_cut_after` budget stopped, if any;
+    /// lets crash tests report where their crashes landed.
+    pub fn power_cut_point(&self) -> Option<(SimOp, PathBuf)> {
+        self.inner.lock().cut_at.clone()
     }
 
     /// True once the power went out (and before the next crash/reboot).

@@ -207,11 +207,16 @@ fn power_cut_after_n_ops_stops_everything_until_crash() {
     assert!(!fs.is_powered_off());
     assert!(f.append(b"34").is_err());
     assert!(fs.is_powered_off());
+    assert_eq!(
+        fs.power_cut_point(),
+        Some((SimOp::Append, "/db/wal".into()))
+    );
     assert!(fs.create(p("/db/x")).is_err());
     assert!(fs.open(p("/db/wal")).is_err());
     assert!(fs.list(p("/db")).is_err());
     fs.crash(0);
     assert!(!fs.is_powered_off());
+    assert_eq!(fs.power_cut_point(), None);
     assert_eq!(fs.read_all(p("/db/wal")).unwrap(), b"12");
     assert_eq!(fs.crashes(), 1);
 }
