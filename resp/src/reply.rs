@@ -182,8 +182,79 @@ fn seq(out: &mut BytesMut, tag: u8, items: &[Reply], proto: Protocol) {
 }
 
 #[cfg(test)]
+mod oracle_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn both(r: &Reply) -> (Vec<u8>, Vec<u8>) {
+        (
+            r.to_bytes(Protocol::Resp2).to_vec(),
+            r.to_bytes(Protocol::Resp3).to_vec(),
+        )
+    }
+
+    #[test]
+    fn every_variant_in_both_protocols() {
+        let cases: Vec<(Reply, &[u8], &[u8])> = vec![
+            (Reply::ok(), b"+OK\r\n", b"+OK\r\n"),
+            (Reply::error("ERR x"), b"-ERR x\r\n", b"-ERR x\r\n"),
+            (
+                Reply::Integer(i64::MIN),
+                b":-9223372036854775808\r\n",
+                b":-9223372036854775808\r\n",
+            ),
+            (Reply::Integer(0), b":0\r\n", b":0\r\n"),
+            (Reply::bulk(""), b"$0\r\n\r\n", b"$0\r\n\r\n"),
+            (Reply::NullArray, b"*-1\r\n", b"_\r\n"),
+            (Reply::Array(vec![]), b"*0\r\n", b"*0\r\n"),
+            (Reply::Map(vec![]), b"*0\r\n", b"%0\r\n"),
+            (
+                Reply::Set(vec![Reply::simple("a")]),
+                b"*1\r\n+a\r\n",
+                b"~1\r\n+a\r\n",
+            ),
+            (
+                Reply::Push(vec![Reply::Integer(1)]),
+                b"*1\r\n:1\r\n",
+                b">1\r\n:1\r\n",
+            ),
+            (Reply::Boolean(true), b":1\r\n", b"#t\r\n"),
+            (Reply::Boolean(false), b":0\r\n", b"#f\r\n"),
+            (
+                Reply::Double(0.1),
+                b"$19\r\n0.10000000000000001\r\n",
+                b",0.10000000000000001\r\n",
+            ),
+            (
+                Reply::Double(f64::NEG_INFINITY),
+                b"$4\r\n-inf\r\n",
+                b",-inf\r\n",
+            ),
+            (
+                Reply::Verbatim("txt", Bytes::from_static(b"a:b")),
+                b"$3\r\na:b\r\n",
+                b"=7\r\ntxt:a:b\r\n",
+            ),
+            (
+                Reply::BigNumber(Bytes::from_static(b"123")),
+                b"$3\r\n123\r\n",
+                b"(123\r\n",
+            ),
+        ];
+        for (r, resp2, resp3) in cases {
+            assert_eq!(both(&r), (resp2.to_vec(), resp3.to_vec()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn line_replies_cannot_break_framing() {
+        let (r2, r3) = both(&Reply::error("ERR bad\r\nthing\n"));
+        assert_eq!(r2, b"-ERR bad  thing \r\n");
+        assert_eq!(r3, r2);
+        assert_eq!(both(&Reply::simple("a\rb")).0, b"+a b\r\n");
+    }
 
     #[test]
     fn map_is_flat_in_resp2_and_tagged_in_resp3() {
