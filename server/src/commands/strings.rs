@@ -1,6 +1,618 @@
-//! strings commands.
+//! String commands: GET, SET and friends, counters, ranges, LCS.
+//!
+//! Each handler parses its arguments into typed values first (a bad argument never reaches
+//! storage), then either reads through the `Db` read API or builds a logical
+//! [`WriteOp`] and applies it.
 
 use crate::command::Handler;
+use crate::storage::apply::{storage_error, WRONGTYPE};
+use crate::storage::num::{self, LongDouble, ERR_NOT_FLOAT, ERR_NOT_INTEGER};
+use crate::storage::{Db, ExpireSpec, KeyType, Meta, SetCond, StorageError, WriteCommand, WriteOp};
+use bytes::Bytes;
+use pinnacle_resp::Reply;
 
-/// Handlers of this family.
-pub const HANDLERS: &[(&str, Handler)] = &[];
+/// Registers `name => fn(&Db, &[Bytes]) -> Reply` handlers as command-table handlers (and, in
+/// tests, as a table callable with just a `Db`).
+macro_rules! db_handlers {
+    ($($name:literal => $f:path),* $(,)?) => {
+        /// Handlers of this family.
+        pub const HANDLERS: &[(&str, Handler)] = &[
+            $(($name, |ctx: &mut crate::command::Ctx<'_>, args: &[Bytes]| $f(&ctx.server.db, args))),*
+        ];
+        /// The same handlers, callable with only a `Db` (in-process tests).
+        #[cfg(test)]
+        pub(crate) const DB_HANDLERS: &[(&str, fn(&Db, &[Bytes]) -> Reply)] = &[$(($name, $f)),*];
+    };
+}
+pub(crate) use db_handlers;
+
+db_handlers! {
+    "get" => get,
+    "set" => set,
+    "setnx" => setnx,
+    "setex" => setex,
+    "psetex" => psetex,
+    "getset" => getset,
+    "getdel" => getdel,
+    "getex" => getex,
+    "mget" => mget,
+    "mset" => mset,
+    "msetnx" => msetnx,
+    "incr" => incr,
+    "decr" => decr,
+    "incrby" => incrby,
+    "decrby" => decrby,
+    "incrbyfloat" => incrbyfloat,
+    "append" => append,
+    "strlen" => strlen,
+    "getrange" => getrange,
+    "substr" => getrange,
+    "setrange" => setrange,
+    "lcs" => lcs,
+}
+
+/// `-WRONGTYPE ...`.
+pub(crate) fn wrongtype() -> Reply {
+    Reply::error(WRONGTYPE)
+}
+
+/// `-ERR syntax error`.
+pub(crate) fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+/// A reply for a storage failure.
+pub(crate) fn failed(e: StorageError) -> Reply {
+    storage_error(&e)
+}
+
+/// Parses an integer argument (`string2ll`), or the Redis error reply.
+pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
+    num::parse_i64(arg).ok_or_else(|| Reply::error(ERR_NOT_INTEGER))
+}
+
+/// Case-insensitive comparison of an argument with an option name.
+pub(crate) fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// Applies `op` stamped with `now` and returns the reply.
+pub(crate) fn write(db: &Db, now: u64, op: WriteOp) -> Reply {
+    db.apply(&WriteCommand { now_ms: now, op })
+}
+
+/// `ERR invalid expire time in '<cmd>' command`.
+pub(crate) fn invalid_expire(cmd: &str) -> Reply {
+    Reply::error(format!("ERR invalid expire time in '{cmd}' command"))
+}
+
+fn string_reply(meta: Option<Meta>) -> Reply {
+    match meta {
+        None => Reply::Null,
+        Some(m) if m.kind == KeyType::String => Reply::Bulk(m.value),
+        Some(_) => wrongtype(),
+    }
+}
+
+fn get(db: &Db, a: &[Bytes]) -> Reply {
+    match db.get(&a[1], db.now_ms()) {
+        Ok(m) => string_reply(m),
+        Err(e) => failed(e),
+    }
+}
+
+/// Expiry units and bases of the SET/GETEX options.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExpireOpt {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+/// Converts an expire argument into absolute ms like `getExpireMillisecondsOrReply`.
+fn expire_ms(now: u64, opt: ExpireOpt, arg: &[u8], cmd: &str) -> Result<u64, Reply> {
+    let v = int_arg(arg)?;
+    let seconds = matches!(opt, ExpireOpt::Ex | ExpireOpt::ExAt);
+    if v <= 0 || (seconds && v > i64::MAX / 1000) {
+        return Err(invalid_expire(cmd));
+    }
+    let mut ms = if seconds { v * 1000 } else { v };
+    if matches!(opt, ExpireOpt::Ex | ExpireOpt::Px) {
+        ms = ms
+            .checked_add(now as i64)
+            .ok_or_else(|| invalid_expire(cmd))?;
+    }
+    Ok(ms as u64)
+}
+
+/// Parsed `SET`/`GETEX` options (`parseExtendedStringArgumentsOrReply`).
+#[derive(Default)]
+struct StringOpts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    expire: Option<(ExpireOpt, Bytes)>,
+}
+
+fn parse_string_opts(a: &[Bytes], first: usize, is_set: bool) -> Result<StringOpts, Reply> {
+    let mut o = StringOpts::default();
+    let mut j = first;
+    while j < a.len() {
+        let opt = &a[j][..];
+        let next = a.get(j + 1);
+        let has_expire = o.expire.is_some();
+        let expire_kind = o.expire.as_ref().map(|(k, _)| *k);
+        let other_expire = |k: ExpireOpt| expire_kind.is_some_and(|e| e != k);
+        if is(opt, "nx") && !o.xx && is_set {
+            o.nx = true;
+        } else if is(opt, "xx") && !o.nx && is_set {
+            o.xx = true;
+        } else if is(opt, "get") && is_set {
+            o.get = true;
+        } else if is(opt, "keepttl") && !o.persist && !has_expire && is_set {
+            o.keepttl = true;
+        } else if is(opt, "persist") && !is_set && !has_expire && !o.keepttl {
+            o.persist = true;
+        } else if let (Some(kind), Some(next)) = (
+            if is(opt, "ex") {
+                Some(ExpireOpt::Ex)
+            } else if is(opt, "px") {
+                Some(ExpireOpt::Px)
+            } else if is(opt, "exat") {
+                Some(ExpireOpt::ExAt)
+            } else if is(opt, "pxat") {
+                Some(ExpireOpt::PxAt)
+            } else {
+                None
+            },
+            next,
+        ) {
+            // The same option twice is accepted (last wins); mixing kinds is a syntax error.
+            if o.keepttl || o.persist || other_expire(kind) {
+                return Err(syntax_error());
+            }
+            o.expire = Some((kind, next.clone()));
+            j += 1;
+        } else {
+            return Err(syntax_error());
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+fn set(db: &Db, a: &[Bytes]) -> Reply {
+    let o = match parse_string_opts(a, 3, true) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = db.now_ms();
+    let expire = match &o.expire {
+        Some((kind, arg)) => match expire_ms(now, *kind, arg, "set") {
+            Ok(ms) => ExpireSpec::At(ms),
+            Err(r) => return r,
+        },
+        None if o.keepttl => ExpireSpec::Keep,
+        None => ExpireSpec::Clear,
+    };
+    let cond = if o.nx {
+        SetCond::Nx
+    } else if o.xx {
+        SetCond::Xx
+    } else {
+        SetCond::Always
+    };
+    write(
+        db,
+        now,
+        WriteOp::Set {
+            key: a[1].clone(),
+            value: a[2].clone(),
+            cond,
+            get: o.get,
+            expire,
+        },
+    )
+}
+
+fn setnx(db: &Db, a: &[Bytes]) -> Reply {
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::SetNx {
+            key: a[1].clone(),
+            value: a[2].clone(),
+        },
+    )
+}
+
+fn setex_generic(db: &Db, a: &[Bytes], opt: ExpireOpt, cmd: &str) -> Reply {
+    let now = db.now_ms();
+    let at = match expire_ms(now, opt, &a[2], cmd) {
+        Ok(ms) => ms,
+        Err(r) => return r,
+    };
+    write(
+        db,
+        now,
+        WriteOp::Set {
+            key: a[1].clone(),
+            value: a[3].clone(),
+            cond: SetCond::Always,
+            get: false,
+            expire: ExpireSpec::At(at),
+        },
+    )
+}
+
+fn setex(db: &Db, a: &[Bytes]) -> Reply {
+    setex_generic(db, a, ExpireOpt::Ex, "setex")
+}
+
+fn psetex(db: &Db, a: &[Bytes]) -> Reply {
+    setex_generic(db, a, ExpireOpt::Px, "psetex")
+}
+
+fn getset(db: &Db, a: &[Bytes]) -> Reply {
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::Set {
+            key: a[1].clone(),
+            value: a[2].clone(),
+            cond: SetCond::Always,
+            get: true,
+            expire: ExpireSpec::Clear,
+        },
+    )
+}
+
+fn getdel(db: &Db, a: &[Bytes]) -> Reply {
+    write(db, db.now_ms(), WriteOp::GetDel { key: a[1].clone() })
+}
+
+fn getex(db: &Db, a: &[Bytes]) -> Reply {
+    let o = match parse_string_opts(a, 2, false) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = db.now_ms();
+    let expire = match &o.expire {
+        Some((kind, arg)) => match expire_ms(now, *kind, arg, "getex") {
+            Ok(ms) => ExpireSpec::At(ms),
+            Err(r) => return r,
+        },
+        None if o.persist => ExpireSpec::Clear,
+        // Without options GETEX is a plain read.
+        None => return get(db, a),
+    };
+    write(
+        db,
+        now,
+        WriteOp::GetEx {
+            key: a[1].clone(),
+            expire,
+        },
+    )
+}
+
+fn mget(db: &Db, a: &[Bytes]) -> Reply {
+    let view = db.view();
+    let mut out = Vec::with_capacity(a.len() - 1);
+    for key in &a[1..] {
+        match view.get(key) {
+            Ok(Some(m)) if m.kind == KeyType::String => out.push(Reply::Bulk(m.value)),
+            Ok(_) => out.push(Reply::Null),
+            Err(e) => return failed(e),
+        }
+    }
+    Reply::Array(out)
+}
+
+fn pairs(a: &[Bytes], cmd: &str) -> Result<Vec<(Bytes, Bytes)>, Reply> {
+    if a.len().is_multiple_of(2) {
+        return Err(Reply::error(format!(
+            "ERR wrong number of arguments for '{cmd}' command"
+        )));
+    }
+    Ok(a[1..]
+        .chunks_exact(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect())
+}
+
+fn mset(db: &Db, a: &[Bytes]) -> Reply {
+    match pairs(a, "mset") {
+        Ok(pairs) => write(db, db.now_ms(), WriteOp::MSet { pairs }),
+        Err(r) => r,
+    }
+}
+
+fn msetnx(db: &Db, a: &[Bytes]) -> Reply {
+    match pairs(a, "msetnx") {
+        Ok(pairs) => write(db, db.now_ms(), WriteOp::MSetNx { pairs }),
+        Err(r) => r,
+    }
+}
+
+fn incr_by(db: &Db, key: &Bytes, delta: i64) -> Reply {
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::IncrBy {
+            key: key.clone(),
+            delta,
+        },
+    )
+}
+
+fn incr(db: &Db, a: &[Bytes]) -> Reply {
+    incr_by(db, &a[1], 1)
+}
+
+fn decr(db: &Db, a: &[Bytes]) -> Reply {
+    incr_by(db, &a[1], -1)
+}
+
+fn incrby(db: &Db, a: &[Bytes]) -> Reply {
+    match int_arg(&a[2]) {
+        Ok(d) => incr_by(db, &a[1], d),
+        Err(r) => r,
+    }
+}
+
+fn decrby(db: &Db, a: &[Bytes]) -> Reply {
+    match int_arg(&a[2]) {
+        Ok(i64::MIN) => Reply::error("ERR decrement would overflow"),
+        Ok(d) => incr_by(db, &a[1], -d),
+        Err(r) => r,
+    }
+}
+
+fn incrbyfloat(db: &Db, a: &[Bytes]) -> Reply {
+    if LongDouble::parse(&a[2]).is_none() {
+        // Redis checks the key's type before parsing the increment.
+        return match db.get(&a[1], db.now_ms()) {
+            Ok(Some(m)) if m.kind != KeyType::String => wrongtype(),
+            Ok(_) => Reply::error(ERR_NOT_FLOAT),
+            Err(e) => failed(e),
+        };
+    }
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::IncrByFloat {
+            key: a[1].clone(),
+            delta: a[2].clone(),
+        },
+    )
+}
+
+fn append(db: &Db, a: &[Bytes]) -> Reply {
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::Append {
+            key: a[1].clone(),
+            value: a[2].clone(),
+        },
+    )
+}
+
+fn strlen(db: &Db, a: &[Bytes]) -> Reply {
+    match db.get(&a[1], db.now_ms()) {
+        Ok(None) => Reply::Integer(0),
+        Ok(Some(m)) if m.kind == KeyType::String => Reply::Integer(m.value.len() as i64),
+        Ok(Some(_)) => wrongtype(),
+        Err(e) => failed(e),
+    }
+}
+
+/// The byte range `GETRANGE` returns for a string of `len` bytes (Redis 7.0 rules).
+pub(crate) fn range_of(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
+    let len = len as i64;
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    if start < 0 {
+        start = 0;
+    }
+    if end < 0 {
+        end = 0;
+    }
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return None;
+    }
+    Some((start as usize, end as usize + 1))
+}
+
+fn getrange(db: &Db, a: &[Bytes]) -> Reply {
+    let (start, end) = match (int_arg(&a[2]), int_arg(&a[3])) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match db.get(&a[1], db.now_ms()) {
+        Ok(None) => Reply::Bulk(Bytes::new()),
+        Ok(Some(m)) if m.kind == KeyType::String => match range_of(m.value.len(), start, end) {
+            Some((s, e)) => Reply::Bulk(m.value.slice(s..e)),
+            None => Reply::Bulk(Bytes::new()),
+        },
+        Ok(Some(_)) => wrongtype(),
+        Err(e) => failed(e),
+    }
+}
+
+fn setrange(db: &Db, a: &[Bytes]) -> Reply {
+    let offset = match int_arg(&a[2]) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if offset < 0 {
+        return Reply::error("ERR offset is out of range");
+    }
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::SetRange {
+            key: a[1].clone(),
+            offset: offset as u64,
+            value: a[3].clone(),
+        },
+    )
+}
+
+/// Largest LCS table (cells) we allocate; beyond it Redis would fail its allocation too.
+const LCS_MAX_CELLS: u64 = 1 << 28;
+
+fn lcs(db: &Db, a: &[Bytes]) -> Reply {
+    let view = db.view();
+    let (va, vb) = match (view.get(&a[1]), view.get(&a[2])) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return failed(e),
+    };
+    if va.as_ref().is_some_and(|m| m.kind != KeyType::String)
+        || vb.as_ref().is_some_and(|m| m.kind != KeyType::String)
+    {
+        return Reply::error("ERR The specified keys must contain string values");
+    }
+    let sa = va.map(|m| m.value).unwrap_or_default();
+    let sb = vb.map(|m| m.value).unwrap_or_default();
+    let (mut getlen, mut getidx, mut withmatchlen) = (false, false, false);
+    let mut minmatchlen: i64 = 0;
+    let mut j = 3;
+    while j < a.len() {
+        let opt = &a[j][..];
+        let more = a.len() - 1 - j;
+        if is(opt, "idx") {
+            getidx = true;
+        } else if is(opt, "len") {
+            getlen = true;
+        } else if is(opt, "withmatchlen") {
+            withmatchlen = true;
+        } else if is(opt, "minmatchlen") && more > 0 {
+            match int_arg(&a[j + 1]) {
+                Ok(v) => minmatchlen = v.max(0),
+                Err(r) => return r,
+            }
+            j += 1;
+        } else {
+            return syntax_error();
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return Reply::error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    if (sa.len() as u64 + 1) * (sb.len() as u64 + 1) > LCS_MAX_CELLS {
+        return Reply::error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    }
+    lcs_reply(&sa, &sb, getlen, getidx, withmatchlen, minmatchlen as u64)
+}
+
+/// The LCS reply, computed exactly like Redis's `lcsCommand` (same table walk, same ranges).
+fn lcs_reply(
+    a: &[u8],
+    b: &[u8],
+    getlen: bool,
+    getidx: bool,
+    withmatchlen: bool,
+    minmatchlen: u64,
+) -> Reply {
+    let (alen, blen) = (a.len(), b.len());
+    let w = blen + 1;
+    let mut dp = vec![0u32; (alen + 1) * w];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            dp[i * w + j] = if a[i - 1] == b[j - 1] {
+                dp[(i - 1) * w + j - 1] + 1
+            } else {
+                dp[(i - 1) * w + j].max(dp[i * w + j - 1])
+            };
+        }
+    }
+    let total = dp[alen * w + blen];
+    if getlen && !getidx {
+        return Reply::Integer(i64::from(total));
+    }
+    let mut idx = total as usize;
+    let mut result = vec![0u8; idx];
+    let mut matches = Vec::new();
+    let (mut arange_start, mut arange_end, mut brange_start, mut brange_end) = (alen, 0, 0, 0);
+    let (mut i, mut j) = (alen, blen);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            result[idx - 1] = a[i - 1];
+            if arange_start == alen {
+                arange_start = i - 1;
+                arange_end = i - 1;
+                brange_start = j - 1;
+                brange_end = j - 1;
+            } else if arange_start == i && brange_start == j {
+                arange_start -= 1;
+                brange_start -= 1;
+            } else {
+                emit = true;
+            }
+            if arange_start == 0 || brange_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            let lcs1 = dp[(i - 1) * w + j];
+            let lcs2 = dp[i * w + j - 1];
+            if lcs1 > lcs2 {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if arange_start != alen {
+                emit = true;
+            }
+        }
+        let match_len = (arange_end as u64)
+            .wrapping_sub(arange_start as u64)
+            .wrapping_add(1);
+        if emit {
+            if (minmatchlen == 0 || match_len >= minmatchlen) && getidx {
+                let mut entry = vec![
+                    Reply::Array(vec![
+                        Reply::Integer(arange_start as i64),
+                        Reply::Integer(arange_end as i64),
+                    ]),
+                    Reply::Array(vec![
+                        Reply::Integer(brange_start as i64),
+                        Reply::Integer(brange_end as i64),
+                    ]),
+                ];
+                if withmatchlen {
+                    entry.push(Reply::Integer(match_len as i64));
+                }
+                matches.push(Reply::Array(entry));
+            }
+            arange_start = alen;
+        }
+    }
+    if getidx {
+        Reply::Map(vec![
+            (Reply::bulk("matches"), Reply::Array(matches)),
+            (Reply::bulk("len"), Reply::Integer(i64::from(total))),
+        ])
+    } else {
+        Reply::Bulk(Bytes::from(result))
+    }
+}
+
+#[cfg(test)]
+#[path = "strings_tests.rs"]
+pub(crate) mod tests;

@@ -1,10 +1,323 @@
 //! The keyspace on the LSM: key encoding, metadata records, logical write commands, expiry.
+//!
+//! Commands talk to storage through two doors only: reads ([`Db::get`], [`Db::view`], scans)
+//! and [`Db::apply`] of a logical [`WriteCommand`]. Replication (Raft) goes behind `apply`
+//! later without touching command code: the leader proposes the command, every replica applies
+//! it, and the client's reply is what applying returned.
 
-use pinnacle_lsm::Engine;
-use std::sync::Arc;
+pub mod apply;
+pub mod dump;
+pub mod encoding;
+pub mod expire;
+pub mod glob;
+pub mod num;
+mod scan;
+pub mod slot;
+pub mod write;
 
-/// The node's keyspace.
+pub use encoding::{KeyType, Meta};
+pub use scan::ScanPage;
+pub use write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pinnacle_lsm::{Engine, MemEngine, Options, Snapshot, SyncPolicy};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest string value (Redis's default `proto-max-bulk-len`, 512 MB).
+pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
+
+/// Storage failures (the engine's, or records that do not decode).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The engine failed.
+    #[error("storage engine: {0}")]
+    Engine(#[from] pinnacle_lsm::Error),
+    /// A stored record did not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Result alias for storage calls.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Node-state record holding the apply clock and the next collection version.
+const APPLIED_STATE: &[u8] = b"applied";
+
+/// State owned by the single applier.
+struct ApplyState {
+    /// Highest leader time applied so far; apply never runs "before" it.
+    clock: u64,
+    /// Next collection version to hand out (becomes the Raft log index later).
+    next_version: u64,
+}
+
+pub(crate) struct DbInner {
+    engine: Arc<dyn Engine>,
+    /// Serialises read-modify-write application of logical commands.
+    apply: Mutex<ApplyState>,
+    /// Mirror of `ApplyState::clock` for readers and the compaction filter.
+    clock: Arc<AtomicU64>,
+    scan: scan::CursorTable,
+}
+
+/// The node's keyspace. Cheap to clone (shared handle).
+#[derive(Clone)]
 pub struct Db {
-    /// The storage engine holding every record.
-    pub engine: Arc<dyn Engine>,
+    inner: Arc<DbInner>,
+}
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (or creates) the keyspace stored in `dir`, fsyncing the WAL per `sync`
+    /// (`--appendfsync always` → `SyncPolicy::Always`, `everysec` → `SyncPolicy::EveryMillis(1000)`,
+    /// `no` → `SyncPolicy::Never`), and starts the active-expiry sweeper thread, which stops
+    /// when the last handle to the `Db` is dropped.
+    ///
+    /// Signature for main.rs: `Db::open(dir: &Path, sync: SyncPolicy) -> storage::Result<Db>`.
+    pub fn open(dir: &Path, sync: SyncPolicy) -> Result<Db> {
+        let clock = Arc::new(AtomicU64::new(0));
+        let opts = Options {
+            sync,
+            compaction_filter: Some(Arc::new(expire::ExpiryFilter::new(clock.clone()))),
+            ..Options::default()
+        };
+        let engine: Arc<dyn Engine> = Arc::new(MemEngine::open(dir, opts)?);
+        let db = Db::with_engine(engine, clock)?;
+        expire::start_sweeper(Arc::downgrade(&db.inner));
+        Ok(db)
+    }
+
+    /// A fresh keyspace in memory (tests); no background sweeper.
+    pub fn in_memory() -> Db {
+        let engine: Arc<dyn Engine> = Arc::new(MemEngine::in_memory());
+        Db::from_parts(
+            engine,
+            Arc::new(AtomicU64::new(0)),
+            ApplyState {
+                clock: 0,
+                next_version: 1,
+            },
+        )
+    }
+
+    /// Wraps an opened engine; `clock` is the one its compaction filter reads.
+    pub fn with_engine(engine: Arc<dyn Engine>, clock: Arc<AtomicU64>) -> Result<Db> {
+        let key = encoding::system_key(APPLIED_STATE);
+        let state = match engine.get(&key)? {
+            Some(raw) if raw.len() == 16 => ApplyState {
+                clock: u64::from_be_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
+                next_version: u64::from_be_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
+            },
+            Some(_) => return Err(StorageError::Corrupt("apply state")),
+            None => ApplyState {
+                clock: 0,
+                next_version: 1,
+            },
+        };
+        clock.store(state.clock, Ordering::Release);
+        Ok(Db::from_parts(engine, clock, state))
+    }
+
+    fn from_parts(engine: Arc<dyn Engine>, clock: Arc<AtomicU64>, state: ApplyState) -> Db {
+        Db {
+            inner: Arc::new(DbInner {
+                engine,
+                apply: Mutex::new(state),
+                clock,
+                scan: scan::CursorTable::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<DbInner>) -> Db {
+        Db { inner }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<DbInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The storage engine (for INFO and stats).
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.inner.engine
+    }
+
+    /// The time a leader stamps into a new command, and the clock reads use for lazy expiry:
+    /// wall-clock ms, never below the last applied leader time.
+    pub fn now_ms(&self) -> u64 {
+        wall_ms().max(self.inner.clock.load(Ordering::Acquire))
+    }
+
+    /// The live metadata (with a string's value) of `key` at time `now`; expired keys are absent.
+    pub fn get(&self, key: &[u8], now: u64) -> Result<Option<Meta>> {
+        let raw = self.inner.engine.get(&encoding::meta_key(key))?;
+        decode_live(raw, now)
+    }
+
+    /// A consistent read view at the current state (multi-key reads).
+    pub fn view(&self) -> ReadView<'_> {
+        ReadView {
+            db: self,
+            snap: self.inner.engine.snapshot(),
+            now: self.now_ms(),
+        }
+    }
+
+    /// Number of live keys and of live keys with an expiry (INFO keyspace; exact, scans).
+    pub fn key_counts(&self) -> Result<(u64, u64)> {
+        let now = self.now_ms();
+        let mut keys = 0;
+        let mut expires = 0;
+        self.for_each_meta(
+            encoding::keyspace_start(),
+            encoding::keyspace_end(),
+            |_, _, raw| {
+                if let Some(at) = encoding::raw_expire_at(raw) {
+                    if at == 0 {
+                        keys += 1;
+                    } else if at > now {
+                        keys += 1;
+                        expires += 1;
+                    }
+                }
+                true
+            },
+        )?;
+        Ok((keys, expires))
+    }
+
+    /// Number of live keys (DBSIZE). Exact: scans the metadata records and skips expired ones.
+    pub fn dbsize(&self) -> Result<u64> {
+        Ok(self.key_counts()?.0)
+    }
+
+    /// Live keys in hash slot `slot` (CLUSTER COUNTKEYSINSLOT).
+    pub fn count_keys_in_slot(&self, slot: u16) -> Result<u64> {
+        let now = self.now_ms();
+        let mut n = 0;
+        self.for_each_meta(
+            encoding::slot_meta_start(slot),
+            encoding::slot_meta_end(slot),
+            |_, _, raw| {
+                if live_raw(raw, now) {
+                    n += 1;
+                }
+                true
+            },
+        )?;
+        Ok(n)
+    }
+
+    /// Up to `count` live keys of hash slot `slot`, in key order (CLUSTER GETKEYSINSLOT).
+    pub fn keys_in_slot(&self, slot: u16, count: usize) -> Result<Vec<Bytes>> {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        if count == 0 {
+            return Ok(out);
+        }
+        self.for_each_meta(
+            encoding::slot_meta_start(slot),
+            encoding::slot_meta_end(slot),
+            |lsm_key, _, raw| {
+                if live_raw(raw, now) {
+                    out.push(lsm_key.slice(3..));
+                }
+                out.len() < count
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Approximate bytes `key` occupies (MEMORY USAGE): its records plus per-record overhead.
+    pub fn memory_usage(&self, key: &[u8]) -> Result<Option<u64>> {
+        // Per-record cost of the memtable/SSTable entry (skiplist node, sequence, lengths).
+        const RECORD_OVERHEAD: u64 = 48;
+        let now = self.now_ms();
+        let mk = encoding::meta_key(key);
+        let raw = self.inner.engine.get(&mk)?;
+        Ok(match raw {
+            Some(raw) if live_raw(&raw, now) => {
+                Some(mk.len() as u64 + raw.len() as u64 + RECORD_OVERHEAD)
+            }
+            _ => None,
+        })
+    }
+
+    /// Calls `f(lsm_key, slot, raw_meta)` for every metadata record in `[start, end)`, stopping
+    /// when `f` returns false.
+    pub(crate) fn for_each_meta(
+        &self,
+        start: Bytes,
+        end: Bytes,
+        mut f: impl FnMut(&Bytes, u16, &Bytes) -> bool,
+    ) -> Result<()> {
+        let iter = self
+            .inner
+            .engine
+            .scan((Bound::Included(start), Bound::Excluded(end)), None)?;
+        for item in iter {
+            let (k, v) = item?;
+            let Some((slot, _)) = encoding::decode_meta_key(&k) else {
+                continue;
+            };
+            if !f(&k, slot, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when a raw metadata record is live at `now`.
+fn live_raw(raw: &[u8], now: u64) -> bool {
+    matches!(encoding::raw_expire_at(raw), Some(at) if at == 0 || at > now)
+}
+
+fn decode_live(raw: Option<Bytes>, now: u64) -> Result<Option<Meta>> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => {
+            let meta = Meta::decode(&raw).ok_or(StorageError::Corrupt("metadata record"))?;
+            Ok(if meta.is_expired(now) {
+                None
+            } else {
+                Some(meta)
+            })
+        }
+    }
+}
+
+/// Reads at one snapshot and one time, so a multi-key read is consistent.
+pub struct ReadView<'a> {
+    db: &'a Db,
+    snap: Snapshot,
+    now: u64,
+}
+
+impl ReadView<'_> {
+    /// The live metadata of `key` in this view.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Meta>> {
+        let raw = self
+            .db
+            .inner
+            .engine
+            .get_at(&encoding::meta_key(key), &self.snap)?;
+        decode_live(raw, self.now)
+    }
+    /// The time this view judges expiry by.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
 }

@@ -1,0 +1,412 @@
+//! Deterministic application of logical write commands.
+//!
+//! One mutex serialises appliers; each command reads what it needs, builds one atomic
+//! `WriteBatch` (plus the apply-state record), writes it, and returns the client's reply.
+//! Time comes only from the command (`now_ms`, never below the last applied time), so every
+//! replica applying the same sequence reaches the same state and the same replies.
+
+use super::encoding::{self, KeyType, Meta};
+use super::write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
+use super::{num, Db, Result, StorageError, APPLIED_STATE, MAX_STRING_LEN};
+use bytes::{Bytes, BytesMut};
+use pinnacle_lsm::WriteBatch;
+use pinnacle_resp::Reply;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+/// `WRONGTYPE` error text.
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+fn wrongtype() -> Reply {
+    Reply::error(WRONGTYPE)
+}
+
+/// The pending effects of one command: reads see its own earlier writes.
+struct Tx<'a> {
+    db: &'a Db,
+    now: u64,
+    batch: WriteBatch,
+    overlay: HashMap<Bytes, Option<Meta>>,
+}
+
+impl Tx<'_> {
+    fn get(&mut self, key: &Bytes) -> Result<Option<Meta>> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let mk = encoding::meta_key(key);
+        let Some(raw) = self.db.inner.engine.get(&mk)? else {
+            return Ok(None);
+        };
+        let meta = Meta::decode(&raw).ok_or(StorageError::Corrupt("metadata record"))?;
+        if meta.is_expired(self.now) {
+            // Reclaim it while we are here; deterministic because `now` is the entry's time.
+            self.batch.delete(mk);
+            self.overlay.insert(key.clone(), None);
+            return Ok(None);
+        }
+        Ok(Some(meta))
+    }
+
+    fn put(&mut self, key: &Bytes, meta: Meta) {
+        if meta.is_expired(self.now) {
+            self.delete(key);
+            return;
+        }
+        self.batch.put(encoding::meta_key(key), meta.encode());
+        self.overlay.insert(key.clone(), Some(meta));
+    }
+
+    fn delete(&mut self, key: &Bytes) {
+        self.batch.delete(encoding::meta_key(key));
+        self.overlay.insert(key.clone(), None);
+    }
+
+    /// The string at `key`: `Ok(None)` if absent, `Err(reply)` if another type.
+    fn get_string(&mut self, key: &Bytes) -> Result<std::result::Result<Option<Meta>, Reply>> {
+        Ok(match self.get(key)? {
+            Some(m) if m.kind != KeyType::String => Err(wrongtype()),
+            other => Ok(other),
+        })
+    }
+}
+
+fn expire_of(old: &Option<Meta>) -> u64 {
+    old.as_ref().map_or(0, |m| m.expire_at)
+}
+
+impl Db {
+    /// Applies a logical write deterministically and returns the client's reply.
+    pub fn apply(&self, cmd: &WriteCommand) -> Reply {
+        let mut state = self.inner.apply.lock();
+        let now = cmd.now_ms.max(state.clock);
+        let mut tx = Tx {
+            db: self,
+            now,
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+        };
+        let reply = match apply_op(&mut tx, &cmd.op) {
+            Ok(reply) => reply,
+            Err(e) => return storage_error(&e),
+        };
+        if tx.batch.is_empty() {
+            return reply;
+        }
+        let mut batch = tx.batch;
+        let mut rec = BytesMut::with_capacity(16);
+        rec.extend_from_slice(&now.to_be_bytes());
+        rec.extend_from_slice(&state.next_version.to_be_bytes());
+        batch.put(encoding::system_key(APPLIED_STATE), rec.freeze());
+        if let Err(e) = self.inner.engine.write(batch) {
+            return storage_error(&StorageError::Engine(e));
+        }
+        state.clock = now;
+        self.inner.clock.store(now, Ordering::Release);
+        reply
+    }
+}
+
+/// The reply for a storage failure.
+pub fn storage_error(e: &StorageError) -> Reply {
+    Reply::error(format!("ERR {e}"))
+}
+
+fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
+    let now = tx.now;
+    Ok(match op {
+        WriteOp::Set {
+            key,
+            value,
+            cond,
+            get,
+            expire,
+        } => {
+            let old = tx.get(key)?;
+            let old_reply = if *get {
+                match &old {
+                    None => Reply::Null,
+                    Some(m) if m.kind == KeyType::String => Reply::Bulk(m.value.clone()),
+                    Some(_) => return Ok(wrongtype()),
+                }
+            } else {
+                Reply::ok()
+            };
+            let found = old.is_some();
+            if (*cond == SetCond::Nx && found) || (*cond == SetCond::Xx && !found) {
+                return Ok(if *get { old_reply } else { Reply::Null });
+            }
+            let expire_at = match expire {
+                ExpireSpec::Clear => 0,
+                ExpireSpec::Keep => expire_of(&old),
+                ExpireSpec::At(ms) => *ms,
+            };
+            tx.put(key, Meta::string(value.clone(), expire_at));
+            old_reply
+        }
+        WriteOp::SetNx { key, value } => {
+            if tx.get(key)?.is_some() {
+                Reply::Integer(0)
+            } else {
+                tx.put(key, Meta::string(value.clone(), 0));
+                Reply::Integer(1)
+            }
+        }
+        WriteOp::GetDel { key } => match tx.get_string(key)? {
+            Err(r) => r,
+            Ok(None) => Reply::Null,
+            Ok(Some(m)) => {
+                tx.delete(key);
+                Reply::Bulk(m.value)
+            }
+        },
+        WriteOp::GetEx { key, expire } => match tx.get_string(key)? {
+            Err(r) => r,
+            Ok(None) => Reply::Null,
+            Ok(Some(m)) => {
+                let reply = Reply::Bulk(m.value.clone());
+                match expire {
+                    ExpireSpec::Keep => {}
+                    ExpireSpec::Clear => {
+                        if m.expire_at != 0 {
+                            tx.put(key, Meta::string(m.value, 0));
+                        }
+                    }
+                    ExpireSpec::At(ms) => tx.put(key, Meta::string(m.value, *ms)),
+                }
+                reply
+            }
+        },
+        WriteOp::MSet { pairs } => {
+            for (k, v) in pairs {
+                tx.put(k, Meta::string(v.clone(), 0));
+            }
+            Reply::ok()
+        }
+        WriteOp::MSetNx { pairs } => {
+            for (k, _) in pairs {
+                if tx.get(k)?.is_some() {
+                    return Ok(Reply::Integer(0));
+                }
+            }
+            for (k, v) in pairs {
+                tx.put(k, Meta::string(v.clone(), 0));
+            }
+            Reply::Integer(1)
+        }
+        WriteOp::IncrBy { key, delta } => {
+            let old = match tx.get_string(key)? {
+                Err(r) => return Ok(r),
+                Ok(old) => old,
+            };
+            let cur = match &old {
+                None => 0,
+                Some(m) => match num::parse_i64(&m.value) {
+                    Some(v) => v,
+                    None => return Ok(Reply::error(num::ERR_NOT_INTEGER)),
+                },
+            };
+            let Some(new) = cur.checked_add(*delta) else {
+                return Ok(Reply::error("ERR increment or decrement would overflow"));
+            };
+            let text = Bytes::from(new.to_string());
+            tx.put(key, Meta::string(text, expire_of(&old)));
+            Reply::Integer(new)
+        }
+        WriteOp::IncrByFloat { key, delta } => {
+            let old = match tx.get_string(key)? {
+                Err(r) => return Ok(r),
+                Ok(old) => old,
+            };
+            let Some(incr) = num::LongDouble::parse(delta) else {
+                return Ok(Reply::error(num::ERR_NOT_FLOAT));
+            };
+            let cur = match &old {
+                None => num::LongDouble::zero(),
+                Some(m) => match num::LongDouble::parse(&m.value) {
+                    Some(v) => v,
+                    None => return Ok(Reply::error(num::ERR_NOT_FLOAT)),
+                },
+            };
+            let sum = cur.add(&incr);
+            if !sum.is_finite() {
+                return Ok(Reply::error("ERR increment would produce NaN or Infinity"));
+            }
+            let text = Bytes::from(sum.to_human_string());
+            tx.put(key, Meta::string(text.clone(), expire_of(&old)));
+            Reply::Bulk(text)
+        }
+        WriteOp::Append { key, value } => {
+            let old = match tx.get_string(key)? {
+                Err(r) => return Ok(r),
+                Ok(old) => old,
+            };
+            match old {
+                None => {
+                    tx.put(key, Meta::string(value.clone(), 0));
+                    Reply::Integer(value.len() as i64)
+                }
+                Some(m) => {
+                    let total = m.value.len() as u64 + value.len() as u64;
+                    if total > MAX_STRING_LEN {
+                        return Ok(too_long());
+                    }
+                    let mut buf = BytesMut::with_capacity(total as usize);
+                    buf.extend_from_slice(&m.value);
+                    buf.extend_from_slice(value);
+                    tx.put(key, Meta::string(buf.freeze(), m.expire_at));
+                    Reply::Integer(total as i64)
+                }
+            }
+        }
+        WriteOp::SetRange { key, offset, value } => {
+            let old = match tx.get_string(key)? {
+                Err(r) => return Ok(r),
+                Ok(old) => old,
+            };
+            let olen = old.as_ref().map_or(0, |m| m.value.len() as u64);
+            if value.is_empty() {
+                return Ok(Reply::Integer(olen as i64));
+            }
+            let Some(end) = offset.checked_add(value.len() as u64) else {
+                return Ok(too_long());
+            };
+            if end > MAX_STRING_LEN {
+                return Ok(too_long());
+            }
+            let new_len = end.max(olen) as usize;
+            let mut buf = BytesMut::zeroed(new_len);
+            if let Some(m) = &old {
+                buf[..m.value.len()].copy_from_slice(&m.value);
+            }
+            buf[*offset as usize..end as usize].copy_from_slice(value);
+            tx.put(key, Meta::string(buf.freeze(), expire_of(&old)));
+            Reply::Integer(new_len as i64)
+        }
+        WriteOp::Del { keys } => {
+            let mut n = 0;
+            for k in keys {
+                if tx.get(k)?.is_some() {
+                    tx.delete(k);
+                    n += 1;
+                }
+            }
+            Reply::Integer(n)
+        }
+        WriteOp::Expire { key, at_ms, cond } => {
+            let Some(m) = tx.get(key)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let current: i64 = if m.expire_at == 0 {
+                -1
+            } else {
+                m.expire_at as i64
+            };
+            let when = *at_ms;
+            let nx = *cond == ExpireCond::Nx;
+            let xx = matches!(cond, ExpireCond::Xx | ExpireCond::XxGt | ExpireCond::XxLt);
+            let gt = matches!(cond, ExpireCond::Gt | ExpireCond::XxGt);
+            let lt = matches!(cond, ExpireCond::Lt | ExpireCond::XxLt);
+            if (nx && current != -1)
+                || (xx && current == -1)
+                || (gt && (when <= current || current == -1))
+                || (lt && current != -1 && when >= current)
+            {
+                return Ok(Reply::Integer(0));
+            }
+            if when <= now as i64 {
+                tx.delete(key);
+            } else {
+                tx.put(
+                    key,
+                    Meta {
+                        expire_at: when as u64,
+                        ..m
+                    },
+                );
+            }
+            Reply::Integer(1)
+        }
+        WriteOp::Persist { key } => match tx.get(key)? {
+            Some(m) if m.expire_at != 0 => {
+                tx.put(key, Meta { expire_at: 0, ..m });
+                Reply::Integer(1)
+            }
+            _ => Reply::Integer(0),
+        },
+        WriteOp::Rename { src, dst, nx } => {
+            let Some(m) = tx.get(src)? else {
+                return Ok(Reply::error("ERR no such key"));
+            };
+            if src == dst {
+                return Ok(if *nx { Reply::Integer(0) } else { Reply::ok() });
+            }
+            if *nx && tx.get(dst)?.is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            tx.get(dst)?;
+            tx.put(dst, m);
+            tx.delete(src);
+            if *nx {
+                Reply::Integer(1)
+            } else {
+                Reply::ok()
+            }
+        }
+        WriteOp::Copy { src, dst, replace } => {
+            let Some(m) = tx.get(src)? else {
+                return Ok(Reply::Integer(0));
+            };
+            if tx.get(dst)?.is_some() && !*replace {
+                return Ok(Reply::Integer(0));
+            }
+            tx.put(dst, m);
+            Reply::Integer(1)
+        }
+        WriteOp::Restore {
+            key,
+            payload,
+            expire_at,
+            replace,
+        } => {
+            let Some(value) = super::dump::decode(payload) else {
+                return Ok(Reply::error("ERR Bad data format"));
+            };
+            let exists = tx.get(key)?.is_some();
+            if exists && !*replace {
+                return Ok(Reply::error("BUSYKEY Target key name already exists."));
+            }
+            if *expire_at != 0 && *expire_at <= now {
+                if exists {
+                    tx.delete(key);
+                }
+                return Ok(Reply::ok());
+            }
+            tx.put(key, Meta::string(value, *expire_at));
+            Reply::ok()
+        }
+        WriteOp::FlushAll => {
+            tx.batch
+                .delete_range(encoding::keyspace_start(), encoding::keyspace_end());
+            tx.overlay.clear();
+            Reply::ok()
+        }
+        WriteOp::DelExpired { keys } => {
+            let mut n = 0;
+            for k in keys {
+                let mk = encoding::meta_key(k);
+                if let Some(raw) = tx.db.inner.engine.get(&mk)? {
+                    if matches!(encoding::raw_expire_at(&raw), Some(at) if at != 0 && at <= now) {
+                        tx.batch.delete(mk);
+                        n += 1;
+                    }
+                }
+            }
+            Reply::Integer(n)
+        }
+    })
+}
+
+fn too_long() -> Reply {
+    Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+}
