@@ -233,7 +233,12 @@ fn copy(db: &Db, a: &[Bytes]) -> Reply {
         } else if is(&a[j], "db") && additional > 0 {
             dbid = match int_arg(&a[j + 1]) {
                 Ok(v) if i32::try_from(v).is_ok() => v,
-                _ => return Reply::error(num::ERR_NOT_INTEGER),
+                Ok(_) => {
+                    return Reply::error(
+                        "ERR value is out of range, value must between -2147483648 and 2147483647",
+                    )
+                }
+                Err(r) => return r,
             };
             if !(0..DATABASES).contains(&dbid) {
                 return Reply::error("ERR DB index is out of range");
@@ -415,7 +420,7 @@ fn object_help(_db: &Db, _a: &[Bytes]) -> Reply {
         "    Return the number of references of the value associated with the specified",
         "    <key>.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ];
     Reply::Array(
         LINES
