@@ -172,11 +172,13 @@ fn ttl_generic(db: &Db, a: &[Bytes], ms: bool, absolute: bool) -> Reply {
         return Reply::Integer(-1);
     }
     let at = m.expire_at as i64;
-    if absolute {
-        return Reply::Integer(if ms { at } else { at / 1000 });
-    }
-    let left = (at - now as i64).max(0);
-    Reply::Integer(if ms { left } else { (left + 500) / 1000 })
+    let t = if absolute {
+        at
+    } else {
+        (at - now as i64).max(0)
+    };
+    // Seconds are rounded to the nearest, for EXPIRETIME too (Redis's ttlGenericCommand).
+    Reply::Integer(if ms { t } else { t.saturating_add(500) / 1000 })
 }
 
 fn ttl(db: &Db, a: &[Bytes]) -> Reply {
@@ -231,15 +233,14 @@ fn copy(db: &Db, a: &[Bytes]) -> Reply {
         if is(&a[j], "replace") {
             replace = true;
         } else if is(&a[j], "db") && additional > 0 {
-            dbid = match int_arg(&a[j + 1]) {
-                Ok(v) if i32::try_from(v).is_ok() => v,
-                Ok(_) => {
-                    return Reply::error(
+            dbid =
+                match int_arg(&a[j + 1]) {
+                    Ok(v) if i32::try_from(v).is_ok() => v,
+                    Ok(_) => return Reply::error(
                         "ERR value is out of range, value must between -2147483648 and 2147483647",
-                    )
-                }
-                Err(r) => return r,
-            };
+                    ),
+                    Err(r) => return r,
+                };
             if !(0..DATABASES).contains(&dbid) {
                 return Reply::error("ERR DB index is out of range");
             }
@@ -535,3 +536,7 @@ fn flush(db: &Db, a: &[Bytes]) -> Reply {
 #[cfg(test)]
 #[path = "keys_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "redis_diff_tests.rs"]
+mod redis_diff;

@@ -122,6 +122,15 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             get,
             expire,
         } => {
+            // The common plain SET needs nothing from the old record: skip the read.
+            if *cond == SetCond::Always && !*get && *expire != ExpireSpec::Keep {
+                let expire_at = match expire {
+                    ExpireSpec::At(ms) => *ms,
+                    _ => 0,
+                };
+                tx.put(key, Meta::string(value.clone(), expire_at));
+                return Ok(Reply::ok());
+            }
             let old = tx.get(key)?;
             let old_reply = if *get {
                 match &old {
@@ -344,7 +353,6 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             if *nx && tx.get(dst)?.is_some() {
                 return Ok(Reply::Integer(0));
             }
-            tx.get(dst)?;
             tx.put(dst, m);
             tx.delete(src);
             if *nx {
