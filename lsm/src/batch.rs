@@ -36,7 +36,8 @@ impl WriteBatch {
     }
     /// Adds a delete of `[start, end)`.
     pub fn delete_range(&mut self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> &mut Self {
-        self.ops.push(BatchOp::DeleteRange(start.into(), end.into()));
+        self.ops
+            .push(BatchOp::DeleteRange(start.into(), end.into()));
         self
     }
     /// The operations in order.

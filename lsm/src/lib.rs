@@ -5,13 +5,25 @@
 //! that the conformance and property tests compare the LSM against.
 
 mod batch;
+mod coding;
+pub mod compact;
+mod counters;
+mod db;
 mod error;
+mod iterators;
+mod key;
+mod manifest;
 mod mem_engine;
+mod memtable;
 mod options;
 pub mod sim_fs;
+mod sstable;
+mod version;
 pub mod vfs;
+mod wal;
 
 pub use batch::{BatchOp, WriteBatch};
+pub use db::Lsm;
 pub use error::{Error, Result};
 pub use mem_engine::MemEngine;
 pub use options::{CompactionFilter, FilterDecision, Options, SyncPolicy};

@@ -151,3 +151,19 @@ impl Vfs for RealFs {
 pub fn file_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// A writable file that refuses every write; stands in for a real file while the engine
+/// is being assembled during open.
+pub(crate) struct NullFile;
+
+impl WritableFile for NullFile {
+    fn append(&mut self, _data: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("placeholder file"))
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        Err(io::Error::other("placeholder file"))
+    }
+    fn len(&self) -> u64 {
+        0
+    }
+}

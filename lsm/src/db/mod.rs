@@ -1,0 +1,344 @@
+//! [`Lsm`]: the engine that ties WAL, memtables, tables, manifest and compaction together.
+//!
+//! State is an `Arc<State>` (active memtable, immutable memtables, current `Version`) swapped
+//! atomically; readers load it without locking. Every read-modify-write of the state holds
+//! `swap_lock` (never across I/O). `structure` serialises manifest edits (flush and
+//! compaction installs), `writer` serialises WAL appends and memtable inserts (group commit).
+
+mod background;
+mod open;
+mod write;
+
+use crate::counters::Counters;
+use crate::iterators::{InternalIterator, MergeIter, UserIter};
+use crate::key::{self, MAX_SEQ};
+use crate::manifest::{ManifestState, ManifestWriter};
+use crate::memtable::{MemIter, MemTable};
+use crate::sstable::{bloom, cache::BlockCache, table_name};
+use crate::version::{resolve, Version};
+use crate::wal::WalWriter;
+use crate::{
+    DbIter, Engine, Error, KeyRange, LevelStats, Options, Result, Snapshot, Stats, WriteBatch,
+};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// What readers see: memtables newest first, then the tables.
+pub(crate) struct State {
+    pub(crate) mem: Arc<MemTable>,
+    /// Frozen memtables waiting for flush, newest first.
+    pub(crate) imms: Vec<Arc<MemTable>>,
+    pub(crate) version: Arc<Version>,
+}
+
+struct Writer {
+    wal: WalWriter,
+    last_seq: u64,
+    // Appended since the last fsync (for `SyncPolicy::EveryMillis`).
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    next_id: u64,
+    pending: Vec<(u64, WriteBatch)>,
+    done: HashMap<u64, Result<u64>>,
+    leader: bool,
+}
+
+struct Structure {
+    manifest: ManifestWriter,
+    meta: ManifestState,
+}
+
+/// Live snapshot sequence numbers (with counts).
+#[derive(Default)]
+pub(crate) struct SnapshotList {
+    seqs: Mutex<BTreeMap<u64, usize>>,
+}
+
+impl SnapshotList {
+    fn list(&self) -> Vec<u64> {
+        self.seqs.lock().keys().copied().collect()
+    }
+}
+
+struct SnapGuard {
+    list: Arc<SnapshotList>,
+    seq: u64,
+}
+
+impl Drop for SnapGuard {
+    fn drop(&mut self) {
+        let mut m = self.list.seqs.lock();
+        if let Some(c) = m.get_mut(&self.seq) {
+            *c -= 1;
+            if *c == 0 {
+                m.remove(&self.seq);
+            }
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    state: ArcSwap<State>,
+    swap_lock: Mutex<()>,
+    writer: Mutex<Writer>,
+    queue: Mutex<Queue>,
+    queue_cv: Condvar,
+    structure: Mutex<Structure>,
+    flush_lock: Mutex<()>,
+    compaction_lock: Mutex<()>,
+    next_file: AtomicU64,
+    visible_seq: AtomicU64,
+    // Bumped before each compaction install; readers without a snapshot retry if it moved.
+    compaction_epoch: AtomicU64,
+    snapshots: Arc<SnapshotList>,
+    counters: Arc<Counters>,
+    cache: Arc<BlockCache>,
+    stopped: AtomicBool,
+    stop_reason: Mutex<String>,
+    shutdown: AtomicBool,
+    // Wakes background threads (work may be available) and stalled writers (progress made).
+    bg_lock: Mutex<()>,
+    bg_cv: Condvar,
+}
+
+/// Pinnacle's LSM-tree engine.
+pub struct Lsm {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn alloc_file(&self) -> u64 {
+        self.next_file.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Marks the engine stopped after a fatal error; later writes fail with `Error::Stopped`.
+    fn stop(&self, why: &str) {
+        let mut r = self.stop_reason.lock();
+        if !self.stopped.swap(true, Ordering::SeqCst) {
+            tracing::error!(reason = why, "storage engine stopped");
+            *r = why.to_string();
+        }
+        drop(r);
+        self.notify_bg();
+    }
+
+    fn check_stopped(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped(self.stop_reason.lock().clone()));
+        }
+        Ok(())
+    }
+
+    fn notify_bg(&self) {
+        let _g = self.bg_lock.lock();
+        self.bg_cv.notify_all();
+    }
+
+    /// The state and a read sequence number that is consistent with it.
+    fn read_view(&self) -> (Arc<State>, u64) {
+        loop {
+            let e1 = self.compaction_epoch.load(Ordering::SeqCst);
+            let seq = self.visible_seq.load(Ordering::SeqCst);
+            let st = self.state.load_full();
+            if self.compaction_epoch.load(Ordering::SeqCst) == e1 {
+                return (st, seq);
+            }
+        }
+    }
+
+    fn get_in(&self, st: &State, user: &[u8], snap: u64) -> Result<Option<Bytes>> {
+        let mut tomb = 0;
+        for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
+            tomb = tomb.max(m.max_tomb_seq(user, snap));
+            if let Some(r) = resolve(m.get(user, snap), tomb) {
+                return Ok(r);
+            }
+        }
+        let h = bloom::hash(user);
+        Ok(st.version.get(user, snap, h, &mut tomb)?.flatten())
+    }
+
+    fn scan_in(&self, st: Arc<State>, snap: u64, range: KeyRange) -> DbIter {
+        let mut sources: Vec<Box<dyn InternalIterator>> = Vec::new();
+        let mut tombs = Vec::new();
+        for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
+            if !m.is_empty() {
+                sources.push(Box::new(MemIter::new(m.clone())));
+            }
+            tombs.extend(m.range_tombstones());
+        }
+        st.version.iterators(&mut sources);
+        st.version.range_tombstones(&mut tombs);
+        Box::new(UserIter::new(
+            MergeIter::new(sources),
+            snap,
+            tombs,
+            range,
+            Box::new(st),
+        ))
+    }
+
+    fn stats(&self) -> Stats {
+        let st = self.state.load_full();
+        let c = &self.counters;
+        Stats {
+            levels: st
+                .version
+                .levels
+                .iter()
+                .map(|l| LevelStats {
+                    files: l.len(),
+                    bytes: l.iter().map(|h| h.meta.size).sum(),
+                })
+                .collect(),
+            memtable_bytes: std::iter::once(&st.mem)
+                .chain(st.imms.iter())
+                .map(|m| m.approx_size() as u64)
+                .sum(),
+            immutable_memtables: st.imms.len(),
+            user_bytes_written: Counters::get(&c.user_bytes),
+            wal_bytes_written: Counters::get(&c.wal_bytes),
+            flush_bytes_written: Counters::get(&c.flush_bytes),
+            compaction_bytes_written: Counters::get(&c.compaction_bytes),
+            bloom_negatives: Counters::get(&c.bloom_negatives),
+            bloom_false_positives: Counters::get(&c.bloom_false_positives),
+            block_cache_hits: Counters::get(&c.cache_hits),
+            block_cache_misses: Counters::get(&c.cache_misses),
+            write_stalls: Counters::get(&c.write_stalls),
+            last_seq: self.visible_seq.load(Ordering::SeqCst),
+        }
+    }
+
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let vfs = &*self.opts.vfs;
+        if vfs.exists(&dir.join("CURRENT")) {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint directory {} already holds a database",
+                dir.display()
+            )));
+        }
+        vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Under `structure` the version and the manifest state describe the same files.
+        let s = self.structure.lock();
+        let st = self.state.load_full();
+        for l in &st.version.levels {
+            for h in l {
+                let name = table_name(h.meta.id);
+                let (from, to) = (self.path_of(&name), dir.join(&name));
+                vfs.hard_link(&from, &to).map_err(|e| Error::io(&to, e))?;
+            }
+        }
+        let mut meta = s.meta.clone();
+        meta.log_number = 0;
+        let id = self.alloc_file();
+        meta.next_file = meta.next_file.max(id + 1);
+        drop(s);
+        ManifestWriter::create(vfs, dir, id, &meta)?;
+        Ok(())
+    }
+}
+
+impl Engine for Lsm {
+    fn open(dir: &Path, opts: Options) -> Result<Self> {
+        open::open(dir, opts)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let (st, seq) = self.inner.read_view();
+        self.inner.get_in(&st, key, seq)
+    }
+
+    fn get_at(&self, key: &[u8], snap: &Snapshot) -> Result<Option<Bytes>> {
+        let st = self.inner.state.load_full();
+        self.inner.get_in(&st, key, snap.seq().min(MAX_SEQ))
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<u64> {
+        self.inner.write(batch)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let list = self.inner.snapshots.clone();
+        let mut m = list.seqs.lock();
+        let seq = self.inner.visible_seq.load(Ordering::SeqCst);
+        *m.entry(seq).or_insert(0) += 1;
+        drop(m);
+        Snapshot::new(seq, Arc::new(SnapGuard { list, seq }))
+    }
+
+    fn scan(&self, range: KeyRange, snap: Option<&Snapshot>) -> Result<DbIter> {
+        let (st, seq) = match snap {
+            Some(s) => (self.inner.state.load_full(), s.seq().min(MAX_SEQ)),
+            None => self.inner.read_view(),
+        };
+        Ok(self.inner.scan_in(st, seq, range))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.inner.flush_all()
+    }
+
+    fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.inner.compact_range(start, end)
+    }
+
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        self.inner.flush_all()?;
+        self.inner.checkpoint(dir)
+    }
+
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}
+
+impl Lsm {
+    /// Opens (or creates) an engine in `dir` (same as [`Engine::open`]).
+    pub fn open(dir: &Path, opts: Options) -> Result<Lsm> {
+        open::open(dir, opts)
+    }
+}
+
+impl Drop for Lsm {
+    fn drop(&mut self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        self.inner.notify_bg();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        // A clean close makes the WAL durable even under relaxed sync policies.
+        if !self.inner.stopped.load(Ordering::Acquire) {
+            let mut w = self.inner.writer.lock();
+            if w.dirty {
+                if let Err(e) = w.wal.sync() {
+                    tracing::warn!(error = %e, "final WAL sync failed");
+                }
+                w.dirty = false;
+            }
+        }
+    }
+}
+
+// Internal key helpers used by the submodules.
+fn min_key() -> Vec<u8> {
+    key::encode(b"", MAX_SEQ, key::Kind::Put)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! Engine-level tests of the LSM (the black-box suites live in `lsm/tests/`).
+
+use super::Lsm;
+use crate::{Engine, Error, Options, SyncPolicy, WriteBatch};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+fn opts() -> Options {
+    Options {
+        background_work: false,
+        ..Options::small_for_tests()
+    }
+}
+
+fn put(e: &Lsm, k: &str, v: &str) -> u64 {
+    let mut b = WriteBatch::new();
+    b.put(k.to_string(), v.to_string());
+    e.write(b).unwrap()
+}
+
+fn get(e: &Lsm, k: &str) -> Option<String> {
+    e.get(k.as_bytes())
+        .unwrap()
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+}
+
+fn all(e: &Lsm) -> Vec<(String, String)> {
+    e.scan((Bound::Unbounded, Bound::Unbounded), None)
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn basic_ops_across_flush_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    {
+        let e = Lsm::open(dir.path(), opts()).unwrap();
+        for i in 0..3000 {
+            let k = format!("k{:05}", (i * 7919) % 2000);
+            let v = format!("v{i}");
+            put(&e, &k, &v);
+            model.insert(k, v);
+            if i % 500 == 499 {
+                e.flush().unwrap();
+            }
+        }
+        let mut b = WriteBatch::new();
+        b.delete("k00010")
+            .delete_range("k00100", "k00200")
+            .put("empty", "");
+        e.write(b).unwrap();
+        model.remove("k00010");
+        model.retain(|k, _| !(k.as_str() >= "k00100" && k.as_str() < "k00200"));
+        model.insert("empty".into(), String::new());
+        assert_eq!(get(&e, "empty").as_deref(), Some(""));
+        assert_eq!(get(&e, "k00150"), None);
+        assert_eq!(all(&e), model.clone().into_iter().collect::<Vec<_>>());
+        e.compact_range(None, None).unwrap();
+        let s = e.stats();
+        assert_eq!(s.levels[0].files, 0);
+        assert!(s.compaction_bytes_written > 0);
+        assert_eq!(all(&e), model.clone().into_iter().collect::<Vec<_>>());
+        // Unflushed writes come back from the WAL.
+        put(&e, "late", "x");
+        model.insert("late".into(), "x".into());
+    }
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    assert_eq!(all(&e), model.clone().into_iter().collect::<Vec<_>>());
+    for (k, v) in model.iter().take(50) {
+        assert_eq!(get(&e, k).as_ref(), Some(v));
+    }
+    assert_eq!(get(&e, "k00150"), None);
+}
+
+#[test]
+fn snapshots_see_the_past_through_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    put(&e, "a", "1");
+    put(&e, "b", "1");
+    let snap = e.snapshot();
+    put(&e, "a", "2");
+    let mut b = WriteBatch::new();
+    b.delete_range("a", "z");
+    e.write(b).unwrap();
+    e.flush().unwrap();
+    e.compact_range(None, None).unwrap();
+    assert_eq!(get(&e, "a"), None);
+    assert_eq!(
+        e.get_at(b"a", &snap).unwrap(),
+        Some(Bytes::from_static(b"1"))
+    );
+    let seen: Vec<_> = e
+        .scan((Bound::Unbounded, Bound::Unbounded), Some(&snap))
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(
+        seen,
+        vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+    );
+    drop(snap);
+    e.compact_range(None, None).unwrap();
+    assert_eq!(
+        e.stats().sst_bytes(),
+        0,
+        "everything was deleted at the bottom"
+    );
+}
+
+#[test]
+fn iterator_pins_files_across_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    for i in 0..2000 {
+        put(&e, &format!("k{i:05}"), "v");
+    }
+    e.flush().unwrap();
+    let mut it = e.scan((Bound::Unbounded, Bound::Unbounded), None).unwrap();
+    assert!(it.next().is_some());
+    for i in 0..2000 {
+        put(&e, &format!("k{i:05}"), "w");
+    }
+    e.compact_range(None, None).unwrap();
+    assert_eq!(
+        it.filter(|r| r.as_ref().is_ok_and(|(_, v)| &v[..] == b"v"))
+            .count(),
+        1999
+    );
+}
+
+#[test]
+fn background_work_and_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        sync: SyncPolicy::Always,
+        ..Options::small_for_tests()
+    };
+    let e = std::sync::Arc::new(Lsm::open(dir.path(), o.clone()).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..1500 {
+                    put(&e, &format!("t{t}-{i:05}"), &format!("{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(all(&e).len(), 6000);
+    assert_eq!(e.stats().last_seq, 6000);
+    drop(e);
+    let e = Lsm::open(dir.path(), o).unwrap();
+    assert_eq!(all(&e).len(), 6000);
+    assert_eq!(get(&e, "t3-01499").as_deref(), Some("1499"));
+}
+
+#[test]
+fn checkpoint_opens_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    for i in 0..1000 {
+        put(&e, &format!("k{i:05}"), "v");
+    }
+    let cp = dir.path().join("cp");
+    e.checkpoint(&cp).unwrap();
+    put(&e, "after", "x");
+    let c = Lsm::open(&cp, opts()).unwrap();
+    assert_eq!(all(&c).len(), 1000);
+    assert_eq!(get(&c, "after"), None);
+    assert!(matches!(e.checkpoint(&cp), Err(Error::InvalidArgument(_))));
+}

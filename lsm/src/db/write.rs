@@ -1,0 +1,209 @@
+//! The write path: write stalls, group commit into the WAL, memtable inserts, and freezing a
+//! full memtable into a new WAL segment.
+
+use super::{Inner, State, Writer};
+use crate::batch::{BatchOp, WriteBatch};
+use crate::counters::Counters;
+use crate::key::{Kind, RangeTombstone};
+use crate::memtable::MemTable;
+use crate::options::SyncPolicy;
+use crate::wal::{self, WalWriter};
+use crate::{Error, Result};
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Inserts the operations of `batch` into `mem`, numbering them from `first_seq`.
+pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: &WriteBatch) {
+    for (seq, op) in (first_seq..).zip(batch.ops()) {
+        match op {
+            BatchOp::Put(k, v) => mem.put(k, seq, Kind::Put, v.clone()),
+            BatchOp::Delete(k) => mem.put(k, seq, Kind::Delete, Bytes::new()),
+            BatchOp::DeleteRange(s, e) => {
+                if s < e {
+                    mem.delete_range(RangeTombstone {
+                        start: s.clone(),
+                        end: e.clone(),
+                        seq,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Applies `batch` atomically; returns the sequence number of its last operation.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<u64> {
+        self.check_stopped()?;
+        if batch.is_empty() {
+            return Ok(self.visible_seq.load(Ordering::SeqCst));
+        }
+        self.maybe_stall();
+        let mut q = self.queue.lock();
+        let id = q.next_id;
+        q.next_id += 1;
+        q.pending.push((id, batch));
+        loop {
+            if let Some(r) = q.done.remove(&id) {
+                return r;
+            }
+            if !q.leader {
+                // Become the leader: commit everything queued with one append and one fsync.
+                q.leader = true;
+                let group = std::mem::take(&mut q.pending);
+                drop(q);
+                let results = self.commit_group(group);
+                q = self.queue.lock();
+                q.leader = false;
+                q.done.extend(results);
+                self.queue_cv.notify_all();
+                continue;
+            }
+            self.queue_cv.wait(&mut q);
+        }
+    }
+
+    fn commit_group(&self, group: Vec<(u64, WriteBatch)>) -> Vec<(u64, Result<u64>)> {
+        let mut w = self.writer.lock();
+        if let Err(e) = self.check_stopped() {
+            let msg = e.to_string();
+            return group
+                .into_iter()
+                .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
+                .collect();
+        }
+        let mut buf = Vec::new();
+        let mut payload = Vec::new();
+        let mut seq = w.last_seq;
+        let mut results: Vec<(u64, Result<u64>)> = Vec::with_capacity(group.len());
+        let mut accepted: Vec<(u64, &WriteBatch)> = Vec::with_capacity(group.len());
+        for (id, b) in &group {
+            payload.clear();
+            wal::encode_batch(&mut payload, b);
+            match wal::frame_record(&mut buf, seq + 1, &payload) {
+                Ok(()) => {
+                    accepted.push((seq + 1, b));
+                    seq += b.len() as u64;
+                    results.push((*id, Ok(seq)));
+                }
+                Err(e) => results.push((*id, Err(e))),
+            }
+        }
+        if !buf.is_empty() {
+            let io = w.wal.append(&buf).and_then(|_| match self.opts.sync {
+                SyncPolicy::Always => w.wal.sync(),
+                _ => Ok(()),
+            });
+            if let Err(e) = io {
+                // Never retry and acknowledge: the engine stops accepting writes.
+                let msg = format!("WAL write failed: {e}");
+                self.stop(&msg);
+                return group
+                    .into_iter()
+                    .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
+                    .collect();
+            }
+            if matches!(self.opts.sync, SyncPolicy::EveryMillis(_)) {
+                w.dirty = true;
+            }
+        }
+        let mem = self.state.load().mem.clone();
+        let mut user_bytes = 0;
+        for (first, b) in &accepted {
+            apply_batch(&mem, *first, b);
+            user_bytes += b.payload_bytes();
+        }
+        w.last_seq = seq;
+        self.visible_seq.store(seq, Ordering::SeqCst);
+        Counters::add(&self.counters.user_bytes, user_bytes);
+        Counters::add(&self.counters.wal_bytes, buf.len() as u64);
+        if mem.approx_size() >= self.opts.memtable_size {
+            if let Err(e) = self.rotate(&mut w) {
+                self.stop(&format!("starting a new memtable failed: {e}"));
+            }
+        }
+        results
+    }
+
+    /// Freezes the active memtable and starts a new one with a new WAL segment.
+    pub(super) fn rotate(&self, w: &mut Writer) -> Result<()> {
+        if self.state.load().mem.is_empty() {
+            return Ok(());
+        }
+        let id = self.alloc_file();
+        let new_wal = WalWriter::create(&*self.opts.vfs, &self.dir, id)?;
+        // The old segment must be complete on disk before records land in the next one.
+        if self.opts.sync != SyncPolicy::Never || w.dirty {
+            w.wal.sync()?;
+        }
+        w.dirty = false;
+        w.wal = new_wal;
+        {
+            let _g = self.swap_lock.lock();
+            let cur = self.state.load_full();
+            let mut imms = Vec::with_capacity(cur.imms.len() + 1);
+            imms.push(cur.mem.clone());
+            imms.extend(cur.imms.iter().cloned());
+            self.state.store(Arc::new(State {
+                mem: Arc::new(MemTable::new(id)),
+                imms,
+                version: cur.version.clone(),
+            }));
+        }
+        self.notify_bg();
+        Ok(())
+    }
+
+    /// Slows writers when L0 files pile up and blocks them while immutable memtables or L0
+    /// files are at their limits, until background work catches up. Never fails them.
+    fn maybe_stall(&self) {
+        if !self.opts.background_work {
+            return;
+        }
+        let max_imm = self.opts.max_immutable_memtables.max(1);
+        let stop = self.opts.l0_stop_trigger.max(1);
+        let mut slowed = false;
+        let mut counted = false;
+        loop {
+            if self.stopped.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            let st = self.state.load();
+            let l0 = st.version.levels.first().map_or(0, Vec::len);
+            if st.imms.len() >= max_imm || l0 >= stop {
+                if !counted {
+                    Counters::add(&self.counters.write_stalls, 1);
+                    counted = true;
+                }
+                drop(st);
+                let mut g = self.bg_lock.lock();
+                self.bg_cv.wait_for(&mut g, Duration::from_millis(10));
+                continue;
+            }
+            if l0 >= self.opts.l0_slowdown_trigger && !slowed {
+                if !counted {
+                    Counters::add(&self.counters.write_stalls, 1);
+                    counted = true;
+                }
+                slowed = true;
+                drop(st);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            return;
+        }
+    }
+
+    /// Background fsync for `SyncPolicy::EveryMillis`.
+    pub(super) fn sync_wal_if_dirty(&self) {
+        let mut w = self.writer.lock();
+        if w.dirty && !self.stopped.load(Ordering::Acquire) {
+            if let Err(e) = w.wal.sync() {
+                self.stop(&format!("WAL fsync failed: {e}"));
+            }
+            w.dirty = false;
+        }
+    }
+}

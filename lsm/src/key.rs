@@ -1,0 +1,231 @@
+//! Internal keys: a user key plus an 8-byte trailer holding the sequence number and the kind.
+//!
+//! Encoded as `user_key ++ be64(!(seq << 8 | kind))`, compared by user key ascending, then
+//! sequence number descending (the inverted trailer makes newer versions sort first).
+
+use bytes::Bytes;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+
+/// Largest sequence number (56 bits: the low byte of the trailer holds the kind).
+pub(crate) const MAX_SEQ: u64 = (1 << 56) - 1;
+
+/// What a record does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Point delete (a tombstone is a kind, never an empty value).
+    Delete = 0,
+    /// Put of a value (possibly empty).
+    Put = 1,
+}
+
+impl Kind {
+    #[inline]
+    pub(crate) fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            0 => Some(Kind::Delete),
+            1 => Some(Kind::Put),
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn trailer(seq: u64, kind: Kind) -> u64 {
+    !((seq << 8) | kind as u64)
+}
+
+/// Appends the internal key for `(user, seq, kind)` to `buf`.
+#[inline]
+pub(crate) fn encode_into(buf: &mut Vec<u8>, user: &[u8], seq: u64, kind: Kind) {
+    buf.extend_from_slice(user);
+    buf.extend_from_slice(&trailer(seq, kind).to_be_bytes());
+}
+
+/// The internal key for `(user, seq, kind)`.
+pub(crate) fn encode(user: &[u8], seq: u64, kind: Kind) -> Vec<u8> {
+    let mut v = Vec::with_capacity(user.len() + 8);
+    encode_into(&mut v, user, seq, kind);
+    v
+}
+
+/// Splits an internal key into user key, sequence and raw kind byte.
+#[inline]
+pub(crate) fn split(ikey: &[u8]) -> (&[u8], u64, u8) {
+    debug_assert!(ikey.len() >= 8);
+    let n = ikey.len() - 8;
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&ikey[n..]);
+    let raw = !u64::from_be_bytes(t);
+    (&ikey[..n], raw >> 8, raw as u8)
+}
+
+/// The user-key part of an internal key.
+#[inline]
+pub(crate) fn user_key(ikey: &[u8]) -> &[u8] {
+    &ikey[..ikey.len() - 8]
+}
+
+/// Orders internal keys: user key ascending, then sequence descending.
+#[inline]
+pub(crate) fn compare(a: &[u8], b: &[u8]) -> Ordering {
+    let (ua, ta) = a.split_at(a.len() - 8);
+    let (ub, tb) = b.split_at(b.len() - 8);
+    ua.cmp(ub).then_with(|| ta.cmp(tb))
+}
+
+/// An owned internal key as stored in the memtable's skiplist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MemKey(pub(crate) Bytes);
+
+/// A borrowed internal key, so the skiplist can be searched without building a `MemKey`.
+#[derive(Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct MemKeyRef(pub(crate) [u8]);
+
+impl MemKeyRef {
+    pub(crate) fn new(b: &[u8]) -> &MemKeyRef {
+        // SAFETY: MemKeyRef is repr(transparent) over [u8], so the layouts are identical.
+        unsafe { &*(b as *const [u8] as *const MemKeyRef) }
+    }
+}
+
+impl Ord for MemKeyRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}
+impl PartialOrd for MemKeyRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Borrow<MemKeyRef> for MemKey {
+    fn borrow(&self) -> &MemKeyRef {
+        MemKeyRef::new(&self.0)
+    }
+}
+
+/// A range delete: every key in `[start, end)` with a lower sequence number is deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RangeTombstone {
+    pub(crate) start: Bytes,
+    pub(crate) end: Bytes,
+    pub(crate) seq: u64,
+}
+
+impl RangeTombstone {
+    #[inline]
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        self.start.as_ref() <= key && key < self.end.as_ref()
+    }
+}
+
+/// Non-overlapping fragments of a set of range tombstones, each carrying the sorted sequence
+/// numbers of the tombstones covering it, for fast "which tombstones cover this key" lookups.
+#[derive(Debug, Default)]
+pub(crate) struct Fragments {
+    // Fragment i covers [bounds[i], bounds[i+1]).
+    bounds: Vec<Bytes>,
+    seqs: Vec<Vec<u64>>,
+}
+
+impl Fragments {
+    /// Fragments `tombs` (any order, may overlap).
+    pub(crate) fn new(tombs: &[RangeTombstone]) -> Fragments {
+        let mut bounds: Vec<Bytes> = tombs
+            .iter()
+            .filter(|t| t.start < t.end)
+            .flat_map(|t| [t.start.clone(), t.end.clone()])
+            .collect();
+        bounds.sort();
+        bounds.dedup();
+        let n = bounds.len().saturating_sub(1);
+        let mut seqs = vec![Vec::new(); n];
+        for t in tombs.iter().filter(|t| t.start < t.end) {
+            let i = bounds.partition_point(|b| *b < t.start);
+            let j = bounds.partition_point(|b| *b < t.end);
+            for s in &mut seqs[i..j] {
+                s.push(t.seq);
+            }
+        }
+        for s in &mut seqs {
+            s.sort_unstable();
+            s.dedup();
+        }
+        Fragments { bounds, seqs }
+    }
+
+    /// True when no tombstone was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// Sorted sequence numbers of the tombstones covering `key`.
+    pub(crate) fn covering(&self, key: &[u8]) -> &[u64] {
+        if self.seqs.is_empty() {
+            return &[];
+        }
+        // Index of the last bound <= key.
+        let i = self.bounds.partition_point(|b| b.as_ref() <= key);
+        if i == 0 || i > self.seqs.len() {
+            return &[];
+        }
+        &self.seqs[i - 1]
+    }
+
+    /// Highest covering tombstone sequence number that is `<= snap`, or 0.
+    pub(crate) fn max_covering(&self, key: &[u8], snap: u64) -> u64 {
+        let s = self.covering(key);
+        let n = s.partition_point(|&x| x <= snap);
+        if n == 0 {
+            0
+        } else {
+            s[n - 1]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordering_user_then_seq_desc() {
+        let a = encode(b"a", 5, Kind::Put);
+        let a_old = encode(b"a", 3, Kind::Delete);
+        let ab = encode(b"ab", 9, Kind::Put);
+        assert_eq!(compare(&a, &a_old), Ordering::Less);
+        assert_eq!(compare(&a_old, &ab), Ordering::Less);
+        assert_eq!(compare(&encode(b"", 1, Kind::Put), &a), Ordering::Less);
+        let (u, s, k) = split(&a_old);
+        assert_eq!((u, s, k), (&b"a"[..], 3, 0));
+    }
+
+    #[test]
+    fn fragments_cover() {
+        let t = |s: &str, e: &str, q| RangeTombstone {
+            start: Bytes::copy_from_slice(s.as_bytes()),
+            end: Bytes::copy_from_slice(e.as_bytes()),
+            seq: q,
+        };
+        let f = Fragments::new(&[t("b", "f", 10), t("d", "h", 5), t("x", "a", 99)]);
+        assert_eq!(f.covering(b"a"), &[] as &[u64]);
+        assert_eq!(f.covering(b"b"), &[10]);
+        assert_eq!(f.covering(b"e"), &[5, 10]);
+        assert_eq!(f.covering(b"f"), &[5]);
+        assert_eq!(f.covering(b"h"), &[] as &[u64]);
+        assert_eq!(f.max_covering(b"e", 7), 5);
+        assert_eq!(f.max_covering(b"e", 4), 0);
+    }
+}

@@ -1,0 +1,258 @@
+//! A `Version`: the immutable set of open tables per level that readers pin with an `Arc`.
+//!
+//! A table replaced by compaction is marked obsolete and its file is deleted when the last
+//! `Arc` of its handle drops, i.e. when no version (and so no reader, iterator or get) holds it.
+
+use crate::iterators::InternalIterator;
+use crate::key::{self, RangeTombstone};
+use crate::manifest::VersionEdit;
+use crate::memtable::Found;
+use crate::sstable::reader::{Table, TableIter};
+use crate::sstable::FileMeta;
+use crate::vfs::Vfs;
+use crate::Result;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// An open table plus what the manifest knows about it.
+pub(crate) struct TableHandle {
+    pub(crate) meta: FileMeta,
+    pub(crate) table: Arc<Table>,
+    path: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    obsolete: AtomicBool,
+}
+
+impl TableHandle {
+    pub(crate) fn new(
+        meta: FileMeta,
+        table: Table,
+        path: PathBuf,
+        vfs: Arc<dyn Vfs>,
+    ) -> TableHandle {
+        TableHandle {
+            meta,
+            table: Arc::new(table),
+            path,
+            vfs,
+            obsolete: AtomicBool::new(false),
+        }
+    }
+
+    /// Deletes the file once the last reader lets go.
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for TableHandle {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            if let Err(e) = self.vfs.remove(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "removing obsolete table");
+            }
+        }
+    }
+}
+
+/// Tables per level: L0 newest first (may overlap), L1+ sorted and non-overlapping.
+#[derive(Clone, Default)]
+pub(crate) struct Version {
+    pub(crate) levels: Vec<Vec<Arc<TableHandle>>>,
+}
+
+impl Version {
+    pub(crate) fn new(levels: usize) -> Version {
+        Version {
+            levels: vec![Vec::new(); levels.max(2)],
+        }
+    }
+
+    /// The metas per level (what the compaction controller sees).
+    pub(crate) fn metas(&self) -> Vec<Vec<FileMeta>> {
+        self.levels
+            .iter()
+            .map(|l| l.iter().map(|h| h.meta.clone()).collect())
+            .collect()
+    }
+
+    /// A new version with `edit` applied; added files come from `added`.
+    pub(crate) fn apply(
+        &self,
+        edit: &VersionEdit,
+        added: &HashMap<u64, Arc<TableHandle>>,
+    ) -> Version {
+        let mut v = self.clone();
+        for (level, id) in &edit.removed {
+            if let Some(l) = v.levels.get_mut(*level) {
+                l.retain(|h| h.meta.id != *id);
+            }
+        }
+        for (level, f) in &edit.added {
+            while v.levels.len() <= *level {
+                v.levels.push(Vec::new());
+            }
+            if let Some(h) = added.get(&f.id) {
+                v.levels[*level].push(h.clone());
+            }
+        }
+        if let Some(l0) = v.levels.first_mut() {
+            l0.sort_by(|a, b| {
+                b.meta
+                    .max_seq
+                    .cmp(&a.meta.max_seq)
+                    .then(b.meta.id.cmp(&a.meta.id))
+            });
+        }
+        for l in v.levels.iter_mut().skip(1) {
+            l.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+        }
+        v
+    }
+
+    /// The one table of sorted level `level` whose range holds `user`.
+    pub(crate) fn file_for(&self, level: usize, user: &[u8]) -> Option<&Arc<TableHandle>> {
+        let files = self.levels.get(level)?;
+        let i = files.partition_point(|h| h.meta.before(user));
+        files.get(i).filter(|h| h.meta.contains(user))
+    }
+
+    /// Searches the tables newest first. `tomb` carries the highest covering range tombstone
+    /// seen in newer sources. Returns `Some(result)` once decided.
+    pub(crate) fn get(
+        &self,
+        user: &[u8],
+        snap: u64,
+        hash: u64,
+        tomb: &mut u64,
+    ) -> Result<Option<Option<Bytes>>> {
+        let mut probe = |h: &TableHandle| -> Result<Option<Option<Bytes>>> {
+            *tomb = (*tomb).max(h.table.max_tomb_seq(user, snap));
+            let found = h.table.get(user, snap, hash)?;
+            Ok(resolve(found, *tomb))
+        };
+        for h in self.levels.first().into_iter().flatten() {
+            if h.meta.contains(user) {
+                if let Some(r) = probe(h)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        for level in 1..self.levels.len() {
+            if let Some(h) = self.file_for(level, user) {
+                if let Some(r) = probe(h)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Range tombstones of every table overlapping `[start, end]` (`None` = unbounded).
+    pub(crate) fn range_tombstones(&self, out: &mut Vec<RangeTombstone>) {
+        for l in &self.levels {
+            for h in l {
+                out.extend_from_slice(h.table.range_tombstones());
+            }
+        }
+    }
+
+    /// One iterator per L0 table and one concatenating iterator per sorted level.
+    pub(crate) fn iterators(&self, out: &mut Vec<Box<dyn InternalIterator>>) {
+        for h in self.levels.first().into_iter().flatten() {
+            out.push(Box::new(TableIter::new(h.table.clone())));
+        }
+        for l in self.levels.iter().skip(1) {
+            if !l.is_empty() {
+                out.push(Box::new(LevelIter::new(l.clone())));
+            }
+        }
+    }
+}
+
+/// Decides a lookup from the newest point version of one source and the highest covering
+/// range tombstone seen so far: `Some(answer)` when decided, `None` to keep searching.
+///
+/// Older sources only hold older sequence numbers, so a covering tombstone decides too.
+pub(crate) fn resolve(found: Option<Found>, tomb: u64) -> Option<Option<Bytes>> {
+    match found {
+        Some(f) if f.seq > tomb => match f.kind {
+            key::Kind::Put => Some(Some(f.value)),
+            key::Kind::Delete => Some(None),
+        },
+        Some(_) => Some(None),
+        None if tomb > 0 => Some(None),
+        None => None,
+    }
+}
+
+/// Iterates a sorted, non-overlapping level, opening one table at a time.
+pub(crate) struct LevelIter {
+    files: Vec<Arc<TableHandle>>,
+    idx: usize,
+    cur: Option<TableIter>,
+}
+
+impl LevelIter {
+    pub(crate) fn new(files: Vec<Arc<TableHandle>>) -> LevelIter {
+        LevelIter {
+            files,
+            idx: 0,
+            cur: None,
+        }
+    }
+
+    fn settle(&mut self) -> Result<()> {
+        while self.cur.as_ref().is_some_and(|c| !c.valid()) {
+            self.idx += 1;
+            match self.files.get(self.idx) {
+                Some(h) => {
+                    let mut it = TableIter::new(h.table.clone());
+                    it.seek(&key::encode(b"", key::MAX_SEQ, key::Kind::Put))?;
+                    self.cur = Some(it);
+                }
+                None => self.cur = None,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl InternalIterator for LevelIter {
+    fn valid(&self) -> bool {
+        self.cur.as_ref().is_some_and(|c| c.valid())
+    }
+    fn key(&self) -> &[u8] {
+        self.cur.as_ref().map_or(&[][..], |c| c.key())
+    }
+    fn value(&self) -> &[u8] {
+        self.cur.as_ref().map_or(&[][..], |c| c.value())
+    }
+    fn value_bytes(&self) -> Bytes {
+        self.cur
+            .as_ref()
+            .map_or_else(Bytes::new, |c| c.value_bytes())
+    }
+    fn next(&mut self) -> Result<()> {
+        if let Some(c) = self.cur.as_mut() {
+            c.next()?;
+        }
+        self.settle()
+    }
+    fn seek(&mut self, ikey: &[u8]) -> Result<()> {
+        let user = key::user_key(ikey);
+        self.idx = self.files.partition_point(|h| h.meta.before(user));
+        match self.files.get(self.idx) {
+            Some(h) => {
+                let mut it = TableIter::new(h.table.clone());
+                it.seek(ikey)?;
+                self.cur = Some(it);
+            }
+            None => self.cur = None,
+        }
+        self.settle()
+    }
+}
