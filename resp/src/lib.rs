@@ -14,6 +14,9 @@ pub mod request;
 #[cfg(feature = "client")]
 pub mod client;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use double::format_double;
 pub use reply::{Protocol, Reply};
 pub use request::{is_cross_protocol_attack, ProtocolError, RequestDecoder};

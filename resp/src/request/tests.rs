@@ -88,6 +88,10 @@ fn header_lines_end_at_cr_and_skip_one_byte() {
     let o = run(b"PING\r\n*1\r\n$4\r\nPING\rx*1\r$4\r\nPING\r\n", 100, true);
     assert_eq!(o.commands, cmds(&[&[b"PING"], &[b"PING"]]));
     assert_eq!(o.error, Some(ProtocolError::ExpectedDollar(b'4')));
+    // Any byte may follow the `\r` of a header (redis 7.0.15 answers +PONG to both).
+    let o = run(b"*1\r\n$4\rxPING\r\n*1\rx$4\r\nPING\r\n", 100, true);
+    assert_eq!(o.commands, cmds(&[&[b"PING"], &[b"PING"]]));
+    assert_eq!(o.error, None);
 }
 
 #[test]
@@ -480,5 +484,15 @@ proptest! {
         let mut input = format!("*{n}\r\n").into_bytes();
         input.extend_from_slice(&tail);
         let _ = run(&input, 3, false);
+    }
+}
+
+proptest! {
+    #[test]
+    fn fuzz_property_holds_on_random_streams(mode in any::<u8>(), input in arb_stream(), garbage in prop::collection::vec(any::<u8>(), 0..40)) {
+        let mut data = vec![mode];
+        data.extend_from_slice(&input);
+        data.extend_from_slice(&garbage);
+        crate::fuzzing::request_stream(&data);
     }
 }
