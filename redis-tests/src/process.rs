@@ -91,34 +91,23 @@ pub struct Builder {
     kind: Kind,
     args: Vec<String>,
     port: Option<u16>,
+    password: Option<String>,
 }
 
 impl Builder {
     /// A pinnacle server (`--port --bind 127.0.0.1 --dir` are added by the harness).
     pub fn pinnacle() -> Builder {
-        Builder {
-            kind: Kind::Pinnacle,
-            args: Vec::new(),
-            port: None,
-        }
+        Builder::of(Kind::Pinnacle)
     }
 
     /// A standalone redis-server with persistence off (`--save '' --appendonly no`).
     pub fn redis() -> Builder {
-        Builder {
-            kind: Kind::Redis,
-            args: Vec::new(),
-            port: None,
-        }
+        Builder::of(Kind::Redis)
     }
 
     /// A cluster-mode redis-server owning every slot.
     pub fn redis_cluster() -> Builder {
-        Builder {
-            kind: Kind::RedisCluster,
-            args: Vec::new(),
-            port: None,
-        }
+        Builder::of(Kind::RedisCluster)
     }
 
     /// A builder of the given kind.
@@ -127,6 +116,7 @@ impl Builder {
             kind,
             args: Vec::new(),
             port: None,
+            password: None,
         }
     }
 
@@ -137,7 +127,8 @@ impl Builder {
     }
 
     /// Require this password (`--requirepass`).
-    pub fn requirepass(self, pass: &str) -> Builder {
+    pub fn requirepass(mut self, pass: &str) -> Builder {
+        self.password = Some(pass.to_string());
         self.args(["--requirepass", pass])
     }
 
@@ -192,6 +183,7 @@ impl Builder {
             args: self.args,
             port: self.port.unwrap_or(0),
             fixed_port: self.port.is_some(),
+            password: self.password,
             child: None,
             data,
             logs,
@@ -208,6 +200,7 @@ pub struct Server {
     args: Vec<String>,
     port: u16,
     fixed_port: bool,
+    password: Option<String>,
     child: Option<Child>,
     data: TempDir,
     logs: TempDir,
@@ -398,6 +391,9 @@ impl Server {
                     // NOAUTH also proves the server is serving (started with a password).
                     if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH") {
                         if self.kind == Kind::RedisCluster {
+                            if let Some(p) = &self.password {
+                                c.call(&["AUTH", p.as_str()])?;
+                            }
                             claim_all_slots(&mut c)?;
                         }
                         return Ok(());
