@@ -297,6 +297,73 @@ fn script() -> Vec<Vec<Vec<u8>>> {
         b"".to_vec(),
     ]);
     cmds.push(split("DBSIZE"));
+    cmds.extend(generated());
+    cmds
+}
+
+/// Random but seeded cases: long-double arithmetic and LCS ranges are easy to get subtly wrong.
+fn generated() -> Vec<Vec<Vec<u8>>> {
+    let mut seed: u64 = 0x5EED_1234_ABCD_0001;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut cmds = Vec::new();
+    for i in 0..300 {
+        let digits: String = (0..1 + next(25))
+            .map(|_| char::from(b'0' + next(10) as u8))
+            .collect();
+        let mut num = digits.clone();
+        if next(2) == 0 {
+            let frac: String = (0..1 + next(20))
+                .map(|_| char::from(b'0' + next(10) as u8))
+                .collect();
+            num = format!("{num}.{frac}");
+        }
+        if next(4) == 0 {
+            num = format!("{num}e{}{}", if next(2) == 0 { "-" } else { "" }, next(40));
+        }
+        if next(3) == 0 {
+            num = format!("-{num}");
+        }
+        let key = format!("fl{}", i % 7);
+        cmds.push(vec![
+            b"INCRBYFLOAT".to_vec(),
+            key.into_bytes(),
+            num.into_bytes(),
+        ]);
+    }
+    for i in 0..60 {
+        let gen = |next: &mut dyn FnMut(u64) -> u64| -> Vec<u8> {
+            (0..next(30)).map(|_| b"abcd"[next(4) as usize]).collect()
+        };
+        let a = gen(&mut next);
+        let b = gen(&mut next);
+        cmds.push(vec![b"MSET".to_vec(), b"la".to_vec(), a, b"lb".to_vec(), b]);
+        let opts: &[&str] = match i % 4 {
+            0 => &["IDX"],
+            1 => &["IDX", "WITHMATCHLEN"],
+            2 => &["IDX", "MINMATCHLEN", "2", "WITHMATCHLEN"],
+            _ => &[],
+        };
+        let mut cmd = split("LCS la lb");
+        cmd.extend(opts.iter().map(|o| o.as_bytes().to_vec()));
+        cmds.push(cmd);
+        cmds.push(split("LCS la lb LEN"));
+    }
+    for _ in 0..100 {
+        let len = next(12) as i64;
+        let v: Vec<u8> = (0..len).map(|_| b'a' + next(26) as u8).collect();
+        cmds.push(vec![b"SET".to_vec(), b"gr".to_vec(), v]);
+        let s = next(30) as i64 - 15;
+        let e = next(30) as i64 - 15;
+        cmds.push(split(&format!("GETRANGE gr {s} {e}")));
+        let off = next(15);
+        cmds.push(split(&format!("SETRANGE gr {off} xy")));
+        cmds.push(split("GET gr"));
+    }
     cmds
 }
 
