@@ -1,7 +1,154 @@
 //! `pinnacle`: a Redis-protocol-compatible server.
 
-mod command;
-mod commands;
-mod storage;
+use anyhow::Context;
+use clap::Parser;
+use pinnacle_server::command::state::{random_hex40, NodeIds};
+use pinnacle_server::command::Server;
+use pinnacle_server::config::{Cli, Config, Settings};
+use pinnacle_server::{net, storage};
+use pinnacle_lsm::SyncPolicy;
+use std::path::Path;
+use std::sync::Arc;
 
-fn main() {}
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = Settings::load(&cli)?;
+    let config = Config::new(&settings)?;
+
+    let dir = config.dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    config.set_dir_absolute(&dir);
+    let fsync = config
+        .get("appendfsync")
+        .unwrap_or_else(|| "everysec".into());
+    let sync = match fsync.as_str() {
+        "always" => SyncPolicy::Always,
+        "no" => SyncPolicy::Never,
+        _ => SyncPolicy::EveryMillis(1000),
+    };
+    let ids = load_node_ids(&dir)?;
+    let db = storage::Db::open(&dir.join("db"), sync)
+        .with_context(|| format!("opening the keyspace in {}", dir.display()))?;
+    let port = config.get_i64("port").unwrap_or(6379) as u16;
+    let bind = config.get("bind").unwrap_or_else(|| "127.0.0.1".into());
+    let server = Arc::new(Server::new(db, config, ids));
+    let opts = net::NetOptions {
+        blocking_commands: sync == SyncPolicy::Always,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for addr in bind.split_whitespace() {
+            // Redis's `*` means every IPv4 address; `-` prefixes mark optional addresses.
+            let optional = addr.starts_with('-');
+            let host = match addr.trim_start_matches('-') {
+                "*" => "0.0.0.0",
+                h => h,
+            };
+            match tokio::net::TcpListener::bind((host, port)).await {
+                Ok(l) => {
+                    tracing::info!("Ready to accept connections on {host}:{port}");
+                    tasks.push(tokio::spawn(net::serve(l, server.clone(), opts)));
+                }
+                Err(e) if optional => tracing::warn!("could not bind optional {host}:{port}: {e}"),
+                Err(e) => return Err(anyhow::anyhow!(e).context(format!("binding {host}:{port}"))),
+            }
+        }
+        tracing::info!(
+            "pinnacle {} node {} data in {}, appendfsync {}",
+            env!("CARGO_PKG_VERSION"),
+            server.node_id,
+            dir.display(),
+            fsync
+        );
+        let signals = server.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::warn!("Received shutdown signal, scheduling shutdown...");
+            signals.request_shutdown();
+        });
+        server.wait_shutdown().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    })?;
+    tracing::info!("flushing the storage engine before exit");
+    server
+        .db
+        .engine()
+        .flush()
+        .context("flushing the storage engine")?;
+    tracing::info!("Pinnacle is now ready to exit, bye bye...");
+    // Connection tasks may still hold the server; the process ends here regardless.
+    std::process::exit(0);
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reads this node's ids from `<dir>/node-id`, creating them on first start, so the cluster
+/// node id survives restarts.
+fn load_node_ids(dir: &Path) -> anyhow::Result<NodeIds> {
+    let path = dir.join("node-id");
+    let valid = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut parts = text.split_whitespace();
+        if let (Some(n), Some(s)) = (parts.next(), parts.next()) {
+            if valid(n) && valid(s) {
+                return Ok(NodeIds {
+                    node_id: n.to_ascii_lowercase(),
+                    shard_id: s.to_ascii_lowercase(),
+                });
+            }
+        }
+        anyhow::bail!("{} is corrupt; expected two 40-hex ids", path.display());
+    }
+    let ids = NodeIds {
+        node_id: random_hex40(),
+        shard_id: random_hex40(),
+    };
+    // Write-then-rename so a crash never leaves a half-written id.
+    let tmp = dir.join("node-id.tmp");
+    std::fs::write(&tmp, format!("{} {}\n", ids.node_id, ids.shard_id))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(ids)
+}

@@ -1,16 +1,22 @@
 //! The command table and the request pipeline (lookup → auth → arity → route → execute).
 
+pub mod client;
+mod extra;
+pub mod generated;
+pub mod glob;
+pub mod route;
+pub mod spec;
+pub mod state;
+pub mod table;
+
 use bytes::Bytes;
 use pinnacle_resp::Reply;
+use std::time::Instant;
 
-/// Per-connection state (protocol, name, auth, flags).
-pub struct Client {}
-
-/// Process-wide state shared by every connection.
-pub struct Server {
-    /// The keyspace on the storage engine.
-    pub db: crate::storage::Db,
-}
+pub use client::{Client, ClientHandle, ReplyMode};
+pub use route::Route;
+pub use state::Server;
+use table::{table, Entry};
 
 /// What a handler sees: the server and the calling client.
 pub struct Ctx<'a> {
@@ -22,3 +28,189 @@ pub struct Ctx<'a> {
 
 /// A command handler: `args[0]` is the command name as sent; arity was already checked.
 pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
+
+/// Runs one request through the pipeline and returns its reply. Connection-level effects
+/// (close after reply, suppressed replies, protocol switch) are left on `ctx.client`.
+pub fn call(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let Some(name) = args.first() else {
+        return Reply::error("ERR empty command");
+    };
+    // Cross-protocol scripting guard: an HTTP request sent to the port is dropped silently.
+    if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
+        tracing::warn!("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands to Redis. Connection aborted.");
+        ctx.client.close_silently = true;
+        return Reply::Null;
+    }
+    let cmd = match lookup(args) {
+        Ok(cmd) => cmd,
+        Err(reply) => return reply,
+    };
+    if !arity_ok(cmd.spec.arity, args.len()) {
+        ctx.server.stats.reject(cmd.index);
+        return Reply::error(format!(
+            "ERR wrong number of arguments for '{}' command",
+            cmd.spec.name
+        ));
+    }
+    if !ctx.client.authenticated && !cmd.spec.has_flag("no_auth") {
+        ctx.server.stats.reject(cmd.index);
+        return Reply::error("NOAUTH Authentication required.");
+    }
+    // ASKING lasts for exactly one following command (the slot map will consult it).
+    let _asking = std::mem::take(&mut ctx.client.asking);
+    let route = route::route(cmd, args);
+    if let Some(err) = route.error() {
+        ctx.server.stats.reject(cmd.index);
+        return Reply::error(err);
+    }
+    execute(ctx, cmd, args)
+}
+
+/// Finds the entry for `args`, resolving a container's subcommand; errors are Redis's texts.
+fn lookup(args: &[Bytes]) -> Result<&'static Entry, Reply> {
+    let t = table();
+    let Some(cmd) = t.get(&args[0]) else {
+        return Err(Reply::error(unknown_command(args)));
+    };
+    if !cmd.is_container() || args.len() < 2 {
+        // A bare container name fails the arity check with its own name.
+        return Ok(cmd);
+    }
+    match t.sub(cmd, &args[1]) {
+        Some(sub) => Ok(sub),
+        None => Err(Reply::error(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            truncate(&String::from_utf8_lossy(&args[1]), 128),
+            String::from_utf8_lossy(&args[0]).to_uppercase()
+        ))),
+    }
+}
+
+/// Redis's text: `unknown command 'FOO', with args beginning with: 'a' 'b' `.
+fn unknown_command(args: &[Bytes]) -> String {
+    let mut list = String::new();
+    for a in &args[1..] {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push('\'');
+        list.push_str(&truncate(&String::from_utf8_lossy(a), room));
+        list.push_str("' ");
+    }
+    let clean = |s: String| s.replace(['\r', '\n'], " ");
+    clean(format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        truncate(&String::from_utf8_lossy(&args[0]), 128),
+        list
+    ))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn arity_ok(arity: i64, argc: usize) -> bool {
+    let argc = argc as i64;
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Runs the handler, timing it for INFO commandstats and the slow log, and feeds MONITOR.
+fn execute(ctx: &mut Ctx<'_>, cmd: &'static Entry, args: &[Bytes]) -> Reply {
+    let Some(handler) = cmd.handler else {
+        // Containers always have subcommands; arity rejects a bare container name first.
+        return Reply::error("ERR unknown command");
+    };
+    if ctx.server.monitors_active()
+        && !cmd.spec.has_flag("admin")
+        && !cmd.spec.has_flag("skip_monitor")
+    {
+        ctx.server.feed_monitors(ctx.client, args);
+    }
+    let start = Instant::now();
+    let reply = handler(ctx, args);
+    let usec = start.elapsed().as_micros() as u64;
+    ctx.server.stats.record(cmd.index, usec, reply.is_error());
+    ctx.client.last_cmd = cmd.spec.name;
+    let threshold = ctx.server.config.slowlog_slower_than();
+    if threshold >= 0 && usec as i64 >= threshold && !cmd.spec.has_flag("skip_slowlog") {
+        ctx.server.slowlog.push(args, usec, ctx.client);
+    }
+    reply
+}
+
+#[cfg(test)]
+pub mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::TestNode;
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let mut n = TestNode::new();
+        assert_eq!(
+            n.run(&["FOO", "a", "b"]),
+            "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n"
+        );
+        assert_eq!(
+            n.run(&["!foo"]),
+            "-ERR unknown command '!foo', with args beginning with: \r\n"
+        );
+    }
+
+    #[test]
+    fn arity_and_subcommand_errors() {
+        let mut n = TestNode::new();
+        assert_eq!(
+            n.run(&["PING", "a", "b"]),
+            "-ERR wrong number of arguments for 'ping' command\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "KEYSLOT"]),
+            "-ERR wrong number of arguments for 'cluster|keyslot' command\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLIENT"]),
+            "-ERR wrong number of arguments for 'client' command\r\n"
+        );
+        assert_eq!(
+            n.run(&["client", "maint_notifications", "on"]),
+            "-ERR unknown subcommand 'maint_notifications'. Try CLIENT HELP.\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLIENT", "TRACKING", "on"]),
+            "-ERR unknown subcommand 'TRACKING'. Try CLIENT HELP.\r\n"
+        );
+    }
+
+    #[test]
+    fn crossslot_is_refused_before_running() {
+        let mut n = TestNode::new();
+        if super::table::table().get(b"mset").is_none() {
+            return; // MSET lands with the strings module.
+        }
+        assert_eq!(
+            n.run(&["MSET", "a", "1", "b", "2"]),
+            "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+    }
+
+    #[test]
+    fn post_closes_without_reply() {
+        let mut n = TestNode::new();
+        let (_, close) = n.run_raw(&["POST", "/", "HTTP/1.1"]);
+        assert!(close);
+    }
+}

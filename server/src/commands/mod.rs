@@ -2,5 +2,27 @@
 //! `pub const HANDLERS: &[(&str, Handler)]` keyed by the lower-case command name
 //! (`"object|encoding"` for subcommands); the command table is built from these.
 
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod info;
+pub mod introspection;
 pub mod keys;
+pub mod server;
 pub mod strings;
+
+use crate::command::Handler;
+
+/// Every family's handlers; the command table registers exactly these.
+pub const ALL: &[&[(&str, Handler)]] = &[
+    connection::HANDLERS,
+    client::HANDLERS,
+    cluster::HANDLERS,
+    config::HANDLERS,
+    info::HANDLERS,
+    introspection::HANDLERS,
+    server::HANDLERS,
+    strings::HANDLERS,
+    keys::HANDLERS,
+];

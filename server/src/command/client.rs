@@ -1,0 +1,256 @@
+//! Per-connection state, and the shared handle other connections see (CLIENT LIST/KILL).
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pinnacle_resp::Protocol;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// `CLIENT REPLY` mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    #[default]
+    On,
+    /// Replies are dropped until `CLIENT REPLY ON`.
+    Off,
+    /// The reply of the next command is dropped (set by `CLIENT REPLY SKIP`).
+    SkipNext,
+    /// The reply of the current command is dropped.
+    Skip,
+}
+
+/// Per-connection state, owned by the connection's task.
+pub struct Client {
+    /// Unique, increasing client id.
+    pub id: u64,
+    /// What other connections can see and signal.
+    pub handle: Arc<ClientHandle>,
+    /// Negotiated protocol (`HELLO`).
+    pub protocol: Protocol,
+    /// False until AUTH succeeds when a password is required.
+    pub authenticated: bool,
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Option<Bytes>,
+    /// `CLIENT REPLY`.
+    pub reply_mode: ReplyMode,
+    /// `READONLY` was sent.
+    pub readonly: bool,
+    /// `ASKING` was sent (one-shot).
+    pub asking: bool,
+    /// `CLIENT NO-EVICT on`.
+    pub no_evict: bool,
+    /// The connection is a MONITOR.
+    pub monitor: bool,
+    /// Send the pending replies, then close.
+    pub close_after_reply: bool,
+    /// Close at once without replying (HTTP guard).
+    pub close_silently: bool,
+    /// Full name of the last command run (`client|list`).
+    pub last_cmd: &'static str,
+    /// The MONITOR feed, taken by the connection loop once MONITOR is sent.
+    pub monitor_rx: Option<tokio::sync::broadcast::Receiver<Bytes>>,
+}
+
+/// The part of a client other connections read (CLIENT LIST) or signal (CLIENT KILL).
+pub struct ClientHandle {
+    /// Client id.
+    pub id: u64,
+    /// Peer address `ip:port`.
+    pub addr: String,
+    /// Local address `ip:port`.
+    pub laddr: String,
+    /// Connection time.
+    pub created: Instant,
+    /// Fields that change as the client runs commands.
+    pub live: Mutex<LiveInfo>,
+    /// Milliseconds since `created` of the last command (idle time without locking).
+    last_active_ms: AtomicU64,
+    killed: AtomicBool,
+    kill_notify: Notify,
+}
+
+/// Client fields shown by `CLIENT LIST`, refreshed after every command.
+#[derive(Clone, Default)]
+pub struct LiveInfo {
+    /// Connection name.
+    pub name: Option<Bytes>,
+    /// Library name.
+    pub lib_name: Option<Bytes>,
+    /// Library version.
+    pub lib_ver: Option<Bytes>,
+    /// Last command's full name.
+    pub last_cmd: &'static str,
+    /// 2 or 3.
+    pub resp: u8,
+    /// Flags letters (`N`, `O` for monitor, `r` readonly).
+    pub flags: String,
+    /// Bytes waiting in the query buffer.
+    pub qbuf: usize,
+    /// Bytes waiting in the output buffer.
+    pub omem: usize,
+}
+
+impl ClientHandle {
+    /// A handle for a new connection.
+    pub fn new(id: u64, addr: String, laddr: String) -> ClientHandle {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            live: Mutex::new(LiveInfo {
+                resp: 2,
+                flags: "N".into(),
+                ..Default::default()
+            }),
+            last_active_ms: AtomicU64::new(0),
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+        }
+    }
+
+    /// Asks the connection to close (CLIENT KILL, SHUTDOWN).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_notify.notify_one();
+    }
+
+    /// True once `kill` was called.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the client is killed.
+    pub async fn killed(&self) {
+        if self.is_killed() {
+            return;
+        }
+        self.kill_notify.notified().await;
+    }
+
+    /// Notes activity now.
+    pub fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Seconds since the last command.
+    pub fn idle_secs(&self) -> u64 {
+        let now = self.created.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000
+    }
+
+    /// Seconds since the connection opened.
+    pub fn age_secs(&self) -> u64 {
+        self.created.elapsed().as_secs()
+    }
+
+    /// The `CLIENT LIST` / `CLIENT INFO` line (without the trailing newline).
+    pub fn info_line(&self) -> String {
+        let live = self.live.lock().clone();
+        let s = |b: &Option<Bytes>| {
+            b.as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        let cmd = if live.last_cmd.is_empty() {
+            "NULL"
+        } else {
+            live.last_cmd
+        };
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            s(&live.name),
+            self.age_secs(),
+            self.idle_secs(),
+            live.flags,
+            live.qbuf,
+            live.omem,
+            cmd,
+            live.resp,
+            s(&live.lib_name),
+            s(&live.lib_ver),
+        )
+    }
+}
+
+impl Client {
+    /// A new client; `authenticated` is false when a password is required.
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        Client {
+            id: handle.id,
+            handle,
+            protocol: Protocol::Resp2,
+            authenticated,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            reply_mode: ReplyMode::On,
+            readonly: false,
+            asking: false,
+            no_evict: false,
+            monitor: false,
+            close_after_reply: false,
+            close_silently: false,
+            last_cmd: "",
+            monitor_rx: None,
+        }
+    }
+
+    /// Publishes the fields CLIENT LIST shows; called after each batch of commands.
+    pub fn publish(&self, qbuf: usize, omem: usize) {
+        let mut flags = String::new();
+        if self.monitor {
+            flags.push('O');
+        }
+        if self.readonly {
+            flags.push('r');
+        }
+        if self.no_evict {
+            flags.push('e');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let mut live = self.handle.live.lock();
+        live.name.clone_from(&self.name);
+        live.lib_name.clone_from(&self.lib_name);
+        live.lib_ver.clone_from(&self.lib_ver);
+        live.last_cmd = self.last_cmd;
+        live.resp = if self.protocol == Protocol::Resp3 {
+            3
+        } else {
+            2
+        };
+        live.flags = flags;
+        live.qbuf = qbuf;
+        live.omem = omem;
+    }
+
+    /// Whether this command's reply is sent, advancing `CLIENT REPLY SKIP` state.
+    pub fn take_reply_allowed(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                false
+            }
+            // SKIP itself gets no reply either; the next command's reply is skipped.
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::Skip;
+                false
+            }
+        }
+    }
+}

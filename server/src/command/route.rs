@@ -1,0 +1,145 @@
+//! Key → hash slot, and the cluster routing decision for one command.
+
+use super::table::Entry;
+use bytes::Bytes;
+
+// One implementation of the slot rule for the whole server: the keyspace prefixes records with
+// the same slot the router computes.
+pub use crate::storage::slot::{crc16, key_slot, SLOTS};
+
+/// Where a command goes, decided before it runs (Redis's `getNodeByQuery` outcomes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(dead_code)] // MOVED/ASK/TRYAGAIN/CLUSTERDOWN come with the multi-node slot map.
+pub enum Route {
+    /// Serve here; `slot` is the slot of the keys, if any.
+    Served {
+        /// Slot of the command's keys (`None` for keyless commands).
+        slot: Option<u16>,
+    },
+    /// Another node owns the slot.
+    Moved {
+        /// The slot.
+        slot: u16,
+        /// `host:port` of the owner.
+        addr: String,
+    },
+    /// The slot is migrating and the keys are missing here.
+    Ask {
+        /// The slot.
+        slot: u16,
+        /// `host:port` of the importing node.
+        addr: String,
+    },
+    /// A multi-key request hit a slot that is being migrated.
+    TryAgain,
+    /// The keys span several slots.
+    CrossSlot,
+    /// The cluster can't serve the slot.
+    ClusterDown(ClusterDown),
+}
+
+/// The three `CLUSTERDOWN` texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Constructed once the slot map can lose a shard leader.
+pub enum ClusterDown {
+    /// `The cluster is down`.
+    Down,
+    /// `Hash slot not served`.
+    Unserved,
+    /// `The cluster is down and only accepts read commands`.
+    ReadOnly,
+}
+
+impl Route {
+    /// The error a client gets for this outcome, or `None` when the command is served.
+    pub fn error(&self) -> Option<String> {
+        Some(match self {
+            Route::Served { .. } => return None,
+            Route::Moved { slot, addr } => format!("MOVED {slot} {addr}"),
+            Route::Ask { slot, addr } => format!("ASK {slot} {addr}"),
+            Route::TryAgain => "TRYAGAIN Multiple keys request during rehashing of slot".into(),
+            Route::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            Route::ClusterDown(ClusterDown::Down) => "CLUSTERDOWN The cluster is down".into(),
+            Route::ClusterDown(ClusterDown::Unserved) => "CLUSTERDOWN Hash slot not served".into(),
+            Route::ClusterDown(ClusterDown::ReadOnly) => {
+                "CLUSTERDOWN The cluster is down and only accepts read commands".into()
+            }
+        })
+    }
+}
+
+/// Decides where `args` (a looked-up, arity-checked command) is served.
+///
+/// The single node owns all 16384 slots, so the only refusal today is CROSSSLOT; the cluster
+/// issue extends this with the slot map (MOVED/ASK/TRYAGAIN/CLUSTERDOWN).
+pub fn route(cmd: &Entry, args: &[Bytes]) -> Route {
+    if cmd.spec.key_specs.is_empty() {
+        return Route::Served { slot: None };
+    }
+    let Some(positions) = cmd.spec.key_positions(args) else {
+        // Arguments that don't fit the key specs: the handler reports the syntax error.
+        return Route::Served { slot: None };
+    };
+    let mut slot = None;
+    for p in positions {
+        let s = key_slot(&args[p]);
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => return Route::CrossSlot,
+            Some(_) => {}
+        }
+    }
+    Route::Served { slot }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_check_value() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn keyslot_vectors_from_the_spec() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"123456789", 12739),
+            (b"foo", 12182),
+            (b"somekey", 11058),
+            (b"foo{hash_tag}", 2515),
+            (b"bar{hash_tag}", 2515),
+            (b"{user1000}.following", 3443),
+            (b"{user1000}.followers", 3443),
+            (b"user1000", 3443),
+            (b"bar", 5061),
+            (b"hello", 866),
+            (b"foo{}{bar}", 8363),
+            (b"foo{{bar}}zap", 4015),
+            (b"{bar", 4015),
+            (b"foo{bar}{zap}", 5061),
+            (b"{}foo", 9500),
+            (b"", 0),
+            (b"key:__rand_int__", 13782),
+            (b"counter:__rand_int__", 10892),
+            (b"mylist", 5282),
+            (b"myset", 560),
+            (b"myhash", 9295),
+            (b"myzset", 1515),
+            (b"mystream", 12571),
+            (b"06S", 0),
+            (b"Qi", 1),
+            (b"5L5", 2),
+            (b"key:{06S}:__rand_int__", 0),
+            (b"key:{Qi}}:__rand_int__", 1),
+        ];
+        for (key, slot) in cases {
+            assert_eq!(
+                key_slot(key),
+                *slot,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Process-wide state: the keyspace, configuration, client registry, counters, slow log,
+//! MONITOR feed and the shutdown signal.
+
+use super::client::{Client, ClientHandle};
+use super::table::table;
+use crate::config::Config;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, Notify};
+
+/// Process-wide state shared by every connection.
+pub struct Server {
+    /// The keyspace on the storage engine.
+    pub db: crate::storage::Db,
+    /// Run-time configuration (`CONFIG GET/SET`).
+    pub config: Config,
+    /// This node's 40-hex cluster node id (persisted in the data dir).
+    pub node_id: String,
+    /// This node's 40-hex shard id (CLUSTER MYSHARDID, CLUSTER SHARDS).
+    pub shard_id: String,
+    /// Connected clients by id.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    next_client_id: AtomicU64,
+    /// Counters for INFO.
+    pub stats: Stats,
+    /// SLOWLOG entries.
+    pub slowlog: SlowLog,
+    monitor_count: AtomicUsize,
+    monitor_tx: broadcast::Sender<Bytes>,
+    /// Start time.
+    pub started: Instant,
+    /// Random id of this process run (INFO run_id).
+    pub run_id: String,
+    /// The `--config` file the process started with (INFO config_file).
+    pub config_file: Option<std::path::PathBuf>,
+    shutdown: AtomicBool,
+    shutdown_notify: Notify,
+}
+
+impl Server {
+    /// State for a node serving `db` with `config`.
+    pub fn new(db: crate::storage::Db, config: Config, ids: NodeIds) -> Server {
+        let (monitor_tx, _) = broadcast::channel(4096);
+        let slowlog = SlowLog::default();
+        let config_file = config.config_file().cloned();
+        slowlog.set_max_len(config.get_i64("slowlog-max-len").unwrap_or(128).max(0) as usize);
+        Server {
+            db,
+            config,
+            node_id: ids.node_id,
+            shard_id: ids.shard_id,
+            clients: Mutex::new(BTreeMap::new()),
+            next_client_id: AtomicU64::new(1),
+            stats: Stats::new(table().entries.len()),
+            slowlog,
+            monitor_count: AtomicUsize::new(0),
+            monitor_tx,
+            started: Instant::now(),
+            run_id: random_hex40(),
+            config_file,
+            shutdown: AtomicBool::new(false),
+            shutdown_notify: Notify::new(),
+        }
+    }
+
+    /// Registers a new connection and returns its client state.
+    pub fn register_client(&self, addr: String, laddr: String) -> Client {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(ClientHandle::new(id, addr, laddr));
+        handle.touch();
+        self.clients.lock().insert(id, handle.clone());
+        let authed = self.config.requirepass().is_none();
+        Client::new(handle, authed)
+    }
+
+    /// Removes a closed connection.
+    pub fn unregister_client(&self, client: &Client) {
+        self.clients.lock().remove(&client.id);
+        if client.monitor {
+            self.monitor_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Asks the process to shut down (SHUTDOWN).
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.shutdown_notify.notify_waiters();
+        for c in self.clients.lock().values() {
+            c.kill();
+        }
+    }
+
+    /// True once shutdown was requested.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once shutdown is requested.
+    pub async fn wait_shutdown(&self) {
+        loop {
+            let notified = self.shutdown_notify.notified();
+            if self.shutting_down() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Turns `client` into a MONITOR and returns its feed.
+    pub fn add_monitor(&self, client: &mut Client) -> broadcast::Receiver<Bytes> {
+        if !client.monitor {
+            client.monitor = true;
+            self.monitor_count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.monitor_tx.subscribe()
+    }
+
+    /// True if any MONITOR is connected (checked before formatting a feed line).
+    pub fn monitors_active(&self) -> bool {
+        self.monitor_count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Sends `args` to every MONITOR in Redis's format:
+    /// `+1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
+    pub fn feed_monitors(&self, client: &Client, args: &[Bytes]) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = format!(
+            "+{}.{:06} [0 {}]",
+            now.as_secs(),
+            now.subsec_micros(),
+            client.handle.addr
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(&repr(a));
+        }
+        line.push_str("\r\n");
+        // No receivers is fine: the last monitor may just have left.
+        let _ = self.monitor_tx.send(Bytes::from(line));
+    }
+
+    /// Unix time in milliseconds.
+    pub fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A node's stable identifiers.
+#[derive(Clone, Debug)]
+pub struct NodeIds {
+    /// 40 lower-case hex characters.
+    pub node_id: String,
+    /// 40 lower-case hex characters.
+    pub shard_id: String,
+}
+
+/// 40 random lower-case hex characters (node ids, run ids), from the OS's random source.
+pub fn random_hex40() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 20];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if filled.is_err() {
+        // No OS randomness: mix the clock and pid, which is unique enough for an id.
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ ((std::process::id() as u128) << 64);
+        let mut x = seed as u64 ^ (seed >> 64) as u64;
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Redis's `sdscatrepr`: a double-quoted string with C escapes.
+pub fn repr(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() + 2);
+    s.push('"');
+    for &c in b {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            7 => s.push_str("\\a"),
+            8 => s.push_str("\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => s.push(c as char),
+            c => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// Per-command counters (INFO commandstats) and server totals.
+pub struct Stats {
+    cmds: Vec<CmdStat>,
+    /// Connections accepted.
+    pub connections_received: AtomicU64,
+    /// Connections refused by `maxclients`.
+    pub rejected_connections: AtomicU64,
+    /// Commands run.
+    pub commands_processed: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+    /// Error replies sent.
+    pub error_replies: AtomicU64,
+}
+
+/// Counters of one command.
+#[derive(Default)]
+pub struct CmdStat {
+    /// Times run.
+    pub calls: AtomicU64,
+    /// Total run time in microseconds.
+    pub usec: AtomicU64,
+    /// Refused before running (arity, auth, routing).
+    pub rejected: AtomicU64,
+    /// Ran and replied with an error.
+    pub failed: AtomicU64,
+}
+
+impl Stats {
+    fn new(n: usize) -> Stats {
+        Stats {
+            cmds: (0..n).map(|_| CmdStat::default()).collect(),
+            connections_received: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            commands_processed: AtomicU64::new(0),
+            net_input_bytes: AtomicU64::new(0),
+            net_output_bytes: AtomicU64::new(0),
+            error_replies: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one run of command `idx`.
+    pub fn record(&self, idx: usize, usec: u64, failed: bool) {
+        self.commands_processed.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.cmds.get(idx) {
+            s.calls.fetch_add(1, Ordering::Relaxed);
+            s.usec.fetch_add(usec, Ordering::Relaxed);
+            if failed {
+                s.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records a command refused before it ran.
+    pub fn reject(&self, idx: usize) {
+        if let Some(s) = self.cmds.get(idx) {
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counters of command `idx`.
+    pub fn cmd(&self, idx: usize) -> Option<&CmdStat> {
+        self.cmds.get(idx)
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        for s in &self.cmds {
+            s.calls.store(0, Ordering::Relaxed);
+            s.usec.store(0, Ordering::Relaxed);
+            s.rejected.store(0, Ordering::Relaxed);
+            s.failed.store(0, Ordering::Relaxed);
+        }
+        for c in [
+            &self.connections_received,
+            &self.rejected_connections,
+            &self.commands_processed,
+            &self.net_input_bytes,
+            &self.net_output_bytes,
+            &self.error_replies,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One SLOWLOG entry.
+#[derive(Clone)]
+pub struct SlowEntry {
+    /// Increasing id.
+    pub id: u64,
+    /// Unix seconds when it ran.
+    pub time: u64,
+    /// Duration in microseconds.
+    pub usec: u64,
+    /// The arguments, shortened as Redis does.
+    pub args: Vec<Bytes>,
+    /// Client address.
+    pub addr: String,
+    /// Client name.
+    pub name: Bytes,
+}
+
+/// The slow log (newest first).
+#[derive(Default)]
+#[allow(clippy::len_without_is_empty)]
+pub struct SlowLog {
+    inner: Mutex<(u64, VecDeque<SlowEntry>)>,
+    max_len: AtomicUsize,
+}
+
+const SLOWLOG_ARGS: usize = 32;
+const SLOWLOG_ARG_LEN: usize = 128;
+
+impl SlowLog {
+    /// Records a slow command (Redis keeps at most 32 args of at most 128 bytes each).
+    pub fn push(&self, args: &[Bytes], usec: u64, client: &Client) {
+        let max = self.max_len.load(Ordering::Relaxed);
+        let mut kept: Vec<Bytes> = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i == SLOWLOG_ARGS - 1 && args.len() > SLOWLOG_ARGS {
+                kept.push(Bytes::from(format!(
+                    "... ({} more arguments)",
+                    args.len() - i
+                )));
+                break;
+            }
+            if a.len() > SLOWLOG_ARG_LEN {
+                let mut v = a[..SLOWLOG_ARG_LEN].to_vec();
+                v.extend_from_slice(
+                    format!("... ({} more bytes)", a.len() - SLOWLOG_ARG_LEN).as_bytes(),
+                );
+                kept.push(Bytes::from(v));
+            } else {
+                kept.push(a.clone());
+            }
+        }
+        let mut g = self.inner.lock();
+        let id = g.0;
+        g.0 += 1;
+        g.1.push_front(SlowEntry {
+            id,
+            time: Server::unix_ms() / 1000,
+            usec,
+            args: kept,
+            addr: client.handle.addr.clone(),
+            name: client.name.clone().unwrap_or_default(),
+        });
+        while g.1.len() > max {
+            g.1.pop_back();
+        }
+    }
+
+    /// Sets the maximum length (`slowlog-max-len`).
+    pub fn set_max_len(&self, n: usize) {
+        self.max_len.store(n, Ordering::Relaxed);
+        let mut g = self.inner.lock();
+        while g.1.len() > n {
+            g.1.pop_back();
+        }
+    }
+
+    /// The newest `count` entries.
+    pub fn get(&self, count: usize) -> Vec<SlowEntry> {
+        self.inner.lock().1.iter().take(count).cloned().collect()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.inner.lock().1.len()
+    }
+
+    /// SLOWLOG RESET.
+    pub fn reset(&self) {
+        self.inner.lock().1.clear();
+    }
+}

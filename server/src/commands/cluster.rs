@@ -1,0 +1,248 @@
+//! CLUSTER subcommands for the one-node cluster (this node owns all 16384 slots), in the exact
+//! formats of Redis 7 (redis-wire.md §3).
+
+use crate::command::route::{key_slot, SLOTS};
+use crate::command::{Ctx, Handler, Server};
+use bytes::Bytes;
+use pinnacle_resp::Reply;
+
+/// Handlers of this family.
+pub const HANDLERS: &[(&str, Handler)] = &[
+    ("cluster|keyslot", keyslot),
+    ("cluster|slots", slots),
+    ("cluster|shards", shards),
+    ("cluster|nodes", nodes),
+    ("cluster|info", info),
+    ("cluster|myid", myid),
+    ("cluster|myshardid", myshardid),
+    ("cluster|countkeysinslot", countkeysinslot),
+    ("cluster|getkeysinslot", getkeysinslot),
+];
+
+/// Config epoch of the single node (no elections or slot moves yet).
+const EPOCH: u64 = 1;
+
+/// The address clients reach this node at: the local address of the calling connection (so
+/// the endpoint is never empty or a wildcard), with the configured port as a fallback.
+fn endpoint(ctx: &Ctx<'_>) -> (String, u16) {
+    let laddr = &ctx.client.handle.laddr;
+    if let Some((ip, port)) = laddr.rsplit_once(':') {
+        if let Ok(port) = port.parse() {
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            return (ip.to_string(), port);
+        }
+    }
+    let port = ctx.server.config.get_i64("port").unwrap_or(6379) as u16;
+    ("127.0.0.1".into(), port)
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn keyslot(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    Reply::Integer(key_slot(&args[2]) as i64)
+}
+
+fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    let (ip, port) = endpoint(ctx);
+    let node = Reply::Array(vec![
+        bulk(&ip),
+        Reply::Integer(port as i64),
+        bulk(&ctx.server.node_id),
+        Reply::Map(vec![]),
+    ]);
+    Reply::Array(vec![Reply::Array(vec![
+        Reply::Integer(0),
+        Reply::Integer(SLOTS as i64 - 1),
+        node,
+    ])])
+}
+
+fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    let (ip, port) = endpoint(ctx);
+    let node = Reply::Map(vec![
+        (bulk("id"), bulk(&ctx.server.node_id)),
+        (bulk("port"), Reply::Integer(port as i64)),
+        (bulk("ip"), bulk(&ip)),
+        (bulk("endpoint"), bulk(&ip)),
+        (bulk("role"), bulk("master")),
+        (bulk("replication-offset"), Reply::Integer(0)),
+        (bulk("health"), bulk("online")),
+    ]);
+    Reply::Array(vec![Reply::Map(vec![
+        (
+            bulk("slots"),
+            Reply::Array(vec![Reply::Integer(0), Reply::Integer(SLOTS as i64 - 1)]),
+        ),
+        (bulk("nodes"), Reply::Array(vec![node])),
+    ])])
+}
+
+fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    let (ip, port) = endpoint(ctx);
+    let line = format!(
+        "{} {}:{}@{} myself,master - 0 {} {} connected 0-{}\n",
+        ctx.server.node_id,
+        ip,
+        port,
+        port as u32 + 10000,
+        Server::unix_ms(),
+        EPOCH,
+        SLOTS - 1
+    );
+    Reply::Verbatim("txt", Bytes::from(line))
+}
+
+fn info(_: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    let text = format!(
+        "cluster_state:ok\r\n\
+         cluster_slots_assigned:{SLOTS}\r\n\
+         cluster_slots_ok:{SLOTS}\r\n\
+         cluster_slots_pfail:0\r\n\
+         cluster_slots_fail:0\r\n\
+         cluster_known_nodes:1\r\n\
+         cluster_size:1\r\n\
+         cluster_current_epoch:{EPOCH}\r\n\
+         cluster_my_epoch:{EPOCH}\r\n\
+         cluster_stats_messages_sent:0\r\n\
+         cluster_stats_messages_received:0\r\n\
+         total_cluster_links_buffer_limit_exceeded:0\r\n"
+    );
+    Reply::Verbatim("txt", Bytes::from(text))
+}
+
+fn myid(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    bulk(&ctx.server.node_id)
+}
+
+fn myshardid(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    bulk(&ctx.server.shard_id)
+}
+
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+const NOT_INT: &str = "ERR value is not an integer or out of range";
+
+fn countkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let Some(slot) = parse_i64(&args[2]) else {
+        return Reply::error(NOT_INT);
+    };
+    if !(0..SLOTS as i64).contains(&slot) {
+        return Reply::error("ERR Invalid slot");
+    }
+    match ctx.server.db.count_keys_in_slot(slot as u16) {
+        Ok(n) => Reply::Integer(n as i64),
+        Err(e) => Reply::error(format!("ERR {e}")),
+    }
+}
+
+fn getkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let (Some(slot), Some(count)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+        return Reply::error(NOT_INT);
+    };
+    if count < 0 || !(0..SLOTS as i64).contains(&slot) {
+        return Reply::error("ERR Invalid slot or number of keys");
+    }
+    match ctx.server.db.keys_in_slot(slot as u16, count as usize) {
+        Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+        Err(e) => Reply::error(format!("ERR {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testutil::TestNode;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn keyslot_and_ids() {
+        let mut n = TestNode::new();
+        assert_eq!(n.run(&["CLUSTER", "KEYSLOT", "foo"]), ":12182\r\n");
+        assert_eq!(n.run(&["cluster", "keyslot", "foo{hash_tag}"]), ":2515\r\n");
+        assert_eq!(n.run(&["CLUSTER", "MYID"]), format!("$40\r\n{ID}\r\n"));
+        assert_eq!(
+            n.run(&["CLUSTER", "MYSHARDID"]).len(),
+            "$40\r\n".len() + 40 + 2
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "FOO"]),
+            "-ERR unknown subcommand 'FOO'. Try CLUSTER HELP.\r\n"
+        );
+    }
+
+    #[test]
+    fn slots_cover_everything() {
+        let mut n = TestNode::new();
+        let expect = format!(
+            "*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:6379\r\n$40\r\n{ID}\r\n*0\r\n"
+        );
+        assert_eq!(n.run(&["CLUSTER", "SLOTS"]), expect);
+        n.resp3();
+        assert_eq!(
+            n.run(&["CLUSTER", "SLOTS"]),
+            expect.replace("*0\r\n", "%0\r\n")
+        );
+    }
+
+    #[test]
+    fn shards_nodes_info() {
+        let mut n = TestNode::new();
+        let shards = n.run(&["CLUSTER", "SHARDS"]);
+        assert!(shards.starts_with("*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n*14\r\n$2\r\nid\r\n"), "{shards}");
+        assert!(shards.ends_with("$6\r\nhealth\r\n$6\r\nonline\r\n"));
+        let nodes = n.run(&["CLUSTER", "NODES"]);
+        let body = nodes.split("\r\n").nth(1).unwrap_or_default().to_string();
+        let fields: Vec<&str> = body.trim_end_matches('\n').split(' ').collect();
+        assert_eq!(fields[0], ID);
+        assert_eq!(fields[1], "127.0.0.1:6379@16379");
+        assert_eq!(fields[2], "myself,master");
+        assert_eq!(fields[3], "-");
+        assert_eq!(fields[7], "connected");
+        assert_eq!(fields[8], "0-16383");
+        assert!(body.ends_with('\n'));
+        let info = n.run(&["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_state:ok\r\ncluster_slots_assigned:16384\r\n"));
+        n.resp3();
+        assert!(n.run(&["CLUSTER", "INFO"]).starts_with("="));
+        assert!(n.run(&["CLUSTER", "NODES"]).contains("txt:"));
+    }
+
+    #[test]
+    fn slot_key_queries() {
+        let mut n = TestNode::new();
+        assert_eq!(n.run(&["CLUSTER", "COUNTKEYSINSLOT", "12182"]), ":0\r\n");
+        assert_eq!(
+            n.run(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+            "-ERR Invalid slot\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "COUNTKEYSINSLOT", "-1"]),
+            "-ERR Invalid slot\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "COUNTKEYSINSLOT", "x"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "GETKEYSINSLOT", "12182", "10"]),
+            "*0\r\n"
+        );
+        assert_eq!(
+            n.run(&["CLUSTER", "GETKEYSINSLOT", "12182", "-1"]),
+            "-ERR Invalid slot or number of keys\r\n"
+        );
+        if crate::command::table::table().get(b"set").is_some() {
+            assert_eq!(n.run(&["SET", "foo", "1"]), "+OK\r\n");
+            assert_eq!(n.run(&["SET", "{foo}2", "1"]), "+OK\r\n");
+            assert_eq!(n.run(&["CLUSTER", "COUNTKEYSINSLOT", "12182"]), ":2\r\n");
+            assert_eq!(
+                n.run(&["CLUSTER", "GETKEYSINSLOT", "12182", "1"]),
+                "*1\r\n$3\r\nfoo\r\n"
+            );
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! One client connection: read, decode every complete request (pipelining), run each through
+//! the pipeline, and write all replies of the batch at once.
+
+use super::NetOptions;
+use crate::command::{call, Client, Ctx, Server};
+use bytes::{Bytes, BytesMut};
+use pinnacle_resp::{ProtocolError, Reply, RequestDecoder};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// Replies are written out once this much is buffered, even mid-batch, so a long pipeline
+/// doesn't build an unbounded output buffer.
+const OUT_FLUSH_AT: usize = 64 * 1024;
+
+/// What the batch decided about the connection.
+enum After {
+    /// Every complete request was run; read more.
+    NeedInput,
+    /// The output buffer filled up; write it, then run the rest.
+    More,
+    /// Write what is buffered, then close.
+    CloseAfterReply,
+    /// Close at once, without writing.
+    CloseNow,
+}
+
+/// Serves one connection until it closes, is killed, or idles out.
+pub async fn run(
+    server: Arc<Server>,
+    sock: TcpStream,
+    peer: String,
+    local: String,
+    opts: NetOptions,
+) {
+    let mut client = server.register_client(peer, local);
+    let (mut rd, mut wr) = sock.into_split();
+    let max_bulk = server
+        .config
+        .get_i64("proto-max-bulk-len")
+        .unwrap_or(512 << 20) as u64;
+    let mut decoder = RequestDecoder::with_max_bulk_len(max_bulk);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
+    let mut last_active = Instant::now();
+    loop {
+        decoder.reserve_for_read(&mut buf);
+        let idle = server.config.get_i64("timeout").unwrap_or(0);
+        // Redis never times out a MONITOR.
+        let deadline =
+            (idle > 0 && monitor.is_none()).then(|| last_active + Duration::from_secs(idle as u64));
+        let read = tokio::select! {
+            r = rd.read_buf(&mut buf) => r,
+            _ = client.handle.killed() => break,
+            line = next_monitor_line(&mut monitor) => {
+                if let Some(line) = line {
+                    if wr.write_all(&line).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ = sleep_until(deadline) => {
+                tracing::debug!("closing idle client id={}", client.id);
+                break;
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                server
+                    .stats
+                    .net_input_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        last_active = Instant::now();
+        client.handle.touch();
+        let limit = server
+            .config
+            .get_i64("client-query-buffer-limit")
+            .unwrap_or(1 << 30) as usize;
+        if buf.len() + decoder.pending_args_bytes() > limit {
+            tracing::warn!(
+                "closing client id={} that exceeded the query buffer limit",
+                client.id
+            );
+            break;
+        }
+        // Run every complete request in the buffer, writing replies out in bounded chunks.
+        let after = loop {
+            let after = if opts.blocking_commands {
+                tokio::task::block_in_place(|| {
+                    run_batch(&server, &mut client, &mut decoder, &mut buf, &mut out)
+                })
+            } else {
+                run_batch(&server, &mut client, &mut decoder, &mut buf, &mut out)
+            };
+            if let After::CloseNow = after {
+                break after;
+            }
+            if !out.is_empty() {
+                server
+                    .stats
+                    .net_output_bytes
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                if wr.write_all(&out).await.is_err() {
+                    break After::CloseNow;
+                }
+                out.clear();
+            }
+            if !matches!(after, After::More) {
+                break after;
+            }
+        };
+        match after {
+            After::CloseNow | After::CloseAfterReply => break,
+            After::NeedInput | After::More => {}
+        }
+        if let Some(rx) = client.monitor_rx.take() {
+            monitor = Some(rx);
+        }
+        client.publish(buf.len(), 0);
+    }
+    let _ = wr.shutdown().await;
+    server.unregister_client(&client);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_monitor_line(rx: &mut Option<broadcast::Receiver<Bytes>>) -> Option<Bytes> {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    match r.recv().await {
+        Ok(line) => Some(line),
+        // A monitor that can't keep up loses lines rather than slowing the server.
+        Err(broadcast::error::RecvError::Lagged(_)) => None,
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
+}
+
+/// Decodes and runs requests from `buf` until it holds no complete request, the output
+/// buffer is large, or the connection must close.
+fn run_batch(
+    server: &Server,
+    client: &mut Client,
+    decoder: &mut RequestDecoder,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> After {
+    loop {
+        if out.len() >= OUT_FLUSH_AT {
+            return After::More;
+        }
+        match decoder.decode(buf, client.authenticated) {
+            Ok(Some(args)) => {
+                let reply = {
+                    let mut ctx = Ctx { server, client };
+                    call(&mut ctx, &args)
+                };
+                if client.close_silently {
+                    return After::CloseNow;
+                }
+                if client.take_reply_allowed() {
+                    if reply.is_error() {
+                        server.stats.error_replies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reply.encode(client.protocol, out);
+                }
+                if client.close_after_reply {
+                    return After::CloseAfterReply;
+                }
+            }
+            Ok(None) => return After::NeedInput,
+            Err(e) => {
+                protocol_error(client, e, out);
+                return After::CloseAfterReply;
+            }
+        }
+    }
+}
+
+fn protocol_error(client: &Client, e: ProtocolError, out: &mut BytesMut) {
+    tracing::debug!("protocol error from client id={}: {e}", client.id);
+    let reply: Reply = e.to_reply();
+    reply.encode(client.protocol, out);
+}
