@@ -3,7 +3,7 @@
 
 use super::strings::{db_handlers, failed, int_arg, invalid_expire, is, syntax_error, write};
 use crate::command::Handler;
-use crate::storage::{dump, num, Db, ExpireCond, KeyType, WriteOp};
+use crate::storage::{dump, num, Db, ExpireCond, KeyType, StrEnc, WriteOp};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 
@@ -345,22 +345,22 @@ fn randomkey(db: &Db, _a: &[Bytes]) -> Reply {
     }
 }
 
-/// The encoding `OBJECT ENCODING` reports for a string value, as Redis's `tryObjectEncoding`
-/// would leave it: `int` for a canonical integer of at most 20 chars, `embstr` up to 44 bytes.
-pub(crate) fn string_encoding(value: &[u8]) -> &'static str {
-    if value.len() <= 20 && num::parse_i64(value).is_some() {
-        "int"
-    } else if value.len() <= 44 {
-        "embstr"
-    } else {
-        "raw"
+/// The encoding `OBJECT ENCODING` reports for a string value: for values Redis would pass
+/// through `tryObjectEncoding`, `int` for a canonical integer of at most 20 chars, `embstr` up
+/// to 44 bytes, else `raw`; values Redis modifies in place (APPEND, SETRANGE) are `raw`.
+pub(crate) fn string_encoding(value: &[u8], enc: StrEnc) -> &'static str {
+    match enc {
+        StrEnc::Raw => "raw",
+        StrEnc::Auto if value.len() <= 20 && num::parse_i64(value).is_some() => "int",
+        _ if value.len() <= 44 => "embstr",
+        _ => "raw",
     }
 }
 
 fn object_encoding(db: &Db, a: &[Bytes]) -> Reply {
     match db.get(&a[2], db.now_ms()) {
         Ok(Some(m)) => Reply::bulk(match m.kind {
-            KeyType::String => string_encoding(&m.value),
+            KeyType::String => string_encoding(&m.value, m.enc),
             KeyType::Hash => "hashtable",
             KeyType::Set => "hashtable",
             KeyType::List => "quicklist",
@@ -377,6 +377,7 @@ fn object_refcount(db: &Db, a: &[Bytes]) -> Reply {
     match db.get(&a[2], db.now_ms()) {
         Ok(Some(m)) => {
             let shared = m.kind == KeyType::String
+                && m.enc == StrEnc::Auto
                 && m.value.len() <= 20
                 && num::parse_i64(&m.value).is_some_and(|v| (0..10000).contains(&v));
             Reply::Integer(if shared { i64::from(i32::MAX) } else { 1 })

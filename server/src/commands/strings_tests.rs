@@ -162,6 +162,7 @@ pub(crate) fn plant_hash(db: &Db, key: &[u8]) {
         version: 1,
         size: 1,
         value: Bytes::new(),
+        enc: Default::default(),
     };
     let mut batch = pinnacle_lsm::WriteBatch::new();
     batch.put(meta_key(key), meta.encode());

@@ -5,7 +5,7 @@
 //! Time comes only from the command (`now_ms`, never below the last applied time), so every
 //! replica applying the same sequence reaches the same state and the same replies.
 
-use super::encoding::{self, KeyType, Meta};
+use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
 use super::{num, Db, Result, StorageError, APPLIED_STATE, MAX_STRING_LEN};
 use bytes::{Bytes, BytesMut};
@@ -178,10 +178,16 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                     ExpireSpec::Keep => {}
                     ExpireSpec::Clear => {
                         if m.expire_at != 0 {
-                            tx.put(key, Meta::string(m.value, 0));
+                            tx.put(key, Meta { expire_at: 0, ..m });
                         }
                     }
-                    ExpireSpec::At(ms) => tx.put(key, Meta::string(m.value, *ms)),
+                    ExpireSpec::At(ms) => tx.put(
+                        key,
+                        Meta {
+                            expire_at: *ms,
+                            ..m
+                        },
+                    ),
                 }
                 reply
             }
@@ -242,7 +248,10 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 return Ok(Reply::error("ERR increment would produce NaN or Infinity"));
             }
             let text = Bytes::from(sum.to_human_string());
-            tx.put(key, Meta::string(text.clone(), expire_of(&old)));
+            tx.put(
+                key,
+                Meta::string(text.clone(), expire_of(&old)).with_enc(StrEnc::NoInt),
+            );
             Reply::Bulk(text)
         }
         WriteOp::Append { key, value } => {
@@ -263,7 +272,10 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                     let mut buf = BytesMut::with_capacity(total as usize);
                     buf.extend_from_slice(&m.value);
                     buf.extend_from_slice(value);
-                    tx.put(key, Meta::string(buf.freeze(), m.expire_at));
+                    tx.put(
+                        key,
+                        Meta::string(buf.freeze(), m.expire_at).with_enc(StrEnc::Raw),
+                    );
                     Reply::Integer(total as i64)
                 }
             }
@@ -289,7 +301,10 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 buf[..m.value.len()].copy_from_slice(&m.value);
             }
             buf[*offset as usize..end as usize].copy_from_slice(value);
-            tx.put(key, Meta::string(buf.freeze(), expire_of(&old)));
+            tx.put(
+                key,
+                Meta::string(buf.freeze(), expire_of(&old)).with_enc(StrEnc::Raw),
+            );
             Reply::Integer(new_len as i64)
         }
         WriteOp::Del { keys } => {

@@ -11,6 +11,9 @@
 //! | zset score index | `slot:u16be · 0x02 · keylen:u32be · key · version:u64be · score(order-preserving) · member` | empty |
 //! | node state (not keyspace) | `0xFF · name` | see [`crate::storage`] |
 //!
+//! The `type` byte holds the type tag in its low 6 bits; for strings, the top 2 bits record how
+//! Redis would have encoded the object ([`StrEnc`], reported by `OBJECT ENCODING`).
+//!
 //! Metadata payload: for a string, the value bytes themselves (inline, any length, may be
 //! empty); for collections, `version:u64be · size:u64be`. `expire_at_ms` is absolute Unix
 //! milliseconds, 0 = no expiry. Overwriting or deleting a collection writes new metadata with a
@@ -158,6 +161,33 @@ pub fn sub_key(key: &[u8], version: u64, field: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Mask of the type tag inside the stored type byte.
+pub const TYPE_MASK: u8 = 0x3F;
+
+/// How Redis would encode a string object; stored in the top bits of the type byte.
+/// The numbers are stored on disk: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StrEnc {
+    /// `tryObjectEncoding`: `int` for a canonical integer, else `embstr`/`raw` by length
+    /// (SET, MSET, INCR, RESTORE, ...).
+    #[default]
+    Auto = 0,
+    /// `createStringObject`: `embstr` up to 44 bytes, else `raw`, never `int` (INCRBYFLOAT).
+    NoInt = 1,
+    /// Always `raw` (APPEND to an existing string, SETRANGE).
+    Raw = 2,
+}
+
+impl StrEnc {
+    fn from_bits(b: u8) -> StrEnc {
+        match b {
+            1 => StrEnc::NoInt,
+            2 => StrEnc::Raw,
+            _ => StrEnc::Auto,
+        }
+    }
+}
+
 /// A decoded metadata record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {
@@ -171,6 +201,8 @@ pub struct Meta {
     pub size: u64,
     /// The inline value of a string (empty for collections).
     pub value: Bytes,
+    /// How Redis would encode this string (strings only).
+    pub enc: StrEnc,
 }
 
 impl Meta {
@@ -182,7 +214,13 @@ impl Meta {
             version: 0,
             size: value.len() as u64,
             value,
+            enc: StrEnc::Auto,
         }
+    }
+    /// The same record with encoding hint `enc`.
+    pub fn with_enc(mut self, enc: StrEnc) -> Meta {
+        self.enc = enc;
+        self
     }
     /// True when the key is logically gone at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -191,7 +229,12 @@ impl Meta {
     /// The stored form.
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(META_HEADER + 16 + self.value.len());
-        out.put_u8(self.kind as u8);
+        let enc = if self.kind == KeyType::String {
+            (self.enc as u8) << 6
+        } else {
+            0
+        };
+        out.put_u8(self.kind as u8 | enc);
         out.put_u64(self.expire_at);
         if self.kind == KeyType::String {
             out.put_slice(&self.value);
@@ -206,7 +249,8 @@ impl Meta {
         if raw.len() < META_HEADER {
             return None;
         }
-        let kind = KeyType::from_tag(raw[0])?;
+        let kind = KeyType::from_tag(raw[0] & TYPE_MASK)?;
+        let enc = StrEnc::from_bits(raw[0] >> 6);
         let expire_at = u64::from_be_bytes(raw[1..9].try_into().ok()?);
         if kind == KeyType::String {
             let value = raw.slice(META_HEADER..);
@@ -216,6 +260,7 @@ impl Meta {
                 version: 0,
                 size: value.len() as u64,
                 value,
+                enc,
             });
         }
         if raw.len() != META_HEADER + 16 {
@@ -227,6 +272,7 @@ impl Meta {
             version: u64::from_be_bytes(raw[9..17].try_into().ok()?),
             size: u64::from_be_bytes(raw[17..25].try_into().ok()?),
             value: Bytes::new(),
+            enc: StrEnc::Auto,
         })
     }
 }
@@ -260,6 +306,11 @@ mod tests {
         assert_eq!(KIND_SUBKEY, 1);
         assert_eq!(KIND_SCORE, 2);
         assert_eq!(SYSTEM_PREFIX, 0xFF);
+        assert_eq!(StrEnc::Auto as u8, 0);
+        assert_eq!(StrEnc::NoInt as u8, 1);
+        assert_eq!(StrEnc::Raw as u8, 2);
+        let raw = Meta::string(Bytes::new(), 0).with_enc(StrEnc::Raw).encode();
+        assert_eq!(raw[0], 0x81);
     }
 
     #[test]
@@ -289,7 +340,10 @@ mod tests {
                 version: 99,
                 size: 3,
                 value: Bytes::new(),
+                enc: StrEnc::Auto,
             },
+            Meta::string(Bytes::from_static(b"12"), 5).with_enc(StrEnc::Raw),
+            Meta::string(Bytes::from_static(b"12"), 5).with_enc(StrEnc::NoInt),
         ] {
             let enc = m.encode();
             assert_eq!(Meta::decode(&enc), Some(m.clone()));

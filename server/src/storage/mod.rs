@@ -15,7 +15,7 @@ mod scan;
 pub mod slot;
 pub mod write;
 
-pub use encoding::{KeyType, Meta};
+pub use encoding::{KeyType, Meta, StrEnc};
 pub use scan::ScanPage;
 pub use write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
 

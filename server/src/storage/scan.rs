@@ -68,7 +68,8 @@ pub struct ScanPage {
 }
 
 fn type_of(raw: &[u8]) -> Option<KeyType> {
-    raw.first().and_then(|&t| KeyType::from_tag(t))
+    raw.first()
+        .and_then(|&t| KeyType::from_tag(t & encoding::TYPE_MASK))
 }
 
 impl Db {
