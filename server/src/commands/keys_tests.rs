@@ -584,17 +584,91 @@ fn apply_clock_never_goes_back() {
 
 #[test]
 fn reopen_keeps_data_and_apply_state() {
-    let dir = std::env::temp_dir().join(format!("pinnacle-db-{}", crate::storage::wall_ms()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock;
     {
-        let db = Db::open(&dir, pinnacle_lsm::SyncPolicy::Always).expect("open");
+        let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Always).expect("open");
         run(&db, "SET k v");
         run(&db, "SET e v EX 1000");
-        db.engine().flush().expect("flush");
+        run(&db, "INCRBYFLOAT f 1.5");
+        run(&db, "SET gone v");
+        run(&db, "DEL gone");
+        clock = db.now_ms();
+        // No flush: the WAL alone must bring everything back.
     }
-    let db = Db::open(&dir, pinnacle_lsm::SyncPolicy::Always).expect("reopen");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Always).expect("reopen");
     assert_eq!(run(&db, "GET k"), bulk("v"));
     assert_eq!(run(&db, "TTL e"), int(1000));
-    assert!(db.now_ms() >= crate::storage::wall_ms() - 1000);
-    drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run(&db, "OBJECT ENCODING f"), bulk("embstr"));
+    assert_eq!(run(&db, "EXISTS gone"), int(0));
+    assert_eq!(run(&db, "DBSIZE"), int(3));
+    assert!(db.now_ms() >= clock);
+}
+
+#[test]
+fn flushall_and_many_keys_on_the_lsm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    for i in 0..3000 {
+        run(&db, &format!("SET key:{i} {}", "x".repeat(i % 200)));
+    }
+    db.engine().flush().expect("flush");
+    assert_eq!(run(&db, "DBSIZE"), int(3000));
+    assert_eq!(run(&db, "GET key:7"), bulk(&"x".repeat(7)));
+    assert_eq!(
+        db.count_keys_in_slot(crate::storage::slot::key_slot(b"key:7"))
+            .expect("count"),
+        1
+    );
+    assert_eq!(run(&db, "FLUSHALL"), Reply::ok());
+    assert_eq!(run(&db, "DBSIZE"), int(0));
+    assert_eq!(run(&db, "GET key:7"), Reply::Null);
+    db.engine().compact_range(None, None).expect("compact");
+    assert_eq!(run(&db, "DBSIZE"), int(0));
+    run(&db, "SET after v");
+    assert_eq!(run(&db, "KEYS *"), Reply::Array(vec![bulk("after")]));
+}
+
+#[test]
+fn compaction_drops_expired_records_on_the_lsm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    let now = db.now_ms();
+    for i in 0..100 {
+        db.apply(&WriteCommand {
+            now_ms: now,
+            op: WriteOp::Set {
+                key: Bytes::from(format!("t{i}")),
+                value: Bytes::from_static(b"v"),
+                cond: crate::storage::SetCond::Always,
+                get: false,
+                expire: crate::storage::ExpireSpec::At(now + 1 + (i % 2) * 1_000_000),
+            },
+        });
+    }
+    // Advance the apply clock past the short expiries with an unrelated write.
+    db.apply(&WriteCommand {
+        now_ms: now + 10,
+        op: WriteOp::Del {
+            keys: vec![Bytes::from_static(b"unrelated")],
+        },
+    });
+    run(&db, "SET tick v");
+    db.engine().flush().expect("flush");
+    db.engine().compact_range(None, None).expect("compact");
+    let mut physical = 0;
+    db.for_each_meta(
+        crate::storage::encoding::keyspace_start(),
+        crate::storage::encoding::keyspace_end(),
+        |_, _, _| {
+            physical += 1;
+            true
+        },
+    )
+    .expect("scan");
+    assert_eq!(
+        physical, 51,
+        "50 long-lived keys and `tick` survive compaction"
+    );
+    assert_eq!(run(&db, "DBSIZE"), int(51));
 }

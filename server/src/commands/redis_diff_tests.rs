@@ -367,7 +367,7 @@ fn generated() -> Vec<Vec<Vec<u8>>> {
     cmds
 }
 
-fn compare(proto: Protocol) {
+fn compare(proto: Protocol, db: &Db) {
     let redis = start_redis();
     let stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
     stream
@@ -381,14 +381,13 @@ fn compare(proto: Protocol) {
             .expect("hello");
         read_reply(&mut reader, &mut Vec::new());
     }
-    let db = Db::in_memory();
     let mut mismatches = Vec::new();
     for cmd in script() {
         writer.write_all(&encode_cmd(&cmd)).expect("send");
         let mut theirs = Vec::new();
         read_reply(&mut reader, &mut theirs);
         let argv: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-        let ours = run_bin(&db, &argv).to_bytes(proto);
+        let ours = run_bin(db, &argv).to_bytes(proto);
         if ours[..] != theirs[..] {
             mismatches.push(format!(
                 "{}\n  redis: {:?}\n  ours:  {:?}",
@@ -403,10 +402,17 @@ fn compare(proto: Protocol) {
 
 #[test]
 fn same_bytes_as_redis_resp2() {
-    compare(Protocol::Resp2);
+    compare(Protocol::Resp2, &Db::in_memory());
 }
 
 #[test]
 fn same_bytes_as_redis_resp3() {
-    compare(Protocol::Resp3);
+    compare(Protocol::Resp3, &Db::in_memory());
+}
+
+#[test]
+fn same_bytes_as_redis_on_the_lsm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    compare(Protocol::Resp2, &db);
 }

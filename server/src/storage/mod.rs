@@ -21,11 +21,11 @@ pub use write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pinnacle_lsm::{Engine, MemEngine, Options, Snapshot, SyncPolicy};
+use pinnacle_lsm::{Engine, Lsm, MemEngine, Options, Snapshot, SyncPolicy};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest string value (Redis's default `proto-max-bulk-len`, 512 MB).
@@ -93,7 +93,7 @@ impl Db {
             compaction_filter: Some(Arc::new(expire::ExpiryFilter::new(clock.clone()))),
             ..Options::default()
         };
-        let engine: Arc<dyn Engine> = Arc::new(MemEngine::open(dir, opts)?);
+        let engine: Arc<dyn Engine> = Arc::new(Lsm::open(dir, opts)?);
         let db = Db::with_engine(engine, clock)?;
         expire::start_sweeper(Arc::downgrade(&db.inner));
         Ok(db)
@@ -143,10 +143,6 @@ impl Db {
 
     pub(crate) fn from_inner(inner: Arc<DbInner>) -> Db {
         Db { inner }
-    }
-
-    pub(crate) fn downgrade(&self) -> Weak<DbInner> {
-        Arc::downgrade(&self.inner)
     }
 
     /// The storage engine (for INFO and stats).
