@@ -3,7 +3,8 @@
 //! It tracks, per file, the bytes written and the bytes made durable by `sync`, and per
 //! directory which entries (creates, renames, removes, hard links) were made durable by
 //! `sync_dir`. [`SimFs::crash`] models a power loss: every file falls back to its durable
-//! bytes (with probability 0.5 a random prefix of its unsynced tail survives: a torn write)
+//! bytes (with probability 0.5 part of its unsynced tail survives: a torn write, which keeps
+//! all of the tail or a random prefix of it with equal odds)
 //! and every directory falls back to its durable entries. Fault hooks fail the Nth sync or
 //! append, cut the power after N mutating operations, or flip a byte of a stored file.
 //!
@@ -221,8 +222,14 @@ impl SimFs {
             };
             let mut survived = std::mem::take(&mut node.durable);
             if !node.truncated && node.data.len() > survived.len() && rng.below(2) == 1 {
+                // Half of these torn writes keep the whole tail (the data reached the disk,
+                // the fsync never returned), half a random prefix of it.
                 let tail = &node.data[survived.len()..];
-                let keep = rng.below(tail.len() as u64 + 1) as usize;
+                let keep = if rng.below(2) == 0 {
+                    tail.len()
+                } else {
+                    rng.below(tail.len() as u64 + 1) as usize
+                };
                 survived.extend_from_slice(&tail[..keep]);
             }
             node.data = survived.clone();

@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{b, collect, dump, scan_vec, Model};
-use pinnacle_lsm::{Engine, MemEngine, Options, WriteBatch};
+use pinnacle_lsm::{Engine, Lsm, MemEngine, Options, WriteBatch};
 use std::collections::BTreeMap;
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::path::Path;
@@ -649,3 +649,49 @@ conformance!(
         has_levels: false,
     }
 );
+
+fn lsm_foreground() -> Options {
+    Options {
+        background_work: false,
+        ..Options::small_for_tests()
+    }
+}
+
+/// One simulated file system for every test in this binary (paths are unique temp dirs), so a
+/// reopen inside a test finds what the test wrote.
+fn lsm_on_sim_fs() -> Options {
+    static FS: std::sync::OnceLock<pinnacle_lsm::SimFs> = std::sync::OnceLock::new();
+    Options {
+        vfs: std::sync::Arc::new(FS.get_or_init(pinnacle_lsm::SimFs::new).clone()),
+        ..Options::small_for_tests()
+    }
+}
+
+const LSM: Kind = Kind {
+    opts: Options::small_for_tests,
+    durable_without_flush: true,
+    has_levels: true,
+};
+
+conformance!(lsm, Lsm, LSM);
+conformance!(
+    lsm_foreground_work,
+    Lsm,
+    Kind {
+        opts: lsm_foreground,
+        ..LSM
+    }
+);
+conformance!(
+    lsm_sim_fs,
+    Lsm,
+    Kind {
+        opts: lsm_on_sim_fs,
+        ..LSM
+    }
+);
+
+#[test]
+fn lsm_inverted_ranges_are_empty() {
+    suite::scan_of_empty_or_inverted_range_is_empty::<Lsm>(LSM)
+}

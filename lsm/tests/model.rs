@@ -114,7 +114,8 @@ fn run<E: Engine>(
     dir: &Path,
     opts: &dyn Fn() -> Options,
     steps: &[Step],
-) -> Result<(), TestCaseError> {
+) -> Result<Seen, TestCaseError> {
+    let mut seen = Seen::default();
     let reference = MemEngine::in_memory();
     let mut engine: Option<E> = Some(E::open(dir, opts()).map_err(|e| fail(format!("open: {e}")))?);
     // (engine snapshot, reference snapshot); cleared on reopen.
@@ -204,21 +205,45 @@ fn run<E: Engine>(
         }
         let e = engine.as_ref().expect("engine is open");
         prop_assert_eq!(dump(e, None), dump(&reference, None), "{}", ctx("content"));
+        let st = e.stats();
+        seen.flushed |= st.flush_bytes_written > 0;
+        seen.compacted |= st.compaction_bytes_written > 0;
+        seen.below_l1 |= st.levels.iter().skip(2).any(|l| l.files > 0);
+        seen.reopened |= matches!(step, Step::Reopen);
     }
-    Ok(())
+    Ok(seen)
+}
+
+/// What a sequence made the engine do.
+#[derive(Default)]
+struct Seen {
+    flushed: bool,
+    compacted: bool,
+    below_l1: bool,
+    reopened: bool,
 }
 
 fn fail(msg: String) -> TestCaseError {
     TestCaseError::fail(msg)
 }
 
-/// Options for a deterministic engine on a fresh simulated file system.
+/// Test options with levels so small that a few dozen keys already reach L2 and beyond.
+fn tiny_levels(background: bool) -> Options {
+    Options {
+        background_work: background,
+        memtable_size: 8 << 10,
+        level_base_bytes: 8 << 10,
+        target_file_size: 4 << 10,
+        ..Options::small_for_tests()
+    }
+}
+
+/// [`tiny_levels`] on a fresh simulated file system (shared by every reopen of one sequence).
 fn sim_opts(background: bool) -> impl Fn() -> Options {
     let fs = Arc::new(SimFs::new());
     move || Options {
-        background_work: background,
         vfs: fs.clone(),
-        ..Options::small_for_tests()
+        ..tiny_levels(background)
     }
 }
 
@@ -259,4 +284,63 @@ mod mem_engine_self_check {
         let opts = sim_opts(false);
         assert!(Arc::ptr_eq(&opts().vfs, &opts().vfs));
     }
+}
+
+/// Runs `cases` random sequences against `Lsm` (deterministic on `SimFs` without background
+/// work, or with background threads on the real file system) and checks that, across them, flushes,
+/// compactions and reopens really happened (so the comparison covered SSTables and levels).
+fn check_lsm(cases: u32, background: bool) {
+    use pinnacle_lsm::Lsm;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let (flushed, compacted, deep, reopened) = (
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(config(cases));
+    let strategy = proptest::collection::vec(step(), 1..150);
+    let result = runner.run(&strategy, |steps| {
+        let tmp = tempfile::tempdir().unwrap();
+        let seen = if background {
+            run::<Lsm>(tmp.path(), &|| tiny_levels(true), &steps)?
+        } else {
+            run::<Lsm>(Path::new("/db"), &sim_opts(false), &steps)?
+        };
+        flushed.fetch_add(seen.flushed as u64, Relaxed);
+        compacted.fetch_add(seen.compacted as u64, Relaxed);
+        deep.fetch_add(seen.below_l1 as u64, Relaxed);
+        reopened.fetch_add(seen.reopened as u64, Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let counts = [&flushed, &compacted, &reopened].map(|c| c.load(Relaxed));
+    // With background_work = false only compact_range compacts, and it stops at L1.
+    if background {
+        assert!(deep.load(Relaxed) > 0, "no sequence reached L2");
+    }
+    eprintln!(
+        "model test ({cases} cases, background {background}): flushed in {}, compacted in {}, \
+         files below L1 in {}, reopened in {}",
+        counts[0],
+        counts[1],
+        deep.load(Relaxed),
+        counts[2]
+    );
+    assert!(
+        counts.iter().all(|&c| c >= u64::from(cases) / 4),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn lsm_foreground_matches_reference() {
+    check_lsm(64, false);
+}
+
+#[test]
+fn lsm_background_matches_reference() {
+    check_lsm(32, true);
 }
