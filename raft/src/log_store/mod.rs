@@ -1,0 +1,579 @@
+//! The durable Raft log of one group: segment files with a CRC32C per entry, plus small
+//! atomically-replaced files for the vote, the committed id and the purge point.
+//!
+//! All writes go, in order, to one writer thread. It drains whatever is queued, writes it, fsyncs
+//! once and only then calls openraft's flush callbacks: entries from many proposals share one
+//! fsync (group commit), and nothing is acknowledged before it is on disk. `save_vote` waits for
+//! its own fsync. Once any write or fsync fails the store is poisoned and fails every later
+//! operation: after a failed fsync the kernel may have dropped the dirty pages, so retrying could
+//! "succeed" with data lost (fail-stop, as PostgreSQL does).
+//!
+//! Entries since the last purge are also kept in memory for the log readers (replication); the
+//! snapshot policy bounds them.
+
+mod metafile;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use parking_lot::{Mutex, RwLock};
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use self::segment::RecoveryError;
+use self::segment::{encode_record, Segment};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+pub(crate) use metafile::sync_dir;
+
+/// Tuning for a [`LogStore`].
+#[derive(Debug, Clone)]
+pub struct LogStoreOptions {
+    /// Start a new segment once the current one reaches this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What readers see: everything appended so far, whether or not it is synced yet.
+#[derive(Default)]
+struct Mem {
+    purged: Option<LogId>,
+    entries: BTreeMap<u64, Entry>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+struct Shared {
+    mem: RwLock<Mem>,
+    /// Set by the writer on the first failed write/fsync; the store is dead from then on.
+    poisoned: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn check(&self) -> io::Result<()> {
+        match &*self.poisoned.lock() {
+            Some(why) => Err(io::Error::other(format!("raft log is failed: {why}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+enum Cmd {
+    Append {
+        bytes: Vec<u8>,
+        lens: Vec<usize>,
+        first: u64,
+        cb: IOFlushed<TypeConfig>,
+    },
+    Truncate {
+        from: u64,
+    },
+    Purge {
+        upto: u64,
+        body: Vec<u8>,
+    },
+    Vote {
+        body: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Committed {
+        body: Vec<u8>,
+    },
+}
+
+/// The log store of one Raft group (implements openraft's `RaftLogStorage`).
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// Reader handed to openraft's replication tasks.
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+fn enc<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    bincode::serialize(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8], what: &str) -> io::Result<T> {
+    bincode::deserialize(b)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
+}
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, recovering segments, vote and purge point.
+    pub fn open(dir: &Path, opts: LogStoreOptions) -> Result<LogStore, RecoveryError> {
+        std::fs::create_dir_all(dir)?;
+        let purged: Option<LogId> = metafile::read(dir, PURGED)?
+            .map(|b| dec(&b, "purged"))
+            .transpose()?;
+        let vote: Option<Vote> = metafile::read(dir, VOTE)?
+            .map(|b| dec(&b, "vote"))
+            .transpose()?;
+        // `committed` is an optimisation (it lets a restart re-apply at once); it is written
+        // without fsync, so a damaged copy is ignored rather than fatal.
+        let committed: Option<LogId> = match metafile::read(dir, COMMITTED) {
+            Ok(Some(b)) => dec::<Option<LogId>>(&b, "committed").ok().flatten(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("ignoring unreadable committed id: {e}");
+                None
+            }
+        };
+        let purge_idx = purged.as_ref().map(|l| l.index);
+
+        let mut entries = BTreeMap::new();
+        let mut segments = Vec::new();
+        let mut prev_end: Option<u64> = None;
+        for (seg, records) in segment::recover(dir)? {
+            let stale = purge_idx.is_some_and(|p| seg.end_index() <= p + 1)
+                && seg.end_index() > seg.first_index;
+            if stale {
+                // Wholly purged before a crash finished deleting it.
+                std::fs::remove_file(&seg.path)?;
+                continue;
+            }
+            if let Some(end) = prev_end {
+                if seg.first_index != end {
+                    return Err(RecoveryError::Corrupt {
+                        path: seg.path.clone(),
+                        offset: 0,
+                        reason: format!("hole in raft log: previous segment ends before {end}"),
+                    });
+                }
+            }
+            prev_end = Some(seg.end_index());
+            for (index, body) in records {
+                if purge_idx.is_some_and(|p| index <= p) {
+                    continue;
+                }
+                let ent: Entry = dec(&body, "entry").map_err(|e| RecoveryError::Corrupt {
+                    path: seg.path.clone(),
+                    offset: 0,
+                    reason: e.to_string(),
+                })?;
+                entries.insert(index, ent);
+            }
+            segments.push(seg);
+        }
+        if let (Some(p), Some((&first, _))) = (purge_idx, entries.iter().next()) {
+            if first != p + 1 {
+                return Err(RecoveryError::Corrupt {
+                    path: dir.to_path_buf(),
+                    offset: 0,
+                    reason: format!("log starts at {first} but purge point is {p}"),
+                });
+            }
+        }
+        let shared = Arc::new(Shared {
+            mem: RwLock::new(Mem {
+                purged,
+                entries,
+                vote,
+                committed,
+            }),
+            poisoned: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            opts,
+            segments,
+            shared: shared.clone(),
+            dir_dirty: false,
+        };
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(LogStore { shared, tx })
+    }
+
+    fn send(&self, cmd: Cmd) -> io::Result<()> {
+        self.shared.check()?;
+        self.tx
+            .send(cmd)
+            .map_err(|_| io::Error::other("raft log writer has stopped"))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.shared.check()?;
+        let mem = self.shared.mem.read();
+        Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.mem.read().vote)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+        .try_get_log_entries(range)
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.mem.read().vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        self.shared.check()?;
+        let mem = self.shared.mem.read();
+        let last = mem
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id())
+            .or(mem.purged);
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(Cmd::Vote {
+            body: enc(vote)?,
+            done,
+        })?;
+        wait.await
+            .map_err(|_| io::Error::other("raft log writer has stopped"))??;
+        self.shared.mem.write().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.shared.mem.write().committed = committed;
+        self.send(Cmd::Committed {
+            body: enc(&committed)?,
+        })
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.shared.mem.read().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        self.shared.check()?;
+        let mut bytes = Vec::new();
+        let mut lens = Vec::new();
+        let mut first = None;
+        let mut batch = Vec::new();
+        for ent in entries {
+            let start = bytes.len();
+            encode_record(ent.index(), &enc(&ent)?, &mut bytes);
+            lens.push(bytes.len() - start);
+            first.get_or_insert(ent.index());
+            batch.push(ent);
+        }
+        let Some(first) = first else {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        };
+        {
+            // Readable as soon as append returns (openraft's contract), durable at the callback.
+            let mut mem = self.shared.mem.write();
+            for ent in batch {
+                mem.entries.insert(ent.index(), ent);
+            }
+        }
+        self.send(Cmd::Append {
+            bytes,
+            lens,
+            first,
+            cb: callback,
+        })
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        {
+            let mut mem = self.shared.mem.write();
+            let _ = mem.entries.split_off(&from);
+        }
+        self.send(Cmd::Truncate { from })
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        {
+            let mut mem = self.shared.mem.write();
+            if mem.purged.as_ref().is_some_and(|p| p.index >= log_id.index) {
+                return Ok(());
+            }
+            mem.purged = Some(log_id);
+            let rest = mem.entries.split_off(&(log_id.index + 1));
+            mem.entries = rest;
+        }
+        self.send(Cmd::Purge {
+            upto: log_id.index,
+            body: enc(&log_id)?,
+        })
+    }
+}
+
+/// Owns the files; runs on its own thread so fsync never blocks the async runtime.
+struct Writer {
+    dir: PathBuf,
+    opts: LogStoreOptions,
+    segments: Vec<Segment>,
+    shared: Arc<Shared>,
+    dir_dirty: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.process(batch) {
+                tracing::error!("raft log write failed, failing the store: {e}");
+                *self.shared.poisoned.lock() = Some(e.to_string());
+                // Fail everything still queued, then stop.
+                while let Ok(cmd) = rx.try_recv() {
+                    fail(cmd, &e);
+                }
+                return;
+            }
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Cmd>) -> io::Result<()> {
+        let mut pending: Vec<IOFlushed<TypeConfig>> = Vec::new();
+        let mut dirty = false;
+        let mut iter = batch.into_iter();
+        while let Some(cmd) = iter.next() {
+            let res = self.one(cmd, &mut pending, &mut dirty);
+            if let Err(e) = res {
+                for cb in pending {
+                    cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                for cmd in iter {
+                    fail(cmd, &e);
+                }
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.sync(&mut dirty) {
+            for cb in pending {
+                cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+            }
+            return Err(e);
+        }
+        for cb in pending {
+            cb.io_completed(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, dirty: &mut bool) -> io::Result<()> {
+        if *dirty {
+            if let Some(seg) = self.segments.last() {
+                seg.file.sync_data()?;
+            }
+            *dirty = false;
+        }
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn one(
+        &mut self,
+        cmd: Cmd,
+        pending: &mut Vec<IOFlushed<TypeConfig>>,
+        dirty: &mut bool,
+    ) -> io::Result<()> {
+        match cmd {
+            Cmd::Append {
+                bytes,
+                lens,
+                first,
+                cb,
+            } => {
+                let need_new = match self.segments.last() {
+                    None => true,
+                    Some(s) => s.len >= self.opts.segment_bytes && !s.offsets.is_empty(),
+                };
+                if need_new {
+                    // Seal the current segment before starting the next: only the last segment
+                    // may ever have an unsynced (torn) tail.
+                    self.sync(dirty)?;
+                    self.segments.push(Segment::create(&self.dir, first)?);
+                    self.dir_dirty = true;
+                }
+                let seg = self
+                    .segments
+                    .last_mut()
+                    .ok_or_else(|| io::Error::other("no segment"))?;
+                if seg.end_index() != first && !seg.offsets.is_empty() {
+                    return Err(io::Error::other(format!(
+                        "append at {first} but the log ends before {}",
+                        seg.end_index()
+                    )));
+                }
+                if seg.offsets.is_empty() && seg.first_index != first {
+                    // An empty segment left by truncation: rename it to its new first index.
+                    let new = Segment::create(&self.dir, first)?;
+                    let old = std::mem::replace(seg, new);
+                    std::fs::remove_file(&old.path)?;
+                    self.dir_dirty = true;
+                }
+                let seg = self
+                    .segments
+                    .last_mut()
+                    .ok_or_else(|| io::Error::other("no segment"))?;
+                seg.append(&bytes, &lens)?;
+                *dirty = true;
+                pending.push(cb);
+            }
+            Cmd::Truncate { from } => {
+                // Remove from the end backwards so a crash midway never leaves a hole.
+                loop {
+                    let n = self.segments.len();
+                    let Some(seg) = self.segments.last_mut() else {
+                        break;
+                    };
+                    if seg.first_index >= from && n > 1 {
+                        let seg = self
+                            .segments
+                            .pop()
+                            .ok_or_else(|| io::Error::other("no segment"))?;
+                        std::fs::remove_file(&seg.path)?;
+                        self.dir_dirty = true;
+                        continue;
+                    }
+                    seg.truncate_from(from)?;
+                    *dirty = true;
+                    break;
+                }
+                if self.dir_dirty {
+                    // A deleted later segment must not reappear after a crash: it would leave a
+                    // hole behind the shortened one.
+                    sync_dir(&self.dir)?;
+                    self.dir_dirty = false;
+                }
+            }
+            Cmd::Purge { upto, body } => {
+                // Persist the purge point first: recovery skips purged entries, so deleting files
+                // afterwards can be interrupted safely.
+                self.sync(dirty)?;
+                metafile::write(&self.dir, PURGED, &body, true)?;
+                let keep_last = self.segments.len();
+                let mut removed = 0;
+                for (i, seg) in self.segments.iter().enumerate() {
+                    // A segment is gone once every index in it is <= upto; keep the last one (the
+                    // active file) unless it is wholly purged and empty of newer entries.
+                    let next_first = self.segments.get(i + 1).map(|s| s.first_index);
+                    let all_purged = match next_first {
+                        Some(nf) => nf <= upto + 1,
+                        None => {
+                            i + 1 == keep_last
+                                && seg.end_index() <= upto + 1
+                                && seg.end_index() > seg.first_index
+                        }
+                    };
+                    if !all_purged {
+                        break;
+                    }
+                    removed += 1;
+                }
+                for seg in self.segments.drain(..removed) {
+                    std::fs::remove_file(&seg.path)?;
+                    self.dir_dirty = true;
+                }
+            }
+            Cmd::Vote { body, done } => {
+                // Everything queued before the vote becomes durable before the vote does.
+                let r = self
+                    .sync(dirty)
+                    .and_then(|_| metafile::write(&self.dir, VOTE, &body, true));
+                let failed = r
+                    .as_ref()
+                    .err()
+                    .map(|e| io::Error::new(e.kind(), e.to_string()));
+                let _ = done.send(r);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                for cb in pending.drain(..) {
+                    cb.io_completed(Ok(()));
+                }
+            }
+            Cmd::Committed { body } => {
+                metafile::write(&self.dir, COMMITTED, &body, false)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fail(cmd: Cmd, e: &io::Error) {
+    let err = || io::Error::new(e.kind(), e.to_string());
+    match cmd {
+        Cmd::Append { cb, .. } => cb.io_completed(Err(err())),
+        Cmd::Vote { done, .. } => {
+            let _ = done.send(Err(err()));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! openraft's `RaftStateMachine` on top of an [`ApplyTarget`]: Raft's applied state travels as the
+//! opaque `meta` stored atomically with the data; snapshots are [`SnapshotFile`]s in the group's
+//! `snapshots/` folder.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::EntryPayload;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{ApplyTarget, Command};
+use crate::log_store::sync_dir;
+use crate::snapshot_file::SnapshotFile;
+use crate::types::{LogId, Reply, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// Version tag of the encoded applied state; bump when [`AppliedMeta`] changes.
+const META_V1: u8 = 1;
+
+/// Raft's applied state, stored by the target next to its data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct AppliedMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+fn encode_meta(m: &AppliedMeta) -> io::Result<Vec<u8>> {
+    let mut out = vec![META_V1];
+    out.extend(bincode::serialize(m).map_err(io::Error::other)?);
+    Ok(out)
+}
+
+fn decode_meta(b: &[u8]) -> io::Result<AppliedMeta> {
+    match b.split_first() {
+        None => Ok(AppliedMeta::default()),
+        Some((&META_V1, rest)) => {
+            bincode::deserialize(rest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Some((v, _)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown applied-state version {v}"),
+        )),
+    }
+}
+
+struct Inner<A> {
+    target: Arc<A>,
+    snap_dir: PathBuf,
+    current: Mutex<Option<(SnapshotMeta, SnapshotFile)>>,
+    applied: Mutex<AppliedMeta>,
+    seq: AtomicU64,
+}
+
+/// The state machine of one group.
+pub struct StateMachine<A> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A> Clone for StateMachine<A> {
+    fn clone(&self) -> Self {
+        StateMachine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: ApplyTarget> StateMachine<A> {
+    /// Opens the state machine over `target`, keeping snapshots under `dir/snapshots`.
+    pub fn open(dir: &Path, target: Arc<A>) -> io::Result<StateMachine<A>> {
+        let snap_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snap_dir)?;
+        let mut best: Option<(SnapshotMeta, SnapshotFile)> = None;
+        for ent in std::fs::read_dir(&snap_dir)? {
+            let path = ent?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("snap") {
+                // Leftover of an unfinished build or transfer.
+                std::fs::remove_file(&path)?;
+                continue;
+            }
+            let f = SnapshotFile { path };
+            let (meta, _, _) = f.verify()?;
+            let newer = best
+                .as_ref()
+                .is_none_or(|(m, _)| meta.last_log_id > m.last_log_id);
+            if newer {
+                best = Some((meta, f));
+            }
+        }
+        let applied = decode_meta(&target.applied_meta()?.unwrap_or_default())?;
+        let sm = StateMachine {
+            inner: Arc::new(Inner {
+                target,
+                snap_dir,
+                current: Mutex::new(None),
+                applied: Mutex::new(applied),
+                seq: AtomicU64::new(0),
+            }),
+        };
+        if let Some((meta, f)) = best {
+            sm.set_current(meta, f)?;
+        }
+        Ok(sm)
+    }
+
+    /// The application's target.
+    pub fn target(&self) -> &Arc<A> {
+        &self.inner.target
+    }
+
+    /// A fresh path in the snapshot folder for an incoming or new snapshot (not yet `.snap`).
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .snap_dir
+            .join(format!("incoming-{}-{n}.tmp", std::process::id()))
+    }
+
+    /// Makes `f` the current snapshot: renamed to its final name, older ones deleted.
+    fn set_current(&self, meta: SnapshotMeta, f: SnapshotFile) -> io::Result<SnapshotFile> {
+        let idx = meta.last_log_id.map_or(0, |l| l.index);
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("snap-{idx:020}-{}-{n}.snap", std::process::id());
+        let dst = self.inner.snap_dir.join(name);
+        let f = if f.path.extension().and_then(|e| e.to_str()) == Some("snap") {
+            f
+        } else {
+            std::fs::rename(&f.path, &dst)?;
+            SnapshotFile { path: dst }
+        };
+        let old = self.inner.current.lock().replace((meta, f.clone()));
+        sync_dir(&self.inner.snap_dir)?;
+        // Older snapshots go once the new one is durable; an open reader keeps its copy alive.
+        for ent in std::fs::read_dir(&self.inner.snap_dir)? {
+            let p = ent?.path();
+            if p != f.path && p.extension().and_then(|e| e.to_str()) == Some("snap") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        drop(old);
+        Ok(f)
+    }
+
+    fn build(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
+        let tmp = self.temp_path();
+        let target = self.inner.target.clone();
+        let res = SnapshotFile::create(
+            &tmp,
+            |w| target.snapshot(w),
+            |raw| {
+                let m = decode_meta(raw)?;
+                Ok(SnapshotMeta {
+                    last_log_id: m.last_applied,
+                    last_membership: m.membership,
+                })
+            },
+        );
+        let (f, meta) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let f = self.set_current(meta.clone(), f)?;
+        Ok(Snapshot { meta, snapshot: f })
+    }
+}
+
+/// Builds snapshots on a blocking thread.
+pub struct Builder<A> {
+    sm: StateMachine<A>,
+}
+
+impl<A: ApplyTarget> RaftSnapshotBuilder<TypeConfig> for Builder<A> {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let sm = self.sm.clone();
+        tokio::task::spawn_blocking(move || sm.build())
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+type Responder = openraft::storage::ApplyResponder<TypeConfig>;
+
+impl<A: ApplyTarget> RaftStateMachine<TypeConfig> for StateMachine<A> {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Builder<A>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let m = self.inner.applied.lock().clone();
+        Ok((m.last_applied, m.membership))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        // Apply in chunks: one target call (one atomic write) per chunk.
+        const CHUNK: usize = 1024;
+        let mut buf: Vec<(crate::types::Entry, Option<Responder>)> = Vec::with_capacity(CHUNK);
+        loop {
+            let next = entries.next().await;
+            let done = next.is_none();
+            if let Some(item) = next {
+                buf.push(item?);
+            }
+            if buf.len() >= CHUNK || (done && !buf.is_empty()) {
+                self.apply_chunk(std::mem::take(&mut buf))?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        Builder { sm: self.clone() }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let sm = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let (file_meta, mut reader) = snapshot.data_reader()?;
+            if file_meta != meta {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "snapshot meta does not match its file",
+                ));
+            }
+            let applied = AppliedMeta {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+            };
+            sm.inner
+                .target
+                .install(&mut reader, &encode_meta(&applied)?)?;
+            *sm.inner.applied.lock() = applied;
+            sm.set_current(meta, snapshot)?;
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        Ok(self.inner.current.lock().as_ref().map(|(m, f)| Snapshot {
+            meta: m.clone(),
+            snapshot: f.clone(),
+        }))
+    }
+}
+
+impl<A: ApplyTarget> StateMachine<A> {
+    fn apply_chunk(&self, chunk: Vec<(crate::types::Entry, Option<Responder>)>) -> io::Result<()> {
+        let mut meta = self.inner.applied.lock().clone();
+        let mut cmds = Vec::new();
+        // Which entries produced a command reply (the others reply empty).
+        let mut has_cmd = Vec::with_capacity(chunk.len());
+        for (ent, _) in &chunk {
+            meta.last_applied = Some(ent.log_id());
+            match &ent.payload {
+                EntryPayload::Normal(p) => {
+                    cmds.push(Command {
+                        index: ent.index(),
+                        payload: &p.0,
+                    });
+                    has_cmd.push(true);
+                }
+                EntryPayload::Membership(m) => {
+                    meta.membership = StoredMembership::new(Some(ent.log_id()), m.clone());
+                    has_cmd.push(false);
+                }
+                EntryPayload::Blank => has_cmd.push(false),
+            }
+        }
+        let replies = self.inner.target.apply(&cmds, &encode_meta(&meta)?)?;
+        if replies.len() != cmds.len() {
+            return Err(io::Error::other(format!(
+                "apply returned {} replies for {} commands",
+                replies.len(),
+                cmds.len()
+            )));
+        }
+        *self.inner.applied.lock() = meta;
+        let mut replies = replies.into_iter();
+        for ((_, responder), cmd) in chunk.into_iter().zip(has_cmd) {
+            let reply = if cmd {
+                replies.next().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if let Some(r) = responder {
+                r.send(Reply(reply));
+            }
+        }
+        Ok(())
+    }
+}
