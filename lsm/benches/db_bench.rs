@@ -108,8 +108,8 @@ fn open_pinnacle(dir: &Path) -> Box<dyn Db> {
 }
 
 /// The engine type the bench measures.
-fn pinnacle_engine(dir: &Path, opts: Options) -> pinnacle_lsm::MemEngine {
-    pinnacle_lsm::MemEngine::open(dir, opts).expect("open pinnacle")
+fn pinnacle_engine(dir: &Path, opts: Options) -> pinnacle_lsm::Lsm {
+    pinnacle_lsm::Lsm::open(dir, opts).expect("open pinnacle")
 }
 
 fn open_fjall(dir: &Path) -> Box<dyn Db> {
