@@ -278,6 +278,8 @@ def main():
             f.write("use super::spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, Lit};\n\n")
             f.write("/// Every command redis-server 7.0.15 knows, sorted by name.\n")
             f.write("pub static REDIS_COMMANDS: &[CommandSpec] = &[\n%s,\n];\n" % body)
+        # Keep the file as `cargo fmt` would leave it, so regenerating gives no spurious diff.
+        subprocess.run(["rustfmt", "--edition", "2021", OUT_RS], check=True)
         # Fixture: the exact COMMAND INFO bytes of each command and subcommand, RESP2 and RESP3.
         os.makedirs(os.path.dirname(OUT_FIXTURE), exist_ok=True)
         names = []

@@ -400,7 +400,8 @@ fn validate(param: &Param, value: &str) -> Result<String, String> {
         Kind::Str => Ok(value.to_string()),
         Kind::Save => {
             let parts: Vec<&str> = value.split_whitespace().collect();
-            let ok = parts.len().is_multiple_of(2) && parts.iter().all(|p| p.parse::<u64>().is_ok());
+            let ok =
+                parts.len().is_multiple_of(2) && parts.iter().all(|p| p.parse::<u64>().is_ok());
             if ok {
                 Ok(parts.join(" "))
             } else {
@@ -416,6 +417,12 @@ pub struct Config {
     config_file: Option<PathBuf>,
     /// Cached `slowlog-log-slower-than` (read on every command).
     slowlog_slower_than: AtomicI64,
+    /// Cached `timeout` (read on every batch).
+    timeout: AtomicI64,
+    /// Cached `client-query-buffer-limit` (read on every batch).
+    query_buffer_limit: AtomicI64,
+    /// Cached `maxclients` (read on every accept).
+    maxclients: AtomicI64,
 }
 
 impl Config {
@@ -425,7 +432,11 @@ impl Config {
             values: RwLock::new(PARAMS.iter().map(|p| p.default.to_string()).collect()),
             config_file: settings.config_file.clone(),
             slowlog_slower_than: AtomicI64::new(10000),
+            timeout: AtomicI64::new(0),
+            query_buffer_limit: AtomicI64::new(1 << 30),
+            maxclients: AtomicI64::new(10000),
         };
+        cfg.refresh_cache();
         for (k, v) in &settings.values {
             cfg.set_startup(k, v)?;
         }
@@ -443,8 +454,32 @@ impl Config {
     }
 
     fn refresh_cache(&self) {
-        let n = self.get_i64("slowlog-log-slower-than").unwrap_or(10000);
-        self.slowlog_slower_than.store(n, Ordering::Relaxed);
+        let cache = [
+            (&self.slowlog_slower_than, "slowlog-log-slower-than"),
+            (&self.timeout, "timeout"),
+            (&self.query_buffer_limit, "client-query-buffer-limit"),
+            (&self.maxclients, "maxclients"),
+        ];
+        for (slot, name) in cache {
+            if let Some(n) = self.get_i64(name) {
+                slot.store(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `timeout` in seconds (0 = never close idle clients).
+    pub fn timeout(&self) -> u64 {
+        self.timeout.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// `client-query-buffer-limit` in bytes.
+    pub fn query_buffer_limit(&self) -> usize {
+        self.query_buffer_limit.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// `maxclients`.
+    pub fn maxclients(&self) -> usize {
+        self.maxclients.load(Ordering::Relaxed).max(1) as usize
     }
 
     /// The `--config` file, if any.

@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use clap::Parser;
+use pinnacle_lsm::SyncPolicy;
 use pinnacle_server::command::state::{random_hex40, NodeIds};
 use pinnacle_server::command::Server;
 use pinnacle_server::config::{Cli, Config, Settings};
 use pinnacle_server::{net, storage};
-use pinnacle_lsm::SyncPolicy;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -135,14 +135,16 @@ impl Table {
 
     /// The top-level command called `name` (any case).
     pub fn get(&self, name: &[u8]) -> Option<&Entry> {
-        let lower = name.to_ascii_lowercase();
-        self.by_name.get(&lower).map(|&i| &self.entries[i])
+        with_lowercase(name, |lower| {
+            self.by_name.get(lower).map(|&i| &self.entries[i])
+        })
     }
 
     /// The subcommand `sub` (any case) of `parent`.
     pub fn sub(&self, parent: &Entry, sub: &[u8]) -> Option<&Entry> {
-        let lower = sub.to_ascii_lowercase();
-        parent.subs.get(&lower).map(|&i| &self.entries[i])
+        with_lowercase(sub, |lower| {
+            parent.subs.get(lower).map(|&i| &self.entries[i])
+        })
     }
 
     /// Looks up a full name as `COMMAND INFO` takes it: `get` or `client|list`.
@@ -174,6 +176,20 @@ impl Table {
     /// The `COMMAND DOCS` map for `e`, listing only registered subcommands.
     pub fn docs_reply(&self, e: &Entry) -> pinnacle_resp::Reply {
         e.spec.docs_reply(self.subcommands(e).map(|s| s.spec))
+    }
+}
+
+/// Calls `f` with the ASCII-lowercased `name`, without allocating for command-sized names
+/// (this runs for every request).
+fn with_lowercase<T>(name: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    let mut buf = [0u8; 32];
+    if name.len() <= buf.len() {
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        f(lower)
+    } else {
+        f(&name.to_ascii_lowercase())
     }
 }
 

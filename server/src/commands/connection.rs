@@ -108,6 +108,12 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             creds = Some((args[i + 1].clone(), args[i + 2].clone()));
             i += 3;
         } else if args[i].eq_ignore_ascii_case(b"setname") && more >= 1 {
+            // Redis validates the name while parsing, before authenticating.
+            if !valid_name(&args[i + 1]) {
+                return Reply::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
             name = Some(args[i + 1].clone());
             i += 2;
         } else {
@@ -127,11 +133,6 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(n) = name {
-        if !valid_name(&n) {
-            return Reply::error(
-                "ERR Client names cannot contain spaces, newlines or special characters.",
-            );
-        }
         ctx.client.name = if n.is_empty() { None } else { Some(n) };
     }
     if let Some(p) = proto {

@@ -133,8 +133,15 @@ fn debug(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0.0);
         if secs > 0.0 && secs.is_finite() {
-            // Redis blocks the whole server; we block this connection's worker.
-            std::thread::sleep(Duration::from_secs_f64(secs.min(3600.0)));
+            // Redis blocks the whole server; we block only this connection, handing the
+            // worker's other tasks to another thread.
+            let nap = || std::thread::sleep(Duration::from_secs_f64(secs.min(3600.0)));
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(nap)
+                }
+                _ => nap(),
+            }
         }
         return Reply::ok();
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -59,7 +60,7 @@ pub async fn run(
             _ = client.handle.killed() => break,
             line = next_monitor_line(&mut monitor) => {
                 if let Some(line) = line {
-                    if wr.write_all(&line).await.is_err() {
+                    if !write_or_killed(&mut wr, &line, &client).await {
                         break;
                     }
                 }
@@ -109,7 +110,7 @@ pub async fn run(
                     .stats
                     .net_output_bytes
                     .fetch_add(out.len() as u64, Ordering::Relaxed);
-                if wr.write_all(&out).await.is_err() {
+                if !write_or_killed(&mut wr, &out, &client).await {
                     break After::CloseNow;
                 }
                 out.clear();
@@ -129,6 +130,15 @@ pub async fn run(
     }
     let _ = wr.shutdown().await;
     server.unregister_client(&client);
+}
+
+/// Writes `data`; false if the write failed or the client was killed while the peer wasn't
+/// reading (so CLIENT KILL and SHUTDOWN also end connections stuck on a full socket).
+async fn write_or_killed(wr: &mut OwnedWriteHalf, data: &[u8], client: &Client) -> bool {
+    tokio::select! {
+        r = wr.write_all(data) => r.is_ok(),
+        _ = client.handle.killed() => false,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

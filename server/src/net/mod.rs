@@ -36,7 +36,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, opts: NetOptions)
             .stats
             .connections_received
             .fetch_add(1, Ordering::Relaxed);
-        let max = server.config.get_i64("maxclients").unwrap_or(10000).max(1) as usize;
+        let max = server.config.maxclients();
         if server.client_count() >= max {
             server
                 .stats
@@ -59,3 +59,6 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, opts: NetOptions)
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
