@@ -19,6 +19,7 @@ pub mod apply;
 pub mod log_store;
 pub mod snapshot_file;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
 
 pub use apply::{ApplyError, ApplyTarget, Command, MemTarget};

@@ -1,0 +1,259 @@
+//! Wire format of the cluster bus.
+//!
+//! Every frame is `len u32 BE | version u8 | kind u8 | rest`, `len` counting the bytes after
+//! itself. Kinds: `HELLO` (`from u64 | to u64`), `HELLO_ACK` (`id u64`), `REQUEST`
+//! (`request id u64 | group u64 | bincode(RpcRequest)`), `RESPONSE` (`request id u64 |
+//! bincode(RpcResponse)`); integers big-endian. The enums below are encoded by variant position:
+//! append new variants at the end, never reorder (a test freezes the tags).
+
+use std::io;
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::types::{GroupId, NodeId, TypeConfig, Vote};
+
+/// Protocol version carried by every frame.
+pub const VERSION: u8 = 1;
+/// Largest frame accepted (snapshot chunks are 1 MiB, append batches are bounded by openraft).
+pub const MAX_FRAME: usize = 64 << 20;
+
+pub(crate) const HELLO: u8 = 0;
+pub(crate) const HELLO_ACK: u8 = 1;
+pub(crate) const REQUEST: u8 = 2;
+pub(crate) const RESPONSE: u8 = 3;
+
+/// A Raft RPC addressed to one group.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcRequest {
+    /// AppendEntries (also heartbeats).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// RequestVote.
+    Vote(VoteRequest<TypeConfig>),
+    /// Pre-vote (asks without changing the term).
+    PreVote(VoteRequest<TypeConfig>),
+    /// One piece of a snapshot file; the receiver installs it after the `last` piece.
+    SnapshotChunk {
+        /// The sending leader's vote.
+        vote: Vote,
+        /// Identifies one transfer from this sender.
+        transfer: u64,
+        /// Byte offset of `data` in the file.
+        offset: u64,
+        /// File bytes.
+        data: Vec<u8>,
+        /// This is the final piece.
+        last: bool,
+    },
+    /// Leader transfer notification.
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+}
+
+/// The answer to an [`RpcRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcResponse {
+    /// AppendEntries answer.
+    Append(AppendEntriesResponse<TypeConfig>),
+    /// Vote or pre-vote answer.
+    Vote(VoteResponse<TypeConfig>),
+    /// A non-final snapshot piece was stored.
+    SnapshotAck,
+    /// The snapshot was installed (or refused by vote).
+    Snapshot(SnapshotResponse<TypeConfig>),
+    /// Leader transfer answer.
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    /// The receiver failed to handle the request.
+    Error(String),
+    /// The receiver does not run this group.
+    NoGroup,
+}
+
+/// A decoded frame.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Hello {
+        from: NodeId,
+        to: NodeId,
+    },
+    HelloAck {
+        id: NodeId,
+    },
+    Request {
+        id: u64,
+        group: GroupId,
+        body: RpcRequest,
+    },
+    Response {
+        id: u64,
+        body: RpcResponse,
+    },
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn put_header(out: &mut Vec<u8>, kind: u8) {
+    out.extend_from_slice(&[0, 0, 0, 0, VERSION, kind]);
+}
+
+fn finish(mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    let len = out.len() - 4;
+    if len > MAX_FRAME {
+        return Err(invalid(format!("frame of {len} bytes exceeds the limit")));
+    }
+    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
+}
+
+impl Frame {
+    /// Encodes to wire bytes.
+    pub(crate) fn encode(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(64);
+        match self {
+            Frame::Hello { from, to } => {
+                put_header(&mut out, HELLO);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&to.to_be_bytes());
+            }
+            Frame::HelloAck { id } => {
+                put_header(&mut out, HELLO_ACK);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Frame::Request { id, group, body } => {
+                put_header(&mut out, REQUEST);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&group.to_be_bytes());
+                bincode::serialize_into(&mut out, body).map_err(|e| invalid(e.to_string()))?;
+            }
+            Frame::Response { id, body } => {
+                put_header(&mut out, RESPONSE);
+                out.extend_from_slice(&id.to_be_bytes());
+                bincode::serialize_into(&mut out, body).map_err(|e| invalid(e.to_string()))?;
+            }
+        }
+        finish(out)
+    }
+
+    /// Decodes the bytes after the length prefix.
+    pub(crate) fn decode(buf: &[u8]) -> io::Result<Frame> {
+        if buf.len() < 2 {
+            return Err(invalid("short frame"));
+        }
+        if buf[0] != VERSION {
+            return Err(invalid(format!(
+                "unsupported cluster-bus version {}",
+                buf[0]
+            )));
+        }
+        let rest = &buf[2..];
+        let u64_at = |i: usize| -> io::Result<u64> {
+            rest.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| invalid("short frame"))
+        };
+        match buf[1] {
+            HELLO => Ok(Frame::Hello {
+                from: u64_at(0)?,
+                to: u64_at(8)?,
+            }),
+            HELLO_ACK => Ok(Frame::HelloAck { id: u64_at(0)? }),
+            REQUEST => {
+                let body = bincode::deserialize(rest.get(16..).unwrap_or_default())
+                    .map_err(|e| invalid(e.to_string()))?;
+                Ok(Frame::Request {
+                    id: u64_at(0)?,
+                    group: u64_at(8)?,
+                    body,
+                })
+            }
+            RESPONSE => {
+                let body = bincode::deserialize(rest.get(8..).unwrap_or_default())
+                    .map_err(|e| invalid(e.to_string()))?;
+                Ok(Frame::Response {
+                    id: u64_at(0)?,
+                    body,
+                })
+            }
+            k => Err(invalid(format!("unknown frame kind {k}"))),
+        }
+    }
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Frame>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(invalid(format!("frame of {len} bytes exceeds the limit")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Frame::decode(&buf).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frozen_tags_and_round_trip() {
+        // Variant positions are the wire tags: changing them breaks mixed-version clusters.
+        let ack = bincode::serialize(&RpcResponse::SnapshotAck).unwrap();
+        assert_eq!(ack, 2u32.to_le_bytes());
+        let nog = bincode::serialize(&RpcResponse::NoGroup).unwrap();
+        assert_eq!(nog, 6u32.to_le_bytes());
+        let chunk = RpcRequest::SnapshotChunk {
+            vote: Vote::new(1, 2),
+            transfer: 7,
+            offset: 0,
+            data: vec![1],
+            last: true,
+        };
+        assert_eq!(
+            &bincode::serialize(&chunk).unwrap()[..4],
+            &3u32.to_le_bytes()
+        );
+        assert_eq!((HELLO, HELLO_ACK, REQUEST, RESPONSE), (0, 1, 2, 3));
+
+        let f = Frame::Request {
+            id: 9,
+            group: 4,
+            body: chunk,
+        };
+        let bytes = f.encode().unwrap();
+        assert_eq!(
+            u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize,
+            bytes.len() - 4
+        );
+        match Frame::decode(&bytes[4..]).unwrap() {
+            Frame::Request {
+                id: 9,
+                group: 4,
+                body:
+                    RpcRequest::SnapshotChunk {
+                        transfer: 7,
+                        last: true,
+                        ..
+                    },
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        let mut bad = bytes.clone();
+        bad[4] = 99;
+        assert!(Frame::decode(&bad[4..])
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+    }
+}

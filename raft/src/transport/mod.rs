@@ -1,0 +1,456 @@
+//! The cluster bus: tokio TCP between nodes, one connection per peer pair carrying every group.
+//!
+//! Both ends of a connection may send requests on it (frames carry a request id and a group id),
+//! so a connection dialed by either node serves both directions. A node dials a peer only when
+//! it has no live connection to it. Outgoing sockets bind to the node's own IP so tests can
+//! partition 127.0.0.x addresses. A failed dial puts the peer in exponential backoff
+//! (50 ms doubling to 1 s) during which calls fail fast as unreachable.
+
+pub mod frame;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::frame::{read_frame, Frame, RpcRequest, RpcResponse};
+use crate::types::{GroupId, NodeId};
+
+/// Why a call to a peer failed.
+#[derive(Debug, Error)]
+pub enum CallError {
+    /// Could not connect (or the peer is in backoff after failing to).
+    #[error("node {0} unreachable: {1}")]
+    Unreachable(NodeId, String),
+    /// No answer in time.
+    #[error("call to node {0} timed out after {1:?}")]
+    Timeout(NodeId, Duration),
+    /// The connection broke while waiting.
+    #[error("connection to node {0} closed")]
+    Closed(NodeId),
+}
+
+/// A boxed future answering one request.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = RpcResponse> + Send>>;
+
+/// Serves incoming RPCs of one group.
+pub trait GroupService: Send + Sync + 'static {
+    /// Handles `req` from node `from`.
+    fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture;
+}
+
+/// Initial and maximum reconnect backoff.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Conn {
+    peer: NodeId,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<RpcResponse>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Conn {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Dropping the senders wakes every waiter with an error.
+        self.pending.lock().clear();
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct DialState {
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+}
+
+struct Inner {
+    id: NodeId,
+    bind_ip: IpAddr,
+    conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
+    dial: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<DialState>>>>,
+    groups: parking_lot::RwLock<HashMap<GroupId, Arc<dyn GroupService>>>,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+    dials: AtomicU64,
+}
+
+/// One node's end of the cluster bus.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+    local_addr: SocketAddr,
+}
+
+impl Transport {
+    /// Listens on `listen` (its IP is also the source address of outgoing connections).
+    pub async fn bind(id: NodeId, listen: SocketAddr) -> io::Result<Transport> {
+        let sock = if listen.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // A restarted node must get its port back while old connections sit in TIME_WAIT.
+        sock.set_reuseaddr(true)?;
+        sock.bind(listen)?;
+        let listener = sock.listen(1024)?;
+        let local_addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            id,
+            bind_ip: listen.ip(),
+            conns: Mutex::new(HashMap::new()),
+            dial: Mutex::new(HashMap::new()),
+            groups: parking_lot::RwLock::new(HashMap::new()),
+            accept_task: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            dials: AtomicU64::new(0),
+        });
+        let t = Transport {
+            inner: inner.clone(),
+            local_addr,
+        };
+        let acc = tokio::spawn(accept_loop(Arc::downgrade(&inner), listener));
+        *inner.accept_task.lock() = Some(acc);
+        Ok(t)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address peers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many outgoing connections this node has opened (successful handshakes).
+    pub fn dial_count(&self) -> u64 {
+        self.inner.dials.load(Ordering::Relaxed)
+    }
+
+    /// Routes incoming requests for `group` to `svc`.
+    pub fn register(&self, group: GroupId, svc: Arc<dyn GroupService>) {
+        self.inner.groups.write().insert(group, svc);
+    }
+
+    /// Stops routing requests for `group`.
+    pub fn unregister(&self, group: GroupId) {
+        self.inner.groups.write().remove(&group);
+    }
+
+    /// Closes the listener and every connection; later calls fail.
+    pub fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        if let Some(t) = self.inner.accept_task.lock().take() {
+            t.abort();
+        }
+        let conns: Vec<_> = self.inner.conns.lock().drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.close();
+        }
+        self.inner.groups.write().clear();
+    }
+
+    /// Sends `req` for `group` to node `peer` at `addr` and waits up to `timeout` for the answer.
+    pub async fn call(
+        &self,
+        peer: NodeId,
+        addr: &str,
+        group: GroupId,
+        req: RpcRequest,
+        timeout: Duration,
+    ) -> Result<RpcResponse, CallError> {
+        let deadline = Instant::now() + timeout;
+        let conn = self.connection(peer, addr, timeout).await?;
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = Frame::Request {
+            id,
+            group,
+            body: req,
+        }
+        .encode()
+        .map_err(|e| CallError::Unreachable(peer, e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().insert(id, tx);
+        if conn.closed.load(Ordering::SeqCst) || conn.out.send(bytes).is_err() {
+            conn.pending.lock().remove(&id);
+            return Err(CallError::Closed(peer));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(CallError::Closed(peer)),
+            Err(_) => {
+                conn.pending.lock().remove(&id);
+                Err(CallError::Timeout(peer, timeout))
+            }
+        }
+    }
+
+    /// A live connection to `peer`, dialing if there is none (one dial at a time per peer).
+    async fn connection(
+        &self,
+        peer: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Conn>, CallError> {
+        if let Some(c) = self.live(peer) {
+            return Ok(c);
+        }
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(CallError::Unreachable(peer, "transport stopped".into()));
+        }
+        let state = self.inner.dial.lock().entry(peer).or_default().clone();
+        let mut st = state.lock().await;
+        // Someone else may have connected (or been accepted) while we waited.
+        if let Some(c) = self.live(peer) {
+            return Ok(c);
+        }
+        if let Some(at) = st.retry_at {
+            if Instant::now() < at {
+                return Err(CallError::Unreachable(
+                    peer,
+                    format!("backing off: {}", st.last_error),
+                ));
+            }
+        }
+        let res = tokio::time::timeout(timeout.min(HELLO_TIMEOUT), self.dial(peer, addr)).await;
+        let err = match res {
+            Ok(Ok(c)) => {
+                *st = DialState::default();
+                return Ok(c);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "connect timed out".to_string(),
+        };
+        st.failures += 1;
+        let backoff = BACKOFF_MIN
+            .saturating_mul(1 << st.failures.min(8))
+            .min(BACKOFF_MAX);
+        st.retry_at = Some(Instant::now() + backoff);
+        st.last_error = err.clone();
+        Err(CallError::Unreachable(peer, err))
+    }
+
+    fn live(&self, peer: NodeId) -> Option<Arc<Conn>> {
+        let conns = self.inner.conns.lock();
+        conns
+            .get(&peer)
+            .filter(|c| !c.closed.load(Ordering::SeqCst))
+            .cloned()
+    }
+
+    async fn dial(&self, peer: NodeId, addr: &str) -> io::Result<Arc<Conn>> {
+        let target: SocketAddr = tokio::net::lookup_host(addr)
+            .await?
+            .find(|a| a.is_ipv4() == self.inner.bind_ip.is_ipv4())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no address for {addr}"))
+            })?;
+        let sock = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        sock.bind(SocketAddr::new(self.inner.bind_ip, 0))?;
+        let mut stream = sock.connect(target).await?;
+        stream.set_nodelay(true)?;
+        stream
+            .write_all(
+                &Frame::Hello {
+                    from: self.inner.id,
+                    to: peer,
+                }
+                .encode()?,
+            )
+            .await?;
+        match read_frame(&mut stream).await? {
+            Some(Frame::HelloAck { id }) if id == peer => {}
+            Some(Frame::HelloAck { id }) => {
+                return Err(io::Error::other(format!(
+                    "{addr} is node {id}, expected node {peer}"
+                )));
+            }
+            other => {
+                return Err(io::Error::other(format!(
+                    "bad handshake from {addr}: {other:?}"
+                )))
+            }
+        }
+        self.inner.dials.fetch_add(1, Ordering::Relaxed);
+        Ok(start_conn(&self.inner, peer, stream))
+    }
+}
+
+async fn accept_loop(inner: std::sync::Weak<Inner>, listener: TcpListener) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("cluster bus accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        tokio::spawn(async move {
+            if let Err(e) = accept_one(inner, stream).await {
+                tracing::debug!("cluster bus: rejected connection from {from}: {e}");
+            }
+        });
+    }
+}
+
+async fn accept_one(inner: Arc<Inner>, mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no hello"))??;
+    let from = match hello {
+        Some(Frame::Hello { from, to }) if to == inner.id => from,
+        Some(Frame::Hello { to, .. }) => {
+            // Tell the dialer who answered so its error names the mix-up, then hang up.
+            stream
+                .write_all(&Frame::HelloAck { id: inner.id }.encode()?)
+                .await?;
+            return Err(io::Error::other(format!(
+                "hello for node {to}, this is node {}",
+                inner.id
+            )));
+        }
+        other => return Err(io::Error::other(format!("expected hello, got {other:?}"))),
+    };
+    stream
+        .write_all(&Frame::HelloAck { id: inner.id }.encode()?)
+        .await?;
+    if inner.stopped.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    start_conn(&inner, from, stream);
+    Ok(())
+}
+
+/// Registers a handshaken connection and starts its reader and writer tasks.
+fn start_conn(inner: &Arc<Inner>, peer: NodeId, stream: TcpStream) -> Arc<Conn> {
+    let (rd, wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let conn = Arc::new(Conn {
+        peer,
+        out: tx,
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        closed: AtomicBool::new(false),
+        tasks: Mutex::new(Vec::new()),
+    });
+    let writer = {
+        let conn = Arc::downgrade(&conn);
+        tokio::spawn(async move {
+            let mut w = BufWriter::with_capacity(256 << 10, wr);
+            while let Some(first) = rx.recv().await {
+                if w.write_all(&first).await.is_err() {
+                    break;
+                }
+                // Coalesce whatever else is queued into the same flush.
+                while let Ok(more) = rx.try_recv() {
+                    if w.write_all(&more).await.is_err() {
+                        break;
+                    }
+                }
+                if w.flush().await.is_err() {
+                    break;
+                }
+            }
+            if let Some(c) = conn.upgrade() {
+                c.close();
+            }
+        })
+    };
+    let reader = {
+        let conn = Arc::downgrade(&conn);
+        let inner = Arc::downgrade(inner);
+        tokio::spawn(async move {
+            let mut rd = tokio::io::BufReader::with_capacity(256 << 10, rd);
+            loop {
+                let frame = match read_frame(&mut rd).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!("cluster bus: connection to node {peer} failed: {e}");
+                        break;
+                    }
+                };
+                let Some(c) = conn.upgrade() else { break };
+                match frame {
+                    Frame::Response { id, body } => {
+                        if let Some(tx) = c.pending.lock().remove(&id) {
+                            let _ = tx.send(body);
+                        }
+                    }
+                    Frame::Request { id, group, body } => {
+                        let svc = inner
+                            .upgrade()
+                            .and_then(|i| i.groups.read().get(&group).cloned());
+                        let out = c.out.clone();
+                        tokio::spawn(async move {
+                            let resp = match svc {
+                                Some(s) => s.handle(peer, body).await,
+                                None => RpcResponse::NoGroup,
+                            };
+                            match (Frame::Response { id, body: resp }).encode() {
+                                Ok(b) => {
+                                    let _ = out.send(b);
+                                }
+                                Err(e) => {
+                                    tracing::warn!("cluster bus: cannot encode response: {e}")
+                                }
+                            }
+                        });
+                    }
+                    other => {
+                        tracing::debug!("cluster bus: unexpected frame from node {peer}: {other:?}")
+                    }
+                }
+            }
+            if let Some(c) = conn.upgrade() {
+                c.close();
+            }
+        })
+    };
+    conn.tasks.lock().extend([writer, reader]);
+    if let Some(old) = inner.conns.lock().insert(peer, conn.clone()) {
+        // Keep one connection per pair: the newer one wins; the old one is closed when no longer
+        // live anyway (the peer redialed because it saw it fail).
+        if !Arc::ptr_eq(&old, &conn) && old.closed.load(Ordering::SeqCst) {
+            old.close();
+        }
+    }
+    tracing::debug!(
+        "cluster bus: node {} connected to node {}",
+        inner.id,
+        conn.peer
+    );
+    conn
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+use super::*;
+
+struct Echo;
+
+impl GroupService for Echo {
+    fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture {
+        Box::pin(async move {
+            match req {
+                RpcRequest::SnapshotChunk { offset, .. } if offset == u64::MAX => {
+                    // Never answers in time.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    RpcResponse::SnapshotAck
+                }
+                RpcRequest::SnapshotChunk { data, .. } => {
+                    RpcResponse::Error(format!("from {from}: {}", String::from_utf8_lossy(&data)))
+                }
+                _ => RpcResponse::NoGroup,
+            }
+        })
+    }
+}
+
+fn chunk(data: &str, offset: u64) -> RpcRequest {
+    RpcRequest::SnapshotChunk {
+        vote: crate::types::Vote::new(1, 1),
+        transfer: 1,
+        offset,
+        data: data.as_bytes().to_vec(),
+        last: false,
+    }
+}
+
+const T: Duration = Duration::from_secs(2);
+
+async fn node(id: NodeId) -> Transport {
+    let t = Transport::bind(id, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    t.register(7, Arc::new(Echo));
+    t
+}
+
+#[tokio::test]
+async fn both_directions_share_one_connection_and_groups_are_routed() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let (aa, ba) = (a.local_addr().to_string(), b.local_addr().to_string());
+    for i in 0..50 {
+        match a
+            .call(2, &ba, 7, chunk(&format!("x{i}"), 0), T)
+            .await
+            .unwrap()
+        {
+            RpcResponse::Error(s) => assert_eq!(s, format!("from 1: x{i}")),
+            other => panic!("{other:?}"),
+        }
+    }
+    match b.call(1, &aa, 7, chunk("back", 0), T).await.unwrap() {
+        RpcResponse::Error(s) => assert_eq!(s, "from 2: back"),
+        other => panic!("{other:?}"),
+    }
+    // An unknown group is answered, not dropped.
+    assert!(matches!(
+        a.call(2, &ba, 99, chunk("", 0), T).await.unwrap(),
+        RpcResponse::NoGroup
+    ));
+    assert_eq!(
+        a.dial_count() + b.dial_count(),
+        1,
+        "one connection for the pair"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test]
+async fn concurrent_calls_match_their_responses() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let ba = b.local_addr().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let a = a.clone();
+        let ba = ba.clone();
+        tasks.push(tokio::spawn(async move {
+            match a
+                .call(2, &ba, 7, chunk(&i.to_string(), 0), T)
+                .await
+                .unwrap()
+            {
+                RpcResponse::Error(s) => assert_eq!(s, format!("from 1: {i}")),
+                other => panic!("{other:?}"),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn wrong_node_at_address_is_refused() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let err = a
+        .call(3, &b.local_addr().to_string(), 7, chunk("", 0), T)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected node 3"), "{err}");
+}
+
+#[tokio::test]
+async fn timeout_then_peer_down_then_reconnect() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let addr = b.local_addr();
+    let err = a
+        .call(
+            2,
+            &addr.to_string(),
+            7,
+            chunk("", u64::MAX),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Timeout(2, _)), "{err}");
+
+    b.shutdown();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = a
+        .call(2, &addr.to_string(), 7, chunk("", 0), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Unreachable(2, _) | CallError::Closed(2)),
+        "{err}"
+    );
+
+    // Same node id comes back on the same port: calls succeed again after the backoff.
+    let b2 = Transport::bind(2, addr).await.unwrap();
+    b2.register(7, Arc::new(Echo));
+    let start = Instant::now();
+    loop {
+        match a.call(2, &addr.to_string(), 7, chunk("again", 0), T).await {
+            Ok(RpcResponse::Error(s)) => {
+                assert_eq!(s, "from 1: again");
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "never reconnected: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
