@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(frame_len(b"$3\r\nabc\r").unwrap(), None);
         assert_eq!(frame_len(b"$-1\r\n").unwrap(), Some(5));
         assert_eq!(frame_len(b"*2\r\n:1\r\n").unwrap(), None);
-        assert_eq!(frame_len(b"*2\r\n:1\r\n$1\r\n\r\n\r\n").unwrap(), Some(16));
+        assert_eq!(frame_len(b"*2\r\n:1\r\n$0\r\n\r\n").unwrap(), Some(14));
         assert_eq!(frame_len(b"%1\r\n+a\r\n#t\r\n").unwrap(), Some(12));
         assert_eq!(frame_len(b"_\r\n").unwrap(), Some(3));
         let v = parse_one(b"%1\r\n$1\r\nk\r\n~2\r\n,1.5\r\n(12\r\n").unwrap();

@@ -44,12 +44,21 @@ fn writer(port: u16, w: usize, cycle: usize, stop: Arc<AtomicBool>, mut log: Log
             }
             5 => {
                 let v = format!("ttl-{w}-{cycle}-{i}");
-                let cmd = vec!["SET".into(), key.clone(), v.clone(), "EX".into(), "100000".into()];
+                let cmd = vec![
+                    "SET".into(),
+                    key.clone(),
+                    v.clone(),
+                    "EX".into(),
+                    "100000".into(),
+                ];
                 (cmd, Some((key.clone(), Some(v))))
             }
             _ => {
                 let v = format!("value-{w}-{cycle}-{i}-{}", "x".repeat((i % 50) as usize));
-                (vec!["SET".into(), key.clone(), v.clone()], Some((key.clone(), Some(v))))
+                (
+                    vec!["SET".into(), key.clone(), v.clone()],
+                    Some((key.clone(), Some(v))),
+                )
             }
         };
         if effect.is_none() {
@@ -101,7 +110,9 @@ fn verify(server: &Server, logs: &[Log]) {
                 }
             }
         }
-        let counter = c.call(&["GET", &format!("w{w}:counter")]).expect("GET counter");
+        let counter = c
+            .call(&["GET", &format!("w{w}:counter")])
+            .expect("GET counter");
         let n: i64 = match redis_tests::frame::parse_one(&counter).expect("parse") {
             Value::Bulk(b) => String::from_utf8_lossy(&b).parse().unwrap_or(-1),
             Value::Null => 0,
@@ -109,7 +120,10 @@ fn verify(server: &Server, logs: &[Log]) {
         };
         let max = log.incr_acked + i64::from(log.incr_in_flight);
         if n < log.incr_acked || n > max {
-            lost.push(format!("w{w}:counter = {n}, acked INCRs {}, in flight {}", log.incr_acked, log.incr_in_flight));
+            lost.push(format!(
+                "w{w}:counter = {n}, acked INCRs {}, in flight {}",
+                log.incr_acked, log.incr_in_flight
+            ));
         }
         for key in &log.with_ttl {
             if log.acked.get(key).is_some_and(|v| v.is_some()) {
@@ -121,7 +135,12 @@ fn verify(server: &Server, logs: &[Log]) {
         }
     }
     assert!(checked > 0, "no write was acknowledged at all");
-    assert!(lost.is_empty(), "{} acknowledged writes lost of {checked}:\n{}", lost.len(), lost.join("\n"));
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost of {checked}:\n{}",
+        lost.len(),
+        lost.join("\n")
+    );
 }
 
 #[test]
@@ -147,14 +166,22 @@ fn sigkill_loses_nothing_acknowledged_with_appendfsync_always() {
         // SIGKILL while the writers are still writing.
         server.kill9().expect("kill -9");
         stop.store(true, Ordering::Relaxed);
-        logs = handles.into_iter().map(|h| h.join().expect("writer thread")).collect();
-        server.restart().unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"));
+        logs = handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread"))
+            .collect();
+        server
+            .restart()
+            .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"));
         verify(&server, &logs);
         let acked: usize = logs.iter().map(|l| l.acked.len()).sum();
         eprintln!("cycle {cycle}: {acked} keys acked so far, all present after SIGKILL + restart");
         total = acked;
     }
-    assert!(total >= WRITERS, "too few writes were acknowledged ({total})");
+    assert!(
+        total >= WRITERS,
+        "too few writes were acknowledged ({total})"
+    );
     // The server keeps working after the last recovery.
     let mut c = server.conn().expect("connect");
     let r = c.call(&["SET", "after", "ok"]).expect("SET");

@@ -17,7 +17,10 @@ const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 
 fn p99_limit() -> Duration {
     // The 50 ms target is for release builds; debug builds on 2 shared cores are ~5x slower.
-    let ms = std::env::var("HOSTILE_P99_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let ms = std::env::var("HOSTILE_P99_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     Duration::from_millis(ms)
 }
 
@@ -38,7 +41,10 @@ fn hostile_payload(i: usize) -> Vec<u8> {
 
 fn run(server: &Server) {
     let name = server.kind().name();
-    let secs = std::env::var("HOSTILE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let secs = std::env::var("HOSTILE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let mut benign = server.conn().expect("connect benign");
     assert_eq!(benign.call(&["AUTH", "secret"]).expect("AUTH"), b"+OK\r\n");
     let base_rss = server.rss_kib().expect("rss");
@@ -79,7 +85,11 @@ fn run(server: &Server) {
         latencies.len(),
         latencies[latencies.len() / 2]
     );
-    assert!(p99 <= p99_limit(), "[{name}] benign PING p99 {p99:?} > {:?}", p99_limit());
+    assert!(
+        p99 <= p99_limit(),
+        "[{name}] benign PING p99 {p99:?} > {:?}",
+        p99_limit()
+    );
     assert!(
         max_rss.saturating_sub(base_rss) <= RSS_GROWTH_LIMIT_KIB,
         "[{name}] RSS grew {} KiB (> 64 MiB)",
@@ -89,6 +99,9 @@ fn run(server: &Server) {
 
 #[test]
 fn hostile_clients_bounded_memory_and_latency() {
-    let server = Builder::subject().requirepass("secret").start().expect("start server");
+    let server = Builder::subject()
+        .requirepass("secret")
+        .start()
+        .expect("start server");
     run(&server);
 }

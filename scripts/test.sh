@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Pinnacle's test command (README, CI via .ci/run). Idempotent; exits non-zero on any failure.
+#   1. checks for what the black-box tests need: redis-server, redis-cli, redis-benchmark
+#      (Debian: redis-server + redis-tools) and python3 with the `redis` module (>= 5, RESP3);
+#      installs what is missing (apt-get when root, pip) or says exactly what is missing;
+#   2. builds the `pinnacle` binary;
+#   3. runs `cargo test --workspace` with REDIS_TESTS_STRICT=1, so no black-box test may skip.
+# Environment: PINNACLE_TEST_PROFILE=debug|release (default debug), CARGO_TEST_ARGS (extra args
+# after `--`, e.g. a filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo "$@"
+    else return 1
+    fi
+}
+
+apt_updated=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    if [ "$apt_updated" = 0 ]; then
+        as_root apt-get update -qq || return 1
+        apt_updated=1
+    fi
+    # policy-rc.d-less containers may try to start the packaged redis on 6379; harmless here.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- 1. external tools -------------------------------------------------------------------
+missing=()
+for tool in redis-server redis-cli redis-benchmark; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "missing ${missing[*]}: installing redis-server redis-tools with apt-get"
+    apt_install redis-server redis-tools || true
+    still=()
+    for tool in "${missing[@]}"; do command -v "$tool" >/dev/null 2>&1 || still+=("$tool"); done
+    [ "${#still[@]}" -eq 0 ] || die "missing ${still[*]} and could not install them (need root + apt). Install with: apt-get install -y redis-server redis-tools"
+fi
+redis_version=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
+say "redis-server $redis_version ($(command -v redis-server))"
+case "$redis_version" in
+    7.0.*) ;;
+    *) printf 'WARNING: the differential and COMMAND INFO tests were written against redis-server 7.0.15; %s may differ\n' "$redis_version" >&2 ;;
+esac
+
+command -v python3 >/dev/null 2>&1 || { say "python3 missing: installing"; apt_install python3 python3-pip || die "python3 is missing (apt-get install -y python3 python3-pip)"; }
+py_redis_ok() { python3 -c 'import sys, redis; sys.exit(0 if int(redis.__version__.split(".")[0]) >= 5 else 1)' 2>/dev/null; }
+if ! py_redis_ok; then
+    say "python3 module redis (>= 5) missing: pip install redis"
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip || true
+    python3 -m pip install --quiet --upgrade redis 2>/dev/null \
+        || python3 -m pip install --quiet --upgrade --break-system-packages redis 2>/dev/null \
+        || true
+    py_redis_ok || die "python3 module 'redis' >= 5 is missing and pip could not install it (python3 -m pip install redis)"
+fi
+say "python3 redis $(python3 -c 'import redis; print(redis.__version__)')"
+
+# --- 2. build the server -------------------------------------------------------------------
+profile=${PINNACLE_TEST_PROFILE:-debug}
+if [ "$profile" = release ]; then
+    cargo build --release -p pinnacle-server --bin pinnacle
+else
+    cargo build -p pinnacle-server --bin pinnacle
+fi
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+export PINNACLE_BIN="$target_dir/$profile/pinnacle"
+[ -x "$PINNACLE_BIN" ] || die "build did not produce $PINNACLE_BIN"
+say "testing $PINNACLE_BIN"
+
+# --- 3. every test ---------------------------------------------------------------------------
+export REDIS_TESTS_STRICT=1
+start=$(date +%s)
+# shellcheck disable=SC2086
+cargo test --workspace -- ${CARGO_TEST_ARGS:-}
+say "all tests passed in $(( $(date +%s) - start )) s"
