@@ -18,7 +18,7 @@ fn decode(input: &[u8], chunk: usize, authenticated: bool, check_memory: bool) -
         d.reserve_for_read(&mut buf);
         if check_memory {
             // Capacity follows what arrived (geometric growth), never what a header declares.
-            let bound = 2 * received + 4 * READ_CHUNK;
+            let bound = 2 * received + READ_CHUNK;
             assert!(
                 buf.capacity() <= bound,
                 "capacity {} after {received} bytes",
@@ -59,7 +59,29 @@ pub fn request_stream(data: &[u8]) {
     let chunk = 1 + usize::from(mode >> 1) * 7;
     let whole = decode(input, input.len(), authenticated, false);
     let pieces = decode(input, chunk, authenticated, true);
-    assert_eq!(pieces, whole, "decoding in {chunk}-byte reads differs");
+    // Whether a line is "too big" depends on what was buffered when it was looked at (64 KiB
+    // without a terminator), in Redis too: only then may the outcomes differ, and the side that
+    // stopped early must have decoded a prefix of the other's commands.
+    let too_big = |o: &Outcome| {
+        use crate::ProtocolError::*;
+        matches!(
+            o.1,
+            Some(TooBigInlineRequest | TooBigMbulkCountString | TooBigBulkCountString)
+        )
+    };
+    if too_big(&pieces) && pieces != whole {
+        assert!(
+            whole.0.starts_with(&pieces.0),
+            "{chunk}-byte reads decoded other commands"
+        );
+    } else if too_big(&whole) && pieces != whole {
+        assert!(
+            pieces.0.starts_with(&whole.0),
+            "{chunk}-byte reads decoded other commands"
+        );
+    } else {
+        assert_eq!(pieces, whole, "decoding in {chunk}-byte reads differs");
+    }
 }
 
 #[cfg(test)]

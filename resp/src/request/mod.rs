@@ -205,12 +205,23 @@ impl RequestDecoder {
         }
     }
 
-    /// Makes sure `buf` has at least [`read_hint`](Self::read_hint) bytes of spare capacity.
+    /// Makes room in `buf` for the next read: nothing while it has [`READ_CHUNK`] spare bytes;
+    /// otherwise [`read_hint`](Self::read_hint) bytes, by reclaiming consumed space when the
+    /// allocation is no longer shared, else in a fresh buffer of exactly `len + hint` (the
+    /// unconsumed bytes are copied). Capacity thus stays below twice what arrived plus
+    /// [`READ_CHUNK`], and a large bulk is copied O(1) times per byte overall.
     pub fn reserve_for_read(&self, buf: &mut BytesMut) {
-        let want = self.read_hint(buf);
-        if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
+        if buf.capacity() - buf.len() >= READ_CHUNK {
+            return;
         }
+        let want = self.read_hint(buf);
+        if buf.try_reclaim(want) {
+            return;
+        }
+        // Not `reserve`: it may double an allocation that still holds consumed requests.
+        let mut fresh = BytesMut::with_capacity(buf.len() + want);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
     }
 
     fn decode_inner(
