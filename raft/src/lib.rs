@@ -17,6 +17,8 @@
 
 pub mod apply;
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;
@@ -24,6 +26,7 @@ pub mod types;
 
 pub use apply::{ApplyError, ApplyTarget, Command, MemTarget};
 pub use log_store::{LogStore, LogStoreOptions, RecoveryError};
+pub use node::{Group, NodeError, NodeOptions, ProposeError, RaftNode, ReadError};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::StateMachine;
 pub use types::{GroupId, NodeId, Payload, Reply, TypeConfig};

@@ -1,0 +1,364 @@
+//! openraft's network traits over the [`Transport`], and the receiving side ([`RaftService`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{BasicNode, RPCTypes};
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+
+use crate::apply::ApplyTarget;
+use crate::snapshot_file::SnapshotFile;
+use crate::state_machine::StateMachine;
+use crate::transport::frame::{RpcRequest, RpcResponse};
+use crate::transport::{CallError, GroupService, HandlerFuture, Transport};
+use crate::types::{GroupId, NodeId, Raft, TypeConfig, Vote};
+
+/// Snapshot files travel in pieces of this size.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Builds per-peer clients for one group.
+pub struct NetworkFactory {
+    pub(crate) transport: Transport,
+    pub(crate) group: GroupId,
+}
+
+/// Sends one group's RPCs to one peer.
+pub struct PeerClient {
+    transport: Transport,
+    group: GroupId,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            transport: self.transport.clone(),
+            group: self.group,
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+static TRANSFER_SEQ: AtomicU64 = AtomicU64::new(1);
+
+impl PeerClient {
+    async fn call(
+        &self,
+        req: RpcRequest,
+        ttl: Duration,
+        action: RPCTypes,
+    ) -> Result<RpcResponse, RPCError<TypeConfig>> {
+        let res = self
+            .transport
+            .call(self.target, &self.addr, self.group, req, ttl)
+            .await;
+        match res {
+            Ok(RpcResponse::Error(e)) => Err(RPCError::Unreachable(Unreachable::from_string(
+                format!("node {} failed the request: {e}", self.target),
+            ))),
+            Ok(RpcResponse::NoGroup) => Err(RPCError::Unreachable(Unreachable::from_string(
+                format!("node {} does not run group {}", self.target, self.group),
+            ))),
+            Ok(r) => Ok(r),
+            Err(e @ CallError::Unreachable(..)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e @ CallError::Closed(_)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(CallError::Timeout(..)) => Err(RPCError::Timeout(Timeout {
+                action,
+                id: self.transport.id(),
+                target: self.target,
+                timeout: ttl,
+            })),
+        }
+    }
+}
+
+fn unexpected(r: RpcResponse) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(format!(
+        "unexpected response {r:?}"
+    )))
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(
+                RpcRequest::Append(rpc),
+                option.soft_ttl(),
+                RPCTypes::AppendEntries,
+            )
+            .await?
+        {
+            RpcResponse::Append(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(RpcRequest::Vote(rpc), option.soft_ttl(), RPCTypes::Vote)
+            .await?
+        {
+            RpcResponse::Vote(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(RpcRequest::PreVote(rpc), option.soft_ttl(), RPCTypes::Vote)
+            .await?
+        {
+            RpcResponse::Vote(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(
+                RpcRequest::TransferLeader(req),
+                option.soft_ttl(),
+                RPCTypes::TransferLeader,
+            )
+            .await?
+        {
+            RpcResponse::TransferLeader(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let send = self.send_snapshot(vote, snapshot.snapshot, option.soft_ttl());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = send => r,
+        }
+    }
+}
+
+impl PeerClient {
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        file: SnapshotFile,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let io_err = |e: std::io::Error| StreamingError::Unreachable(Unreachable::new(&e));
+        let mut f = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
+        let len = f.metadata().await.map_err(io_err)?.len();
+        let transfer = TRANSFER_SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut offset = 0u64;
+        loop {
+            let n = (len - offset).min(SNAPSHOT_CHUNK as u64) as usize;
+            let mut data = vec![0u8; n];
+            f.read_exact(&mut data).await.map_err(io_err)?;
+            let last = offset + n as u64 == len;
+            let req = RpcRequest::SnapshotChunk {
+                vote,
+                transfer,
+                offset,
+                data,
+                last,
+            };
+            let resp = self
+                .call(
+                    req,
+                    ttl.max(Duration::from_secs(5)),
+                    RPCTypes::InstallSnapshot,
+                )
+                .await;
+            let resp = resp.map_err(|e| match e {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                RPCError::RemoteError(r) => {
+                    StreamingError::Network(NetworkError::from_string(r.to_string()))
+                }
+            })?;
+            offset += n as u64;
+            match resp {
+                RpcResponse::SnapshotAck if !last => continue,
+                RpcResponse::Snapshot(r) if last => return Ok(r),
+                other => {
+                    return Err(StreamingError::Network(NetworkError::from_string(format!(
+                        "unexpected snapshot response {other:?}"
+                    ))))
+                }
+            }
+        }
+    }
+}
+
+struct Incoming {
+    path: PathBuf,
+    file: std::fs::File,
+    next: u64,
+}
+
+/// Serves one group's incoming RPCs by handing them to the local [`Raft`].
+pub struct RaftService<A: ApplyTarget> {
+    pub(crate) raft: Raft<A>,
+    pub(crate) sm: StateMachine<A>,
+    incoming: Mutex<HashMap<(NodeId, u64), Incoming>>,
+}
+
+impl<A: ApplyTarget> RaftService<A> {
+    /// Wraps a running group.
+    pub fn new(raft: Raft<A>, sm: StateMachine<A>) -> Arc<Self> {
+        Arc::new(RaftService {
+            raft,
+            sm,
+            incoming: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn chunk(&self, from: NodeId, transfer: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut incoming = self.incoming.lock();
+        if offset == 0 {
+            let path = self.sm.temp_path();
+            let file = std::fs::File::create(&path)?;
+            if let Some(old) = incoming.insert(
+                (from, transfer),
+                Incoming {
+                    path,
+                    file,
+                    next: 0,
+                },
+            ) {
+                let _ = std::fs::remove_file(old.path);
+            }
+        }
+        let inc = incoming
+            .get_mut(&(from, transfer))
+            .ok_or_else(|| std::io::Error::other("snapshot piece for an unknown transfer"))?;
+        if inc.next != offset {
+            return Err(std::io::Error::other(format!(
+                "snapshot piece at {offset}, expected {}",
+                inc.next
+            )));
+        }
+        inc.file.write_all(data)?;
+        inc.next += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// Installs a completely received snapshot through Raft (which checks the vote).
+async fn finish_snapshot<A: ApplyTarget>(
+    raft: Raft<A>,
+    inc: Option<Incoming>,
+    vote: Vote,
+) -> RpcResponse {
+    let Some(inc) = inc else {
+        return RpcResponse::Error("snapshot finished for an unknown transfer".into());
+    };
+    let path = inc.path.clone();
+    let res = async {
+        inc.file.sync_all()?;
+        drop(inc.file);
+        let file = SnapshotFile { path: path.clone() };
+        let (meta, _, _) = file.verify()?;
+        let snap = openraft::storage::Snapshot {
+            meta,
+            snapshot: file,
+        };
+        raft.install_full_snapshot(vote, snap)
+            .await
+            .map_err(std::io::Error::other)
+    }
+    .await;
+    // Installed snapshots were renamed into place; anything left here was refused.
+    let _ = std::fs::remove_file(&path);
+    match res {
+        Ok(r) => RpcResponse::Snapshot(r),
+        Err(e) => RpcResponse::Error(e.to_string()),
+    }
+}
+
+impl<A: ApplyTarget> GroupService for RaftService<A> {
+    fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture {
+        let raft = self.raft.clone();
+        let err = |e: &dyn std::fmt::Display| RpcResponse::Error(e.to_string());
+        match req {
+            RpcRequest::Append(r) => Box::pin(async move {
+                raft.append_entries(r)
+                    .await
+                    .map_or_else(|e| err(&e), RpcResponse::Append)
+            }),
+            RpcRequest::Vote(r) => Box::pin(async move {
+                raft.vote(r)
+                    .await
+                    .map_or_else(|e| err(&e), RpcResponse::Vote)
+            }),
+            RpcRequest::PreVote(r) => Box::pin(async move {
+                raft.pre_vote(r)
+                    .await
+                    .map_or_else(|e| err(&e), RpcResponse::Vote)
+            }),
+            RpcRequest::TransferLeader(r) => Box::pin(async move {
+                raft.handle_transfer_leader(r)
+                    .await
+                    .map_or_else(|e| err(&e), RpcResponse::TransferLeader)
+            }),
+            RpcRequest::SnapshotChunk {
+                vote,
+                transfer,
+                offset,
+                data,
+                last,
+            } => {
+                if let Err(e) = self.chunk(from, transfer, offset, &data) {
+                    return Box::pin(async move { err(&e) });
+                }
+                if !last {
+                    return Box::pin(async { RpcResponse::SnapshotAck });
+                }
+                let inc = self.incoming.lock().remove(&(from, transfer));
+                Box::pin(finish_snapshot(raft, inc, vote))
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! [`RaftNode`]: one process's cluster-bus endpoint hosting many groups; [`Group`]: one group's
+//! propose / read-barrier / leadership API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::type_config::async_runtime::watch::WatchReceiver;
+use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use parking_lot::Mutex;
+use thiserror::Error;
+
+use crate::apply::ApplyTarget;
+use crate::log_store::{LogStore, LogStoreOptions, RecoveryError};
+use crate::network::{NetworkFactory, RaftService};
+use crate::state_machine::StateMachine;
+use crate::transport::Transport;
+use crate::types::{GroupId, NodeId, Payload, Raft, TypeConfig};
+
+/// Settings of a [`RaftNode`].
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This node's id (stable for the cluster's lifetime).
+    pub id: NodeId,
+    /// Cluster-bus listen address; its IP is also the source IP of outgoing connections.
+    pub listen: SocketAddr,
+    /// Data folder; each group lives in `group-<id>/` below it.
+    pub dir: PathBuf,
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Election timeout range (randomised within it).
+    pub election_timeout: (Duration, Duration),
+    /// Build a snapshot (and later purge the log) after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind a snapshot (so slightly lagging followers need no snapshot).
+    pub keep_after_snapshot: u64,
+    /// Log segment size.
+    pub segment_bytes: u64,
+}
+
+impl NodeOptions {
+    /// The design's defaults: heartbeat 50 ms, election timeout 150-300 ms.
+    pub fn new(id: NodeId, listen: SocketAddr, dir: PathBuf) -> NodeOptions {
+        NodeOptions {
+            id,
+            listen,
+            dir,
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
+            snapshot_after_entries: 10_000,
+            keep_after_snapshot: 1_000,
+            segment_bytes: LogStoreOptions::default().segment_bytes,
+        }
+    }
+
+    fn raft_config(&self, group: GroupId) -> Result<Config, NodeError> {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let cfg = Config {
+            cluster_name: format!("pinnacle-group-{group}"),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            // A node back from a partition or restart must not depose a healthy leader.
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        cfg.validate().map_err(|e| NodeError::Config(e.to_string()))
+    }
+}
+
+/// Errors starting a node or a group.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// Invalid Raft settings.
+    #[error("raft config: {0}")]
+    Config(String),
+    /// The log could not be recovered.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    /// File system or socket failure.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// openraft refused to start or initialize.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The group is already open on this node.
+    #[error("group {0} is already running")]
+    GroupExists(GroupId),
+}
+
+/// Why a proposal has no reply.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node is not the leader: the entry was NOT appended (safe to send elsewhere).
+    #[error("not the leader (leader: {leader:?} at {addr:?})")]
+    NotLeader {
+        /// The leader if known.
+        leader: Option<NodeId>,
+        /// Its cluster-bus address if known.
+        addr: Option<String>,
+    },
+    /// The entry may or may not be committed (leader changed or node stopped mid-flight). Never
+    /// re-propose it behind the client's back.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
+}
+
+/// Why a read barrier failed; reads must not be served.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// This node is not (or no longer) the leader.
+    #[error("not the leader (leader: {leader:?} at {addr:?})")]
+    NotLeader {
+        /// The leader if known.
+        leader: Option<NodeId>,
+        /// Its cluster-bus address if known.
+        addr: Option<String>,
+    },
+    /// A quorum could not be reached, or the node stopped.
+    #[error("read barrier failed: {0}")]
+    Unavailable(String),
+}
+
+trait Stop: Send + Sync {
+    fn stop(&self) -> futures_util::future::BoxFuture<'static, ()>;
+}
+
+impl<A: ApplyTarget> Stop for Raft<A> {
+    fn stop(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let r = self.clone();
+        Box::pin(async move {
+            let _ = r.shutdown().await;
+        })
+    }
+}
+
+/// One node: the cluster bus plus the groups it runs.
+pub struct RaftNode {
+    opts: NodeOptions,
+    transport: Transport,
+    groups: Mutex<HashMap<GroupId, Arc<dyn Stop>>>,
+}
+
+impl RaftNode {
+    /// Binds the cluster bus; groups are opened with [`RaftNode::open_group`].
+    pub async fn start(opts: NodeOptions) -> Result<RaftNode, NodeError> {
+        std::fs::create_dir_all(&opts.dir)?;
+        let transport = Transport::bind(opts.id, opts.listen).await?;
+        Ok(RaftNode {
+            opts,
+            transport,
+            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.opts.id
+    }
+
+    /// The bound cluster-bus address.
+    pub fn addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// The transport (for diagnostics).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Opens (recovering from disk) group `group` applying to `target`. A pristine group does
+    /// nothing until [`Group::initialize`] runs on it or a leader contacts it.
+    pub async fn open_group<A: ApplyTarget>(
+        &self,
+        group: GroupId,
+        target: Arc<A>,
+    ) -> Result<Group<A>, NodeError> {
+        if self.groups.lock().contains_key(&group) {
+            return Err(NodeError::GroupExists(group));
+        }
+        let dir = self.opts.dir.join(format!("group-{group}"));
+        let log = LogStore::open(
+            &dir.join("log"),
+            LogStoreOptions {
+                segment_bytes: self.opts.segment_bytes,
+            },
+        )?;
+        let sm = StateMachine::open(&dir, target)?;
+        let cfg = Arc::new(self.opts.raft_config(group)?);
+        let net = NetworkFactory {
+            transport: self.transport.clone(),
+            group,
+        };
+        let raft = openraft::Raft::new(self.opts.id, cfg, net, log, sm.clone())
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        self.transport
+            .register(group, RaftService::new(raft.clone(), sm.clone()));
+        self.groups.lock().insert(group, Arc::new(raft.clone()));
+        Ok(Group {
+            id: group,
+            raft,
+            sm,
+        })
+    }
+
+    /// Stops every group and closes the cluster bus (as if the process died, minus the disk).
+    pub async fn shutdown(&self) {
+        self.transport.shutdown();
+        let groups: Vec<_> = self.groups.lock().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.stop().await;
+        }
+    }
+}
+
+/// Handle to one running group.
+pub struct Group<A: ApplyTarget> {
+    id: GroupId,
+    raft: Raft<A>,
+    sm: StateMachine<A>,
+}
+
+impl<A: ApplyTarget> Clone for Group<A> {
+    fn clone(&self) -> Self {
+        Group {
+            id: self.id,
+            raft: self.raft.clone(),
+            sm: self.sm.clone(),
+        }
+    }
+}
+
+fn leader_info(
+    f: &openraft::error::ForwardToLeader<TypeConfig>,
+) -> (Option<NodeId>, Option<String>) {
+    (f.leader_id, f.leader_node.as_ref().map(|n| n.addr.clone()))
+}
+
+impl<A: ApplyTarget> Group<A> {
+    /// The group id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// The application's state machine target.
+    pub fn target(&self) -> &Arc<A> {
+        self.sm.target()
+    }
+
+    /// The underlying openraft handle (membership changes, leader transfer, metrics watch).
+    pub fn raft(&self) -> &Raft<A> {
+        &self.raft
+    }
+
+    /// Forms the group with `members` (id → cluster-bus address) if this node is pristine; a
+    /// no-op if it already has state. Every member may call it with the same map.
+    pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<(), NodeError> {
+        let init = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if init {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, a)| (*id, BasicNode::new(a)))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            // Lost a race with a leader that already reached us: fine.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// Replicates `payload`; returns what applying it returned once a majority has it durably
+    /// and this node applied it.
+    pub async fn propose(&self, payload: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        match self.raft.client_write(Payload(payload)).await {
+            Ok(r) => Ok(r.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let (leader, addr) = leader_info(&f);
+                Err(ProposeError::NotLeader { leader, addr })
+            }
+            Err(e) => Err(ProposeError::Indeterminate(e.to_string())),
+        }
+    }
+
+    /// Waits until reads from the local state machine are linearizable (ReadIndex: a quorum
+    /// confirms leadership, then the local apply catches up to the read point).
+    pub async fn read_barrier(&self) -> Result<(), ReadError> {
+        self.barrier(ReadPolicy::ReadIndex).await
+    }
+
+    /// Like [`Group::read_barrier`] but trusts the leader lease (no round trip while the lease,
+    /// bounded by the election timeout, is valid). Assumes bounded clock drift.
+    pub async fn lease_read_barrier(&self) -> Result<(), ReadError> {
+        self.barrier(ReadPolicy::LeaseRead).await
+    }
+
+    async fn barrier(&self, policy: ReadPolicy) -> Result<(), ReadError> {
+        match self.raft.ensure_linearizable(policy).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                let (leader, addr) = leader_info(&f);
+                Err(ReadError::NotLeader { leader, addr })
+            }
+            Err(e) => Err(ReadError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The leader this node currently knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// True if this node currently believes it leads (use a barrier before trusting reads).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// A snapshot of this group's Raft metrics (term, log/commit/applied index, replication lag).
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Asks the leader to hand leadership to `to` (used to spread shard leaders).
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,296 @@
+//! Three nodes over real localhost TCP in one process.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::*;
+use crate::apply::MemTarget;
+
+const G: GroupId = 1;
+
+struct Member {
+    node: RaftNode,
+    group: Group<MemTarget>,
+}
+
+struct Cluster {
+    _root: TempDir,
+    opts: Vec<NodeOptions>,
+    members: BTreeMap<NodeId, String>,
+    live: BTreeMap<NodeId, Member>,
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Cluster {
+    async fn start(n: u64, tweak: impl Fn(&mut NodeOptions)) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let mut opts = Vec::new();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let mut o = NodeOptions::new(
+                id,
+                "127.0.0.1:0".parse().unwrap(),
+                root.path().join(format!("n{id}")),
+            );
+            tweak(&mut o);
+            let node = RaftNode::start(o.clone()).await.unwrap();
+            // Restarts reuse the port the OS picked.
+            o.listen = node.addr();
+            opts.push(o);
+            nodes.push(node);
+        }
+        let members: BTreeMap<NodeId, String> =
+            opts.iter().map(|o| (o.id, o.listen.to_string())).collect();
+        let mut live = BTreeMap::new();
+        for node in nodes {
+            let group = node
+                .open_group(G, Arc::new(MemTarget::default()))
+                .await
+                .unwrap();
+            group.initialize(&members).await.unwrap();
+            live.insert(node.id(), Member { node, group });
+        }
+        Cluster {
+            _root: root,
+            opts,
+            members,
+            live,
+        }
+    }
+
+    async fn leader(&self, limit: Duration) -> NodeId {
+        wait_for("a leader", limit, || {
+            self.live
+                .iter()
+                .find(|(_, m)| m.group.is_leader())
+                .map(|(id, _)| *id)
+        })
+        .await
+    }
+
+    /// A live node that is leader and proves it with a quorum round trip (metrics alone can
+    /// still show a deposed leader for a moment).
+    async fn confirmed_leader(&self, limit: Duration) -> NodeId {
+        let start = Instant::now();
+        loop {
+            for (id, m) in &self.live {
+                if m.group.is_leader() && m.group.read_barrier().await.is_ok() {
+                    return *id;
+                }
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no confirmed leader within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn group(&self, id: NodeId) -> &Group<MemTarget> {
+        &self.live[&id].group
+    }
+
+    async fn kill(&mut self, id: NodeId) {
+        let m = self.live.remove(&id).unwrap();
+        m.node.shutdown().await;
+    }
+
+    async fn restart(&mut self, id: NodeId) {
+        let o = self.opts[(id - 1) as usize].clone();
+        let node = RaftNode::start(o).await.unwrap();
+        let group = node
+            .open_group(G, Arc::new(MemTarget::default()))
+            .await
+            .unwrap();
+        group.initialize(&self.members).await.unwrap();
+        self.live.insert(id, Member { node, group });
+    }
+
+    /// Waits until every live node applied the same entries, and returns them.
+    async fn converged(&self, limit: Duration) -> Vec<(u64, Vec<u8>)> {
+        wait_for("replicas to converge", limit, || {
+            let states: Vec<_> = self
+                .live
+                .values()
+                .map(|m| m.group.target().applied())
+                .collect();
+            let applied: Vec<_> = self
+                .live
+                .values()
+                .map(|m| m.group.metrics().last_applied)
+                .collect();
+            let same =
+                states.windows(2).all(|w| w[0] == w[1]) && applied.windows(2).all(|w| w[0] == w[1]);
+            same.then(|| states[0].clone())
+        })
+        .await
+    }
+
+    async fn shutdown(self) {
+        for (_, m) in self.live {
+            m.node.shutdown().await;
+        }
+    }
+}
+
+/// Proposes `n` unique payloads concurrently (they share appends and fsyncs), retrying a
+/// proposal at the current leader when it was refused with `NotLeader` (never appended, so a
+/// retry cannot apply it twice). Returns the acknowledged payloads.
+async fn propose_all(c: &Cluster, prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    let groups: Vec<Group<MemTarget>> = c.live.values().map(|m| m.group.clone()).collect();
+    let futs = (0..n).map(|i| {
+        let groups = groups.clone();
+        let p = format!("{prefix}-{i}").into_bytes();
+        async move {
+            let start = Instant::now();
+            loop {
+                let g = groups.iter().find(|g| g.is_leader()).unwrap_or(&groups[0]);
+                match g.propose(p.clone()).await {
+                    Ok(reply) => {
+                        assert!(reply.ends_with(&p), "reply {reply:?} is not for {p:?}");
+                        return p;
+                    }
+                    Err(ProposeError::NotLeader { .. })
+                        if start.elapsed() < Duration::from_secs(5) =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("proposal failed: {e}"),
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(futs).await
+}
+
+fn payloads(state: &[(u64, Vec<u8>)]) -> std::collections::HashSet<Vec<u8>> {
+    state.iter().map(|(_, p)| p.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_elect_replicate_and_agree() {
+    let c = Cluster::start(3, |_| {}).await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let acked = propose_all(&c, "w", 1000).await;
+    let state = c.converged(Duration::from_secs(10)).await;
+    assert_eq!(state.len(), 1000);
+    let got = payloads(&state);
+    assert!(acked.iter().all(|p| got.contains(p)));
+    // Indices strictly increase: every replica applied the same order.
+    assert!(state.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Reads: the leader passes the barrier, a follower redirects to the leader.
+    c.group(leader).read_barrier().await.unwrap();
+    c.group(leader).lease_read_barrier().await.unwrap();
+    let follower = *c.live.keys().find(|id| **id != leader).unwrap();
+    wait_for(
+        "follower to learn the leader",
+        Duration::from_secs(2),
+        || (c.group(follower).leader() == Some(leader)).then_some(()),
+    )
+    .await;
+    match c.group(follower).read_barrier().await {
+        Err(ReadError::NotLeader {
+            leader: Some(l),
+            addr: Some(a),
+        }) => {
+            assert_eq!(l, leader);
+            assert_eq!(a, c.members[&leader]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.group(follower).propose(b"nope".to_vec()).await {
+        Err(ProposeError::NotLeader {
+            leader: Some(l), ..
+        }) => assert_eq!(l, leader),
+        other => panic!("{other:?}"),
+    }
+    let m = c.group(leader).metrics();
+    assert_eq!(m.current_leader, Some(leader));
+    assert!(m.last_applied.is_some_and(|l| l.index >= 1000));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_loss_keeps_acknowledged_writes_and_restart_catches_up() {
+    let mut c = Cluster::start(3, |_| {}).await;
+    let old = c.confirmed_leader(Duration::from_secs(5)).await;
+    let mut acked = propose_all(&c, "before", 200).await;
+
+    let old_term = c.group(old).metrics().current_term;
+    c.kill(old).await;
+    let killed_at = Instant::now();
+    // Elected = some node leads a newer term (then prove it with a quorum round trip).
+    let new = wait_for("a new leader", Duration::from_secs(5), || {
+        c.live
+            .iter()
+            .find(|(_, m)| m.group.is_leader() && m.group.metrics().current_term > old_term)
+            .map(|(id, _)| *id)
+    })
+    .await;
+    let took = killed_at.elapsed();
+    assert_eq!(c.confirmed_leader(Duration::from_secs(5)).await, new);
+    eprintln!("new leader {new} elected {took:?} after killing {old}");
+    assert_ne!(new, old);
+    assert!(took < Duration::from_secs(1), "election took {took:?}");
+
+    acked.extend(propose_all(&c, "after", 200).await);
+    let state = c.converged(Duration::from_secs(10)).await;
+    let got = payloads(&state);
+    assert!(
+        acked.iter().all(|p| got.contains(p)),
+        "an acknowledged write was lost"
+    );
+
+    // The old leader comes back from its directory and catches up from its log + the leader.
+    c.restart(old).await;
+    let state = c.converged(Duration::from_secs(10)).await;
+    assert_eq!(state.len(), 400);
+    assert!(acked.iter().all(|p| payloads(&state).contains(p)));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
+    let mut c = Cluster::start(3, |o| {
+        o.snapshot_after_entries = 50;
+        o.keep_after_snapshot = 5;
+        o.segment_bytes = 4096;
+    })
+    .await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let follower = *c.live.keys().find(|id| **id != leader).unwrap();
+    c.kill(follower).await;
+    let mut acked = Vec::new();
+    for round in 0..4 {
+        acked.extend(propose_all(&c, &format!("r{round}"), 100).await);
+    }
+    wait_for(
+        "the leader to purge its log",
+        Duration::from_secs(10),
+        || c.group(leader).metrics().purged.filter(|p| p.index > 100),
+    )
+    .await;
+    c.restart(follower).await;
+    let state = c.converged(Duration::from_secs(15)).await;
+    assert_eq!(state.len(), 400);
+    assert!(acked.iter().all(|p| payloads(&state).contains(p)));
+    let m = c.group(follower).metrics();
+    assert!(m.snapshot.is_some(), "follower installed a snapshot: {m:?}");
+    c.shutdown().await;
+}
