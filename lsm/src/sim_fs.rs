@@ -39,7 +39,7 @@ pub enum SimOp {
     CreateDir,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Inode {
     /// What a reader sees now.
     data: Vec<u8>,
@@ -51,6 +51,7 @@ struct Inode {
     handles: usize,
 }
 
+#[derive(Clone)]
 struct Fault {
     op: SimOp,
     /// Matching operations still to let through before the failing one.
@@ -58,7 +59,7 @@ struct Fault {
     path_contains: Option<String>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Inner {
     inodes: HashMap<u64, Inode>,
     next_ino: u64,
@@ -191,6 +192,22 @@ impl SimFs {
     /// An empty file system (only the root directory exists).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An independent copy of the whole file system as it is now (files, durability state,
+    /// power state), e.g. to damage one copy per test case. Handles opened before stay with
+    /// the original.
+    pub fn fork(&self) -> SimFs {
+        let mut copy = self.inner.lock().clone();
+        for node in copy.inodes.values_mut() {
+            node.handles = 0;
+        }
+        // Handles of the original must not be mistaken for live ones in the copy.
+        copy.epoch += 1;
+        SimFs {
+            inner: Arc::new(Mutex::new(copy)),
+            pinned: None,
+        }
     }
 
     /// A handle for one run of the engine: once [`SimFs::crash`] has run, every operation

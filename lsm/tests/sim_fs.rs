@@ -257,3 +257,21 @@ fn process_handles_die_with_their_process() {
     drop(new.create(p("/db/c")).unwrap());
     assert!(fs.exists(p("/db/c")));
 }
+
+#[test]
+fn fork_is_an_independent_copy() {
+    let fs = fs_with_dir();
+    let mut f = fs.create(p("/db/a")).unwrap();
+    f.append(b"abc").unwrap();
+    f.sync().unwrap();
+    fs.sync_dir(p("/db")).unwrap();
+    let copy = fs.fork();
+    copy.flip_byte(p("/db/a"), 0).unwrap();
+    copy.remove(p("/db/a")).unwrap();
+    assert_eq!(fs.read_all(p("/db/a")).unwrap(), b"abc");
+    f.append(b"d").unwrap();
+    assert!(!copy.exists(p("/db/a")));
+    copy.crash(0);
+    assert_eq!(copy.read_all(p("/db/a")).unwrap(), vec![!b'a', b'b', b'c']);
+    assert_eq!(fs.read_all(p("/db/a")).unwrap(), b"abcd");
+}
