@@ -7,7 +7,7 @@
 
 use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
-use super::{num, Db, Result, StorageError, APPLIED_STATE, MAX_STRING_LEN};
+use super::{num, Db, Result, StorageError, APPLIED_STATE, CLOCK_SLACK_MS, MAX_STRING_LEN};
 use bytes::{Bytes, BytesMut};
 use pinnacle_lsm::WriteBatch;
 use pinnacle_resp::Reply;
@@ -94,12 +94,20 @@ impl Db {
             return reply;
         }
         let mut batch = tx.batch;
-        let mut rec = BytesMut::with_capacity(16);
-        rec.extend_from_slice(&now.to_be_bytes());
-        rec.extend_from_slice(&state.next_version.to_be_bytes());
-        batch.put(encoding::system_key(APPLIED_STATE), rec.freeze());
+        let persist = now > state.persisted_clock || state.next_version != state.persisted_version;
+        let bound = now + CLOCK_SLACK_MS;
+        if persist {
+            let mut rec = BytesMut::with_capacity(16);
+            rec.extend_from_slice(&bound.to_be_bytes());
+            rec.extend_from_slice(&state.next_version.to_be_bytes());
+            batch.put(encoding::system_key(APPLIED_STATE), rec.freeze());
+        }
         if let Err(e) = self.inner.engine.write(batch) {
             return storage_error(&StorageError::Engine(e));
+        }
+        if persist {
+            state.persisted_clock = bound;
+            state.persisted_version = state.next_version;
         }
         state.clock = now;
         self.inner.clock.store(now, Ordering::Release);

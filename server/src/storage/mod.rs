@@ -45,8 +45,12 @@ pub enum StorageError {
 /// Result alias for storage calls.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Node-state record holding the apply clock and the next collection version.
+/// Node-state record holding an upper bound of the apply clock and the next collection version.
 const APPLIED_STATE: &[u8] = b"applied";
+
+/// How far ahead of the apply clock the persisted bound is written, so the state record is
+/// rewritten at most every this many ms of leader time instead of on every write.
+const CLOCK_SLACK_MS: u64 = 100;
 
 /// State owned by the single applier.
 struct ApplyState {
@@ -54,6 +58,21 @@ struct ApplyState {
     clock: u64,
     /// Next collection version to hand out (becomes the Raft log index later).
     next_version: u64,
+    /// The clock bound last persisted (always >= `clock`).
+    persisted_clock: u64,
+    /// The `next_version` last persisted.
+    persisted_version: u64,
+}
+
+impl ApplyState {
+    fn new(clock: u64, next_version: u64) -> ApplyState {
+        ApplyState {
+            clock,
+            next_version,
+            persisted_clock: clock,
+            persisted_version: next_version,
+        }
+    }
 }
 
 pub(crate) struct DbInner {
@@ -102,29 +121,21 @@ impl Db {
     /// A fresh keyspace in memory (tests); no background sweeper.
     pub fn in_memory() -> Db {
         let engine: Arc<dyn Engine> = Arc::new(MemEngine::in_memory());
-        Db::from_parts(
-            engine,
-            Arc::new(AtomicU64::new(0)),
-            ApplyState {
-                clock: 0,
-                next_version: 1,
-            },
-        )
+        Db::from_parts(engine, Arc::new(AtomicU64::new(0)), ApplyState::new(0, 1))
     }
 
     /// Wraps an opened engine; `clock` is the one its compaction filter reads.
     pub fn with_engine(engine: Arc<dyn Engine>, clock: Arc<AtomicU64>) -> Result<Db> {
         let key = encoding::system_key(APPLIED_STATE);
+        // The stored clock is an upper bound of the last applied time: starting from it keeps
+        // the apply clock monotonic across restarts.
         let state = match engine.get(&key)? {
-            Some(raw) if raw.len() == 16 => ApplyState {
-                clock: u64::from_be_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
-                next_version: u64::from_be_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
-            },
+            Some(raw) if raw.len() == 16 => ApplyState::new(
+                u64::from_be_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
+                u64::from_be_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
+            ),
             Some(_) => return Err(StorageError::Corrupt("apply state")),
-            None => ApplyState {
-                clock: 0,
-                next_version: 1,
-            },
+            None => ApplyState::new(0, 1),
         };
         clock.store(state.clock, Ordering::Release);
         Ok(Db::from_parts(engine, clock, state))
