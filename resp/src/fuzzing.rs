@@ -18,7 +18,7 @@ fn decode(input: &[u8], chunk: usize, authenticated: bool, check_memory: bool) -
         d.reserve_for_read(&mut buf);
         if check_memory {
             // Capacity follows what arrived (geometric growth), never what a header declares.
-            let bound = 2 * received + READ_CHUNK;
+            let bound = 2 * received + 2 * READ_CHUNK;
             assert!(
                 buf.capacity() <= bound,
                 "capacity {} after {received} bytes",

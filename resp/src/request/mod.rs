@@ -175,7 +175,8 @@ impl RequestDecoder {
         self.scanned = 0;
     }
 
-    /// True when no partial request is held, i.e. the next byte starts a new request.
+    /// True when no multibulk request is in progress (a partial `*N` header or inline line may
+    /// still wait in the buffer).
     pub fn is_idle(&self) -> bool {
         self.remaining == 0
     }
@@ -205,16 +206,17 @@ impl RequestDecoder {
         }
     }
 
-    /// Makes room in `buf` for the next read: nothing while it has [`READ_CHUNK`] spare bytes;
-    /// otherwise [`read_hint`](Self::read_hint) bytes, by reclaiming consumed space when the
-    /// allocation is no longer shared, else in a fresh buffer of exactly `len + hint` (the
-    /// unconsumed bytes are copied). Capacity thus stays below twice what arrived plus
-    /// [`READ_CHUNK`], and a large bulk is copied O(1) times per byte overall.
+    /// Makes room in `buf` for the next read. Nothing happens while it has [`READ_CHUNK`] spare
+    /// bytes; otherwise it gets [`read_hint`](Self::read_hint) + [`READ_CHUNK`] spare bytes, by
+    /// reclaiming consumed space when the allocation is no longer shared, else in a fresh buffer
+    /// (the unconsumed bytes are copied). So capacity stays below twice what arrived plus
+    /// 2 × [`READ_CHUNK`], at least [`READ_CHUNK`] bytes arrive between two reallocations, and a
+    /// large bulk is copied O(1) times per byte overall.
     pub fn reserve_for_read(&self, buf: &mut BytesMut) {
         if buf.capacity() - buf.len() >= READ_CHUNK {
             return;
         }
-        let want = self.read_hint(buf);
+        let want = self.read_hint(buf) + READ_CHUNK;
         if buf.try_reclaim(want) {
             return;
         }

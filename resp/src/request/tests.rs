@@ -369,7 +369,7 @@ fn large_bulk_in_small_reads_is_linear_and_bounded() {
         // Capacity is bounded by what arrived, not by the 64 MiB declared.
         let received = sent + 24;
         assert!(
-            buf.capacity() <= 2 * received + READ_CHUNK,
+            buf.capacity() <= 2 * received + 2 * READ_CHUNK,
             "capacity {} after {received}",
             buf.capacity()
         );
@@ -391,6 +391,32 @@ fn large_bulk_in_small_reads_is_linear_and_bounded() {
         "capacity {max_cap}"
     );
     assert!(d.is_idle());
+}
+
+#[test]
+fn byte_by_byte_input_reallocates_rarely() {
+    // 200 KB of pipelined requests and long lines, one byte per read: the buffer may only grow
+    // after READ_CHUNK bytes have arrived since the last growth (no copy per byte).
+    let mut input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nabc\r\n".repeat(2000);
+    input.extend(std::iter::repeat_n(b'1', 60_000));
+    input.extend_from_slice(b"\r\n");
+    let mut d = RequestDecoder::new();
+    let mut buf = BytesMut::new();
+    let mut growths = 0;
+    for &b in &input {
+        let spare = buf.capacity() - buf.len();
+        d.reserve_for_read(&mut buf);
+        if buf.capacity() - buf.len() > spare {
+            growths += 1;
+        }
+        buf.extend_from_slice(&[b]);
+        while let Ok(Some(_)) = d.decode(&mut buf, true) {}
+    }
+    assert!(
+        growths <= input.len() / READ_CHUNK + 1,
+        "{growths} growths for {} bytes",
+        input.len()
+    );
 }
 
 #[test]
