@@ -124,6 +124,15 @@ impl Server {
         self.monitor_tx.subscribe()
     }
 
+    /// Ends MONITOR mode for `client` (RESET); the connection drops its feed.
+    pub fn remove_monitor(&self, client: &mut Client) {
+        if client.monitor {
+            client.monitor = false;
+            client.monitor_rx = None;
+            self.monitor_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// True if any MONITOR is connected (checked before formatting a feed line).
     pub fn monitors_active(&self) -> bool {
         self.monitor_count.load(Ordering::Relaxed) > 0

@@ -172,6 +172,7 @@ fn quit(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 }
 
 fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    ctx.server.remove_monitor(ctx.client);
     let c = &mut *ctx.client;
     c.protocol = Protocol::Resp2;
     c.name = None;

@@ -270,5 +270,7 @@ mod tests {
             s.starts_with('+') && s.ends_with(" [0 127.0.0.1:5001] \"ECHO\" \"a b\\\"c\"\r\n"),
             "{s}"
         );
+        assert_eq!(n.run(&["RESET"]), "+RESET\r\n");
+        assert!(!n.server.monitors_active());
     }
 }

@@ -125,6 +125,9 @@ pub async fn run(
         }
         if let Some(rx) = client.monitor_rx.take() {
             monitor = Some(rx);
+        } else if !client.monitor {
+            // RESET ended MONITOR mode.
+            monitor = None;
         }
         client.publish(buf.len(), 0);
     }
