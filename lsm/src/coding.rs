@@ -12,6 +12,17 @@ pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 /// Decodes a varint at `*pos`, advancing it; `None` when truncated or over-long.
 #[inline]
 pub(crate) fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    // Fast path: most lengths in blocks fit in one byte.
+    let b0 = *buf.get(*pos)?;
+    if b0 < 0x80 {
+        *pos += 1;
+        return Some(u64::from(b0));
+    }
+    get_varint_slow(buf, pos)
+}
+
+#[cold]
+fn get_varint_slow(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     let mut shift = 0u32;
     loop {

@@ -45,10 +45,11 @@ impl MemTable {
 
     /// Inserts a point record.
     pub(crate) fn put(&self, user: &[u8], seq: u64, kind: Kind, value: Bytes) {
-        let ik = key::encode(user, seq, kind);
-        self.size
-            .fetch_add(ik.len() + value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(MemKey(Bytes::from(ik)), value);
+        self.size.fetch_add(
+            user.len() + 8 + value.len() + ENTRY_OVERHEAD,
+            Ordering::Relaxed,
+        );
+        self.map.insert(MemKey::new(user, seq, kind), value);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
@@ -107,7 +108,7 @@ impl MemTable {
         let e = self
             .map
             .lower_bound(Bound::Included(MemKeyRef::new(&buf)))?;
-        let (u, seq, kind) = key::split(&e.key().0);
+        let (u, seq, kind) = key::split(e.key().as_slice());
         if u != user {
             return None;
         }
@@ -163,7 +164,7 @@ impl InternalIterator for MemIter {
         self.pos < self.buf.len()
     }
     fn key(&self) -> &[u8] {
-        &self.buf[self.pos].0 .0
+        self.buf[self.pos].0.as_slice()
     }
     fn value(&self) -> &[u8] {
         &self.buf[self.pos].1
@@ -180,7 +181,8 @@ impl InternalIterator for MemIter {
             };
             self.buf.clear();
             self.pos = 0;
-            self.mem.fetch(&last.0, false, MEM_BATCH, &mut self.buf);
+            self.mem
+                .fetch(last.as_slice(), false, MEM_BATCH, &mut self.buf);
             self.exhausted = self.buf.len() < MEM_BATCH;
         }
         Ok(())

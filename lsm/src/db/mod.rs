@@ -42,6 +42,9 @@ struct Writer {
     last_seq: u64,
     // Appended since the last fsync (for `SyncPolicy::EveryMillis`).
     dirty: bool,
+    // Reused encoding buffers.
+    buf: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 #[derive(Default)]

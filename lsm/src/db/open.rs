@@ -62,6 +62,8 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
             wal: WalWriter::placeholder(),
             last_seq: 0,
             dirty: false,
+            buf: Vec::new(),
+            payload: Vec::new(),
         }),
         queue: Mutex::new(Queue::default()),
         queue_cv: Condvar::new(),

@@ -14,6 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+// Encoding buffers up to this capacity are kept between groups.
+const REUSE_LIMIT: usize = 4 << 20;
+
 /// Inserts the operations of `batch` into `mem`, numbering them from `first_seq`.
 pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: &WriteBatch) {
     for (seq, op) in (first_seq..).zip(batch.ops()) {
@@ -74,8 +77,9 @@ impl Inner {
                 .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
                 .collect();
         }
-        let mut buf = Vec::new();
-        let mut payload = Vec::new();
+        let mut buf = std::mem::take(&mut w.buf);
+        let mut payload = std::mem::take(&mut w.payload);
+        buf.clear();
         let mut seq = w.last_seq;
         let mut results: Vec<(u64, Result<u64>)> = Vec::with_capacity(group.len());
         let mut accepted: Vec<(u64, &WriteBatch)> = Vec::with_capacity(group.len());
@@ -119,6 +123,13 @@ impl Inner {
         self.visible_seq.store(seq, Ordering::SeqCst);
         Counters::add(&self.counters.user_bytes, user_bytes);
         Counters::add(&self.counters.wal_bytes, buf.len() as u64);
+        // Keep modest buffers for the next group; drop huge ones.
+        if buf.capacity() <= REUSE_LIMIT {
+            w.buf = buf;
+        }
+        if payload.capacity() <= REUSE_LIMIT {
+            w.payload = payload;
+        }
         if mem.approx_size() >= self.opts.memtable_size {
             if let Err(e) = self.rotate(&mut w) {
                 self.stop(&format!("starting a new memtable failed: {e}"));

@@ -3,12 +3,33 @@
 use super::block::Block;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 const SHARDS: usize = 16;
 const NIL: usize = usize::MAX;
 
 type Key = (u64, u64);
+
+/// A cheap multiplicative hasher for the (table, offset) keys; SipHash showed up in profiles.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map = HashMap<Key, usize, BuildHasherDefault<KeyHasher>>;
 
 struct Node {
     key: Key,
@@ -20,7 +41,7 @@ struct Node {
 
 // One LRU list in a slab: `head` is the most recently used.
 struct Shard {
-    map: HashMap<Key, usize>,
+    map: Map,
     nodes: Vec<Node>,
     free: Vec<usize>,
     head: usize,
@@ -123,7 +144,7 @@ impl BlockCache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: Map::default(),
                         nodes: Vec::new(),
                         free: Vec::new(),
                         head: NIL,
