@@ -28,6 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Memtable size the keyspace runs with.
+const MEMTABLE_BYTES: usize = 16 << 20;
+/// Block cache size the keyspace runs with.
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
 /// Largest string value (Redis's default `proto-max-bulk-len`, 512 MB).
 pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 
@@ -110,6 +115,11 @@ impl Db {
         let opts = Options {
             sync,
             compaction_filter: Some(Arc::new(expire::ExpiryFilter::new(clock.clone()))),
+            // Smaller than the engine defaults: resident memory is a target (at most half of
+            // redis-server's for the same data), and a smaller skiplist is also faster to search.
+            memtable_size: MEMTABLE_BYTES,
+            max_immutable_memtables: 2,
+            block_cache_size: BLOCK_CACHE_BYTES,
             ..Options::default()
         };
         let engine: Arc<dyn Engine> = Arc::new(Lsm::open(dir, opts)?);
