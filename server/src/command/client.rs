@@ -89,8 +89,12 @@ pub struct LiveInfo {
     pub last_cmd: &'static str,
     /// 2 or 3.
     pub resp: u8,
-    /// Flags letters (`N`, `O` for monitor, `r` readonly).
-    pub flags: String,
+    /// MONITOR mode (flag `O`).
+    pub monitor: bool,
+    /// READONLY mode (flag `r`).
+    pub readonly: bool,
+    /// CLIENT NO-EVICT on (flag `e`).
+    pub no_evict: bool,
     /// Bytes waiting in the query buffer.
     pub qbuf: usize,
     /// Bytes waiting in the output buffer.
@@ -107,7 +111,6 @@ impl ClientHandle {
             created: Instant::now(),
             live: Mutex::new(LiveInfo {
                 resp: 2,
-                flags: "N".into(),
                 ..Default::default()
             }),
             last_active_ms: AtomicU64::new(0),
@@ -165,6 +168,19 @@ impl ClientHandle {
         } else {
             live.last_cmd
         };
+        let mut flags = String::new();
+        for (on, letter) in [
+            (live.monitor, 'O'),
+            (live.readonly, 'r'),
+            (live.no_evict, 'e'),
+        ] {
+            if on {
+                flags.push(letter);
+            }
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -173,7 +189,7 @@ impl ClientHandle {
             s(&live.name),
             self.age_secs(),
             self.idle_secs(),
-            live.flags,
+            flags,
             live.qbuf,
             live.omem,
             cmd,
@@ -209,20 +225,8 @@ impl Client {
 
     /// Publishes the fields CLIENT LIST shows; called after each batch of commands.
     pub fn publish(&self, qbuf: usize, omem: usize) {
-        let mut flags = String::new();
-        if self.monitor {
-            flags.push('O');
-        }
-        if self.readonly {
-            flags.push('r');
-        }
-        if self.no_evict {
-            flags.push('e');
-        }
-        if flags.is_empty() {
-            flags.push('N');
-        }
         let mut live = self.handle.live.lock();
+        // Clones of `Bytes` are reference-count bumps; this runs once per batch.
         live.name.clone_from(&self.name);
         live.lib_name.clone_from(&self.lib_name);
         live.lib_ver.clone_from(&self.lib_ver);
@@ -232,7 +236,9 @@ impl Client {
         } else {
             2
         };
-        live.flags = flags;
+        live.monitor = self.monitor;
+        live.readonly = self.readonly;
+        live.no_evict = self.no_evict;
         live.qbuf = qbuf;
         live.omem = omem;
     }
