@@ -518,6 +518,7 @@ fn sweep_deletes_expired_through_apply() {
         }
     }
     assert_eq!(deleted, 150);
+    assert_eq!(db.expired_keys(), 150);
     // Physically gone, not just hidden.
     let mut physical = 0;
     db.for_each_meta(
@@ -671,4 +672,39 @@ fn compaction_drops_expired_records_on_the_lsm() {
         "50 long-lived keys and `tick` survive compaction"
     );
     assert_eq!(run(&db, "DBSIZE"), int(51));
+}
+
+#[test]
+fn background_sweeper_runs_in_an_opened_db() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    let now = db.now_ms();
+    for i in 0..50 {
+        db.apply(&WriteCommand {
+            now_ms: now,
+            op: WriteOp::Set {
+                key: Bytes::from(format!("s{i}")),
+                value: Bytes::from_static(b"v"),
+                cond: crate::storage::SetCond::Always,
+                get: false,
+                expire: crate::storage::ExpireSpec::At(now + 20),
+            },
+        });
+    }
+    run(&db, "SET keep v");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.expired_keys() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweeper did not delete expired keys"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.keys_in_slot(crate::storage::slot::key_slot(b"s1"), 100)
+            .expect("keys")
+            .len(),
+        0
+    );
+    assert_eq!(run(&db, "DBSIZE"), int(1));
 }

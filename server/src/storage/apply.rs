@@ -27,6 +27,8 @@ struct Tx<'a> {
     now: u64,
     batch: WriteBatch,
     overlay: HashMap<Bytes, Option<Meta>>,
+    /// Expired records this command removes.
+    expired: u64,
 }
 
 impl Tx<'_> {
@@ -43,6 +45,7 @@ impl Tx<'_> {
             // Reclaim it while we are here; deterministic because `now` is the entry's time.
             self.batch.delete(mk);
             self.overlay.insert(key.clone(), None);
+            self.expired += 1;
             return Ok(None);
         }
         Ok(Some(meta))
@@ -85,6 +88,7 @@ impl Db {
             now,
             batch: WriteBatch::new(),
             overlay: HashMap::new(),
+            expired: 0,
         };
         let reply = match apply_op(&mut tx, &cmd.op) {
             Ok(reply) => reply,
@@ -93,7 +97,7 @@ impl Db {
         if tx.batch.is_empty() {
             return reply;
         }
-        let mut batch = tx.batch;
+        let mut batch = std::mem::take(&mut tx.batch);
         let persist = now > state.persisted_clock || state.next_version != state.persisted_version;
         let bound = now + CLOCK_SLACK_MS;
         if persist {
@@ -105,6 +109,7 @@ impl Db {
         if let Err(e) = self.inner.engine.write(batch) {
             return storage_error(&StorageError::Engine(e));
         }
+        self.inner.expired.fetch_add(tx.expired, Ordering::Relaxed);
         if persist {
             state.persisted_clock = bound;
             state.persisted_version = state.next_version;
@@ -429,6 +434,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 if let Some(raw) = tx.db.inner.engine.get(&mk)? {
                     if matches!(encoding::raw_expire_at(&raw), Some(at) if at != 0 && at <= now) {
                         tx.batch.delete(mk);
+                        tx.expired += 1;
                         n += 1;
                     }
                 }

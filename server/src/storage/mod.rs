@@ -87,6 +87,8 @@ pub(crate) struct DbInner {
     /// Mirror of `ApplyState::clock` for readers and the compaction filter.
     clock: Arc<AtomicU64>,
     scan: scan::CursorTable,
+    /// Keys deleted because they expired (lazily on write access or by the sweep).
+    expired: AtomicU64,
 }
 
 /// The node's keyspace. Cheap to clone (shared handle).
@@ -158,12 +160,18 @@ impl Db {
                 apply: Mutex::new(state),
                 clock,
                 scan: scan::CursorTable::default(),
+                expired: AtomicU64::new(0),
             }),
         }
     }
 
     pub(crate) fn from_inner(inner: Arc<DbInner>) -> Db {
         Db { inner }
+    }
+
+    /// Number of keys removed because they expired (INFO stats `expired_keys`).
+    pub fn expired_keys(&self) -> u64 {
+        self.inner.expired.load(Ordering::Relaxed)
     }
 
     /// The storage engine (for INFO and stats).
