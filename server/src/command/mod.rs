@@ -32,6 +32,15 @@ pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
 /// Runs one request through the pipeline and returns its reply. Connection-level effects
 /// (close after reply, suppressed replies, protocol switch) are left on `ctx.client`.
 pub fn call(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let reply = dispatch(ctx, args);
+    if let Reply::Error(msg) = &reply {
+        ctx.server.stats.record_error(msg);
+    }
+    reply
+}
+
+/// The pipeline proper: lookup → arity → auth → route → execute.
+fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let Some(name) = args.first() else {
         return Reply::error("ERR empty command");
     };

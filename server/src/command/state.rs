@@ -236,6 +236,8 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Error replies sent.
     pub error_replies: AtomicU64,
+    /// Error replies by their first word (`ERR`, `WRONGTYPE`), for INFO errorstats.
+    errors_by_code: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Counters of one command.
@@ -261,7 +263,25 @@ impl Stats {
             net_input_bytes: AtomicU64::new(0),
             net_output_bytes: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
+            errors_by_code: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts an error reply whose text is `msg` (`ERR ...`).
+    pub fn record_error(&self, msg: &[u8]) {
+        self.error_replies.fetch_add(1, Ordering::Relaxed);
+        let code = msg.split(|&b| b == b' ').next().unwrap_or_default();
+        let code = String::from_utf8_lossy(code).into_owned();
+        *self.errors_by_code.lock().entry(code).or_insert(0) += 1;
+    }
+
+    /// Error counts by code.
+    pub fn errors_by_code(&self) -> Vec<(String, u64)> {
+        self.errors_by_code
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// Records one run of command `idx`.
@@ -306,6 +326,7 @@ impl Stats {
         ] {
             c.store(0, Ordering::Relaxed);
         }
+        self.errors_by_code.lock().clear();
     }
 }
 

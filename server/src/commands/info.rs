@@ -20,6 +20,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("stats", true),
     ("replication", true),
     ("cpu", true),
+    ("errorstats", true),
     ("cluster", true),
     ("keyspace", true),
     ("pinnacle", true),
@@ -180,6 +181,11 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
             let (user, sys) = cpu_seconds();
             f("used_cpu_sys", &format!("{sys:.6}"));
             f("used_cpu_user", &format!("{user:.6}"));
+        }
+        "errorstats" => {
+            for (code, n) in s.stats.errors_by_code() {
+                f(&format!("errorstat_{code}"), &format!("count={n}"));
+            }
         }
         "cluster" => f("cluster_enabled", &1),
         "keyspace" => {
@@ -342,6 +348,11 @@ mod tests {
             ),
             "{s}"
         );
+        n.run(&["GET"]);
+        n.run(&["NOSUCH"]);
+        let e = n.run(&["INFO", "errorstats"]);
+        // PING a b, ECHO (arity), GET (arity), NOSUCH.
+        assert!(e.contains("# Errorstats\r\nerrorstat_ERR:count=4\r\n"), "{e}");
         if crate::command::table::table().get(b"set").is_some() {
             n.run(&["SET", "a", "1"]);
             assert!(n

@@ -186,9 +186,6 @@ fn run_batch(
                     return After::CloseNow;
                 }
                 if client.take_reply_allowed() {
-                    if reply.is_error() {
-                        server.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-                    }
                     reply.encode(client.protocol, out);
                 }
                 if client.close_after_reply {
@@ -197,6 +194,9 @@ fn run_batch(
             }
             Ok(None) => return After::NeedInput,
             Err(e) => {
+                if let Reply::Error(msg) = e.to_reply() {
+                    server.stats.record_error(&msg);
+                }
                 protocol_error(client, e, out);
                 return After::CloseAfterReply;
             }
