@@ -1,7 +1,7 @@
 //! [`RaftNode`]: one process's cluster-bus endpoint hosting many groups; [`Group`]: one group's
 //! propose / read-barrier / leadership API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::type_config::async_runtime::watch::WatchReceiver;
-use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use thiserror::Error;
 
@@ -339,6 +339,59 @@ impl<A: ApplyTarget> Group<A> {
             .transfer_leader(to)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))
+    }
+
+    /// Adds `id` at `addr` as a learner and waits until it has caught up (`CLUSTER MEET`, step
+    /// one). Must run on the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<(), ProposeError> {
+        let res = self.raft.add_learner(id, BasicNode::new(addr), true).await;
+        membership_result(res)
+    }
+
+    /// Adds existing learners as voters (`CLUSTER MEET`, step two). Must run on the leader.
+    pub async fn add_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), ProposeError> {
+        let res = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(ids), true)
+            .await;
+        membership_result(res)
+    }
+
+    /// Removes voters (`CLUSTER FORGET`); `retain: false` drops them from the group entirely.
+    pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), ProposeError> {
+        let res = self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(ids), false)
+            .await;
+        membership_result(res)
+    }
+
+    /// Why this group stopped for good (e.g. a failed log fsync), if it did. The server should
+    /// take the node out of service (fail-stop) rather than retry.
+    pub fn fatal(&self) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+    }
+}
+
+type WriteResult = Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+>;
+
+fn membership_result(res: WriteResult) -> Result<(), ProposeError> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            let (leader, addr) = leader_info(&f);
+            Err(ProposeError::NotLeader { leader, addr })
+        }
+        Err(e) => Err(ProposeError::Indeterminate(e.to_string())),
     }
 }
 

@@ -60,6 +60,9 @@ struct Shared {
     mem: RwLock<Mem>,
     /// Set by the writer on the first failed write/fsync; the store is dead from then on.
     poisoned: Mutex<Option<String>>,
+    /// Test hook: the next fsync of log data fails.
+    #[cfg(test)]
+    fail_next_sync: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -98,7 +101,23 @@ enum Cmd {
 #[derive(Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Cmd>,
+    writer: Arc<WriterHandle>,
+}
+
+/// Owns the writer thread: when the last clone of the store goes, the queue closes and the
+/// thread is joined, so a store reopened on the same folder never races a stale writer.
+struct WriterHandle {
+    tx: Option<mpsc::Sender<Cmd>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Reader handed to openraft's replication tasks.
@@ -193,6 +212,8 @@ impl LogStore {
                 committed,
             }),
             poisoned: Mutex::new(None),
+            #[cfg(test)]
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -201,16 +222,27 @@ impl LogStore {
             segments,
             shared: shared.clone(),
             dir_dirty: false,
+            committed: None,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok(LogStore { shared, tx })
+        let writer = Arc::new(WriterHandle {
+            tx: Some(tx),
+            thread: Mutex::new(Some(thread)),
+        });
+        Ok(LogStore { shared, writer })
+    }
+
+    /// The reason the store failed, if it did (a failed write or fsync is permanent).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.poisoned.lock().clone()
     }
 
     fn send(&self, cmd: Cmd) -> io::Result<()> {
         self.shared.check()?;
-        self.tx
+        let tx = self.writer.tx.as_ref();
+        tx.ok_or_else(|| io::Error::other("raft log writer has stopped"))?
             .send(cmd)
             .map_err(|_| io::Error::other("raft log writer has stopped"))
     }
@@ -368,6 +400,9 @@ struct Writer {
     segments: Vec<Segment>,
     shared: Arc<Shared>,
     dir_dirty: bool,
+    /// Latest committed id seen in this batch; written once, after the batch's fsync, so it
+    /// never points past entries that are not durable here.
+    committed: Option<Vec<u8>>,
 }
 
 impl Writer {
@@ -382,7 +417,6 @@ impl Writer {
             }
             if let Err(e) = self.process(batch) {
                 tracing::error!("raft log write failed, failing the store: {e}");
-                *self.shared.poisoned.lock() = Some(e.to_string());
                 // Fail everything still queued, then stop.
                 while let Ok(cmd) = rx.try_recv() {
                     fail(cmd, &e);
@@ -399,6 +433,7 @@ impl Writer {
         while let Some(cmd) = iter.next() {
             let res = self.one(cmd, &mut pending, &mut dirty);
             if let Err(e) = res {
+                self.poison(&e);
                 for cb in pending {
                     cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
                 }
@@ -409,6 +444,7 @@ impl Writer {
             }
         }
         if let Err(e) = self.sync(&mut dirty) {
+            self.poison(&e);
             for cb in pending {
                 cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
             }
@@ -417,10 +453,33 @@ impl Writer {
         for cb in pending {
             cb.io_completed(Ok(()));
         }
+        if let Some(body) = self.committed.take() {
+            if let Err(e) = metafile::write(&self.dir, COMMITTED, &body, false) {
+                self.poison(&e);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
+    /// Marks the store failed before anyone hears about the failure.
+    fn poison(&self, e: &io::Error) {
+        self.shared
+            .poisoned
+            .lock()
+            .get_or_insert_with(|| e.to_string());
+    }
+
     fn sync(&mut self, dirty: &mut bool) -> io::Result<()> {
+        #[cfg(test)]
+        if *dirty
+            && self
+                .shared
+                .fail_next_sync
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(io::Error::other("injected fsync failure"));
+        }
         if *dirty {
             if let Some(seg) = self.segments.last() {
                 seg.file.sync_data()?;
@@ -548,6 +607,9 @@ impl Writer {
                     .as_ref()
                     .err()
                     .map(|e| io::Error::new(e.kind(), e.to_string()));
+                if let Some(e) = &failed {
+                    self.poison(e);
+                }
                 let _ = done.send(r);
                 if let Some(e) = failed {
                     return Err(e);
@@ -556,9 +618,7 @@ impl Writer {
                     cb.io_completed(Ok(()));
                 }
             }
-            Cmd::Committed { body } => {
-                metafile::write(&self.dir, COMMITTED, &body, false)?;
-            }
+            Cmd::Committed { body } => self.committed = Some(body),
         }
         Ok(())
     }

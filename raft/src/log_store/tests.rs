@@ -154,3 +154,27 @@ async fn many_concurrent_appends_share_fsyncs_and_all_complete() {
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
     assert_eq!(read_all(&mut s).await.len(), 500);
 }
+
+#[tokio::test]
+async fn failed_fsync_fails_the_append_and_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    s.blocking_append((0..3).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+    s.shared
+        .fail_next_sync
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = s.blocking_append([entry(1, 3)]).await.unwrap_err();
+    assert!(err.to_string().contains("injected fsync failure"), "{err}");
+    // Fail-stop: no retry can succeed after a failed fsync, and a vote is refused too.
+    assert!(s.failure().is_some());
+    assert!(s.blocking_append([entry(1, 4)]).await.is_err());
+    assert!(s.save_vote(&Vote::new(5, 1)).await.is_err());
+    drop(s);
+    // The synced prefix is intact after a restart.
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    let got = read_all(&mut s).await;
+    assert!(got.starts_with(&[0, 1, 2]), "{got:?}");
+    assert_eq!(s.read_vote().await.unwrap(), None);
+}

@@ -73,16 +73,6 @@ impl Cluster {
         }
     }
 
-    async fn leader(&self, limit: Duration) -> NodeId {
-        wait_for("a leader", limit, || {
-            self.live
-                .iter()
-                .find(|(_, m)| m.group.is_leader())
-                .map(|(id, _)| *id)
-        })
-        .await
-    }
-
     /// A live node that is leader and proves it with a quorum round trip (metrics alone can
     /// still show a deposed leader for a moment).
     async fn confirmed_leader(&self, limit: Duration) -> NodeId {
@@ -185,8 +175,8 @@ fn payloads(state: &[(u64, Vec<u8>)]) -> std::collections::HashSet<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_elect_replicate_and_agree() {
     let c = Cluster::start(3, |_| {}).await;
-    let leader = c.leader(Duration::from_secs(5)).await;
     let acked = propose_all(&c, "w", 1000).await;
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
     let state = c.converged(Duration::from_secs(10)).await;
     assert_eq!(state.len(), 1000);
     let got = payloads(&state);
@@ -273,7 +263,7 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
         o.segment_bytes = 4096;
     })
     .await;
-    let leader = c.leader(Duration::from_secs(5)).await;
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
     let follower = *c.live.keys().find(|id| **id != leader).unwrap();
     c.kill(follower).await;
     let mut acked = Vec::new();
@@ -292,5 +282,122 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
     assert!(acked.iter().all(|p| payloads(&state).contains(p)));
     let m = c.group(follower).metrics();
     assert!(m.snapshot.is_some(), "follower installed a snapshot: {m:?}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_transfers_on_request() {
+    let c = Cluster::start(3, |_| {}).await;
+    propose_all(&c, "t", 20).await;
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
+    let to = *c.live.keys().find(|id| **id != leader).unwrap();
+    c.group(leader).transfer_leader(to).await.unwrap();
+    wait_for("leadership to move", Duration::from_secs(3), || {
+        c.group(to).is_leader().then_some(())
+    })
+    .await;
+    assert_eq!(c.confirmed_leader(Duration::from_secs(3)).await, to);
+    propose_all(&c, "t2", 20).await;
+    assert_eq!(c.converged(Duration::from_secs(5)).await.len(), 40);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_joins_as_learner_then_voter_and_a_voter_leaves() {
+    let mut c = Cluster::start(3, |_| {}).await;
+    propose_all(&c, "m", 100).await;
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
+
+    // Node 4 starts pristine (never initialized) and is added through the leader.
+    let dir = c._root.path().join("n4");
+    let mut o = NodeOptions::new(4, "127.0.0.1:0".parse().unwrap(), dir);
+    let node = RaftNode::start(o.clone()).await.unwrap();
+    o.listen = node.addr();
+    let group = node
+        .open_group(G, Arc::new(MemTarget::default()))
+        .await
+        .unwrap();
+    let addr4 = o.listen.to_string();
+    c.opts.push(o);
+    c.live.insert(4, Member { node, group });
+    c.group(leader).add_learner(4, &addr4).await.unwrap();
+    c.group(leader)
+        .add_voters(BTreeSet::from([4]))
+        .await
+        .unwrap();
+    let voters: BTreeSet<NodeId> = c.group(leader).raft().voter_ids().collect();
+    assert_eq!(voters, BTreeSet::from([1, 2, 3, 4]));
+    propose_all(&c, "m2", 50).await;
+    assert_eq!(c.converged(Duration::from_secs(10)).await.len(), 150);
+
+    // Remove a follower that is not the leader; the rest keep going without it.
+    let gone = *c
+        .live
+        .keys()
+        .find(|id| **id != leader && **id != 4)
+        .unwrap();
+    c.group(leader)
+        .remove_voters(BTreeSet::from([gone]))
+        .await
+        .unwrap();
+    c.kill(gone).await;
+    let voters: BTreeSet<NodeId> = c.group(leader).raft().voter_ids().collect();
+    assert!(!voters.contains(&gone));
+    propose_all(&c, "m3", 50).await;
+    assert_eq!(c.converged(Duration::from_secs(10)).await.len(), 200);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_groups_share_the_peer_connections() {
+    let c = Cluster::start(3, |_| {}).await;
+    // Two more groups on the same nodes, each with its own data.
+    let mut extra: Vec<Vec<Group<MemTarget>>> = Vec::new();
+    for g in [2, 3] {
+        let mut gs = Vec::new();
+        for m in c.live.values() {
+            let grp = m
+                .node
+                .open_group(g, Arc::new(MemTarget::default()))
+                .await
+                .unwrap();
+            grp.initialize(&c.members).await.unwrap();
+            gs.push(grp);
+        }
+        extra.push(gs);
+    }
+    for (i, gs) in extra.iter().enumerate() {
+        for k in 0..30 {
+            let p = format!("g{i}-{k}").into_bytes();
+            loop {
+                let leader = wait_for("group leader", Duration::from_secs(5), || {
+                    gs.iter().find(|g| g.is_leader()).cloned()
+                })
+                .await;
+                match leader.propose(p.clone()).await {
+                    Ok(_) => break,
+                    Err(ProposeError::NotLeader { .. }) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        wait_for("group replicas", Duration::from_secs(5), || {
+            gs.iter()
+                .all(|g| g.target().applied().len() == 30)
+                .then_some(())
+        })
+        .await;
+    }
+    propose_all(&c, "g1", 30).await;
+    assert_eq!(c.converged(Duration::from_secs(5)).await.len(), 30);
+    // One connection per pair (simultaneous dials from both ends may add one): never per group.
+    let dials: u64 = c
+        .live
+        .values()
+        .map(|m| m.node.transport().dial_count())
+        .sum();
+    assert!(dials <= 6, "{dials} connections for 3 pairs and 3 groups");
     c.shutdown().await;
 }

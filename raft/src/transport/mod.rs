@@ -58,6 +58,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Conn {
     peer: NodeId,
+    /// Which end opened the connection; both ends prefer the one the lower id dialed.
+    dialer: NodeId,
     out: mpsc::UnboundedSender<Vec<u8>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<RpcResponse>>>,
     next_id: AtomicU64,
@@ -87,6 +89,9 @@ struct Inner {
     id: NodeId,
     bind_ip: IpAddr,
     conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
+    /// Connections that lost the tie-break to another one for the same peer. They stay open
+    /// (in-flight requests and replies still use them) but carry no new calls.
+    spares: Mutex<Vec<Arc<Conn>>>,
     dial: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<DialState>>>>,
     groups: parking_lot::RwLock<HashMap<GroupId, Arc<dyn GroupService>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
@@ -118,6 +123,7 @@ impl Transport {
             id,
             bind_ip: listen.ip(),
             conns: Mutex::new(HashMap::new()),
+            spares: Mutex::new(Vec::new()),
             dial: Mutex::new(HashMap::new()),
             groups: parking_lot::RwLock::new(HashMap::new()),
             accept_task: Mutex::new(None),
@@ -164,7 +170,8 @@ impl Transport {
         if let Some(t) = self.inner.accept_task.lock().take() {
             t.abort();
         }
-        let conns: Vec<_> = self.inner.conns.lock().drain().map(|(_, c)| c).collect();
+        let mut conns: Vec<_> = self.inner.conns.lock().drain().map(|(_, c)| c).collect();
+        conns.append(&mut self.inner.spares.lock());
         for c in conns {
             c.close();
         }
@@ -298,7 +305,9 @@ impl Transport {
             }
         }
         self.inner.dials.fetch_add(1, Ordering::Relaxed);
-        Ok(start_conn(&self.inner, peer, stream))
+        let mine = start_conn(&self.inner, peer, self.inner.id, stream);
+        // If the peer's own connection won the tie-break, call through that one.
+        Ok(self.live(peer).unwrap_or(mine))
     }
 }
 
@@ -346,16 +355,17 @@ async fn accept_one(inner: Arc<Inner>, mut stream: TcpStream) -> io::Result<()> 
     if inner.stopped.load(Ordering::SeqCst) {
         return Ok(());
     }
-    start_conn(&inner, from, stream);
+    start_conn(&inner, from, from, stream);
     Ok(())
 }
 
 /// Registers a handshaken connection and starts its reader and writer tasks.
-fn start_conn(inner: &Arc<Inner>, peer: NodeId, stream: TcpStream) -> Arc<Conn> {
+fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: TcpStream) -> Arc<Conn> {
     let (rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let conn = Arc::new(Conn {
         peer,
+        dialer,
         out: tx,
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
@@ -437,19 +447,35 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, stream: TcpStream) -> Arc<Conn> 
         })
     };
     conn.tasks.lock().extend([writer, reader]);
-    if let Some(old) = inner.conns.lock().insert(peer, conn.clone()) {
-        // Keep one connection per pair: the newer one wins; the old one is closed when no longer
-        // live anyway (the peer redialed because it saw it fail).
-        if !Arc::ptr_eq(&old, &conn) && old.closed.load(Ordering::SeqCst) {
-            old.close();
-        }
-    }
+    register(inner, conn.clone());
     tracing::debug!(
         "cluster bus: node {} connected to node {}",
         inner.id,
         conn.peer
     );
     conn
+}
+
+/// Makes `new` the connection for its peer unless a live one that both ends prefer exists.
+/// The loser is kept as a spare, never dropped: dropping it would close it under the other end,
+/// which may have picked it before seeing the other connection.
+fn register(inner: &Inner, new: Arc<Conn>) {
+    let lo = inner.id.min(new.peer);
+    let mut conns = inner.conns.lock();
+    let mut spares = inner.spares.lock();
+    spares.retain(|c| !c.closed.load(Ordering::SeqCst));
+    match conns.get(&new.peer) {
+        Some(old) if !old.closed.load(Ordering::SeqCst) && old.dialer == lo && new.dialer != lo => {
+            spares.push(new);
+        }
+        _ => {
+            if let Some(old) = conns.insert(new.peer, new) {
+                if !old.closed.load(Ordering::SeqCst) {
+                    spares.push(old);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -159,3 +159,45 @@ async fn timeout_then_peer_down_then_reconnect() {
         }
     }
 }
+
+#[tokio::test]
+async fn simultaneous_dials_settle_on_one_connection_without_breaking_calls() {
+    for _ in 0..5 {
+        let a = node(1).await;
+        let b = node(2).await;
+        let (aa, ba) = (a.local_addr().to_string(), b.local_addr().to_string());
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (a, b, aa, ba) = (a.clone(), b.clone(), aa.clone(), ba.clone());
+            tasks.push(tokio::spawn(async move {
+                let (x, y) = tokio::join!(
+                    a.call(2, &ba, 7, chunk(&format!("a{i}"), 0), T),
+                    b.call(1, &aa, 7, chunk(&format!("b{i}"), 0), T)
+                );
+                assert!(
+                    matches!(x.unwrap(), RpcResponse::Error(s) if s == format!("from 1: a{i}"))
+                );
+                assert!(
+                    matches!(y.unwrap(), RpcResponse::Error(s) if s == format!("from 2: b{i}"))
+                );
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let settled = a.dial_count() + b.dial_count();
+        assert!(settled <= 2, "{settled} dials");
+        // Both ends picked the same connection: no further dials, calls keep working.
+        for i in 0..20 {
+            a.call(2, &ba, 7, chunk(&i.to_string(), 0), T)
+                .await
+                .unwrap();
+            b.call(1, &aa, 7, chunk(&i.to_string(), 0), T)
+                .await
+                .unwrap();
+        }
+        assert_eq!(a.dial_count() + b.dial_count(), settled);
+        a.shutdown();
+        b.shutdown();
+    }
+}
