@@ -51,10 +51,10 @@ pub async fn run(
     let mut last_active = Instant::now();
     loop {
         decoder.reserve_for_read(&mut buf);
-        let idle = server.config.get_i64("timeout").unwrap_or(0);
+        let idle = server.config.timeout();
         // Redis never times out a MONITOR.
         let deadline =
-            (idle > 0 && monitor.is_none()).then(|| last_active + Duration::from_secs(idle as u64));
+            (idle > 0 && monitor.is_none()).then(|| last_active + Duration::from_secs(idle));
         let read = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = client.handle.killed() => break,
@@ -82,10 +82,7 @@ pub async fn run(
         }
         last_active = Instant::now();
         client.handle.touch();
-        let limit = server
-            .config
-            .get_i64("client-query-buffer-limit")
-            .unwrap_or(1 << 30) as usize;
+        let limit = server.config.query_buffer_limit();
         if buf.len() + decoder.pending_args_bytes() > limit {
             tracing::warn!(
                 "closing client id={} that exceeded the query buffer limit",
