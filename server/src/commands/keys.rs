@@ -27,7 +27,7 @@ db_handlers! {
     "keys" => keys,
     "scan" => scan,
     "randomkey" => randomkey,
-    "touch" => exists,
+    "touch" => touch,
     "object|encoding" => object_encoding,
     "object|refcount" => object_refcount,
     "object|idletime" => object_idletime,
@@ -50,12 +50,26 @@ fn del(db: &Db, a: &[Bytes]) -> Reply {
     )
 }
 
-/// EXISTS and TOUCH: the number of keys that exist, repeats counted.
+/// EXISTS: the number of keys that exist, repeats counted (not an access).
 fn exists(db: &Db, a: &[Bytes]) -> Reply {
+    count_existing(db, a, false)
+}
+
+/// TOUCH: like EXISTS, but each found key counts as accessed.
+fn touch(db: &Db, a: &[Bytes]) -> Reply {
+    count_existing(db, a, true)
+}
+
+fn count_existing(db: &Db, a: &[Bytes], access: bool) -> Reply {
     let view = db.view();
     let mut n = 0;
     for key in &a[1..] {
-        match view.get(key) {
+        let found = if access {
+            view.get(key)
+        } else {
+            view.peek(key)
+        };
+        match found {
             Ok(Some(_)) => n += 1,
             Ok(None) => {}
             Err(e) => return failed(e),
@@ -65,7 +79,7 @@ fn exists(db: &Db, a: &[Bytes]) -> Reply {
 }
 
 fn type_(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[1], db.now_ms()) {
+    match db.peek(&a[1], db.now_ms()) {
         Ok(Some(m)) => Reply::Simple(Bytes::from_static(m.kind.name().as_bytes())),
         Ok(None) => Reply::simple("none"),
         Err(e) => failed(e),
@@ -163,7 +177,7 @@ fn pexpireat(db: &Db, a: &[Bytes]) -> Reply {
 /// TTL family: `-2` missing, `-1` no expiry, else remaining time or absolute time.
 fn ttl_generic(db: &Db, a: &[Bytes], ms: bool, absolute: bool) -> Reply {
     let now = db.now_ms();
-    let m = match db.get(&a[1], now) {
+    let m = match db.peek(&a[1], now) {
         Ok(Some(m)) => m,
         Ok(None) => return Reply::Integer(-2),
         Err(e) => return failed(e),
@@ -358,7 +372,7 @@ pub(crate) fn string_encoding(value: &[u8], enc: StrEnc) -> &'static str {
 }
 
 fn object_encoding(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[2], db.now_ms()) {
+    match db.peek(&a[2], db.now_ms()) {
         Ok(Some(m)) => Reply::bulk(match m.kind {
             KeyType::String => string_encoding(&m.value, m.enc),
             KeyType::Hash => "hashtable",
@@ -374,7 +388,7 @@ fn object_encoding(db: &Db, a: &[Bytes]) -> Reply {
 
 /// Redis shares the integer objects 0..9999; their refcount reads as `INT_MAX`.
 fn object_refcount(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[2], db.now_ms()) {
+    match db.peek(&a[2], db.now_ms()) {
         Ok(Some(m)) => {
             let shared = m.kind == KeyType::String
                 && m.enc == StrEnc::Auto
@@ -387,11 +401,11 @@ fn object_refcount(db: &Db, a: &[Bytes]) -> Reply {
     }
 }
 
-/// Access times are not tracked (it would cost a write per read on the LSM), so every key
-/// reports idle time 0, as if just accessed.
+/// Seconds since the key was last read or written (approximate, see `storage::lru`).
 fn object_idletime(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[2], db.now_ms()) {
-        Ok(Some(_)) => Reply::Integer(0),
+    let now = db.now_ms();
+    match db.peek(&a[2], now) {
+        Ok(Some(_)) => Reply::Integer(db.idle_secs(&a[2], now) as i64),
         Ok(None) => Reply::Null,
         Err(e) => failed(e),
     }
@@ -399,7 +413,7 @@ fn object_idletime(db: &Db, a: &[Bytes]) -> Reply {
 
 /// With the default `noeviction` policy Redis does not track access frequency either.
 fn object_freq(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[2], db.now_ms()) {
+    match db.peek(&a[2], db.now_ms()) {
         Ok(Some(_)) => Reply::error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."),
         Ok(None) => Reply::Null,
         Err(e) => failed(e),
@@ -507,7 +521,7 @@ fn restore(db: &Db, a: &[Bytes]) -> Reply {
     } else {
         (ttl as u64).saturating_add(now)
     };
-    write(
+    let reply = write(
         db,
         now,
         WriteOp::Restore {
@@ -516,7 +530,11 @@ fn restore(db: &Db, a: &[Bytes]) -> Reply {
             expire_at,
             replace,
         },
-    )
+    );
+    if idle >= 0 && !reply.is_error() {
+        db.set_idle(&a[1], now, idle as u64);
+    }
+    reply
 }
 
 fn dbsize(db: &Db, _a: &[Bytes]) -> Reply {

@@ -453,6 +453,15 @@ fn dump_restore() {
         Reply::ok()
     );
     assert_eq!(run(&db, "TTL k"), int(5));
+    assert_eq!(run(&db, "OBJECT IDLETIME k"), int(10));
+    assert_eq!(run(&db, "TTL k"), int(5));
+    assert_eq!(
+        run(&db, "OBJECT IDLETIME k"),
+        int(10),
+        "TTL is not an access"
+    );
+    run(&db, "GET k");
+    assert_eq!(run(&db, "OBJECT IDLETIME k"), int(0), "GET is an access");
     let at = (db.now_ms() + 100_000).to_string();
     assert_eq!(
         restore(&[b"a", at.as_bytes(), &payload, b"ABSTTL", b"FREQ", b"5"]),

@@ -41,6 +41,9 @@ impl Tx<'_> {
             return Ok(None);
         };
         let meta = Meta::decode(&raw).ok_or(StorageError::Corrupt("metadata record"))?;
+        if !meta.is_expired(self.now) {
+            self.db.inner.lru.touch(key, self.now);
+        }
         if meta.is_expired(self.now) {
             // Reclaim it while we are here; deterministic because `now` is the entry's time.
             self.batch.delete(mk);
@@ -58,6 +61,7 @@ impl Tx<'_> {
         }
         self.batch.put(encoding::meta_key(key), meta.encode());
         self.overlay.insert(key.clone(), Some(meta));
+        self.db.inner.lru.touch(key, self.now);
     }
 
     fn delete(&mut self, key: &Bytes) {

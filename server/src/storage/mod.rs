@@ -10,6 +10,7 @@ pub mod dump;
 pub mod encoding;
 pub mod expire;
 pub mod glob;
+pub mod lru;
 pub mod num;
 mod scan;
 pub mod slot;
@@ -32,6 +33,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MEMTABLE_BYTES: usize = 16 << 20;
 /// Block cache size the keyspace runs with.
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
+/// Access-time slots (2^18 × 4 bytes = 1 MiB) of a served keyspace.
+const LRU_BITS: u32 = 18;
+/// Access-time slots of an in-memory test keyspace.
+const TEST_LRU_BITS: u32 = 10;
 
 /// Largest string value (Redis's default `proto-max-bulk-len`, 512 MB).
 pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
@@ -89,6 +95,8 @@ pub(crate) struct DbInner {
     scan: scan::CursorTable,
     /// Keys deleted because they expired (lazily on write access or by the sweep).
     expired: AtomicU64,
+    /// Approximate last-access times (OBJECT IDLETIME).
+    lru: lru::AccessClock,
 }
 
 /// The node's keyspace. Cheap to clone (shared handle).
@@ -133,7 +141,12 @@ impl Db {
     /// A fresh keyspace in memory (tests); no background sweeper.
     pub fn in_memory() -> Db {
         let engine: Arc<dyn Engine> = Arc::new(MemEngine::in_memory());
-        Db::from_parts(engine, Arc::new(AtomicU64::new(0)), ApplyState::new(0, 1))
+        Db::from_parts(
+            engine,
+            Arc::new(AtomicU64::new(0)),
+            ApplyState::new(0, 1),
+            TEST_LRU_BITS,
+        )
     }
 
     /// Wraps an opened engine; `clock` is the one its compaction filter reads.
@@ -150,10 +163,15 @@ impl Db {
             None => ApplyState::new(0, 1),
         };
         clock.store(state.clock, Ordering::Release);
-        Ok(Db::from_parts(engine, clock, state))
+        Ok(Db::from_parts(engine, clock, state, LRU_BITS))
     }
 
-    fn from_parts(engine: Arc<dyn Engine>, clock: Arc<AtomicU64>, state: ApplyState) -> Db {
+    fn from_parts(
+        engine: Arc<dyn Engine>,
+        clock: Arc<AtomicU64>,
+        state: ApplyState,
+        lru_bits: u32,
+    ) -> Db {
         Db {
             inner: Arc::new(DbInner {
                 engine,
@@ -161,6 +179,7 @@ impl Db {
                 clock,
                 scan: scan::CursorTable::default(),
                 expired: AtomicU64::new(0),
+                lru: lru::AccessClock::new(wall_ms(), lru_bits),
             }),
         }
     }
@@ -185,10 +204,30 @@ impl Db {
         wall_ms().max(self.inner.clock.load(Ordering::Acquire))
     }
 
-    /// The live metadata (with a string's value) of `key` at time `now`; expired keys are absent.
+    /// The live metadata (with a string's value) of `key` at time `now`; expired keys are
+    /// absent. Counts as an access (`lookupKeyRead`).
     pub fn get(&self, key: &[u8], now: u64) -> Result<Option<Meta>> {
+        let found = self.peek(key, now)?;
+        if found.is_some() {
+            self.inner.lru.touch(key, now);
+        }
+        Ok(found)
+    }
+
+    /// Like [`Db::get`] without counting as an access (`LOOKUP_NOTOUCH`: TTL, TYPE, OBJECT).
+    pub fn peek(&self, key: &[u8], now: u64) -> Result<Option<Meta>> {
         let raw = self.inner.engine.get(&encoding::meta_key(key))?;
         decode_live(raw, now)
+    }
+
+    /// Seconds since `key` was last read or written (approximate; OBJECT IDLETIME).
+    pub fn idle_secs(&self, key: &[u8], now: u64) -> u64 {
+        self.inner.lru.idle_secs(key, now)
+    }
+
+    /// Marks `key` as last accessed `idle_secs` ago (RESTORE ... IDLETIME).
+    pub fn set_idle(&self, key: &[u8], now: u64, idle_secs: u64) {
+        self.inner.lru.set_idle(key, now, idle_secs);
     }
 
     /// A consistent read view at the current state (multi-key reads).
@@ -332,8 +371,17 @@ pub struct ReadView<'a> {
 }
 
 impl ReadView<'_> {
-    /// The live metadata of `key` in this view.
+    /// The live metadata of `key` in this view; counts as an access.
     pub fn get(&self, key: &[u8]) -> Result<Option<Meta>> {
+        let found = self.peek(key)?;
+        if found.is_some() {
+            self.db.inner.lru.touch(key, self.now);
+        }
+        Ok(found)
+    }
+
+    /// The live metadata of `key` in this view, without counting as an access.
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Meta>> {
         let raw = self
             .db
             .inner
