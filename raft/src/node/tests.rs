@@ -175,7 +175,12 @@ fn payloads(state: &[(u64, Vec<u8>)]) -> std::collections::HashSet<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_elect_replicate_and_agree() {
     let c = Cluster::start(3, |_| {}).await;
+    let started = Instant::now();
     let acked = propose_all(&c, "w", 1000).await;
+    eprintln!(
+        "1000 concurrent proposals acknowledged in {:?}",
+        started.elapsed()
+    );
     let leader = c.confirmed_leader(Duration::from_secs(5)).await;
     let state = c.converged(Duration::from_secs(10)).await;
     assert_eq!(state.len(), 1000);

@@ -201,3 +201,21 @@ async fn simultaneous_dials_settle_on_one_connection_without_breaking_calls() {
         b.shutdown();
     }
 }
+
+#[tokio::test]
+async fn outgoing_connections_use_the_node_address_as_source() {
+    // A plain listener on 127.0.0.3 sees where the dial comes from.
+    let l = TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let target = l.local_addr().unwrap().to_string();
+    let a = Transport::bind(1, "127.0.0.2:0".parse().unwrap())
+        .await
+        .unwrap();
+    let call = tokio::spawn(async move {
+        a.call(9, &target, 7, chunk("", 0), Duration::from_millis(300))
+            .await
+    });
+    let (_s, from) = l.accept().await.unwrap();
+    assert_eq!(from.ip().to_string(), "127.0.0.2");
+    // No hello answer: the call gives up in time.
+    assert!(call.await.unwrap().is_err());
+}
