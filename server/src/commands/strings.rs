@@ -7,7 +7,9 @@
 use crate::command::Handler;
 use crate::storage::apply::{storage_error, WRONGTYPE};
 use crate::storage::num::{self, LongDouble, ERR_NOT_FLOAT, ERR_NOT_INTEGER};
-use crate::storage::{Db, ExpireSpec, KeyType, Meta, SetCond, StorageError, WriteCommand, WriteOp};
+use crate::storage::{
+    Db, ExpireSpec, KeyType, Meta, SetCond, StorageError, WriteCommand, WriteOp, MAX_STRING_LEN,
+};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 
@@ -469,9 +471,6 @@ fn setrange(db: &Db, a: &[Bytes]) -> Reply {
     )
 }
 
-/// Largest LCS table (cells) we allocate; beyond it Redis would fail its allocation too.
-const LCS_MAX_CELLS: u64 = 1 << 28;
-
 fn lcs(db: &Db, a: &[Bytes]) -> Reply {
     let view = db.view();
     let (va, vb) = match (view.get(&a[1]), view.get(&a[2])) {
@@ -511,8 +510,10 @@ fn lcs(db: &Db, a: &[Bytes]) -> Reply {
     if getidx && getlen {
         return Reply::error("ERR If you want both the length and indexes, please just use IDX.");
     }
-    if (sa.len() as u64 + 1) * (sb.len() as u64 + 1) > LCS_MAX_CELLS {
-        return Reply::error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    if (sa.len() as u64 + 1) * (sb.len() as u64 + 1) * 4 > MAX_STRING_LEN {
+        return Reply::error(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        );
     }
     lcs_reply(&sa, &sb, getlen, getidx, withmatchlen, minmatchlen as u64)
 }
@@ -528,7 +529,12 @@ fn lcs_reply(
 ) -> Reply {
     let (alen, blen) = (a.len(), b.len());
     let w = blen + 1;
-    let mut dp = vec![0u32; (alen + 1) * w];
+    let cells = (alen + 1) * w;
+    let mut dp: Vec<u32> = Vec::new();
+    if dp.try_reserve_exact(cells).is_err() {
+        return Reply::error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    }
+    dp.resize(cells, 0);
     for i in 1..=alen {
         for j in 1..=blen {
             dp[i * w + j] = if a[i - 1] == b[j - 1] {

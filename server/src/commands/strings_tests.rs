@@ -542,6 +542,14 @@ fn lcs() {
         err("ERR If you want both the length and indexes, please just use IDX.")
     );
     assert_eq!(run(&db, "LCS key1 key2 FOO"), err("ERR syntax error"));
+    // The DP table would exceed 512 MB: refused before allocating, like Redis.
+    let big = vec![b'a'; 12000];
+    run_bin(&db, &[b"SET", b"big1", &big]);
+    run_bin(&db, &[b"SET", b"big2", &big]);
+    assert_eq!(
+        run(&db, "LCS big1 big2"),
+        err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+    );
     assert_eq!(
         run(&db, "LCS key1 key2 MINMATCHLEN"),
         err("ERR syntax error")
