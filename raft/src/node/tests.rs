@@ -287,6 +287,16 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
     assert!(acked.iter().all(|p| payloads(&state).contains(p)));
     let m = c.group(follower).metrics();
     assert!(m.snapshot.is_some(), "follower installed a snapshot: {m:?}");
+
+    // Restarting with empty in-memory data rebuilds it from the local snapshot plus the log.
+    c.kill(follower).await;
+    c.restart(follower).await;
+    let local = wait_for("restored state", Duration::from_secs(10), || {
+        let s = c.group(follower).target().applied();
+        (s.len() >= 400).then_some(s)
+    })
+    .await;
+    assert_eq!(local, state);
     c.shutdown().await;
 }
 
