@@ -78,6 +78,15 @@ fn main() -> anyhow::Result<()> {
             dir.display(),
             fsync
         );
+        // INFO's instantaneous_* rates, sampled like Redis's serverCron (every 100 ms).
+        let sampler = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                sampler.stats.sample_rates();
+            }
+        });
         let signals = server.clone();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -236,6 +236,8 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Error replies sent.
     pub error_replies: AtomicU64,
+    /// Sampled rates: ops/s, input bytes/s, output bytes/s (INFO instantaneous_*).
+    rates: Mutex<RateSampler>,
     /// Error replies by their first word (`ERR`, `WRONGTYPE`), for INFO errorstats.
     errors_by_code: Mutex<BTreeMap<String, u64>>,
 }
@@ -264,7 +266,24 @@ impl Stats {
             net_output_bytes: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
             errors_by_code: Mutex::new(BTreeMap::new()),
+            rates: Mutex::new(RateSampler::default()),
         }
+    }
+
+    /// Takes one sample of the counters; call every ~100 ms (Redis's `trackInstantaneousMetric`).
+    pub fn sample_rates(&self) {
+        let now = Instant::now();
+        let totals = [
+            self.commands_processed.load(Ordering::Relaxed),
+            self.net_input_bytes.load(Ordering::Relaxed),
+            self.net_output_bytes.load(Ordering::Relaxed),
+        ];
+        self.rates.lock().sample(now, totals);
+    }
+
+    /// (ops/s, input bytes/s, output bytes/s), averaged over the last samples.
+    pub fn instantaneous(&self) -> [f64; 3] {
+        self.rates.lock().average()
     }
 
     /// Counts an error reply whose text is `msg` (`ERR ...`).
@@ -327,6 +346,43 @@ impl Stats {
             c.store(0, Ordering::Relaxed);
         }
         self.errors_by_code.lock().clear();
+    }
+}
+
+/// Samples counters and averages their per-second rate over the last 16 samples.
+#[derive(Default)]
+struct RateSampler {
+    last: Option<(Instant, [u64; 3])>,
+    samples: VecDeque<[f64; 3]>,
+}
+
+impl RateSampler {
+    fn sample(&mut self, now: Instant, totals: [u64; 3]) {
+        if let Some((at, prev)) = self.last {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let mut rate = [0.0; 3];
+                for i in 0..3 {
+                    rate[i] = totals[i].saturating_sub(prev[i]) as f64 / secs;
+                }
+                self.samples.push_back(rate);
+                if self.samples.len() > 16 {
+                    self.samples.pop_front();
+                }
+            }
+        }
+        self.last = Some((now, totals));
+    }
+
+    fn average(&self) -> [f64; 3] {
+        let n = self.samples.len().max(1) as f64;
+        let mut sum = [0.0; 3];
+        for s in &self.samples {
+            for i in 0..3 {
+                sum[i] += s[i];
+            }
+        }
+        sum.map(|v| v / n)
     }
 }
 
@@ -419,5 +475,23 @@ impl SlowLog {
     /// SLOWLOG RESET.
     pub fn reset(&self) {
         self.inner.lock().1.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateSampler;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rates_average_over_samples() {
+        let mut r = RateSampler::default();
+        let t0 = Instant::now();
+        r.sample(t0, [0, 0, 0]);
+        r.sample(t0 + Duration::from_millis(100), [10, 1000, 0]);
+        r.sample(t0 + Duration::from_millis(200), [30, 1000, 0]);
+        let [ops, input, _] = r.average();
+        assert!((ops - 150.0).abs() < 1e-6, "{ops}");
+        assert!((input - 5000.0).abs() < 1e-6, "{input}");
     }
 }

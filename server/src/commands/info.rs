@@ -146,7 +146,8 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 "total_commands_processed",
                 &st.commands_processed.load(Ordering::Relaxed),
             );
-            f("instantaneous_ops_per_sec", &0);
+            let [ops, input, output] = st.instantaneous();
+            f("instantaneous_ops_per_sec", &(ops.round() as u64));
             f(
                 "total_net_input_bytes",
                 &st.net_input_bytes.load(Ordering::Relaxed),
@@ -154,6 +155,14 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
             f(
                 "total_net_output_bytes",
                 &st.net_output_bytes.load(Ordering::Relaxed),
+            );
+            f(
+                "instantaneous_input_kbps",
+                &format!("{:.2}", input / 1024.0),
+            );
+            f(
+                "instantaneous_output_kbps",
+                &format!("{:.2}", output / 1024.0),
             );
             f(
                 "rejected_connections",
@@ -352,7 +361,10 @@ mod tests {
         n.run(&["NOSUCH"]);
         let e = n.run(&["INFO", "errorstats"]);
         // PING a b, ECHO (arity), GET (arity), NOSUCH.
-        assert!(e.contains("# Errorstats\r\nerrorstat_ERR:count=4\r\n"), "{e}");
+        assert!(
+            e.contains("# Errorstats\r\nerrorstat_ERR:count=4\r\n"),
+            "{e}"
+        );
         if crate::command::table::table().get(b"set").is_some() {
             n.run(&["SET", "a", "1"]);
             assert!(n
