@@ -66,6 +66,8 @@
 mod error;
 mod inline;
 
+use std::cell::Cell;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 pub use error::ProtocolError;
@@ -105,6 +107,9 @@ pub struct RequestDecoder {
     bulk_len: Option<usize>,
     /// Prefix of the buffer already searched for the current line's terminator.
     scanned: usize,
+    /// Set when `reserve_for_read` moved the pending bulk into a buffer of its own (nothing
+    /// consumed in front of it), which may then grow in place (realloc) until the bulk is done.
+    own_bulk_buffer: Cell<bool>,
 }
 
 impl Default for RequestDecoder {
@@ -128,6 +133,7 @@ impl RequestDecoder {
             remaining: 0,
             bulk_len: None,
             scanned: 0,
+            own_bulk_buffer: Cell::new(false),
         }
     }
 
@@ -173,6 +179,7 @@ impl RequestDecoder {
         self.remaining = 0;
         self.bulk_len = None;
         self.scanned = 0;
+        self.own_bulk_buffer.set(false);
     }
 
     /// True when no multibulk request is in progress (a partial `*N` header or inline line may
@@ -220,10 +227,16 @@ impl RequestDecoder {
         if buf.try_reclaim(want) {
             return;
         }
-        // Not `reserve`: it may double an allocation that still holds consumed requests.
+        if self.own_bulk_buffer.get() {
+            // Only the bulk is in this allocation: `reserve` doubles it, in place if it can.
+            buf.reserve(want);
+            return;
+        }
+        // Not `reserve` here: it may double an allocation that still holds consumed requests.
         let mut fresh = BytesMut::with_capacity(buf.len() + want);
         fresh.extend_from_slice(buf);
         *buf = fresh;
+        self.own_bulk_buffer.set(self.bulk_len.is_some());
     }
 
     fn decode_inner(
@@ -301,6 +314,7 @@ impl RequestDecoder {
             buf.advance(2);
             self.args_bytes += len;
             self.bulk_len = None;
+            self.own_bulk_buffer.set(false);
             self.remaining -= 1;
         }
         self.args_bytes = 0;
