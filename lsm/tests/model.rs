@@ -247,7 +247,12 @@ fn sim_opts(background: bool) -> impl Fn() -> Options {
     }
 }
 
+/// `cases` test cases, or `PROPTEST_CASES` from the environment for longer hunts.
 fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(cases);
     ProptestConfig {
         cases,
         max_shrink_iters: 2000,
@@ -298,7 +303,9 @@ fn check_lsm(cases: u32, background: bool) {
         AtomicU64::new(0),
         AtomicU64::new(0),
     );
-    let mut runner = proptest::test_runner::TestRunner::new(config(cases));
+    let cfg = config(cases);
+    let cases = cfg.cases;
+    let mut runner = proptest::test_runner::TestRunner::new(cfg);
     let strategy = proptest::collection::vec(step(), 1..150);
     let result = runner.run(&strategy, |steps| {
         let tmp = tempfile::tempdir().unwrap();
