@@ -53,6 +53,11 @@ impl MemTable {
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
+    /// Records that sequence numbers up to `seq` were used by this memtable's batches.
+    pub(crate) fn note_seq(&self, seq: u64) {
+        self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
     /// Records a range delete.
     pub(crate) fn delete_range(&self, t: RangeTombstone) {
         self.size.fetch_add(

@@ -19,6 +19,8 @@ const REUSE_LIMIT: usize = 4 << 20;
 
 /// Inserts the operations of `batch` into `mem`, numbering them from `first_seq`.
 pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: &WriteBatch) {
+    // Even a batch of empty range deletes uses up its sequence numbers.
+    mem.note_seq(first_seq + batch.len().saturating_sub(1) as u64);
     for (seq, op) in (first_seq..).zip(batch.ops()) {
         match op {
             BatchOp::Put(k, v) => mem.put(k, seq, Kind::Put, v.clone()),
