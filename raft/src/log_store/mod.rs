@@ -13,12 +13,13 @@
 
 mod metafile;
 mod segment;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -27,8 +28,9 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use parking_lot::{Mutex, RwLock};
 use serde::{de::DeserializeOwned, Serialize};
 
+use self::segment::encode_record;
 pub use self::segment::RecoveryError;
-use self::segment::{encode_record, Segment};
+use self::writer::Writer;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 pub(crate) use metafile::sync_dir;
 
@@ -56,7 +58,7 @@ struct Mem {
     committed: Option<LogId>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     mem: RwLock<Mem>,
     /// Set by the writer on the first failed write/fsync; the store is dead from then on.
     poisoned: Mutex<Option<String>>,
@@ -74,7 +76,7 @@ impl Shared {
     }
 }
 
-enum Cmd {
+pub(crate) enum Cmd {
     Append {
         bytes: Vec<u8>,
         lens: Vec<usize>,
@@ -135,9 +137,9 @@ fn dec<T: DeserializeOwned>(b: &[u8], what: &str) -> io::Result<T> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
 }
 
-const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
-const PURGED: &str = "purged";
+pub(crate) const VOTE: &str = "vote";
+pub(crate) const COMMITTED: &str = "committed";
+pub(crate) const PURGED: &str = "purged";
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, recovering segments, vote and purge point.
@@ -390,248 +392,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             upto: log_id.index,
             body: enc(&log_id)?,
         })
-    }
-}
-
-/// Owns the files; runs on its own thread so fsync never blocks the async runtime.
-struct Writer {
-    dir: PathBuf,
-    opts: LogStoreOptions,
-    segments: Vec<Segment>,
-    shared: Arc<Shared>,
-    dir_dirty: bool,
-    /// Latest committed id seen in this batch; written once, after the batch's fsync, so it
-    /// never points past entries that are not durable here.
-    committed: Option<Vec<u8>>,
-}
-
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(c) => batch.push(c),
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = self.process(batch) {
-                tracing::error!("raft log write failed, failing the store: {e}");
-                // Fail everything still queued, then stop.
-                while let Ok(cmd) = rx.try_recv() {
-                    fail(cmd, &e);
-                }
-                return;
-            }
-        }
-    }
-
-    fn process(&mut self, batch: Vec<Cmd>) -> io::Result<()> {
-        let mut pending: Vec<IOFlushed<TypeConfig>> = Vec::new();
-        let mut dirty = false;
-        let mut iter = batch.into_iter();
-        while let Some(cmd) = iter.next() {
-            let res = self.one(cmd, &mut pending, &mut dirty);
-            if let Err(e) = res {
-                self.poison(&e);
-                for cb in pending {
-                    cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-                }
-                for cmd in iter {
-                    fail(cmd, &e);
-                }
-                return Err(e);
-            }
-        }
-        if let Err(e) = self.sync(&mut dirty) {
-            self.poison(&e);
-            for cb in pending {
-                cb.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-            }
-            return Err(e);
-        }
-        for cb in pending {
-            cb.io_completed(Ok(()));
-        }
-        if let Some(body) = self.committed.take() {
-            if let Err(e) = metafile::write(&self.dir, COMMITTED, &body, false) {
-                self.poison(&e);
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Marks the store failed before anyone hears about the failure.
-    fn poison(&self, e: &io::Error) {
-        self.shared
-            .poisoned
-            .lock()
-            .get_or_insert_with(|| e.to_string());
-    }
-
-    fn sync(&mut self, dirty: &mut bool) -> io::Result<()> {
-        #[cfg(test)]
-        if *dirty
-            && self
-                .shared
-                .fail_next_sync
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(io::Error::other("injected fsync failure"));
-        }
-        if *dirty {
-            if let Some(seg) = self.segments.last() {
-                seg.file.sync_data()?;
-            }
-            *dirty = false;
-        }
-        if self.dir_dirty {
-            sync_dir(&self.dir)?;
-            self.dir_dirty = false;
-        }
-        Ok(())
-    }
-
-    fn one(
-        &mut self,
-        cmd: Cmd,
-        pending: &mut Vec<IOFlushed<TypeConfig>>,
-        dirty: &mut bool,
-    ) -> io::Result<()> {
-        match cmd {
-            Cmd::Append {
-                bytes,
-                lens,
-                first,
-                cb,
-            } => {
-                let need_new = match self.segments.last() {
-                    None => true,
-                    Some(s) => s.len >= self.opts.segment_bytes && !s.offsets.is_empty(),
-                };
-                if need_new {
-                    // Seal the current segment before starting the next: only the last segment
-                    // may ever have an unsynced (torn) tail.
-                    self.sync(dirty)?;
-                    self.segments.push(Segment::create(&self.dir, first)?);
-                    self.dir_dirty = true;
-                }
-                let seg = self
-                    .segments
-                    .last_mut()
-                    .ok_or_else(|| io::Error::other("no segment"))?;
-                if seg.end_index() != first && !seg.offsets.is_empty() {
-                    return Err(io::Error::other(format!(
-                        "append at {first} but the log ends before {}",
-                        seg.end_index()
-                    )));
-                }
-                if seg.offsets.is_empty() && seg.first_index != first {
-                    // An empty segment left by truncation: rename it to its new first index.
-                    let new = Segment::create(&self.dir, first)?;
-                    let old = std::mem::replace(seg, new);
-                    std::fs::remove_file(&old.path)?;
-                    self.dir_dirty = true;
-                }
-                let seg = self
-                    .segments
-                    .last_mut()
-                    .ok_or_else(|| io::Error::other("no segment"))?;
-                seg.append(&bytes, &lens)?;
-                *dirty = true;
-                pending.push(cb);
-            }
-            Cmd::Truncate { from } => {
-                // Remove from the end backwards so a crash midway never leaves a hole.
-                loop {
-                    let n = self.segments.len();
-                    let Some(seg) = self.segments.last_mut() else {
-                        break;
-                    };
-                    if seg.first_index >= from && n > 1 {
-                        let seg = self
-                            .segments
-                            .pop()
-                            .ok_or_else(|| io::Error::other("no segment"))?;
-                        std::fs::remove_file(&seg.path)?;
-                        self.dir_dirty = true;
-                        continue;
-                    }
-                    seg.truncate_from(from)?;
-                    *dirty = true;
-                    break;
-                }
-                if self.dir_dirty {
-                    // A deleted later segment must not reappear after a crash: it would leave a
-                    // hole behind the shortened one.
-                    sync_dir(&self.dir)?;
-                    self.dir_dirty = false;
-                }
-            }
-            Cmd::Purge { upto, body } => {
-                // Persist the purge point first: recovery skips purged entries, so deleting files
-                // afterwards can be interrupted safely.
-                self.sync(dirty)?;
-                metafile::write(&self.dir, PURGED, &body, true)?;
-                let keep_last = self.segments.len();
-                let mut removed = 0;
-                for (i, seg) in self.segments.iter().enumerate() {
-                    // A segment is gone once every index in it is <= upto; keep the last one (the
-                    // active file) unless it is wholly purged and empty of newer entries.
-                    let next_first = self.segments.get(i + 1).map(|s| s.first_index);
-                    let all_purged = match next_first {
-                        Some(nf) => nf <= upto + 1,
-                        None => {
-                            i + 1 == keep_last
-                                && seg.end_index() <= upto + 1
-                                && seg.end_index() > seg.first_index
-                        }
-                    };
-                    if !all_purged {
-                        break;
-                    }
-                    removed += 1;
-                }
-                for seg in self.segments.drain(..removed) {
-                    std::fs::remove_file(&seg.path)?;
-                    self.dir_dirty = true;
-                }
-            }
-            Cmd::Vote { body, done } => {
-                // Everything queued before the vote becomes durable before the vote does.
-                let r = self
-                    .sync(dirty)
-                    .and_then(|_| metafile::write(&self.dir, VOTE, &body, true));
-                let failed = r
-                    .as_ref()
-                    .err()
-                    .map(|e| io::Error::new(e.kind(), e.to_string()));
-                if let Some(e) = &failed {
-                    self.poison(e);
-                }
-                let _ = done.send(r);
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                for cb in pending.drain(..) {
-                    cb.io_completed(Ok(()));
-                }
-            }
-            Cmd::Committed { body } => self.committed = Some(body),
-        }
-        Ok(())
-    }
-}
-
-fn fail(cmd: Cmd, e: &io::Error) {
-    let err = || io::Error::new(e.kind(), e.to_string());
-    match cmd {
-        Cmd::Append { cb, .. } => cb.io_completed(Err(err())),
-        Cmd::Vote { done, .. } => {
-            let _ = done.send(Err(err()));
-        }
-        _ => {}
     }
 }
 
