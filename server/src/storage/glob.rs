@@ -185,4 +185,19 @@ mod tests {
         let p = "a*".repeat(30) + "b";
         assert!(!matches(p.as_bytes(), s.as_bytes()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(p in "[a-c*?\\[\\]^\\-]{0,12}", s in "[a-c*?\\[\\]^\\-]{0,12}") {
+            let _ = matches(p.as_bytes(), s.as_bytes());
+            let _ = matches_nocase(p.as_bytes(), s.as_bytes());
+        }
+
+        #[test]
+        fn literal_patterns_match_themselves(s in "[a-z0-9:]{0,16}") {
+            proptest::prop_assert!(matches(s.as_bytes(), s.as_bytes()));
+            let star = format!("{s}*");
+            proptest::prop_assert!(matches(star.as_bytes(), s.as_bytes()) || s.is_empty());
+        }
+    }
 }

@@ -509,4 +509,21 @@ mod tests {
         assert!(LongDouble::parse(b"5.").is_some());
         assert!(LongDouble::parse(b"+5").is_some());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_and_add_never_panic(a in "[-+0-9.eExXpPa-fin]{0,30}", b in "[-+0-9.eE]{0,30}") {
+            if let (Some(x), Some(y)) = (LongDouble::parse(a.as_bytes()), LongDouble::parse(b.as_bytes())) {
+                let _ = x.add(&y).to_human_string();
+            }
+            let _ = parse_i64(a.as_bytes());
+        }
+
+        #[test]
+        fn integers_round_trip_exactly(v in -(1i64 << 62)..(1i64 << 62)) {
+            let x = LongDouble::parse(v.to_string().as_bytes()).expect("an integer parses");
+            proptest::prop_assert_eq!(x.to_human_string(), v.to_string());
+            proptest::prop_assert_eq!(parse_i64(v.to_string().as_bytes()), Some(v));
+        }
+    }
 }
