@@ -209,6 +209,15 @@ impl RaftNode {
         })
     }
 
+    /// Stops group `group` on this node (its data stays on disk).
+    pub async fn close_group(&self, group: GroupId) {
+        self.transport.unregister(group);
+        let g = self.groups.lock().remove(&group);
+        if let Some(g) = g {
+            g.stop().await;
+        }
+    }
+
     /// Stops every group and closes the cluster bus (as if the process died, minus the disk).
     pub async fn shutdown(&self) {
         self.transport.shutdown();

@@ -416,3 +416,42 @@ async fn several_groups_share_the_peer_connections() {
     assert!(dials <= 6, "{dials} connections for 3 pairs and 3 groups");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_isolated_leader_serves_no_reads_and_acknowledges_no_writes() {
+    let c = Cluster::start(3, |_| {}).await;
+    propose_all(&c, "i", 20).await;
+    let old = c.confirmed_leader(Duration::from_secs(5)).await;
+    let old_term = c.group(old).metrics().current_term;
+    // Cut the leader off the bus; its Raft keeps running and still thinks it leads.
+    c.live[&old].node.transport().shutdown();
+    let stale = c.group(old).clone();
+    let write = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(1), stale.propose(b"lost".to_vec())).await
+    });
+
+    let new = wait_for("the majority to elect", Duration::from_secs(5), || {
+        c.live
+            .iter()
+            .find(|(id, m)| {
+                **id != old && m.group.is_leader() && m.group.metrics().current_term > old_term
+            })
+            .map(|(id, _)| *id)
+    })
+    .await;
+    c.group(new).propose(b"new-side".to_vec()).await.unwrap();
+    // The deposed leader must refuse linearizable reads (no stale read after a newer commit).
+    assert!(c.group(old).read_barrier().await.is_err());
+    assert!(c.group(old).lease_read_barrier().await.is_err());
+    match write.await.unwrap() {
+        Ok(Ok(r)) => panic!("isolated leader acknowledged a write: {r:?}"),
+        Ok(Err(_)) | Err(_) => {}
+    }
+    assert!(c
+        .group(new)
+        .target()
+        .applied()
+        .iter()
+        .all(|(_, p)| p != b"lost"));
+    c.shutdown().await;
+}
