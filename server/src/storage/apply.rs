@@ -6,7 +6,7 @@
 //! replica applying the same sequence reaches the same state and the same replies.
 
 use super::encoding::{self, KeyType, Meta, StrEnc};
-use super::write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
+use super::write::{DecodeError, ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
 use super::{num, Db, Result, StorageError, APPLIED_STATE, CLOCK_SLACK_MS, MAX_STRING_LEN};
 use bytes::{Bytes, BytesMut};
 use pinnacle_lsm::WriteBatch;
@@ -83,8 +83,18 @@ fn expire_of(old: &Option<Meta>) -> u64 {
 }
 
 impl Db {
-    /// Applies a logical write deterministically and returns the client's reply.
+    /// The write door every command uses: executes `cmd` and returns the client's reply.
+    ///
+    /// On a single node this is [`Db::apply_entry`]. With replication, this is where the
+    /// leader proposes `cmd.encode()` to the shard's Raft group and returns the reply of
+    /// applying the committed entry; command code does not change.
     pub fn apply(&self, cmd: &WriteCommand) -> Reply {
+        self.apply_entry(cmd)
+    }
+
+    /// The state machine: applies one committed entry deterministically (same entries in the
+    /// same order give the same state and replies on every replica) and returns its reply.
+    pub fn apply_entry(&self, cmd: &WriteCommand) -> Reply {
         let mut state = self.inner.apply.lock();
         let now = cmd.now_ms.max(state.clock);
         let mut tx = Tx {
@@ -121,6 +131,13 @@ impl Db {
         state.clock = now;
         self.inner.clock.store(now, Ordering::Release);
         reply
+    }
+}
+
+impl Db {
+    /// Decodes and applies one log entry (the Raft state machine's entry point).
+    pub fn apply_encoded(&self, entry: Bytes) -> std::result::Result<Reply, DecodeError> {
+        Ok(self.apply_entry(&WriteCommand::decode(entry)?))
     }
 }
 
