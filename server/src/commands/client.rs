@@ -75,8 +75,8 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
                 {
-                    Some(n) if n > 0 => v.push(n as u64),
-                    _ => return Reply::error("ERR Invalid client ID"),
+                    Some(n) => v.push(n as u64),
+                    None => return Reply::error("ERR Invalid client ID"),
                 }
             }
             ids = Some(v);
@@ -310,6 +310,8 @@ mod tests {
             n.run(&["CLIENT", "LIST", "ID", "5", "x"]),
             "-ERR Invalid client ID\r\n"
         );
+        // Any integer is accepted as an id; one that matches no client lists nothing.
+        assert_eq!(n.run(&["CLIENT", "LIST", "ID", "0"]), "=4\r\ntxt:\r\n");
         assert_eq!(
             n.run(&["CLIENT", "KILL", "1.2.3.4:5"]),
             "-ERR No such client\r\n"

@@ -157,10 +157,14 @@ fn debug(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 fn function_flush(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     // No scripting yet, so there is nothing to flush; the modes are still validated.
-    if args.len() > 3
-        || (args.len() == 3
-            && !args[2].eq_ignore_ascii_case(b"sync")
-            && !args[2].eq_ignore_ascii_case(b"async"))
+    if args.len() > 3 {
+        return Reply::error(
+            "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.",
+        );
+    }
+    if args.len() == 3
+        && !args[2].eq_ignore_ascii_case(b"sync")
+        && !args[2].eq_ignore_ascii_case(b"async")
     {
         return Reply::error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
     }
@@ -182,6 +186,10 @@ mod tests {
         );
         assert_eq!(n.run(&["FUNCTION", "FLUSH"]), "+OK\r\n");
         assert_eq!(n.run(&["FUNCTION", "FLUSH", "SYNC"]), "+OK\r\n");
+        assert_eq!(
+            n.run(&["FUNCTION", "FLUSH", "ASYNC", "x"]),
+            "-ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.\r\n"
+        );
         assert_eq!(
             n.run(&["FUNCTION", "FLUSH", "bad"]),
             "-ERR FUNCTION FLUSH only supports SYNC|ASYNC option\r\n"
