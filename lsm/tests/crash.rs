@@ -43,8 +43,12 @@ impl Rng {
 }
 
 fn opts(fs: &SimFs, background: bool) -> Options {
+    opts_with(fs, background, SyncPolicy::Always)
+}
+
+fn opts_with(fs: &SimFs, background: bool, sync: SyncPolicy) -> Options {
     Options {
-        sync: SyncPolicy::Always,
+        sync,
         background_work: background,
         vfs: Arc::new(fs.process()),
         ..Options::small_for_tests()
@@ -129,8 +133,10 @@ fn crash(fs: &SimFs, rng: &mut Rng, tally: &mut Tally) {
 }
 
 /// Runs `cycles` crash/recover cycles from `seed`; `background` picks the engine's mode
-/// (`None` alternates per cycle).
-fn run(seed: u64, cycles: u64, background: Option<bool>) -> Tally {
+/// (`None` alternates per cycle). Under `SyncPolicy::Always` an acknowledged write is durable;
+/// under relaxed policies only a returned `flush` is, and recovery may show any prefix after it.
+fn run(seed: u64, cycles: u64, background: Option<bool>, sync: SyncPolicy) -> Tally {
+    let acked_durable = sync == SyncPolicy::Always;
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -147,12 +153,12 @@ fn run(seed: u64, cycles: u64, background: Option<bool>) -> Tally {
     let mut cycle = 0u64;
     while cycle < cycles {
         let bg = background.unwrap_or(cycle % 2 == 1);
-        let ctx = format!("seed {seed} cycle {cycle} background {bg}");
+        let ctx = format!("seed {seed} cycle {cycle} background {bg} {sync:?}");
         if rng.chance(10) {
             // Lose power during recovery itself.
             fs.power_cut_after(rng.below(12));
         }
-        let engine = match Lsm::open(Path::new(DIR), opts(&fs, bg)) {
+        let engine = match Lsm::open(Path::new(DIR), opts_with(&fs, bg, sync)) {
             Ok(e) => e,
             Err(e) if fs.is_powered_off() => {
                 let _ = e;
@@ -217,7 +223,11 @@ fn run(seed: u64, cycles: u64, background: Option<bool>) -> Tally {
                 match engine.write(wb) {
                     Ok(_) => {
                         tally.acked += 1;
-                        allowed = vec![model.clone()];
+                        if acked_durable {
+                            allowed = vec![model.clone()];
+                        } else {
+                            allowed.push(model.clone());
+                        }
                         Ok(())
                     }
                     Err(e) => {
@@ -226,7 +236,12 @@ fn run(seed: u64, cycles: u64, background: Option<bool>) -> Tally {
                     }
                 }
             } else if r < 95 {
-                engine.flush()
+                let flushed = engine.flush();
+                if flushed.is_ok() {
+                    // A returned flush makes everything before it durable.
+                    allowed = vec![model.clone()];
+                }
+                flushed
             } else {
                 let a = rng.below(200);
                 let (lo, hi) = (key(a), key(a + rng.below(100)));
@@ -256,16 +271,23 @@ fn run(seed: u64, cycles: u64, background: Option<bool>) -> Tally {
 
 fn describe(got: &BTreeMap<Bytes, Bytes>, allowed: &[Model]) -> String {
     let mut out = format!("allowed prefixes: {}\n", allowed.len());
-    let first = &allowed[0].map;
     let marker = |m: &BTreeMap<Bytes, Bytes>| m.get(&b("marker")).cloned();
     out += &format!(
-        "recovered marker {:?}, acknowledged marker {:?}, last attempted marker {:?}\n",
+        "recovered marker {:?}, first allowed marker {:?}, last attempted marker {:?}\n",
         marker(got),
-        marker(first),
+        marker(&allowed[0].map),
         allowed.last().and_then(|m| marker(&m.map))
     );
+    // Diff against the allowed state with the same last batch, else the first one.
+    let (i, near) = allowed
+        .iter()
+        .enumerate()
+        .find(|(_, m)| marker(&m.map) == marker(got))
+        .unwrap_or((0, &allowed[0]));
+    out += &format!("diff against allowed state {i}:\n");
+    let near = &near.map;
     for (k, v) in got {
-        match first.get(k) {
+        match near.get(k) {
             None => out += &format!("  extra {k:?} ({} bytes)\n", v.len()),
             Some(w) if w != v => {
                 out += &format!("  differs {k:?}: {} vs {} bytes\n", v.len(), w.len())
@@ -273,7 +295,7 @@ fn describe(got: &BTreeMap<Bytes, Bytes>, allowed: &[Model]) -> String {
             _ => {}
         }
     }
-    for k in first.keys() {
+    for k in near.keys() {
         if !got.contains_key(k) {
             out += &format!("  missing {k:?}\n");
         }
@@ -283,7 +305,7 @@ fn describe(got: &BTreeMap<Bytes, Bytes>, allowed: &[Model]) -> String {
 
 #[test]
 fn crash_cycles_foreground() {
-    let t = run(0xC0FFEE, 1000, Some(false));
+    let t = run(0xC0FFEE, 1000, Some(false), SyncPolicy::Always);
     assert!(t.acked > 5000, "{t:?}");
     assert!(t.power_cuts_mid_workload > 500, "{t:?}");
     assert!(t.unacked_recovered > 0 && t.unacked_lost > 0, "{t:?}");
@@ -298,8 +320,18 @@ fn crash_cycles_foreground() {
 
 #[test]
 fn crash_cycles_background() {
-    let t = run(0xBADC0DE, 600, Some(true));
+    let t = run(0xBADC0DE, 600, Some(true), SyncPolicy::Always);
     assert!(t.acked > 3000, "{t:?}");
+}
+
+/// Without an fsync per write (`EveryMillis`), recovery may lose acknowledged writes after the
+/// last flush, but always shows a gap-free prefix of them (never a batch without the ones
+/// before it). `Never` is not held to this: see `never_recovers_a_prefix_across_wal_segments`.
+#[test]
+fn crash_cycles_relaxed_sync() {
+    let t = run(0xFEED, 300, None, SyncPolicy::EveryMillis(50));
+    assert!(t.acked > 2000, "{t:?}");
+    run(0xFEED + 1, 200, None, SyncPolicy::EveryMillis(1));
 }
 
 #[test]
@@ -309,7 +341,8 @@ fn crash_soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
-    run(0x5EED, cycles, None);
+    run(0x5EED, cycles, None, SyncPolicy::Always);
+    run(0x5EED, cycles / 4, None, SyncPolicy::EveryMillis(1));
 }
 
 /// A sync error on the WAL fails that write and stops the engine for good.
@@ -535,4 +568,60 @@ fn reopen_after_fatal_error_without_power_loss() {
     let got = dump_lsm(&e).unwrap();
     assert!(got == model.map || got == with_doomed.map);
     assert_ne!(got.get(&b("marker")), Some(&b(1001u64.to_le_bytes())));
+}
+
+/// Under a relaxed sync policy a crash may lose the unsynced tail of the log, but what
+/// survives must be a prefix of the writes, also when the memtable (and so the WAL segment)
+/// was switched in between: a later segment must never survive while an earlier one lost data.
+#[test]
+fn every_millis_recovers_a_prefix_across_wal_segments() {
+    prefix_across_wal_segments(SyncPolicy::EveryMillis(60_000));
+}
+
+/// The same with `SyncPolicy::Never`. Found: `rotate` (db/write.rs) skips syncing the old
+/// segment under `Never`, so the OS may keep a later segment and drop the tail of an earlier
+/// one. Minimal case: memtable 4 KiB, 120 puts of 100 B, power loss, `SimFs::crash(2)`:
+/// writes 0..52 are gone while 52..82 survived.
+#[test]
+#[ignore = "bug: SyncPolicy::Never does not sync the old WAL segment at rotation, so recovery can show holes"]
+fn never_recovers_a_prefix_across_wal_segments() {
+    prefix_across_wal_segments(SyncPolicy::Never);
+}
+
+fn prefix_across_wal_segments(sync: SyncPolicy) {
+    for bg in [false, true] {
+        for seed in 0..40u64 {
+            let fs = SimFs::new();
+            let o = Options {
+                memtable_size: 4 << 10,
+                ..opts_with(&fs, bg, sync)
+            };
+            let e = Lsm::open(Path::new(DIR), o.clone()).unwrap();
+            const N: usize = 120;
+            for i in 0..N {
+                let mut wb = WriteBatch::new();
+                wb.put(b(format!("k{i:04}")), Bytes::from(vec![7u8; 100]));
+                e.write(wb).unwrap();
+            }
+            let wals = fs
+                .files()
+                .iter()
+                .filter(|(p, _)| p.to_string_lossy().ends_with(".wal"))
+                .count();
+            fs.power_cut();
+            drop(e);
+            fs.crash(seed);
+            let e = Lsm::open(Path::new(DIR), opts_with(&fs, false, sync)).unwrap();
+            let present: Vec<bool> = (0..N)
+                .map(|i| e.get(format!("k{i:04}").as_bytes()).unwrap().is_some())
+                .collect();
+            let survived = present.iter().take_while(|&&p| p).count();
+            let holes: Vec<usize> = (survived..N).filter(|&i| present[i]).collect();
+            assert!(
+                holes.is_empty(),
+                "{sync:?}, background {bg}, seed {seed}, {wals} WAL segments before the crash: writes 0..{survived} \
+                 survived, then a hole, yet later writes {holes:?} survived"
+            );
+        }
+    }
 }
