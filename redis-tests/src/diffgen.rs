@@ -158,7 +158,7 @@ const SETRANGE_OFFSETS: &[&[u8]] = &[
     b"4096",
     b"-1",
     b"536870912",
-    b"536870911",
+    b"536870913",
     b"9223372036854775807",
     b"abc",
 ];
@@ -339,7 +339,7 @@ impl Gen {
 
     fn command_inner(&mut self) -> Cmd {
         let k = self.key();
-        match self.rng.below(44) {
+        match self.rng.below(45) {
             0..=2 => vec![b("GET"), k],
             3..=5 => {
                 let mut c = vec![b("SET"), k, self.value()];
@@ -524,6 +524,11 @@ impl Gen {
                 c
             }
             42 => vec![b("RANDOMKEY")],
+            43 => match self.rng.below(4) {
+                0 | 1 => vec![b("OBJECT"), b("ENCODING"), k],
+                2 => vec![b("OBJECT"), b("FREQ"), k],
+                _ => vec![b("OBJECT"), b("NOSUCH"), k],
+            },
             _ => vec![b("STRLEN"), k],
         }
     }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -343,6 +344,17 @@ impl Server {
         let out = File::create(self.logs.path().join("stdout.log"))?;
         let err = File::create(self.logs.path().join("stderr.log"))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // If the test process dies without running Drop (SIGKILL, a `timeout` wrapper), the kernel
+        // kills the server too, so no orphan keeps a port and memory.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         Ok(cmd)
     }
 

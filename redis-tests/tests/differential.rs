@@ -3,7 +3,7 @@
 //! redis-server 7.0.15 that owns every slot; raw reply bytes must match, in RESP2 and in RESP3.
 //!
 //! Environment: `DIFF_SEEDS=1,2,3` (default: fixed seeds, printed), `DIFF_COMMANDS=2000` per seed,
-//! `DIFF_KEEP_GOING=1` to log every mismatch (re-syncing both servers with FLUSHALL) instead of
+//! `DIFF_TRACE=1` to print every command, `DIFF_KEEP_GOING=1` to log every mismatch (re-syncing both servers with FLUSHALL) instead of
 //! stopping at the first.
 //!
 //! Allow-list (replies not compared byte for byte, see `diffgen::compare_mode`): TTL/EXPIRETIME ±1,
@@ -153,12 +153,23 @@ fn run_seed(
     let mut a = open(subject, protocol);
     let mut b = open(reference, protocol);
     let mut gen = Gen::new(seed, now_ms());
+    let trace = std::env::var("DIFF_TRACE").is_ok_and(|v| v == "1");
     let mut history: VecDeque<String> = VecDeque::new();
     let mut out = Vec::new();
+    // Reply types seen from redis-server, to show the mix is not all errors.
+    let mut kinds: std::collections::BTreeMap<char, u32> = Default::default();
     for i in 0..n {
         let cmd = gen.command();
+        if trace {
+            eprintln!("  #{i} {}", render(&cmd));
+        }
         let ra = a.call(&cmd);
         let rb = b.call(&cmd);
+        if let Ok(r) = &rb {
+            *kinds
+                .entry(r.first().map_or('?', |&c| c as char))
+                .or_default() += 1;
+        }
         let verdict = match (&ra, &rb) {
             (Ok(x), Ok(y)) => same(&cmd, x, y, &mut a, &mut b),
             _ => Err("a connection failed".into()),
@@ -192,6 +203,7 @@ fn run_seed(
             history.pop_front();
         }
     }
+    eprintln!("  reply types (first byte: count): {kinds:?}");
     out
 }
 
