@@ -439,13 +439,23 @@ async fn an_isolated_leader_serves_no_reads_and_acknowledges_no_writes() {
             .map(|(id, _)| *id)
     })
     .await;
-    c.group(new).propose(b"new-side".to_vec()).await.unwrap();
+    // Two followers may race for the new term: retry refused (never appended) proposals.
+    let mut new = new;
+    loop {
+        match c.group(new).propose(b"new-side".to_vec()).await {
+            Ok(_) => break,
+            Err(ProposeError::NotLeader { leader, .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                new = leader.filter(|l| *l != old).unwrap_or(new);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     // The deposed leader must refuse linearizable reads (no stale read after a newer commit).
     assert!(c.group(old).read_barrier().await.is_err());
     assert!(c.group(old).lease_read_barrier().await.is_err());
-    match write.await.unwrap() {
-        Ok(Ok(r)) => panic!("isolated leader acknowledged a write: {r:?}"),
-        Ok(Err(_)) | Err(_) => {}
+    if let Ok(Ok(r)) = write.await.unwrap() {
+        panic!("isolated leader acknowledged a write: {r:?}");
     }
     assert!(c
         .group(new)
