@@ -49,6 +49,53 @@ pub(crate) fn encode(user: &[u8], seq: u64, kind: Kind) -> Vec<u8> {
     v
 }
 
+/// The internal key a point lookup seeks to: `(user, snap)`, on the stack for short keys.
+pub(crate) struct LookupKey {
+    small: [u8; 64],
+    big: Vec<u8>,
+    len: usize,
+    seq: u64,
+}
+
+impl LookupKey {
+    pub(crate) fn new(user: &[u8], snap: u64) -> LookupKey {
+        let len = user.len() + 8;
+        let mut lk = LookupKey {
+            small: [0u8; 64],
+            big: Vec::new(),
+            len,
+            seq: snap,
+        };
+        if len <= lk.small.len() {
+            lk.small[..user.len()].copy_from_slice(user);
+            lk.small[user.len()..len].copy_from_slice(&trailer(snap, Kind::Put).to_be_bytes());
+        } else {
+            lk.big = encode(user, snap, Kind::Put);
+        }
+        lk
+    }
+    /// The internal key.
+    #[inline]
+    pub(crate) fn ikey(&self) -> &[u8] {
+        if self.big.is_empty() {
+            &self.small[..self.len]
+        } else {
+            &self.big
+        }
+    }
+    /// The user key.
+    #[inline]
+    pub(crate) fn user(&self) -> &[u8] {
+        let k = self.ikey();
+        &k[..k.len() - 8]
+    }
+    /// The snapshot sequence number.
+    #[inline]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// Splits an internal key into user key, sequence and raw kind byte.
 #[inline]
 pub(crate) fn split(ikey: &[u8]) -> (&[u8], u64, u8) {

@@ -107,12 +107,17 @@ impl MemTable {
     }
 
     /// Newest point version of `user` with seq `<= snap`.
+    #[cfg(test)]
     pub(crate) fn get(&self, user: &[u8], snap: u64) -> Option<Found> {
-        let mut buf = Vec::with_capacity(user.len() + 8);
-        key::encode_into(&mut buf, user, snap, Kind::Put);
+        self.get_lk(&key::LookupKey::new(user, snap))
+    }
+
+    /// Newest point version of the lookup key's user key at its snapshot.
+    pub(crate) fn get_lk(&self, lk: &key::LookupKey) -> Option<Found> {
+        let user = lk.user();
         let e = self
             .map
-            .lower_bound(Bound::Included(MemKeyRef::new(&buf)))?;
+            .lower_bound(Bound::Included(MemKeyRef::new(lk.ikey())))?;
         let (u, seq, kind) = key::split(e.key().as_slice());
         if u != user {
             return None;
@@ -122,6 +127,15 @@ impl MemTable {
             kind: Kind::from_u8(kind)?,
             value: e.value().clone(),
         })
+    }
+
+    /// Calls `f(internal_key, value)` for every point record in order (used by flush; no
+    /// per-record copies).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        for e in self.map.iter() {
+            f(e.key().as_slice(), e.value())?;
+        }
+        Ok(())
     }
 
     /// Up to `n` entries strictly after (or from, when `inclusive`) `from`.

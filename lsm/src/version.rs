@@ -124,14 +124,14 @@ impl Version {
     /// seen in newer sources. Returns `Some(result)` once decided.
     pub(crate) fn get(
         &self,
-        user: &[u8],
-        snap: u64,
+        lk: &key::LookupKey,
         hash: u64,
         tomb: &mut u64,
     ) -> Result<Option<Option<Bytes>>> {
+        let (user, snap) = (lk.user(), lk.seq());
         let mut probe = |h: &TableHandle| -> Result<Option<Option<Bytes>>> {
             *tomb = (*tomb).max(h.table.max_tomb_seq(user, snap));
-            let found = h.table.get(user, snap, hash)?;
+            let found = h.table.get_lk(lk, hash)?;
             Ok(resolve(found, *tomb))
         };
         for h in self.levels.first().into_iter().flatten() {
@@ -194,14 +194,21 @@ pub(crate) struct LevelIter {
     files: Vec<Arc<TableHandle>>,
     idx: usize,
     cur: Option<TableIter>,
+    fill_cache: bool,
 }
 
 impl LevelIter {
     pub(crate) fn new(files: Vec<Arc<TableHandle>>) -> LevelIter {
+        Self::with_cache_fill(files, true)
+    }
+
+    /// A level iterator whose reads do not displace cached blocks (for compactions).
+    pub(crate) fn with_cache_fill(files: Vec<Arc<TableHandle>>, fill_cache: bool) -> LevelIter {
         LevelIter {
             files,
             idx: 0,
             cur: None,
+            fill_cache,
         }
     }
 
@@ -210,7 +217,7 @@ impl LevelIter {
             self.idx += 1;
             match self.files.get(self.idx) {
                 Some(h) => {
-                    let mut it = TableIter::new(h.table.clone());
+                    let mut it = TableIter::with_cache_fill(h.table.clone(), self.fill_cache);
                     it.seek(&key::encode(b"", key::MAX_SEQ, key::Kind::Put))?;
                     self.cur = Some(it);
                 }
@@ -247,7 +254,7 @@ impl InternalIterator for LevelIter {
         self.idx = self.files.partition_point(|h| h.meta.before(user));
         match self.files.get(self.idx) {
             Some(h) => {
-                let mut it = TableIter::new(h.table.clone());
+                let mut it = TableIter::with_cache_fill(h.table.clone(), self.fill_cache);
                 it.seek(ikey)?;
                 self.cur = Some(it);
             }

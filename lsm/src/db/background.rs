@@ -1,12 +1,12 @@
 //! Flushes and compactions, run by background threads or inline from `flush`/`compact_range`.
 
-use super::{min_key, Inner, State};
+use super::{Inner, State};
 use crate::compact::controller::{self, CompactionTask, ControllerOptions, LevelsState};
 use crate::compact::run::{merge, MergePolicy};
 use crate::counters::Counters;
 use crate::iterators::InternalIterator;
 use crate::manifest::{ManifestWriter, VersionEdit};
-use crate::memtable::{MemIter, MemTable};
+use crate::memtable::MemTable;
 use crate::sstable::builder::TableBuilder;
 use crate::sstable::reader::{Table, TableIter};
 use crate::sstable::{table_name, FileMeta};
@@ -81,12 +81,7 @@ impl Inner {
             return Ok(None);
         }
         let (id, mut b) = self.new_builder()?;
-        let mut it = MemIter::new(mem.clone());
-        it.seek(&min_key())?;
-        while it.valid() {
-            b.add(it.key(), it.value())?;
-            it.next()?;
-        }
+        mem.for_each(|k, v| b.add(k, v))?;
         for t in mem.range_tombstones() {
             b.add_tombstone(t);
         }
@@ -284,13 +279,13 @@ impl Inner {
         let mut tombs = Vec::new();
         if task.input_level == 0 {
             for h in &upper {
-                sources.push(Box::new(TableIter::new(h.table.clone())));
+                sources.push(Box::new(TableIter::with_cache_fill(h.table.clone(), false)));
             }
         } else {
-            sources.push(Box::new(LevelIter::new(upper.clone())));
+            sources.push(Box::new(LevelIter::with_cache_fill(upper.clone(), false)));
         }
         if !lower.is_empty() {
-            sources.push(Box::new(LevelIter::new(lower.clone())));
+            sources.push(Box::new(LevelIter::with_cache_fill(lower.clone(), false)));
         }
         for h in upper.iter().chain(&lower) {
             tombs.extend_from_slice(h.table.range_tombstones());

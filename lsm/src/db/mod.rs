@@ -166,15 +166,16 @@ impl Inner {
     }
 
     fn get_in(&self, st: &State, user: &[u8], snap: u64) -> Result<Option<Bytes>> {
+        let lk = key::LookupKey::new(user, snap);
         let mut tomb = 0;
         for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
             tomb = tomb.max(m.max_tomb_seq(user, snap));
-            if let Some(r) = resolve(m.get(user, snap), tomb) {
+            if let Some(r) = resolve(m.get_lk(&lk), tomb) {
                 return Ok(r);
             }
         }
         let h = bloom::hash(user);
-        Ok(st.version.get(user, snap, h, &mut tomb)?.flatten())
+        Ok(st.version.get(&lk, h, &mut tomb)?.flatten())
     }
 
     fn scan_in(&self, st: Arc<State>, snap: u64, range: KeyRange) -> DbIter {
@@ -336,11 +337,6 @@ impl Drop for Lsm {
             }
         }
     }
-}
-
-// Internal key helpers used by the submodules.
-fn min_key() -> Vec<u8> {
-    key::encode(b"", MAX_SEQ, key::Kind::Put)
 }
 
 #[cfg(test)]

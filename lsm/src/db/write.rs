@@ -60,11 +60,23 @@ impl Inner {
                 let group = std::mem::take(&mut q.pending);
                 drop(q);
                 let results = self.commit_group(group);
+                let mut mine = None;
                 q = self.queue.lock();
                 q.leader = false;
-                q.done.extend(results);
-                self.queue_cv.notify_all();
-                continue;
+                for (i, r) in results {
+                    if i == id {
+                        mine = Some(r);
+                    } else {
+                        q.done.insert(i, r);
+                    }
+                }
+                if !q.done.is_empty() || !q.pending.is_empty() {
+                    self.queue_cv.notify_all();
+                }
+                match mine {
+                    Some(r) => return r,
+                    None => continue,
+                }
             }
             self.queue_cv.wait(&mut q);
         }

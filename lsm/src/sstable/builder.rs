@@ -9,11 +9,15 @@ use crate::{Error, Result};
 use bytes::Bytes;
 use std::path::PathBuf;
 
+const WRITE_BUFFER: usize = 256 << 10;
+
 /// Accepts records in internal-key order and writes a table.
 pub(crate) struct TableBuilder {
     file: Box<dyn WritableFile>,
     path: PathBuf,
     offset: u64,
+    // Finished blocks not yet handed to the file.
+    out: Vec<u8>,
     block: BlockBuilder,
     index: BlockBuilder,
     block_size: usize,
@@ -40,6 +44,7 @@ impl TableBuilder {
             file,
             path,
             offset: 0,
+            out: Vec::new(),
             block: BlockBuilder::new(restart_interval),
             index: BlockBuilder::new(1),
             block_size: block_size.max(64),
@@ -105,12 +110,24 @@ impl TableBuilder {
             len: data.len() as u64,
         };
         let crc = crc32c::crc32c(data);
-        self.file
-            .append(data)
-            .and_then(|_| self.file.append(&crc.to_le_bytes()))
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.out.extend_from_slice(data);
+        self.out.extend_from_slice(&crc.to_le_bytes());
         self.offset += data.len() as u64 + 4;
+        if self.out.len() >= WRITE_BUFFER {
+            self.drain()?;
+        }
         Ok(h)
+    }
+
+    // Hands buffered bytes to the file (one append per ~256 KiB rather than per block).
+    fn drain(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            self.file
+                .append(&self.out)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.out.clear();
+        }
+        Ok(())
     }
 
     fn flush_block(&mut self) -> Result<()> {
@@ -190,10 +207,9 @@ impl TableBuilder {
         footer.extend_from_slice(&crc.to_le_bytes());
         footer.extend_from_slice(&MAGIC.to_le_bytes());
         debug_assert_eq!(footer.len(), super::FOOTER_LEN);
-        self.file
-            .append(&footer)
-            .and_then(|_| self.file.sync())
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.out.extend_from_slice(&footer);
+        self.drain()?;
+        self.file.sync().map_err(|e| Error::io(&self.path, e))?;
         self.offset += footer.len() as u64;
         Ok(FileMeta {
             id,

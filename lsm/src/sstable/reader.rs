@@ -115,7 +115,7 @@ impl Table {
         })
     }
 
-    fn read_block(&self, h: Handle) -> Result<Arc<Block>> {
+    fn read_block(&self, h: Handle, fill_cache: bool) -> Result<Arc<Block>> {
         if let Some(b) = self.cache.get(self.id, h.offset) {
             Counters::add(&self.counters.cache_hits, 1);
             return Ok(b);
@@ -126,7 +126,9 @@ impl Table {
             Block::decode(data)
                 .ok_or_else(|| Error::corruption(&self.path, h.offset, "malformed data block"))?,
         );
-        self.cache.insert(self.id, h.offset, block.clone());
+        if fill_cache {
+            self.cache.insert(self.id, h.offset, block.clone());
+        }
         Ok(block)
     }
 
@@ -150,15 +152,21 @@ impl Table {
     }
 
     /// Newest point version of `user` with seq `<= snap`; `hash` is [`bloom::hash`] of `user`.
+    #[cfg(test)]
     pub(crate) fn get(&self, user: &[u8], snap: u64, hash: u64) -> Result<Option<Found>> {
+        self.get_lk(&key::LookupKey::new(user, snap), hash)
+    }
+
+    /// Newest point version of the lookup key's user key at its snapshot.
+    pub(crate) fn get_lk(&self, lk: &key::LookupKey, hash: u64) -> Result<Option<Found>> {
         if !self.bloom.contains_hash(hash) {
             Counters::add(&self.counters.bloom_negatives, 1);
             return Ok(None);
         }
-        let mut target = Vec::with_capacity(user.len() + 8);
-        key::encode_into(&mut target, user, snap, Kind::Put);
+        let user = lk.user();
+        let target = lk.ikey();
         let mut idx = BlockIter::new(self.index.clone());
-        idx.seek(&target);
+        idx.seek(target);
         if !idx.valid() {
             if idx.corrupt() {
                 return Err(self.corrupt(0, "malformed index entry"));
@@ -168,8 +176,8 @@ impl Table {
         }
         let h =
             decode_handle(idx.value()).ok_or_else(|| self.corrupt(0, "malformed block handle"))?;
-        let mut it = BlockIter::new(self.read_block(h)?);
-        it.seek(&target);
+        let mut it = BlockIter::new(self.read_block(h, true)?);
+        it.seek(target);
         if !it.valid() {
             if it.corrupt() {
                 return Err(self.corrupt(h.offset, "malformed block entry"));
@@ -211,16 +219,23 @@ pub(crate) struct TableIter {
     index: BlockIter,
     block: Option<BlockIter>,
     block_off: u64,
+    fill_cache: bool,
 }
 
 impl TableIter {
     pub(crate) fn new(table: Arc<Table>) -> TableIter {
+        Self::with_cache_fill(table, true)
+    }
+
+    /// An iterator whose block reads do not displace cached blocks (for compactions).
+    pub(crate) fn with_cache_fill(table: Arc<Table>, fill_cache: bool) -> TableIter {
         let index = BlockIter::new(table.index.clone());
         TableIter {
             table,
             index,
             block: None,
             block_off: 0,
+            fill_cache,
         }
     }
 
@@ -228,7 +243,7 @@ impl TableIter {
     fn load_block(&mut self) -> Result<()> {
         let h = decode_handle(self.index.value())
             .ok_or_else(|| self.table.corrupt(0, "malformed block handle"))?;
-        self.block = Some(BlockIter::new(self.table.read_block(h)?));
+        self.block = Some(BlockIter::new(self.table.read_block(h, self.fill_cache)?));
         self.block_off = h.offset;
         Ok(())
     }
