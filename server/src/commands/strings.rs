@@ -285,7 +285,16 @@ fn getex(db: &Db, a: &[Bytes]) -> Reply {
     let expire = match &o.expire {
         Some((kind, arg)) => match expire_ms(now, *kind, arg, "getex") {
             Ok(ms) => ExpireSpec::At(ms),
-            Err(r) => return r,
+            // Redis looks the key up before validating the time: a missing key is nil and a
+            // wrong type is WRONGTYPE even with a bad expire value.
+            Err(r) => {
+                return match db.get(&a[1], now) {
+                    Ok(None) => Reply::Null,
+                    Ok(Some(m)) if m.kind != KeyType::String => wrongtype(),
+                    Ok(Some(_)) => r,
+                    Err(e) => failed(e),
+                }
+            }
         },
         None if o.persist => ExpireSpec::Clear,
         // Without options GETEX is a plain read.

@@ -300,6 +300,11 @@ fn getdel_getex() {
         err("ERR invalid expire time in 'getex' command")
     );
     assert_eq!(run(&db, "GETEX k EX x"), err(NOT_INT));
+    // The key is looked up before the time is validated.
+    assert_eq!(run(&db, "GETEX nokey EX 0"), Reply::Null);
+    assert_eq!(run(&db, "GETEX nokey PXAT abc"), Reply::Null);
+    plant_hash(&db, b"h");
+    assert_eq!(run(&db, "GETEX h EX 0"), err(WRONGTYPE));
     assert_eq!(run(&db, "GETEX k PERSIST PERSIST"), bulk("v"));
 }
 
