@@ -101,19 +101,33 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         .copied()
         .filter(|&w| w >= meta.log_number)
         .collect();
+    // Sequence numbers are contiguous across segments; a gap means records were lost (a
+    // segment that was not synced before the next one started), so replay stops there to
+    // recover a prefix of the writes, never one with a hole.
+    let mut expected = meta.last_seq + 1;
+    let mut hole = false;
     for (i, &w) in live.iter().enumerate() {
         let path = dir.join(wal::segment_name(w));
         let len = vfs.read_all(&path).map_err(|e| Error::io(&path, e))?.len() as u64;
         let end = wal::replay(&*vfs, &path, |seq, batch| {
             let last = (seq + batch.len() as u64).saturating_sub(1);
-            if last <= meta.last_seq {
+            if hole || last <= meta.last_seq {
                 // Already in a table (a flush finished but its WAL was not removed yet).
+                return Ok(());
+            }
+            if seq != expected {
+                tracing::warn!(path = %path.display(), seq, expected, "gap in WAL sequence numbers; ignoring later records");
+                hole = true;
                 return Ok(());
             }
             super::write::apply_batch(&recovered, seq, &batch);
             last_seq = last_seq.max(last);
+            expected = last + 1;
             Ok(())
         })?;
+        if hole {
+            break;
+        }
         if end < len && i + 1 < live.len() {
             // A torn segment that is not the newest: later segments would leave a hole.
             tracing::warn!(path = %path.display(), "torn WAL segment before the newest; ignoring later segments");
