@@ -86,6 +86,22 @@ fn type_(db: &Db, a: &[Bytes]) -> Reply {
     }
 }
 
+/// An error reply that embeds a client argument the way Redis's `addReplyErrorFormat("%s")`
+/// does: raw bytes up to the first NUL, `\r`/`\n` trimmed from the ends, inner ones as spaces.
+fn error_with_arg(prefix: &str, arg: &[u8]) -> Reply {
+    let arg = arg.split(|&b| b == 0).next().unwrap_or_default();
+    let mut msg = prefix.as_bytes().to_vec();
+    msg.extend_from_slice(arg);
+    let is_nl = |b: &u8| *b == b'\r' || *b == b'\n';
+    let start = msg.iter().position(|b| !is_nl(b)).unwrap_or(msg.len());
+    let end = msg.iter().rposition(|b| !is_nl(b)).map_or(start, |e| e + 1);
+    let msg: Vec<u8> = msg[start..end]
+        .iter()
+        .map(|&b| if is_nl(&b) { b' ' } else { b })
+        .collect();
+    Reply::Error(Bytes::from(msg))
+}
+
 /// `parseExtendedExpireArgumentsOrReply`.
 fn expire_flags(a: &[Bytes]) -> Result<ExpireCond, Reply> {
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
@@ -99,10 +115,7 @@ fn expire_flags(a: &[Bytes]) -> Result<ExpireCond, Reply> {
         } else if is(opt, "lt") {
             lt = true;
         } else {
-            return Err(Reply::error(format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(opt)
-            )));
+            return Err(error_with_arg("ERR Unsupported option ", opt));
         }
     }
     if nx && (xx || gt || lt) {

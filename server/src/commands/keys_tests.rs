@@ -119,6 +119,19 @@ fn expire_conditions() {
         run(&db, "EXPIRE k 10 foo"),
         err("ERR Unsupported option foo")
     );
+    // Arguments go into the message as Redis's %s does: raw bytes, cut at NUL, no CR/LF.
+    assert_eq!(
+        run_bin(&db, &[b"EXPIRE", b"k", b"10", b"\xff\r\x99"]),
+        Reply::Error(Bytes::from_static(b"ERR Unsupported option \xff \x99"))
+    );
+    assert_eq!(
+        run_bin(&db, &[b"EXPIRE", b"k", b"10", b"\r\n"]),
+        Reply::Error(Bytes::from_static(b"ERR Unsupported option "))
+    );
+    assert_eq!(
+        run_bin(&db, &[b"EXPIRE", b"k", b"10", b"ab\x00cd"]),
+        Reply::Error(Bytes::from_static(b"ERR Unsupported option ab"))
+    );
     // Flags are checked before the number.
     assert_eq!(
         run(&db, "EXPIRE k x foo"),

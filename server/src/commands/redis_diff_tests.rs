@@ -299,6 +299,14 @@ fn script() -> Vec<Vec<Vec<u8>>> {
         b"3".to_vec(),
         b"".to_vec(),
     ]);
+    for opt in [&b"\xff\r\x99"[..], b"\r\n", b"ab\x00cd", b"\nx\n"] {
+        cmds.push(vec![
+            b"EXPIRE".to_vec(),
+            b"k".to_vec(),
+            b"10".to_vec(),
+            opt.to_vec(),
+        ]);
+    }
     cmds.push(split("DBSIZE"));
     cmds.extend(generated());
     cmds
