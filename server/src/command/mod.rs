@@ -79,7 +79,7 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 fn lookup(args: &[Bytes]) -> Result<&'static Entry, Reply> {
     let t = table();
     let Some(cmd) = t.get(&args[0]) else {
-        return Err(Reply::error(unknown_command(args)));
+        return Err(unknown_command(args));
     };
     if !cmd.is_container() || args.len() < 2 {
         // A bare container name fails the arity check with its own name.
@@ -87,43 +87,57 @@ fn lookup(args: &[Bytes]) -> Result<&'static Entry, Reply> {
     }
     match t.sub(cmd, &args[1]) {
         Some(sub) => Ok(sub),
-        None => Err(Reply::error(format!(
-            "ERR unknown subcommand '{}'. Try {} HELP.",
-            truncate(&String::from_utf8_lossy(&args[1]), 128),
-            String::from_utf8_lossy(&args[0]).to_uppercase()
-        ))),
+        None => {
+            let mut parent = c_str(&args[0], usize::MAX).to_vec();
+            parent.make_ascii_uppercase();
+            Err(error_bytes(&[
+                b"ERR unknown subcommand '",
+                c_str(&args[1], 128),
+                b"'. Try ",
+                &parent,
+                b" HELP.",
+            ]))
+        }
     }
 }
 
 /// Redis's text: `unknown command 'FOO', with args beginning with: 'a' 'b' `.
-fn unknown_command(args: &[Bytes]) -> String {
-    let mut list = String::new();
+fn unknown_command(args: &[Bytes]) -> Reply {
+    // Built like Redis's `sdscatprintf(args, "'%.*s' ", 128 - sdslen(args), arg)`.
+    let mut list: Vec<u8> = Vec::new();
     for a in &args[1..] {
         if list.len() >= 128 {
             break;
         }
         let room = 128 - list.len();
-        list.push('\'');
-        list.push_str(&truncate(&String::from_utf8_lossy(a), room));
-        list.push_str("' ");
+        list.push(b'\'');
+        list.extend_from_slice(c_str(a, room));
+        list.extend_from_slice(b"' ");
     }
-    let clean = |s: String| s.replace(['\r', '\n'], " ");
-    clean(format!(
-        "ERR unknown command '{}', with args beginning with: {}",
-        truncate(&String::from_utf8_lossy(&args[0]), 128),
-        list
-    ))
+    error_bytes(&[
+        b"ERR unknown command '",
+        c_str(&args[0], 128),
+        b"', with args beginning with: ",
+        &list,
+    ])
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+/// What C's `%.<max>s` prints of `b`: the bytes before the first NUL, at most `max` of them.
+pub fn c_str(b: &[u8], max: usize) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len()).min(max);
+    &b[..end]
+}
+
+/// An error reply from raw parts, as Redis's `addReplyErrorFormat` builds it: byte-exact, with
+/// CR and LF turned into spaces so the reply stays one line.
+pub fn error_bytes(parts: &[&[u8]]) -> Reply {
+    let mut msg: Vec<u8> = parts.concat();
+    for b in msg.iter_mut() {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
+        }
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    Reply::Error(Bytes::from(msg))
 }
 
 fn arity_ok(arity: i64, argc: usize) -> bool {
@@ -177,6 +191,25 @@ mod tests {
             n.run(&["!foo"]),
             "-ERR unknown command '!foo', with args beginning with: \r\n"
         );
+    }
+
+    #[test]
+    fn unknown_command_text_is_byte_exact() {
+        let mut n = TestNode::new();
+        // Non-UTF-8 bytes are echoed as they are, a NUL ends an argument (C's %s), CR/LF
+        // become spaces, and the argument list stops once it reaches 128 bytes.
+        let (out, _) = n.run_raw_bytes(&[b"FOO", b"\xd1\xff", b"a\x00b", b"x\r\ny"]);
+        assert_eq!(
+            out,
+            b"-ERR unknown command 'FOO', with args beginning with: '\xd1\xff' 'a' 'x  y' \r\n"
+        );
+        let long = vec![b'z'; 200];
+        let (out, _) = n.run_raw_bytes(&[b"FOO", &long, b"more"]);
+        let expect = format!(
+            "-ERR unknown command 'FOO', with args beginning with: '{}' \r\n",
+            "z".repeat(128)
+        );
+        assert_eq!(out, expect.as_bytes());
     }
 
     #[test]

@@ -82,10 +82,13 @@ impl TestNode {
 
     /// Runs `args`; returns the reply bytes and whether the connection would close.
     pub fn run_raw(&mut self, args: &[&str]) -> (Vec<u8>, bool) {
-        let argv: Vec<Bytes> = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.run_raw_bytes(&argv)
+    }
+
+    /// Runs binary `args`; returns the reply bytes and whether the connection would close.
+    pub fn run_raw_bytes(&mut self, args: &[&[u8]]) -> (Vec<u8>, bool) {
+        let argv: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
         let mut ctx = Ctx {
             server: &self.server,
             client: &mut self.client,

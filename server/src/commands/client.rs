@@ -1,7 +1,7 @@
 //! CLIENT subcommands: ID, SETNAME, GETNAME, LIST, INFO, KILL, SETINFO, REPLY, NO-EVICT.
 
 use super::connection::valid_name;
-use crate::command::{ClientHandle, Ctx, Handler, ReplyMode};
+use crate::command::{c_str, error_bytes, ClientHandle, Ctx, Handler, ReplyMode};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::sync::Arc;
@@ -58,10 +58,7 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             let t = &args[i + 1];
             let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
             if !known.iter().any(|k| t.eq_ignore_ascii_case(k)) {
-                return Reply::error(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(t)
-                ));
+                return error_bytes(&[b"ERR Unknown client type '", c_str(t, usize::MAX), b"'"]);
             }
             // Every client of ours is a normal one.
             if !t.eq_ignore_ascii_case(b"normal") {
@@ -148,10 +145,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         } else if opt.eq_ignore_ascii_case(b"type") {
             let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
             if !known.iter().any(|k| val.eq_ignore_ascii_case(k)) {
-                return Reply::error(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(val)
-                ));
+                return error_bytes(&[b"ERR Unknown client type '", c_str(val, usize::MAX), b"'"]);
             }
             f.normal_only = Some(val.eq_ignore_ascii_case(b"normal"));
         } else if opt.eq_ignore_ascii_case(b"addr") {
@@ -160,10 +154,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             f.laddr = Some(val.clone());
         } else if opt.eq_ignore_ascii_case(b"user") {
             if &val[..] != b"default" {
-                return Reply::error(format!(
-                    "ERR No such user '{}'",
-                    String::from_utf8_lossy(val)
-                ));
+                return error_bytes(&[b"ERR No such user '", c_str(val, usize::MAX), b"'"]);
             }
         } else if opt.eq_ignore_ascii_case(b"skipme") {
             if val.eq_ignore_ascii_case(b"yes") {
@@ -203,16 +194,14 @@ fn setinfo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let (attr, val) = (&args[2], &args[3]);
     let is_name = attr.eq_ignore_ascii_case(b"lib-name");
     if !is_name && !attr.eq_ignore_ascii_case(b"lib-ver") {
-        return Reply::error(format!(
-            "ERR Unrecognized option '{}'",
-            String::from_utf8_lossy(attr)
-        ));
+        return error_bytes(&[b"ERR Unrecognized option '", c_str(attr, usize::MAX), b"'"]);
     }
     if !valid_name(val) {
-        return Reply::error(format!(
-            "ERR {} cannot contain spaces, newlines or special characters.",
-            String::from_utf8_lossy(attr)
-        ));
+        return error_bytes(&[
+            b"ERR ",
+            c_str(attr, usize::MAX),
+            b" cannot contain spaces, newlines or special characters.",
+        ]);
     }
     let v = if val.is_empty() {
         None

@@ -1,7 +1,7 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, READONLY, READWRITE,
 //! ASKING.
 
-use crate::command::{Ctx, Handler, ReplyMode};
+use crate::command::{c_str, error_bytes, Ctx, Handler, ReplyMode};
 use bytes::Bytes;
 use pinnacle_resp::{Protocol, Reply};
 
@@ -117,10 +117,11 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             name = Some(args[i + 1].clone());
             i += 2;
         } else {
-            return Reply::error(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&args[i])
-            ));
+            return error_bytes(&[
+                b"ERR Syntax error in HELLO option '",
+                c_str(&args[i], usize::MAX),
+                b"'",
+            ]);
         }
     }
     if let Some((user, pass)) = creds {
@@ -130,7 +131,8 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.client.authenticated = true;
     }
     if !ctx.client.authenticated {
-        return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        // redis-server 7.0.15's exact text (redis-wire.md §7.1 quotes a later version with `<proto>`).
+        return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(n) = name {
         ctx.client.name = if n.is_empty() { None } else { Some(n) };
@@ -254,7 +256,7 @@ mod tests {
         assert_eq!(n.run(&["PING"]), "-NOAUTH Authentication required.\r\n");
         assert_eq!(
             n.run(&["HELLO", "3"]),
-            "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"
+            "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"
         );
         assert_eq!(
             n.run(&["AUTH", "nope"]),

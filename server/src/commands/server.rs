@@ -1,7 +1,7 @@
 //! Server commands: TIME, SHUTDOWN, MONITOR, SLOWLOG, LATENCY LATEST, MEMORY USAGE, DEBUG,
 //! FUNCTION FLUSH. INFO lives in `info.rs`.
 
-use crate::command::{Ctx, Handler};
+use crate::command::{c_str, error_bytes, Ctx, Handler};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -149,10 +149,11 @@ fn debug(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         tracing::warn!("DEBUG LOG: {}", String::from_utf8_lossy(&args[2]));
         return Reply::ok();
     }
-    Reply::error(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-        String::from_utf8_lossy(sub)
-    ))
+    error_bytes(&[
+        b"ERR unknown subcommand or wrong number of arguments for '",
+        c_str(sub, 128),
+        b"'. Try DEBUG HELP.",
+    ])
 }
 
 fn function_flush(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
