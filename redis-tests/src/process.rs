@@ -336,6 +336,8 @@ impl Server {
                 if self.kind == Kind::RedisCluster {
                     let conf = self.data.path().join("nodes.conf").display().to_string();
                     c.args(["--cluster-enabled", "yes", "--cluster-config-file", &conf]);
+                    // Without it a lone node reports an empty ip in CLUSTER SLOTS/NODES.
+                    c.args(["--cluster-announce-ip", "127.0.0.1"]);
                 }
                 c
             }
