@@ -18,6 +18,8 @@ const TAG_NEXT_FILE: u8 = 2;
 const TAG_LAST_SEQ: u8 = 3;
 const TAG_ADD: u8 = 4;
 const TAG_REMOVE: u8 = 5;
+// Levels beyond this in a record mean the record is garbage.
+const MAX_LEVELS: usize = 64;
 
 /// The name of manifest `id`.
 pub(crate) fn manifest_name(id: u64) -> String {
@@ -79,10 +81,16 @@ impl VersionEdit {
                 TAG_LAST_SEQ => e.last_seq = Some(get_varint(d, &mut p)?),
                 TAG_REMOVE => {
                     let level = get_varint(d, &mut p)? as usize;
+                    if level >= MAX_LEVELS {
+                        return None;
+                    }
                     e.removed.push((level, get_varint(d, &mut p)?));
                 }
                 TAG_ADD => {
                     let level = get_varint(d, &mut p)? as usize;
+                    if level >= MAX_LEVELS {
+                        return None;
+                    }
                     let id = get_varint(d, &mut p)?;
                     let size = get_varint(d, &mut p)?;
                     let smallest = Bytes::copy_from_slice(get_bytes(d, &mut p)?);

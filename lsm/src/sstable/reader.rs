@@ -6,7 +6,7 @@ use super::{bloom, Handle, FOOTER_LEN, FORMAT_VERSION, MAGIC};
 use crate::coding::{get_bytes, get_u32, get_u64, get_varint};
 use crate::counters::Counters;
 use crate::iterators::InternalIterator;
-use crate::key::{self, Kind, RangeTombstone};
+use crate::key::{self, Fragments, Kind, RangeTombstone};
 use crate::memtable::Found;
 use crate::vfs::{RandomAccessFile, Vfs};
 use crate::{Error, Result};
@@ -23,15 +23,22 @@ pub(crate) struct Table {
     index: Arc<Block>,
     bloom: BloomFilter,
     tombs: Vec<RangeTombstone>,
+    // The same tombstones, fragmented for O(log n) point checks.
+    frags: Fragments,
     cache: Arc<BlockCache>,
     counters: Arc<Counters>,
 }
 
 fn read_checked(file: &dyn RandomAccessFile, path: &Path, h: Handle) -> Result<Bytes> {
+    let fits = h
+        .len
+        .checked_add(4)
+        .and_then(|l| h.offset.checked_add(l))
+        .is_some_and(|end| end <= file.len());
     let len = usize::try_from(h.len)
         .ok()
         .and_then(|l| l.checked_add(4))
-        .filter(|_| h.offset.saturating_add(h.len + 4) <= file.len())
+        .filter(|_| fits)
         .ok_or_else(|| Error::corruption(path, h.offset, "block handle beyond end of file"))?;
     let raw = file.read_at(h.offset, len).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -109,6 +116,7 @@ impl Table {
             file,
             index: Arc::new(index),
             bloom,
+            frags: Fragments::new(&tombs),
             tombs,
             cache,
             counters,
@@ -143,12 +151,10 @@ impl Table {
 
     /// Highest covering range tombstone seq `<= snap` for `user` (0 if none).
     pub(crate) fn max_tomb_seq(&self, user: &[u8], snap: u64) -> u64 {
-        self.tombs
-            .iter()
-            .filter(|t| t.seq <= snap && t.covers(user))
-            .map(|t| t.seq)
-            .max()
-            .unwrap_or(0)
+        if self.frags.is_empty() {
+            return 0;
+        }
+        self.frags.max_covering(user, snap)
     }
 
     /// Newest point version of `user` with seq `<= snap`; `hash` is [`bloom::hash`] of `user`.
