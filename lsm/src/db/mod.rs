@@ -264,12 +264,21 @@ impl Engine for Lsm {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        let (st, seq) = self.inner.read_view();
-        self.inner.get_in(&st, key, seq)
+        // Same protocol as `read_view`, with a cheap arc-swap guard instead of an Arc clone
+        // (no shared reference count to bounce between reader threads).
+        let inner = &self.inner;
+        loop {
+            let e1 = inner.compaction_epoch.load(Ordering::SeqCst);
+            let seq = inner.visible_seq.load(Ordering::SeqCst);
+            let st = inner.state.load();
+            if inner.compaction_epoch.load(Ordering::SeqCst) == e1 {
+                return inner.get_in(&st, key, seq);
+            }
+        }
     }
 
     fn get_at(&self, key: &[u8], snap: &Snapshot) -> Result<Option<Bytes>> {
-        let st = self.inner.state.load_full();
+        let st = self.inner.state.load();
         self.inner.get_in(&st, key, snap.seq().min(MAX_SEQ))
     }
 
