@@ -220,7 +220,7 @@ impl RaftNode {
 
     /// Stops every group and closes the cluster bus (as if the process died, minus the disk).
     pub async fn shutdown(&self) {
-        self.transport.shutdown();
+        self.transport.shutdown().await;
         let groups: Vec<_> = self.groups.lock().drain().map(|(_, g)| g).collect();
         for g in groups {
             g.stop().await;

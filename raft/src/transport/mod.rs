@@ -165,10 +165,14 @@ impl Transport {
     }
 
     /// Closes the listener and every connection; later calls fail.
-    pub fn shutdown(&self) {
+    /// Returns once the listening socket is closed, so the port can be bound again at once.
+    pub async fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
-        if let Some(t) = self.inner.accept_task.lock().take() {
+        let accept = self.inner.accept_task.lock().take();
+        if let Some(t) = accept {
             t.abort();
+            // The listener is dropped when the cancelled task finishes.
+            let _ = t.await;
         }
         let mut conns: Vec<_> = self.inner.conns.lock().drain().map(|(_, c)| c).collect();
         conns.append(&mut self.inner.spares.lock());

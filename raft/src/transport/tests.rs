@@ -69,8 +69,8 @@ async fn both_directions_share_one_connection_and_groups_are_routed() {
         1,
         "one connection for the pair"
     );
-    a.shutdown();
-    b.shutdown();
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn timeout_then_peer_down_then_reconnect() {
         .unwrap_err();
     assert!(matches!(err, CallError::Timeout(2, _)), "{err}");
 
-    b.shutdown();
+    b.shutdown().await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = a
@@ -197,8 +197,8 @@ async fn simultaneous_dials_settle_on_one_connection_without_breaking_calls() {
                 .unwrap();
         }
         assert_eq!(a.dial_count() + b.dial_count(), settled);
-        a.shutdown();
-        b.shutdown();
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }
 
