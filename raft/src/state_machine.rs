@@ -122,7 +122,20 @@ impl<A: ApplyTarget> StateMachine<A> {
     }
 
     /// Makes `f` the current snapshot: renamed to its final name, older ones deleted.
-    fn set_current(&self, meta: SnapshotMeta, f: SnapshotFile) -> io::Result<SnapshotFile> {
+    fn set_current(
+        &self,
+        meta: SnapshotMeta,
+        f: SnapshotFile,
+    ) -> io::Result<(SnapshotMeta, SnapshotFile)> {
+        // Held throughout: a build and an install finishing together must not delete each
+        // other's file or let an older snapshot replace a newer one.
+        let mut current = self.inner.current.lock();
+        if let Some((cur_meta, cur_file)) = current.as_ref() {
+            if cur_meta.last_log_id > meta.last_log_id && cur_file.path != f.path {
+                let _ = std::fs::remove_file(&f.path);
+                return Ok((cur_meta.clone(), cur_file.clone()));
+            }
+        }
         let idx = meta.last_log_id.map_or(0, |l| l.index);
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("snap-{idx:020}-{}-{n}.snap", std::process::id());
@@ -133,7 +146,7 @@ impl<A: ApplyTarget> StateMachine<A> {
             std::fs::rename(&f.path, &dst)?;
             SnapshotFile { path: dst }
         };
-        let old = self.inner.current.lock().replace((meta, f.clone()));
+        *current = Some((meta.clone(), f.clone()));
         sync_dir(&self.inner.snap_dir)?;
         // Older snapshots go once the new one is durable; an open reader keeps its copy alive.
         for ent in std::fs::read_dir(&self.inner.snap_dir)? {
@@ -142,8 +155,7 @@ impl<A: ApplyTarget> StateMachine<A> {
                 let _ = std::fs::remove_file(&p);
             }
         }
-        drop(old);
-        Ok(f)
+        Ok((meta, f))
     }
 
     fn build(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
@@ -167,7 +179,7 @@ impl<A: ApplyTarget> StateMachine<A> {
                 return Err(e);
             }
         };
-        let f = self.set_current(meta.clone(), f)?;
+        let (meta, f) = self.set_current(meta, f)?;
         Ok(Snapshot { meta, snapshot: f })
     }
 }
