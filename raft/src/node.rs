@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use thiserror::Error;
 
 use crate::apply::ApplyTarget;
-use crate::log_store::{LogStore, LogStoreOptions, RecoveryError};
+use crate::log_store::{LogHealth, LogStore, LogStoreOptions, RecoveryError};
 use crate::network::{NetworkFactory, RaftService};
 use crate::state_machine::StateMachine;
 use crate::transport::Transport;
@@ -190,6 +190,7 @@ impl RaftNode {
                 segment_bytes: self.opts.segment_bytes,
             },
         )?;
+        let health = log.health();
         let sm = StateMachine::open(&dir, target)?;
         let cfg = Arc::new(self.opts.raft_config(group)?);
         let net = NetworkFactory {
@@ -206,6 +207,7 @@ impl RaftNode {
             id: group,
             raft,
             sm,
+            log: health,
         })
     }
 
@@ -233,6 +235,7 @@ pub struct Group<A: ApplyTarget> {
     id: GroupId,
     raft: Raft<A>,
     sm: StateMachine<A>,
+    log: LogHealth,
 }
 
 impl<A: ApplyTarget> Clone for Group<A> {
@@ -241,6 +244,7 @@ impl<A: ApplyTarget> Clone for Group<A> {
             id: self.id,
             raft: self.raft.clone(),
             sm: self.sm.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -326,6 +330,22 @@ impl<A: ApplyTarget> Group<A> {
         }
     }
 
+    /// The cluster-bus address of the leader this node currently knows of.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Test hook: the next fsync of this group's log fails.
+    #[cfg(test)]
+    pub(crate) fn inject_log_sync_failure(&self) {
+        self.log.fail_next_sync();
+    }
+
     /// The leader this node currently knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader
@@ -378,6 +398,9 @@ impl<A: ApplyTarget> Group<A> {
     /// Why this group stopped for good (e.g. a failed log fsync), if it did. The server should
     /// take the node out of service (fail-stop) rather than retry.
     pub fn fatal(&self) -> Option<String> {
+        if let Some(why) = self.log.failure() {
+            return Some(format!("raft log failed: {why}"));
+        }
         self.raft
             .metrics()
             .borrow_watched()

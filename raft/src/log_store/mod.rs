@@ -122,6 +122,27 @@ impl Drop for WriterHandle {
     }
 }
 
+/// Observes a [`LogStore`]'s failure state (see [`LogStore::failure`]).
+#[derive(Clone)]
+pub struct LogHealth {
+    shared: Arc<Shared>,
+}
+
+impl LogHealth {
+    /// The reason the store failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.poisoned.lock().clone()
+    }
+
+    /// Test hook: makes the next fsync of log data fail.
+    #[cfg(test)]
+    pub(crate) fn fail_next_sync(&self) {
+        self.shared
+            .fail_next_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Reader handed to openraft's replication tasks.
 #[derive(Clone)]
 pub struct LogReader {
@@ -239,6 +260,13 @@ impl LogStore {
     /// The reason the store failed, if it did (a failed write or fsync is permanent).
     pub fn failure(&self) -> Option<String> {
         self.shared.poisoned.lock().clone()
+    }
+
+    /// A handle that reports the store's health without keeping its writer alive.
+    pub fn health(&self) -> LogHealth {
+        LogHealth {
+            shared: self.shared.clone(),
+        }
     }
 
     fn send(&self, cmd: Cmd) -> io::Result<()> {

@@ -492,3 +492,28 @@ async fn an_isolated_leader_serves_no_reads_and_acknowledges_no_writes() {
         .all(|(_, p)| p != b"lost"));
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_whose_log_fsync_fails_stops_and_the_rest_carry_on() {
+    let c = Cluster::start(3, |_| {}).await;
+    propose_all(&c, "f", 10).await;
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
+    assert_eq!(
+        c.group(leader).leader_addr(),
+        Some(c.members[&leader].clone())
+    );
+    let victim = *c.live.keys().find(|id| **id != leader).unwrap();
+    c.group(victim).inject_log_sync_failure();
+    let acked = propose_all(&c, "g", 50).await;
+    let why = wait_for("the follower to fail-stop", Duration::from_secs(5), || {
+        c.group(victim).fatal()
+    })
+    .await;
+    assert!(why.contains("injected fsync failure"), "{why}");
+    // It acknowledged nothing after the failure and the majority kept committing.
+    let leader = c.confirmed_leader(Duration::from_secs(5)).await;
+    let data = c.group(leader).target().applied();
+    assert!(acked.iter().all(|p| data.iter().any(|(_, d)| d == p)));
+    assert!(c.group(victim).target().applied().len() < 60);
+    c.shutdown().await;
+}
