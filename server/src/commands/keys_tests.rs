@@ -654,8 +654,22 @@ fn flushall_and_many_keys_on_the_lsm() {
 
 #[test]
 fn compaction_drops_expired_records_on_the_lsm() {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    // No sweeper and no background compaction: only the filter may remove records, and no
+    // concurrent scan holds a snapshot that would make compaction keep them.
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    let clock = Arc::new(AtomicU64::new(0));
+    let opts = pinnacle_lsm::Options {
+        sync: pinnacle_lsm::SyncPolicy::Never,
+        background_work: false,
+        compaction_filter: Some(Arc::new(crate::storage::expire::ExpiryFilter::new(
+            clock.clone(),
+        ))),
+        ..pinnacle_lsm::Options::default()
+    };
+    let engine = pinnacle_lsm::Lsm::open(dir.path(), opts).expect("open lsm");
+    let db = Db::with_engine(Arc::new(engine), clock).expect("open");
     let now = db.now_ms();
     for i in 0..100 {
         db.apply(&WriteCommand {
