@@ -517,3 +517,20 @@ async fn a_follower_whose_log_fsync_fails_stops_and_the_rest_carry_on() {
     assert!(c.group(victim).target().applied().len() < 60);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "throughput probe: cargo test -p pinnacle-raft --release -- --ignored --nocapture"]
+async fn throughput_probe() {
+    let c = Cluster::start(3, |_| {}).await;
+    propose_all(&c, "warm", 100).await;
+    for n in [1_000usize, 10_000] {
+        let started = Instant::now();
+        propose_all(&c, &format!("p{n}"), n).await;
+        let t = started.elapsed();
+        eprintln!(
+            "{n} concurrent 16-byte proposals: {t:?} ({:.0}/s)",
+            n as f64 / t.as_secs_f64()
+        );
+    }
+    c.shutdown().await;
+}
