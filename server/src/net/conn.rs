@@ -18,11 +18,20 @@ use tokio::time::Instant;
 /// doesn't build an unbounded output buffer.
 const OUT_FLUSH_AT: usize = 64 * 1024;
 
+/// Requests run before the task yields to the others sharing its worker thread: a client that
+/// pipelines thousands of commands per read must not hold up everyone else's replies.
+const BATCH_COMMANDS: usize = 512;
+
+/// Unsent reply bytes an unauthenticated client may accumulate before it is dropped: Redis's
+/// 16 KiB reply buffer plus the 1 KiB its CVE-2025-21605 fix allows unauthenticated clients in
+/// the reply list. A flood of pre-auth requests whose errors are never read costs us ~17 KiB.
+const UNAUTH_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
+
 /// What the batch decided about the connection.
 enum After {
     /// Every complete request was run; read more.
     NeedInput,
-    /// The output buffer filled up; write it, then run the rest.
+    /// The output buffer filled up or the batch budget ran out; write, yield, run the rest.
     More,
     /// Write what is buffered, then close.
     CloseAfterReply,
@@ -82,6 +91,8 @@ pub async fn run(
         }
         last_active = Instant::now();
         client.handle.touch();
+        // Replies produced for an unauthenticated client since this read (none sent yet).
+        let mut unauth_out = 0usize;
         let limit = server.config.query_buffer_limit();
         if buf.len() + decoder.pending_args_bytes() > limit {
             tracing::warn!(
@@ -94,10 +105,24 @@ pub async fn run(
         let after = loop {
             let after = if opts.blocking_commands {
                 tokio::task::block_in_place(|| {
-                    run_batch(&server, &mut client, &mut decoder, &mut buf, &mut out)
+                    run_batch(
+                        &server,
+                        &mut client,
+                        &mut decoder,
+                        &mut buf,
+                        &mut out,
+                        &mut unauth_out,
+                    )
                 })
             } else {
-                run_batch(&server, &mut client, &mut decoder, &mut buf, &mut out)
+                run_batch(
+                    &server,
+                    &mut client,
+                    &mut decoder,
+                    &mut buf,
+                    &mut out,
+                    &mut unauth_out,
+                )
             };
             if let After::CloseNow = after {
                 break after;
@@ -115,6 +140,8 @@ pub async fn run(
             if !matches!(after, After::More) {
                 break after;
             }
+            // Let other connections run before serving the rest of this one's pipeline.
+            tokio::task::yield_now().await;
         };
         match after {
             After::CloseNow | After::CloseAfterReply => break,
@@ -168,8 +195,9 @@ fn run_batch(
     decoder: &mut RequestDecoder,
     buf: &mut BytesMut,
     out: &mut BytesMut,
+    unauth_out: &mut usize,
 ) -> After {
-    loop {
+    for _ in 0..BATCH_COMMANDS {
         if out.len() >= OUT_FLUSH_AT {
             return After::More;
         }
@@ -183,7 +211,18 @@ fn run_batch(
                     return After::CloseNow;
                 }
                 if client.take_reply_allowed() {
+                    let before = out.len();
                     reply.encode(client.protocol, out);
+                    if !client.authenticated {
+                        *unauth_out += out.len() - before;
+                        if *unauth_out > UNAUTH_OUTPUT_LIMIT {
+                            tracing::debug!(
+                                "closing unauthenticated client id={} over its output limit",
+                                client.id
+                            );
+                            return After::CloseNow;
+                        }
+                    }
                 }
                 if client.close_after_reply {
                     return After::CloseAfterReply;
@@ -199,6 +238,7 @@ fn run_batch(
             }
         }
     }
+    After::More
 }
 
 fn protocol_error(client: &Client, e: ProtocolError, out: &mut BytesMut) {

@@ -168,3 +168,28 @@ async fn a_client_that_never_reads_does_not_block_others() {
     assert_eq!(read_n(&mut s, 7).await.0, b"+PONG\r\n");
     hog_task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_flood_is_dropped() {
+    let (_, addr) = start(&[("requirepass", "pw")]).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    // 4000 NOAUTH replies would be 136 KB; Redis drops such a client after ~17 KB.
+    let _ = s.write_all(&b"PING\r\n".repeat(4000)).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("flooding client was not closed"),
+        }
+    }
+    assert!(got.len() <= 16 * 1024 + 1024, "sent {} bytes", got.len());
+    // A few pre-auth commands are still answered normally.
+    let mut ok = TcpStream::connect(&addr).await.expect("connect");
+    ok.write_all(b"PING\r\nAUTH pw\r\nPING\r\n")
+        .await
+        .expect("write");
+    let want = b"-NOAUTH Authentication required.\r\n+OK\r\n+PONG\r\n";
+    assert_eq!(read_n(&mut ok, want.len()).await.0, want);
+}
