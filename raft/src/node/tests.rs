@@ -534,3 +534,24 @@ async fn throughput_probe() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_group_commits_alone_and_replays_its_log_after_restart() {
+    let mut c = Cluster::start(1, |_| {}).await;
+    let acked = propose_all(&c, "solo", 100).await;
+    c.group(1).read_barrier().await.unwrap();
+    let before = c.group(1).target().applied();
+    assert_eq!(before.len(), 100);
+    c.kill(1).await;
+    c.restart(1).await;
+    // The in-memory target starts empty: everything comes back from the log.
+    let after = wait_for("replay", Duration::from_secs(5), || {
+        let s = c.group(1).target().applied();
+        (s.len() == 100).then_some(s)
+    })
+    .await;
+    assert_eq!(after, before);
+    assert!(acked.iter().all(|p| payloads(&after).contains(p)));
+    propose_all(&c, "solo2", 10).await;
+    c.shutdown().await;
+}
