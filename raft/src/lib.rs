@@ -20,6 +20,20 @@
 //! - [`node`]: [`RaftNode`] (a process's bus endpoint and its groups) and [`Group`] (propose,
 //!   read barriers, leadership, membership, metrics).
 //!
+//! # Plugging in the server
+//! 1. Implement [`ApplyTarget`] on the server's storage: decode each [`Command`] payload (a
+//!    `WriteCommand` with a frozen opcode, leader-stamped time), apply all of a call's commands
+//!    into one LSM write batch together with the `meta` bytes under a reserved system key, use
+//!    [`Command::index`] as the version, return one encoded reply per command. `applied_meta`
+//!    reads that key back; `snapshot`/`install` stream an LSM checkpoint through `Write`/`Read`.
+//! 2. At startup: [`RaftNode::start`] on the cluster-bus address (client port + 10000),
+//!    [`RaftNode::open_group`] per shard, then [`Group::initialize`] with the peer map (one
+//!    voter = the single-node default).
+//! 3. Writes: [`Group::propose`] (batch many clients' commands into one payload);
+//!    `ProposeError::NotLeader` = not applied → `-MOVED`/`-CLUSTERDOWN`;
+//!    `ProposeError::Indeterminate` = unknown outcome, never retried silently. Reads:
+//!    [`Group::read_barrier`] then read the LSM. [`Group::fatal`] → exit (fail-stop).
+//!
 //! Timing note: in this openraft version a follower starts an election only after the leader
 //! lease (`election_timeout_max`) *plus* a random election timeout have passed without a
 //! heartbeat, so with 150-300 ms a new leader appears 450-600 ms after the old one dies
