@@ -166,6 +166,8 @@ pub struct Config {
     query_buffer_limit: AtomicI64,
     /// Cached `maxclients` (read on every accept).
     maxclients: AtomicI64,
+    /// Cached `proto-max-bulk-len` (read on every batch).
+    proto_max_bulk_len: AtomicI64,
 }
 
 impl Config {
@@ -178,6 +180,7 @@ impl Config {
             timeout: AtomicI64::new(0),
             query_buffer_limit: AtomicI64::new(1 << 30),
             maxclients: AtomicI64::new(10000),
+            proto_max_bulk_len: AtomicI64::new(512 << 20),
         };
         cfg.refresh_cache();
         for (k, v) in &settings.values {
@@ -202,6 +205,7 @@ impl Config {
             (&self.timeout, "timeout"),
             (&self.query_buffer_limit, "client-query-buffer-limit"),
             (&self.maxclients, "maxclients"),
+            (&self.proto_max_bulk_len, "proto-max-bulk-len"),
         ];
         for (slot, name) in cache {
             if let Some(n) = self.get_i64(name) {
@@ -218,6 +222,11 @@ impl Config {
     /// `client-query-buffer-limit` in bytes.
     pub fn query_buffer_limit(&self) -> usize {
         self.query_buffer_limit.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// `proto-max-bulk-len` in bytes.
+    pub fn proto_max_bulk_len(&self) -> u64 {
+        self.proto_max_bulk_len.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// `maxclients`.

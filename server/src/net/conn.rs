@@ -49,11 +49,7 @@ pub async fn run(
 ) {
     let mut client = server.register_client(peer, local);
     let (mut rd, mut wr) = sock.into_split();
-    let max_bulk = server
-        .config
-        .get_i64("proto-max-bulk-len")
-        .unwrap_or(512 << 20) as u64;
-    let mut decoder = RequestDecoder::with_max_bulk_len(max_bulk);
+    let mut decoder = RequestDecoder::with_max_bulk_len(server.config.proto_max_bulk_len());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
@@ -93,6 +89,8 @@ pub async fn run(
         client.handle.touch();
         // Replies produced for an unauthenticated client since this read (none sent yet).
         let mut unauth_out = 0usize;
+        // CONFIG SET proto-max-bulk-len applies from the next bulk header on.
+        decoder.set_max_bulk_len(server.config.proto_max_bulk_len());
         let limit = server.config.query_buffer_limit();
         if buf.len() + decoder.pending_args_bytes() > limit {
             tracing::warn!(

@@ -193,3 +193,19 @@ async fn unauthenticated_flood_is_dropped() {
     let want = b"-NOAUTH Authentication required.\r\n+OK\r\n+PONG\r\n";
     assert_eq!(read_n(&mut ok, want.len()).await.0, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_proto_max_bulk_len_applies_to_open_connections() {
+    let (_, addr) = start(&[]).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(b"CONFIG SET proto-max-bulk-len 1mb\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_n(&mut s, 5).await.0, b"+OK\r\n");
+    s.write_all(b"*2\r\n$4\r\nECHO\r\n$1048577\r\n")
+        .await
+        .expect("write");
+    let want = b"-ERR Protocol error: invalid bulk length\r\n";
+    assert_eq!(read_n(&mut s, want.len()).await.0, want);
+    assert!(closed(&mut s).await);
+}
