@@ -41,6 +41,15 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         .collect();
     match ctx.server.config.set_many(&pairs) {
         Ok(()) => {
+            if pairs
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("appendfsync"))
+            {
+                // The WAL's sync policy is fixed when the engine opens.
+                tracing::warn!(
+                    "CONFIG SET appendfsync is stored; it takes effect at the next start"
+                );
+            }
             // Apply the parameters that take effect at once.
             if let Some(n) = ctx.server.config.get_i64("slowlog-max-len") {
                 ctx.server.slowlog.set_max_len(n.max(0) as usize);
