@@ -20,6 +20,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("stats", true),
     ("replication", true),
     ("cpu", true),
+    ("modules", true),
     ("errorstats", true),
     ("cluster", true),
     ("keyspace", true),
@@ -51,8 +52,13 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 /// Appends `# Title\r\n` and the section's `field:value\r\n` lines.
 fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
     let s = ctx.server;
+    // Redis's headers: capitalised, except `CPU`.
     let mut title = name.to_string();
-    title[..1].make_ascii_uppercase();
+    if name == "cpu" {
+        title.make_ascii_uppercase();
+    } else {
+        title[..1].make_ascii_uppercase();
+    }
     let _ = write!(out, "# {title}\r\n");
     let mut f = |k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(out, "{k}:{v}\r\n");
@@ -315,6 +321,8 @@ mod tests {
         let all = n.run(&["INFO"]);
         assert!(all.starts_with('$'));
         for s in [
+            "# CPU\r\n",
+            "# Modules\r\n\r\n# Errorstats\r\n",
             "# Server\r\nredis_version:7.0.15\r\n",
             "# Clients\r\n",
             "# Cluster\r\ncluster_enabled:1\r\n",
