@@ -114,6 +114,45 @@ fn same(cmd: &Cmd, a: &[u8], b: &[u8], ca: &mut RawConn, cb: &mut RawConn) -> Re
     }
 }
 
+/// The inline form of a command (`SET k v\r\n`) when every argument survives it unquoted.
+fn encode_inline(cmd: &Cmd) -> Option<Vec<u8>> {
+    let plain = |a: &Vec<u8>| {
+        !a.is_empty()
+            && a.iter()
+                .all(|&c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b'\\'))
+    };
+    // Inline requests are limited to 64 KiB.
+    if !cmd.iter().all(plain) || cmd.iter().map(|a| a.len() + 1).sum::<usize>() > 60_000 {
+        return None;
+    }
+    let mut out = cmd.join(&b' ');
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
+
+/// Send pre-encoded requests and read `n` replies (a failure ends the batch).
+fn send_batch(c: &mut RawConn, wire: &[u8], n: usize) -> Vec<Result<Vec<u8>, redis_tests::Error>> {
+    if let Err(e) = c.send(wire) {
+        return (0..n)
+            .map(|_| Err(redis_tests::Error::Closed(e.to_string())))
+            .collect();
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = c.read_reply();
+        let failed = r.is_err();
+        out.push(r);
+        if failed {
+            while out.len() < n {
+                out.push(Err(redis_tests::Error::Closed(
+                    "earlier reply failed".into(),
+                )));
+            }
+        }
+    }
+    out
+}
+
 struct Mismatch {
     text: String,
 }
@@ -153,18 +192,53 @@ fn run_seed(
     let mut a = open(subject, protocol);
     let mut b = open(reference, protocol);
     let mut gen = Gen::new(seed, now_ms());
+    let mut mode_rng = redis_tests::rng::Rng::new(seed ^ 0x5eed_0f_ba7c4);
     let trace = std::env::var("DIFF_TRACE").is_ok_and(|v| v == "1");
     let mut history: VecDeque<String> = VecDeque::new();
     let mut out = Vec::new();
     // Reply types seen from redis-server, to show the mix is not all errors.
     let mut kinds: std::collections::BTreeMap<char, u32> = Default::default();
-    for i in 0..n {
-        let cmd = gen.command();
+    let mut batch: VecDeque<(
+        Cmd,
+        Result<Vec<u8>, redis_tests::Error>,
+        Result<Vec<u8>, redis_tests::Error>,
+    )> = VecDeque::new();
+    let mut i = 0;
+    while i < n {
+        if batch.is_empty() {
+            // Usually one command at a time; sometimes a pipelined batch; sometimes inline syntax.
+            let size = if mode_rng.chance(10) {
+                2 + mode_rng.below(9)
+            } else {
+                1
+            };
+            let cmds: Vec<Cmd> = (0..size).map(|_| gen.command()).collect();
+            let wire: Vec<u8> = cmds
+                .iter()
+                .flat_map(|c| {
+                    if mode_rng.chance(10) {
+                        encode_inline(c)
+                    } else {
+                        None
+                    }
+                    .unwrap_or_else(|| redis_tests::encode_command(c))
+                })
+                .collect();
+            let (ra, rb) = (
+                send_batch(&mut a, &wire, cmds.len()),
+                send_batch(&mut b, &wire, cmds.len()),
+            );
+            for ((c, x), y) in cmds.into_iter().zip(ra).zip(rb) {
+                batch.push_back((c, x, y));
+            }
+        }
+        let Some((cmd, ra, rb)) = batch.pop_front() else {
+            break;
+        };
         if trace {
             eprintln!("  #{i} {}", render(&cmd));
         }
-        let ra = a.call(&cmd);
-        let rb = b.call(&cmd);
+        i += 1;
         if let Ok(r) = &rb {
             *kinds
                 .entry(r.first().map_or('?', |&c| c as char))
@@ -196,6 +270,7 @@ fn run_seed(
             a = open(subject, protocol);
             b = open(reference, protocol);
             history.clear();
+            batch.clear();
             continue;
         }
         history.push_back(render(&cmd));
