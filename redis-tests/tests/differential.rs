@@ -153,6 +153,10 @@ fn send_batch(c: &mut RawConn, wire: &[u8], n: usize) -> Vec<Result<Vec<u8>, red
     out
 }
 
+/// A command and both servers' replies, waiting to be compared.
+type Pending = (Cmd, Reply, Reply);
+type Reply = Result<Vec<u8>, redis_tests::Error>;
+
 struct Mismatch {
     text: String,
 }
@@ -192,17 +196,13 @@ fn run_seed(
     let mut a = open(subject, protocol);
     let mut b = open(reference, protocol);
     let mut gen = Gen::new(seed, now_ms());
-    let mut mode_rng = redis_tests::rng::Rng::new(seed ^ 0x5eed_0f_ba7c4);
+    let mut mode_rng = redis_tests::rng::Rng::new(seed ^ 0x05ee_d0fb_a7c4);
     let trace = std::env::var("DIFF_TRACE").is_ok_and(|v| v == "1");
     let mut history: VecDeque<String> = VecDeque::new();
     let mut out = Vec::new();
     // Reply types seen from redis-server, to show the mix is not all errors.
     let mut kinds: std::collections::BTreeMap<char, u32> = Default::default();
-    let mut batch: VecDeque<(
-        Cmd,
-        Result<Vec<u8>, redis_tests::Error>,
-        Result<Vec<u8>, redis_tests::Error>,
-    )> = VecDeque::new();
+    let mut batch: VecDeque<Pending> = VecDeque::new();
     let mut i = 0;
     while i < n {
         if batch.is_empty() {
