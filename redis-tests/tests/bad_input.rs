@@ -149,6 +149,9 @@ fn run_all(cases: &[Case], build: impl Fn(Builder) -> Builder) {
 
 #[test]
 fn protocol_errors_and_edge_cases() {
+    if !redis_tests::tools::available("protocol_errors_and_edge_cases", &["redis-server"]) {
+        return;
+    }
     let big_inline = vec![b'a'; 70_000];
     let mut big_mbulk = b"*".to_vec();
     big_mbulk.extend(std::iter::repeat_n(b'1', 70_000));
@@ -197,6 +200,9 @@ fn protocol_errors_and_edge_cases() {
 
 #[test]
 fn auth_limits_before_authentication() {
+    if !redis_tests::tools::available("auth_limits_before_authentication", &["redis-server"]) {
+        return;
+    }
     let mut big_bulk_pre_auth = b"*1\r\n$16385\r\n".to_vec();
     big_bulk_pre_auth.extend(std::iter::repeat_n(b'x', 100));
     let cases = vec![
@@ -216,6 +222,9 @@ fn auth_limits_before_authentication() {
 
 #[test]
 fn auth_without_password_configured() {
+    if !redis_tests::tools::available("auth_without_password_configured", &["redis-server"]) {
+        return;
+    }
     let cases = vec![case(
         "AUTH with no password set",
         "AUTH x\r\n",
@@ -228,6 +237,9 @@ fn auth_without_password_configured() {
 /// The (max+1)-th connection gets `-ERR max number of clients reached` and is closed.
 #[test]
 fn maxclients() {
+    if !redis_tests::tools::available("maxclients", &["redis-server"]) {
+        return;
+    }
     const MAX: usize = 20;
     for builder in [Builder::redis(), Builder::subject()] {
         let server = builder
@@ -280,6 +292,9 @@ fn maxclients() {
 /// `--timeout 1` closes idle clients (without a reply); busy ones stay.
 #[test]
 fn idle_timeout() {
+    if !redis_tests::tools::available("idle_timeout", &["redis-server"]) {
+        return;
+    }
     for builder in [Builder::redis_cluster(), Builder::subject()] {
         let server = builder.timeout(1).start().expect("start server");
         let name = server.kind().name();

@@ -308,10 +308,16 @@ fn differential(protocol: u8) {
 
 #[test]
 fn differential_resp2() {
+    if !redis_tests::tools::available("differential_resp2", &["redis-server"]) {
+        return;
+    }
     differential(2);
 }
 
 #[test]
 fn differential_resp3() {
+    if !redis_tests::tools::available("differential_resp3", &["redis-server"]) {
+        return;
+    }
     differential(3);
 }

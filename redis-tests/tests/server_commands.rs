@@ -115,11 +115,17 @@ fn exact(protocol: u8) {
 
 #[test]
 fn exact_replies_resp2() {
+    if !redis_tests::tools::available("exact_replies_resp2", &["redis-server"]) {
+        return;
+    }
     exact(2);
 }
 
 #[test]
 fn exact_replies_resp3() {
+    if !redis_tests::tools::available("exact_replies_resp3", &["redis-server"]) {
+        return;
+    }
     exact(3);
 }
 
@@ -290,6 +296,9 @@ fn shapes(server: &Server, protocol: u8) {
 
 #[test]
 fn reply_shapes() {
+    if !redis_tests::tools::available("reply_shapes", &["redis-server"]) {
+        return;
+    }
     let subject = Server::subject().expect("start server under test");
     let reference = Builder::redis_cluster()
         .start()
