@@ -3,6 +3,14 @@
 //! One [`Engine`] trait with two implementations: [`Lsm`] (WAL, skiplist memtable,
 //! SSTables, leveled compaction, manifest) and [`MemEngine`], a `BTreeMap` reference model
 //! that the conformance and property tests compare the LSM against.
+//!
+//! Layout of the LSM: `key` (internal keys: user key + sequence number + kind), `wal`
+//! (batch records, segments), `memtable` (crossbeam skiplist + range tombstones),
+//! `sstable` (blocks, builder, reader, bloom filters, block cache), `iterators` (heap merge,
+//! snapshot-aware user iterator), `version` (the pinned table set per level), `manifest`
+//! (version edits, `CURRENT`), `compact` (the pure controller and the merge executor) and
+//! `db` (the engine: write path with group commit, reads, background flush and compaction,
+//! recovery). Every file access goes through the [`Vfs`] in [`Options`].
 
 mod batch;
 mod coding;
