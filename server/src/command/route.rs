@@ -1,5 +1,6 @@
 //! Key → hash slot, and the cluster routing decision for one command.
 
+use super::spec::{BeginSearch, FindKeys, KeySpec};
 use super::table::Entry;
 use bytes::Bytes;
 
@@ -76,6 +77,19 @@ pub fn route(cmd: &Entry, args: &[Bytes]) -> Route {
     if cmd.spec.key_specs.is_empty() {
         return Route::Served { slot: None };
     }
+    // Fast path for the common single-key shape (GET, SET, INCR, ...): no allocation.
+    if let [KeySpec {
+        begin_search: BeginSearch::Index(i),
+        find_keys: FindKeys::Range { lastkey: 0, .. },
+        ..
+    }] = cmd.spec.key_specs
+    {
+        if let Some(key) = usize::try_from(*i).ok().and_then(|i| args.get(i)) {
+            return Route::Served {
+                slot: Some(key_slot(key)),
+            };
+        }
+    }
     let Some(positions) = cmd.spec.key_positions(args) else {
         // Arguments that don't fit the key specs: the handler reports the syntax error.
         return Route::Served { slot: None };
@@ -95,6 +109,36 @@ pub fn route(cmd: &Entry, args: &[Bytes]) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_by_key_specs() {
+        let t = crate::command::table::table();
+        let args = |v: &[&str]| -> Vec<Bytes> {
+            v.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        let get = t.get(b"get").expect("GET is registered");
+        assert_eq!(
+            route(get, &args(&["GET", "foo"])),
+            Route::Served { slot: Some(12182) }
+        );
+        let ping = t.get(b"ping").expect("PING is registered");
+        assert_eq!(route(ping, &args(&["PING"])), Route::Served { slot: None });
+        let mset = t.get(b"mset").expect("MSET is registered");
+        assert_eq!(
+            route(mset, &args(&["MSET", "{x}a", "1", "{x}b", "2"])),
+            Route::Served {
+                slot: Some(key_slot(b"x"))
+            }
+        );
+        let r = route(mset, &args(&["MSET", "a", "1", "b", "2"]));
+        assert_eq!(r, Route::CrossSlot);
+        assert_eq!(
+            r.error().as_deref(),
+            Some("CROSSSLOT Keys in request don't hash to the same slot")
+        );
+    }
 
     #[test]
     fn crc16_check_value() {
