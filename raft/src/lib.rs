@@ -16,7 +16,8 @@
 //! - [`state_machine`]: openraft's state machine on top of an [`ApplyTarget`], file snapshots
 //!   ([`snapshot_file`]).
 //! - [`transport`]: the cluster bus (one TCP connection per peer pair for every group).
-//! - [`network`]: openraft's network traits over the transport, chunked snapshot transfer.
+//! - [`network`]: openraft's network traits over the transport, chunked snapshot transfer,
+//!   and pipelined replication (`pipeline`: appends in flight, fed to `Raft::stream_append`).
 //! - [`node`]: [`RaftNode`] (a process's bus endpoint and its groups) and [`Group`] (propose,
 //!   read barriers, leadership, membership, metrics).
 //!
@@ -43,6 +44,7 @@ pub mod apply;
 pub mod log_store;
 pub mod network;
 pub mod node;
+mod pipeline;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod transport;

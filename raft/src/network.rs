@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -27,6 +30,8 @@ use crate::state_machine::StateMachine;
 use crate::transport::frame::{RpcRequest, RpcResponse};
 use crate::transport::{CallError, GroupService, HandlerFuture, Transport};
 use crate::types::{GroupId, NodeId, Raft, TypeConfig, Vote};
+
+type StreamItem = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
 /// Snapshot files travel in pieces of this size.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -60,6 +65,26 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 static TRANSFER_SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// Maps a transport failure onto openraft's RPC error kinds.
+pub(crate) fn rpc_error(
+    e: CallError,
+    me: NodeId,
+    target: NodeId,
+    ttl: Duration,
+    action: RPCTypes,
+) -> RPCError<TypeConfig> {
+    match e {
+        e @ CallError::Unreachable(..) => RPCError::Unreachable(Unreachable::new(&e)),
+        e @ CallError::Closed(_) => RPCError::Network(NetworkError::new(&e)),
+        CallError::Timeout(..) => RPCError::Timeout(Timeout {
+            action,
+            id: me,
+            target,
+            timeout: ttl,
+        }),
+    }
+}
+
 impl PeerClient {
     async fn call(
         &self,
@@ -79,14 +104,7 @@ impl PeerClient {
                 format!("node {} does not run group {}", self.target, self.group),
             ))),
             Ok(r) => Ok(r),
-            Err(e @ CallError::Unreachable(..)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e @ CallError::Closed(_)) => Err(RPCError::Network(NetworkError::new(&e))),
-            Err(CallError::Timeout(..)) => Err(RPCError::Timeout(Timeout {
-                action,
-                id: self.transport.id(),
-                target: self.target,
-                timeout: ttl,
-            })),
+            Err(e) => Err(rpc_error(e, self.transport.id(), self.target, ttl, action)),
         }
     }
 }
@@ -99,6 +117,25 @@ fn unexpected(r: RpcResponse) -> RPCError<TypeConfig> {
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotFile;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamItem>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let t = self.transport.clone();
+        crate::pipeline::open(
+            t,
+            self.target,
+            self.addr.clone(),
+            self.group,
+            input,
+            option.soft_ttl(),
+        )
+    }
 
     async fn append_entries(
         &mut self,
@@ -242,6 +279,7 @@ struct Incoming {
 pub struct RaftService<A: ApplyTarget> {
     pub(crate) raft: Raft<A>,
     pub(crate) sm: StateMachine<A>,
+    streams: crate::pipeline::Sessions<A>,
     incoming: Mutex<HashMap<(NodeId, u64), Incoming>>,
 }
 
@@ -249,6 +287,7 @@ impl<A: ApplyTarget> RaftService<A> {
     /// Wraps a running group.
     pub fn new(raft: Raft<A>, sm: StateMachine<A>) -> Arc<Self> {
         Arc::new(RaftService {
+            streams: crate::pipeline::Sessions::new(raft.clone()),
             raft,
             sm,
             incoming: Mutex::new(HashMap::new()),
@@ -338,6 +377,11 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
                     .await
                     .map_or_else(|e| err(&e), RpcResponse::Vote)
             }),
+            RpcRequest::StreamAppend { stream, req } => self.streams.push(from, stream, req),
+            RpcRequest::StreamEnd { stream } => {
+                self.streams.end(from, stream);
+                Box::pin(async { RpcResponse::StreamAppend(Ok(None)) })
+            }
             RpcRequest::TransferLeader(r) => Box::pin(async move {
                 raft.handle_transfer_leader(r)
                     .await

@@ -9,8 +9,8 @@
 use std::io;
 
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -51,6 +51,19 @@ pub enum RpcRequest {
     },
     /// Leader transfer notification.
     TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// One AppendEntries of a pipelined replication stream; the receiver feeds a stream's
+    /// requests to Raft in order and answers each with [`RpcResponse::StreamAppend`].
+    StreamAppend {
+        /// Identifies the sender's stream; a new id from the same peer replaces the old stream.
+        stream: u64,
+        /// The request.
+        req: AppendEntriesRequest<TypeConfig>,
+    },
+    /// The sender closed stream `stream`.
+    StreamEnd {
+        /// The stream id.
+        stream: u64,
+    },
 }
 
 /// The answer to an [`RpcRequest`].
@@ -70,6 +83,8 @@ pub enum RpcResponse {
     Error(String),
     /// The receiver does not run this group.
     NoGroup,
+    /// Outcome of one pipelined append (flushed up to a log id, or conflict / higher vote).
+    StreamAppend(StreamAppendResult<TypeConfig>),
 }
 
 /// A decoded frame.
@@ -225,6 +240,10 @@ mod tests {
             &3u32.to_le_bytes()
         );
         assert_eq!((HELLO, HELLO_ACK, REQUEST, RESPONSE), (0, 1, 2, 3));
+        let end = bincode::serialize(&RpcRequest::StreamEnd { stream: 1 }).unwrap();
+        assert_eq!(&end[..4], &6u32.to_le_bytes());
+        let sa = bincode::serialize(&RpcResponse::StreamAppend(Ok(None))).unwrap();
+        assert_eq!(&sa[..4], &7u32.to_le_bytes());
 
         let f = Frame::Request {
             id: 9,

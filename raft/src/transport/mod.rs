@@ -46,8 +46,38 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = RpcResponse> + Send>>;
 
 /// Serves incoming RPCs of one group.
 pub trait GroupService: Send + Sync + 'static {
-    /// Handles `req` from node `from`.
+    /// Handles `req` from node `from`. Called on the connection's reader in arrival order; the
+    /// returned future runs on its own task, so the synchronous part must be short.
     fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture;
+}
+
+/// A request on the wire whose answer has not been collected yet.
+pub struct PendingCall {
+    peer: NodeId,
+    id: u64,
+    conn: Arc<Conn>,
+    rx: oneshot::Receiver<RpcResponse>,
+    timeout: Duration,
+}
+
+impl PendingCall {
+    /// Waits for the answer, up to the call's timeout from now.
+    pub async fn wait(self) -> Result<RpcResponse, CallError> {
+        let deadline = Instant::now() + self.timeout;
+        self.wait_until(deadline).await
+    }
+
+    async fn wait_until(self, deadline: Instant) -> Result<RpcResponse, CallError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(CallError::Closed(self.peer)),
+            Err(_) => {
+                self.conn.pending.lock().remove(&self.id);
+                Err(CallError::Timeout(self.peer, self.timeout))
+            }
+        }
+    }
 }
 
 /// Initial and maximum reconnect backoff.
@@ -192,6 +222,20 @@ impl Transport {
         timeout: Duration,
     ) -> Result<RpcResponse, CallError> {
         let deadline = Instant::now() + timeout;
+        let pending = self.start_call(peer, addr, group, req, timeout).await?;
+        pending.wait_until(deadline).await
+    }
+
+    /// Sends `req` without waiting for the answer: requests sent one after another on the
+    /// same peer leave in that order (pipelining); [`PendingCall::wait`] collects the answer.
+    pub async fn start_call(
+        &self,
+        peer: NodeId,
+        addr: &str,
+        group: GroupId,
+        req: RpcRequest,
+        timeout: Duration,
+    ) -> Result<PendingCall, CallError> {
         let conn = self.connection(peer, addr, timeout).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let bytes = Frame::Request {
@@ -207,15 +251,13 @@ impl Transport {
             conn.pending.lock().remove(&id);
             return Err(CallError::Closed(peer));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(CallError::Closed(peer)),
-            Err(_) => {
-                conn.pending.lock().remove(&id);
-                Err(CallError::Timeout(peer, timeout))
-            }
-        }
+        Ok(PendingCall {
+            peer,
+            id,
+            conn,
+            rx,
+            timeout,
+        })
     }
 
     /// A live connection to `peer`, dialing if there is none (one dial at a time per peer).
@@ -425,9 +467,12 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: TcpStrea
                             .upgrade()
                             .and_then(|i| i.groups.read().get(&group).cloned());
                         let out = c.out.clone();
+                        // `handle` runs here, in arrival order, so a service can queue requests
+                        // in order (pipelined appends); only the waiting is spawned.
+                        let fut = svc.map(|s| s.handle(peer, body));
                         tokio::spawn(async move {
-                            let resp = match svc {
-                                Some(s) => s.handle(peer, body).await,
+                            let resp = match fut {
+                                Some(f) => f.await,
                                 None => RpcResponse::NoGroup,
                             };
                             match (Frame::Response { id, body: resp }).encode() {
