@@ -1,6 +1,6 @@
 //! `db_bench`-style workloads against Pinnacle's engine and against `fjall`, in one process.
 //!
-//! `cargo bench -p pinnacle-lsm --bench db_bench -- [--num N] [--seeks S] [--engine pinnacle|fjall|both]`
+//! `cargo bench -p pinnacle-lsm --bench db_bench -- [--num N] [--seeks S] [--engine pinnacle,fjall]`
 //!
 //! Workloads (16-byte keys, 100-byte values, one client thread, no fsync per write):
 //! fillseq, fillrandom (a shuffled permutation of N keys), overwrite (N random keys),
@@ -353,11 +353,15 @@ fn parse_args() -> Config {
             "--num" => num = val().parse().expect("--num N"),
             "--seeks" => seeks = Some(val().parse().expect("--seeks S")),
             "--engine" => {
-                engines = match val().as_str() {
-                    "pinnacle" => vec!["pinnacle"],
-                    "fjall" => vec!["fjall"],
-                    _ => vec!["pinnacle", "fjall"],
-                }
+                // A comma-separated list, run in the given order ("fjall,pinnacle" swaps them).
+                engines = val()
+                    .split(',')
+                    .filter_map(|e| match e {
+                        "pinnacle" => Some("pinnacle"),
+                        "fjall" => Some("fjall"),
+                        _ => None,
+                    })
+                    .collect();
             }
             _ => {} // cargo passes --bench
         }
