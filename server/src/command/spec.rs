@@ -197,7 +197,7 @@ impl KeySpec {
         Reply::Map(m)
     }
 
-    /// Argument indices of this spec's keys in `args` (args[0] is the command name), following
+    /// Argument indices of this spec's keys in `args` (`args[0]` is the command name), following
     /// Redis's `getKeysUsingKeySpecs`. `None` when the arguments don't fit the spec.
     pub fn key_positions(&self, args: &[Bytes], out: &mut Vec<usize>) -> Option<()> {
         let argc = args.len() as i64;
