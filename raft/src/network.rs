@@ -280,7 +280,7 @@ pub struct RaftService<A: ApplyTarget> {
     pub(crate) raft: Raft<A>,
     pub(crate) sm: StateMachine<A>,
     streams: crate::pipeline::Sessions<A>,
-    incoming: Mutex<HashMap<(NodeId, u64), Incoming>>,
+    incoming: Arc<Mutex<HashMap<(NodeId, u64), Incoming>>>,
 }
 
 impl<A: ApplyTarget> RaftService<A> {
@@ -290,39 +290,46 @@ impl<A: ApplyTarget> RaftService<A> {
             streams: crate::pipeline::Sessions::new(raft.clone()),
             raft,
             sm,
-            incoming: Mutex::new(HashMap::new()),
+            incoming: Arc::default(),
         })
     }
+}
 
-    fn chunk(&self, from: NodeId, transfer: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let mut incoming = self.incoming.lock();
-        if offset == 0 {
-            let path = self.sm.temp_path();
-            let file = std::fs::File::create(&path)?;
-            if let Some(old) = incoming.insert(
-                (from, transfer),
-                Incoming {
-                    path,
-                    file,
-                    next: 0,
-                },
-            ) {
-                let _ = std::fs::remove_file(old.path);
-            }
+/// Stores one snapshot piece (runs on a blocking thread: pieces are up to 1 MiB).
+fn store_chunk(
+    incoming: &Mutex<HashMap<(NodeId, u64), Incoming>>,
+    new_path: impl FnOnce() -> PathBuf,
+    key: (NodeId, u64),
+    offset: u64,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut incoming = incoming.lock();
+    if offset == 0 {
+        let path = new_path();
+        let file = std::fs::File::create(&path)?;
+        if let Some(old) = incoming.insert(
+            key,
+            Incoming {
+                path,
+                file,
+                next: 0,
+            },
+        ) {
+            let _ = std::fs::remove_file(old.path);
         }
-        let inc = incoming
-            .get_mut(&(from, transfer))
-            .ok_or_else(|| std::io::Error::other("snapshot piece for an unknown transfer"))?;
-        if inc.next != offset {
-            return Err(std::io::Error::other(format!(
-                "snapshot piece at {offset}, expected {}",
-                inc.next
-            )));
-        }
-        inc.file.write_all(data)?;
-        inc.next += data.len() as u64;
-        Ok(())
     }
+    let inc = incoming
+        .get_mut(&key)
+        .ok_or_else(|| std::io::Error::other("snapshot piece for an unknown transfer"))?;
+    if inc.next != offset {
+        return Err(std::io::Error::other(format!(
+            "snapshot piece at {offset}, expected {}",
+            inc.next
+        )));
+    }
+    inc.file.write_all(data)?;
+    inc.next += data.len() as u64;
+    Ok(())
 }
 
 /// Installs a completely received snapshot through Raft (which checks the vote).
@@ -394,14 +401,28 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
                 data,
                 last,
             } => {
-                if let Err(e) = self.chunk(from, transfer, offset, &data) {
-                    return Box::pin(async move { err(&e) });
-                }
-                if !last {
-                    return Box::pin(async { RpcResponse::SnapshotAck });
-                }
-                let inc = self.incoming.lock().remove(&(from, transfer));
-                Box::pin(finish_snapshot(raft, inc, vote))
+                // Written off the connection's reader thread; the sender awaits each piece, so
+                // pieces of one transfer arrive in order.
+                let incoming = self.incoming.clone();
+                let sm = self.sm.clone();
+                Box::pin(async move {
+                    let key = (from, transfer);
+                    let inc2 = incoming.clone();
+                    let stored = tokio::task::spawn_blocking(move || {
+                        store_chunk(&inc2, || sm.temp_path(), key, offset, &data)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+                    if let Err(e) = stored {
+                        return RpcResponse::Error(e.to_string());
+                    }
+                    if !last {
+                        return RpcResponse::SnapshotAck;
+                    }
+                    let inc = incoming.lock().remove(&key);
+                    finish_snapshot(raft, inc, vote).await
+                })
             }
         }
     }
