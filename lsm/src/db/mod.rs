@@ -51,6 +51,8 @@ struct Writer {
 struct Queue {
     next_id: u64,
     pending: Vec<(u64, WriteBatch)>,
+    // An empty vector kept for the next group, so queueing does not allocate.
+    spare: Vec<(u64, WriteBatch)>,
     done: HashMap<u64, Result<u64>>,
     leader: bool,
 }

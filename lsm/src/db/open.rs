@@ -120,7 +120,7 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
                 hole = true;
                 return Ok(());
             }
-            super::write::apply_batch(&recovered, seq, &batch);
+            super::write::apply_batch(&recovered, seq, batch);
             last_seq = last_seq.max(last);
             expected = last + 1;
             Ok(())

@@ -17,21 +17,18 @@ use std::time::Duration;
 // Encoding buffers up to this capacity are kept between groups.
 const REUSE_LIMIT: usize = 4 << 20;
 
-/// Inserts the operations of `batch` into `mem`, numbering them from `first_seq`.
-pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: &WriteBatch) {
+/// Inserts the operations of `batch` into `mem`, numbering them from `first_seq` (values
+/// move into the memtable without copies).
+pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: WriteBatch) {
     // Even a batch of empty range deletes uses up its sequence numbers.
     mem.note_seq(first_seq + batch.len().saturating_sub(1) as u64);
-    for (seq, op) in (first_seq..).zip(batch.ops()) {
+    for (seq, op) in (first_seq..).zip(batch.into_ops()) {
         match op {
-            BatchOp::Put(k, v) => mem.put(k, seq, Kind::Put, v.clone()),
-            BatchOp::Delete(k) => mem.put(k, seq, Kind::Delete, Bytes::new()),
-            BatchOp::DeleteRange(s, e) => {
-                if s < e {
-                    mem.delete_range(RangeTombstone {
-                        start: s.clone(),
-                        end: e.clone(),
-                        seq,
-                    });
+            BatchOp::Put(k, v) => mem.put(&k, seq, Kind::Put, v),
+            BatchOp::Delete(k) => mem.put(&k, seq, Kind::Delete, Bytes::new()),
+            BatchOp::DeleteRange(start, end) => {
+                if start < end {
+                    mem.delete_range(RangeTombstone { start, end, seq });
                 }
             }
         }
@@ -57,12 +54,16 @@ impl Inner {
             if !q.leader {
                 // Become the leader: commit everything queued with one append and one fsync.
                 q.leader = true;
-                let group = std::mem::take(&mut q.pending);
+                let spare = std::mem::take(&mut q.spare);
+                let mut group = std::mem::replace(&mut q.pending, spare);
                 drop(q);
-                let results = self.commit_group(group);
+                let results = self.commit_group(&mut group);
                 let mut mine = None;
                 q = self.queue.lock();
                 q.leader = false;
+                if group.capacity() <= 1024 {
+                    q.spare = group;
+                }
                 for (i, r) in results {
                     if i == id {
                         mine = Some(r);
@@ -82,12 +83,13 @@ impl Inner {
         }
     }
 
-    fn commit_group(&self, group: Vec<(u64, WriteBatch)>) -> Vec<(u64, Result<u64>)> {
+    /// Writes `group` (drained) to the WAL and the memtable; returns each batch's outcome.
+    fn commit_group(&self, group: &mut Vec<(u64, WriteBatch)>) -> Vec<(u64, Result<u64>)> {
         let mut w = self.writer.lock();
         if let Err(e) = self.check_stopped() {
             let msg = e.to_string();
             return group
-                .into_iter()
+                .drain(..)
                 .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
                 .collect();
         }
@@ -96,13 +98,11 @@ impl Inner {
         buf.clear();
         let mut seq = w.last_seq;
         let mut results: Vec<(u64, Result<u64>)> = Vec::with_capacity(group.len());
-        let mut accepted: Vec<(u64, &WriteBatch)> = Vec::with_capacity(group.len());
-        for (id, b) in &group {
+        for (id, b) in group.iter() {
             payload.clear();
             wal::encode_batch(&mut payload, b);
             match wal::frame_record(&mut buf, seq + 1, &payload) {
                 Ok(()) => {
-                    accepted.push((seq + 1, b));
                     seq += b.len() as u64;
                     results.push((*id, Ok(seq)));
                 }
@@ -119,7 +119,7 @@ impl Inner {
                 let msg = format!("WAL write failed: {e}");
                 self.stop(&msg);
                 return group
-                    .into_iter()
+                    .drain(..)
                     .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
                     .collect();
             }
@@ -129,9 +129,13 @@ impl Inner {
         }
         let mem = self.state.load().mem.clone();
         let mut user_bytes = 0;
-        for (first, b) in &accepted {
-            apply_batch(&mem, *first, b);
-            user_bytes += b.payload_bytes();
+        for ((_, b), (_, r)) in group.drain(..).zip(&results) {
+            // Batches that were not framed (too large) are skipped; they used no numbers.
+            if let Ok(last) = r {
+                user_bytes += b.payload_bytes();
+                let first = last + 1 - b.len() as u64;
+                apply_batch(&mem, first, b);
+            }
         }
         w.last_seq = seq;
         self.visible_seq.store(seq, Ordering::SeqCst);
