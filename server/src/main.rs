@@ -3,11 +3,10 @@
 use anyhow::Context;
 use clap::Parser;
 use pinnacle_lsm::SyncPolicy;
-use pinnacle_server::command::state::{random_hex40, NodeIds};
+use pinnacle_server::command::state::NodeIds;
 use pinnacle_server::command::Server;
 use pinnacle_server::config::{Cli, Config, Settings};
 use pinnacle_server::{net, storage};
-use std::path::Path;
 use std::sync::Arc;
 
 #[global_allocator]
@@ -39,7 +38,8 @@ fn main() -> anyhow::Result<()> {
         "no" => SyncPolicy::Never,
         _ => SyncPolicy::EveryMillis(1000),
     };
-    let ids = load_node_ids(&dir)?;
+    let ids = NodeIds::load_or_create(&dir)
+        .with_context(|| format!("loading the node id in {}", dir.display()))?;
     let db = storage::Db::open(&dir.join("db"), sync)
         .with_context(|| format!("opening the keyspace in {}", dir.display()))?;
     let port = config.get_i64("port").unwrap_or(6379) as u16;
@@ -131,33 +131,4 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Reads this node's ids from `<dir>/node-id`, creating them on first start, so the cluster
-/// node id survives restarts.
-fn load_node_ids(dir: &Path) -> anyhow::Result<NodeIds> {
-    let path = dir.join("node-id");
-    let valid = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut parts = text.split_whitespace();
-        if let (Some(n), Some(s)) = (parts.next(), parts.next()) {
-            if valid(n) && valid(s) {
-                return Ok(NodeIds {
-                    node_id: n.to_ascii_lowercase(),
-                    shard_id: s.to_ascii_lowercase(),
-                });
-            }
-        }
-        anyhow::bail!("{} is corrupt; expected two 40-hex ids", path.display());
-    }
-    let ids = NodeIds {
-        node_id: random_hex40(),
-        shard_id: random_hex40(),
-    };
-    // Write-then-rename so a crash never leaves a half-written id.
-    let tmp = dir.join("node-id.tmp");
-    std::fs::write(&tmp, format!("{} {}\n", ids.node_id, ids.shard_id))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(ids)
 }

@@ -177,6 +177,42 @@ pub struct NodeIds {
     pub shard_id: String,
 }
 
+impl NodeIds {
+    /// Reads the ids from `<dir>/node-id`, creating them on first start, so the cluster node
+    /// id survives restarts. A corrupt file is an error, never silently replaced.
+    pub fn load_or_create(dir: &std::path::Path) -> std::io::Result<NodeIds> {
+        let path = dir.join("node-id");
+        let valid = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut parts = text.split_whitespace();
+                match (parts.next(), parts.next()) {
+                    (Some(n), Some(s)) if valid(n) && valid(s) => Ok(NodeIds {
+                        node_id: n.to_ascii_lowercase(),
+                        shard_id: s.to_ascii_lowercase(),
+                    }),
+                    _ => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is corrupt; expected two 40-hex ids", path.display()),
+                    )),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ids = NodeIds {
+                    node_id: random_hex40(),
+                    shard_id: random_hex40(),
+                };
+                // Write-then-rename so a crash never leaves a half-written id.
+                let tmp = dir.join("node-id.tmp");
+                std::fs::write(&tmp, format!("{} {}\n", ids.node_id, ids.shard_id))?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(ids)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// 40 random lower-case hex characters (node ids, run ids), from the OS's random source.
 pub fn random_hex40() -> String {
     use std::io::Read;
@@ -480,7 +516,19 @@ impl SlowLog {
 
 #[cfg(test)]
 mod tests {
-    use super::RateSampler;
+    use super::{NodeIds, RateSampler};
+
+    #[test]
+    fn node_ids_persist_and_corruption_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = NodeIds::load_or_create(dir.path()).expect("create");
+        assert_eq!(a.node_id.len(), 40);
+        assert_ne!(a.node_id, a.shard_id);
+        let b = NodeIds::load_or_create(dir.path()).expect("reload");
+        assert_eq!((a.node_id, a.shard_id), (b.node_id, b.shard_id));
+        std::fs::write(dir.path().join("node-id"), "garbage\n").expect("write");
+        assert!(NodeIds::load_or_create(dir.path()).is_err());
+    }
     use std::time::{Duration, Instant};
 
     #[test]
