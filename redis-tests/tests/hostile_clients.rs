@@ -113,3 +113,53 @@ fn hostile_clients_benign_p99_50ms() {
         .expect("start server");
     run(&server, Duration::from_millis(50));
 }
+
+/// `VmSize` of a process in KiB (address space, which counts reservations that RSS does not).
+fn vm_size_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmSize:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Memory for a frame is bounded by what arrived, not by what the header declares: 64
+/// connections each declare a 512 MB bulk (32 GB in total) and send 1 KiB of it. Address space
+/// must grow by less than 2 GiB and RSS by less than 64 MiB, and the server keeps answering.
+/// (Pinnacle only: redis-server reserves the declared size up front for big arguments.)
+#[test]
+fn declared_sizes_do_not_allocate() {
+    if redis_tests::process::subject_kind() != redis_tests::Kind::Pinnacle {
+        return;
+    }
+    let server = Server::subject().expect("start server");
+    let pid = server.pid().expect("pid");
+    let (vm0, rss0) = (vm_size_kib(pid), server.rss_kib().expect("rss"));
+    let mut conns = Vec::new();
+    for _ in 0..64 {
+        let mut c = server.conn().expect("connect");
+        let mut req = b"*2\r\n$4\r\nECHO\r\n$536870912\r\n".to_vec();
+        req.extend(std::iter::repeat_n(b'x', 1024));
+        c.send(&req).expect("send");
+        conns.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut probe = server.conn().expect("connect");
+    assert_eq!(probe.call(&["PING"]).expect("PING"), b"+PONG\r\n");
+    let (vm1, rss1) = (vm_size_kib(pid), server.rss_kib().expect("rss"));
+    eprintln!("VmSize {vm0} -> {vm1} KiB, RSS {rss0} -> {rss1} KiB");
+    assert!(
+        vm1.saturating_sub(vm0) < 2 * 1024 * 1024,
+        "address space grew {} KiB",
+        vm1 - vm0
+    );
+    assert!(
+        rss1.saturating_sub(rss0) < 64 * 1024,
+        "RSS grew {} KiB",
+        rss1 - rss0
+    );
+}
