@@ -383,6 +383,35 @@ mod tests {
     }
 
     #[test]
+    fn flags_override_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pinnacle.conf");
+        std::fs::write(&file, "port 7000\nmaxclients 5\nappendfsync always\n").expect("write");
+        let cli = Cli {
+            port: None,
+            bind: None,
+            dir: None,
+            requirepass: Some("pw".into()),
+            appendfsync: None,
+            maxclients: Some(7),
+            timeout: None,
+            config: Some(file.clone()),
+        };
+        let c = Config::new(&Settings::load(&cli).expect("load")).expect("valid");
+        assert_eq!(c.get("port").as_deref(), Some("7000"));
+        assert_eq!(c.maxclients(), 7);
+        assert_eq!(c.get("appendfsync").as_deref(), Some("always"));
+        assert_eq!(c.requirepass().as_deref(), Some("pw"));
+        assert_eq!(c.config_file(), Some(&file));
+        let bad = Cli {
+            appendfsync: Some("sometimes".into()),
+            config: None,
+            ..cli
+        };
+        assert!(Config::new(&Settings::load(&bad).expect("load")).is_err());
+    }
+
+    #[test]
     fn config_file_lines() {
         let v = parse_config_file("# c\nport 7000\nrequirepass \"a b\"\nsave \"\"\n").expect("ok");
         assert_eq!(
