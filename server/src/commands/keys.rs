@@ -302,7 +302,7 @@ fn keys(db: &Db, a: &[Bytes]) -> Reply {
 }
 
 /// `strtoul` as `parseScanCursorOrReply` uses it.
-fn parse_cursor(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(s: &[u8]) -> Option<u64> {
     if s.first()
         .is_some_and(|c| c.is_ascii_whitespace() || *c == 0x0b || *c == 0x0c)
     {
@@ -388,8 +388,10 @@ fn object_encoding(db: &Db, a: &[Bytes]) -> Reply {
     match db.peek(&a[2], db.now_ms()) {
         Ok(Some(m)) => Reply::bulk(match m.kind {
             KeyType::String => string_encoding(&m.value, m.enc),
-            KeyType::Hash => "hashtable",
-            KeyType::Set => "hashtable",
+            KeyType::Hash if m.enc == crate::storage::BIG => "hashtable",
+            KeyType::Hash => "listpack",
+            KeyType::Set if m.enc == crate::storage::BIG => "hashtable",
+            KeyType::Set => "intset",
             KeyType::List => "quicklist",
             KeyType::ZSet => "skiplist",
             KeyType::Stream => "stream",
@@ -571,4 +573,4 @@ mod tests;
 
 #[cfg(test)]
 #[path = "redis_diff_tests.rs"]
-mod redis_diff;
+pub(crate) mod redis_diff;

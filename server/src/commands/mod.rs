@@ -6,10 +6,12 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod hashes;
 pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use crate::command::Handler;
@@ -25,4 +27,6 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     server::HANDLERS,
     strings::HANDLERS,
     keys::HANDLERS,
+    hashes::HANDLERS,
+    sets::HANDLERS,
 ];

@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A redis-server child stopped (by its pid) when dropped, even if the test panics.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for RedisServer {
@@ -25,7 +25,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn start_redis() -> RedisServer {
+pub(crate) fn start_redis() -> RedisServer {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -53,7 +53,7 @@ fn start_redis() -> RedisServer {
 }
 
 /// Reads one complete reply and returns its raw bytes.
-fn read_reply(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) {
+pub(crate) fn read_reply(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) {
     let mut line = Vec::new();
     r.read_until(b'\n', &mut line).expect("read");
     out.extend_from_slice(&line);
@@ -74,7 +74,7 @@ fn read_reply(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_cmd(args: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn encode_cmd(args: &[Vec<u8>]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());

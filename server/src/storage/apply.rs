@@ -22,17 +22,21 @@ fn wrongtype() -> Reply {
 }
 
 /// The pending effects of one command: reads see its own earlier writes.
-struct Tx<'a> {
-    db: &'a Db,
-    now: u64,
-    batch: WriteBatch,
-    overlay: HashMap<Bytes, Option<Meta>>,
+pub(super) struct Tx<'a> {
+    pub(super) db: &'a Db,
+    pub(super) now: u64,
+    pub(super) batch: WriteBatch,
+    pub(super) overlay: HashMap<Bytes, Option<Meta>>,
+    /// Pending sub-key writes (LSM key → value, `None` = deleted), so reads see them.
+    pub(super) subs: HashMap<Bytes, Option<Bytes>>,
+    /// Next collection version to hand out (copied back into the apply state).
+    pub(super) next_version: u64,
     /// Expired records this command removes.
-    expired: u64,
+    pub(super) expired: u64,
 }
 
 impl Tx<'_> {
-    fn get(&mut self, key: &Bytes) -> Result<Option<Meta>> {
+    pub(super) fn get(&mut self, key: &Bytes) -> Result<Option<Meta>> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
@@ -54,7 +58,7 @@ impl Tx<'_> {
         Ok(Some(meta))
     }
 
-    fn put(&mut self, key: &Bytes, meta: Meta) {
+    pub(super) fn put(&mut self, key: &Bytes, meta: Meta) {
         if meta.is_expired(self.now) {
             self.delete(key);
             return;
@@ -64,7 +68,7 @@ impl Tx<'_> {
         self.db.inner.lru.touch(key, self.now);
     }
 
-    fn delete(&mut self, key: &Bytes) {
+    pub(super) fn delete(&mut self, key: &Bytes) {
         self.batch.delete(encoding::meta_key(key));
         self.overlay.insert(key.clone(), None);
     }
@@ -102,6 +106,8 @@ impl Db {
             now,
             batch: WriteBatch::new(),
             overlay: HashMap::new(),
+            subs: HashMap::new(),
+            next_version: state.next_version,
             expired: 0,
         };
         let reply = match apply_op(&mut tx, &cmd.op) {
@@ -111,6 +117,7 @@ impl Db {
         if tx.batch.is_empty() {
             return reply;
         }
+        state.next_version = state.next_version.max(tx.next_version);
         let mut batch = std::mem::take(&mut tx.batch);
         let persist = now > state.persisted_clock || state.next_version != state.persisted_version;
         let bound = now + CLOCK_SLACK_MS;
@@ -148,6 +155,9 @@ pub fn storage_error(e: &StorageError) -> Reply {
 
 fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     let now = tx.now;
+    if op.opcode() >= super::hash::FIRST_OPCODE {
+        return super::coll::apply_coll_op(tx, op);
+    }
     Ok(match op {
         WriteOp::Set {
             key,
@@ -402,7 +412,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             if *nx && tx.get(dst)?.is_some() {
                 return Ok(Reply::Integer(0));
             }
-            tx.put(dst, m);
+            tx.put_copy(src, dst, m)?;
             tx.delete(src);
             if *nx {
                 Reply::Integer(1)
@@ -417,7 +427,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             if tx.get(dst)?.is_some() && !*replace {
                 return Ok(Reply::Integer(0));
             }
-            tx.put(dst, m);
+            tx.put_copy(src, dst, m)?;
             Reply::Integer(1)
         }
         WriteOp::Restore {
@@ -462,6 +472,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             }
             Reply::Integer(n)
         }
+        _ => super::coll::apply_coll_op(tx, op)?,
     })
 }
 

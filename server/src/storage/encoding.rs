@@ -161,6 +161,28 @@ pub fn sub_key(key: &[u8], version: u64, field: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Splits a sub-key into `(slot, user key, version, field)`; `None` for other records.
+pub fn decode_sub_key(lsm_key: &[u8]) -> Option<(u16, &[u8], u64, &[u8])> {
+    if lsm_key.len() < 7 || lsm_key[2] != KIND_SUBKEY || lsm_key[0] >= 0x40 {
+        return None;
+    }
+    let klen = u32::from_be_bytes(lsm_key[3..7].try_into().ok()?) as usize;
+    let key = lsm_key.get(7..7 + klen)?;
+    let ver = lsm_key.get(7 + klen..15 + klen)?;
+    let version = u64::from_be_bytes(ver.try_into().ok()?);
+    Some((
+        u16::from_be_bytes([lsm_key[0], lsm_key[1]]),
+        key,
+        version,
+        &lsm_key[15 + klen..],
+    ))
+}
+
+/// The prefix of every sub-key of `key` at `version` (see [`sub_key`]).
+pub fn sub_prefix(key: &[u8], version: u64) -> Bytes {
+    sub_key(key, version, b"")
+}
+
 /// Mask of the type tag inside the stored type byte.
 pub const TYPE_MASK: u8 = 0x3F;
 
@@ -229,11 +251,9 @@ impl Meta {
     /// The stored form.
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(META_HEADER + 16 + self.value.len());
-        let enc = if self.kind == KeyType::String {
-            (self.enc as u8) << 6
-        } else {
-            0
-        };
+        // Collections reuse the top bits: `StrEnc::Raw` marks one Redis would have converted to
+        // its big encoding (hashtable/skiplist), which it never converts back.
+        let enc = (self.enc as u8) << 6;
         out.put_u8(self.kind as u8 | enc);
         out.put_u64(self.expire_at);
         if self.kind == KeyType::String {
@@ -272,7 +292,7 @@ impl Meta {
             version: u64::from_be_bytes(raw[9..17].try_into().ok()?),
             size: u64::from_be_bytes(raw[17..25].try_into().ok()?),
             value: Bytes::new(),
-            enc: StrEnc::Auto,
+            enc,
         })
     }
 }

@@ -1,30 +1,69 @@
 //! Expiry beyond lazy checks: the compaction filter that drops expired metadata, and the
 //! active sweep that deletes expired keys through the logical write path.
 
-use super::encoding::{decode_meta_key, keyspace_end, keyspace_start, raw_expire_at};
+use super::encoding::{
+    decode_meta_key, decode_sub_key, keyspace_end, keyspace_start, meta_key_in_slot, raw_expire_at,
+    KeyType, Meta,
+};
 use super::write::{WriteCommand, WriteOp};
 use super::{Db, DbInner};
 use bytes::Bytes;
-use pinnacle_lsm::{CompactionFilter, FilterDecision};
+use pinnacle_lsm::{CompactionFilter, Engine, FilterDecision};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Drops metadata records whose expiry is at or before the apply clock.
 ///
 /// The apply clock (the largest leader time applied) is used rather than the local wall clock:
 /// every later command applies at a time at or after it and would treat the record as absent
-/// anyway, so dropping it can never change a reply or diverge replicas. Stale collection
-/// versions will be dropped here too once collections land.
+/// anyway, so dropping it can never change a reply or diverge replicas.
+///
+/// Collection sub-keys are checked against their key's current metadata (a point lookup in
+/// the engine, attached after it opens): a sub-key is dropped when the metadata is gone,
+/// expired, or carries another version (the collection was deleted or overwritten; versions
+/// only grow, so an old version can never become current again).
 pub struct ExpiryFilter {
     clock: Arc<AtomicU64>,
+    engine: OnceLock<Weak<dyn Engine>>,
 }
 
 impl ExpiryFilter {
     /// A filter reading the shared apply clock.
     pub fn new(clock: Arc<AtomicU64>) -> Self {
-        ExpiryFilter { clock }
+        ExpiryFilter {
+            clock,
+            engine: OnceLock::new(),
+        }
+    }
+
+    /// Lets the filter look metadata up, enabling stale sub-key removal.
+    pub fn attach(&self, engine: Weak<dyn Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    fn stale_sub_key(&self, key: &[u8]) -> bool {
+        let Some((slot, user_key, version, _)) = decode_sub_key(key) else {
+            return false;
+        };
+        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+            return false;
+        };
+        let raw = match engine.get(&meta_key_in_slot(slot, user_key)) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return true,
+            // Unsure: keep it (a later compaction decides again).
+            Err(_) => return false,
+        };
+        match Meta::decode(&raw) {
+            Some(m) => {
+                m.kind == KeyType::String
+                    || m.version != version
+                    || m.is_expired(self.clock.load(Ordering::Acquire))
+            }
+            None => false,
+        }
     }
 }
 
@@ -36,6 +75,8 @@ impl CompactionFilter for ExpiryFilter {
                     return FilterDecision::Remove;
                 }
             }
+        } else if self.stale_sub_key(key) {
+            return FilterDecision::Remove;
         }
         FilterDecision::Keep
     }

@@ -6,19 +6,24 @@
 //! it, and the client's reply is what applying returned.
 
 pub mod apply;
+mod coll;
 pub mod dump;
 pub mod encoding;
 pub mod expire;
 pub mod glob;
+pub mod hash;
 pub mod lru;
 pub mod num;
 mod scan;
+pub mod set;
 pub mod slot;
 pub mod write;
 
+pub use coll::BIG;
 pub use encoding::{KeyType, Meta, StrEnc};
+pub use scan::random_u64;
 pub use scan::ScanPage;
-pub use write::{ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
+pub use write::{ExpireCond, ExpireSpec, SetCond, SetOpKind, WriteCommand, WriteOp};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -122,9 +127,10 @@ impl Db {
     /// Signature for main.rs: `Db::open(dir: &Path, sync: SyncPolicy) -> storage::Result<Db>`.
     pub fn open(dir: &Path, sync: SyncPolicy) -> Result<Db> {
         let clock = Arc::new(AtomicU64::new(0));
+        let filter = Arc::new(expire::ExpiryFilter::new(clock.clone()));
         let opts = Options {
             sync,
-            compaction_filter: Some(Arc::new(expire::ExpiryFilter::new(clock.clone()))),
+            compaction_filter: Some(filter.clone()),
             // Smaller than the engine defaults: resident memory is a target (at most half of
             // redis-server's for the same data), and a smaller skiplist is also faster to search.
             memtable_size: MEMTABLE_BYTES,
@@ -133,6 +139,7 @@ impl Db {
             ..Options::default()
         };
         let engine: Arc<dyn Engine> = Arc::new(Lsm::open(dir, opts)?);
+        filter.attach(Arc::downgrade(&engine));
         let db = Db::with_engine(engine, clock)?;
         expire::start_sweeper(Arc::downgrade(&db.inner));
         Ok(db)

@@ -190,6 +190,92 @@ pub enum WriteOp {
         /// Candidate keys.
         keys: Vec<Bytes>,
     },
+    /// `HSET`/`HMSET` (reply: new fields), `HSETNX` (`nx`: reply 1/0, one pair).
+    HSet {
+        /// Key.
+        key: Bytes,
+        /// Field/value pairs in order (later pairs win).
+        pairs: Vec<(Bytes, Bytes)>,
+        /// Only set fields that do not exist.
+        nx: bool,
+    },
+    /// `HDEL`: reply the number of fields removed.
+    HDel {
+        /// Key.
+        key: Bytes,
+        /// Fields.
+        fields: Vec<Bytes>,
+    },
+    /// `HINCRBY`.
+    HIncrBy {
+        /// Key.
+        key: Bytes,
+        /// Field.
+        field: Bytes,
+        /// Increment.
+        delta: i64,
+    },
+    /// `HINCRBYFLOAT`; the increment travels as validated text.
+    HIncrByFloat {
+        /// Key.
+        key: Bytes,
+        /// Field.
+        field: Bytes,
+        /// Increment as sent.
+        delta: Bytes,
+    },
+    /// `SADD`: reply the number of members added.
+    SAdd {
+        /// Key.
+        key: Bytes,
+        /// Members.
+        members: Vec<Bytes>,
+    },
+    /// `SREM`: reply the number of members removed.
+    SRem {
+        /// Key.
+        key: Bytes,
+        /// Members.
+        members: Vec<Bytes>,
+    },
+    /// `SPOP`: removes the members the leader chose; replies with those removed.
+    SPop {
+        /// Key.
+        key: Bytes,
+        /// Members chosen by the leader.
+        members: Vec<Bytes>,
+        /// `SPOP key count` form (set reply) rather than a single bulk.
+        count: bool,
+    },
+    /// `SMOVE`.
+    SMove {
+        /// Source key.
+        src: Bytes,
+        /// Destination key.
+        dst: Bytes,
+        /// Member.
+        member: Bytes,
+    },
+    /// `SINTERSTORE` / `SUNIONSTORE` / `SDIFFSTORE`: reply the result's cardinality.
+    SStore {
+        /// Which operation.
+        kind: SetOpKind,
+        /// Destination key.
+        dst: Bytes,
+        /// Source keys.
+        keys: Vec<Bytes>,
+    },
+}
+
+/// Set algebra of `SSTORE` (stored: never renumber).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOpKind {
+    /// Intersection.
+    Inter = 0,
+    /// Union.
+    Union = 1,
+    /// Difference (first minus the others).
+    Diff = 2,
 }
 
 impl WriteOp {
@@ -214,6 +300,15 @@ impl WriteOp {
             WriteOp::Restore { .. } => 16,
             WriteOp::FlushAll => 17,
             WriteOp::DelExpired { .. } => 18,
+            WriteOp::HSet { .. } => 19,
+            WriteOp::HDel { .. } => 20,
+            WriteOp::HIncrBy { .. } => 21,
+            WriteOp::HIncrByFloat { .. } => 22,
+            WriteOp::SAdd { .. } => 23,
+            WriteOp::SRem { .. } => 24,
+            WriteOp::SPop { .. } => 25,
+            WriteOp::SMove { .. } => 26,
+            WriteOp::SStore { .. } => 27,
         }
     }
 }
@@ -341,6 +436,46 @@ impl WriteCommand {
                 out.put_u8(u8::from(*replace));
             }
             WriteOp::FlushAll => {}
+            WriteOp::HSet { key, pairs, nx } => {
+                put_bytes(&mut out, key);
+                put_pairs(&mut out, pairs);
+                out.put_u8(u8::from(*nx));
+            }
+            WriteOp::HDel { key, fields: list }
+            | WriteOp::SAdd { key, members: list }
+            | WriteOp::SRem { key, members: list } => {
+                put_bytes(&mut out, key);
+                put_list(&mut out, list);
+            }
+            WriteOp::HIncrBy { key, field, delta } => {
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, field);
+                out.put_i64(*delta);
+            }
+            WriteOp::HIncrByFloat { key, field, delta } => {
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, field);
+                put_bytes(&mut out, delta);
+            }
+            WriteOp::SPop {
+                key,
+                members,
+                count,
+            } => {
+                put_bytes(&mut out, key);
+                put_list(&mut out, members);
+                out.put_u8(u8::from(*count));
+            }
+            WriteOp::SMove { src, dst, member } => {
+                put_bytes(&mut out, src);
+                put_bytes(&mut out, dst);
+                put_bytes(&mut out, member);
+            }
+            WriteOp::SStore { kind, dst, keys } => {
+                out.put_u8(*kind as u8);
+                put_bytes(&mut out, dst);
+                put_list(&mut out, keys);
+            }
         }
         out.freeze()
     }
@@ -429,6 +564,53 @@ impl WriteCommand {
             },
             17 => WriteOp::FlushAll,
             18 => WriteOp::DelExpired { keys: list_(r)? },
+            19 => WriteOp::HSet {
+                key: bytes_(r)?,
+                pairs: pairs_(r)?,
+                nx: bool_(r)?,
+            },
+            20 => WriteOp::HDel {
+                key: bytes_(r)?,
+                fields: list_(r)?,
+            },
+            21 => WriteOp::HIncrBy {
+                key: bytes_(r)?,
+                field: bytes_(r)?,
+                delta: u64_(r)? as i64,
+            },
+            22 => WriteOp::HIncrByFloat {
+                key: bytes_(r)?,
+                field: bytes_(r)?,
+                delta: bytes_(r)?,
+            },
+            23 => WriteOp::SAdd {
+                key: bytes_(r)?,
+                members: list_(r)?,
+            },
+            24 => WriteOp::SRem {
+                key: bytes_(r)?,
+                members: list_(r)?,
+            },
+            25 => WriteOp::SPop {
+                key: bytes_(r)?,
+                members: list_(r)?,
+                count: bool_(r)?,
+            },
+            26 => WriteOp::SMove {
+                src: bytes_(r)?,
+                dst: bytes_(r)?,
+                member: bytes_(r)?,
+            },
+            27 => WriteOp::SStore {
+                kind: match u8_(r)? {
+                    0 => SetOpKind::Inter,
+                    1 => SetOpKind::Union,
+                    2 => SetOpKind::Diff,
+                    _ => return Err(DecodeError::Field("set operation")),
+                },
+                dst: bytes_(r)?,
+                keys: list_(r)?,
+            },
             other => return Err(DecodeError::Opcode(other)),
         };
         if buf.has_remaining() {

@@ -76,6 +76,48 @@ fn examples() -> Vec<WriteOp> {
         },
         WriteOp::FlushAll,
         WriteOp::DelExpired { keys: vec![b("x")] },
+        WriteOp::HSet {
+            key: b("h"),
+            pairs: vec![(b("f"), b("v"))],
+            nx: false,
+        },
+        WriteOp::HDel {
+            key: b("h"),
+            fields: vec![b("f")],
+        },
+        WriteOp::HIncrBy {
+            key: b("h"),
+            field: b("f"),
+            delta: -3,
+        },
+        WriteOp::HIncrByFloat {
+            key: b("h"),
+            field: b("f"),
+            delta: b("1.5"),
+        },
+        WriteOp::SAdd {
+            key: b("s"),
+            members: vec![b("m")],
+        },
+        WriteOp::SRem {
+            key: b("s"),
+            members: vec![b("m")],
+        },
+        WriteOp::SPop {
+            key: b("s"),
+            members: vec![b("m")],
+            count: true,
+        },
+        WriteOp::SMove {
+            src: b("s"),
+            dst: b("t"),
+            member: b("m"),
+        },
+        WriteOp::SStore {
+            kind: SetOpKind::Diff,
+            dst: b("d"),
+            keys: vec![b("a"), b("b")],
+        },
     ]
 }
 
@@ -83,7 +125,9 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=18).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=27).collect::<Vec<u8>>());
+    assert_eq!(SetOpKind::Inter as u8, 0);
+    assert_eq!(SetOpKind::Diff as u8, 2);
     assert_eq!(FORMAT_VERSION, 1);
     assert_eq!(SetCond::Xx as u8, 2);
     assert_eq!(ExpireCond::XxLt as u8, 6);
@@ -149,6 +193,7 @@ fn arb_expire() -> impl Strategy<Value = ExpireSpec> {
 fn arb_op() -> impl Strategy<Value = WriteOp> {
     let keys = proptest::collection::vec(arb_bytes(), 0..4);
     let pairs = proptest::collection::vec((arb_bytes(), arb_bytes()), 0..4);
+    let pairs2 = pairs.clone();
     let cond = prop_oneof![Just(SetCond::Always), Just(SetCond::Nx), Just(SetCond::Xx)];
     let econd = (0u8..7).prop_map(|c| match c {
         0 => ExpireCond::Always,
@@ -205,7 +250,35 @@ fn arb_op() -> impl Strategy<Value = WriteOp> {
             }
         ),
         Just(WriteOp::FlushAll),
-        keys.prop_map(|keys| WriteOp::DelExpired { keys }),
+        keys.clone().prop_map(|keys| WriteOp::DelExpired { keys }),
+        (arb_bytes(), pairs2, any::<bool>()).prop_map(|(key, pairs, nx)| WriteOp::HSet {
+            key,
+            pairs,
+            nx
+        }),
+        (arb_bytes(), keys.clone()).prop_map(|(key, fields)| WriteOp::HDel { key, fields }),
+        (arb_bytes(), arb_bytes(), any::<i64>()).prop_map(|(key, field, delta)| WriteOp::HIncrBy {
+            key,
+            field,
+            delta
+        }),
+        (arb_bytes(), keys.clone(), any::<bool>()).prop_map(|(key, members, count)| {
+            WriteOp::SPop {
+                key,
+                members,
+                count,
+            }
+        }),
+        (arb_bytes(), arb_bytes(), arb_bytes()).prop_map(|(src, dst, member)| WriteOp::SMove {
+            src,
+            dst,
+            member
+        }),
+        (arb_bytes(), keys).prop_map(|(dst, keys)| WriteOp::SStore {
+            kind: SetOpKind::Union,
+            dst,
+            keys
+        }),
     ]
 }
 

@@ -1,0 +1,310 @@
+//! In-process tests of the hash and set commands (expected replies taken from redis-server
+//! 7.0.15), plus storage properties: O(1) DEL by version, RENAME/COPY of sub-keys, the
+//! compaction filter dropping stale sub-keys.
+
+use crate::commands::{hashes, keys, sets, strings};
+use crate::storage::{Db, WriteCommand, WriteOp};
+use bytes::Bytes;
+use pinnacle_resp::{Protocol, Reply};
+
+/// Runs one command through the string, key, hash and set handlers.
+pub(crate) fn run_p(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
+    let argv: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+    let mut name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
+    if name == "object" {
+        name = format!(
+            "object|{}",
+            String::from_utf8_lossy(args[1]).to_ascii_lowercase()
+        );
+    }
+    if let Some((_, h)) = hashes::PDB_HANDLERS
+        .iter()
+        .chain(sets::PDB_HANDLERS.iter())
+        .find(|(n, _)| *n == name)
+    {
+        return h(db, proto, &argv);
+    }
+    let h = strings::DB_HANDLERS
+        .iter()
+        .chain(keys::DB_HANDLERS.iter())
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .unwrap_or_else(|| panic!("no handler for {name}"));
+    h(db, &argv)
+}
+
+fn w2(db: &Db, cmd: &str) -> String {
+    let parts: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+    String::from_utf8_lossy(&run_p(db, Protocol::Resp2, &parts).to_bytes(Protocol::Resp2))
+        .into_owned()
+}
+
+fn w3(db: &Db, cmd: &str) -> String {
+    let parts: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+    String::from_utf8_lossy(&run_p(db, Protocol::Resp3, &parts).to_bytes(Protocol::Resp3))
+        .into_owned()
+}
+
+const WT: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+
+#[test]
+fn hash_basics() {
+    let db = Db::in_memory();
+    assert_eq!(w2(&db, "HSET h a 1 b 2"), ":2\r\n");
+    assert_eq!(w2(&db, "HSET h a 3 c 4"), ":1\r\n");
+    assert_eq!(w2(&db, "HGET h a"), "$1\r\n3\r\n");
+    assert_eq!(w2(&db, "HGET h z"), "$-1\r\n");
+    assert_eq!(w3(&db, "HGET h z"), "_\r\n");
+    assert_eq!(w2(&db, "HLEN h"), ":3\r\n");
+    assert_eq!(w2(&db, "HMGET h a z"), "*2\r\n$1\r\n3\r\n$-1\r\n");
+    assert_eq!(w2(&db, "HSETNX h a 9"), ":0\r\n");
+    assert_eq!(w2(&db, "HSETNX h d 9"), ":1\r\n");
+    assert_eq!(w2(&db, "HMSET h e 5"), "+OK\r\n");
+    assert_eq!(
+        w2(&db, "HSET h x"),
+        "-ERR wrong number of arguments for 'hset' command\r\n"
+    );
+    assert_eq!(w2(&db, "HEXISTS h a"), ":1\r\n");
+    assert_eq!(w2(&db, "HSTRLEN h d"), ":1\r\n");
+    assert_eq!(w2(&db, "HDEL h a b z"), ":2\r\n");
+    assert_eq!(
+        w2(&db, "HKEYS h"),
+        "*3\r\n$1\r\nc\r\n$1\r\nd\r\n$1\r\ne\r\n"
+    );
+    assert!(w3(&db, "HGETALL h").starts_with("%3\r\n"));
+    assert_eq!(w2(&db, "HGETALL nx"), "*0\r\n");
+    assert_eq!(w3(&db, "HGETALL nx"), "%0\r\n");
+    assert_eq!(w2(&db, "HINCRBY h c 10"), ":14\r\n");
+    assert_eq!(w2(&db, "HINCRBY h n -1"), ":-1\r\n");
+    assert_eq!(w2(&db, "HSET h s abc"), ":1\r\n");
+    assert_eq!(
+        w2(&db, "HINCRBY h s 1"),
+        "-ERR hash value is not an integer\r\n"
+    );
+    assert_eq!(
+        w2(&db, "HINCRBYFLOAT h s 1"),
+        "-ERR hash value is not a float\r\n"
+    );
+    assert_eq!(w2(&db, "HINCRBYFLOAT h f 1.5"), "$3\r\n1.5\r\n");
+    assert_eq!(
+        w2(&db, "HINCRBYFLOAT h f inf"),
+        "-ERR value is NaN or Infinity\r\n"
+    );
+    assert_eq!(w2(&db, "HSET h big 9223372036854775807"), ":1\r\n");
+    assert_eq!(
+        w2(&db, "HINCRBY h big 1"),
+        "-ERR increment or decrement would overflow\r\n"
+    );
+    assert_eq!(w2(&db, "OBJECT ENCODING h"), "$8\r\nlistpack\r\n");
+    assert_eq!(w2(&db, "TYPE h"), "+hash\r\n");
+    assert_eq!(w2(&db, "SET str v"), "+OK\r\n");
+    assert_eq!(w2(&db, "HGET str a"), WT);
+    assert_eq!(w2(&db, "HSET str a b"), WT);
+    assert_eq!(w2(&db, "GET h"), WT);
+    assert_eq!(w2(&db, "HSCAN h 0 COUNT 0"), "-ERR syntax error\r\n");
+    assert_eq!(w2(&db, "HSCAN nx 0 COUNT 0"), "*2\r\n$1\r\n0\r\n*0\r\n");
+    assert_eq!(w2(&db, "HRANDFIELD nx"), "$-1\r\n");
+    assert_eq!(w2(&db, "HRANDFIELD nx 3"), "*0\r\n");
+    assert_eq!(w2(&db, "HRANDFIELD h 1 x"), "-ERR syntax error\r\n");
+    assert!(w2(&db, "HRANDFIELD h -5").starts_with("*5\r\n"));
+    assert!(w3(&db, "HRANDFIELD h -2 WITHVALUES").starts_with("*2\r\n*2\r\n"));
+    assert!(w2(&db, "HRANDFIELD h -2 WITHVALUES").starts_with("*4\r\n"));
+}
+
+#[test]
+fn hash_encoding_converts_once() {
+    let db = Db::in_memory();
+    let long = "x".repeat(65);
+    assert_eq!(w2(&db, &format!("HSET h a {long}")), ":1\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING h"), "$9\r\nhashtable\r\n");
+    assert_eq!(w2(&db, "HSET h a short"), ":0\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING h"), "$9\r\nhashtable\r\n");
+    for i in 0..129 {
+        w2(&db, &format!("HSET g f{i} v"));
+    }
+    assert_eq!(w2(&db, "OBJECT ENCODING g"), "$9\r\nhashtable\r\n");
+    // A big hash scans in pages; every field comes back exactly once.
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let r = run_p(
+            &db,
+            Protocol::Resp2,
+            &[b"HSCAN", b"g", cursor.as_bytes(), b"COUNT", b"7"],
+        );
+        let Reply::Array(parts) = r else {
+            panic!("{r:?}")
+        };
+        let (Reply::Bulk(c), Reply::Array(items)) = (&parts[0], &parts[1]) else {
+            panic!()
+        };
+        for pair in items.chunks(2) {
+            if let Reply::Bulk(f) = &pair[0] {
+                assert!(seen.insert(f.clone()));
+            }
+        }
+        cursor = String::from_utf8_lossy(c).into_owned();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 129);
+}
+
+#[test]
+fn set_basics() {
+    let db = Db::in_memory();
+    assert_eq!(w2(&db, "SADD s 1 2 3 2"), ":3\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING s"), "$6\r\nintset\r\n");
+    assert_eq!(w2(&db, "SADD s a"), ":1\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING s"), "$9\r\nhashtable\r\n");
+    assert_eq!(w2(&db, "SREM s a z"), ":1\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING s"), "$9\r\nhashtable\r\n");
+    assert_eq!(w2(&db, "SCARD s"), ":3\r\n");
+    assert_eq!(w2(&db, "SISMEMBER s 1"), ":1\r\n");
+    assert_eq!(w2(&db, "SMISMEMBER s 1 9"), "*2\r\n:1\r\n:0\r\n");
+    assert_eq!(
+        w3(&db, "SMEMBERS s"),
+        "~3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n"
+    );
+    assert_eq!(w3(&db, "SMEMBERS nx"), "~0\r\n");
+    assert_eq!(w2(&db, "SADD t 3 4"), ":2\r\n");
+    assert_eq!(w2(&db, "SINTER s t"), "*1\r\n$1\r\n3\r\n");
+    assert_eq!(w2(&db, "SINTER s t nx"), "*0\r\n");
+    assert!(w2(&db, "SUNION s t nx").starts_with("*4\r\n"));
+    assert_eq!(w2(&db, "SDIFF s t"), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    assert_eq!(w2(&db, "SINTERCARD 2 s t"), ":1\r\n");
+    assert_eq!(w2(&db, "SINTERCARD 1 s LIMIT 2"), ":2\r\n");
+    assert_eq!(
+        w2(&db, "SINTERCARD 0 s"),
+        "-ERR numkeys should be greater than 0\r\n"
+    );
+    assert_eq!(w2(&db, "SUNIONSTORE d s t"), ":4\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING d"), "$6\r\nintset\r\n");
+    assert_eq!(w2(&db, "SINTERSTORE d s nx"), ":0\r\n");
+    assert_eq!(w2(&db, "EXISTS d"), ":0\r\n");
+    assert_eq!(w2(&db, "SDIFFSTORE s s t"), ":2\r\n");
+    assert_eq!(w2(&db, "SMEMBERS s"), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    assert_eq!(w2(&db, "SMOVE s t 1"), ":1\r\n");
+    assert_eq!(w2(&db, "SMOVE s t 1"), ":0\r\n");
+    assert_eq!(w2(&db, "SMOVE s s 2"), ":1\r\n");
+    assert_eq!(w2(&db, "SET str v"), "+OK\r\n");
+    assert_eq!(w2(&db, "SMOVE s str 2"), WT);
+    assert_eq!(w2(&db, "SADD str 1"), WT);
+    assert_eq!(w2(&db, "SINTER s str"), WT);
+    assert_eq!(w2(&db, "SPOP s 1 2"), "-ERR syntax error\r\n");
+    assert_eq!(
+        w2(&db, "SPOP s -1"),
+        "-ERR value is out of range, must be positive\r\n"
+    );
+    assert_eq!(w3(&db, "SPOP nx 2"), "~0\r\n");
+    assert_eq!(w2(&db, "SPOP nx"), "$-1\r\n");
+    assert_eq!(w2(&db, "SRANDMEMBER nx 2"), "*0\r\n");
+    assert_eq!(w2(&db, "SPOP s"), "$1\r\n2\r\n");
+    assert_eq!(w2(&db, "EXISTS s"), ":0\r\n");
+    assert!(w2(&db, "SRANDMEMBER t -5").starts_with("*5\r\n"));
+    assert_eq!(
+        w3(&db, "SPOP t 10"),
+        "~3\r\n$1\r\n1\r\n$1\r\n3\r\n$1\r\n4\r\n"
+    );
+    assert_eq!(w2(&db, "EXISTS t"), ":0\r\n");
+}
+
+#[test]
+fn spop_entry_carries_the_choice() {
+    // Replaying the same entry on two replicas removes the same members.
+    let a = Db::in_memory();
+    let b = Db::in_memory();
+    for db in [&a, &b] {
+        w2(db, "SADD s x y z");
+    }
+    let cmd = WriteCommand {
+        now_ms: 1,
+        op: WriteOp::SPop {
+            key: Bytes::from_static(b"s"),
+            members: vec![Bytes::from_static(b"y")],
+            count: false,
+        },
+    };
+    let entry = cmd.encode();
+    for db in [&a, &b] {
+        let r = db.apply_encoded(entry.clone()).expect("decodes");
+        assert_eq!(r, Reply::Bulk(Bytes::from_static(b"y")));
+        assert_eq!(w2(db, "SMEMBERS s"), "*2\r\n$1\r\nx\r\n$1\r\nz\r\n");
+    }
+}
+
+#[test]
+fn delete_rename_copy_move_sub_keys() {
+    let db = Db::in_memory();
+    w2(&db, "HSET h a 1 b 2");
+    assert_eq!(w2(&db, "DEL h"), ":1\r\n");
+    // A recreated hash has a new version: the old fields are gone.
+    w2(&db, "HSET h c 3");
+    assert_eq!(w2(&db, "HGETALL h"), "*2\r\n$1\r\nc\r\n$1\r\n3\r\n");
+    assert_eq!(w2(&db, "RENAME h h2"), "+OK\r\n");
+    assert_eq!(w2(&db, "HGETALL h"), "*0\r\n");
+    assert_eq!(w2(&db, "HGETALL h2"), "*2\r\n$1\r\nc\r\n$1\r\n3\r\n");
+    assert_eq!(w2(&db, "COPY h2 h3"), ":1\r\n");
+    w2(&db, "HSET h2 c 4");
+    assert_eq!(w2(&db, "HGET h3 c"), "$1\r\n3\r\n");
+    w2(&db, "SADD s m");
+    assert_eq!(w2(&db, "RENAME s h3"), "+OK\r\n");
+    assert_eq!(w2(&db, "TYPE h3"), "+set\r\n");
+    assert_eq!(w2(&db, "SMEMBERS h3"), "*1\r\n$1\r\nm\r\n");
+    assert_eq!(w2(&db, "SET h3 v"), "+OK\r\n");
+    assert_eq!(w2(&db, "SMEMBERS h3"), WT);
+    assert_eq!(
+        w2(&db, "SCAN 0 TYPE hash"),
+        "*2\r\n$1\r\n0\r\n*1\r\n$2\r\nh2\r\n"
+    );
+    assert_eq!(w2(&db, "FLUSHALL"), "+OK\r\n");
+    assert_eq!(w2(&db, "HGETALL h2"), "*0\r\n");
+}
+
+#[test]
+fn expired_collection_is_gone() {
+    let db = Db::in_memory();
+    w2(&db, "SADD s a");
+    assert_eq!(w2(&db, "PEXPIRE s 1"), ":1\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(w2(&db, "SCARD s"), ":0\r\n");
+    assert_eq!(w2(&db, "SADD s b"), ":1\r\n");
+    assert_eq!(w2(&db, "SMEMBERS s"), "*1\r\n$1\r\nb\r\n");
+}
+
+#[test]
+fn compaction_drops_stale_sub_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    for i in 0..50 {
+        w2(&db, &format!("HSET dead f{i} v"));
+        w2(&db, &format!("HSET live f{i} v"));
+    }
+    w2(&db, "DEL dead");
+    let engine = db.engine().clone();
+    engine.flush().expect("flush");
+    engine.compact_range(None, None).expect("compact");
+    let start = crate::storage::encoding::sub_prefix(b"dead", 0);
+    let live = crate::storage::encoding::sub_prefix(b"live", 0);
+    let count = |prefix: &Bytes, key: &[u8]| {
+        let end = crate::storage::encoding::keyspace_end();
+        engine
+            .scan(
+                (
+                    std::ops::Bound::Included(prefix.slice(..3)),
+                    std::ops::Bound::Excluded(end),
+                ),
+                None,
+            )
+            .expect("scan")
+            .filter_map(Result::ok)
+            .filter(|(k, _)| {
+                crate::storage::encoding::decode_sub_key(k).is_some_and(|(_, uk, _, _)| uk == key)
+            })
+            .count()
+    };
+    assert_eq!(count(&start, b"dead"), 0);
+    assert_eq!(count(&live, b"live"), 50);
+    assert_eq!(w2(&db, "HLEN live"), ":50\r\n");
+}

@@ -1,0 +1,191 @@
+//! Shared machinery of the collection types (hashes, sets): versioned sub-keys, reads at a
+//! snapshot, copy on RENAME/COPY, and the dispatch of collection write ops.
+//!
+//! A collection is its metadata record (`version · size`) plus one sub-key per element at
+//! `sub_key(key, version, element)`. A new collection takes a fresh version from the apply
+//! state (the Raft log index later), so a deleted or overwritten collection's sub-keys are
+//! unreachable at once (O(1) DEL) and the compaction filter drops them.
+
+use super::apply::Tx;
+use super::encoding::{self, KeyType, Meta, StrEnc};
+use super::write::WriteOp;
+use super::{hash, set, ReadView, Result};
+use bytes::Bytes;
+use pinnacle_resp::Reply;
+use std::ops::Bound;
+
+/// `StrEnc::Raw` in a collection's metadata: Redis would hold it in its big encoding.
+pub const BIG: StrEnc = StrEnc::Raw;
+
+/// An empty collection of `kind` with `version` (compact encoding).
+pub fn new_meta(kind: KeyType, version: u64) -> Meta {
+    Meta {
+        kind,
+        expire_at: 0,
+        version,
+        size: 0,
+        value: Bytes::new(),
+        enc: StrEnc::Auto,
+    }
+}
+
+impl Tx<'_> {
+    /// Hands out a new collection version.
+    pub(super) fn alloc_version(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+
+    /// The collection at `key` if it has type `kind`: `Ok(None)` when absent, `Err(WRONGTYPE)`
+    /// when another type.
+    pub(super) fn get_coll(
+        &mut self,
+        key: &Bytes,
+        kind: KeyType,
+    ) -> Result<std::result::Result<Option<Meta>, Reply>> {
+        Ok(match self.get(key)? {
+            Some(m) if m.kind != kind => Err(Reply::error(super::apply::WRONGTYPE)),
+            other => Ok(other),
+        })
+    }
+
+    /// Like [`Tx::get_coll`] but creates an empty collection when absent.
+    pub(super) fn get_or_new(
+        &mut self,
+        key: &Bytes,
+        kind: KeyType,
+    ) -> Result<std::result::Result<Meta, Reply>> {
+        Ok(match self.get_coll(key, kind)? {
+            Err(r) => Err(r),
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => {
+                let v = self.alloc_version();
+                Ok(new_meta(kind, v))
+            }
+        })
+    }
+
+    /// Writes a collection's metadata, deleting the key when it became empty.
+    pub(super) fn put_coll(&mut self, key: &Bytes, meta: Meta) {
+        if meta.size == 0 {
+            self.delete(key);
+        } else {
+            self.put(key, meta);
+        }
+    }
+
+    /// One element's stored value, seeing this command's own writes.
+    pub(super) fn sub_get(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        field: &[u8],
+    ) -> Result<Option<Bytes>> {
+        let sk = encoding::sub_key(key, version, field);
+        if let Some(v) = self.subs.get(&sk) {
+            return Ok(v.clone());
+        }
+        Ok(self.db.inner.engine.get(&sk)?)
+    }
+
+    /// Stores one element.
+    pub(super) fn sub_put(&mut self, key: &[u8], version: u64, field: &[u8], value: Bytes) {
+        let sk = encoding::sub_key(key, version, field);
+        self.batch.put(sk.clone(), value.clone());
+        self.subs.insert(sk, Some(value));
+    }
+
+    /// Removes one element.
+    pub(super) fn sub_del(&mut self, key: &[u8], version: u64, field: &[u8]) {
+        let sk = encoding::sub_key(key, version, field);
+        self.batch.delete(sk.clone());
+        self.subs.insert(sk, None);
+    }
+
+    /// Every element of a collection as stored before this command (callers read a whole
+    /// collection before writing any of it).
+    pub(super) fn sub_all(&self, key: &[u8], version: u64) -> Result<Vec<(Bytes, Bytes)>> {
+        let start = encoding::sub_prefix(key, version);
+        let plen = start.len();
+        let end = encoding::sub_prefix(key, version.wrapping_add(1));
+        let iter = self
+            .db
+            .inner
+            .engine
+            .scan((Bound::Included(start), Bound::Excluded(end)), None)?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            out.push((k.slice(plen..), v));
+        }
+        Ok(out)
+    }
+
+    /// Puts `meta` (read from `src`) at `dst`; a collection's elements are rewritten under
+    /// `dst` with a new version.
+    pub(super) fn put_copy(&mut self, src: &Bytes, dst: &Bytes, meta: Meta) -> Result<()> {
+        if meta.kind == KeyType::String {
+            self.put(dst, meta);
+            return Ok(());
+        }
+        let elems = self.sub_all(src, meta.version)?;
+        let version = self.alloc_version();
+        for (f, v) in elems {
+            self.sub_put(dst, version, &f, v);
+        }
+        self.put(dst, Meta { version, ..meta });
+        Ok(())
+    }
+}
+
+/// Applies a collection write op (opcodes from [`hash::FIRST_OPCODE`] on).
+pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
+    match op {
+        WriteOp::HSet { .. }
+        | WriteOp::HDel { .. }
+        | WriteOp::HIncrBy { .. }
+        | WriteOp::HIncrByFloat { .. } => hash::apply(tx, op),
+        _ => set::apply(tx, op),
+    }
+}
+
+impl ReadView<'_> {
+    /// The live collection at `key` if of `kind`: `Err(WRONGTYPE)` for another type.
+    pub fn coll(
+        &self,
+        key: &[u8],
+        kind: KeyType,
+    ) -> Result<std::result::Result<Option<Meta>, Reply>> {
+        Ok(match self.get(key)? {
+            Some(m) if m.kind != kind => Err(Reply::error(super::apply::WRONGTYPE)),
+            other => Ok(other),
+        })
+    }
+
+    /// One element's stored value.
+    pub fn sub_get(&self, key: &[u8], meta: &Meta, field: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .db
+            .inner
+            .engine
+            .get_at(&encoding::sub_key(key, meta.version, field), &self.snap)?)
+    }
+
+    /// All elements `(field, value)` in field order.
+    pub fn sub_all(&self, key: &[u8], meta: &Meta) -> Result<Vec<(Bytes, Bytes)>> {
+        let start = encoding::sub_prefix(key, meta.version);
+        let plen = start.len();
+        let end = encoding::sub_prefix(key, meta.version.wrapping_add(1));
+        let iter = self.db.inner.engine.scan(
+            (Bound::Included(start), Bound::Excluded(end)),
+            Some(&self.snap),
+        )?;
+        let mut out = Vec::with_capacity(meta.size.min(1 << 16) as usize);
+        for item in iter {
+            let (k, v) = item?;
+            out.push((k.slice(plen..), v));
+        }
+        Ok(out)
+    }
+}
