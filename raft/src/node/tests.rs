@@ -490,6 +490,19 @@ async fn an_isolated_leader_serves_no_reads_and_acknowledges_no_writes() {
         .applied()
         .iter()
         .all(|(_, p)| p != b"lost"));
+
+    // Heal: the old leader restarts from its folder. Its unacknowledged "lost" entry conflicts
+    // with what the majority committed and must be truncated, never applied.
+    let mut c = c;
+    c.kill(old).await;
+    c.restart(old).await;
+    propose_all(&c, "healed", 10).await;
+    let state = c.converged(Duration::from_secs(10)).await;
+    assert!(
+        state.iter().all(|(_, p)| p != b"lost"),
+        "an unacknowledged write was applied"
+    );
+    assert!(state.iter().any(|(_, p)| p == b"new-side"));
     c.shutdown().await;
 }
 
