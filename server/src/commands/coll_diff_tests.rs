@@ -1,4 +1,4 @@
-//! Differential test of the hash and set commands: seeded random command sequences through
+//! Differential test of the hash, set and list commands: seeded random command sequences through
 //! our handlers and through a real redis-server 7.0.15, reply bytes compared in RESP2 and
 //! RESP3.
 //!
@@ -181,6 +181,50 @@ fn set_cmd(r: &mut Rng) -> String {
     }
 }
 
+const LKEYS: &[&str] = &["l1", "l2", "l3", "str", "s1"];
+const ELEMS: &[&str] = &["a", "b", "c", "1", "2", "a"];
+
+fn list_cmd(r: &mut Rng) -> String {
+    let k = r.pick(LKEYS);
+    let k2 = r.pick(LKEYS);
+    let e = r.pick(ELEMS);
+    let e2 = r.pick(ELEMS);
+    let i = r.next(9) as i64 - 4;
+    let j = r.next(9) as i64 - 4;
+    let side = |r: &mut Rng| r.pick(&["LEFT", "RIGHT"]);
+    match r.next(26) {
+        0..=2 => format!("RPUSH {k} {e} {e2}"),
+        3 | 4 => format!("LPUSH {k} {e} {e2} {e}"),
+        5 => format!("LPUSHX {k} {e}"),
+        6 => format!("RPUSHX {k} {e}"),
+        7 => format!("LPOP {k}"),
+        8 => format!("RPOP {k} {}", r.next(4)),
+        9 => format!("LLEN {k}"),
+        10 | 11 => format!("LRANGE {k} {i} {j}"),
+        12 => format!("LINDEX {k} {i}"),
+        13 => format!("LSET {k} {i} {e}"),
+        14 => format!("LREM {k} {i} {e}"),
+        15 => format!("LTRIM {k} {i} {j}"),
+        16 => format!(
+            "LINSERT {k} {} {e} {e2}",
+            r.pick(&["BEFORE", "AFTER", "MIDDLE"])
+        ),
+        17 => format!("LPOS {k} {e}"),
+        18 => format!(
+            "LPOS {k} {e} RANK {i} COUNT {} MAXLEN {}",
+            r.next(3),
+            r.next(5)
+        ),
+        19 => format!("LMOVE {k} {k2} {} {}", side(r), side(r)),
+        20 => format!("RPOPLPUSH {k} {k2}"),
+        21 => format!("LMPOP 2 {k} {k2} {} COUNT {}", side(r), r.next(4)),
+        22 => format!("LPOP {k} {i}"),
+        23 => format!("SET str {e}"),
+        24 => format!("LRANGE {k} 0 -1"),
+        _ => format!("SADD s1 {e}"),
+    }
+}
+
 fn split(cmd: &str) -> Vec<Vec<u8>> {
     cmd.split(' ').map(|s| s.as_bytes().to_vec()).collect()
 }
@@ -252,4 +296,14 @@ fn sets_same_bytes_as_redis_resp2() {
 #[test]
 fn sets_same_bytes_as_redis_resp3() {
     compare(Protocol::Resp3, set_cmd, 22);
+}
+
+#[test]
+fn lists_same_bytes_as_redis_resp2() {
+    compare(Protocol::Resp2, list_cmd, 31);
+}
+
+#[test]
+fn lists_same_bytes_as_redis_resp3() {
+    compare(Protocol::Resp3, list_cmd, 32);
 }

@@ -2,7 +2,7 @@
 //! 7.0.15), plus storage properties: O(1) DEL by version, RENAME/COPY of sub-keys, the
 //! compaction filter dropping stale sub-keys.
 
-use crate::commands::{hashes, keys, sets, strings};
+use crate::commands::{hashes, keys, lists, sets, strings};
 use crate::storage::{Db, WriteCommand, WriteOp};
 use bytes::Bytes;
 use pinnacle_resp::{Protocol, Reply};
@@ -20,6 +20,7 @@ pub(crate) fn run_p(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
     if let Some((_, h)) = hashes::PDB_HANDLERS
         .iter()
         .chain(sets::PDB_HANDLERS.iter())
+        .chain(lists::PDB_HANDLERS.iter())
         .find(|(n, _)| *n == name)
     {
         return h(db, proto, &argv);
@@ -307,4 +308,45 @@ fn compaction_drops_stale_sub_keys() {
     assert_eq!(count(&start, b"dead"), 0);
     assert_eq!(count(&live, b"live"), 50);
     assert_eq!(w2(&db, "HLEN live"), ":50\r\n");
+}
+
+#[test]
+fn list_basics() {
+    let db = Db::in_memory();
+    assert_eq!(w2(&db, "RPUSH l a b c"), ":3\r\n");
+    assert_eq!(w2(&db, "LPUSH l z"), ":4\r\n");
+    assert_eq!(
+        w2(&db, "LRANGE l 0 -1"),
+        "*4\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+    );
+    assert_eq!(w2(&db, "LINDEX l -1"), "$1\r\nc\r\n");
+    assert_eq!(w2(&db, "LINDEX l 9"), "$-1\r\n");
+    assert_eq!(w2(&db, "LPUSHX nx a"), ":0\r\n");
+    assert_eq!(w2(&db, "LSET l 1 A"), "+OK\r\n");
+    assert_eq!(w2(&db, "LSET l 9 A"), "-ERR index out of range\r\n");
+    assert_eq!(w2(&db, "LSET nx 0 A"), "-ERR no such key\r\n");
+    assert_eq!(w2(&db, "LINSERT l BEFORE b x"), ":5\r\n");
+    assert_eq!(w2(&db, "LINSERT l AFTER q x"), ":-1\r\n");
+    assert_eq!(w2(&db, "LREM l 0 x"), ":1\r\n");
+    assert_eq!(w2(&db, "LPOS l c"), ":3\r\n");
+    assert_eq!(w2(&db, "LTRIM l 1 -2"), "+OK\r\n");
+    assert_eq!(w2(&db, "LRANGE l 0 -1"), "*2\r\n$1\r\nA\r\n$1\r\nb\r\n");
+    assert_eq!(w2(&db, "LMOVE l l RIGHT LEFT"), "$1\r\nb\r\n");
+    assert_eq!(w2(&db, "RPOPLPUSH l m"), "$1\r\nA\r\n");
+    assert_eq!(
+        w2(&db, "LMPOP 2 l m LEFT COUNT 5"),
+        "*2\r\n$1\r\nl\r\n*1\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(w2(&db, "LMPOP 2 l nx LEFT"), "*-1\r\n");
+    assert_eq!(w3(&db, "LPOP nx 2"), "_\r\n");
+    assert_eq!(w2(&db, "LPOP m 0"), "*0\r\n");
+    assert_eq!(w2(&db, "RPOP m 5"), "*1\r\n$1\r\nA\r\n");
+    assert_eq!(w2(&db, "EXISTS m"), ":0\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING nx"), "$-1\r\n");
+    w2(&db, "RPUSH q 1");
+    assert_eq!(w2(&db, "OBJECT ENCODING q"), "$9\r\nquicklist\r\n");
+    assert_eq!(w2(&db, "SET s v"), "+OK\r\n");
+    assert_eq!(w2(&db, "LPUSH s a"), WT);
+    assert_eq!(w2(&db, "LMOVE q s LEFT LEFT"), WT);
+    assert_eq!(w2(&db, "LLEN q"), ":1\r\n");
 }

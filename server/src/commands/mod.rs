@@ -10,6 +10,7 @@ pub mod hashes;
 pub mod info;
 pub mod introspection;
 pub mod keys;
+pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -29,4 +30,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     keys::HANDLERS,
     hashes::HANDLERS,
     sets::HANDLERS,
+    lists::HANDLERS,
 ];

@@ -163,6 +163,7 @@ pub(crate) fn plant_hash(db: &Db, key: &[u8]) {
         size: 1,
         value: Bytes::new(),
         enc: Default::default(),
+        head: 0,
     };
     let mut batch = pinnacle_lsm::WriteBatch::new();
     batch.put(meta_key(key), meta.encode());

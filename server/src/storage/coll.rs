@@ -9,7 +9,7 @@
 use super::apply::Tx;
 use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::WriteOp;
-use super::{hash, set, ReadView, Result};
+use super::{hash, list, set, ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::ops::Bound;
@@ -26,8 +26,12 @@ pub fn new_meta(kind: KeyType, version: u64) -> Meta {
         size: 0,
         value: Bytes::new(),
         enc: StrEnc::Auto,
+        head: if kind == KeyType::List { LIST_MID } else { 0 },
     }
 }
+
+/// Head index of a new list: the middle of the index space, room to grow on both ends.
+pub const LIST_MID: u64 = 1 << 63;
 
 impl Tx<'_> {
     /// Hands out a new collection version.
@@ -146,6 +150,14 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         | WriteOp::HDel { .. }
         | WriteOp::HIncrBy { .. }
         | WriteOp::HIncrByFloat { .. } => hash::apply(tx, op),
+        WriteOp::LPush { .. }
+        | WriteOp::LPop { .. }
+        | WriteOp::LSet { .. }
+        | WriteOp::LRem { .. }
+        | WriteOp::LTrim { .. }
+        | WriteOp::LInsert { .. }
+        | WriteOp::LMove { .. }
+        | WriteOp::LMPop { .. } => list::apply(tx, op),
         _ => set::apply(tx, op),
     }
 }
@@ -170,6 +182,29 @@ impl ReadView<'_> {
             .inner
             .engine
             .get_at(&encoding::sub_key(key, meta.version, field), &self.snap)?)
+    }
+
+    /// Elements with `from <= field < to`, in field order.
+    pub fn sub_range(
+        &self,
+        key: &[u8],
+        meta: &Meta,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        let start = encoding::sub_key(key, meta.version, from);
+        let plen = encoding::sub_prefix(key, meta.version).len();
+        let end = encoding::sub_key(key, meta.version, to);
+        let iter = self.db.inner.engine.scan(
+            (Bound::Included(start), Bound::Excluded(end)),
+            Some(&self.snap),
+        )?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            out.push((k.slice(plen..), v));
+        }
+        Ok(out)
     }
 
     /// All elements `(field, value)` in field order.

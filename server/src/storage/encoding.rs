@@ -15,7 +15,9 @@
 //! Redis would have encoded the object ([`StrEnc`], reported by `OBJECT ENCODING`).
 //!
 //! Metadata payload: for a string, the value bytes themselves (inline, any length, may be
-//! empty); for collections, `version:u64be · size:u64be`. `expire_at_ms` is absolute Unix
+//! empty); for collections, `version:u64be · size:u64be`, and for lists also `head:u64be`
+//! (the index of the first element; list sub-keys' field is the element's index as u64be, so
+//! LSM order is list order, and pushes on either end only move `head` or the tail). `expire_at_ms` is absolute Unix
 //! milliseconds, 0 = no expiry. Overwriting or deleting a collection writes new metadata with a
 //! new version (the Raft log index once replication lands); sub-keys of older versions are then
 //! unreachable and the compaction filter drops them. Slots are < 0x4000, so the node-state area
@@ -225,6 +227,8 @@ pub struct Meta {
     pub value: Bytes,
     /// How Redis would encode this string (strings only).
     pub enc: StrEnc,
+    /// A list's head index (its first element's sub-key index); 0 for other types.
+    pub head: u64,
 }
 
 impl Meta {
@@ -237,6 +241,7 @@ impl Meta {
             size: value.len() as u64,
             value,
             enc: StrEnc::Auto,
+            head: 0,
         }
     }
     /// The same record with encoding hint `enc`.
@@ -261,6 +266,9 @@ impl Meta {
         } else {
             out.put_u64(self.version);
             out.put_u64(self.size);
+            if self.kind == KeyType::List {
+                out.put_u64(self.head);
+            }
         }
         out.freeze()
     }
@@ -281,11 +289,18 @@ impl Meta {
                 size: value.len() as u64,
                 value,
                 enc,
+                head: 0,
             });
         }
-        if raw.len() != META_HEADER + 16 {
+        let payload = if kind == KeyType::List { 24 } else { 16 };
+        if raw.len() != META_HEADER + payload {
             return None;
         }
+        let head = if kind == KeyType::List {
+            u64::from_be_bytes(raw[25..33].try_into().ok()?)
+        } else {
+            0
+        };
         Some(Meta {
             kind,
             expire_at,
@@ -293,6 +308,7 @@ impl Meta {
             size: u64::from_be_bytes(raw[17..25].try_into().ok()?),
             value: Bytes::new(),
             enc,
+            head,
         })
     }
 }
@@ -361,6 +377,16 @@ mod tests {
                 size: 3,
                 value: Bytes::new(),
                 enc: StrEnc::Auto,
+                head: 0,
+            },
+            Meta {
+                kind: KeyType::List,
+                expire_at: 0,
+                version: 5,
+                size: 2,
+                value: Bytes::new(),
+                enc: StrEnc::Auto,
+                head: 1 << 63,
             },
             Meta::string(Bytes::from_static(b"12"), 5).with_enc(StrEnc::Raw),
             Meta::string(Bytes::from_static(b"12"), 5).with_enc(StrEnc::NoInt),

@@ -12,6 +12,7 @@ pub mod encoding;
 pub mod expire;
 pub mod glob;
 pub mod hash;
+pub mod list;
 pub mod lru;
 pub mod num;
 mod scan;

@@ -265,6 +265,84 @@ pub enum WriteOp {
         /// Source keys.
         keys: Vec<Bytes>,
     },
+    /// `LPUSH`/`RPUSH` (`left`), `LPUSHX`/`RPUSHX` (`xx`): reply the new length.
+    LPush {
+        /// Key.
+        key: Bytes,
+        /// Elements in argument order.
+        elems: Vec<Bytes>,
+        /// Push on the head.
+        left: bool,
+        /// Only if the list exists.
+        xx: bool,
+    },
+    /// `LPOP`/`RPOP`, with an optional count (array reply).
+    LPop {
+        /// Key.
+        key: Bytes,
+        /// Pop from the head.
+        left: bool,
+        /// `Some(n)`: the count form.
+        count: Option<u64>,
+    },
+    /// `LSET`.
+    LSet {
+        /// Key.
+        key: Bytes,
+        /// Index (negative from the tail).
+        index: i64,
+        /// New element.
+        value: Bytes,
+    },
+    /// `LREM`.
+    LRem {
+        /// Key.
+        key: Bytes,
+        /// How many and from which end (0 = all).
+        count: i64,
+        /// Element to remove.
+        elem: Bytes,
+    },
+    /// `LTRIM`.
+    LTrim {
+        /// Key.
+        key: Bytes,
+        /// Start index.
+        start: i64,
+        /// Stop index (inclusive).
+        stop: i64,
+    },
+    /// `LINSERT`.
+    LInsert {
+        /// Key.
+        key: Bytes,
+        /// `BEFORE` (else `AFTER`).
+        before: bool,
+        /// Pivot element.
+        pivot: Bytes,
+        /// Element to insert.
+        elem: Bytes,
+    },
+    /// `LMOVE` / `RPOPLPUSH`.
+    LMove {
+        /// Source key.
+        src: Bytes,
+        /// Destination key.
+        dst: Bytes,
+        /// Pop from the source's head.
+        from_left: bool,
+        /// Push on the destination's head.
+        to_left: bool,
+    },
+    /// `LMPOP`: pops up to `count` from the first non-empty list.
+    LMPop {
+        /// Keys in order.
+        keys: Vec<Bytes>,
+        /// Pop from the head.
+        left: bool,
+        /// Most elements to pop.
+        count: u64,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -309,6 +387,14 @@ impl WriteOp {
             WriteOp::SPop { .. } => 25,
             WriteOp::SMove { .. } => 26,
             WriteOp::SStore { .. } => 27,
+            WriteOp::LPush { .. } => 28,
+            WriteOp::LPop { .. } => 29,
+            WriteOp::LSet { .. } => 30,
+            WriteOp::LRem { .. } => 31,
+            WriteOp::LTrim { .. } => 32,
+            WriteOp::LInsert { .. } => 33,
+            WriteOp::LMove { .. } => 34,
+            WriteOp::LMPop { .. } => 35,
         }
     }
 }
@@ -476,6 +562,70 @@ impl WriteCommand {
                 put_bytes(&mut out, dst);
                 put_list(&mut out, keys);
             }
+            WriteOp::LPush {
+                key,
+                elems,
+                left,
+                xx,
+            } => {
+                put_bytes(&mut out, key);
+                put_list(&mut out, elems);
+                out.put_u8(u8::from(*left));
+                out.put_u8(u8::from(*xx));
+            }
+            WriteOp::LPop { key, left, count } => {
+                put_bytes(&mut out, key);
+                out.put_u8(u8::from(*left));
+                match count {
+                    None => out.put_u8(0),
+                    Some(n) => {
+                        out.put_u8(1);
+                        out.put_u64(*n);
+                    }
+                }
+            }
+            WriteOp::LSet { key, index, value } => {
+                put_bytes(&mut out, key);
+                out.put_i64(*index);
+                put_bytes(&mut out, value);
+            }
+            WriteOp::LRem { key, count, elem } => {
+                put_bytes(&mut out, key);
+                out.put_i64(*count);
+                put_bytes(&mut out, elem);
+            }
+            WriteOp::LTrim { key, start, stop } => {
+                put_bytes(&mut out, key);
+                out.put_i64(*start);
+                out.put_i64(*stop);
+            }
+            WriteOp::LInsert {
+                key,
+                before,
+                pivot,
+                elem,
+            } => {
+                put_bytes(&mut out, key);
+                out.put_u8(u8::from(*before));
+                put_bytes(&mut out, pivot);
+                put_bytes(&mut out, elem);
+            }
+            WriteOp::LMove {
+                src,
+                dst,
+                from_left,
+                to_left,
+            } => {
+                put_bytes(&mut out, src);
+                put_bytes(&mut out, dst);
+                out.put_u8(u8::from(*from_left));
+                out.put_u8(u8::from(*to_left));
+            }
+            WriteOp::LMPop { keys, left, count } => {
+                put_list(&mut out, keys);
+                out.put_u8(u8::from(*left));
+                out.put_u64(*count);
+            }
         }
         out.freeze()
     }
@@ -610,6 +760,49 @@ impl WriteCommand {
                 },
                 dst: bytes_(r)?,
                 keys: list_(r)?,
+            },
+            28 => WriteOp::LPush {
+                key: bytes_(r)?,
+                elems: list_(r)?,
+                left: bool_(r)?,
+                xx: bool_(r)?,
+            },
+            29 => WriteOp::LPop {
+                key: bytes_(r)?,
+                left: bool_(r)?,
+                count: if bool_(r)? { Some(u64_(r)?) } else { None },
+            },
+            30 => WriteOp::LSet {
+                key: bytes_(r)?,
+                index: u64_(r)? as i64,
+                value: bytes_(r)?,
+            },
+            31 => WriteOp::LRem {
+                key: bytes_(r)?,
+                count: u64_(r)? as i64,
+                elem: bytes_(r)?,
+            },
+            32 => WriteOp::LTrim {
+                key: bytes_(r)?,
+                start: u64_(r)? as i64,
+                stop: u64_(r)? as i64,
+            },
+            33 => WriteOp::LInsert {
+                key: bytes_(r)?,
+                before: bool_(r)?,
+                pivot: bytes_(r)?,
+                elem: bytes_(r)?,
+            },
+            34 => WriteOp::LMove {
+                src: bytes_(r)?,
+                dst: bytes_(r)?,
+                from_left: bool_(r)?,
+                to_left: bool_(r)?,
+            },
+            35 => WriteOp::LMPop {
+                keys: list_(r)?,
+                left: bool_(r)?,
+                count: u64_(r)?,
             },
             other => return Err(DecodeError::Opcode(other)),
         };

@@ -118,6 +118,49 @@ fn examples() -> Vec<WriteOp> {
             dst: b("d"),
             keys: vec![b("a"), b("b")],
         },
+        WriteOp::LPush {
+            key: b("l"),
+            elems: vec![b("a")],
+            left: true,
+            xx: false,
+        },
+        WriteOp::LPop {
+            key: b("l"),
+            left: false,
+            count: Some(2),
+        },
+        WriteOp::LSet {
+            key: b("l"),
+            index: -1,
+            value: b("v"),
+        },
+        WriteOp::LRem {
+            key: b("l"),
+            count: -2,
+            elem: b("a"),
+        },
+        WriteOp::LTrim {
+            key: b("l"),
+            start: 1,
+            stop: -1,
+        },
+        WriteOp::LInsert {
+            key: b("l"),
+            before: true,
+            pivot: b("p"),
+            elem: b("e"),
+        },
+        WriteOp::LMove {
+            src: b("l"),
+            dst: b("m"),
+            from_left: false,
+            to_left: true,
+        },
+        WriteOp::LMPop {
+            keys: vec![b("l"), b("m")],
+            left: true,
+            count: 3,
+        },
     ]
 }
 
@@ -125,7 +168,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=27).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=35).collect::<Vec<u8>>());
     assert_eq!(SetOpKind::Inter as u8, 0);
     assert_eq!(SetOpKind::Diff as u8, 2);
     assert_eq!(FORMAT_VERSION, 1);
@@ -274,6 +317,19 @@ fn arb_op() -> impl Strategy<Value = WriteOp> {
             dst,
             member
         }),
+        (
+            arb_bytes(),
+            any::<bool>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(key, left, count)| WriteOp::LPop { key, left, count }),
+        (arb_bytes(), any::<i64>(), any::<i64>()).prop_map(|(key, start, stop)| WriteOp::LTrim {
+            key,
+            start,
+            stop
+        }),
+        (keys.clone(), any::<bool>(), any::<u64>())
+            .prop_map(|(keys, left, count)| WriteOp::LMPop { keys, left, count }),
         (arb_bytes(), keys).prop_map(|(dst, keys)| WriteOp::SStore {
             kind: SetOpKind::Union,
             dst,
