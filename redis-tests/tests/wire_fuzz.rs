@@ -15,7 +15,8 @@ use redis_tests::rng::Rng;
 use redis_tests::{encode_command, show, Builder, Server};
 
 fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
-    *rng.pick(items)
+    let s: &&str = rng.pick(items);
+    s
 }
 
 fn random_bytes(rng: &mut Rng, max: u64) -> Vec<u8> {
@@ -126,7 +127,7 @@ fn exchange(server: &Server, stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
     for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
         if cut > last {
             // The server may already have closed after a protocol error.
-            let _ = (&*c.stream()).write_all(&stream[last..cut]);
+            let _ = c.stream().write_all(&stream[last..cut]);
             std::thread::sleep(Duration::from_millis(2));
             last = cut;
         }
