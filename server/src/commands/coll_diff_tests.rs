@@ -1,11 +1,11 @@
-//! Differential test of the hash, set and list commands: seeded random command sequences through
+//! Differential test of the hash, set, list and sorted-set commands: seeded random command sequences through
 //! our handlers and through a real redis-server 7.0.15, reply bytes compared in RESP2 and
 //! RESP3.
 //!
 //! Allow-list of order-insensitive replies (Redis answers in hash-table or listpack order,
 //! we answer in field order): HGETALL, HKEYS, HVALS, SMEMBERS, SINTER, SUNION, SDIFF, SPOP with
 //! a count, SRANDMEMBER/HRANDFIELD with a count covering the whole collection, and the element
-//! list of HSCAN/SSCAN. For those the elements (field/value pairs for HGETALL, HRANDFIELD
+//! list of HSCAN/SSCAN/ZSCAN, ZRANDMEMBER covering the whole set. For those the elements (field/value pairs for HGETALL, HRANDFIELD
 //! WITHVALUES and HSCAN) are sorted on both sides before comparing. Random picks that do not
 //! cover the whole collection are not generated.
 
@@ -81,11 +81,12 @@ fn normalise(cmd: &[Vec<u8>], proto: Protocol, b: &[u8]) -> Vec<u8> {
             sorted(b, 1)
         }
         "hrandfield" => sorted(b, if withvalues { pair } else { 1 }),
-        "hscan" | "sscan" if b.first() == Some(&b'*') => {
+        "zrandmember" => sorted(b, if withvalues { pair } else { 1 }),
+        "hscan" | "sscan" | "zscan" if b.first() == Some(&b'*') => {
             let (head, kids) = children(b);
             let mut out = head;
             out.extend_from_slice(&kids[0]);
-            out.extend(sorted(&kids[1], if name == "hscan" { 2 } else { 1 }));
+            out.extend(sorted(&kids[1], if name == "sscan" { 1 } else { 2 }));
             out
         }
         _ => b.to_vec(),
@@ -225,6 +226,64 @@ fn list_cmd(r: &mut Rng) -> String {
     }
 }
 
+const ZKEYS: &[&str] = &["z1", "z2", "str", "s1"];
+const ZMEMBERS: &[&str] = &["a", "b", "c", "d", "e"];
+const SCORES: &[&str] = &["0", "1", "-1", "2.5", "1e2", "+inf", "-inf", "0.1", "x"];
+const SBOUNDS: &[&str] = &["-inf", "+inf", "0", "(0", "1", "(2.5", "100", "x"];
+const LBOUNDS: &[&str] = &["-", "+", "[a", "(b", "[c", "(e", "x"];
+
+fn zset_cmd(r: &mut Rng) -> String {
+    let k = r.pick(ZKEYS);
+    let m = r.pick(ZMEMBERS);
+    let m2 = r.pick(ZMEMBERS);
+    let s = r.pick(SCORES);
+    let s2 = r.pick(SCORES);
+    let i = r.next(9) as i64 - 4;
+    let j = r.next(9) as i64 - 4;
+    let (b1, b2) = (r.pick(SBOUNDS), r.pick(SBOUNDS));
+    let (l1, l2) = (r.pick(LBOUNDS), r.pick(LBOUNDS));
+    match r.next(34) {
+        0..=2 => format!("ZADD {k} {s} {m} {s2} {m2}"),
+        3 => format!(
+            "ZADD {k} {} {s} {m}",
+            r.pick(&["NX", "XX", "GT", "LT", "CH", "XX CH", "GT CH", "NX XX", "GT LT"])
+        ),
+        4 => format!(
+            "ZADD {k} INCR {} {s} {m}",
+            r.pick(&["NX", "XX", "GT", "LT"])
+        ),
+        5 => format!("ZINCRBY {k} {s} {m}"),
+        6 => format!("ZREM {k} {m} {m2}"),
+        7 => format!("ZCARD {k}"),
+        8 => format!("ZSCORE {k} {m}"),
+        9 => format!("ZMSCORE {k} {m} {m2}"),
+        10 => format!("ZRANK {k} {m}"),
+        11 => format!("ZREVRANK {k} {m}"),
+        12 => format!("ZCOUNT {k} {b1} {b2}"),
+        13 => format!("ZRANGE {k} {i} {j}"),
+        14 => format!("ZRANGE {k} {i} {j} REV WITHSCORES"),
+        15 => format!("ZRANGE {k} {b1} {b2} BYSCORE LIMIT {} {}", r.next(3), i),
+        16 => format!("ZRANGE {k} {b1} {b2} BYSCORE REV WITHSCORES"),
+        17 => format!("ZRANGEBYSCORE {k} {b1} {b2} WITHSCORES"),
+        18 => format!("ZREVRANGEBYSCORE {k} {b1} {b2} LIMIT 1 2"),
+        19 => format!("ZREVRANGE {k} {i} {j} WITHSCORES"),
+        20 => format!("ZPOPMIN {k}"),
+        21 => format!("ZPOPMAX {k} {}", r.next(3)),
+        22 => format!("ZREMRANGEBYRANK {k} {i} {j}"),
+        23 => format!("ZREMRANGEBYSCORE {k} {b1} {b2}"),
+        24 => format!("ZRANDMEMBER {k} 100 WITHSCORES"),
+        25 => format!("ZSCAN {k} 0"),
+        26 => format!("ZRANGE {k} 0 1 LIMIT 0 1"),
+        27 => format!("ZRANGE {k} {l1} {l2} BYLEX WITHSCORES"),
+        28 => format!("ZADD zl 0 {m} 0 {m2}"),
+        29 => format!("ZRANGEBYLEX zl {l1} {l2}"),
+        30 => format!("ZREVRANGEBYLEX zl {l2} {l1} LIMIT 0 2"),
+        31 => format!("ZLEXCOUNT zl {l1} {l2}"),
+        32 => format!("ZREMRANGEBYLEX zl {l1} {l2}"),
+        _ => format!("OBJECT ENCODING {k}"),
+    }
+}
+
 fn split(cmd: &str) -> Vec<Vec<u8>> {
     cmd.split(' ').map(|s| s.as_bytes().to_vec()).collect()
 }
@@ -306,4 +365,14 @@ fn lists_same_bytes_as_redis_resp2() {
 #[test]
 fn lists_same_bytes_as_redis_resp3() {
     compare(Protocol::Resp3, list_cmd, 32);
+}
+
+#[test]
+fn zsets_same_bytes_as_redis_resp2() {
+    compare(Protocol::Resp2, zset_cmd, 41);
+}
+
+#[test]
+fn zsets_same_bytes_as_redis_resp3() {
+    compare(Protocol::Resp3, zset_cmd, 42);
 }

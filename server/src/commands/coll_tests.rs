@@ -2,7 +2,7 @@
 //! 7.0.15), plus storage properties: O(1) DEL by version, RENAME/COPY of sub-keys, the
 //! compaction filter dropping stale sub-keys.
 
-use crate::commands::{hashes, keys, lists, sets, strings};
+use crate::commands::{hashes, keys, lists, sets, strings, zsets};
 use crate::storage::{Db, WriteCommand, WriteOp};
 use bytes::Bytes;
 use pinnacle_resp::{Protocol, Reply};
@@ -21,6 +21,7 @@ pub(crate) fn run_p(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
         .iter()
         .chain(sets::PDB_HANDLERS.iter())
         .chain(lists::PDB_HANDLERS.iter())
+        .chain(zsets::PDB_HANDLERS.iter())
         .find(|(n, _)| *n == name)
     {
         return h(db, proto, &argv);
@@ -349,4 +350,92 @@ fn list_basics() {
     assert_eq!(w2(&db, "LPUSH s a"), WT);
     assert_eq!(w2(&db, "LMOVE q s LEFT LEFT"), WT);
     assert_eq!(w2(&db, "LLEN q"), ":1\r\n");
+}
+
+#[test]
+fn zset_basics() {
+    let db = Db::in_memory();
+    assert_eq!(w2(&db, "ZADD z 1 a 2 b -1.5 c"), ":3\r\n");
+    assert_eq!(
+        w2(&db, "ZRANGE z 0 -1"),
+        "*3\r\n$1\r\nc\r\n$1\r\na\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(w3(&db, "ZSCORE z c"), ",-1.5\r\n");
+    assert_eq!(w2(&db, "ZSCORE z c"), "$4\r\n-1.5\r\n");
+    assert_eq!(w2(&db, "ZADD z XX CH 5 a 9 q"), ":1\r\n");
+    assert_eq!(w2(&db, "ZADD z GT 1 a"), ":0\r\n");
+    assert_eq!(w2(&db, "ZADD z INCR 1 a"), "$1\r\n6\r\n");
+    assert_eq!(w2(&db, "ZADD z NX INCR 1 a"), "$-1\r\n");
+    assert_eq!(w2(&db, "ZINCRBY z 0.5 b"), "$3\r\n2.5\r\n");
+    assert_eq!(w2(&db, "ZRANK z a"), ":2\r\n");
+    assert_eq!(w2(&db, "ZREVRANK z a"), ":0\r\n");
+    assert_eq!(w2(&db, "ZCOUNT z (2.5 +inf"), ":1\r\n");
+    assert_eq!(
+        w3(&db, "ZRANGE z +inf -inf BYSCORE REV LIMIT 0 2 WITHSCORES"),
+        "*2\r\n*2\r\n$1\r\na\r\n,6\r\n*2\r\n$1\r\nb\r\n,2.5\r\n"
+    );
+    assert_eq!(
+        w2(&db, "ZRANGEBYSCORE z -inf 2.5 WITHSCORES"),
+        "*4\r\n$1\r\nc\r\n$4\r\n-1.5\r\n$1\r\nb\r\n$3\r\n2.5\r\n"
+    );
+    assert_eq!(w2(&db, "ZPOPMIN z"), "*2\r\n$1\r\nc\r\n$4\r\n-1.5\r\n");
+    assert_eq!(w3(&db, "ZPOPMAX z 1"), "*1\r\n*2\r\n$1\r\na\r\n,6\r\n");
+    assert_eq!(w2(&db, "ZCARD z"), ":1\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING z"), "$8\r\nlistpack\r\n");
+    assert_eq!(w2(&db, "ZADD l 0 a 0 b 0 c 0 d"), ":4\r\n");
+    assert_eq!(
+        w2(&db, "ZRANGEBYLEX l (a [c"),
+        "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"
+    );
+    assert_eq!(w2(&db, "ZLEXCOUNT l - +"), ":4\r\n");
+    assert_eq!(w2(&db, "ZREMRANGEBYLEX l - (b"), ":1\r\n");
+    assert_eq!(w2(&db, "ZREMRANGEBYRANK l 0 0"), ":1\r\n");
+    assert_eq!(w2(&db, "ZREMRANGEBYSCORE l -inf +inf"), ":2\r\n");
+    assert_eq!(w2(&db, "EXISTS l"), ":0\r\n");
+    assert_eq!(
+        w2(&db, "ZADD z nan a"),
+        "-ERR value is not a valid float\r\n"
+    );
+    assert_eq!(w2(&db, "ZADD z INCR +inf b"), "$3\r\ninf\r\n");
+    assert_eq!(
+        w2(&db, "ZADD z INCR -inf b"),
+        "-ERR resulting score is not a number (NaN)\r\n"
+    );
+    assert_eq!(w2(&db, "ZMSCORE z b nx"), "*2\r\n$3\r\ninf\r\n$-1\r\n");
+    assert_eq!(w2(&db, "SET s v"), "+OK\r\n");
+    assert_eq!(w2(&db, "ZADD s 1 a"), WT);
+    assert_eq!(w2(&db, "RENAME z z2"), "+OK\r\n");
+    assert_eq!(
+        w2(&db, "ZRANGE z2 0 -1 WITHSCORES"),
+        "*2\r\n$1\r\nb\r\n$3\r\ninf\r\n"
+    );
+}
+
+#[test]
+fn score_encoding_preserves_order() {
+    use crate::storage::zset::{decode_score, encode_score};
+    let xs = [
+        f64::NEG_INFINITY,
+        -1e300,
+        -2.5,
+        -1e-300,
+        0.0,
+        1e-300,
+        1.0,
+        2.5,
+        1e300,
+        f64::INFINITY,
+    ];
+    for w in xs.windows(2) {
+        assert!(
+            encode_score(w[0]) < encode_score(w[1]),
+            "{} < {}",
+            w[0],
+            w[1]
+        );
+    }
+    for x in xs {
+        assert_eq!(decode_score(encode_score(x)), x);
+    }
+    assert_eq!(encode_score(-0.0), encode_score(0.0));
 }

@@ -300,7 +300,12 @@ pub(crate) fn pairs_reply(items: Vec<(Bytes, Bytes)>, withvalues: bool, p: Proto
 ///
 /// Like Redis, a collection in its compact encoding (listpack/intset) is returned whole with
 /// cursor 0; a big one is paged by position (the cursor is the offset of the next element).
-pub(crate) fn scan_elements(a: &[Bytes], kind: KeyType, db: &Db, with_values: bool) -> Reply {
+pub(crate) fn scan_elements(
+    a: &[Bytes],
+    kind: KeyType,
+    db: &Db,
+    with_values: Option<fn(&Bytes) -> Bytes>,
+) -> Reply {
     let Some(cursor) = super::keys::parse_cursor(&a[2]) else {
         return Reply::error("ERR invalid cursor");
     };
@@ -351,8 +356,8 @@ pub(crate) fn scan_elements(a: &[Bytes], kind: KeyType, db: &Db, with_values: bo
             continue;
         }
         out.push(Reply::Bulk(f.clone()));
-        if with_values {
-            out.push(Reply::Bulk(v.clone()));
+        if let Some(fmt) = with_values {
+            out.push(Reply::Bulk(fmt(v)));
         }
     }
     Reply::Array(vec![
@@ -369,5 +374,5 @@ fn empty_scan() -> Reply {
 }
 
 fn hscan(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    scan_elements(a, KeyType::Hash, db, true)
+    scan_elements(a, KeyType::Hash, db, Some(Bytes::clone))
 }

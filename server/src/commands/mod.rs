@@ -14,6 +14,7 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 use crate::command::Handler;
 
@@ -31,4 +32,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     hashes::HANDLERS,
     sets::HANDLERS,
     lists::HANDLERS,
+    zsets::HANDLERS,
 ];

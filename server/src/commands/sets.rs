@@ -301,7 +301,7 @@ fn sdiffstore(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 }
 
 fn sscan(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    scan_elements(a, KeyType::Set, db, false)
+    scan_elements(a, KeyType::Set, db, None)
 }
 
 #[cfg(test)]

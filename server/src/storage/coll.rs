@@ -9,7 +9,7 @@
 use super::apply::Tx;
 use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::WriteOp;
-use super::{hash, list, set, ReadView, Result};
+use super::{hash, list, set, zset, ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::ops::Bound;
@@ -136,6 +136,12 @@ impl Tx<'_> {
         let elems = self.sub_all(src, meta.version)?;
         let version = self.alloc_version();
         for (f, v) in elems {
+            if meta.kind == KeyType::ZSet {
+                if let Some(s) = zset::stored_score(&v) {
+                    self.batch
+                        .put(zset::score_key(dst, version, s, &f), Bytes::new());
+                }
+            }
             self.sub_put(dst, version, &f, v);
         }
         self.put(dst, Meta { version, ..meta });
@@ -158,6 +164,10 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         | WriteOp::LInsert { .. }
         | WriteOp::LMove { .. }
         | WriteOp::LMPop { .. } => list::apply(tx, op),
+        WriteOp::ZAdd { .. }
+        | WriteOp::ZRem { .. }
+        | WriteOp::ZPop { .. }
+        | WriteOp::ZRemRange { .. } => zset::apply(tx, op),
         _ => set::apply(tx, op),
     }
 }

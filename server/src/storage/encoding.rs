@@ -163,9 +163,13 @@ pub fn sub_key(key: &[u8], version: u64, field: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Splits a sub-key into `(slot, user key, version, field)`; `None` for other records.
+/// Splits a sub-key or score-index record (same layout up to the version) into
+/// `(slot, user key, version, rest)`; `None` for other records.
 pub fn decode_sub_key(lsm_key: &[u8]) -> Option<(u16, &[u8], u64, &[u8])> {
-    if lsm_key.len() < 7 || lsm_key[2] != KIND_SUBKEY || lsm_key[0] >= 0x40 {
+    if lsm_key.len() < 7
+        || !(lsm_key[2] == KIND_SUBKEY || lsm_key[2] == KIND_SCORE)
+        || lsm_key[0] >= 0x40
+    {
         return None;
     }
     let klen = u32::from_be_bytes(lsm_key[3..7].try_into().ok()?) as usize;

@@ -19,6 +19,7 @@ mod scan;
 pub mod set;
 pub mod slot;
 pub mod write;
+pub mod zset;
 
 pub use coll::BIG;
 pub use encoding::{KeyType, Meta, StrEnc};

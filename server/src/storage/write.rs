@@ -343,6 +343,42 @@ pub enum WriteOp {
         /// Most elements to pop.
         count: u64,
     },
+    /// `ZADD` / `ZINCRBY` (flags `super::zset::ZADD_*`; scores already validated).
+    ZAdd {
+        /// Key.
+        key: Bytes,
+        /// NX XX GT LT CH INCR bits.
+        flags: u8,
+        /// Score/member pairs.
+        pairs: Vec<(f64, Bytes)>,
+    },
+    /// `ZREM`.
+    ZRem {
+        /// Key.
+        key: Bytes,
+        /// Members.
+        members: Vec<Bytes>,
+    },
+    /// `ZPOPMIN` / `ZPOPMAX`: reply flat `[member, score, ...]`.
+    ZPop {
+        /// Key.
+        key: Bytes,
+        /// Pop the highest scores.
+        max: bool,
+        /// How many.
+        count: u64,
+    },
+    /// `ZREMRANGEBYRANK` / `ZREMRANGEBYSCORE` / `ZREMRANGEBYLEX` (bounds as sent).
+    ZRemRange {
+        /// Key.
+        key: Bytes,
+        /// Which kind of range.
+        kind: super::zset::RemRange,
+        /// Lower bound text.
+        min: Bytes,
+        /// Upper bound text.
+        max: Bytes,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -395,6 +431,10 @@ impl WriteOp {
             WriteOp::LInsert { .. } => 33,
             WriteOp::LMove { .. } => 34,
             WriteOp::LMPop { .. } => 35,
+            WriteOp::ZAdd { .. } => 36,
+            WriteOp::ZRem { .. } => 37,
+            WriteOp::ZPop { .. } => 38,
+            WriteOp::ZRemRange { .. } => 39,
         }
     }
 }
@@ -626,6 +666,35 @@ impl WriteCommand {
                 out.put_u8(u8::from(*left));
                 out.put_u64(*count);
             }
+            WriteOp::ZAdd { key, flags, pairs } => {
+                put_bytes(&mut out, key);
+                out.put_u8(*flags);
+                out.put_u32(pairs.len() as u32);
+                for (s, m) in pairs {
+                    out.put_u64(s.to_bits());
+                    put_bytes(&mut out, m);
+                }
+            }
+            WriteOp::ZRem { key, members } => {
+                put_bytes(&mut out, key);
+                put_list(&mut out, members);
+            }
+            WriteOp::ZPop { key, max, count } => {
+                put_bytes(&mut out, key);
+                out.put_u8(u8::from(*max));
+                out.put_u64(*count);
+            }
+            WriteOp::ZRemRange {
+                key,
+                kind,
+                min,
+                max,
+            } => {
+                put_bytes(&mut out, key);
+                out.put_u8(*kind as u8);
+                put_bytes(&mut out, min);
+                put_bytes(&mut out, max);
+            }
         }
         out.freeze()
     }
@@ -803,6 +872,39 @@ impl WriteCommand {
                 keys: list_(r)?,
                 left: bool_(r)?,
                 count: u64_(r)?,
+            },
+            36 => {
+                let key = bytes_(r)?;
+                let flags = u8_(r)?;
+                let n = u32_(r)? as usize;
+                if n > r.remaining() / 12 {
+                    return Err(DecodeError::Truncated);
+                }
+                let mut pairs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pairs.push((f64::from_bits(u64_(r)?), bytes_(r)?));
+                }
+                WriteOp::ZAdd { key, flags, pairs }
+            }
+            37 => WriteOp::ZRem {
+                key: bytes_(r)?,
+                members: list_(r)?,
+            },
+            38 => WriteOp::ZPop {
+                key: bytes_(r)?,
+                max: bool_(r)?,
+                count: u64_(r)?,
+            },
+            39 => WriteOp::ZRemRange {
+                key: bytes_(r)?,
+                kind: match u8_(r)? {
+                    0 => super::zset::RemRange::Rank,
+                    1 => super::zset::RemRange::Score,
+                    2 => super::zset::RemRange::Lex,
+                    _ => return Err(DecodeError::Field("range kind")),
+                },
+                min: bytes_(r)?,
+                max: bytes_(r)?,
             },
             other => return Err(DecodeError::Opcode(other)),
         };

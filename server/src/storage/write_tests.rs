@@ -161,6 +161,26 @@ fn examples() -> Vec<WriteOp> {
             left: true,
             count: 3,
         },
+        WriteOp::ZAdd {
+            key: b("z"),
+            flags: 0,
+            pairs: vec![(1.5, b("m"))],
+        },
+        WriteOp::ZRem {
+            key: b("z"),
+            members: vec![b("m")],
+        },
+        WriteOp::ZPop {
+            key: b("z"),
+            max: true,
+            count: 1,
+        },
+        WriteOp::ZRemRange {
+            key: b("z"),
+            kind: crate::storage::zset::RemRange::Lex,
+            min: b("-"),
+            max: b("+"),
+        },
     ]
 }
 
@@ -168,7 +188,9 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=35).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=39).collect::<Vec<u8>>());
+    assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
+    assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);
     assert_eq!(SetOpKind::Diff as u8, 2);
     assert_eq!(FORMAT_VERSION, 1);
