@@ -19,7 +19,7 @@ pub fn compare_mode(cmd: &[u8]) -> Compare {
         b"PTTL" | b"PEXPIRETIME" => Compare::IntWithin(2_000),
         b"KEYS" => Compare::Unordered,
         b"SCAN" => Compare::ScanKeys,
-        b"RANDOMKEY" => Compare::SameType,
+        b"RANDOMKEY" | b"DUMP" => Compare::SameType,
         _ => Compare::Exact,
     }
 }
@@ -36,7 +36,7 @@ pub enum Compare {
     Unordered,
     /// SCAN: same key set when the cursor is 0 and the count covers the keyspace.
     ScanKeys,
-    /// Same reply type only (RANDOMKEY picks any key).
+    /// Same reply type only (RANDOMKEY picks any key; DUMP payloads are implementation-specific).
     SameType,
 }
 
@@ -346,7 +346,7 @@ impl Gen {
 
     fn command_inner(&mut self) -> Cmd {
         let k = self.key();
-        match self.rng.below(45) {
+        match self.rng.below(46) {
             0..=2 => vec![b("GET"), k],
             3..=5 => {
                 let mut c = vec![b("SET"), k, self.value()];
@@ -538,6 +538,24 @@ impl Gen {
                 2 => vec![b("OBJECT"), b("FREQ"), k],
                 _ => vec![b("OBJECT"), b("NOSUCH"), k],
             },
+            44 => {
+                // DUMP payloads are implementation-specific (compared by reply type only), so
+                // RESTORE only ever gets garbage: option parsing, BUSYKEY and the payload check.
+                if self.rng.chance(30) {
+                    return vec![b("DUMP"), k];
+                }
+                let mut c = vec![b("RESTORE"), k, self.int(), self.value()];
+                for _ in 0..self.rng.below(3) {
+                    match self.rng.below(5) {
+                        0 => c.push(b("REPLACE")),
+                        1 => c.push(b("ABSTTL")),
+                        2 => c.extend([b("IDLETIME"), self.int()]),
+                        3 => c.extend([b("FREQ"), self.int()]),
+                        _ => c.push(b("BOGUS")),
+                    }
+                }
+                c
+            }
             _ => vec![b("STRLEN"), k],
         }
     }

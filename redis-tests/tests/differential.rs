@@ -8,7 +8,7 @@
 //!
 //! Allow-list (replies not compared byte for byte, see `diffgen::compare_mode`): TTL/EXPIRETIME ±1,
 //! PTTL/PEXPIRETIME ±2000 (the servers run a moment apart), KEYS as an unordered set, SCAN as the
-//! full key set, RANDOMKEY by reply type only. HELLO's reply (server id, version) is not compared.
+//! full key set, RANDOMKEY and DUMP (implementation-specific payload) by reply type only. HELLO's reply (server id, version) is not compared.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
