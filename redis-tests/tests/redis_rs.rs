@@ -453,3 +453,80 @@ async fn hello_and_nulls_resp2() {
 async fn hello_and_nulls_resp3() {
     resp3_types(true).await;
 }
+
+/// DUMP → RESTORE round trip in the server's own payload format; a corrupted payload is refused.
+async fn dump_restore(resp3: bool) {
+    let server = start();
+    let mut c = connect(&server, resp3).await;
+    let value: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let () = c.set_ex("{x}src", &value, 1000).await.unwrap();
+    let payload: Vec<u8> = redis::cmd("DUMP")
+        .arg("{x}src")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!payload.is_empty());
+    let () = redis::cmd("RESTORE")
+        .arg("{x}dst")
+        .arg(0)
+        .arg(&payload)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let v: Vec<u8> = c.get("{x}dst").await.unwrap();
+    assert_eq!(v, value);
+    let ttl: i64 = c.ttl("{x}dst").await.unwrap();
+    assert_eq!(ttl, -1, "RESTORE with ttl 0 sets no expiry");
+    let e = redis::cmd("RESTORE")
+        .arg("{x}dst")
+        .arg(0)
+        .arg(&payload)
+        .query_async::<()>(&mut c)
+        .await
+        .expect_err("RESTORE onto an existing key without REPLACE");
+    assert!(
+        e.to_string().contains("Target key name already exists"),
+        "{e}"
+    );
+    let () = redis::cmd("RESTORE")
+        .arg("{x}dst")
+        .arg(5_000)
+        .arg(&payload)
+        .arg("REPLACE")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let pttl: i64 = c.pttl("{x}dst").await.unwrap();
+    assert!((1..=5_000).contains(&pttl), "pttl {pttl}");
+    let mut bad = payload.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    let e = redis::cmd("RESTORE")
+        .arg("{x}bad")
+        .arg(0)
+        .arg(&bad)
+        .query_async::<()>(&mut c)
+        .await
+        .expect_err("a corrupted payload must be refused");
+    assert!(
+        e.to_string()
+            .contains("DUMP payload version or checksum are wrong"),
+        "{e}"
+    );
+    let missing: Option<Vec<u8>> = redis::cmd("DUMP")
+        .arg("{x}nope")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+}
+
+#[tokio::test]
+async fn dump_restore_resp2() {
+    dump_restore(false).await;
+}
+
+#[tokio::test]
+async fn dump_restore_resp3() {
+    dump_restore(true).await;
+}
