@@ -145,7 +145,7 @@ fn verify(server: &Server, logs: &[Log], grace: Option<(Instant, Duration)>) -> 
             ));
         }
         for key in &log.with_ttl {
-            if log.acked.get(key).is_some_and(|v| v.is_some()) {
+            if log.acked.get(key).is_some_and(|v| v.is_some()) && !recent(log.acked_at.get(key)) {
                 let ttl = c.call_value(&["TTL", key.as_str()]).expect("TTL");
                 if !matches!(ttl, Value::Int(t) if t > 99_000) {
                     lost.push(format!("TTL {key}: {ttl:?} after restart"));
