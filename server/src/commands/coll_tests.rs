@@ -439,3 +439,44 @@ fn score_encoding_preserves_order() {
     }
     assert_eq!(encode_score(-0.0), encode_score(0.0));
 }
+
+#[test]
+fn dump_restore_every_type() {
+    let db = Db::in_memory();
+    w2(&db, "HSET h f v g w");
+    w2(&db, "SADD s 1 2 x");
+    w2(&db, "RPUSH l a b a");
+    w2(&db, "ZADD z 1.5 a -2 b");
+    for (k, check) in [
+        ("h", "HGETALL"),
+        ("s", "SMEMBERS"),
+        ("l", "LRANGE"),
+        ("z", "ZRANGE"),
+    ] {
+        let Reply::Bulk(payload) = run_p(&db, Protocol::Resp2, &[b"DUMP", k.as_bytes()]) else {
+            panic!("dump {k}");
+        };
+        let read = |key: &str| {
+            let cmd = match check {
+                "LRANGE" | "ZRANGE" => format!("{check} {key} 0 -1"),
+                _ => format!("{check} {key}"),
+            };
+            w2(&db, &cmd)
+        };
+        let before = read(k);
+        let dst = format!("{k}2");
+        let r = run_p(
+            &db,
+            Protocol::Resp2,
+            &[b"RESTORE", dst.as_bytes(), b"0", &payload],
+        );
+        assert_eq!(r, Reply::ok(), "{k}");
+        assert_eq!(read(&dst), before, "{k}");
+        assert_eq!(
+            w2(&db, &format!("TYPE {dst}")),
+            w2(&db, &format!("TYPE {k}"))
+        );
+    }
+    assert_eq!(w2(&db, "ZSCORE z2 a"), "$3\r\n1.5\r\n");
+    assert_eq!(w2(&db, "OBJECT ENCODING s2"), "$9\r\nhashtable\r\n");
+}

@@ -463,9 +463,8 @@ fn object_help(_db: &Db, _a: &[Bytes]) -> Reply {
 }
 
 fn dump_cmd(db: &Db, a: &[Bytes]) -> Reply {
-    match db.get(&a[1], db.now_ms()) {
-        Ok(Some(m)) if m.kind == KeyType::String => Reply::Bulk(dump::encode_string(&m.value)),
-        Ok(Some(_)) => Reply::error("ERR DUMP of this type is not supported yet"),
+    match db.dump_value(&a[1]) {
+        Ok(Some(v)) => Reply::Bulk(dump::encode_value(&v)),
         Ok(None) => Reply::Null,
         Err(e) => failed(e),
     }

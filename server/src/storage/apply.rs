@@ -436,7 +436,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             expire_at,
             replace,
         } => {
-            let Some(value) = super::dump::decode(payload) else {
+            let Some(value) = super::dump::decode_value(payload) else {
                 return Ok(Reply::error("ERR Bad data format"));
             };
             let exists = tx.get(key)?.is_some();
@@ -449,7 +449,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 }
                 return Ok(Reply::ok());
             }
-            tx.put(key, Meta::string(value, *expire_at));
+            tx.restore_value(key, value, *expire_at);
             Reply::ok()
         }
         WriteOp::FlushAll => {

@@ -9,7 +9,7 @@
 use super::apply::Tx;
 use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::WriteOp;
-use super::{hash, list, set, zset, ReadView, Result};
+use super::{dump, hash, list, set, zset, Db, ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::ops::Bound;
@@ -149,6 +149,69 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Writes a RESTOREd value at `key` (a collection gets a new version), replacing any value.
+    pub(super) fn restore_value(&mut self, key: &Bytes, value: dump::Value, expire_at: u64) {
+        let kind = match &value {
+            dump::Value::String(s) => {
+                self.put(key, Meta::string(s.clone(), expire_at));
+                return;
+            }
+            dump::Value::Hash(_) => KeyType::Hash,
+            dump::Value::Set(_) => KeyType::Set,
+            dump::Value::List(_) => KeyType::List,
+            dump::Value::ZSet(_) => KeyType::ZSet,
+        };
+        let version = self.alloc_version();
+        let mut m = new_meta(kind, version);
+        m.expire_at = expire_at;
+        let mut big = false;
+        match value {
+            dump::Value::String(_) => {}
+            dump::Value::Hash(pairs) => {
+                for (f, v) in pairs {
+                    big |= f.len() > hash::MAX_LISTPACK_VALUE || v.len() > hash::MAX_LISTPACK_VALUE;
+                    if self.sub_get(key, version, &f).ok().flatten().is_none() {
+                        m.size += 1;
+                    }
+                    self.sub_put(key, version, &f, v);
+                }
+                big |= m.size > hash::MAX_LISTPACK_ENTRIES;
+            }
+            dump::Value::Set(items) => {
+                for x in items {
+                    big |= !set::intset_member(&x);
+                    if self.sub_get(key, version, &x).ok().flatten().is_none() {
+                        m.size += 1;
+                    }
+                    self.sub_put(key, version, &x, Bytes::new());
+                }
+                big |= m.size > set::MAX_INTSET_ENTRIES;
+            }
+            dump::Value::List(items) => {
+                for (i, x) in items.into_iter().enumerate() {
+                    self.sub_put(key, version, &(LIST_MID + i as u64).to_be_bytes(), x);
+                    m.size += 1;
+                }
+            }
+            dump::Value::ZSet(items) => {
+                for (s, x) in items {
+                    let old = self
+                        .sub_get(key, version, &x)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| zset::stored_score(&v));
+                    self.zset_put(key, &mut m, &x, old, s);
+                }
+            }
+        }
+        if big {
+            m.enc = BIG;
+        }
+        self.put_coll(key, m);
+    }
+}
+
 /// Applies a collection write op (opcodes from [`hash::FIRST_OPCODE`] on).
 pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     match op {
@@ -232,5 +295,24 @@ impl ReadView<'_> {
             out.push((k.slice(plen..), v));
         }
         Ok(out)
+    }
+}
+
+impl Db {
+    /// The value at `key` for DUMP (`None` when missing), read at one snapshot.
+    pub fn dump_value(&self, key: &[u8]) -> Result<Option<dump::Value>> {
+        let view = self.view();
+        let Some(m) = view.get(key)? else {
+            return Ok(None);
+        };
+        let all = || view.sub_all(key, &m);
+        Ok(Some(match m.kind {
+            KeyType::String => dump::Value::String(m.value.clone()),
+            KeyType::Hash => dump::Value::Hash(all()?),
+            KeyType::Set => dump::Value::Set(all()?.into_iter().map(|(f, _)| f).collect()),
+            KeyType::List => dump::Value::List(all()?.into_iter().map(|(_, v)| v).collect()),
+            KeyType::ZSet => dump::Value::ZSet(view.zset_entries(key, &m)?),
+            KeyType::Stream => return Ok(None),
+        }))
     }
 }

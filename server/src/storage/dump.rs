@@ -22,6 +22,126 @@ pub fn encode_string(value: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// A dumped value of any type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// String bytes.
+    String(Bytes),
+    /// Hash field/value pairs.
+    Hash(Vec<(Bytes, Bytes)>),
+    /// Set members.
+    Set(Vec<Bytes>),
+    /// List elements in order.
+    List(Vec<Bytes>),
+    /// Sorted-set `(score, member)` entries.
+    ZSet(Vec<(f64, Bytes)>),
+}
+
+fn put_item(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32(b.len() as u32);
+    out.put_slice(b);
+}
+
+/// Serializes any value. A collection's body is `count:u32be` then its items, each byte string
+/// as `len:u32be · bytes` (hash: field, value; zset: score bits u64be, member).
+pub fn encode_value(v: &Value) -> Bytes {
+    let (tag, body) = match v {
+        Value::String(s) => return encode_string(s),
+        Value::Hash(pairs) => {
+            let mut b = BytesMut::new();
+            b.put_u32(pairs.len() as u32);
+            for (f, x) in pairs {
+                put_item(&mut b, f);
+                put_item(&mut b, x);
+            }
+            (KeyType::Hash, b)
+        }
+        Value::Set(items) | Value::List(items) => {
+            let mut b = BytesMut::new();
+            b.put_u32(items.len() as u32);
+            for x in items {
+                put_item(&mut b, x);
+            }
+            let tag = if matches!(v, Value::Set(_)) {
+                KeyType::Set
+            } else {
+                KeyType::List
+            };
+            (tag, b)
+        }
+        Value::ZSet(items) => {
+            let mut b = BytesMut::new();
+            b.put_u32(items.len() as u32);
+            for (s, m) in items {
+                b.put_u64(s.to_bits());
+                put_item(&mut b, m);
+            }
+            (KeyType::ZSet, b)
+        }
+    };
+    let mut out = BytesMut::with_capacity(1 + body.len() + TRAILER);
+    out.put_u8(tag as u8);
+    out.put_slice(&body);
+    out.put_u16_le(DUMP_VERSION);
+    let crc = crc32fast::hash(&out);
+    out.put_u32_le(crc);
+    out.freeze()
+}
+
+fn take_u32(b: &mut &[u8]) -> Option<u32> {
+    let (h, t) = b.split_first_chunk::<4>()?;
+    *b = t;
+    Some(u32::from_be_bytes(*h))
+}
+
+fn take_item(b: &mut &[u8]) -> Option<Bytes> {
+    let n = take_u32(b)? as usize;
+    if b.len() < n {
+        return None;
+    }
+    let (h, t) = b.split_at(n);
+    *b = t;
+    Some(Bytes::copy_from_slice(h))
+}
+
+/// Decodes a verified payload of any type; `None` for a bad payload.
+pub fn decode_value(payload: &Bytes) -> Option<Value> {
+    if !verify(payload) {
+        return None;
+    }
+    let kind = KeyType::from_tag(payload[0])?;
+    let mut b = &payload[1..payload.len() - TRAILER];
+    if kind == KeyType::String {
+        return Some(Value::String(Bytes::copy_from_slice(b)));
+    }
+    let n = take_u32(&mut b)? as usize;
+    // Every item needs at least 4 bytes: refuse counts the payload cannot hold.
+    if n > b.len() / 4 {
+        return None;
+    }
+    let v = match kind {
+        KeyType::Hash => Value::Hash(
+            (0..n)
+                .map(|_| Some((take_item(&mut b)?, take_item(&mut b)?)))
+                .collect::<Option<_>>()?,
+        ),
+        KeyType::Set => Value::Set((0..n).map(|_| take_item(&mut b)).collect::<Option<_>>()?),
+        KeyType::List => Value::List((0..n).map(|_| take_item(&mut b)).collect::<Option<_>>()?),
+        KeyType::ZSet => Value::ZSet(
+            (0..n)
+                .map(|_| {
+                    let (h, t) = b.split_first_chunk::<8>()?;
+                    b = t;
+                    let s = f64::from_bits(u64::from_be_bytes(*h));
+                    Some((s, take_item(&mut b)?))
+                })
+                .collect::<Option<_>>()?,
+        ),
+        _ => return None,
+    };
+    b.is_empty().then_some(v)
+}
+
 /// True when the trailer's version is ours and the checksum matches (`verifyDumpPayload`).
 pub fn verify(payload: &[u8]) -> bool {
     if payload.len() < 1 + TRAILER {
@@ -62,6 +182,24 @@ mod tests {
         }
         assert!(!verify(b""));
         assert!(!verify(b"\x01\x01\x00"));
+    }
+
+    #[test]
+    fn collections_round_trip() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        for v in [
+            Value::Hash(vec![(b("f"), b("v")), (b(""), b("x"))]),
+            Value::Set(vec![b("1"), b("a")]),
+            Value::List(vec![b("a"), b("a"), b("")]),
+            Value::ZSet(vec![(1.5, b("m")), (f64::NEG_INFINITY, b("n"))]),
+            Value::String(b("s")),
+        ] {
+            let p = encode_value(&v);
+            assert_eq!(decode_value(&p), Some(v));
+            let mut bad = p.to_vec();
+            bad[1] ^= 1;
+            assert_eq!(decode_value(&Bytes::from(bad)), None);
+        }
     }
 
     #[test]
