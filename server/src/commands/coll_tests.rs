@@ -480,3 +480,15 @@ fn dump_restore_every_type() {
     assert_eq!(w2(&db, "ZSCORE z2 a"), "$3\r\n1.5\r\n");
     assert_eq!(w2(&db, "OBJECT ENCODING s2"), "$9\r\nhashtable\r\n");
 }
+
+#[test]
+fn memory_usage_counts_elements() {
+    let db = Db::in_memory();
+    w2(&db, "HSET small f v");
+    let big = "x".repeat(1000);
+    w2(&db, &format!("HSET big f {big} g {big}"));
+    let small = db.memory_usage(b"small").expect("read").expect("exists");
+    let large = db.memory_usage(b"big").expect("read").expect("exists");
+    assert!(large > small + 2000, "{small} {large}");
+    assert_eq!(db.memory_usage(b"none").expect("read"), None);
+}

@@ -320,12 +320,19 @@ impl Db {
         let now = self.now_ms();
         let mk = encoding::meta_key(key);
         let raw = self.inner.engine.get(&mk)?;
-        Ok(match raw {
-            Some(raw) if live_raw(&raw, now) => {
-                Some(mk.len() as u64 + raw.len() as u64 + RECORD_OVERHEAD)
+        let Some(raw) = raw.filter(|raw| live_raw(raw, now)) else {
+            return Ok(None);
+        };
+        let mut total = mk.len() as u64 + raw.len() as u64 + RECORD_OVERHEAD;
+        if let Some(m) = Meta::decode(&raw).filter(|m| m.kind != KeyType::String) {
+            // Every element's sub-key (and, for sorted sets, its score-index record).
+            let per_elem = if m.kind == KeyType::ZSet { 2 } else { 1 };
+            let prefix = encoding::sub_prefix(key, m.version).len() as u64;
+            for (f, v) in self.view().sub_all(key, &m)? {
+                total += per_elem * (prefix + f.len() as u64 + RECORD_OVERHEAD) + v.len() as u64;
             }
-            _ => None,
-        })
+        }
+        Ok(Some(total))
     }
 
     /// Calls `f(lsm_key, slot, raw_meta)` for every metadata record in `[start, end)`, stopping
