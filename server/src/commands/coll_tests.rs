@@ -492,3 +492,115 @@ fn memory_usage_counts_elements() {
     assert!(large > small + 2000, "{small} {large}");
     assert_eq!(db.memory_usage(b"none").expect("read"), None);
 }
+
+mod model {
+    //! Lists, sets and hashes against simple in-memory models.
+    use super::{run_p, Db, Protocol, Reply};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+    fn run(db: &Db, args: &[String]) -> Reply {
+        let argv: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
+        run_p(db, Protocol::Resp2, &argv)
+    }
+
+    fn bulks(r: Reply) -> Vec<Bytes> {
+        match r {
+            Reply::Array(items) | Reply::Set(items) => items
+                .into_iter()
+                .map(|x| match x {
+                    Reply::Bulk(b) => b,
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn elem() -> impl Strategy<Value = String> {
+        prop_oneof![Just("a"), Just("b"), Just("c"), Just("1")].prop_map(String::from)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn list_matches_model(ops in proptest::collection::vec((0u8..9, elem(), -4i64..5, -4i64..5), 1..60)) {
+            let db = Db::in_memory();
+            let mut m: VecDeque<String> = VecDeque::new();
+            let norm = |i: i64, len: usize| -> Option<usize> {
+                let i = if i < 0 { i + len as i64 } else { i };
+                (i >= 0 && (i as usize) < len).then_some(i as usize)
+            };
+            for (op, e, i, j) in ops {
+                let s = |x: &str| x.to_string();
+                match op {
+                    0 => { run(&db, &[s("LPUSH"), s("l"), e.clone()]); m.push_front(e); }
+                    1 => { run(&db, &[s("RPUSH"), s("l"), e.clone()]); m.push_back(e); }
+                    2 => { run(&db, &[s("LPOP"), s("l")]); m.pop_front(); }
+                    3 => { run(&db, &[s("RPOP"), s("l")]); m.pop_back(); }
+                    4 => {
+                        run(&db, &[s("LTRIM"), s("l"), i.to_string(), j.to_string()]);
+                        let len = m.len() as i64;
+                        let mut a = if i < 0 { i + len } else { i };
+                        let mut b = if j < 0 { j + len } else { j };
+                        a = a.max(0);
+                        if a > b || a >= len { m.clear(); } else {
+                            b = b.min(len - 1);
+                            m = m.iter().skip(a as usize).take((b - a + 1) as usize).cloned().collect();
+                        }
+                    }
+                    5 => {
+                        run(&db, &[s("LSET"), s("l"), i.to_string(), e.clone()]);
+                        if let Some(k) = norm(i, m.len()) { m[k] = e; }
+                    }
+                    6 => {
+                        run(&db, &[s("LREM"), s("l"), i.to_string(), e.clone()]);
+                        let limit = if i == 0 { usize::MAX } else { i.unsigned_abs() as usize };
+                        let mut n = 0;
+                        let idx: Vec<usize> = if i < 0 { (0..m.len()).rev().collect() } else { (0..m.len()).collect() };
+                        let mut drop = BTreeSet::new();
+                        for k in idx { if n < limit && m[k] == e { drop.insert(k); n += 1; } }
+                        m = m.iter().enumerate().filter(|(k, _)| !drop.contains(k)).map(|(_, x)| x.clone()).collect();
+                    }
+                    7 => {
+                        run(&db, &[s("LINSERT"), s("l"), s("BEFORE"), s("b"), e.clone()]);
+                        if let Some(p) = m.iter().position(|x| x == "b") { m.insert(p, e); }
+                    }
+                    _ => {
+                        run(&db, &[s("LMOVE"), s("l"), s("l"), s("RIGHT"), s("LEFT")]);
+                        if let Some(x) = m.pop_back() { m.push_front(x); }
+                    }
+                }
+                let got = bulks(run(&db, &[s("LRANGE"), s("l"), s("0"), s("-1")]));
+                let want: Vec<Bytes> = m.iter().map(|x| Bytes::from(x.clone())).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(run(&db, &[s("LLEN"), s("l")]), Reply::Integer(m.len() as i64));
+            }
+        }
+
+        #[test]
+        fn set_and_hash_match_model(ops in proptest::collection::vec((0u8..4, elem(), elem()), 1..60)) {
+            let db = Db::in_memory();
+            let mut set = BTreeSet::new();
+            let mut hash = BTreeMap::new();
+            for (op, a, b) in ops {
+                let s = |x: &str| x.to_string();
+                match op {
+                    0 => { run(&db, &[s("SADD"), s("s"), a.clone(), b.clone()]); set.insert(a); set.insert(b); }
+                    1 => { run(&db, &[s("SREM"), s("s"), a.clone()]); set.remove(&a); }
+                    2 => { run(&db, &[s("HSET"), s("h"), a.clone(), b.clone()]); hash.insert(a, b); }
+                    _ => { run(&db, &[s("HDEL"), s("h"), a.clone()]); hash.remove(&a); }
+                }
+                let got: BTreeSet<Bytes> = bulks(run(&db, &[s("SMEMBERS"), s("s")])).into_iter().collect();
+                let want: BTreeSet<Bytes> = set.iter().map(|x| Bytes::from(x.clone())).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(run(&db, &[s("SCARD"), s("s")]), Reply::Integer(set.len() as i64));
+                let got: Vec<Bytes> = bulks(run(&db, &[s("HKEYS"), s("h")]));
+                let want: Vec<Bytes> = hash.keys().map(|x| Bytes::from(x.clone())).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(run(&db, &[s("HLEN"), s("h")]), Reply::Integer(hash.len() as i64));
+            }
+        }
+    }
+}
