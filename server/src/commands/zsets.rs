@@ -188,11 +188,17 @@ fn zcount(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         let Some(m) = m else {
             return Ok(Reply::Integer(0));
         };
-        let n = v
-            .zset_entries(&a[1], &m)?
-            .iter()
-            .filter(|(s, _)| lo.above(*s) && hi.below(*s))
-            .count();
+        let mut n = 0;
+        let from = (lo.v > f64::NEG_INFINITY).then_some(lo.v);
+        v.zset_visit(&a[1], &m, from, |s, _| {
+            if !hi.below(s) {
+                return false;
+            }
+            if lo.above(s) {
+                n += 1;
+            }
+            true
+        })?;
         Ok(Reply::Integer(n as i64))
     })
 }
@@ -310,6 +316,52 @@ fn zrange_generic(db: &Db, p: Protocol, a: &[Bytes], preset: Option<(RangeType, 
         let Some(m) = m else {
             return Ok(Reply::Array(Vec::new()));
         };
+        if !rev {
+            // Forward ranges read only the index records up to their end.
+            match &range {
+                Range::Rank(s, e) => {
+                    let Some((s, e)) = rank_range(*s, *e, m.size as usize) else {
+                        return Ok(Reply::Array(Vec::new()));
+                    };
+                    let mut got = Vec::with_capacity(e - s + 1);
+                    let mut i = 0;
+                    v.zset_visit(&a[1], &m, None, |sc, x| {
+                        if i >= s {
+                            got.push((sc, x));
+                        }
+                        i += 1;
+                        i <= e
+                    })?;
+                    return Ok(with_scores(got, withscores, p));
+                }
+                Range::Score(lo, hi) => {
+                    if offset < 0 {
+                        return Ok(Reply::Array(Vec::new()));
+                    }
+                    let mut got = Vec::new();
+                    let mut skip = offset;
+                    let from = (lo.v > f64::NEG_INFINITY).then_some(lo.v);
+                    v.zset_visit(&a[1], &m, from, |sc, x| {
+                        if !hi.below(sc) {
+                            return false;
+                        }
+                        if lo.above(sc) {
+                            if skip > 0 {
+                                skip -= 1;
+                            } else {
+                                got.push((sc, x));
+                            }
+                        }
+                        limit < 0 || (got.len() as i64) < limit
+                    })?;
+                    if limit == 0 {
+                        got.clear();
+                    }
+                    return Ok(with_scores(got, withscores, p));
+                }
+                Range::Lex(..) => {}
+            }
+        }
         let mut all = v.zset_entries(&a[1], &m)?;
         if rev {
             all.reverse();

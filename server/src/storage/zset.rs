@@ -102,6 +102,39 @@ fn scan_index(
     Ok(out)
 }
 
+/// Visits `(score, member)` in order from the first entry with a score >= `from` (or the
+/// start) until `f` returns false; reads only the records it visits.
+fn visit_index(
+    engine: &dyn pinnacle_lsm::Engine,
+    snap: Option<&pinnacle_lsm::Snapshot>,
+    key: &[u8],
+    version: u64,
+    from: Option<f64>,
+    mut f: impl FnMut(f64, Bytes) -> bool,
+) -> Result<()> {
+    let prefix = score_prefix(key, version);
+    let plen = prefix.len();
+    let start = match from {
+        None => prefix,
+        Some(s) => {
+            let mut b = BytesMut::from(&prefix[..]);
+            b.put_slice(&encode_score(s));
+            b.freeze()
+        }
+    };
+    let end = score_prefix(key, version.wrapping_add(1));
+    let iter = engine.scan((Bound::Included(start), Bound::Excluded(end)), snap)?;
+    for item in iter {
+        let (k, _) = item?;
+        if let Some((s, m)) = decode_entry(plen, &k) {
+            if !f(s, m) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a member sub-key's stored score.
 pub fn stored_score(v: &[u8]) -> Option<f64> {
     Some(f64::from_bits(u64::from_be_bytes(v.try_into().ok()?)))
@@ -111,6 +144,24 @@ impl ReadView<'_> {
     /// All `(score, member)` of a sorted set in order.
     pub fn zset_entries(&self, key: &[u8], meta: &Meta) -> Result<Vec<(f64, Bytes)>> {
         scan_index(&*self.db.inner.engine, Some(&self.snap), key, meta.version)
+    }
+
+    /// Visits entries in order from score `from` (or the start) while `f` returns true.
+    pub fn zset_visit(
+        &self,
+        key: &[u8],
+        meta: &Meta,
+        from: Option<f64>,
+        f: impl FnMut(f64, Bytes) -> bool,
+    ) -> Result<()> {
+        visit_index(
+            &*self.db.inner.engine,
+            Some(&self.snap),
+            key,
+            meta.version,
+            from,
+            f,
+        )
     }
 
     /// One member's score.
@@ -408,10 +459,19 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             let Some(mut m) = try_reply!(tx.get_coll(key, KeyType::ZSet)?) else {
                 return Ok(Reply::Array(Vec::new()));
             };
-            let mut all = tx.zset_entries(key, m.version)?;
-            if *max {
+            let all = if *max {
+                let mut all = tx.zset_entries(key, m.version)?;
                 all.reverse();
-            }
+                all
+            } else {
+                // The lowest scores are the first index records: read only those.
+                let mut first = Vec::new();
+                visit_index(&*tx.db.inner.engine, None, key, m.version, None, |s, x| {
+                    first.push((s, x));
+                    (first.len() as u64) < *count
+                })?;
+                first
+            };
             let n = (*count as usize).min(all.len());
             let mut out = Vec::with_capacity(2 * n);
             for (s, x) in all.into_iter().take(n) {
