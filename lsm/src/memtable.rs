@@ -1,10 +1,20 @@
-//! The memtable: a lock-free skiplist of internal keys plus a side list of range tombstones.
+//! The memtable: a lock-free skiplist of internal keys plus a side list of range tombstones,
+//! and a hash index of each user key's newest version for point lookups.
+//!
+//! A skiplist search in a full memtable costs a dozen or more cache misses (one per node
+//! visited below the cached top levels); profiles of GET put ~40% of server CPU there. The
+//! index answers most point lookups with one or two misses: when a key's newest version is
+//! visible at the reader's snapshot it is the answer, and a key absent from the index has no
+//! version in this memtable at all. Only a reader whose snapshot predates the newest version
+//! searches the skiplist.
 
 use crate::iterators::InternalIterator;
 use crate::key::{self, Kind, MemKey, MemKeyRef, RangeTombstone};
+use crate::sstable::bloom;
 use crate::Result;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
+use hashbrown::HashTable;
 use parking_lot::RwLock;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +22,19 @@ use std::sync::Arc;
 
 // Per-entry overhead charged against the memtable size (skiplist node + key/value headers).
 const ENTRY_OVERHEAD: usize = 48;
+// Charge for a user key's first entry in the hash index (slot, key allocation header).
+const INDEX_OVERHEAD: usize = 64;
+// Index shards (a power of two): readers take a shard's read lock, the writer its write lock.
+const INDEX_SHARDS: usize = 64;
+
+/// The newest version of one user key in this memtable.
+struct Newest {
+    hash: u64,
+    user: Box<[u8]>,
+    seq: u64,
+    kind: Kind,
+    value: Bytes,
+}
 
 /// The newest visible point version found in one source.
 pub(crate) struct Found {
@@ -23,6 +46,7 @@ pub(crate) struct Found {
 /// One memtable; its records are also in WAL segment `wal_id`.
 pub(crate) struct MemTable {
     map: SkipMap<MemKey, Bytes>,
+    index: Box<[RwLock<HashTable<Newest>>]>,
     tombs: RwLock<Vec<RangeTombstone>>,
     has_tombs: AtomicBool,
     size: AtomicUsize,
@@ -35,6 +59,9 @@ impl MemTable {
     pub(crate) fn new(wal_id: u64) -> MemTable {
         MemTable {
             map: SkipMap::new(),
+            index: (0..INDEX_SHARDS)
+                .map(|_| RwLock::new(HashTable::new()))
+                .collect(),
             tombs: RwLock::new(Vec::new()),
             has_tombs: AtomicBool::new(false),
             size: AtomicUsize::new(0),
@@ -45,12 +72,46 @@ impl MemTable {
 
     /// Inserts a point record.
     pub(crate) fn put(&self, user: &[u8], seq: u64, kind: Kind, value: Bytes) {
-        self.size.fetch_add(
-            user.len() + 8 + value.len() + ENTRY_OVERHEAD,
-            Ordering::Relaxed,
-        );
+        let mut charge = user.len() + 8 + value.len() + ENTRY_OVERHEAD;
+        if self.index_put(user, seq, kind, &value) {
+            charge += user.len() + INDEX_OVERHEAD;
+        }
+        self.size.fetch_add(charge, Ordering::Relaxed);
         self.map.insert(MemKey::new(user, seq, kind), value);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Newest>> {
+        // The low bits pick the shard; hashbrown uses the high bits inside it.
+        &self.index[hash as usize & (INDEX_SHARDS - 1)]
+    }
+
+    /// Records `(seq, kind, value)` as `user`'s newest version unless a newer one is there;
+    /// true when `user` was not indexed yet.
+    fn index_put(&self, user: &[u8], seq: u64, kind: Kind, value: &Bytes) -> bool {
+        let hash = bloom::hash(user);
+        let mut t = self.shard(hash).write();
+        match t.entry(hash, |e| e.hash == hash && *e.user == *user, |e| e.hash) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                if seq > e.seq {
+                    e.seq = seq;
+                    e.kind = kind;
+                    e.value = value.clone();
+                }
+                false
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Newest {
+                    hash,
+                    user: user.into(),
+                    seq,
+                    kind,
+                    value: value.clone(),
+                });
+                true
+            }
+        }
     }
 
     /// Records that sequence numbers up to `seq` were used by this memtable's batches.
@@ -109,11 +170,34 @@ impl MemTable {
     /// Newest point version of `user` with seq `<= snap`.
     #[cfg(test)]
     pub(crate) fn get(&self, user: &[u8], snap: u64) -> Option<Found> {
-        self.get_lk(&key::LookupKey::new(user, snap))
+        self.get_lk(&key::LookupKey::new(user, snap), bloom::hash(user))
     }
 
-    /// Newest point version of the lookup key's user key at its snapshot.
-    pub(crate) fn get_lk(&self, lk: &key::LookupKey) -> Option<Found> {
+    /// Newest point version of the lookup key's user key at its snapshot; `hash` is
+    /// [`bloom::hash`] of the user key.
+    pub(crate) fn get_lk(&self, lk: &key::LookupKey, hash: u64) -> Option<Found> {
+        let user = lk.user();
+        {
+            let t = self.shard(hash).read();
+            match t.find(hash, |e| e.hash == hash && *e.user == *user) {
+                // No version of `user` in this memtable.
+                None => return None,
+                Some(e) if e.seq <= lk.seq() => {
+                    return Some(Found {
+                        seq: e.seq,
+                        kind: e.kind,
+                        value: e.value.clone(),
+                    })
+                }
+                // The newest version is after the snapshot: search for an older one.
+                Some(_) => {}
+            }
+        }
+        self.get_older(lk)
+    }
+
+    /// Newest point version at the lookup key's snapshot, from the skiplist.
+    fn get_older(&self, lk: &key::LookupKey) -> Option<Found> {
         let user = lk.user();
         let e = self
             .map
@@ -232,6 +316,30 @@ mod tests {
         assert_eq!(m.get(b"k", 4).map(|f| f.kind), Some(Kind::Delete));
         assert_eq!(m.get(b"k", 9).map(|f| f.value.len()), Some(0));
         assert!(m.get(b"j", 9).is_none());
+    }
+
+    #[test]
+    fn index_keeps_the_newest_version_whatever_the_insert_order() {
+        let m = MemTable::new(1);
+        m.put(b"a", 7, Kind::Put, Bytes::from_static(b"new"));
+        m.put(b"a", 4, Kind::Put, Bytes::from_static(b"old"));
+        assert_eq!(&m.get(b"a", 9).expect("new").value[..], b"new");
+        assert_eq!(&m.get(b"a", 6).expect("old").value[..], b"old");
+        assert!(m.get(b"a", 3).is_none());
+        // Many keys across shards: each answers with its own newest value.
+        for i in 0..2000u32 {
+            m.put(
+                &i.to_be_bytes(),
+                10 + u64::from(i),
+                Kind::Put,
+                Bytes::from(i.to_string()),
+            );
+        }
+        for i in 0..2000u32 {
+            let f = m.get(&i.to_be_bytes(), u64::MAX >> 8).expect("present");
+            assert_eq!(f.value, Bytes::from(i.to_string()));
+        }
+        assert!(m.get(b"zz", 1 << 40).is_none());
     }
 
     #[test]

@@ -169,14 +169,14 @@ impl Inner {
 
     fn get_in(&self, st: &State, user: &[u8], snap: u64) -> Result<Option<Bytes>> {
         let lk = key::LookupKey::new(user, snap);
+        let h = bloom::hash(user);
         let mut tomb = 0;
         for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
             tomb = tomb.max(m.max_tomb_seq(user, snap));
-            if let Some(r) = resolve(m.get_lk(&lk), tomb) {
+            if let Some(r) = resolve(m.get_lk(&lk, h), tomb) {
                 return Ok(r);
             }
         }
-        let h = bloom::hash(user);
         Ok(st.version.get(&lk, h, &mut tomb)?.flatten())
     }
 
