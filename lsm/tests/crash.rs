@@ -13,83 +13,12 @@
 mod common;
 
 use bytes::Bytes;
+use common::sim::{dump_lsm, key, opts, opts_with, random_batch, Rng, DIR};
 use common::{b, Model};
-use pinnacle_lsm::{Engine, Error, Lsm, Options, SimFs, SimOp, SyncPolicy, Vfs, WriteBatch};
+use pinnacle_lsm::{Engine, Lsm, Options, SimFs, SyncPolicy, Vfs, WriteBatch};
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
-
-const DIR: &str = "/db";
-
-/// splitmix64, so every cycle replays from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-fn opts(fs: &SimFs, background: bool) -> Options {
-    opts_with(fs, background, SyncPolicy::Always)
-}
-
-fn opts_with(fs: &SimFs, background: bool, sync: SyncPolicy) -> Options {
-    Options {
-        sync,
-        background_work: background,
-        vfs: Arc::new(fs.process()),
-        ..Options::small_for_tests()
-    }
-}
-
-fn dump_lsm(e: &Lsm) -> pinnacle_lsm::Result<BTreeMap<Bytes, Bytes>> {
-    e.scan((Bound::Unbounded, Bound::Unbounded), None)?
-        .collect::<pinnacle_lsm::Result<BTreeMap<Bytes, Bytes>>>()
-}
-
-fn key(i: u64) -> Bytes {
-    b(format!("k{i:03}"))
-}
-
-/// A random batch; every batch also sets `marker` to its id so distinct prefixes differ.
-fn random_batch(rng: &mut Rng, id: u64) -> WriteBatch {
-    let mut wb = WriteBatch::new();
-    for _ in 0..1 + rng.below(5) {
-        match rng.below(20) {
-            0 => {
-                let a = rng.below(200);
-                wb.delete_range(key(a), key(a + 1 + rng.below(15)));
-            }
-            1..=4 => {
-                wb.delete(key(rng.below(200)));
-            }
-            _ => {
-                let len = if rng.chance(10) {
-                    0
-                } else {
-                    10 + rng.below(400)
-                } as usize;
-                let fill = (id as u8).wrapping_add(rng.below(7) as u8);
-                wb.put(key(rng.below(200)), Bytes::from(vec![fill; len]));
-            }
-        }
-    }
-    wb.put(b("marker"), b(id.to_le_bytes()));
-    wb
-}
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -354,96 +283,6 @@ fn crash_soak() {
     run(0x5EED, cycles / 4, None, SyncPolicy::Never);
 }
 
-/// A sync error on the WAL fails that write and stops the engine for good.
-#[test]
-fn fsync_error_is_fatal() {
-    let fs = SimFs::new();
-    let dir = Path::new(DIR);
-    let e = Lsm::open(dir, opts(&fs, false)).unwrap();
-    let mut model = Model::default();
-    for i in 0..20 {
-        let mut wb = WriteBatch::new();
-        wb.put(key(i), b(format!("v{i}")));
-        model.apply(&wb);
-        e.write(wb).unwrap();
-    }
-    fs.fail_nth(SimOp::Sync, 1);
-    let mut doomed = WriteBatch::new();
-    doomed.put(key(100), b("never acknowledged")).delete(key(0));
-    let mut with_doomed = model.clone();
-    with_doomed.apply(&doomed);
-    assert!(
-        e.write(doomed).is_err(),
-        "write whose fsync failed must fail"
-    );
-    let mut later = WriteBatch::new();
-    later.put(key(101), b("after the error"));
-    match e.write(later.clone()) {
-        Err(Error::Stopped(_)) => {}
-        other => panic!("writes after an fsync error must be refused with Stopped, got {other:?}"),
-    }
-    assert!(
-        matches!(e.write(later), Err(Error::Stopped(_))),
-        "stays stopped"
-    );
-    drop(e);
-    // Reboot a few times: the first crash decides what survived, later ones must not change it.
-    for seed in 0..3 {
-        fs.crash(seed);
-        let e = Lsm::open(dir, opts(&fs, false)).unwrap();
-        let got = dump_lsm(&e).unwrap();
-        assert!(
-            got == model.map || got == with_doomed.map,
-            "after reopen: every acknowledged write and nothing half-applied"
-        );
-        assert_eq!(
-            e.get(&key(101)).unwrap(),
-            None,
-            "a refused write never appears"
-        );
-        drop(e);
-    }
-}
-
-/// A failed WAL append is fatal too, and a sync error while flushing a memtable stops the
-/// engine without losing acknowledged writes.
-#[test]
-fn append_and_flush_sync_errors_are_fatal() {
-    let fs = SimFs::new();
-    let dir = Path::new(DIR);
-    let e = Lsm::open(dir, opts(&fs, false)).unwrap();
-    fs.fail_nth(SimOp::Append, 1);
-    let mut wb = WriteBatch::new();
-    wb.put(b("a"), b("1"));
-    assert!(e.write(wb.clone()).is_err());
-    assert!(matches!(e.write(wb), Err(Error::Stopped(_))));
-    drop(e);
-    fs.crash(1);
-
-    let e = Lsm::open(dir, opts(&fs, false)).unwrap();
-    let mut model = Model::default();
-    for i in 0..100 {
-        let mut wb = WriteBatch::new();
-        wb.put(key(i), Bytes::from(vec![i as u8; 300]));
-        model.apply(&wb);
-        e.write(wb).unwrap();
-    }
-    let syncs = fs.op_count(SimOp::Sync);
-    fs.fail_nth(SimOp::Sync, 1);
-    assert!(
-        e.flush().is_err(),
-        "flush whose SSTable sync failed must fail"
-    );
-    assert!(fs.op_count(SimOp::Sync) > syncs);
-    let mut wb = WriteBatch::new();
-    wb.put(b("late"), b("x"));
-    assert!(matches!(e.write(wb), Err(Error::Stopped(_))));
-    drop(e);
-    fs.crash(2);
-    let e = Lsm::open(dir, opts(&fs, false)).unwrap();
-    assert_eq!(dump_lsm(&e).unwrap(), model.map);
-}
-
 /// Group commit under power loss: four writers, each with its own keys; after every crash each
 /// writer's batches survive as a gap-free prefix that holds all its acknowledged batches, and
 /// no batch is half there.
@@ -519,64 +358,6 @@ fn crash_with_concurrent_writers() {
         drop(e);
         fs.crash(rng.next());
     }
-}
-
-/// A checkpoint that returned is durable: after a power loss right after it, it opens with
-/// exactly the content it was taken at.
-#[test]
-fn checkpoint_survives_power_loss() {
-    for (round, bg) in [(0u64, false), (1, true), (2, false)] {
-        let fs = SimFs::new();
-        let e = Lsm::open(Path::new(DIR), opts(&fs, bg)).unwrap();
-        let mut model = Model::default();
-        let mut rng = Rng(round);
-        for id in 0..150 {
-            let wb = random_batch(&mut rng, id);
-            model.apply(&wb);
-            e.write(wb).unwrap();
-            if id == 70 {
-                e.flush().unwrap();
-            }
-        }
-        let ck = Path::new("/ck");
-        e.checkpoint(ck).unwrap();
-        fs.power_cut();
-        drop(e);
-        fs.crash(round);
-        let c = Lsm::open(ck, opts(&fs, false)).unwrap();
-        assert_eq!(dump_lsm(&c).unwrap(), model.map, "round {round}");
-        drop(c);
-        let e = Lsm::open(Path::new(DIR), opts(&fs, false)).unwrap();
-        assert_eq!(dump_lsm(&e).unwrap(), model.map, "round {round}: source");
-    }
-}
-
-/// After an fsync error the engine can be dropped and reopened without a crash; everything
-/// acknowledged is there and the refused writes are not.
-#[test]
-fn reopen_after_fatal_error_without_power_loss() {
-    let fs = SimFs::new();
-    let dir = Path::new(DIR);
-    let e = Lsm::open(dir, opts(&fs, true)).unwrap();
-    let mut model = Model::default();
-    let mut rng = Rng(9);
-    for id in 0..200 {
-        let wb = random_batch(&mut rng, id);
-        model.apply(&wb);
-        e.write(wb).unwrap();
-    }
-    fs.fail_nth(SimOp::Sync, 1);
-    let doomed = random_batch(&mut rng, 1000);
-    let mut with_doomed = model.clone();
-    with_doomed.apply(&doomed);
-    assert!(e.write(doomed).is_err());
-    let refused = random_batch(&mut rng, 1001);
-    assert!(matches!(e.write(refused), Err(Error::Stopped(_))));
-    drop(e);
-    let e = Lsm::open(dir, opts(&fs, true)).unwrap();
-    let got = dump_lsm(&e).unwrap();
-    assert!(got == model.map || got == with_doomed.map);
-    assert_ne!(got.get(&b("marker")), Some(&b(1001u64.to_le_bytes())));
 }
 
 /// Under a relaxed sync policy a crash may lose the unsynced tail of the log, but what

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use bytes::Bytes;
 use pinnacle_lsm::{BatchOp, DbIter, Engine, KeyRange, Snapshot, WriteBatch};
 use std::collections::BTreeMap;
