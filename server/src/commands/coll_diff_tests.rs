@@ -228,7 +228,9 @@ fn list_cmd(r: &mut Rng) -> String {
 
 const ZKEYS: &[&str] = &["z1", "z2", "str", "s1"];
 const ZMEMBERS: &[&str] = &["a", "b", "c", "d", "e"];
-const SCORES: &[&str] = &["0", "1", "-1", "2.5", "1e2", "+inf", "-inf", "0.1", "x"];
+const SCORES: &[&str] = &[
+    "0", "1", "-1", "2.5", "1e2", "+inf", "-inf", "0.1", "x", "-0",
+];
 const SBOUNDS: &[&str] = &["-inf", "+inf", "0", "(0", "1", "(2.5", "100", "x"];
 const LBOUNDS: &[&str] = &["-", "+", "[a", "(b", "[c", "(e", "x"];
 
@@ -242,7 +244,10 @@ fn zset_cmd(r: &mut Rng) -> String {
     let j = r.next(9) as i64 - 4;
     let (b1, b2) = (r.pick(SBOUNDS), r.pick(SBOUNDS));
     let (l1, l2) = (r.pick(LBOUNDS), r.pick(LBOUNDS));
-    match r.next(34) {
+    let k2 = r.pick(ZKEYS);
+    let dst = r.pick(&["z3", "z1", "s1"]);
+    let w = r.pick(&["1", "2", "-0.5", "0", "+inf", "x"]);
+    match r.next(45) {
         0..=2 => format!("ZADD {k} {s} {m} {s2} {m2}"),
         3 => format!(
             "ZADD {k} {} {s} {m}",
@@ -280,6 +285,66 @@ fn zset_cmd(r: &mut Rng) -> String {
         30 => format!("ZREVRANGEBYLEX zl {l2} {l1} LIMIT 0 2"),
         31 => format!("ZLEXCOUNT zl {l1} {l2}"),
         32 => format!("ZREMRANGEBYLEX zl {l1} {l2}"),
+        33 => format!(
+            "ZUNION 2 {k} {k2} {}",
+            r.pick(&[
+                "WITHSCORES",
+                "WEIGHTS 2 {w}",
+                "AGGREGATE MIN WITHSCORES",
+                "AGGREGATE MAX WEIGHTS 1 {w} WITHSCORES"
+            ])
+        )
+        .replace("{w}", w),
+        34 => format!(
+            "ZINTER 2 {k} {k2} {}",
+            r.pick(&[
+                "WITHSCORES",
+                "WEIGHTS {w} 2 WITHSCORES",
+                "AGGREGATE MAX",
+                "AGGREGATE SUM WITHSCORES"
+            ])
+        )
+        .replace("{w}", w),
+        35 => format!(
+            "ZDIFF 2 {k} {k2} {}",
+            r.pick(&["WITHSCORES", "", "WEIGHTS 1 1"])
+        ),
+        36 => format!(
+            "ZUNIONSTORE {dst} 2 {k} {k2} WEIGHTS {w} 3 AGGREGATE {}",
+            r.pick(&["SUM", "MIN", "MAX", "AVG"])
+        ),
+        37 => format!(
+            "ZINTERSTORE {dst} 2 {k} {k2} AGGREGATE {}",
+            r.pick(&["SUM", "MIN", "MAX"])
+        ),
+        38 => format!("ZDIFFSTORE {dst} 2 {k} {k2}"),
+        39 => format!(
+            "ZINTERCARD 2 {k} {k2} LIMIT {}",
+            r.pick(&["0", "1", "5", "-1", "x"])
+        ),
+        40 => format!(
+            "ZMPOP 2 {k} {k2} {} COUNT {}",
+            r.pick(&["MIN", "MAX"]),
+            r.next(4)
+        ),
+        41 => "ZRANGE z3 0 -1 WITHSCORES".to_string(),
+        42 => format!("SADD s1 {m} {m2}"),
+        43 => r
+            .pick(&[
+                "ZUNION 0 z1",
+                "ZUNIONSTORE z3 0 z1",
+                "ZINTER 3 z1",
+                "ZINTER 1 z1 WEIGHTS x",
+                "ZINTERCARD 0 z1",
+                "ZINTERCARD 1 z1 LIMIT",
+                "ZDIFF 1 z1 WITHSCORES AGGREGATE SUM",
+                "ZDIFFSTORE z3 1 z1 WITHSCORES",
+                "ZMPOP 0 z1 MIN",
+                "ZMPOP 1 z1 COUNT 1",
+                "ZMPOP 1 z1 MIN COUNT 1 COUNT 1",
+                "ZUNION x z1",
+            ])
+            .to_string(),
         _ => format!("OBJECT ENCODING {k}"),
     }
 }

@@ -14,6 +14,7 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod zset_algebra;
 pub mod zsets;
 
 use crate::command::Handler;
@@ -33,4 +34,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     sets::HANDLERS,
     lists::HANDLERS,
     zsets::HANDLERS,
+    zset_algebra::HANDLERS,
 ];

@@ -228,7 +228,7 @@ enum RangeType {
 }
 
 /// Members with optional scores: flat in RESP2, `[member, score]` pairs in RESP3.
-fn with_scores(items: Vec<(f64, Bytes)>, withscores: bool, p: Protocol) -> Reply {
+pub(super) fn with_scores(items: Vec<(f64, Bytes)>, withscores: bool, p: Protocol) -> Reply {
     let mut out = Vec::with_capacity(items.len() * if withscores { 2 } else { 1 });
     for (s, x) in items {
         if !withscores {
@@ -431,7 +431,10 @@ fn zpop(db: &Db, p: Protocol, a: &[Bytes], max: bool) -> Reply {
         match int_arg(&a[2]) {
             Err(r) => return r,
             Ok(c) if c < 0 => return Reply::error("ERR value is out of range, must be positive"),
-            Ok(0) => return Reply::Array(Vec::new()),
+            Ok(0) => {
+                // Redis checks the key's type before honouring a zero count.
+                return with_zset(db, &a[1], |_, _| Ok(Reply::Array(Vec::new())));
+            }
             Ok(c) => Some(c as u64),
         }
     } else {

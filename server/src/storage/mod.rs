@@ -20,6 +20,7 @@ pub mod set;
 pub mod slot;
 pub mod write;
 pub mod zset;
+pub mod zset_ops;
 
 pub use coll::BIG;
 pub use encoding::{KeyType, Meta, StrEnc};

@@ -379,6 +379,28 @@ pub enum WriteOp {
         /// Upper bound text.
         max: Bytes,
     },
+    /// `ZUNIONSTORE` / `ZINTERSTORE` / `ZDIFFSTORE`: reply the result's cardinality.
+    ZStore {
+        /// Which operation.
+        kind: super::zset_ops::ZOpKind,
+        /// Destination key.
+        dst: Bytes,
+        /// Source keys (sorted sets or sets).
+        keys: Vec<Bytes>,
+        /// One weight per source (empty = all 1).
+        weights: Vec<f64>,
+        /// SUM / MIN / MAX.
+        agg: super::zset_ops::Aggregate,
+    },
+    /// `ZMPOP`: pops up to `count` from the first non-empty sorted set.
+    ZMPop {
+        /// Keys in order.
+        keys: Vec<Bytes>,
+        /// Pop the highest scores.
+        max: bool,
+        /// Most members to pop.
+        count: u64,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -435,6 +457,8 @@ impl WriteOp {
             WriteOp::ZRem { .. } => 37,
             WriteOp::ZPop { .. } => 38,
             WriteOp::ZRemRange { .. } => 39,
+            WriteOp::ZStore { .. } => 40,
+            WriteOp::ZMPop { .. } => 41,
         }
     }
 }
@@ -695,6 +719,27 @@ impl WriteCommand {
                 put_bytes(&mut out, min);
                 put_bytes(&mut out, max);
             }
+            WriteOp::ZStore {
+                kind,
+                dst,
+                keys,
+                weights,
+                agg,
+            } => {
+                out.put_u8(*kind as u8);
+                put_bytes(&mut out, dst);
+                put_list(&mut out, keys);
+                out.put_u32(weights.len() as u32);
+                for w in weights {
+                    out.put_u64(w.to_bits());
+                }
+                out.put_u8(*agg as u8);
+            }
+            WriteOp::ZMPop { keys, max, count } => {
+                put_list(&mut out, keys);
+                out.put_u8(u8::from(*max));
+                out.put_u64(*count);
+            }
         }
         out.freeze()
     }
@@ -905,6 +950,34 @@ impl WriteCommand {
                 },
                 min: bytes_(r)?,
                 max: bytes_(r)?,
+            },
+            40 => {
+                let kind = super::zset_ops::ZOpKind::from_u8(u8_(r)?)
+                    .ok_or(DecodeError::Field("zset operation"))?;
+                let dst = bytes_(r)?;
+                let keys = list_(r)?;
+                let n = u32_(r)? as usize;
+                if n > r.remaining() / 8 {
+                    return Err(DecodeError::Truncated);
+                }
+                let mut weights = Vec::with_capacity(n);
+                for _ in 0..n {
+                    weights.push(f64::from_bits(u64_(r)?));
+                }
+                let agg = super::zset_ops::Aggregate::from_u8(u8_(r)?)
+                    .ok_or(DecodeError::Field("aggregate"))?;
+                WriteOp::ZStore {
+                    kind,
+                    dst,
+                    keys,
+                    weights,
+                    agg,
+                }
+            }
+            41 => WriteOp::ZMPop {
+                keys: list_(r)?,
+                max: bool_(r)?,
+                count: u64_(r)?,
             },
             other => return Err(DecodeError::Opcode(other)),
         };

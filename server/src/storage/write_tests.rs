@@ -181,6 +181,18 @@ fn examples() -> Vec<WriteOp> {
             min: b("-"),
             max: b("+"),
         },
+        WriteOp::ZStore {
+            kind: crate::storage::zset_ops::ZOpKind::Inter,
+            dst: b("d"),
+            keys: vec![b("a"), b("b")],
+            weights: vec![2.0, 0.5],
+            agg: crate::storage::zset_ops::Aggregate::Max,
+        },
+        WriteOp::ZMPop {
+            keys: vec![b("a"), b("b")],
+            max: true,
+            count: 3,
+        },
     ]
 }
 
@@ -188,11 +200,13 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=39).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=41).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);
     assert_eq!(SetOpKind::Diff as u8, 2);
+    assert_eq!(crate::storage::zset_ops::ZOpKind::Diff as u8, 2);
+    assert_eq!(crate::storage::zset_ops::Aggregate::Max as u8, 2);
     assert_eq!(FORMAT_VERSION, 1);
     assert_eq!(SetCond::Xx as u8, 2);
     assert_eq!(ExpireCond::XxLt as u8, 6);

@@ -188,6 +188,11 @@ impl Tx<'_> {
         old: Option<f64>,
         new: f64,
     ) {
+        let big = m.enc == BIG
+            || member.len() > MAX_LISTPACK_VALUE
+            || (old.is_none() && m.size >= MAX_LISTPACK_ENTRIES);
+        // A listpack stores -0 as the integer 0; only the skiplist keeps the sign.
+        let new = if !big && new == 0.0 { 0.0 } else { new };
         if let Some(o) = old {
             self.batch.delete(score_key(key, m.version, o, member));
         } else {
@@ -206,7 +211,7 @@ impl Tx<'_> {
         }
     }
 
-    fn zset_del(&mut self, key: &[u8], m: &mut Meta, member: &[u8], score: f64) {
+    pub(super) fn zset_del(&mut self, key: &[u8], m: &mut Meta, member: &[u8], score: f64) {
         self.sub_del(key, m.version, member);
         self.batch.delete(score_key(key, m.version, score, member));
         m.size -= 1;

@@ -1,0 +1,192 @@
+//! Sorted-set algebra and multi-key pops: ZUNION ZINTER ZDIFF (WEIGHTS, AGGREGATE, WITHSCORES),
+//! their STORE forms, ZINTERCARD (LIMIT) and ZMPOP. Argument checks follow
+//! `zunionInterDiffGenericCommand`: numkeys, then the keys' types, then the options.
+
+use super::hashes::coll_handlers;
+use super::strings::{failed, int_arg, is, syntax_error, write};
+use super::zsets::with_scores;
+use crate::command::Handler;
+use crate::storage::zset::parse_score;
+use crate::storage::zset_ops::{combine, inter_card, Aggregate, ZOpKind};
+use crate::storage::{Db, KeyType, WriteOp};
+use bytes::Bytes;
+use pinnacle_resp::{Protocol, Reply};
+
+coll_handlers! {
+    "zunion" => zunion,
+    "zinter" => zinter,
+    "zdiff" => zdiff,
+    "zunionstore" => zunionstore,
+    "zinterstore" => zinterstore,
+    "zdiffstore" => zdiffstore,
+    "zintercard" => zintercard,
+    "zmpop" => zmpop,
+}
+
+/// What the generic command produces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Reply the members (ZUNION, ZINTER, ZDIFF).
+    Members,
+    /// Store into `argv[1]` (the STORE forms).
+    Store,
+    /// Reply the intersection's size (ZINTERCARD).
+    Card,
+}
+
+fn zunion(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Union, Output::Members, "zunion")
+}
+fn zinter(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Inter, Output::Members, "zinter")
+}
+fn zdiff(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Diff, Output::Members, "zdiff")
+}
+fn zunionstore(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Union, Output::Store, "zunionstore")
+}
+fn zinterstore(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Inter, Output::Store, "zinterstore")
+}
+fn zdiffstore(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Diff, Output::Store, "zdiffstore")
+}
+fn zintercard(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    generic(db, p, a, ZOpKind::Inter, Output::Card, "zintercard")
+}
+
+/// WRONGTYPE if any key holds neither a sorted set nor a set.
+fn check_types(db: &Db, keys: &[Bytes]) -> Result<(), Reply> {
+    let view = db.view();
+    for k in keys {
+        match view.get(k) {
+            Err(e) => return Err(failed(e)),
+            Ok(Some(m)) if m.kind != KeyType::ZSet && m.kind != KeyType::Set => {
+                return Err(Reply::error(crate::storage::apply::WRONGTYPE))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn generic(db: &Db, p: Protocol, a: &[Bytes], kind: ZOpKind, out: Output, name: &str) -> Reply {
+    let nk_idx = if out == Output::Store { 2 } else { 1 };
+    let numkeys = match int_arg(&a[nk_idx]) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if numkeys < 1 {
+        return Reply::error(format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        ));
+    }
+    let first = nk_idx + 1;
+    if numkeys as u64 > (a.len() - first) as u64 {
+        return syntax_error();
+    }
+    let n = numkeys as usize;
+    let keys = &a[first..first + n];
+    if let Err(r) = check_types(db, keys) {
+        return r;
+    }
+    let mut weights: Vec<f64> = Vec::new();
+    let mut agg = Aggregate::Sum;
+    let mut withscores = false;
+    let mut limit = 0usize;
+    let mut j = first + n;
+    while j < a.len() {
+        let remaining = a.len() - j;
+        let algebra = kind != ZOpKind::Diff && out != Output::Card;
+        if algebra && remaining > n && is(&a[j], "weights") {
+            j += 1;
+            weights.clear();
+            for _ in 0..n {
+                match parse_score(&a[j]) {
+                    Some(w) => weights.push(w),
+                    None => return Reply::error("ERR weight value is not a float"),
+                }
+                j += 1;
+            }
+        } else if algebra && remaining >= 2 && is(&a[j], "aggregate") {
+            agg = match &a[j + 1] {
+                x if is(x, "sum") => Aggregate::Sum,
+                x if is(x, "min") => Aggregate::Min,
+                x if is(x, "max") => Aggregate::Max,
+                _ => return syntax_error(),
+            };
+            j += 2;
+        } else if out == Output::Members && is(&a[j], "withscores") {
+            withscores = true;
+            j += 1;
+        } else if out == Output::Card && remaining >= 2 && is(&a[j], "limit") {
+            limit = match int_arg(&a[j + 1]) {
+                Ok(l) if l >= 0 => l as usize,
+                _ => return Reply::error("ERR LIMIT can't be negative"),
+            };
+            j += 2;
+        } else {
+            return syntax_error();
+        }
+    }
+    match out {
+        Output::Store => {
+            let op = WriteOp::ZStore {
+                kind,
+                dst: a[1].clone(),
+                keys: keys.to_vec(),
+                weights,
+                agg,
+            };
+            write(db, db.now_ms(), op)
+        }
+        Output::Members | Output::Card => {
+            let inputs = match db.view().zset_inputs(keys) {
+                Err(e) => return failed(e),
+                Ok(Err(r)) => return r,
+                Ok(Ok(i)) => i,
+            };
+            if out == Output::Card {
+                Reply::Integer(inter_card(&inputs, limit) as i64)
+            } else {
+                with_scores(combine(kind, &inputs, &weights, agg), withscores, p)
+            }
+        }
+    }
+}
+
+fn zmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
+    let numkeys = match int_arg(&a[1]) {
+        Ok(n) if n > 0 => n as usize,
+        _ => return Reply::error("ERR numkeys should be greater than 0"),
+    };
+    let where_idx = match numkeys.checked_add(2) {
+        Some(w) if w < a.len() => w,
+        _ => return syntax_error(),
+    };
+    let max = match &a[where_idx] {
+        x if is(x, "min") => false,
+        x if is(x, "max") => true,
+        _ => return syntax_error(),
+    };
+    let mut count: Option<u64> = None;
+    let mut j = where_idx + 1;
+    while j < a.len() {
+        if is(&a[j], "count") && j + 1 < a.len() && count.is_none() {
+            count = match int_arg(&a[j + 1]) {
+                Ok(c) if c > 0 => Some(c as u64),
+                _ => return Reply::error("ERR count should be greater than 0"),
+            };
+            j += 2;
+        } else {
+            return syntax_error();
+        }
+    }
+    let op = WriteOp::ZMPop {
+        keys: a[2..where_idx].to_vec(),
+        max,
+        count: count.unwrap_or(1),
+    };
+    write(db, db.now_ms(), op)
+}
