@@ -317,6 +317,38 @@ impl Gen {
             .collect()
     }
 
+    /// A list/set/hash/zset command on a pool key, so string and key commands meet WRONGTYPE,
+    /// TYPE, COPY, RENAME and OBJECT ENCODING of other types. Only order-deterministic reads.
+    fn collection_command(&mut self, k: Vec<u8>) -> Cmd {
+        let m = self
+            .rng
+            .pick(&["a", "b", "1", "2.5", ""])
+            .as_bytes()
+            .to_vec();
+        match self.rng.below(12) {
+            0 => vec![b("RPUSH"), k, m, self.value()],
+            1 => vec![b("LRANGE"), k, b("0"), b("-1")],
+            2 => vec![b("LLEN"), k],
+            3 => vec![b("SADD"), k, m],
+            4 => vec![b("SCARD"), k],
+            5 => vec![b("HSET"), k, m, self.value()],
+            6 => vec![b("HGET"), k, m],
+            7 => vec![b("HLEN"), k],
+            8 => vec![
+                b("ZADD"),
+                k,
+                self.rng
+                    .pick(&["1", "-2.5", "inf", "abc"])
+                    .as_bytes()
+                    .to_vec(),
+                m,
+            ],
+            9 => vec![b("ZRANGE"), k, b("0"), b("-1"), b("WITHSCORES")],
+            10 => vec![b("ZSCORE"), k, m],
+            _ => vec![b("ZCARD"), k],
+        }
+    }
+
     /// The next command.
     pub fn command(&mut self) -> Cmd {
         let mut c = self.command_inner();
@@ -346,7 +378,7 @@ impl Gen {
 
     fn command_inner(&mut self) -> Cmd {
         let k = self.key();
-        match self.rng.below(46) {
+        match self.rng.below(48) {
             0..=2 => vec![b("GET"), k],
             3..=5 => {
                 let mut c = vec![b("SET"), k, self.value()];
@@ -556,6 +588,7 @@ impl Gen {
                 }
                 c
             }
+            45 => self.collection_command(k),
             _ => vec![b("STRLEN"), k],
         }
     }
