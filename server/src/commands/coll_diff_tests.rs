@@ -327,7 +327,15 @@ fn zset_cmd(r: &mut Rng) -> String {
             r.pick(&["MIN", "MAX"]),
             r.next(4)
         ),
-        41 => "ZRANGE z3 0 -1 WITHSCORES".to_string(),
+        41 => match r.next(4) {
+            0 => format!("ZRANGESTORE {dst} {k} {i} {j}"),
+            1 => format!(
+                "ZRANGESTORE {dst} {k} {b1} {b2} BYSCORE REV LIMIT {} {i}",
+                r.next(3)
+            ),
+            2 => format!("ZRANGESTORE {dst} zl {l1} {l2} BYLEX"),
+            _ => "ZRANGE z3 0 -1 WITHSCORES".to_string(),
+        },
         42 => format!("SADD s1 {m} {m2}"),
         43 => r
             .pick(&[

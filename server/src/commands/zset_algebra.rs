@@ -6,7 +6,7 @@ use super::hashes::coll_handlers;
 use super::strings::{failed, int_arg, is, syntax_error, write};
 use super::zsets::with_scores;
 use crate::command::Handler;
-use crate::storage::zset::parse_score;
+use crate::storage::zset::{parse_lex_bound, parse_score, parse_score_bound, RemRange};
 use crate::storage::zset_ops::{combine, inter_card, Aggregate, ZOpKind};
 use crate::storage::{Db, KeyType, WriteOp};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ coll_handlers! {
     "zdiffstore" => zdiffstore,
     "zintercard" => zintercard,
     "zmpop" => zmpop,
+    "zrangestore" => zrangestore,
 }
 
 /// What the generic command produces.
@@ -187,6 +188,75 @@ fn zmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         keys: a[2..where_idx].to_vec(),
         max,
         count: count.unwrap_or(1),
+    };
+    write(db, db.now_ms(), op)
+}
+
+/// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`.
+fn zrangestore(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
+    let (mut kind, mut rev) = (None, false);
+    let (mut offset, mut limit, mut limit_given) = (0i64, -1i64, false);
+    let mut j = 5;
+    while j < a.len() {
+        let left = a.len() - j - 1;
+        if is(&a[j], "limit") && left >= 2 {
+            offset = match int_arg(&a[j + 1]) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            limit = match int_arg(&a[j + 2]) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            limit_given = true;
+            j += 2;
+        } else if is(&a[j], "rev") {
+            rev = true;
+        } else if kind.is_none() && is(&a[j], "bylex") {
+            kind = Some(RemRange::Lex);
+        } else if kind.is_none() && is(&a[j], "byscore") {
+            kind = Some(RemRange::Score);
+        } else {
+            return syntax_error();
+        }
+        j += 1;
+    }
+    let kind = kind.unwrap_or(RemRange::Rank);
+    if limit_given && kind == RemRange::Rank {
+        return Reply::error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+    }
+    let (mut min, mut max) = (&a[3], &a[4]);
+    if rev && kind != RemRange::Rank {
+        std::mem::swap(&mut min, &mut max);
+    }
+    match kind {
+        RemRange::Rank => {
+            if let Err(r) = int_arg(min).and_then(|_| int_arg(max)) {
+                return r;
+            }
+        }
+        RemRange::Score => {
+            if parse_score_bound(min).is_none() || parse_score_bound(max).is_none() {
+                return Reply::error("ERR min or max is not a float");
+            }
+        }
+        RemRange::Lex => {
+            if parse_lex_bound(min).is_none() || parse_lex_bound(max).is_none() {
+                return Reply::error("ERR min or max not valid string range item");
+            }
+        }
+    }
+    let op = WriteOp::ZRangeStore {
+        dst: a[1].clone(),
+        src: a[2].clone(),
+        kind,
+        rev,
+        min: min.clone(),
+        max: max.clone(),
+        offset,
+        limit,
     };
     write(db, db.now_ms(), op)
 }

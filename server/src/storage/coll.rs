@@ -231,7 +231,9 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         | WriteOp::ZRem { .. }
         | WriteOp::ZPop { .. }
         | WriteOp::ZRemRange { .. } => zset::apply(tx, op),
-        WriteOp::ZStore { .. } | WriteOp::ZMPop { .. } => zset_ops::apply(tx, op),
+        WriteOp::ZStore { .. } | WriteOp::ZMPop { .. } | WriteOp::ZRangeStore { .. } => {
+            zset_ops::apply(tx, op)
+        }
         _ => set::apply(tx, op),
     }
 }

@@ -401,6 +401,25 @@ pub enum WriteOp {
         /// Most members to pop.
         count: u64,
     },
+    /// `ZRANGESTORE`: bounds as sent (low-high even with `rev`), re-parsed at apply.
+    ZRangeStore {
+        /// Destination key.
+        dst: Bytes,
+        /// Source key.
+        src: Bytes,
+        /// Rank, BYSCORE or BYLEX.
+        kind: super::zset::RemRange,
+        /// `REV`.
+        rev: bool,
+        /// Lower bound text.
+        min: Bytes,
+        /// Upper bound text.
+        max: Bytes,
+        /// `LIMIT` offset.
+        offset: i64,
+        /// `LIMIT` count (negative = all).
+        limit: i64,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -459,6 +478,7 @@ impl WriteOp {
             WriteOp::ZRemRange { .. } => 39,
             WriteOp::ZStore { .. } => 40,
             WriteOp::ZMPop { .. } => 41,
+            WriteOp::ZRangeStore { .. } => 42,
         }
     }
 }
@@ -740,6 +760,25 @@ impl WriteCommand {
                 out.put_u8(u8::from(*max));
                 out.put_u64(*count);
             }
+            WriteOp::ZRangeStore {
+                dst,
+                src,
+                kind,
+                rev,
+                min,
+                max,
+                offset,
+                limit,
+            } => {
+                put_bytes(&mut out, dst);
+                put_bytes(&mut out, src);
+                out.put_u8(*kind as u8);
+                out.put_u8(u8::from(*rev));
+                put_bytes(&mut out, min);
+                put_bytes(&mut out, max);
+                out.put_i64(*offset);
+                out.put_i64(*limit);
+            }
         }
         out.freeze()
     }
@@ -978,6 +1017,21 @@ impl WriteCommand {
                 keys: list_(r)?,
                 max: bool_(r)?,
                 count: u64_(r)?,
+            },
+            42 => WriteOp::ZRangeStore {
+                dst: bytes_(r)?,
+                src: bytes_(r)?,
+                kind: match u8_(r)? {
+                    0 => super::zset::RemRange::Rank,
+                    1 => super::zset::RemRange::Score,
+                    2 => super::zset::RemRange::Lex,
+                    _ => return Err(DecodeError::Field("range kind")),
+                },
+                rev: bool_(r)?,
+                min: bytes_(r)?,
+                max: bytes_(r)?,
+                offset: u64_(r)? as i64,
+                limit: u64_(r)? as i64,
             },
             other => return Err(DecodeError::Opcode(other)),
         };

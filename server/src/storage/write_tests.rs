@@ -193,6 +193,16 @@ fn examples() -> Vec<WriteOp> {
             max: true,
             count: 3,
         },
+        WriteOp::ZRangeStore {
+            dst: b("d"),
+            src: b("s"),
+            kind: crate::storage::zset::RemRange::Score,
+            rev: true,
+            min: b("(1"),
+            max: b("+inf"),
+            offset: 1,
+            limit: -1,
+        },
     ]
 }
 
@@ -200,7 +210,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=41).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=42).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);

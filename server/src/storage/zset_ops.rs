@@ -7,7 +7,9 @@
 use super::apply::Tx;
 use super::encoding::KeyType;
 use super::hash::try_reply;
+use super::num::parse_i64;
 use super::write::WriteOp;
+use super::zset::{in_lex, parse_lex_bound, parse_score_bound, rank_range, RemRange};
 use super::{ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
@@ -253,6 +255,59 @@ impl Tx<'_> {
     }
 }
 
+/// The part of a sorted set's `all` entries (in order) a ZRANGE-style range selects; `None`
+/// when a bound does not parse. Score and lex bounds are given low-high even with `rev`.
+#[allow(clippy::too_many_arguments)]
+pub fn select_range(
+    mut all: Vec<(f64, Bytes)>,
+    kind: RemRange,
+    rev: bool,
+    min: &Bytes,
+    max: &Bytes,
+    offset: i64,
+    limit: i64,
+) -> Option<Vec<(f64, Bytes)>> {
+    if rev {
+        all.reverse();
+    }
+    let page = |it: Vec<(f64, Bytes)>| -> Vec<(f64, Bytes)> {
+        if offset < 0 {
+            return Vec::new();
+        }
+        let it = it.into_iter().skip(offset as usize);
+        if limit < 0 {
+            it.collect()
+        } else {
+            it.take(limit as usize).collect()
+        }
+    };
+    Some(match kind {
+        RemRange::Rank => {
+            let (s, e) = (parse_i64(min)?, parse_i64(max)?);
+            match rank_range(s, e, all.len()) {
+                None => Vec::new(),
+                Some((s, e)) => all.drain(s..=e).collect(),
+            }
+        }
+        RemRange::Score => {
+            let (lo, hi) = (parse_score_bound(min)?, parse_score_bound(max)?);
+            page(
+                all.into_iter()
+                    .filter(|(s, _)| lo.above(*s) && hi.below(*s))
+                    .collect(),
+            )
+        }
+        RemRange::Lex => {
+            let (lo, hi) = (parse_lex_bound(min)?, parse_lex_bound(max)?);
+            page(
+                all.into_iter()
+                    .filter(|(_, x)| in_lex(&lo, &hi, x))
+                    .collect(),
+            )
+        }
+    })
+}
+
 /// Applies ZSTORE / ZMPOP / ZRANGESTORE.
 pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     Ok(match op {
@@ -289,6 +344,25 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 ]));
             }
             Reply::NullArray
+        }
+        WriteOp::ZRangeStore {
+            dst,
+            src,
+            kind,
+            rev,
+            min,
+            max,
+            offset,
+            limit,
+        } => {
+            let all = match try_reply!(tx.get_coll(src, KeyType::ZSet)?) {
+                None => Vec::new(),
+                Some(m) => tx.zset_entries(src, m.version)?,
+            };
+            let Some(picked) = select_range(all, *kind, *rev, min, max, *offset, *limit) else {
+                return Ok(Reply::error("ERR min or max is not a float"));
+            };
+            tx.zset_store(dst, picked)?
         }
         _ => Reply::error("ERR not a sorted-set algebra operation"),
     })
