@@ -5,7 +5,7 @@
 //! that the conformance and property tests compare the LSM against.
 //!
 //! Layout of the LSM: `key` (internal keys: user key + sequence number + kind), `wal`
-//! (batch records, segments), `memtable` (crossbeam skiplist + range tombstones),
+//! (batch records, segments), `memtable` (B-tree + newest-version hash index + range tombstones),
 //! `sstable` (blocks, builder, reader, bloom filters, block cache), `iterators` (heap merge,
 //! snapshot-aware user iterator), `version` (the pinned table set per level), `manifest`
 //! (version edits, `CURRENT`), `compact` (the pure controller and the merge executor) and

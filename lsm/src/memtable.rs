@@ -1,21 +1,26 @@
-//! The memtable: a lock-free skiplist of internal keys plus a side list of range tombstones,
-//! and a hash index of each user key's newest version for point lookups.
+//! The memtable: an ordered map of internal keys plus a side list of range tombstones, and a
+//! hash index of each user key's newest version for point lookups.
 //!
-//! A skiplist search in a full memtable costs a dozen or more cache misses (one per node
-//! visited below the cached top levels); profiles of GET put ~40% of server CPU there. The
-//! index answers most point lookups with one or two misses: when a key's newest version is
-//! visible at the reader's snapshot it is the answer, and a key absent from the index has no
-//! version in this memtable at all. Only a reader whose snapshot predates the newest version
-//! searches the skiplist.
+//! A search of a full memtable's ordered map costs many cache misses; profiles of GET put
+//! ~40% of server CPU in it. The index answers most point lookups with one or two misses: when
+//! a key's newest version is visible at the reader's snapshot it is the answer, and a key
+//! absent from the index has no version in this memtable at all. Only a reader whose snapshot
+//! predates the newest version searches the ordered map.
+//!
+//! The ordered map is a B-tree behind a read-write lock rather than a lock-free skiplist:
+//! there is one writer at a time (the WAL group-commit leader), point reads go to the index,
+//! and iterators copy small batches under the read lock. A B-tree insert touches a few
+//! contiguous nodes where a skiplist insert chased ~20 scattered ones (crossbeam's
+//! `search_position` was 23-30% of server CPU under SET).
 
 use crate::iterators::InternalIterator;
 use crate::key::{self, Kind, MemKey, MemKeyRef, RangeTombstone};
 use crate::sstable::bloom;
 use crate::Result;
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,7 +50,7 @@ pub(crate) struct Found {
 
 /// One memtable; its records are also in WAL segment `wal_id`.
 pub(crate) struct MemTable {
-    map: SkipMap<MemKey, Bytes>,
+    map: RwLock<BTreeMap<MemKey, Bytes>>,
     index: Box<[RwLock<HashTable<Newest>>]>,
     tombs: RwLock<Vec<RangeTombstone>>,
     has_tombs: AtomicBool,
@@ -58,7 +63,7 @@ pub(crate) struct MemTable {
 impl MemTable {
     pub(crate) fn new(wal_id: u64) -> MemTable {
         MemTable {
-            map: SkipMap::new(),
+            map: RwLock::new(BTreeMap::new()),
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(HashTable::new()))
                 .collect(),
@@ -77,7 +82,7 @@ impl MemTable {
             charge += user.len() + INDEX_OVERHEAD;
         }
         self.size.fetch_add(charge, Ordering::Relaxed);
-        self.map.insert(MemKey::new(user, seq, kind), value);
+        self.map.write().insert(MemKey::new(user, seq, kind), value);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
@@ -137,7 +142,7 @@ impl MemTable {
 
     /// True when nothing was written.
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty() && !self.has_tombs.load(Ordering::Acquire)
+        self.map.read().is_empty() && !self.has_tombs.load(Ordering::Acquire)
     }
 
     /// Highest sequence number stored.
@@ -196,30 +201,46 @@ impl MemTable {
         self.get_older(lk)
     }
 
-    /// Newest point version at the lookup key's snapshot, from the skiplist.
+    /// Newest point version at the lookup key's snapshot, from the ordered map.
     fn get_older(&self, lk: &key::LookupKey) -> Option<Found> {
         let user = lk.user();
-        let e = self
-            .map
-            .lower_bound(Bound::Included(MemKeyRef::new(lk.ikey())))?;
-        let (u, seq, kind) = key::split(e.key().as_slice());
+        let map = self.map.read();
+        let lower: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) =
+            (Bound::Included(MemKeyRef::new(lk.ikey())), Bound::Unbounded);
+        let (k, v) = map.range::<MemKeyRef, _>(lower).next()?;
+        let (u, seq, kind) = key::split(k.as_slice());
         if u != user {
             return None;
         }
         Some(Found {
             seq,
             kind: Kind::from_u8(kind)?,
-            value: e.value().clone(),
+            value: v.clone(),
         })
     }
 
-    /// Calls `f(internal_key, value)` for every point record in order (used by flush; no
-    /// per-record copies).
+    /// Calls `f(internal_key, value)` for every point record in order (used by flush). Copies
+    /// batches out so no lock is held while `f` does I/O.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
-        for e in self.map.iter() {
-            f(e.key().as_slice(), e.value())?;
+        const BATCH: usize = 1024;
+        let mut buf = Vec::with_capacity(BATCH);
+        let mut first = true;
+        loop {
+            let last = buf.last().map(|(k, _): &(MemKey, Bytes)| k.clone());
+            buf.clear();
+            match &last {
+                None if first => self.fetch_bound(Bound::Unbounded, BATCH, &mut buf),
+                None => return Ok(()),
+                Some(k) => self.fetch(k.as_slice(), false, BATCH, &mut buf),
+            }
+            first = false;
+            for (k, v) in &buf {
+                f(k.as_slice(), v)?;
+            }
+            if buf.len() < BATCH {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Up to `n` entries strictly after (or from, when `inclusive`) `from`.
@@ -229,19 +250,24 @@ impl MemTable {
         } else {
             Bound::Excluded(MemKeyRef::new(from))
         };
-        let mut e = self.map.lower_bound(lower);
-        while let Some(en) = e {
+        self.fetch_bound(lower, n, out);
+    }
+
+    /// Up to `n` entries from `lower` on.
+    fn fetch_bound(&self, lower: Bound<&MemKeyRef>, n: usize, out: &mut Vec<(MemKey, Bytes)>) {
+        let map = self.map.read();
+        let range: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) = (lower, Bound::Unbounded);
+        for (k, v) in map.range::<MemKeyRef, _>(range) {
             if out.len() >= n {
                 break;
             }
-            out.push((en.key().clone(), en.value().clone()));
-            e = en.next();
+            out.push((k.clone(), v.clone()));
         }
     }
 }
 
 /// Iterator over a memtable that owns an `Arc` of it (refills a small buffer per step batch,
-/// so no borrow of the skiplist outlives a call).
+/// so no lock on the map outlives a call).
 pub(crate) struct MemIter {
     mem: Arc<MemTable>,
     buf: Vec<(MemKey, Bytes)>,
