@@ -357,6 +357,60 @@ fn zset_cmd(r: &mut Rng) -> String {
     }
 }
 
+const XKEYS: &[&str] = &["x1", "x2", "s1"];
+const XIDS: &[&str] = &[
+    "1-1", "1-2", "2", "2-0", "3-5", "5-1", "0-1", "0-0", "10-0", "x-1",
+];
+const XBOUNDS: &[&str] = &["-", "+", "1", "(1-1", "2-0", "(3-5", "(0-0", "5", "bad"];
+
+fn stream_cmd(r: &mut Rng) -> String {
+    let k = r.pick(XKEYS);
+    let k2 = r.pick(XKEYS);
+    let id = r.pick(XIDS);
+    let id2 = r.pick(XIDS);
+    let (b1, b2) = (r.pick(XBOUNDS), r.pick(XBOUNDS));
+    let f = r.pick(&["f", "g", "h_i"]);
+    let n = r.next(4);
+    match r.next(24) {
+        0..=3 => format!("XADD {k} {id} {f} v{n}"),
+        4 => format!("XADD {k} {id} {f} 1 g 2"),
+        5 => format!("XADD {k} {}-* {f} v", r.next(12)),
+        6 => format!(
+            "XADD {k} MAXLEN {} {n} {id} {f} v",
+            r.pick(&["=", "~", "-1", "~ x"])
+        ),
+        7 => format!("XADD {k} NOMKSTREAM {id} {f} v"),
+        8 => format!("XADD {k} MINID {id2} {id} {f} v"),
+        9 => format!("XLEN {k}"),
+        10 | 11 => format!("XRANGE {k} {b1} {b2}"),
+        12 => format!("XRANGE {k} {b1} {b2} COUNT {}", r.next(4) as i64 - 1),
+        13 => format!("XREVRANGE {k} {b1} {b2} COUNT {n}"),
+        14 => format!("XDEL {k} {id} {id2}"),
+        15 => format!("XTRIM {k} MAXLEN {n}"),
+        16 => format!("XTRIM {k} MINID {} {id}", r.pick(&["=", "~"])),
+        17 => format!("XTRIM {k} MAXLEN ~ {n} LIMIT {}", r.next(3)),
+        18 => format!("XREAD COUNT {n} STREAMS {k} {k2} {id} {id2}"),
+        19 => format!("XREAD STREAMS {k} {}", r.pick(&["$", "0-0", "2"])),
+        20 => format!("TYPE {k}"),
+        21 => format!("OBJECT ENCODING {k}"),
+        22 => format!("SADD s1 {f}"),
+        _ => r
+            .pick(&[
+                "XADD x1 LIMIT 5 9-9 f v",
+                "XADD x1 MAXLEN 1 MINID 1 9-9 f v",
+                "XADD x1 MAXLEN = 1 LIMIT 5 9-9 f v",
+                "XADD x1 9-9 f",
+                "XTRIM x1 FOO 1",
+                "XTRIM x1 LIMIT 1",
+                "XREAD STREAMS x1 x2 0",
+                "XREAD COUNT 1 x1 0",
+                "DEL x2",
+                "XDEL x1 1-1 bad",
+            ])
+            .to_string(),
+    }
+}
+
 fn split(cmd: &str) -> Vec<Vec<u8>> {
     cmd.split(' ').map(|s| s.as_bytes().to_vec()).collect()
 }
@@ -448,4 +502,14 @@ fn zsets_same_bytes_as_redis_resp2() {
 #[test]
 fn zsets_same_bytes_as_redis_resp3() {
     compare(Protocol::Resp3, zset_cmd, 42);
+}
+
+#[test]
+fn streams_same_bytes_as_redis_resp2() {
+    compare(Protocol::Resp2, stream_cmd, 51);
+}
+
+#[test]
+fn streams_same_bytes_as_redis_resp3() {
+    compare(Protocol::Resp3, stream_cmd, 52);
 }

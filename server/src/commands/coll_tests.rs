@@ -23,6 +23,7 @@ pub(crate) fn run_p(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
         .chain(lists::PDB_HANDLERS.iter())
         .chain(zsets::PDB_HANDLERS.iter())
         .chain(crate::commands::zset_algebra::PDB_HANDLERS.iter())
+        .chain(crate::commands::streams::PDB_HANDLERS.iter())
         .find(|(n, _)| *n == name)
     {
         return h(db, proto, &argv);

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lists;
 pub mod server;
 pub mod sets;
+pub mod streams;
 pub mod strings;
 pub mod zset_algebra;
 pub mod zsets;
@@ -35,4 +36,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     lists::HANDLERS,
     zsets::HANDLERS,
     zset_algebra::HANDLERS,
+    streams::HANDLERS,
 ];

@@ -9,7 +9,7 @@
 use super::apply::Tx;
 use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::WriteOp;
-use super::{dump, hash, list, set, zset, zset_ops, Db, ReadView, Result};
+use super::{dump, hash, list, set, stream, zset, zset_ops, Db, ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::ops::Bound;
@@ -231,6 +231,9 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         | WriteOp::ZRem { .. }
         | WriteOp::ZPop { .. }
         | WriteOp::ZRemRange { .. } => zset::apply(tx, op),
+        WriteOp::XAdd { .. } | WriteOp::XTrim { .. } | WriteOp::XDel { .. } => {
+            stream::apply(tx, op)
+        }
         WriteOp::ZStore { .. } | WriteOp::ZMPop { .. } | WriteOp::ZRangeStore { .. } => {
             zset_ops::apply(tx, op)
         }

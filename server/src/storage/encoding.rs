@@ -273,6 +273,10 @@ impl Meta {
             if self.kind == KeyType::List {
                 out.put_u64(self.head);
             }
+            if self.kind == KeyType::Stream {
+                // The stream state (see `storage::stream`).
+                out.put_slice(&self.value);
+            }
         }
         out.freeze()
     }
@@ -296,10 +300,19 @@ impl Meta {
                 head: 0,
             });
         }
-        let payload = if kind == KeyType::List { 24 } else { 16 };
+        let payload = match kind {
+            KeyType::List => 24,
+            KeyType::Stream => 16 + super::stream::STATE_LEN,
+            _ => 16,
+        };
         if raw.len() != META_HEADER + payload {
             return None;
         }
+        let value = if kind == KeyType::Stream {
+            raw.slice(25..)
+        } else {
+            Bytes::new()
+        };
         let head = if kind == KeyType::List {
             u64::from_be_bytes(raw[25..33].try_into().ok()?)
         } else {
@@ -310,7 +323,7 @@ impl Meta {
             expire_at,
             version: u64::from_be_bytes(raw[9..17].try_into().ok()?),
             size: u64::from_be_bytes(raw[17..25].try_into().ok()?),
-            value: Bytes::new(),
+            value,
             enc,
             head,
         })

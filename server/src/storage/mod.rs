@@ -18,6 +18,7 @@ pub mod num;
 mod scan;
 pub mod set;
 pub mod slot;
+pub mod stream;
 pub mod write;
 pub mod zset;
 pub mod zset_ops;

@@ -420,6 +420,33 @@ pub enum WriteOp {
         /// `LIMIT` count (negative = all).
         limit: i64,
     },
+    /// `XADD`: reply the new id (nil with NOMKSTREAM on a missing key).
+    XAdd {
+        /// Key.
+        key: Bytes,
+        /// How the id is chosen (auto ids come from `now_ms`).
+        id: super::stream::IdSpec,
+        /// `NOMKSTREAM`.
+        nomkstream: bool,
+        /// Field/value list.
+        fields: Vec<Bytes>,
+        /// MAXLEN / MINID.
+        trim: Option<super::stream::Trim>,
+    },
+    /// `XTRIM`: reply the number of entries removed.
+    XTrim {
+        /// Key.
+        key: Bytes,
+        /// MAXLEN / MINID.
+        trim: super::stream::Trim,
+    },
+    /// `XDEL`: reply the number of entries removed (ids validated by the handler).
+    XDel {
+        /// Key.
+        key: Bytes,
+        /// Ids as sent.
+        ids: Vec<Bytes>,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -479,6 +506,9 @@ impl WriteOp {
             WriteOp::ZStore { .. } => 40,
             WriteOp::ZMPop { .. } => 41,
             WriteOp::ZRangeStore { .. } => 42,
+            WriteOp::XAdd { .. } => 43,
+            WriteOp::XTrim { .. } => 44,
+            WriteOp::XDel { .. } => 45,
         }
     }
 }
@@ -779,6 +809,33 @@ impl WriteCommand {
                 out.put_i64(*offset);
                 out.put_i64(*limit);
             }
+            WriteOp::XAdd {
+                key,
+                id,
+                nomkstream,
+                fields,
+                trim,
+            } => {
+                put_bytes(&mut out, key);
+                put_id_spec(&mut out, *id);
+                out.put_u8(u8::from(*nomkstream));
+                put_list(&mut out, fields);
+                match trim {
+                    None => out.put_u8(0),
+                    Some(t) => {
+                        out.put_u8(1);
+                        put_trim(&mut out, t);
+                    }
+                }
+            }
+            WriteOp::XTrim { key, trim } => {
+                put_bytes(&mut out, key);
+                put_trim(&mut out, trim);
+            }
+            WriteOp::XDel { key, ids } => {
+                put_bytes(&mut out, key);
+                put_list(&mut out, ids);
+            }
         }
         out.freeze()
     }
@@ -1033,6 +1090,21 @@ impl WriteCommand {
                 offset: u64_(r)? as i64,
                 limit: u64_(r)? as i64,
             },
+            43 => WriteOp::XAdd {
+                key: bytes_(r)?,
+                id: id_spec_(r)?,
+                nomkstream: bool_(r)?,
+                fields: list_(r)?,
+                trim: if bool_(r)? { Some(trim_(r)?) } else { None },
+            },
+            44 => WriteOp::XTrim {
+                key: bytes_(r)?,
+                trim: trim_(r)?,
+            },
+            45 => WriteOp::XDel {
+                key: bytes_(r)?,
+                ids: list_(r)?,
+            },
             other => return Err(DecodeError::Opcode(other)),
         };
         if buf.has_remaining() {
@@ -1040,6 +1112,52 @@ impl WriteCommand {
         }
         Ok(WriteCommand { now_ms, op })
     }
+}
+
+fn put_id_spec(out: &mut BytesMut, id: super::stream::IdSpec) {
+    use super::stream::IdSpec;
+    let (tag, ms, seq) = match id {
+        IdSpec::Auto => (0, 0, 0),
+        IdSpec::AutoSeq(ms) => (1, ms, 0),
+        IdSpec::Explicit(e) => (2, e.ms, e.seq),
+    };
+    out.put_u8(tag);
+    out.put_u64(ms);
+    out.put_u64(seq);
+}
+
+fn id_spec_(r: &mut Bytes) -> Result<super::stream::IdSpec, DecodeError> {
+    use super::stream::{IdSpec, StreamId};
+    let tag = u8_(r)?;
+    let (ms, seq) = (u64_(r)?, u64_(r)?);
+    Ok(match tag {
+        0 => IdSpec::Auto,
+        1 => IdSpec::AutoSeq(ms),
+        2 => IdSpec::Explicit(StreamId { ms, seq }),
+        _ => return Err(DecodeError::Field("stream id spec")),
+    })
+}
+
+fn put_trim(out: &mut BytesMut, t: &super::stream::Trim) {
+    out.put_u8(u8::from(t.minid));
+    out.put_u8(u8::from(t.approx));
+    out.put_u64(t.maxlen);
+    out.put_u64(t.min_id.ms);
+    out.put_u64(t.min_id.seq);
+    out.put_u64(t.limit);
+}
+
+fn trim_(r: &mut Bytes) -> Result<super::stream::Trim, DecodeError> {
+    Ok(super::stream::Trim {
+        minid: bool_(r)?,
+        approx: bool_(r)?,
+        maxlen: u64_(r)?,
+        min_id: super::stream::StreamId {
+            ms: u64_(r)?,
+            seq: u64_(r)?,
+        },
+        limit: u64_(r)?,
+    })
 }
 
 fn u8_(r: &mut Bytes) -> Result<u8, DecodeError> {

@@ -203,6 +203,33 @@ fn examples() -> Vec<WriteOp> {
             offset: 1,
             limit: -1,
         },
+        WriteOp::XAdd {
+            key: b("x"),
+            id: crate::storage::stream::IdSpec::AutoSeq(5),
+            nomkstream: true,
+            fields: vec![b("f"), b("v")],
+            trim: Some(crate::storage::stream::Trim {
+                minid: true,
+                approx: true,
+                maxlen: 0,
+                min_id: crate::storage::stream::StreamId { ms: 3, seq: 4 },
+                limit: 7,
+            }),
+        },
+        WriteOp::XTrim {
+            key: b("x"),
+            trim: crate::storage::stream::Trim {
+                minid: false,
+                approx: false,
+                maxlen: 10,
+                min_id: crate::storage::stream::StreamId::default(),
+                limit: 0,
+            },
+        },
+        WriteOp::XDel {
+            key: b("x"),
+            ids: vec![b("1-1")],
+        },
     ]
 }
 
@@ -210,7 +237,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=42).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=45).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);
