@@ -527,7 +527,11 @@ async fn a_follower_whose_log_fsync_fails_stops_and_the_rest_carry_on() {
     let leader = c.confirmed_leader(Duration::from_secs(5)).await;
     let data = c.group(leader).target().applied();
     assert!(acked.iter().all(|p| data.iter().any(|(_, d)| d == p)));
-    assert!(c.group(victim).target().applied().len() < 60);
+    // The stopped follower may have applied entries the majority committed before its fsync
+    // failed, but never anything else: its applied log is a prefix of the leader's.
+    let victim_applied = c.group(victim).target().applied();
+    assert!(victim_applied.len() <= data.len());
+    assert!(victim_applied.iter().zip(data.iter()).all(|(a, b)| a == b));
     c.shutdown().await;
 }
 
