@@ -306,7 +306,7 @@ fn sscan(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 #[path = "coll_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "coll_diff_tests.rs"]

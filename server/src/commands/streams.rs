@@ -383,3 +383,49 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::sets::tests::run_p;
+    use crate::storage::Db;
+    use pinnacle_resp::{Protocol, Reply};
+
+    fn run(db: &Db, cmd: &str) -> Reply {
+        let argv: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+        run_p(db, Protocol::Resp2, &argv)
+    }
+
+    #[test]
+    fn trims_whole_nodes_approximately_and_exactly() {
+        let db = Db::in_memory();
+        for i in 1..=250 {
+            run(&db, &format!("XADD s {i}-0 f v"));
+        }
+        // 251 entries in nodes of 100/100/51: `~ 120` may drop only the first node.
+        run(&db, "XADD s MAXLEN ~ 120 251-0 f v");
+        assert_eq!(run(&db, "XLEN s"), Reply::Integer(151));
+        assert_eq!(run(&db, "XTRIM s MAXLEN 10"), Reply::Integer(141));
+        let first = |db: &Db| match run(db, "XRANGE s - + COUNT 1") {
+            Reply::Array(v) => match &v[0] {
+                Reply::Array(e) => e[0].clone(),
+                other => other.clone(),
+            },
+            other => other,
+        };
+        assert_eq!(first(&db), Reply::bulk("242-0"));
+        assert_eq!(run(&db, "XDEL s 242-0 243-0 9-9"), Reply::Integer(2));
+        assert_eq!(first(&db), Reply::bulk("244-0"));
+        assert_eq!(run(&db, "XTRIM s MINID 250"), Reply::Integer(6));
+        assert_eq!(run(&db, "XLEN s"), Reply::Integer(2));
+        // Auto ids never go backwards, even when the clock is behind the last id.
+        assert_eq!(
+            run(&db, "XADD t 99999999999999-5 f v"),
+            Reply::bulk("99999999999999-5")
+        );
+        assert_eq!(run(&db, "XADD t * f v"), Reply::bulk("99999999999999-6"));
+        assert_eq!(
+            run(&db, "XADD t 99999999999999-* f v"),
+            Reply::bulk("99999999999999-7")
+        );
+    }
+}

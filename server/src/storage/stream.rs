@@ -13,6 +13,7 @@ use super::write::WriteOp;
 use super::{ReadView, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pinnacle_resp::Reply;
+use std::ops::Bound;
 
 /// A stream entry id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -302,12 +303,51 @@ fn trim_entries(
     n
 }
 
-fn entries_of(tx: &Tx<'_>, key: &[u8], version: u64) -> Result<Vec<(StreamId, Bytes)>> {
-    Ok(tx
-        .sub_all(key, version)?
-        .into_iter()
-        .filter_map(|(f, v)| StreamId::from_field(&f).map(|id| (id, v)))
-        .collect())
+/// The oldest ids as stored before this command, read in order while `more(ids so far)`.
+fn head_ids(
+    tx: &Tx<'_>,
+    key: &[u8],
+    version: u64,
+    mut more: impl FnMut(&[(StreamId, Bytes)]) -> bool,
+) -> Result<Vec<(StreamId, Bytes)>> {
+    let start = super::encoding::sub_prefix(key, version);
+    let plen = start.len();
+    let end = super::encoding::sub_prefix(key, version.wrapping_add(1));
+    let iter = tx
+        .db
+        .inner
+        .engine
+        .scan((Bound::Included(start), Bound::Excluded(end)), None)?;
+    let mut out = Vec::new();
+    for item in iter {
+        if !more(&out) {
+            break;
+        }
+        let (k, _) = item?;
+        if let Some(id) = StreamId::from_field(&k[plen..]) {
+            out.push((id, Bytes::new()));
+        }
+    }
+    Ok(out)
+}
+
+/// The oldest entries a trim of a stream of `size` entries needs to look at (plus one, to
+/// know the new first id): only those are read.
+fn trim_candidates(
+    tx: &Tx<'_>,
+    key: &[u8],
+    version: u64,
+    size: u64,
+    trim: &Trim,
+) -> Result<Vec<(StreamId, Bytes)>> {
+    if trim.minid {
+        head_ids(tx, key, version, |got| {
+            got.last().is_none_or(|(id, _)| *id < trim.min_id)
+        })
+    } else {
+        let need = size.saturating_sub(trim.maxlen) as usize + 1;
+        head_ids(tx, key, version, |got| got.len() < need)
+    }
 }
 
 /// Applies a stream write op.
@@ -382,9 +422,12 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             st.added += 1;
             m.value = st.encode();
             if let Some(t) = trim {
-                let entries = entries_of(tx, key, m.version)?;
-                let mut all = entries;
-                all.push((new_id, Bytes::new()));
+                // The new entry is still pending (not in the engine): it is the newest, so it
+                // belongs to the candidates only when every stored entry is one.
+                let mut all = trim_candidates(tx, key, m.version, m.size, t)?;
+                if all.len() as u64 == m.size - 1 {
+                    all.push((new_id, Bytes::new()));
+                }
                 trim_entries(tx, key, &mut m, &all, t);
             }
             tx.put(key, m);
@@ -394,7 +437,7 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             let Some(mut m) = try_reply!(tx.get_coll(key, KeyType::Stream)?) else {
                 return Ok(Reply::Integer(0));
             };
-            let entries = entries_of(tx, key, m.version)?;
+            let entries = trim_candidates(tx, key, m.version, m.size, trim)?;
             let n = trim_entries(tx, key, &mut m, &entries, trim);
             if n > 0 {
                 tx.put(key, m);
@@ -426,12 +469,15 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             }
             if n > 0 {
                 // The first entry may have gone: find the new one (deleted ones are pending).
-                st.first = StreamId::default();
-                for (id, _) in entries_of(tx, key, m.version)? {
-                    if !seen.contains(&id) {
-                        st.first = id;
-                        break;
-                    }
+                if seen.contains(&st.first) {
+                    let head = head_ids(tx, key, m.version, |got| {
+                        got.last().is_none_or(|(id, _)| seen.contains(id))
+                    })?;
+                    st.first = head
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .find(|id| !seen.contains(id))
+                        .unwrap_or_default();
                 }
                 m.value = st.encode();
                 // An emptied stream stays (Redis keeps empty streams).
