@@ -428,4 +428,23 @@ mod tests {
             Reply::bulk("99999999999999-7")
         );
     }
+
+    #[test]
+    fn generic_key_commands_cover_streams() {
+        let db = Db::in_memory();
+        run(&db, "XADD {a}x 1-1 f v");
+        run(&db, "XADD {a}x 2-1 g w");
+        assert_eq!(run(&db, "TYPE {a}x"), Reply::simple("stream"));
+        assert_eq!(run(&db, "RENAME {a}x {a}y"), Reply::ok());
+        assert_eq!(run(&db, "XLEN {a}y"), Reply::Integer(2));
+        // The renamed stream keeps its last id: a smaller explicit id is refused.
+        assert!(matches!(run(&db, "XADD {a}y 2-0 f v"), Reply::Error(_)));
+        assert_eq!(run(&db, "COPY {a}y {a}z"), Reply::Integer(1));
+        assert_eq!(run(&db, "XLEN {a}z"), Reply::Integer(2));
+        assert_eq!(run(&db, "EXPIRE {a}z 100"), Reply::Integer(1));
+        assert_eq!(run(&db, "DEL {a}y {a}z"), Reply::Integer(2));
+        assert_eq!(run(&db, "XLEN {a}y"), Reply::Integer(0));
+        assert!(matches!(run(&db, "XADD {a}x 3-1 f v"), Reply::Bulk(_)));
+        assert!(matches!(run(&db, "DUMP {a}x"), Reply::Error(_)));
+    }
 }
