@@ -241,17 +241,27 @@ impl ReadView<'_> {
             Some(n) => n.to_field().to_vec(),
             None => vec![0xFF; 17],
         };
-        let all = self.sub_range(key, meta, &lo.to_field(), &to)?;
-        let it = all
-            .into_iter()
-            .filter_map(|(f, v)| StreamId::from_field(&f).map(|id| (id, v)));
-        let mut out: Vec<(StreamId, Bytes)> = if rev {
-            let mut v: Vec<_> = it.collect();
-            v.reverse();
-            v
-        } else {
-            it.collect()
-        };
+        let start = super::encoding::sub_key(key, meta.version, &lo.to_field());
+        let end = super::encoding::sub_key(key, meta.version, &to);
+        let plen = super::encoding::sub_prefix(key, meta.version).len();
+        let iter = self.db.inner.engine.scan(
+            (Bound::Included(start), Bound::Excluded(end)),
+            Some(&self.snap),
+        )?;
+        let mut out = Vec::new();
+        for item in iter {
+            // A forward range with COUNT stops reading at its last entry.
+            if !rev && count.is_some_and(|c| out.len() >= c) {
+                break;
+            }
+            let (k, v) = item?;
+            if let Some(id) = StreamId::from_field(&k[plen..]) {
+                out.push((id, v));
+            }
+        }
+        if rev {
+            out.reverse();
+        }
         if let Some(c) = count {
             out.truncate(c);
         }
