@@ -513,3 +513,16 @@ fn streams_same_bytes_as_redis_resp2() {
 fn streams_same_bytes_as_redis_resp3() {
     compare(Protocol::Resp3, stream_cmd, 52);
 }
+
+#[test]
+fn zsets_and_streams_more_seeds() {
+    for seed in [47, 48, 61, 62] {
+        let proto = if seed % 2 == 0 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        compare(proto, zset_cmd, seed);
+        compare(proto, stream_cmd, seed + 10);
+    }
+}

@@ -171,7 +171,12 @@ pub fn combine(
                 .collect()
         }
     };
-    out.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    // `<` order like Redis (-0 ties with 0, then member order); scores are never NaN here.
+    out.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.1.cmp(&b.1))
+    });
     out
 }
 
