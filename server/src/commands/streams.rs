@@ -195,7 +195,14 @@ fn xtrim(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 
 fn xdel(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     // Redis checks the type, then validates every id before deleting any.
-    let t = with_stream(db, &a[1], |_, _| Ok(Reply::Null));
+    // A missing key answers 0 before the ids are looked at.
+    let t = with_stream(db, &a[1], |_, m| {
+        Ok(if m.is_some() {
+            Reply::Null
+        } else {
+            Reply::Integer(0)
+        })
+    });
     if t != Reply::Null {
         return t;
     }
