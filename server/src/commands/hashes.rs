@@ -231,6 +231,27 @@ pub(crate) fn distinct_indexes(n: usize, count: usize) -> Vec<usize> {
     idx
 }
 
+/// Redis's pick rule for SRANDMEMBER/HRANDFIELD/ZRANDMEMBER with a count: negative means
+/// `|count|` picks that may repeat, a count covering the collection returns all of it, otherwise
+/// `count` distinct elements in random order.
+pub(crate) fn random_pick<T: Clone>(all: Vec<T>, count: i64) -> Vec<T> {
+    if all.is_empty() || count == 0 {
+        return Vec::new();
+    }
+    if count < 0 {
+        (0..count.unsigned_abs())
+            .map(|_| all[rand_below(all.len())].clone())
+            .collect()
+    } else if count as usize >= all.len() {
+        all
+    } else {
+        distinct_indexes(all.len(), count as usize)
+            .into_iter()
+            .map(|i| all[i].clone())
+            .collect()
+    }
+}
+
 /// Parses a random-count argument like Redis (`-LONG_MAX..=LONG_MAX`).
 pub(crate) fn rand_count(arg: &[u8]) -> Result<i64, Reply> {
     let l = int_arg(arg)?;
@@ -266,17 +287,7 @@ fn hrandfield(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
     if all.is_empty() || l == 0 {
         return Reply::Array(Vec::new());
     }
-    let picked: Vec<(Bytes, Bytes)> = if l < 0 {
-        let n = l.unsigned_abs() as usize;
-        (0..n).map(|_| all[rand_below(all.len())].clone()).collect()
-    } else if l as usize >= all.len() {
-        all
-    } else {
-        distinct_indexes(all.len(), l as usize)
-            .into_iter()
-            .map(|i| all[i].clone())
-            .collect()
-    };
+    let picked = random_pick(all, l);
     Reply::Array(pairs_reply(picked, withvalues, p))
 }
 

@@ -1,7 +1,9 @@
 //! Set commands: membership, random picks (SPOP's choice travels in the log entry), algebra
 //! (SINTER/SUNION/SDIFF and their STORE forms, SINTERCARD), SSCAN.
 
-use super::hashes::{coll_handlers, distinct_indexes, rand_below, rand_count, scan_elements};
+use super::hashes::{
+    coll_handlers, distinct_indexes, rand_below, rand_count, random_pick, scan_elements,
+};
 use super::strings::{failed, int_arg, is, syntax_error, write};
 use crate::command::Handler;
 use crate::storage::set::combine;
@@ -179,18 +181,7 @@ fn srandmember(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some((_, all))) => all,
     };
-    let picked: Vec<Bytes> = if l < 0 {
-        (0..l.unsigned_abs())
-            .map(|_| all[rand_below(all.len())].clone())
-            .collect()
-    } else if l as usize >= all.len() {
-        all
-    } else {
-        distinct_indexes(all.len(), l as usize)
-            .into_iter()
-            .map(|i| all[i].clone())
-            .collect()
-    };
+    let picked: Vec<Bytes> = random_pick(all, l);
     Reply::Array(picked.into_iter().map(Reply::Bulk).collect())
 }
 

@@ -2,7 +2,7 @@
 //! ZRANGE family (rank, BYSCORE, BYLEX, REV, LIMIT, WITHSCORES), counts, pops, range removal,
 //! ZRANDMEMBER, ZSCAN. ZSCORE/ZMSCORE are point lookups of the member sub-key.
 
-use super::hashes::{coll_handlers, distinct_indexes, rand_below, rand_count, scan_elements};
+use super::hashes::{coll_handlers, rand_below, rand_count, random_pick, scan_elements};
 use super::strings::{failed, int_arg, is, syntax_error, write};
 use crate::command::Handler;
 use crate::storage::zset::{
@@ -533,18 +533,7 @@ fn zrandmember(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
     if all.is_empty() || l == 0 {
         return Reply::Array(Vec::new());
     }
-    let picked: Vec<(f64, Bytes)> = if l < 0 {
-        (0..l.unsigned_abs())
-            .map(|_| all[rand_below(all.len())].clone())
-            .collect()
-    } else if l as usize >= all.len() {
-        all
-    } else {
-        distinct_indexes(all.len(), l as usize)
-            .into_iter()
-            .map(|i| all[i].clone())
-            .collect()
-    };
+    let picked: Vec<(f64, Bytes)> = random_pick(all, l);
     with_scores(picked, withscores, p)
 }
 
