@@ -144,6 +144,18 @@ pub trait Engine: Send + Sync {
     /// Applies every operation of `batch` atomically (all or nothing, also across a crash);
     /// returns the sequence number of the batch's last operation.
     fn write(&self, batch: WriteBatch) -> Result<u64>;
+    /// Applies `batch` (visible to readers at once) but leaves its WAL record buffered in
+    /// memory; returns the batch's last sequence number. Durable only after
+    /// [`Engine::sync_to`] of that number returns `Ok`.
+    fn write_deferred(&self, batch: WriteBatch) -> Result<u64> {
+        self.write(batch)
+    }
+    /// Makes every write up to `seq` durable per the sync policy (one WAL append, and one
+    /// fsync under `SyncPolicy::Always`, shared by concurrent callers).
+    fn sync_to(&self, seq: u64) -> Result<()> {
+        let _ = seq;
+        Ok(())
+    }
     /// A consistent view of the current state.
     fn snapshot(&self) -> Snapshot;
     /// Ordered iteration over `range`, at `snap` or (if `None`) at a fresh snapshot.

@@ -65,6 +65,18 @@ fn crash(fs: &SimFs, rng: &mut Rng, tally: &mut Tally) {
 /// (`None` alternates per cycle). Under `SyncPolicy::Always` an acknowledged write is durable;
 /// under relaxed policies only a returned `flush` is, and recovery may show any prefix after it.
 fn run(seed: u64, cycles: u64, background: Option<bool>, sync: SyncPolicy) -> Tally {
+    run_mode(seed, cycles, background, sync, false)
+}
+
+/// `run`, optionally writing with `write_deferred` and acknowledging a batch (and every one
+/// before it) only when a later `sync_to` covering it returns `Ok`.
+fn run_mode(
+    seed: u64,
+    cycles: u64,
+    background: Option<bool>,
+    sync: SyncPolicy,
+    deferred: bool,
+) -> Tally {
     let acked_durable = sync == SyncPolicy::Always;
     let seed = std::env::var("CRASH_SEED")
         .ok()
@@ -153,19 +165,46 @@ fn run(seed: u64, cycles: u64, background: Option<bool>, sync: SyncPolicy) -> Ta
                 batch_id += 1;
                 let wb = random_batch(&mut rng, batch_id);
                 model.apply(&wb);
-                match engine.write(wb) {
-                    Ok(_) => {
-                        tally.acked += 1;
-                        if acked_durable {
-                            allowed = vec![model.clone()];
-                        } else {
+                if deferred {
+                    match engine.write_deferred(wb) {
+                        Ok(seq) => {
                             allowed.push(model.clone());
+                            // Sync some batches, so groups of several get acknowledged.
+                            if rng.chance(35) {
+                                match engine.sync_to(seq) {
+                                    Ok(()) => {
+                                        tally.acked += 1;
+                                        if acked_durable {
+                                            allowed = vec![model.clone()];
+                                        }
+                                        Ok(())
+                                    }
+                                    Err(e) => Err(e),
+                                }
+                            } else {
+                                Ok(())
+                            }
                         }
-                        Ok(())
+                        Err(e) => {
+                            allowed.push(model.clone());
+                            Err(e)
+                        }
                     }
-                    Err(e) => {
-                        allowed.push(model.clone());
-                        Err(e)
+                } else {
+                    match engine.write(wb) {
+                        Ok(_) => {
+                            tally.acked += 1;
+                            if acked_durable {
+                                allowed = vec![model.clone()];
+                            } else {
+                                allowed.push(model.clone());
+                            }
+                            Ok(())
+                        }
+                        Err(e) => {
+                            allowed.push(model.clone());
+                            Err(e)
+                        }
                     }
                 }
             } else if r < 95 {
@@ -252,6 +291,18 @@ fn crash_cycles_foreground() {
         "{t:?}"
     );
     assert!(t.cuts_matching("wal") > 0, "{t:?}");
+}
+
+/// Deferred writes (`write_deferred` + `sync_to`, the server's group commit): a batch is
+/// acknowledged when a `sync_to` covering it returns; acknowledged batches survive and the
+/// unsynced tail recovers as a prefix.
+#[test]
+fn crash_cycles_deferred_sync() {
+    let t = run_mode(0xDEFE44, 400, None, SyncPolicy::Always, true);
+    assert!(t.acked > 1000, "{t:?}");
+    assert!(t.unacked_recovered > 0 && t.unacked_lost > 0, "{t:?}");
+    run_mode(0xDEFE45, 100, None, SyncPolicy::EveryMillis(1), true);
+    run_mode(0xDEFE46, 100, None, SyncPolicy::Never, true);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::{
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,19 +42,10 @@ struct Writer {
     last_seq: u64,
     // Appended since the last fsync (for `SyncPolicy::EveryMillis`).
     dirty: bool,
-    // Reused encoding buffers.
-    buf: Vec<u8>,
+    // Framed WAL records of writes up to `last_seq` not yet appended to `wal` (in seq order).
+    pending: Vec<u8>,
+    // Reused encoding buffer.
     payload: Vec<u8>,
-}
-
-#[derive(Default)]
-struct Queue {
-    next_id: u64,
-    pending: Vec<(u64, WriteBatch)>,
-    // An empty vector kept for the next group, so queueing does not allocate.
-    spare: Vec<(u64, WriteBatch)>,
-    done: HashMap<u64, Result<u64>>,
-    leader: bool,
 }
 
 struct Structure {
@@ -97,8 +88,8 @@ pub(crate) struct Inner {
     state: ArcSwap<State>,
     swap_lock: Mutex<()>,
     writer: Mutex<Writer>,
-    queue: Mutex<Queue>,
-    queue_cv: Condvar,
+    // Every write up to this sequence number is durable per the sync policy.
+    durable_seq: AtomicU64,
     structure: Mutex<Structure>,
     flush_lock: Mutex<()>,
     compaction_lock: Mutex<()>,
@@ -288,6 +279,14 @@ impl Engine for Lsm {
         self.inner.write(batch)
     }
 
+    fn write_deferred(&self, batch: WriteBatch) -> Result<u64> {
+        self.inner.write_deferred(batch)
+    }
+
+    fn sync_to(&self, seq: u64) -> Result<()> {
+        self.inner.sync_to(seq)
+    }
+
     fn snapshot(&self) -> Snapshot {
         let list = self.inner.snapshots.clone();
         let mut m = list.seqs.lock();
@@ -340,6 +339,14 @@ impl Drop for Lsm {
         // A clean close makes the WAL durable even under relaxed sync policies.
         if !self.inner.stopped.load(Ordering::Acquire) {
             let mut w = self.inner.writer.lock();
+            if !w.pending.is_empty() {
+                let buf = std::mem::take(&mut w.pending);
+                if let Err(e) = w.wal.append(&buf) {
+                    tracing::warn!(error = %e, "final WAL append failed");
+                    return;
+                }
+                w.dirty = true;
+            }
             if w.dirty {
                 if let Err(e) = w.wal.sync() {
                     tracing::warn!(error = %e, "final WAL sync failed");

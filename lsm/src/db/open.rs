@@ -1,7 +1,7 @@
 //! Opening an engine: read the manifest, open its tables, replay newer WAL segments into a
 //! table, write a fresh manifest, remove files nothing references, start background threads.
 
-use super::{Inner, Lsm, Queue, SnapshotList, State, Structure, Writer};
+use super::{Inner, Lsm, SnapshotList, State, Structure, Writer};
 use crate::counters::Counters;
 use crate::manifest::{self, ManifestState, ManifestWriter, VersionEdit};
 use crate::memtable::MemTable;
@@ -62,11 +62,10 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
             wal: WalWriter::placeholder(),
             last_seq: 0,
             dirty: false,
-            buf: Vec::new(),
+            pending: Vec::new(),
             payload: Vec::new(),
         }),
-        queue: Mutex::new(Queue::default()),
-        queue_cv: Condvar::new(),
+        durable_seq: AtomicU64::new(0),
         structure: Mutex::new(Structure {
             manifest: ManifestWriter::placeholder(),
             meta: ManifestState::new(opts.max_levels),
@@ -184,6 +183,9 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         w.wal = new_wal;
         w.last_seq = last_seq;
     }
+    inner
+        .durable_seq
+        .store(last_seq, std::sync::atomic::Ordering::SeqCst);
     {
         let mut s = inner.structure.lock();
         s.manifest = writer;

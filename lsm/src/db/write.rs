@@ -36,124 +36,96 @@ pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: WriteBatch) {
 }
 
 impl Inner {
-    /// Applies `batch` atomically; returns the sequence number of its last operation.
+    /// Applies `batch` atomically and durably; returns the sequence number of its last
+    /// operation.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<u64> {
+        let seq = self.write_deferred(batch)?;
+        self.sync_to(seq)?;
+        Ok(seq)
+    }
+
+    /// Numbers `batch`, inserts it into the memtable and frames its WAL record into the
+    /// in-memory buffer; returns its last sequence number (durable after `sync_to`).
+    pub(crate) fn write_deferred(&self, batch: WriteBatch) -> Result<u64> {
         self.check_stopped()?;
         if batch.is_empty() {
             return Ok(self.visible_seq.load(Ordering::SeqCst));
         }
         self.maybe_stall();
-        let mut q = self.queue.lock();
-        let id = q.next_id;
-        q.next_id += 1;
-        q.pending.push((id, batch));
-        loop {
-            if let Some(r) = q.done.remove(&id) {
-                return r;
-            }
-            if !q.leader {
-                // Become the leader: commit everything queued with one append and one fsync.
-                q.leader = true;
-                let spare = std::mem::take(&mut q.spare);
-                let mut group = std::mem::replace(&mut q.pending, spare);
-                drop(q);
-                let results = self.commit_group(&mut group);
-                let mut mine = None;
-                q = self.queue.lock();
-                q.leader = false;
-                if group.capacity() <= 1024 {
-                    q.spare = group;
-                }
-                for (i, r) in results {
-                    if i == id {
-                        mine = Some(r);
-                    } else {
-                        q.done.insert(i, r);
-                    }
-                }
-                if !q.done.is_empty() || !q.pending.is_empty() {
-                    self.queue_cv.notify_all();
-                }
-                match mine {
-                    Some(r) => return r,
-                    None => continue,
-                }
-            }
-            self.queue_cv.wait(&mut q);
-        }
-    }
-
-    /// Writes `group` (drained) to the WAL and the memtable; returns each batch's outcome.
-    fn commit_group(&self, group: &mut Vec<(u64, WriteBatch)>) -> Vec<(u64, Result<u64>)> {
         let mut w = self.writer.lock();
-        if let Err(e) = self.check_stopped() {
-            let msg = e.to_string();
-            return group
-                .drain(..)
-                .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
-                .collect();
-        }
-        let mut buf = std::mem::take(&mut w.buf);
+        self.check_stopped()?;
         let mut payload = std::mem::take(&mut w.payload);
-        buf.clear();
-        let mut seq = w.last_seq;
-        let mut results: Vec<(u64, Result<u64>)> = Vec::with_capacity(group.len());
-        for (id, b) in group.iter() {
-            payload.clear();
-            wal::encode_batch(&mut payload, b);
-            match wal::frame_record(&mut buf, seq + 1, &payload) {
-                Ok(()) => {
-                    seq += b.len() as u64;
-                    results.push((*id, Ok(seq)));
-                }
-                Err(e) => results.push((*id, Err(e))),
-            }
-        }
-        if !buf.is_empty() {
-            let io = w.wal.append(&buf).and_then(|_| match self.opts.sync {
-                SyncPolicy::Always => w.wal.sync(),
-                _ => Ok(()),
-            });
-            if let Err(e) = io {
-                // Never retry and acknowledge: the engine stops accepting writes.
-                let msg = format!("WAL write failed: {e}");
-                self.stop(&msg);
-                return group
-                    .drain(..)
-                    .map(|(id, _)| (id, Err(Error::Stopped(msg.clone()))))
-                    .collect();
-            }
-            if matches!(self.opts.sync, SyncPolicy::EveryMillis(_)) {
-                w.dirty = true;
-            }
-        }
-        let mem = self.state.load().mem.clone();
-        let mut user_bytes = 0;
-        for ((_, b), (_, r)) in group.drain(..).zip(&results) {
-            // Batches that were not framed (too large) are skipped; they used no numbers.
-            if let Ok(last) = r {
-                user_bytes += b.payload_bytes();
-                let first = last + 1 - b.len() as u64;
-                apply_batch(&mem, first, b);
-            }
-        }
-        w.last_seq = seq;
-        self.visible_seq.store(seq, Ordering::SeqCst);
-        Counters::add(&self.counters.user_bytes, user_bytes);
-        Counters::add(&self.counters.wal_bytes, buf.len() as u64);
-        // Keep modest buffers for the next group; drop huge ones.
-        if buf.capacity() <= REUSE_LIMIT {
-            w.buf = buf;
-        }
+        payload.clear();
+        wal::encode_batch(&mut payload, &batch);
+        let first = w.last_seq + 1;
+        let framed = wal::frame_record(&mut w.pending, first, &payload);
+        let wal_bytes = payload.len() as u64;
         if payload.capacity() <= REUSE_LIMIT {
             w.payload = payload;
         }
+        // A batch that cannot be framed uses no sequence numbers.
+        framed?;
+        let seq = first + batch.len() as u64 - 1;
+        let user_bytes = batch.payload_bytes();
+        let mem = self.state.load().mem.clone();
+        apply_batch(&mem, first, batch);
+        w.last_seq = seq;
+        self.visible_seq.store(seq, Ordering::SeqCst);
+        Counters::add(&self.counters.user_bytes, user_bytes);
+        Counters::add(&self.counters.wal_bytes, wal_bytes + 20);
         if mem.approx_size() >= self.opts.memtable_size {
             if let Err(e) = self.rotate(&mut w) {
                 self.stop(&format!("starting a new memtable failed: {e}"));
             }
         }
-        results
+        Ok(seq)
+    }
+
+    /// Makes every write up to `seq` durable per the sync policy. The first caller appends
+    /// (and under `Always` fsyncs) everything buffered so far for all; later callers whose
+    /// `seq` is already covered return at once.
+    pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
+        if self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let mut w = self.writer.lock();
+        if self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        self.check_stopped()?;
+        self.write_pending(&mut w, self.opts.sync == SyncPolicy::Always)
+    }
+
+    /// Appends the buffered records to the WAL (and fsyncs if `sync`); an I/O error stops
+    /// the engine, since the records may be half written.
+    fn write_pending(&self, w: &mut Writer, sync: bool) -> Result<()> {
+        if !w.pending.is_empty() {
+            let buf = std::mem::take(&mut w.pending);
+            let io = w
+                .wal
+                .append(&buf)
+                .and_then(|_| if sync { w.wal.sync() } else { Ok(()) });
+            if let Err(e) = io {
+                // Never retry and acknowledge: the engine stops accepting writes.
+                let msg = format!("WAL write failed: {e}");
+                self.stop(&msg);
+                return Err(Error::Stopped(msg));
+            }
+            w.dirty = !sync;
+            if buf.capacity() <= REUSE_LIMIT {
+                w.pending = buf;
+                w.pending.clear();
+            }
+        } else if sync && w.dirty {
+            if let Err(e) = w.wal.sync() {
+                let msg = format!("WAL fsync failed: {e}");
+                self.stop(&msg);
+                return Err(Error::Stopped(msg));
+            }
+            w.dirty = false;
+        }
+        self.durable_seq.store(w.last_seq, Ordering::Release);
+        Ok(())
     }
 
     /// Freezes the active memtable and starts a new one with a new WAL segment.
@@ -164,7 +136,8 @@ impl Inner {
         let id = self.alloc_file();
         let new_wal = WalWriter::create(&*self.opts.vfs, &self.dir, id)?;
         // The old segment must be complete on disk before records land in the next one.
-        if self.opts.sync != SyncPolicy::Never || w.dirty {
+        self.write_pending(w, self.opts.sync == SyncPolicy::Always)?;
+        if self.opts.sync != SyncPolicy::Never && w.dirty {
             w.wal.sync()?;
         }
         w.dirty = false;
@@ -228,7 +201,17 @@ impl Inner {
     /// Background fsync for `SyncPolicy::EveryMillis`.
     pub(super) fn sync_wal_if_dirty(&self) {
         let mut w = self.writer.lock();
-        if w.dirty && !self.stopped.load(Ordering::Acquire) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        // Records nobody asked to sync yet are still bounded by the interval.
+        if self
+            .write_pending(&mut w, self.opts.sync == SyncPolicy::Always)
+            .is_err()
+        {
+            return;
+        }
+        if w.dirty {
             if let Err(e) = w.wal.sync() {
                 self.stop(&format!("WAL fsync failed: {e}"));
             }

@@ -186,8 +186,32 @@ async fn next_monitor_line(rx: &mut Option<broadcast::Receiver<Bytes>>) -> Optio
 }
 
 /// Decodes and runs requests from `buf` until it holds no complete request, the output
-/// buffer is large, or the connection must close.
+/// buffer is large, or the connection must close; the batch's writes are made durable with
+/// one WAL sync before any of its replies can be sent.
 fn run_batch(
+    server: &Server,
+    client: &mut Client,
+    decoder: &mut RequestDecoder,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    unauth_out: &mut usize,
+) -> After {
+    let start = out.len();
+    match server
+        .db
+        .group_durable(|| run_commands(server, client, decoder, buf, out, unauth_out))
+    {
+        Ok(after) => after,
+        Err(e) => {
+            // Never acknowledge writes that may be lost: drop this batch's replies and close.
+            tracing::error!(client = client.id, error = %e, "WAL sync failed; closing client");
+            out.truncate(start);
+            After::CloseNow
+        }
+    }
+}
+
+fn run_commands(
     server: &Server,
     client: &mut Client,
     decoder: &mut RequestDecoder,

@@ -92,13 +92,81 @@ impl Db {
     /// On a single node this is [`Db::apply_entry`]. With replication, this is where the
     /// leader proposes `cmd.encode()` to the shard's Raft group and returns the reply of
     /// applying the committed entry; command code does not change.
+    ///
+    /// Inside [`Db::group_durable`] on this thread, the WAL sync is left to the end of the
+    /// group; otherwise the reply is returned only once the write is durable.
     pub fn apply(&self, cmd: &WriteCommand) -> Reply {
-        self.apply_entry(cmd)
+        let (reply, seq) = self.apply_deferred(cmd);
+        let Some(seq) = seq else { return reply };
+        let grouped = GROUP_SEQ.with(|g| match g.get() {
+            Some(max) => {
+                g.set(Some(max.max(seq)));
+                true
+            }
+            None => false,
+        });
+        if grouped {
+            return reply;
+        }
+        match self.sync_to(seq) {
+            Ok(()) => reply,
+            Err(e) => storage_error(&e),
+        }
+    }
+
+    /// Runs `f` (a pipelined batch of commands on this thread) and then makes every write
+    /// it applied durable with one WAL sync; `Err` means nothing `f` wrote may be
+    /// acknowledged.
+    pub fn group_durable<R>(&self, f: impl FnOnce() -> R) -> std::result::Result<R, StorageError> {
+        if GROUP_SEQ.with(|g| g.get().is_some()) {
+            // Nested: the outer group syncs.
+            return Ok(f());
+        }
+        GROUP_SEQ.with(|g| g.set(Some(0)));
+        // Reset even if `f` panics, so the thread's later commands are not left unsynced.
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                GROUP_SEQ.with(|g| g.set(None));
+            }
+        }
+        let reset = Reset;
+        let r = f();
+        let max = GROUP_SEQ.with(|g| g.get()).unwrap_or(0);
+        drop(reset);
+        if max > 0 {
+            self.sync_to(max)?;
+        }
+        Ok(r)
+    }
+
+    /// Waits until every write up to `seq` is durable per the append-fsync policy (off the
+    /// async scheduler's core threads when on a multi-thread runtime).
+    fn sync_to(&self, seq: u64) -> std::result::Result<(), StorageError> {
+        let engine = &self.inner.engine;
+        let run = || engine.sync_to(seq).map_err(StorageError::Engine);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
     }
 
     /// The state machine: applies one committed entry deterministically (same entries in the
-    /// same order give the same state and replies on every replica) and returns its reply.
+    /// same order give the same state and replies on every replica) and returns its reply
+    /// once the write is durable.
     pub fn apply_entry(&self, cmd: &WriteCommand) -> Reply {
+        let (reply, seq) = self.apply_deferred(cmd);
+        match seq.map(|s| self.sync_to(s)) {
+            Some(Err(e)) => storage_error(&e),
+            _ => reply,
+        }
+    }
+
+    /// Applies `cmd` under the apply mutex without waiting for the WAL: returns the reply
+    /// and, if it wrote, the sequence number to pass to `sync_to` before replying.
+    fn apply_deferred(&self, cmd: &WriteCommand) -> (Reply, Option<u64>) {
         let mut state = self.inner.apply.lock();
         let now = cmd.now_ms.max(state.clock);
         let mut tx = Tx {
@@ -112,10 +180,10 @@ impl Db {
         };
         let reply = match apply_op(&mut tx, &cmd.op) {
             Ok(reply) => reply,
-            Err(e) => return storage_error(&e),
+            Err(e) => return (storage_error(&e), None),
         };
         if tx.batch.is_empty() {
-            return reply;
+            return (reply, None);
         }
         state.next_version = state.next_version.max(tx.next_version);
         let mut batch = std::mem::take(&mut tx.batch);
@@ -127,9 +195,10 @@ impl Db {
             rec.extend_from_slice(&state.next_version.to_be_bytes());
             batch.put(encoding::system_key(APPLIED_STATE), rec.freeze());
         }
-        if let Err(e) = self.inner.engine.write(batch) {
-            return storage_error(&StorageError::Engine(e));
-        }
+        let seq = match self.inner.engine.write_deferred(batch) {
+            Ok(seq) => seq,
+            Err(e) => return (storage_error(&StorageError::Engine(e)), None),
+        };
         self.inner.expired.fetch_add(tx.expired, Ordering::Relaxed);
         if persist {
             state.persisted_clock = bound;
@@ -137,8 +206,13 @@ impl Db {
         }
         state.clock = now;
         self.inner.clock.store(now, Ordering::Release);
-        reply
+        (reply, Some(seq))
     }
+}
+
+thread_local! {
+    // Inside `Db::group_durable`: the highest sequence number applied so far (0 = none).
+    static GROUP_SEQ: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 impl Db {
