@@ -186,9 +186,10 @@ impl Inner {
     pub(crate) fn flush_all(&self) -> Result<()> {
         self.check_stopped()?;
         {
+            let mut io = self.wal_io.lock();
             let mut w = self.writer.lock();
             self.check_stopped()?;
-            if let Err(e) = self.rotate(&mut w) {
+            if let Err(e) = self.rotate(&mut io, &mut w) {
                 self.stop(&format!("starting a new memtable failed: {e}"));
                 return Err(e);
             }

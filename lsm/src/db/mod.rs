@@ -38,14 +38,21 @@ pub(crate) struct State {
 }
 
 struct Writer {
-    wal: WalWriter,
     last_seq: u64,
-    // Appended since the last fsync (for `SyncPolicy::EveryMillis`).
-    dirty: bool,
     // Framed WAL records of writes up to `last_seq` not yet appended to `wal` (in seq order).
     pending: Vec<u8>,
     // Reused encoding buffer.
     payload: Vec<u8>,
+}
+
+/// The open WAL segment; held across WAL I/O (never while waiting for `writer`'s holders
+/// to do I/O: the lock order is `wal_io`, then `writer`).
+struct WalIo {
+    wal: WalWriter,
+    // Appended since the last fsync.
+    dirty: bool,
+    // An empty buffer swapped in for `Writer::pending`, so appending does not allocate.
+    spare: Vec<u8>,
 }
 
 struct Structure {
@@ -88,6 +95,7 @@ pub(crate) struct Inner {
     state: ArcSwap<State>,
     swap_lock: Mutex<()>,
     writer: Mutex<Writer>,
+    wal_io: Mutex<WalIo>,
     // Every write up to this sequence number is durable per the sync policy.
     durable_seq: AtomicU64,
     structure: Mutex<Structure>,
@@ -338,20 +346,20 @@ impl Drop for Lsm {
         }
         // A clean close makes the WAL durable even under relaxed sync policies.
         if !self.inner.stopped.load(Ordering::Acquire) {
-            let mut w = self.inner.writer.lock();
-            if !w.pending.is_empty() {
-                let buf = std::mem::take(&mut w.pending);
-                if let Err(e) = w.wal.append(&buf) {
+            let mut io = self.inner.wal_io.lock();
+            let buf = std::mem::take(&mut self.inner.writer.lock().pending);
+            if !buf.is_empty() {
+                if let Err(e) = io.wal.append(&buf) {
                     tracing::warn!(error = %e, "final WAL append failed");
                     return;
                 }
-                w.dirty = true;
+                io.dirty = true;
             }
-            if w.dirty {
-                if let Err(e) = w.wal.sync() {
+            if io.dirty {
+                if let Err(e) = io.wal.sync() {
                     tracing::warn!(error = %e, "final WAL sync failed");
                 }
-                w.dirty = false;
+                io.dirty = false;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Opening an engine: read the manifest, open its tables, replay newer WAL segments into a
 //! table, write a fresh manifest, remove files nothing references, start background threads.
 
-use super::{Inner, Lsm, SnapshotList, State, Structure, Writer};
+use super::{Inner, Lsm, SnapshotList, State, Structure, WalIo, Writer};
 use crate::counters::Counters;
 use crate::manifest::{self, ManifestState, ManifestWriter, VersionEdit};
 use crate::memtable::MemTable;
@@ -59,11 +59,14 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         swap_lock: Mutex::new(()),
         // Replaced below once the real segment exists.
         writer: Mutex::new(Writer {
-            wal: WalWriter::placeholder(),
             last_seq: 0,
-            dirty: false,
             pending: Vec::new(),
             payload: Vec::new(),
+        }),
+        wal_io: Mutex::new(WalIo {
+            wal: WalWriter::placeholder(),
+            dirty: false,
+            spare: Vec::new(),
         }),
         durable_seq: AtomicU64::new(0),
         structure: Mutex::new(Structure {
@@ -179,9 +182,8 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         version: Arc::new(version),
     }));
     {
-        let mut w = inner.writer.lock();
-        w.wal = new_wal;
-        w.last_seq = last_seq;
+        inner.wal_io.lock().wal = new_wal;
+        inner.writer.lock().last_seq = last_seq;
     }
     inner
         .durable_seq

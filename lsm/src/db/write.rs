@@ -1,7 +1,7 @@
 //! The write path: write stalls, group commit into the WAL, memtable inserts, and freezing a
 //! full memtable into a new WAL segment.
 
-use super::{Inner, State, Writer};
+use super::{Inner, State, WalIo, Writer};
 use crate::batch::{BatchOp, WriteBatch};
 use crate::counters::Counters;
 use crate::key::{Kind, RangeTombstone};
@@ -73,9 +73,15 @@ impl Inner {
         self.visible_seq.store(seq, Ordering::SeqCst);
         Counters::add(&self.counters.user_bytes, user_bytes);
         Counters::add(&self.counters.wal_bytes, wal_bytes + 20);
+        drop(w);
         if mem.approx_size() >= self.opts.memtable_size {
-            if let Err(e) = self.rotate(&mut w) {
-                self.stop(&format!("starting a new memtable failed: {e}"));
+            let mut io = self.wal_io.lock();
+            let mut w = self.writer.lock();
+            // Another writer may have rotated meanwhile.
+            if self.state.load().mem.approx_size() >= self.opts.memtable_size {
+                if let Err(e) = self.rotate(&mut io, &mut w) {
+                    self.stop(&format!("starting a new memtable failed: {e}"));
+                }
             }
         }
         Ok(seq)
@@ -88,60 +94,69 @@ impl Inner {
         if self.durable_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
-        let mut w = self.writer.lock();
+        let mut io = self.wal_io.lock();
         if self.durable_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
         self.check_stopped()?;
-        self.write_pending(&mut w, self.opts.sync == SyncPolicy::Always)
+        self.write_pending(&mut io, None, self.opts.sync == SyncPolicy::Always)
     }
 
-    /// Appends the buffered records to the WAL (and fsyncs if `sync`); an I/O error stops
-    /// the engine, since the records may be half written.
-    fn write_pending(&self, w: &mut Writer, sync: bool) -> Result<()> {
-        if !w.pending.is_empty() {
-            let buf = std::mem::take(&mut w.pending);
-            let io = w
+    /// Appends the buffered records to the WAL (and fsyncs if `sync`), then marks them
+    /// durable. `w` is the writer if the caller holds it; otherwise the buffer is taken
+    /// under a short lock so writers keep buffering during the I/O. An I/O error stops the
+    /// engine, since the records may be half written.
+    fn write_pending(&self, io: &mut WalIo, w: Option<&mut Writer>, sync: bool) -> Result<()> {
+        let spare = std::mem::take(&mut io.spare);
+        let (mut buf, upto) = match w {
+            Some(w) => (std::mem::replace(&mut w.pending, spare), w.last_seq),
+            None => {
+                let mut w = self.writer.lock();
+                (std::mem::replace(&mut w.pending, spare), w.last_seq)
+            }
+        };
+        if !buf.is_empty() {
+            let res = io
                 .wal
                 .append(&buf)
-                .and_then(|_| if sync { w.wal.sync() } else { Ok(()) });
-            if let Err(e) = io {
+                .and_then(|_| if sync { io.wal.sync() } else { Ok(()) });
+            if let Err(e) = res {
                 // Never retry and acknowledge: the engine stops accepting writes.
                 let msg = format!("WAL write failed: {e}");
                 self.stop(&msg);
                 return Err(Error::Stopped(msg));
             }
-            w.dirty = !sync;
+            io.dirty = !sync;
             if buf.capacity() <= REUSE_LIMIT {
-                w.pending = buf;
-                w.pending.clear();
+                buf.clear();
+                io.spare = buf;
             }
-        } else if sync && w.dirty {
-            if let Err(e) = w.wal.sync() {
+        } else if sync && io.dirty {
+            if let Err(e) = io.wal.sync() {
                 let msg = format!("WAL fsync failed: {e}");
                 self.stop(&msg);
                 return Err(Error::Stopped(msg));
             }
-            w.dirty = false;
+            io.dirty = false;
         }
-        self.durable_seq.store(w.last_seq, Ordering::Release);
+        self.durable_seq.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
 
     /// Freezes the active memtable and starts a new one with a new WAL segment.
-    pub(super) fn rotate(&self, w: &mut Writer) -> Result<()> {
+    pub(super) fn rotate(&self, io: &mut WalIo, w: &mut Writer) -> Result<()> {
         if self.state.load().mem.is_empty() {
             return Ok(());
         }
         let id = self.alloc_file();
         let new_wal = WalWriter::create(&*self.opts.vfs, &self.dir, id)?;
         // The old segment must be complete on disk before records land in the next one.
-        self.write_pending(w, self.opts.sync == SyncPolicy::Always)?;
-        if self.opts.sync != SyncPolicy::Never && w.dirty {
-            w.wal.sync()?;
+        self.write_pending(io, Some(w), self.opts.sync == SyncPolicy::Always)?;
+        if self.opts.sync != SyncPolicy::Never && io.dirty {
+            io.wal.sync()?;
         }
-        w.dirty = false;
-        w.wal = new_wal;
+        io.dirty = false;
+        io.wal = new_wal;
         {
             let _g = self.swap_lock.lock();
             let cur = self.state.load_full();
@@ -200,22 +215,22 @@ impl Inner {
 
     /// Background fsync for `SyncPolicy::EveryMillis`.
     pub(super) fn sync_wal_if_dirty(&self) {
-        let mut w = self.writer.lock();
+        let mut io = self.wal_io.lock();
         if self.stopped.load(Ordering::Acquire) {
             return;
         }
         // Records nobody asked to sync yet are still bounded by the interval.
         if self
-            .write_pending(&mut w, self.opts.sync == SyncPolicy::Always)
+            .write_pending(&mut io, None, self.opts.sync == SyncPolicy::Always)
             .is_err()
         {
             return;
         }
-        if w.dirty {
-            if let Err(e) = w.wal.sync() {
+        if io.dirty {
+            if let Err(e) = io.wal.sync() {
                 self.stop(&format!("WAL fsync failed: {e}"));
             }
-            w.dirty = false;
+            io.dirty = false;
         }
     }
 }
