@@ -140,17 +140,12 @@ impl Db {
         Ok(r)
     }
 
-    /// Waits until every write up to `seq` is durable per the append-fsync policy (off the
-    /// async scheduler's core threads when on a multi-thread runtime).
+    /// Waits until every write up to `seq` is durable per the append-fsync policy. Called on
+    /// the async worker without `block_in_place`: the wait is one write(2) (plus one fsync
+    /// under `always`) shared by every waiting client, and handing the worker off per
+    /// command cost more than the wait itself (BENCHMARKS.md, "Group commit").
     fn sync_to(&self, seq: u64) -> std::result::Result<(), StorageError> {
-        let engine = &self.inner.engine;
-        let run = || engine.sync_to(seq).map_err(StorageError::Engine);
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(run)
-            }
-            _ => run(),
-        }
+        self.inner.engine.sync_to(seq).map_err(StorageError::Engine)
     }
 
     /// The state machine: applies one committed entry deterministically (same entries in the
