@@ -317,23 +317,33 @@ fn lmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     let Some(left) = side(&a[where_idx]) else {
         return syntax_error();
     };
+    let count = match mpop_count(a, where_idx + 1) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let op = WriteOp::LMPop {
+        keys: a[2..where_idx].to_vec(),
+        left,
+        count,
+    };
+    write(db, db.now_ms(), op)
+}
+
+/// The optional `COUNT n` tail of LMPOP/ZMPOP starting at `a[from]` (default 1), with Redis's
+/// errors.
+pub(crate) fn mpop_count(a: &[Bytes], from: usize) -> Result<u64, Reply> {
     let mut count: Option<u64> = None;
-    let mut j = where_idx + 1;
+    let mut j = from;
     while j < a.len() {
         if is(&a[j], "count") && j + 1 < a.len() && count.is_none() {
             count = match int_arg(&a[j + 1]) {
                 Ok(c) if c > 0 => Some(c as u64),
-                _ => return Reply::error("ERR count should be greater than 0"),
+                _ => return Err(Reply::error("ERR count should be greater than 0")),
             };
             j += 2;
         } else {
-            return syntax_error();
+            return Err(syntax_error());
         }
     }
-    let op = WriteOp::LMPop {
-        keys: a[2..where_idx].to_vec(),
-        left,
-        count: count.unwrap_or(1),
-    };
-    write(db, db.now_ms(), op)
+    Ok(count.unwrap_or(1))
 }

@@ -171,23 +171,14 @@ fn zmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         x if is(x, "max") => true,
         _ => return syntax_error(),
     };
-    let mut count: Option<u64> = None;
-    let mut j = where_idx + 1;
-    while j < a.len() {
-        if is(&a[j], "count") && j + 1 < a.len() && count.is_none() {
-            count = match int_arg(&a[j + 1]) {
-                Ok(c) if c > 0 => Some(c as u64),
-                _ => return Reply::error("ERR count should be greater than 0"),
-            };
-            j += 2;
-        } else {
-            return syntax_error();
-        }
-    }
+    let count = match super::lists::mpop_count(a, where_idx + 1) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let op = WriteOp::ZMPop {
         keys: a[2..where_idx].to_vec(),
         max,
-        count: count.unwrap_or(1),
+        count,
     };
     write(db, db.now_ms(), op)
 }
