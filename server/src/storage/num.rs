@@ -319,28 +319,8 @@ fn parse_dec(neg: bool, s: &[u8]) -> Option<Rounded> {
         return None;
     }
     if i < s.len() && (s[i] == b'e' || s[i] == b'E') {
-        let mut j = i + 1;
-        let eneg = match s.get(j) {
-            Some(b'-') => {
-                j += 1;
-                true
-            }
-            Some(b'+') => {
-                j += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = j;
-        let mut e: i64 = 0;
-        while j < s.len() && s[j].is_ascii_digit() {
-            e = (e * 10 + i64::from(s[j] - b'0')).min(1_000_000_000);
-            j += 1;
-        }
-        if j == start {
-            return None; // strtold would stop before the 'e': trailing garbage
-        }
-        exp10 += if eneg { -e } else { e };
+        let (e, j) = parse_exponent(s, i + 1)?;
+        exp10 += e;
         i = j;
     }
     if i != s.len() {
@@ -411,28 +391,8 @@ fn parse_hex(neg: bool, s: &[u8]) -> Option<Rounded> {
         return None;
     }
     if i < s.len() && s[i] == b'p' {
-        let mut j = i + 1;
-        let eneg = match s.get(j) {
-            Some(b'-') => {
-                j += 1;
-                true
-            }
-            Some(b'+') => {
-                j += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = j;
-        let mut e: i64 = 0;
-        while j < s.len() && s[j].is_ascii_digit() {
-            e = (e * 10 + i64::from(s[j] - b'0')).min(1_000_000_000);
-            j += 1;
-        }
-        if j == start {
-            return None;
-        }
-        exp2 += if eneg { -e } else { e };
+        let (e, j) = parse_exponent(s, i + 1)?;
+        exp2 += e;
         i = j;
     }
     if i != s.len() {
@@ -445,6 +405,34 @@ fn parse_hex(neg: bool, s: &[u8]) -> Option<Rounded> {
         return Some(Rounded::Underflow);
     }
     Some(round(neg, n, exp2, false))
+}
+
+/// The signed decimal exponent after an `e`/`p` marker that ends at `s[start - 1]`: returns the
+/// exponent (clamped, like strtold, far beyond any representable value) and the index after
+/// it, or `None` when no digit follows (strtold would stop before the marker: trailing garbage).
+fn parse_exponent(s: &[u8], start: usize) -> Option<(i64, usize)> {
+    let mut j = start;
+    let neg = match s.get(j) {
+        Some(b'-') => {
+            j += 1;
+            true
+        }
+        Some(b'+') => {
+            j += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits_start = j;
+    let mut e: i64 = 0;
+    while j < s.len() && s[j].is_ascii_digit() {
+        e = (e * 10 + i64::from(s[j] - b'0')).min(1_000_000_000);
+        j += 1;
+    }
+    if j == digits_start {
+        return None;
+    }
+    Some((if neg { -e } else { e }, j))
 }
 
 #[cfg(test)]
