@@ -40,6 +40,7 @@
 //! heartbeat, so with 150-300 ms a new leader appears 450-600 ms after the old one dies
 //! (measured ~520-590 ms in `node::tests`). `NodeOptions::election_timeout` is the knob.
 
+pub mod addr;
 pub mod apply;
 pub mod log_store;
 pub mod network;

@@ -101,7 +101,7 @@ pub enum ProposeError {
     NotLeader {
         /// The leader if known.
         leader: Option<NodeId>,
-        /// Its cluster-bus address if known.
+        /// Its `BasicNode.addr` if known (`ip:port@cport`; see [`crate::addr`]).
         addr: Option<String>,
     },
     /// The entry may or may not be committed (leader changed or node stopped mid-flight). Never
@@ -118,7 +118,7 @@ pub enum ReadError {
     NotLeader {
         /// The leader if known.
         leader: Option<NodeId>,
-        /// Its cluster-bus address if known.
+        /// Its `BasicNode.addr` if known (`ip:port@cport`; see [`crate::addr`]).
         addr: Option<String>,
     },
     /// A quorum could not be reached, or the node stopped.
@@ -271,7 +271,8 @@ impl<A: ApplyTarget> Group<A> {
         &self.raft
     }
 
-    /// Forms the group with `members` (id → cluster-bus address) if this node is pristine; a
+    /// Forms the group with `members` (id → `ip:port@cport`, or a bare bus address; see
+    /// [`crate::addr`]) if this node is pristine; a
     /// no-op if it already has state. Every member may call it with the same map.
     pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<(), NodeError> {
         let init = self
@@ -330,7 +331,8 @@ impl<A: ApplyTarget> Group<A> {
         }
     }
 
-    /// The cluster-bus address of the leader this node currently knows of.
+    /// The `BasicNode.addr` of the leader this node currently knows of (`ip:port@cport`;
+    /// [`crate::addr::client_addr`] gives the part for `MOVED`).
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();
         let leader = m.current_leader?;

@@ -54,8 +54,15 @@ impl Cluster {
             opts.push(o);
             nodes.push(node);
         }
-        let members: BTreeMap<NodeId, String> =
-            opts.iter().map(|o| (o.id, o.listen.to_string())).collect();
+        // Redis's `ip:port@cport` form as the server stores it; the client port is never
+        // dialed, so any number does (a wrong dial would fail every test here).
+        let members: BTreeMap<NodeId, String> = opts
+            .iter()
+            .map(|o| {
+                let (ip, bus) = (o.listen.ip(), o.listen.port());
+                (o.id, format!("{ip}:{}@{bus}", 7000 + o.id))
+            })
+            .collect();
         let mut live = BTreeMap::new();
         for node in nodes {
             let group = node

@@ -213,6 +213,7 @@ impl Transport {
     }
 
     /// Sends `req` for `group` to node `peer` at `addr` and waits up to `timeout` for the answer.
+    /// `addr` is a bus address or Redis's `ip:port@cport` (dialed at `ip:cport`).
     pub async fn call(
         &self,
         peer: NodeId,
@@ -314,6 +315,9 @@ impl Transport {
     }
 
     async fn dial(&self, peer: NodeId, addr: &str) -> io::Result<Arc<Conn>> {
+        // `ip:port@cport` (Redis form) is dialed at `ip:cport`; a bare address as-is.
+        let bus = crate::addr::bus_addr(addr);
+        let addr = bus.as_str();
         let target: SocketAddr = tokio::net::lookup_host(addr)
             .await?
             .find(|a| a.is_ipv4() == self.inner.bind_ip.is_ipv4())

@@ -219,3 +219,17 @@ async fn outgoing_connections_use_the_node_address_as_source() {
     // No hello answer: the call gives up in time.
     assert!(call.await.unwrap().is_err());
 }
+
+#[tokio::test]
+async fn redis_form_address_dials_the_bus_port() {
+    let a = node(1).await;
+    let b = node(2).await;
+    // Client port 1 is bogus on purpose: only the part after `@` may be dialed.
+    let ba = format!("127.0.0.1:1@{}", b.local_addr().port());
+    match a.call(2, &ba, 7, chunk("hi", 0), T).await.unwrap() {
+        RpcResponse::Error(s) => assert_eq!(s, "from 1: hi"),
+        other => panic!("{other:?}"),
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
