@@ -5,6 +5,7 @@
 pub mod diffgen;
 pub mod frame;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod rng;
 pub mod tools;
