@@ -1,6 +1,12 @@
 //! openraft's `RaftStateMachine` on top of an [`ApplyTarget`]: Raft's applied state travels as the
 //! opaque `meta` stored atomically with the data; snapshots are [`SnapshotFile`]s in the group's
 //! `snapshots/` folder.
+//!
+//! Crash safety: an installed snapshot is made current (renamed, directory fsynced) before the
+//! target is touched, and [`StateMachine::open`] re-installs the newest snapshot into a target
+//! whose applied log id is behind it (an interrupted install, or data the target never synced).
+//! openraft 0.10.0-alpha.37 also restores from the current snapshot at start-up; doing it in
+//! `open` makes the target consistent before any caller (or openraft version) looks at it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,6 +53,18 @@ fn decode_meta(b: &[u8]) -> io::Result<AppliedMeta> {
             format!("unknown applied-state version {v}"),
         )),
     }
+}
+
+/// Opens the data of `f` after checking its checksum and that it is snapshot `meta`.
+fn open_checked(f: &SnapshotFile, meta: &SnapshotMeta) -> io::Result<impl io::Read> {
+    let (file_meta, reader) = f.data_reader()?;
+    if &file_meta != meta {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "snapshot meta does not match its file",
+        ));
+    }
+    Ok(reader)
 }
 
 struct Inner<A> {
@@ -103,9 +121,41 @@ impl<A: ApplyTarget> StateMachine<A> {
             }),
         };
         if let Some((meta, f)) = best {
-            sm.set_current(meta, f)?;
+            let (meta, f) = sm.set_current(meta, f)?;
+            // The target is behind the newest snapshot: a crash interrupted an install (the
+            // file is made current before the target is touched), or the target lost data it
+            // had not synced (apply never fsyncs: the log is the durability point) and the log
+            // it would replay from may already be purged. Either way the snapshot is the
+            // newest state this node has durably, so the target restarts from it.
+            let behind = sm.inner.applied.lock().last_applied < meta.last_log_id;
+            if behind {
+                tracing::info!(
+                    "state machine behind snapshot {:?}: re-installing {}",
+                    meta.last_log_id,
+                    f.path.display()
+                );
+                sm.install_into_target(&meta, &f)?;
+            }
         }
         Ok(sm)
+    }
+
+    /// Loads snapshot `f` (whose meta must be `meta`) into the target and records it as applied.
+    fn install_into_target(&self, meta: &SnapshotMeta, f: &SnapshotFile) -> io::Result<()> {
+        let mut reader = open_checked(f, meta)?;
+        self.install_reader(meta, &mut reader)
+    }
+
+    /// Loads the snapshot data `reader` (of snapshot `meta`) into the target, then records it
+    /// as applied.
+    fn install_reader(&self, meta: &SnapshotMeta, reader: &mut dyn io::Read) -> io::Result<()> {
+        let applied = AppliedMeta {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.inner.target.install(reader, &encode_meta(&applied)?)?;
+        *self.inner.applied.lock() = applied;
+        Ok(())
     }
 
     /// The application's target.
@@ -245,23 +295,12 @@ impl<A: ApplyTarget> RaftStateMachine<TypeConfig> for StateMachine<A> {
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
-            let (file_meta, mut reader) = snapshot.data_reader()?;
-            if file_meta != meta {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "snapshot meta does not match its file",
-                ));
-            }
-            let applied = AppliedMeta {
-                last_applied: meta.last_log_id,
-                membership: meta.last_membership.clone(),
-            };
-            sm.inner
-                .target
-                .install(&mut reader, &encode_meta(&applied)?)?;
-            *sm.inner.applied.lock() = applied;
-            sm.set_current(meta, snapshot)?;
-            Ok(())
+            // Opened before the rename: the handle stays valid whatever `set_current` does.
+            let mut reader = open_checked(&snapshot, &meta)?;
+            // The file becomes current (renamed, directory fsynced) BEFORE the target changes:
+            // a crash mid-install finds it on restart and `open` installs it again.
+            sm.set_current(meta.clone(), snapshot)?;
+            sm.install_reader(&meta, &mut reader)
         })
         .await
         .map_err(io::Error::other)?
@@ -323,3 +362,6 @@ impl<A: ApplyTarget> StateMachine<A> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
