@@ -96,6 +96,33 @@ impl Db {
     /// Inside [`Db::group_durable`] on this thread, the WAL sync is left to the end of the
     /// group; otherwise the reply is returned only once the write is durable.
     pub fn apply(&self, cmd: &WriteCommand) -> Reply {
+        self.apply_then(cmd, None)
+    }
+
+    /// [`Db::apply`], then `map` on the reply (on a Raft node, once the entry is applied).
+    ///
+    /// On a Raft node the command is queued on this thread's collector (see
+    /// [`super::deferred`]) and a placeholder is returned; a thread that is not collecting
+    /// (the expiry sweeper) hands it to the background proposer and forgets it.
+    pub fn apply_then(&self, cmd: &WriteCommand, map: Option<super::deferred::ReplyMap>) -> Reply {
+        if let Some(background) = self.inner.replicated.get() {
+            let w = super::deferred::DeferredWrite {
+                cmd: cmd.encode(),
+                map,
+            };
+            if let Err(w) = super::deferred::push(w) {
+                background(w.cmd);
+            }
+            return Reply::Null;
+        }
+        let reply = self.apply_direct(cmd);
+        match map {
+            Some(f) => f(reply),
+            None => reply,
+        }
+    }
+
+    fn apply_direct(&self, cmd: &WriteCommand) -> Reply {
         let (reply, seq) = self.apply_deferred(cmd);
         let Some(seq) = seq else { return reply };
         let grouped = GROUP_SEQ.with(|g| match g.get() {
@@ -162,6 +189,20 @@ impl Db {
     /// Applies `cmd` under the apply mutex without waiting for the WAL: returns the reply
     /// and, if it wrote, the sequence number to pass to `sync_to` before replying.
     fn apply_deferred(&self, cmd: &WriteCommand) -> (Reply, Option<u64>) {
+        match self.apply_core(cmd, None) {
+            Ok(r) => r,
+            Err(e) => (storage_error(&e), None),
+        }
+    }
+
+    /// The deterministic core of every apply: runs `cmd` against the current state, writes its
+    /// effects (plus `extra`, a node-state record stored atomically with them) as one batch,
+    /// and returns the reply and the batch's sequence number. `Err` = the engine failed.
+    pub(super) fn apply_core(
+        &self,
+        cmd: &WriteCommand,
+        extra: Option<(Bytes, Bytes)>,
+    ) -> Result<(Reply, Option<u64>)> {
         let mut state = self.inner.apply.lock();
         let now = cmd.now_ms.max(state.clock);
         let mut tx = Tx {
@@ -173,12 +214,9 @@ impl Db {
             next_version: state.next_version,
             expired: 0,
         };
-        let reply = match apply_op(&mut tx, &cmd.op) {
-            Ok(reply) => reply,
-            Err(e) => return (storage_error(&e), None),
-        };
+        let reply = apply_op(&mut tx, &cmd.op)?;
         if tx.batch.is_empty() {
-            return (reply, None);
+            return Ok((reply, None));
         }
         state.next_version = state.next_version.max(tx.next_version);
         let mut batch = std::mem::take(&mut tx.batch);
@@ -190,10 +228,11 @@ impl Db {
             rec.extend_from_slice(&state.next_version.to_be_bytes());
             batch.put(encoding::system_key(APPLIED_STATE), rec.freeze());
         }
-        let seq = match self.inner.engine.write_deferred(batch) {
-            Ok(seq) => seq,
-            Err(e) => return (storage_error(&StorageError::Engine(e)), None),
-        };
+        if let Some((k, v)) = extra {
+            batch.put(k, v);
+        }
+        let seq = self.inner.engine.write_deferred(batch)?;
+        self.inner.last_seq.fetch_max(seq, Ordering::Release);
         self.inner.expired.fetch_add(tx.expired, Ordering::Relaxed);
         if persist {
             state.persisted_clock = bound;
@@ -201,7 +240,7 @@ impl Db {
         }
         state.clock = now;
         self.inner.clock.store(now, Ordering::Release);
-        (reply, Some(seq))
+        Ok((reply, Some(seq)))
     }
 }
 

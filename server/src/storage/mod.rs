@@ -7,6 +7,7 @@
 
 pub mod apply;
 mod coll;
+pub mod deferred;
 pub mod dump;
 pub mod encoding;
 pub mod expire;
@@ -15,6 +16,8 @@ pub mod hash;
 pub mod list;
 pub mod lru;
 pub mod num;
+mod raft_target;
+pub mod reply_codec;
 mod scan;
 pub mod set;
 pub mod slot;
@@ -35,7 +38,7 @@ use pinnacle_lsm::{Engine, Lsm, MemEngine, Options, Snapshot, SyncPolicy};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Memtable size the keyspace runs with.
@@ -106,7 +109,18 @@ pub(crate) struct DbInner {
     expired: AtomicU64,
     /// Approximate last-access times (OBJECT IDLETIME).
     lru: lru::AccessClock,
+    /// Highest engine sequence number written by apply (what a snapshot must make durable).
+    last_seq: AtomicU64,
+    /// Set on a Raft node: `apply` defers writes, and this proposes those made off a
+    /// connection (the expiry sweeper) without waiting.
+    replicated: OnceLock<BackgroundProposer>,
+    /// Raft apply progress `(log index, command within the entry)` of the last applied write,
+    /// stored with that write's batch: a replayed entry skips what it already applied.
+    raft_progress: Mutex<(u64, u32)>,
 }
+
+/// Proposes an encoded `WriteCommand` without waiting for its outcome.
+pub type BackgroundProposer = Box<dyn Fn(Bytes) + Send + Sync>;
 
 /// The node's keyspace. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -191,6 +205,9 @@ impl Db {
                 scan: scan::CursorTable::default(),
                 expired: AtomicU64::new(0),
                 lru: lru::AccessClock::new(wall_ms(), lru_bits),
+                last_seq: AtomicU64::new(0),
+                replicated: OnceLock::new(),
+                raft_progress: Mutex::new((0, 0)),
             }),
         }
     }

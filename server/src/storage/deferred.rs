@@ -1,0 +1,67 @@
+//! Writes a replicated node proposes instead of applying in place.
+//!
+//! On a Raft node a command handler's `Db::apply` can't apply: the command must first be
+//! committed by the group. The connection task opens a collector on its thread around the
+//! commands of a batch; `Db::apply` then queues the encoded command (with an optional
+//! transformation of its eventual reply) and returns a placeholder, and the connection
+//! proposes everything queued as one Raft entry and splices the real replies in.
+
+use bytes::Bytes;
+use pinnacle_resp::Reply;
+use std::cell::RefCell;
+
+/// Turns the reply apply returned into the one the client gets (e.g. HMSET's `+OK`).
+pub type ReplyMap = Box<dyn FnOnce(Reply) -> Reply + Send>;
+
+/// One queued write.
+pub struct DeferredWrite {
+    /// The encoded `WriteCommand`.
+    pub cmd: Bytes,
+    /// Applied to the reply before it is sent.
+    pub map: Option<ReplyMap>,
+}
+
+thread_local! {
+    static QUEUE: RefCell<Option<Vec<DeferredWrite>>> = const { RefCell::new(None) };
+}
+
+/// Starts collecting deferred writes on this thread (a no-op if already collecting).
+pub fn begin() {
+    QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.is_none() {
+            *q = Some(Vec::new());
+        }
+    });
+}
+
+/// Stops collecting and returns what is still queued.
+pub fn end() -> Vec<DeferredWrite> {
+    QUEUE.with(|q| q.borrow_mut().take()).unwrap_or_default()
+}
+
+/// Number of writes queued on this thread.
+pub fn len() -> usize {
+    QUEUE.with(|q| q.borrow().as_ref().map_or(0, Vec::len))
+}
+
+/// Takes every queued write, leaving the collector open.
+pub fn take() -> Vec<DeferredWrite> {
+    QUEUE.with(|q| {
+        q.borrow_mut()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
+
+/// Queues `w`; gives it back if this thread is not collecting.
+pub(crate) fn push(w: DeferredWrite) -> Result<(), DeferredWrite> {
+    QUEUE.with(|q| match q.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push(w);
+            Ok(())
+        }
+        None => Err(w),
+    })
+}

@@ -1,0 +1,283 @@
+//! The keyspace as a Raft state machine: [`ApplyTarget`] for [`Db`].
+//!
+//! A proposal is a list of encoded `WriteCommand`s (one pipelined batch of one connection);
+//! applying it returns the encoded list of their replies. Every write's LSM batch also records
+//! its position `(log index, command)`, so after a crash the entries Raft replays (from the
+//! last stored applied state) skip what is already in the LSM: the LSM's WAL is not fsynced
+//! per apply, the Raft log is the durability point. Snapshots are a logical image of every
+//! record taken at one engine snapshot.
+
+use super::encoding::system_key;
+use super::reply_codec::encode_list;
+use super::write::WriteCommand;
+use super::{ApplyState, Db, StorageError, APPLIED_STATE};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pinnacle_lsm::WriteBatch;
+use pinnacle_raft::{ApplyError, ApplyTarget, Command};
+use pinnacle_resp::Reply;
+use std::io::{self, Read, Write};
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+
+/// Raft's applied state (opaque, from pinnacle-raft).
+const RAFT_META: &[u8] = b"raft-meta";
+/// `(log index, command)` of the last applied write.
+const RAFT_PROGRESS: &[u8] = b"raft-progress";
+/// Present while a snapshot install is half done: the data is not a consistent state.
+const RAFT_INSTALLING: &[u8] = b"raft-installing";
+
+const PROPOSAL_V1: u8 = 1;
+const IMAGE_V1: u8 = 1;
+/// Records per engine batch while installing an image.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// Encodes the commands of one proposal.
+pub fn encode_proposal(cmds: &[Bytes]) -> Vec<u8> {
+    let size: usize = cmds.iter().map(|c| c.len() + 4).sum();
+    let mut out = Vec::with_capacity(size + 5);
+    out.put_u8(PROPOSAL_V1);
+    out.put_u32(cmds.len() as u32);
+    for c in cmds {
+        out.put_u32(c.len() as u32);
+        out.put_slice(c);
+    }
+    out
+}
+
+fn decode_proposal(raw: &[u8]) -> Option<Vec<Bytes>> {
+    let mut buf = raw;
+    if buf.remaining() < 5 || buf.get_u8() != PROPOSAL_V1 {
+        return None;
+    }
+    let n = buf.get_u32() as usize;
+    let mut out = Vec::with_capacity(n.min(buf.remaining() / 4));
+    for _ in 0..n {
+        if buf.remaining() < 4 {
+            return None;
+        }
+        let len = buf.get_u32() as usize;
+        if buf.remaining() < len {
+            return None;
+        }
+        out.push(Bytes::copy_from_slice(&buf[..len]));
+        buf.advance(len);
+    }
+    buf.is_empty().then_some(out)
+}
+
+fn progress_record((index, cmd): (u64, u32)) -> Bytes {
+    let mut b = BytesMut::with_capacity(12);
+    b.put_u64(index);
+    b.put_u32(cmd);
+    b.freeze()
+}
+
+fn decode_progress(raw: &[u8]) -> Option<(u64, u32)> {
+    let mut buf = raw;
+    (raw.len() == 12).then(|| (buf.get_u64(), buf.get_u32()))
+}
+
+fn io_err(e: StorageError) -> io::Error {
+    io::Error::other(e)
+}
+
+fn lsm_err(e: pinnacle_lsm::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+fn is_raft_record(k: &[u8]) -> bool {
+    k == system_key(RAFT_META).as_ref() || k == system_key(RAFT_INSTALLING).as_ref()
+}
+
+impl Db {
+    /// Turns this keyspace into a Raft replica: `apply` now defers writes (see
+    /// [`super::deferred`]) and `background` proposes those made off a connection.
+    pub fn enable_replication(&self, background: super::BackgroundProposer) -> super::Result<()> {
+        let progress = self
+            .inner
+            .engine
+            .get(&system_key(RAFT_PROGRESS))?
+            .and_then(|raw| decode_progress(&raw))
+            .unwrap_or((0, 0));
+        *self.inner.raft_progress.lock() = progress;
+        let _ = self.inner.replicated.set(background);
+        Ok(())
+    }
+
+    /// True once [`Db::enable_replication`] ran.
+    pub fn is_replicated(&self) -> bool {
+        self.inner.replicated.get().is_some()
+    }
+
+    fn reload_apply_state(&self, state: &mut ApplyState) -> super::Result<()> {
+        let raw = self.inner.engine.get(&system_key(APPLIED_STATE))?;
+        *state = match raw {
+            Some(raw) if raw.len() == 16 => ApplyState::new(
+                u64::from_be_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
+                u64::from_be_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
+            ),
+            Some(_) => return Err(StorageError::Corrupt("apply state")),
+            None => ApplyState::new(0, 1),
+        };
+        self.inner.clock.store(state.clock, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl ApplyTarget for Db {
+    fn apply(&self, cmds: &[Command<'_>], meta: &[u8]) -> Result<Vec<Vec<u8>>, ApplyError> {
+        // Held for the whole call: a snapshot sees the state after a whole call, matching meta.
+        let mut progress = self.inner.raft_progress.lock();
+        let mut out = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let Some(list) = decode_proposal(c.payload) else {
+                // Deterministic on every replica; the proposer sees a count mismatch.
+                out.push(encode_list(&[]));
+                continue;
+            };
+            let mut replies = Vec::with_capacity(list.len());
+            for (j, raw) in list.into_iter().enumerate() {
+                let pos = (c.index, j as u32);
+                if pos <= *progress {
+                    // Already in the LSM (replay after a restart); nobody waits for this reply.
+                    replies.push(Reply::Null);
+                    continue;
+                }
+                let reply = match WriteCommand::decode(raw) {
+                    Err(e) => Reply::error(format!("ERR undecodable replicated command: {e}")),
+                    Ok(cmd) => {
+                        let extra = (system_key(RAFT_PROGRESS), progress_record(pos));
+                        let (reply, seq) = self.apply_core(&cmd, Some(extra)).map_err(io_err)?;
+                        if seq.is_some() {
+                            *progress = pos;
+                        }
+                        reply
+                    }
+                };
+                replies.push(reply);
+            }
+            out.push(encode_list(&replies));
+        }
+        let mut b = WriteBatch::new();
+        b.put(system_key(RAFT_META), Bytes::copy_from_slice(meta));
+        let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
+        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        Ok(out)
+    }
+
+    fn applied_meta(&self) -> Result<Option<Vec<u8>>, ApplyError> {
+        let e = &self.inner.engine;
+        if e.get(&system_key(RAFT_INSTALLING))
+            .map_err(lsm_err)?
+            .is_some()
+        {
+            // A crash interrupted an install: the data is no state at all.
+            return Ok(None);
+        }
+        Ok(e.get(&system_key(RAFT_META))
+            .map_err(lsm_err)?
+            .map(|b| b.to_vec()))
+    }
+
+    fn snapshot(&self, out: &mut dyn Write) -> Result<Vec<u8>, ApplyError> {
+        let e = &self.inner.engine;
+        let (snap, meta, seq) = {
+            let _calls = self.inner.raft_progress.lock();
+            let meta = e.get(&system_key(RAFT_META)).map_err(lsm_err)?;
+            (
+                e.snapshot(),
+                meta,
+                self.inner.last_seq.load(Ordering::Acquire),
+            )
+        };
+        // Raft purges its log behind a snapshot: what the image holds must survive a crash.
+        if seq > 0 {
+            e.sync_to(seq).map_err(lsm_err)?;
+        }
+        out.write_all(&[IMAGE_V1])?;
+        let iter = e
+            .scan((Bound::Unbounded, Bound::Unbounded), Some(&snap))
+            .map_err(lsm_err)?;
+        let mut head = [0u8; 8];
+        for item in iter {
+            let (k, v) = item.map_err(lsm_err)?;
+            if is_raft_record(&k) {
+                continue;
+            }
+            head[..4].copy_from_slice(&(k.len() as u32).to_be_bytes());
+            head[4..].copy_from_slice(&(v.len() as u32).to_be_bytes());
+            out.write_all(&head)?;
+            out.write_all(&k)?;
+            out.write_all(&v)?;
+        }
+        out.write_all(&u32::MAX.to_be_bytes())?;
+        Ok(meta.map(|m| m.to_vec()).unwrap_or_default())
+    }
+
+    fn install(&self, input: &mut dyn Read, meta: &[u8]) -> Result<(), ApplyError> {
+        let e = &self.inner.engine;
+        let mut progress = self.inner.raft_progress.lock();
+        let mut state = self.inner.apply.lock();
+        let mut version = [0u8; 1];
+        input.read_exact(&mut version)?;
+        if version[0] != IMAGE_V1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unknown snapshot image version {}", version[0]),
+            ));
+        }
+        // 1. Mark the data as mid-install and clear it, durably.
+        let mut b = WriteBatch::new();
+        b.delete_range(Bytes::from_static(&[0x00]), Bytes::from_static(&[0xFF]));
+        for name in [APPLIED_STATE, RAFT_PROGRESS, RAFT_META] {
+            b.delete(system_key(name));
+        }
+        b.put(system_key(RAFT_INSTALLING), Bytes::from_static(b"1"));
+        let seq = e.write_deferred(b).map_err(lsm_err)?;
+        e.sync_to(seq).map_err(lsm_err)?;
+        // 2. Load the image.
+        let mut batch = WriteBatch::new();
+        let mut bytes = 0usize;
+        loop {
+            let mut klen = [0u8; 4];
+            input.read_exact(&mut klen)?;
+            let klen = u32::from_be_bytes(klen);
+            if klen == u32::MAX {
+                break;
+            }
+            let mut vlen = [0u8; 4];
+            input.read_exact(&mut vlen)?;
+            let vlen = u32::from_be_bytes(vlen) as usize;
+            let mut k = vec![0u8; klen as usize];
+            input.read_exact(&mut k)?;
+            let mut v = vec![0u8; vlen];
+            input.read_exact(&mut v)?;
+            if is_raft_record(&k) {
+                continue;
+            }
+            bytes += k.len() + v.len();
+            batch.put(k, v);
+            if bytes >= INSTALL_BATCH_BYTES {
+                e.write_deferred(std::mem::take(&mut batch))
+                    .map_err(lsm_err)?;
+                bytes = 0;
+            }
+        }
+        // 3. Store Raft's state and clear the mark in the last batch, durably.
+        batch.put(system_key(RAFT_META), Bytes::copy_from_slice(meta));
+        batch.delete(system_key(RAFT_INSTALLING));
+        let seq = e.write_deferred(batch).map_err(lsm_err)?;
+        e.sync_to(seq).map_err(lsm_err)?;
+        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        self.reload_apply_state(&mut state).map_err(io_err)?;
+        *progress = e
+            .get(&system_key(RAFT_PROGRESS))
+            .map_err(lsm_err)?
+            .and_then(|raw| decode_progress(&raw))
+            .unwrap_or((0, 0));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+use super::*;
+use crate::storage::reply_codec::decode_list;
+use crate::storage::{WriteOp, MAX_STRING_LEN};
+use pinnacle_lsm::SyncPolicy;
+
+fn cmd(op: WriteOp) -> Bytes {
+    WriteCommand { now_ms: 1_000, op }.encode()
+}
+
+fn incr(key: &str) -> Bytes {
+    cmd(WriteOp::IncrBy {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        delta: 1,
+    })
+}
+
+fn open(dir: &std::path::Path) -> Db {
+    Db::open(dir, SyncPolicy::Never).expect("open")
+}
+
+fn replies(raw: &[u8]) -> Vec<Reply> {
+    decode_list(raw.to_vec()).expect("reply list")
+}
+
+fn string(db: &Db, key: &str) -> Option<Bytes> {
+    db.get(key.as_bytes(), 2_000).expect("get").map(|m| m.value)
+}
+
+#[test]
+fn applies_every_command_of_a_proposal_and_replies_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let p = encode_proposal(&[incr("a"), incr("a"), incr("b")]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 5,
+            payload: &p,
+        }],
+        b"meta-5",
+    )
+    .expect("apply");
+    assert_eq!(
+        replies(&out[0]),
+        vec![Reply::Integer(1), Reply::Integer(2), Reply::Integer(1)]
+    );
+    assert_eq!(db.applied_meta().expect("meta"), Some(b"meta-5".to_vec()));
+}
+
+#[test]
+fn a_replayed_entry_is_not_applied_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p1 = encode_proposal(&[incr("n")]);
+    let p2 = encode_proposal(&[incr("n"), incr("n")]);
+    {
+        let db = open(dir.path());
+        ApplyTarget::apply(
+            &db,
+            &[Command {
+                index: 1,
+                payload: &p1,
+            }],
+            b"m1",
+        )
+        .expect("apply");
+        // The second call's writes land but its meta is lost (a crash before the meta batch).
+        let mut progress = db.inner.raft_progress.lock();
+        for (j, raw) in decode_proposal(&p2)
+            .expect("decodes")
+            .into_iter()
+            .enumerate()
+        {
+            let c = WriteCommand::decode(raw).expect("command");
+            let extra = (system_key(RAFT_PROGRESS), progress_record((2, j as u32)));
+            db.apply_core(&c, Some(extra)).expect("apply");
+            *progress = (2, j as u32);
+        }
+        drop(progress);
+        db.engine().flush().expect("flush");
+    }
+    let db = open(dir.path());
+    db.enable_replication(Box::new(|_| {})).expect("enable");
+    assert_eq!(db.applied_meta().expect("meta"), Some(b"m1".to_vec()));
+    // Raft replays entry 2 from the stored meta: nothing may change.
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 2,
+            payload: &p2,
+        }],
+        b"m2",
+    )
+    .expect("replay");
+    assert_eq!(replies(&out[0]), vec![Reply::Null, Reply::Null]);
+    assert_eq!(string(&db, "n").as_deref(), Some(&b"3"[..]));
+    // A new entry applies normally.
+    let p3 = encode_proposal(&[incr("n")]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 3,
+            payload: &p3,
+        }],
+        b"m3",
+    )
+    .expect("apply");
+    assert_eq!(replies(&out[0]), vec![Reply::Integer(4)]);
+}
+
+#[test]
+fn snapshot_install_reproduces_the_state() {
+    let src_dir = tempfile::tempdir().expect("tempdir");
+    let dst_dir = tempfile::tempdir().expect("tempdir");
+    let src = open(src_dir.path());
+    let mut cmds = Vec::new();
+    for i in 0..500 {
+        cmds.push(cmd(WriteOp::Set {
+            key: Bytes::from(format!("k{i}")),
+            value: Bytes::from(format!("v{i}")),
+            cond: crate::storage::SetCond::Always,
+            get: false,
+            expire: crate::storage::ExpireSpec::Clear,
+        }));
+    }
+    cmds.push(cmd(WriteOp::HSet {
+        key: Bytes::from_static(b"h"),
+        pairs: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"x"))],
+        nx: false,
+    }));
+    let p = encode_proposal(&cmds);
+    ApplyTarget::apply(
+        &src,
+        &[Command {
+            index: 7,
+            payload: &p,
+        }],
+        b"meta-7",
+    )
+    .expect("apply");
+    let mut image = Vec::new();
+    let meta = ApplyTarget::snapshot(&src, &mut image).expect("snapshot");
+    assert_eq!(meta, b"meta-7".to_vec());
+
+    let dst = open(dst_dir.path());
+    // Old data in the destination must disappear.
+    let junk = encode_proposal(&[incr("junk")]);
+    ApplyTarget::apply(
+        &dst,
+        &[Command {
+            index: 1,
+            payload: &junk,
+        }],
+        b"old",
+    )
+    .expect("apply");
+    ApplyTarget::install(&dst, &mut image.as_slice(), &meta).expect("install");
+    assert_eq!(dst.applied_meta().expect("meta"), Some(b"meta-7".to_vec()));
+    assert_eq!(string(&dst, "junk"), None);
+    for i in [0, 250, 499] {
+        assert_eq!(
+            string(&dst, &format!("k{i}")),
+            Some(Bytes::from(format!("v{i}")))
+        );
+    }
+    assert_eq!(dst.dbsize().expect("dbsize"), 501);
+    // The next entry applies on top of the installed state and skips nothing it shouldn't.
+    let p = encode_proposal(&[incr("after")]);
+    let out = ApplyTarget::apply(
+        &dst,
+        &[Command {
+            index: 8,
+            payload: &p,
+        }],
+        b"meta-8",
+    )
+    .expect("apply");
+    assert_eq!(replies(&out[0]), vec![Reply::Integer(1)]);
+    assert!(MAX_STRING_LEN > 0);
+}
+
+#[test]
+fn an_interrupted_install_reports_no_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let p = encode_proposal(&[incr("a")]);
+    ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 1,
+            payload: &p,
+        }],
+        b"m1",
+    )
+    .expect("apply");
+    // An image cut short: install fails half way, leaving the mark.
+    let mut image = Vec::new();
+    ApplyTarget::snapshot(&db, &mut image).expect("snapshot");
+    image.truncate(image.len() - 6);
+    assert!(ApplyTarget::install(&db, &mut image.as_slice(), b"m9").is_err());
+    assert_eq!(db.applied_meta().expect("meta"), None);
+}
+
+#[test]
+fn garbage_proposals_get_an_empty_reply_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 1,
+            payload: b"\x07junk",
+        }],
+        b"m",
+    )
+    .expect("apply");
+    assert_eq!(replies(&out[0]), Vec::<Reply>::new());
+}
