@@ -2,6 +2,7 @@
 //! `redis-server` processes on free ports, talk to them over raw sockets, and
 //! compare reply bytes. The tests themselves live in `tests/`, one file per family.
 
+pub mod cluster;
 pub mod diffgen;
 pub mod frame;
 pub mod process;

@@ -40,6 +40,17 @@ impl RawConn {
         })
     }
 
+    /// Connect to any address (e.g. a cluster node on `127.0.0.11`) within `timeout`.
+    pub fn connect_addr(addr: std::net::SocketAddr, timeout: Duration) -> Result<RawConn, Error> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        })
+    }
+
     /// Send raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.stream.write_all(bytes)?;

@@ -146,9 +146,13 @@ fn drop_closes_existing_and_refuses_new() {
     assert_eq!(echo(&mut s, b"a"), Echo::Got(b"a".to_vec()));
     p.set_mode(LOCAL, Mode::Drop);
     assert!(closed_within(&mut s, Duration::from_secs(2)));
-    let mut s2 = connect(&p, LOCAL);
-    assert_ne!(echo(&mut s2, b"x"), Echo::Got(b"x".to_vec()));
-    assert!(closed_within(&mut s2, Duration::from_secs(2)));
+    // The reset may already hit the connect (setting socket options on a reset socket fails).
+    if let Ok(mut s2) = connect_from(LOCAL, p.addr(), Duration::from_secs(2)) {
+        s2.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        assert_ne!(echo(&mut s2, b"x"), Echo::Got(b"x".to_vec()));
+        assert!(closed_within(&mut s2, Duration::from_secs(2)));
+    }
     assert_eq!(p.open_connections(), 0);
     p.set_mode(LOCAL, Mode::Pass);
     let mut s3 = connect(&p, LOCAL);
