@@ -20,6 +20,9 @@
 //!   and pipelined replication (`pipeline`: appends in flight, fed to `Raft::stream_append`).
 //! - [`node`]: [`RaftNode`] (a process's bus endpoint and its groups) and [`Group`] (propose,
 //!   read barriers, leadership, membership, metrics).
+//! - [`status`]: [`GroupStatus`] from [`Group::status`], for `INFO replication`.
+//! - [`addr`]: peer addresses in Redis's `ip:port@cport` form ([`addr::bus_addr`] is dialed,
+//!   [`addr::client_addr`] goes into `MOVED` and `INFO`).
 //!
 //! # Plugging in the server
 //! 1. Implement [`ApplyTarget`] on the server's storage: decode each [`Command`] payload (a
@@ -50,6 +53,7 @@ pub mod node;
 mod pipeline;
 pub mod snapshot_file;
 pub mod state_machine;
+pub mod status;
 pub mod transport;
 pub mod types;
 
@@ -58,4 +62,5 @@ pub use log_store::{LogStore, LogStoreOptions, RecoveryError};
 pub use node::{Group, NodeError, NodeOptions, ProposeError, RaftNode, ReadError};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::StateMachine;
+pub use status::{GroupStatus, PeerStatus, Role};
 pub use types::{GroupId, NodeId, Payload, Reply, TypeConfig};

@@ -8,6 +8,8 @@ use tempfile::TempDir;
 use super::*;
 use crate::apply::MemTarget;
 
+mod status;
+
 const G: GroupId = 1;
 
 struct Member {
