@@ -43,6 +43,21 @@ pub struct Cli {
     /// redis.conf-style file of `key value` lines with the same keys as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Raft node id of this process (with `--cluster-peers`).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Raft mode: every voter as `id@ip:port[@cport]`, comma-separated (this node included).
+    #[arg(long)]
+    pub cluster_peers: Option<String>,
+    /// Port the cluster bus listens on (default: client port + 10000).
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
+    /// How the Raft leader makes reads linearizable: `index` (ReadIndex) or `lease`.
+    #[arg(long, default_value = "index")]
+    pub raft_read: String,
+    /// Raft entries between snapshots (the log is purged behind a snapshot).
+    #[arg(long)]
+    pub raft_snapshot_after: Option<u64>,
 }
 
 /// A bad flag, config line or `CONFIG SET` value.
@@ -396,6 +411,11 @@ mod tests {
             maxclients: Some(7),
             timeout: None,
             config: Some(file.clone()),
+            node_id: None,
+            cluster_peers: None,
+            cluster_port: None,
+            raft_read: "index".into(),
+            raft_snapshot_after: None,
         };
         let c = Config::new(&Settings::load(&cli).expect("load")).expect("valid");
         assert_eq!(c.get("port").as_deref(), Some("7000"));

@@ -20,4 +20,5 @@ pub mod command;
 pub mod commands;
 pub mod config;
 pub mod net;
+pub mod replication;
 pub mod storage;

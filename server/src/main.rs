@@ -6,7 +6,7 @@ use pinnacle_lsm::SyncPolicy;
 use pinnacle_server::command::state::NodeIds;
 use pinnacle_server::command::Server;
 use pinnacle_server::config::{Cli, Config, Settings};
-use pinnacle_server::{net, storage};
+use pinnacle_server::{net, replication, storage};
 use std::sync::Arc;
 
 #[global_allocator]
@@ -33,7 +33,11 @@ fn main() -> anyhow::Result<()> {
     let fsync = config
         .get("appendfsync")
         .unwrap_or_else(|| "everysec".into());
+    let raft_mode = cli.cluster_peers.is_some();
     let sync = match fsync.as_str() {
+        // In Raft mode the Raft log is the durability point (fsynced per batch); the LSM's
+        // WAL only bounds how much of the log a restart re-applies.
+        _ if raft_mode => SyncPolicy::EveryMillis(1000),
         "always" => SyncPolicy::Always,
         "no" => SyncPolicy::Never,
         _ => SyncPolicy::EveryMillis(1000),
@@ -54,6 +58,10 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
+        if let Some(peers) = &cli.cluster_peers {
+            let repl = start_replication(&cli, peers, port, &bind, &dir, &server).await?;
+            let _ = server.replication.set(repl);
+        }
         let mut tasks = Vec::new();
         for addr in bind.split_whitespace() {
             // Redis's `*` means every IPv4 address; `-` prefixes mark optional addresses.
@@ -97,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         for t in tasks {
             let _ = t.await;
         }
+        if let Some(r) = server.replication.get() {
+            r.shutdown().await;
+        }
         Ok(())
     })?;
     tracing::info!("flushing the storage engine before exit");
@@ -108,6 +119,54 @@ fn main() -> anyhow::Result<()> {
     tracing::info!("Pinnacle is now ready to exit, bye bye...");
     // Connection tasks may still hold the server; the process ends here regardless.
     std::process::exit(0);
+}
+
+/// Starts Raft mode: the cluster bus on the first bind address, the group over the keyspace.
+async fn start_replication(
+    cli: &Cli,
+    peers: &str,
+    port: u16,
+    bind: &str,
+    dir: &std::path::Path,
+    server: &Server,
+) -> anyhow::Result<Arc<replication::Replication>> {
+    let node_id = cli
+        .node_id
+        .context("--cluster-peers needs --node-id (this node's id in the list)")?;
+    let peers = replication::parse_peers(peers)?;
+    let host = match bind.split_whitespace().next().unwrap_or("127.0.0.1") {
+        "*" => "0.0.0.0",
+        h => h.trim_start_matches('-'),
+    };
+    let bus_port = match cli.cluster_port {
+        Some(p) => p,
+        None => port
+            .checked_add(10000)
+            .context("the client port is too high for a bus port (set --cluster-port)")?,
+    };
+    let ip: std::net::IpAddr = host
+        .parse()
+        .with_context(|| format!("the cluster bus needs an IP bind address, not {host}"))?;
+    let read_mode = match cli.raft_read.as_str() {
+        "lease" => replication::ReadMode::Lease,
+        "index" => replication::ReadMode::Index,
+        other => anyhow::bail!("--raft-read must be index or lease, not {other}"),
+    };
+    let opts = replication::ReplOptions {
+        node_id,
+        peers,
+        bus_listen: std::net::SocketAddr::new(ip, bus_port),
+        dir: dir.join("raft"),
+        read_mode,
+        snapshot_after: cli.raft_snapshot_after,
+    };
+    tracing::info!(
+        "raft node {node_id}: cluster bus on {ip}:{bus_port}, reads by {:?}",
+        read_mode
+    );
+    replication::Replication::start(opts, server.db.clone())
+        .await
+        .context("starting raft")
 }
 
 /// Resolves on SIGINT or SIGTERM.

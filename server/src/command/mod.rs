@@ -72,7 +72,64 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.server.stats.reject(cmd.index);
         return Reply::error(err);
     }
+    if let Some(err) = follower_refusal(ctx, cmd, &route) {
+        ctx.server.stats.reject(cmd.index);
+        return err;
+    }
     execute(ctx, cmd, args)
+}
+
+/// On a Raft follower: keyed commands go to the leader (`MOVED`, or `CLUSTERDOWN` with no
+/// leader) unless a `READONLY` connection reads; keyless writes are refused (`READONLY`).
+fn follower_refusal(ctx: &Ctx<'_>, cmd: &Entry, route: &route::Route) -> Option<Reply> {
+    let repl = ctx.server.replication.get()?;
+    if repl.is_leader() {
+        return None;
+    }
+    let slot = match route {
+        route::Route::Served { slot } => *slot,
+        _ => None,
+    };
+    let write = cmd.spec.has_flag("write");
+    match slot {
+        Some(_) if write || !ctx.client.readonly => Some(repl.redirect().error(slot)),
+        None if write => Some(repl.redirect().error(None)),
+        _ => None,
+    }
+}
+
+/// What a command does to the keyspace, for the replicated pipeline's ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Flagged `write`: on a Raft node, proposed.
+    Write,
+    /// Flagged `readonly`: on the leader, served after a read barrier.
+    Read,
+    /// Anything else (connection, server and unknown commands).
+    Other,
+}
+
+/// The [`Kind`] of `args` and the hash slot of its keys (`None` if keyless or invalid).
+pub fn classify(args: &[Bytes]) -> (Kind, Option<u16>) {
+    let Ok(cmd) = lookup(args) else {
+        return (Kind::Other, None);
+    };
+    let kind = if cmd.spec.has_flag("write") {
+        Kind::Write
+    } else if cmd.spec.has_flag("readonly") {
+        Kind::Read
+    } else {
+        Kind::Other
+    };
+    let slot = if arity_ok(cmd.spec.arity, args.len()) {
+        match route::route(cmd, args) {
+            route::Route::Served { slot } => slot,
+            _ => None,
+        }
+    } else {
+        None
+    };
+    (kind, slot)
 }
 
 /// Finds the entry for `args`, resolving a container's subcommand; errors are Redis's texts.

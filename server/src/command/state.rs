@@ -39,6 +39,8 @@ pub struct Server {
     pub config_file: Option<std::path::PathBuf>,
     shutdown: AtomicBool,
     shutdown_notify: Notify,
+    /// Raft mode (`--cluster-peers`): set once at start-up, before clients connect.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
 }
 
 impl Server {
@@ -64,6 +66,7 @@ impl Server {
             config_file,
             shutdown: AtomicBool::new(false),
             shutdown_notify: Notify::new(),
+            replication: std::sync::OnceLock::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! Reads go through one snapshot ([`Db::view`]) and touch only the sub-keys they need (HGET,
 //! HEXISTS, HSTRLEN, HMGET are point lookups); writes become logical [`WriteOp`]s.
 
-use super::strings::{failed, int_arg, is, syntax_error, write};
+use super::strings::{failed, int_arg, is, syntax_error, write, write_then};
 use crate::command::Handler;
 use crate::storage::{glob, random_u64, Db, KeyType, Meta, WriteOp, BIG};
 use bytes::Bytes;
@@ -81,11 +81,16 @@ fn hset(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         pairs,
         nx: false,
     };
-    let r = write(db, db.now_ms(), op);
-    if is(&a[0], "hmset") && !r.is_error() {
-        return Reply::ok();
+    if !is(&a[0], "hmset") {
+        return write(db, db.now_ms(), op);
     }
-    r
+    write_then(db, db.now_ms(), op, |r| {
+        if r.is_error() {
+            r
+        } else {
+            Reply::ok()
+        }
+    })
 }
 
 fn hsetnx(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {

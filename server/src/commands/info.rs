@@ -185,6 +185,11 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 &st.error_replies.load(Ordering::Relaxed),
             );
         }
+        "replication" if s.replication.get().is_some() => {
+            if let Some(r) = s.replication.get() {
+                out.push_str(&r.info());
+            }
+        }
         "replication" => {
             f("role", &"master");
             f("connected_slaves", &0);

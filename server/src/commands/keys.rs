@@ -1,7 +1,9 @@
 //! Generic key commands: DEL, EXISTS, TYPE, expiry, RENAME, COPY, KEYS, SCAN, OBJECT,
 //! DUMP/RESTORE, DBSIZE, FLUSHDB/FLUSHALL.
 
-use super::strings::{db_handlers, failed, int_arg, invalid_expire, is, syntax_error, write};
+use super::strings::{
+    db_handlers, failed, int_arg, invalid_expire, is, syntax_error, write, write_then,
+};
 use crate::command::Handler;
 use crate::storage::{dump, num, Db, ExpireCond, KeyType, StrEnc, WriteOp};
 use bytes::Bytes;
@@ -543,7 +545,9 @@ fn restore(db: &Db, a: &[Bytes]) -> Reply {
     } else {
         (ttl as u64).saturating_add(now)
     };
-    let reply = write(
+    let idle_db = db.clone();
+    let key = a[1].clone();
+    write_then(
         db,
         now,
         WriteOp::Restore {
@@ -552,11 +556,13 @@ fn restore(db: &Db, a: &[Bytes]) -> Reply {
             expire_at,
             replace,
         },
-    );
-    if idle >= 0 && !reply.is_error() {
-        db.set_idle(&a[1], now, idle as u64);
-    }
-    reply
+        move |reply| {
+            if idle >= 0 && !reply.is_error() {
+                idle_db.set_idle(&key, now, idle as u64);
+            }
+            reply
+        },
+    )
 }
 
 fn dbsize(db: &Db, _a: &[Bytes]) -> Reply {

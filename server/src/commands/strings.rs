@@ -81,6 +81,17 @@ pub(crate) fn write(db: &Db, now: u64, op: WriteOp) -> Reply {
     db.apply(&WriteCommand { now_ms: now, op })
 }
 
+/// [`write`], then `map` on the reply. On a Raft node the reply arrives after the handler
+/// returns, so a handler that adjusts its write's reply must do it here, not on the result.
+pub(crate) fn write_then(
+    db: &Db,
+    now: u64,
+    op: WriteOp,
+    map: impl FnOnce(Reply) -> Reply + Send + 'static,
+) -> Reply {
+    db.apply_then(&WriteCommand { now_ms: now, op }, Some(Box::new(map)))
+}
+
 /// `ERR invalid expire time in '<cmd>' command`.
 pub(crate) fn invalid_expire(cmd: &str) -> Reply {
     Reply::error(format!("ERR invalid expire time in '{cmd}' command"))

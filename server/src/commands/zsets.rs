@@ -3,7 +3,7 @@
 //! ZRANDMEMBER, ZSCAN. ZSCORE/ZMSCORE are point lookups of the member sub-key.
 
 use super::hashes::{coll_handlers, rand_below, rand_count, random_pick, scan_elements};
-use super::strings::{failed, int_arg, is, syntax_error, write};
+use super::strings::{failed, int_arg, is, syntax_error, write, write_then};
 use crate::command::Handler;
 use crate::storage::zset::{
     in_lex, parse_lex_bound, parse_score, parse_score_bound, rank_range, stored_score, LexBound,
@@ -445,14 +445,14 @@ fn zpop(db: &Db, p: Protocol, a: &[Bytes], max: bool) -> Reply {
         max,
         count: count.unwrap_or(1),
     };
-    let r = write(db, db.now_ms(), op);
-    match r {
+    let nest = count.is_some() && p == Protocol::Resp3;
+    write_then(db, db.now_ms(), op, move |r| match r {
         // RESP3 nests [member, score] pairs only in the count form.
-        Reply::Array(items) if count.is_some() && p == Protocol::Resp3 => {
+        Reply::Array(items) if nest => {
             Reply::Array(items.chunks(2).map(|c| Reply::Array(c.to_vec())).collect())
         }
         other => other,
-    }
+    })
 }
 
 fn zpopmin(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+mod replicated;
+
 /// Replies are written out once this much is buffered, even mid-batch, so a long pipeline
 /// doesn't build an unbounded output buffer.
 const OUT_FLUSH_AT: usize = 64 * 1024;
@@ -54,6 +56,7 @@ pub async fn run(
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
     let mut last_active = Instant::now();
+    let mut read_state = replicated::ReadState::default();
     loop {
         decoder.reserve_for_read(&mut buf);
         let idle = server.config.timeout();
@@ -87,6 +90,8 @@ pub async fn run(
         }
         last_active = Instant::now();
         client.handle.touch();
+        // Requests read from now on need a new read barrier.
+        read_state.barrier_done = false;
         // Replies produced for an unauthenticated client since this read (none sent yet).
         let mut unauth_out = 0usize;
         // CONFIG SET proto-max-bulk-len applies from the next bulk header on.
@@ -101,7 +106,19 @@ pub async fn run(
         }
         // Run every complete request in the buffer, writing replies out in bounded chunks.
         let after = loop {
-            let after = if opts.blocking_commands {
+            let after = if let Some(repl) = server.replication.get() {
+                replicated::run_batch(
+                    &server,
+                    repl,
+                    &mut client,
+                    &mut decoder,
+                    &mut buf,
+                    &mut out,
+                    &mut unauth_out,
+                    &mut read_state,
+                )
+                .await
+            } else if opts.blocking_commands {
                 tokio::task::block_in_place(|| {
                     run_batch(
                         &server,
