@@ -8,6 +8,7 @@
 //! Every process is SIGKILLed and reaped on drop (also when the test panics, in which case each
 //! node's log tail is printed), and dies with the harness if the test process is killed.
 
+mod client;
 mod info;
 mod spawn;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use client::{LeaderClient, Outcome};
 pub use info::RaftInfo;
 use spawn::Spawner;
 
@@ -256,6 +258,16 @@ impl Cluster {
         format!("redis://{}/", self.addr(i))
     }
 
+    /// Every node's client address, in id order (for a [`LeaderClient`]).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.ids().into_iter().map(|i| self.addr(i)).collect()
+    }
+
+    /// A client that finds the leader by itself (see [`LeaderClient`]).
+    pub fn client(&self) -> LeaderClient {
+        LeaderClient::new(self.addrs())
+    }
+
     /// The `--cluster-peers` value every node gets.
     pub fn peers(&self) -> &str {
         &self.peers
@@ -334,12 +346,20 @@ impl Cluster {
             .into_iter()
             .filter_map(|i| self.info(i).ok().map(|inf| (i, inf)))
             .collect();
-        let (l, linfo) = infos.iter().find(|(_, inf)| inf.is_leader())?;
-        let votes = infos
+        // A deposed leader cut off from the others may still claim the role: check every claimant.
+        infos
             .iter()
-            .filter(|(_, inf)| inf.leader_id == Some(linfo.node_id) && inf.term == linfo.term)
-            .count();
-        (votes >= self.majority()).then_some(*l)
+            .filter(|(_, inf)| inf.is_leader())
+            .find(|(_, linfo)| {
+                let votes = infos
+                    .iter()
+                    .filter(|(_, inf)| {
+                        inf.leader_id == Some(linfo.node_id) && inf.term == linfo.term
+                    })
+                    .count();
+                votes >= self.majority()
+            })
+            .map(|(l, _)| *l)
     }
 
     fn wait_leader(&self, timeout: Duration, ok: impl Fn(usize) -> bool) -> Result<usize, Error> {

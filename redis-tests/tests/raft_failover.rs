@@ -1,0 +1,567 @@
+//! Raft failover with real processes (issue 4): leader SIGKILL, catch-up from the log and from a
+//! snapshot, a kill loop with a writer that must lose no acknowledged write, a partitioned leader,
+//! a SIGSTOPped leader that must serve no stale read, and follower redirects.
+//!
+//! Knobs: `RAFT_TRIALS` (kill-loop trials, default 10), `RAFT_SEED` (printed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis_tests::cluster::{Cluster, LeaderClient, Outcome};
+use redis_tests::frame::{self, Value};
+use redis_tests::rng::Rng;
+
+const ELECTION: Duration = Duration::from_secs(10);
+const CONVERGE: Duration = Duration::from_secs(20);
+
+/// A reply as readable text for assertion messages.
+fn show(v: &Value) -> String {
+    match v {
+        Value::Simple(b) => format!("+{}", String::from_utf8_lossy(b)),
+        Value::Error(b) => format!("-{}", String::from_utf8_lossy(b)),
+        Value::Bulk(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn bulk(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::Bulk(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn error_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Error(e) => Some(String::from_utf8_lossy(e).into_owned()),
+        _ => None,
+    }
+}
+
+/// The tests run one at a time: three-node clusters side by side on two cores starve each
+/// other's heartbeats and turn every test into an election storm.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `SET key value` through a leader-finding client: retried after an indeterminate outcome
+/// (SET of the same value is idempotent), must end acknowledged.
+fn write(client: &mut LeaderClient, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.call(&["SET", key, value]) {
+            o if o.is_ok() => return,
+            Outcome::Indeterminate(e) if Instant::now() < deadline => {
+                eprintln!("SET {key}: indeterminate ({e}), retrying");
+            }
+            other => panic!("SET {key}: {other:?}"),
+        }
+    }
+}
+
+/// The client addresses of every node but `except`.
+fn others(c: &Cluster, except: usize) -> Vec<SocketAddr> {
+    c.ids()
+        .into_iter()
+        .filter(|&i| i != except)
+        .map(|i| c.addr(i))
+        .collect()
+}
+
+/// `SET key value` on node `i`, which must be the leader and must acknowledge.
+fn set_on(c: &Cluster, i: usize, key: &str, value: &str) {
+    let r = c.call(i, &["SET", key, value]).expect("SET");
+    assert_eq!(r, Value::Simple(b"OK".to_vec()), "SET {key} on node{i}");
+}
+
+fn get_on(c: &Cluster, i: usize, key: &str) -> Value {
+    c.call(i, &["GET", key]).expect("GET")
+}
+
+/// Every live node applied the same index and holds the same keys (followers serve SCAN and
+/// DBSIZE locally); returns the key set.
+fn assert_nodes_agree(c: &Cluster) -> BTreeSet<Vec<u8>> {
+    let applied = c.wait_converged(CONVERGE).expect("converge");
+    let live = c.live();
+    let first = live[0];
+    let keys = c.keys(first).expect("scan");
+    let size = c.dbsize(first).expect("dbsize");
+    assert_eq!(size as usize, keys.len(), "node{first}: DBSIZE vs SCAN");
+    for &i in &live[1..] {
+        let other = c.keys(i).expect("scan");
+        if other != keys {
+            let missing: Vec<_> = keys
+                .difference(&other)
+                .take(5)
+                .map(|k| String::from_utf8_lossy(k))
+                .collect();
+            let extra: Vec<_> = other
+                .difference(&keys)
+                .take(5)
+                .map(|k| String::from_utf8_lossy(k))
+                .collect();
+            panic!(
+                "node{i} keys differ from node{first} at applied index {applied}: missing {missing:?}, extra {extra:?}"
+            );
+        }
+        assert_eq!(c.dbsize(i).expect("dbsize"), size, "node{i} DBSIZE");
+    }
+    keys
+}
+
+/// Pipelined `GET`s on the leader: every key must hold exactly its expected value.
+fn assert_values_on_leader(c: &Cluster, expect: &BTreeMap<String, String>) {
+    let l = c.leader().expect("leader");
+    let mut conn = c.conn(l).expect("conn");
+    let pairs: Vec<_> = expect.iter().collect();
+    for chunk in pairs.chunks(200) {
+        let mut batch = Vec::new();
+        for (k, _) in chunk {
+            batch.extend_from_slice(&frame::encode_command(&["GET", k.as_str()]));
+        }
+        conn.send(&batch).expect("send");
+        for (k, v) in chunk {
+            let r = frame::parse_one(&conn.read_reply().expect("reply")).expect("parse");
+            assert_eq!(
+                bulk(&r),
+                Some(v.as_bytes()),
+                "acknowledged write {k}={v} is missing on leader node{l}: {}",
+                show(&r)
+            );
+        }
+    }
+}
+
+#[test]
+fn leader_sigkill_keeps_acknowledged_write_and_restarted_node_catches_up() {
+    let _serial = serial();
+    let mut c = Cluster::start(3).expect("cluster");
+    let old = c.leader().expect("leader");
+    set_on(&c, old, "failover:k", "v1");
+    c.kill9(old).expect("kill");
+    let t = Instant::now();
+    let new = c.wait_leader_change(old, ELECTION).expect("new leader");
+    eprintln!("new leader node{new} after {:?}", t.elapsed());
+    assert_eq!(bulk(&get_on(&c, new, "failover:k")), Some(&b"v1"[..]));
+    let mut expect = BTreeMap::new();
+    expect.insert("failover:k".to_string(), "v1".to_string());
+    let mut client = c.client();
+    for n in 0..200 {
+        let (k, v) = (format!("after:{n}"), format!("val:{n}"));
+        write(&mut client, &k, &v);
+        expect.insert(k, v);
+    }
+    c.restart(old).expect("restart");
+    let keys = assert_nodes_agree(&c);
+    assert_eq!(keys.len(), expect.len());
+    assert_values_on_leader(&c, &expect);
+    // The restarted node follows the new leader: keyed commands are redirected to it.
+    let r = get_on(&c, old, "failover:k");
+    let msg = error_text(&r).unwrap_or_default();
+    assert!(
+        msg.starts_with("MOVED ") && msg.ends_with(&c.addr(new).to_string()),
+        "node{old} after restart: {}",
+        show(&r)
+    );
+}
+
+#[test]
+fn node_behind_a_purged_log_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    // Snapshot every 200 entries; the log keeps ~1000 entries behind a snapshot, so 3000 entries
+    // while the follower is down purge its position.
+    let mut c = Cluster::builder(3)
+        .args(["--raft-snapshot-after", "200"])
+        .start()
+        .expect("cluster");
+    let l = c.leader().expect("leader");
+    let f = c.ids().into_iter().find(|&i| i != l).expect("follower");
+    set_on(&c, l, "before", "down");
+    c.wait_converged(CONVERGE).expect("converge");
+    let down_at = c.info(f).expect("info").applied_index;
+    c.kill9(f).expect("kill follower");
+    let mut expect = BTreeMap::new();
+    expect.insert("before".to_string(), "down".to_string());
+    // One command at a time: one log entry per write.
+    let mut client = c.client();
+    let mut n = 0u64;
+    loop {
+        let leader = c.leader().expect("leader");
+        if c.info(leader).expect("info").commit_index >= down_at + 3000 {
+            break;
+        }
+        for _ in 0..100 {
+            let (k, v) = (format!("snap:{n}"), format!("v{n}"));
+            write(&mut client, &k, &v);
+            expect.insert(k, v);
+            n += 1;
+        }
+        assert!(n < 50_000, "commit index does not advance");
+    }
+    c.restart(f).expect("restart follower");
+    let keys = assert_nodes_agree(&c);
+    assert_eq!(keys.len(), expect.len());
+    assert_values_on_leader(&c, &expect);
+    let log = c.log_tail(f, 1 << 20).to_lowercase();
+    assert!(
+        log.contains("snapshot"),
+        "node{f} caught up without mentioning a snapshot in its log"
+    );
+}
+
+/// A writer of unique keys through a [`LeaderClient`]: records what was acknowledged and what
+/// was merely attempted (indeterminate).
+struct Writer {
+    acked: Arc<Mutex<BTreeMap<String, String>>>,
+    attempted: Arc<Mutex<BTreeSet<String>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<(u64, u64, u64)>>,
+}
+
+impl Writer {
+    fn start(name: &str, addrs: Vec<SocketAddr>) -> Writer {
+        let acked = Arc::new(Mutex::new(BTreeMap::new()));
+        let attempted = Arc::new(Mutex::new(BTreeSet::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, t, s, name) = (
+            acked.clone(),
+            attempted.clone(),
+            stop.clone(),
+            name.to_string(),
+        );
+        let handle = thread::spawn(move || {
+            let mut client = LeaderClient::new(addrs)
+                .reply_timeout(Duration::from_secs(5))
+                .retry_for(Duration::from_secs(2));
+            let (mut ok, mut unknown, mut failed) = (0u64, 0u64, 0u64);
+            let mut n = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                let (k, v) = (format!("{name}:{n}"), format!("{name}-v{n}"));
+                n += 1;
+                t.lock().expect("lock").insert(k.clone());
+                match client.call(&["SET", k.as_str(), v.as_str()]) {
+                    o if o.is_ok() => {
+                        a.lock().expect("lock").insert(k, v);
+                        ok += 1;
+                    }
+                    Outcome::Indeterminate(_) => unknown += 1,
+                    Outcome::Unavailable(_) => failed += 1,
+                    Outcome::Reply(r) => panic!("SET {k}: unexpected reply {}", show(&r)),
+                }
+            }
+            (ok, unknown, failed)
+        });
+        Writer {
+            acked,
+            attempted,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().expect("lock").len()
+    }
+
+    /// Stops the writer; returns (acked, indeterminate, unavailable) counts.
+    fn finish(&mut self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .map(|h| h.join().expect("writer panicked"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+#[test]
+fn leader_sigkill_loop_loses_no_acknowledged_write() {
+    let _serial = serial();
+    let trials: usize = std::env::var("RAFT_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed = Rng::seed_from_env("RAFT_SEED");
+    eprintln!("RAFT_SEED={seed} RAFT_TRIALS={trials}");
+    let mut rng = Rng::new(seed);
+    let mut c = Cluster::start(3).expect("cluster");
+    c.leader().expect("first leader");
+    let mut writers: Vec<Writer> = (0..2)
+        .map(|w| Writer::start(&format!("w{w}"), c.addrs()))
+        .collect();
+    let mut elections = Vec::new();
+    for trial in 0..trials {
+        let l = c.leader().expect("leader");
+        let before: usize = writers.iter().map(Writer::acked_count).sum();
+        // Let writes flow for a random while, and make sure some were acknowledged this trial.
+        thread::sleep(Duration::from_millis(100 + rng.below(300)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writers.iter().map(Writer::acked_count).sum::<usize>() == before {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no write acknowledged"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        c.kill9(l).expect("kill");
+        let t = Instant::now();
+        let new = c.wait_leader_change(l, ELECTION).expect("new leader");
+        elections.push(t.elapsed());
+        c.restart(l).expect("restart");
+        // The restarted node catches up with what the leader had committed when it came back.
+        let target = c.info(new).expect("info").commit_index;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.info(l).map(|i| i.applied_index).unwrap_or(0) < target {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: node{l} did not catch up to {target}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "trial {trial}: killed node{l}, node{new} leads after {:?}",
+            elections[trial]
+        );
+    }
+    let mut acked = BTreeMap::new();
+    let mut attempted = BTreeSet::new();
+    for w in &mut writers {
+        let (ok, unknown, failed) = w.finish();
+        eprintln!("writer: {ok} acknowledged, {unknown} indeterminate, {failed} unavailable");
+        acked.extend(w.acked.lock().expect("lock").clone());
+        attempted.extend(w.attempted.lock().expect("lock").iter().cloned());
+    }
+    assert!(
+        acked.len() >= trials * 10,
+        "too few writes: {}",
+        acked.len()
+    );
+    let keys = assert_nodes_agree(&c);
+    // 0 acknowledged writes lost, and nothing appears that no one tried to write.
+    assert_values_on_leader(&c, &acked);
+    for k in &keys {
+        let k = String::from_utf8_lossy(k);
+        assert!(attempted.contains(k.as_ref()), "key {k} was never written");
+    }
+    elections.sort();
+    eprintln!(
+        "election after SIGKILL over {} trials: p50 {:?} p99 {:?} max {:?}",
+        elections.len(),
+        percentile(&elections, 0.5),
+        percentile(&elections, 0.99),
+        elections.last().copied().unwrap_or_default()
+    );
+}
+
+#[test]
+fn partitioned_leader_stops_acking_and_majority_takes_over() {
+    let _serial = serial();
+    let c = Cluster::builder(3).with_proxies().start().expect("cluster");
+    let old = c.leader().expect("leader");
+    set_on(&c, old, "part:k", "v1");
+    c.wait_converged(CONVERGE).expect("converge");
+    c.isolate(old).expect("isolate");
+    // A write sent to the isolated leader must never be acknowledged.
+    let mut stale_writer = c.conn(old).expect("conn");
+    stale_writer
+        .send_command(&["SET", "part:k", "from-minority"])
+        .expect("send");
+    let new = c
+        .wait_leader_change(old, ELECTION)
+        .expect("majority elects");
+    let mut client = LeaderClient::new(others(&c, old));
+    write(&mut client, "part:k", "v2");
+    assert_eq!(
+        client.call(&["GET", "part:k"]).reply().and_then(bulk),
+        Some(&b"v2"[..])
+    );
+    eprintln!("node{new} leads the majority; node{old} is isolated");
+    match stale_writer.read_reply_timeout(Duration::from_secs(2)) {
+        Ok(r) => {
+            let v = frame::parse_one(&r).expect("parse");
+            assert!(
+                matches!(v, Value::Error(_)),
+                "isolated leader acknowledged a write: {}",
+                show(&v)
+            );
+        }
+        Err(e) => eprintln!("isolated leader's write: no reply ({e})"),
+    }
+    // Nor may it serve a read of the value the majority has overwritten.
+    let mut reader = c.conn(old).expect("conn");
+    reader.send_command(&["GET", "part:k"]).expect("send");
+    if let Ok(r) = reader.read_reply_timeout(Duration::from_secs(2)) {
+        let v = frame::parse_one(&r).expect("parse");
+        assert_ne!(
+            bulk(&v),
+            Some(&b"v1"[..]),
+            "isolated node served a stale read"
+        );
+    }
+    for n in 0..50 {
+        write(&mut client, &format!("part:after:{n}"), "x");
+    }
+    c.heal().expect("heal");
+    let keys = assert_nodes_agree(&c);
+    assert_eq!(keys.len(), 51);
+    let l = c.leader().expect("leader");
+    assert_eq!(bulk(&get_on(&c, l, "part:k")), Some(&b"v2"[..]));
+    assert!(c.info(old).expect("info").applied_index >= c.info(l).expect("info").commit_index);
+}
+
+#[test]
+fn paused_leader_serves_no_stale_read() {
+    let _serial = serial();
+    let mut c = Cluster::start(3).expect("cluster");
+    let old = c.leader().expect("leader");
+    set_on(&c, old, "pause:k", "v1");
+    // Reads are pipelined every 20 ms on one connection to the old leader; replies come in order.
+    // Sends and replies pair up in order, so the sender thread writes on a clone of the
+    // reader's socket.
+    let mut reader = c.conn(old).expect("conn");
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sock = reader.stream().try_clone().expect("clone");
+    let sender = {
+        let (sent, stop) = (sent.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut sock = sock;
+            let cmd = frame::encode_command(&["GET", "pause:k"]);
+            while !stop.load(Ordering::SeqCst) {
+                if std::io::Write::write_all(&mut sock, &cmd).is_err() {
+                    return;
+                }
+                sent.lock().expect("lock").push(Instant::now());
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    c.sigstop(old).expect("sigstop");
+    let paused_at = Instant::now();
+    let new = c.wait_leader_change(old, ELECTION).expect("new leader");
+    write(&mut LeaderClient::new(others(&c, old)), "pause:k", "v2");
+    let committed = Instant::now();
+    eprintln!(
+        "node{new} committed v2 {:?} into the pause",
+        paused_at.elapsed()
+    );
+    let pause = Duration::from_millis(2500);
+    thread::sleep(pause.saturating_sub(paused_at.elapsed()));
+    c.sigcont(old).expect("sigcont");
+    thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().expect("sender");
+    let sends = sent.lock().expect("lock").clone();
+    let mut after_commit = 0;
+    let mut answered_after = 0;
+    for (n, t) in sends.iter().enumerate() {
+        let reply = match reader.read_reply_timeout(Duration::from_secs(3)) {
+            Ok(r) => frame::parse_one(&r).expect("parse"),
+            Err(e) => {
+                eprintln!("reply {n}/{}: {e}", sends.len());
+                break;
+            }
+        };
+        if *t > committed {
+            after_commit += 1;
+            if bulk(&reply).is_some() {
+                answered_after += 1;
+            }
+            assert_ne!(
+                bulk(&reply),
+                Some(&b"v1"[..]),
+                "read {n} sent {:?} after the new leader committed v2 was served v1 by the paused node{old}",
+                *t - committed
+            );
+        }
+    }
+    assert!(
+        after_commit > 0,
+        "no read was sent after the new leader's commit"
+    );
+    eprintln!(
+        "{} reads sent, {after_commit} after the new commit ({answered_after} answered with a value)",
+        sends.len()
+    );
+    // The old leader has stepped down and follows.
+    let r = get_on(&c, old, "pause:k");
+    assert!(
+        error_text(&r).is_some_and(|m| m.starts_with("MOVED ")) || bulk(&r) == Some(b"v2"),
+        "node{old} after resume: {}",
+        show(&r)
+    );
+}
+
+#[test]
+fn follower_redirects_and_without_quorum_reports_clusterdown() {
+    let _serial = serial();
+    let mut c = Cluster::start(3).expect("cluster");
+    let l = c.leader().expect("leader");
+    set_on(&c, l, "redir:k", "v");
+    c.wait_converged(CONVERGE).expect("converge");
+    let f = c.ids().into_iter().find(|&i| i != l).expect("follower");
+    let slot = match c
+        .call(f, &["CLUSTER", "KEYSLOT", "redir:k"])
+        .expect("keyslot")
+    {
+        Value::Int(n) => n,
+        other => panic!("CLUSTER KEYSLOT: {}", show(&other)),
+    };
+    let want = format!("MOVED {slot} {}", c.addr(l));
+    for cmd in [vec!["GET", "redir:k"], vec!["SET", "redir:k", "w"]] {
+        let r = c.call(f, &cmd).expect("call");
+        assert_eq!(
+            error_text(&r).as_deref(),
+            Some(want.as_str()),
+            "{cmd:?} on follower"
+        );
+    }
+    // Keyless reads are served locally; keyless writes are refused like a read-only replica.
+    assert_eq!(c.dbsize(f).expect("dbsize"), 1);
+    let r = c.call(f, &["FLUSHALL"]).expect("flushall");
+    assert!(
+        error_text(&r).is_some_and(|m| m.starts_with("READONLY")),
+        "FLUSHALL on follower: {}",
+        show(&r)
+    );
+    assert_eq!(bulk(&get_on(&c, l, "redir:k")), Some(&b"v"[..]));
+    // Without a quorum no leader can exist: the survivor says the cluster is down.
+    for i in c.ids().into_iter().filter(|&i| i != f) {
+        c.kill9(i).expect("kill");
+    }
+    let deadline = Instant::now() + ELECTION;
+    let last = loop {
+        let r = get_on(&c, f, "redir:k");
+        if error_text(&r).as_deref() == Some("CLUSTERDOWN The cluster is down") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lone follower still answers {}",
+            show(&r)
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let r = c.call(f, &["SET", "redir:k", "x"]).expect("set");
+    assert_eq!(r, last, "a write without quorum");
+}
