@@ -159,8 +159,10 @@ async fn main() -> Res<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // More than +1: a round failed (split vote) before this one won.
+        let terms = live[&new].group.metrics().current_term - old_term;
         println!(
-            "trial {trial:2}: killed {old}, node {new} leader after {:.0} ms, serving after {:.0} ms",
+            "trial {trial:2}: killed {old}, node {new} leader after {:.0} ms, serving after {:.0} ms, term +{terms}",
             ms(t_elected),
             ms(t_serving)
         );
