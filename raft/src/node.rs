@@ -207,7 +207,13 @@ impl RaftNode {
             },
         )?;
         let health = log.health();
-        let sm = StateMachine::open(&dir, target)?;
+        // May install a snapshot into the target (see `StateMachine::open`): a blocking thread.
+        let sm = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || StateMachine::open(&dir, target))
+                .await
+                .map_err(|e| NodeError::Io(std::io::Error::other(e)))??
+        };
         let cfg = Arc::new(self.opts.raft_config(group)?);
         let net = NetworkFactory {
             transport: self.transport.clone(),
