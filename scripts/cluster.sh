@@ -32,6 +32,8 @@ pid_of() { # node -> pid if that process is alive
     local pid
     pid="$(cat "$f")"
     kill -0 "$pid" 2>/dev/null || return 1
+    # A killed node whose parent (init here) has not reaped it yet is a zombie: down.
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
     echo "$pid"
 }
 
@@ -130,23 +132,23 @@ logs() {
 stop() {
     local n i pid
     n="$(node_count)"
+    local -a running=()
     for i in $(seq 1 "$n"); do
         if pid="$(pid_of "$i")"; then
             kill -TERM "$pid" 2>/dev/null || true
+            # A SIGSTOPped node must run again to act on TERM.
+            kill -CONT "$pid" 2>/dev/null || true
+            running+=("$i:$pid")
         fi
     done
-    for i in $(seq 1 "$n"); do
-        if pid="$(pid_of "$i")"; then
-            local t=0
-            while kill -0 "$pid" 2>/dev/null && [[ $t -lt 50 ]]; do sleep 0.1; t=$((t + 1)); done
-            if kill -0 "$pid" 2>/dev/null; then
-                # A SIGSTOPped node needs SIGCONT to see TERM; KILL works either way.
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-            echo "node $i (pid $pid) stopped"
-        fi
-        rm -f "$DIR/node$i.pid"
+    for entry in "${running[@]}"; do
+        i="${entry%%:*}" pid="${entry#*:}"
+        local t=0
+        while pid_of "$i" >/dev/null && [[ $t -lt 50 ]]; do sleep 0.1; t=$((t + 1)); done
+        if pid_of "$i" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+        echo "node $i (pid $pid) stopped"
     done
+    for i in $(seq 1 "$n"); do rm -f "$DIR/node$i.pid"; done
 }
 
 case "${1:-}" in
