@@ -133,6 +133,19 @@ class Cluster:
             time.sleep(0.005)
         raise TimeoutError("no leader")
 
+    def serving(self, i, timeout=20.0):
+        """Waits until node i acknowledges a write and serves a read (a fresh leader may refuse
+        both until its first entry commits; redis-benchmark gives up on an error reply)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if cmd(self.addr(i), "SET", "bench:ready", "1") == "OK" and cmd(self.addr(i), "GET", "bench:ready") == b"1":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"node{i} does not serve")
+
     def stop(self):
         for n in self.nodes.values():
             if n["proc"] and n["proc"].poll() is None:
@@ -145,6 +158,8 @@ def bench(addr, tests, pipeline):
     rows = list(csv.reader(io.StringIO(out.stdout)))
     if not rows:
         sys.exit(f"ERROR: redis-benchmark printed nothing: {out.stderr}")
+    if out.returncode != 0 or "rror" in out.stderr:
+        print(f"# WARNING: redis-benchmark on {addr} -P {pipeline}: exit {out.returncode}: {out.stderr.strip()[:300]}")
     head = rows[0]
     res = {}
     for r in rows[1:]:
@@ -169,6 +184,7 @@ try:
     wait_ping(("127.0.0.1", rport), rp, "redis-server")
     c = Cluster("index", EXTRA)
     l = c.leader()
+    c.serving(l)
     results = {}
     for P in (1, 16):
         order = [("raft", c.addr(l)), ("redis", ("127.0.0.1", rport))]
@@ -182,6 +198,7 @@ try:
     if LEASE:
         cl = Cluster("lease", EXTRA + ["--raft-read", "lease"])
         ll = cl.leader()
+        cl.serving(ll)
         for P in (1, 16):
             for test, v in bench(cl.addr(ll), "get", P).items():
                 results[("lease", test, P)] = v
@@ -193,7 +210,9 @@ try:
     for P in (1, 16):
         for test, who in (("SET", "raft"), ("GET", "raft"), ("GET", "lease")):
             a, b = results.get((who, test, P)), results.get(("redis", test, P))
-            if not a or not b: continue
+            if not a or not b:
+                print(f"| {test} ({who}) | {P} | missing | | | | | | |")
+                continue
             label = test + (" (lease reads)" if who == "lease" else " (ReadIndex)" if test == "GET" else "")
             print(f"| {label} | {P} | {a[0]:.0f} | {b[0]:.0f} | {a[0]/b[0]:.2f} | {a[1]:.3f} | {b[1]:.3f} | {a[2]:.3f} | {b[2]:.3f} |")
     sys.stdout.flush()
