@@ -281,16 +281,39 @@ pub struct RaftService<A: ApplyTarget> {
     pub(crate) sm: StateMachine<A>,
     streams: crate::pipeline::Sessions<A>,
     incoming: Arc<Mutex<HashMap<(NodeId, u64), Incoming>>>,
+    contact: LeaderContact,
+}
+
+/// When this node last received appends (heartbeats included) and from whom: a follower's
+/// evidence that the leader it knows of is alive.
+#[derive(Clone, Default)]
+pub struct LeaderContact(Arc<Mutex<Option<(NodeId, std::time::Instant)>>>);
+
+impl LeaderContact {
+    fn record(&self, from: NodeId) {
+        *self.0.lock() = Some((from, std::time::Instant::now()));
+    }
+
+    /// The node that last sent appends and how long ago.
+    pub fn last(&self) -> Option<(NodeId, std::time::Duration)> {
+        self.0.lock().map(|(n, at)| (n, at.elapsed()))
+    }
 }
 
 impl<A: ApplyTarget> RaftService<A> {
     /// Wraps a running group.
     pub fn new(raft: Raft<A>, sm: StateMachine<A>) -> Arc<Self> {
+        Self::with_contact(raft, sm, LeaderContact::default())
+    }
+
+    /// Like [`RaftService::new`], recording incoming appends in `contact`.
+    pub fn with_contact(raft: Raft<A>, sm: StateMachine<A>, contact: LeaderContact) -> Arc<Self> {
         Arc::new(RaftService {
             streams: crate::pipeline::Sessions::new(raft.clone()),
             raft,
             sm,
             incoming: Arc::default(),
+            contact,
         })
     }
 }
@@ -368,6 +391,9 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
     fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture {
         let raft = self.raft.clone();
         let err = |e: &dyn std::fmt::Display| RpcResponse::Error(e.to_string());
+        if matches!(req, RpcRequest::Append(_) | RpcRequest::StreamAppend { .. }) {
+            self.contact.record(from);
+        }
         match req {
             RpcRequest::Append(r) => Box::pin(async move {
                 raft.append_entries(r)

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::apply::ApplyTarget;
 use crate::log_store::{LogHealth, LogStore, LogStoreOptions, RecoveryError};
-use crate::network::{NetworkFactory, RaftService};
+use crate::network::{LeaderContact, NetworkFactory, RaftService};
 use crate::state_machine::StateMachine;
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Payload, Raft, TypeConfig};
@@ -222,14 +222,18 @@ impl RaftNode {
         let raft = openraft::Raft::new(self.opts.id, cfg, net, log, sm.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        self.transport
-            .register(group, RaftService::new(raft.clone(), sm.clone()));
+        let contact = LeaderContact::default();
+        self.transport.register(
+            group,
+            RaftService::with_contact(raft.clone(), sm.clone(), contact.clone()),
+        );
         self.groups.lock().insert(group, Arc::new(raft.clone()));
         Ok(Group {
             id: group,
             raft,
             sm,
             log: health,
+            contact,
         })
     }
 
@@ -258,6 +262,7 @@ pub struct Group<A: ApplyTarget> {
     raft: Raft<A>,
     sm: StateMachine<A>,
     log: LogHealth,
+    contact: LeaderContact,
 }
 
 impl<A: ApplyTarget> Clone for Group<A> {
@@ -267,6 +272,7 @@ impl<A: ApplyTarget> Clone for Group<A> {
             raft: self.raft.clone(),
             sm: self.sm.clone(),
             log: self.log.clone(),
+            contact: self.contact.clone(),
         }
     }
 }
@@ -368,6 +374,13 @@ impl<A: ApplyTarget> Group<A> {
     #[cfg(test)]
     pub(crate) fn inject_log_sync_failure(&self) {
         self.log.fail_next_sync();
+    }
+
+    /// The node that last sent this node appends (heartbeats included) and how long ago. A
+    /// follower's `leader()` stays set while no election happens (pre-vote keeps a lone
+    /// follower from starting one), so this is how it tells that the leader is gone.
+    pub fn last_leader_contact(&self) -> Option<(NodeId, Duration)> {
+        self.contact.last()
     }
 
     /// The leader this node currently knows of.

@@ -49,6 +49,9 @@ pub struct Cli {
     /// Raft mode: every voter as `id@ip:port[@cport]`, comma-separated (this node included).
     #[arg(long)]
     pub cluster_peers: Option<String>,
+    /// Raft mode, joining an existing cluster: wait for its leader's `CLUSTER MEET`.
+    #[arg(long)]
+    pub cluster_join: bool,
     /// Port the cluster bus listens on (default: client port + 10000).
     #[arg(long)]
     pub cluster_port: Option<u16>,
@@ -413,6 +416,7 @@ mod tests {
             config: Some(file.clone()),
             node_id: None,
             cluster_peers: None,
+            cluster_join: false,
             cluster_port: None,
             raft_read: "index".into(),
             raft_snapshot_after: None,

@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let fsync = config
         .get("appendfsync")
         .unwrap_or_else(|| "everysec".into());
-    let raft_mode = cli.cluster_peers.is_some();
+    let raft_mode = cli.cluster_peers.is_some() || cli.cluster_join;
     let sync = match fsync.as_str() {
         // In Raft mode the Raft log is the durability point (fsynced per batch); the LSM's
         // WAL only bounds how much of the log a restart re-applies.
@@ -58,8 +58,8 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
-        if let Some(peers) = &cli.cluster_peers {
-            let repl = start_replication(&cli, peers, port, &bind, &dir, &server).await?;
+        if raft_mode {
+            let repl = start_replication(&cli, port, &bind, &dir, &server).await?;
             let _ = server.replication.set(repl);
         }
         let mut tasks = Vec::new();
@@ -124,7 +124,6 @@ fn main() -> anyhow::Result<()> {
 /// Starts Raft mode: the cluster bus on the first bind address, the group over the keyspace.
 async fn start_replication(
     cli: &Cli,
-    peers: &str,
     port: u16,
     bind: &str,
     dir: &std::path::Path,
@@ -133,7 +132,6 @@ async fn start_replication(
     let node_id = cli
         .node_id
         .context("--cluster-peers needs --node-id (this node's id in the list)")?;
-    let peers = replication::parse_peers(peers)?;
     let host = match bind.split_whitespace().next().unwrap_or("127.0.0.1") {
         "*" => "0.0.0.0",
         h => h.trim_start_matches('-'),
@@ -147,6 +145,11 @@ async fn start_replication(
     let ip: std::net::IpAddr = host
         .parse()
         .with_context(|| format!("the cluster bus needs an IP bind address, not {host}"))?;
+    let peers = match &cli.cluster_peers {
+        Some(p) => replication::parse_peers(p)?,
+        // Joining: only this node is known until the leader's MEET.
+        None => [(node_id, format!("{ip}:{port}@{bus_port}"))].into(),
+    };
     let read_mode = match cli.raft_read.as_str() {
         "lease" => replication::ReadMode::Lease,
         "index" => replication::ReadMode::Index,
@@ -159,6 +162,7 @@ async fn start_replication(
         dir: dir.join("raft"),
         read_mode,
         snapshot_after: cli.raft_snapshot_after,
+        join: cli.cluster_join,
     };
     tracing::info!(
         "raft node {node_id}: cluster bus on {ip}:{bus_port}, reads by {:?}",

@@ -17,7 +17,57 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("cluster|myshardid", myshardid),
     ("cluster|countkeysinslot", countkeysinslot),
     ("cluster|getkeysinslot", getkeysinslot),
+    ("cluster|meet", meet),
+    ("cluster|forget", forget),
 ];
+
+const NOT_RAFT: &str = "ERR This node runs without Raft; start it with --cluster-peers";
+
+/// `CLUSTER MEET ip port [cluster-bus-port]`: adds a node started with `--cluster-join`.
+fn meet(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
+    let Some(repl) = ctx.server.replication.get() else {
+        return Reply::error(NOT_RAFT);
+    };
+    let host = String::from_utf8_lossy(&a[2]).into_owned();
+    let port = std::str::from_utf8(&a[3])
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok());
+    let bus = match a.get(4) {
+        Some(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok()),
+        None => port.and_then(|p| p.checked_add(10000)),
+    };
+    let (Some(port), Some(bus)) = (port, bus) else {
+        return Reply::error(
+            "ERR Invalid base port specified: ".to_string() + &String::from_utf8_lossy(&a[3]),
+        );
+    };
+    if host.parse::<std::net::IpAddr>().is_err() {
+        return Reply::error(format!("ERR Invalid node address specified: {host}:{port}"));
+    }
+    match repl.meet(host, port, bus) {
+        Ok(()) => Reply::ok(),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// `CLUSTER FORGET node-id` (the node's Raft id).
+fn forget(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
+    let Some(repl) = ctx.server.replication.get() else {
+        return Reply::error(NOT_RAFT);
+    };
+    let Some(id) = std::str::from_utf8(&a[2]).ok().and_then(|s| s.parse().ok()) else {
+        return Reply::error(format!(
+            "ERR Unknown node {}",
+            String::from_utf8_lossy(&a[2])
+        ));
+    };
+    match repl.forget(id) {
+        Ok(()) => Reply::ok(),
+        Err(e) => Reply::error(e),
+    }
+}
 
 /// Config epoch of the single node (no elections or slot moves yet).
 const EPOCH: u64 = 1;

@@ -6,6 +6,8 @@
 //! ReadIndex barrier ([`Replication::read_barrier`], or the leader lease with
 //! `--raft-read lease`). A follower redirects keyed commands to the leader with `MOVED`.
 
+mod batch;
+mod membership;
 mod status;
 
 use crate::storage::{self, reply_codec, Db};
@@ -26,6 +28,9 @@ const GROUP: u64 = 0;
 
 /// How long a proposal may wait for its commit before its outcome counts as unknown.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A follower that hears nothing from its leader for this long reports the cluster down (the
+/// leader sends heartbeats every 50 ms; an election takes about 300 ms).
+const LEADER_SILENCE: Duration = Duration::from_millis(1000);
 /// How long a read barrier may wait for a quorum before the read is refused.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -53,6 +58,8 @@ pub struct ReplOptions {
     pub read_mode: ReadMode,
     /// Entries between snapshots (log purge point).
     pub snapshot_after: Option<u64>,
+    /// Join an existing cluster (`CLUSTER MEET` from its leader) instead of forming one.
+    pub join: bool,
 }
 
 /// Errors starting Raft mode.
@@ -146,6 +153,10 @@ pub struct Replication {
     leader: AtomicBool,
     /// Where to send clients when this node is not the leader.
     redirect: RwLock<Redirect>,
+    /// Merges concurrent connections' writes into few entries.
+    proposer: std::sync::OnceLock<batch::Proposer>,
+    /// Shares read-barrier rounds between concurrent readers.
+    barriers: std::sync::OnceLock<batch::Barriers>,
 }
 
 impl Replication {
@@ -172,7 +183,31 @@ impl Replication {
             read_mode: opts.read_mode,
             leader: AtomicBool::new(false),
             redirect: RwLock::new(Redirect::Down),
+            proposer: std::sync::OnceLock::new(),
+            barriers: std::sync::OnceLock::new(),
         });
+        let weak = Arc::downgrade(&repl);
+        let _ = repl
+            .proposer
+            .set(batch::Proposer::start(Arc::new(move |cmds| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    match weak.upgrade() {
+                        Some(r) => r.propose_now(cmds).await,
+                        None => Err(ProposeFailure::NotApplied(Redirect::Down)),
+                    }
+                })
+            })));
+        let weak = Arc::downgrade(&repl);
+        let _ = repl.barriers.set(batch::Barriers::new(Arc::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(r) => r.barrier_now().await,
+                    None => Err(Redirect::Down),
+                }
+            })
+        })));
         // The expiry sweeper's deletions: proposed by the leader, without waiting.
         let weak = Arc::downgrade(&repl);
         let rt = tokio::runtime::Handle::current();
@@ -185,7 +220,9 @@ impl Replication {
                 let _ = r.propose(vec![cmd]).await;
             });
         }))?;
-        group.initialize(&opts.peers).await?;
+        if !opts.join {
+            group.initialize(&opts.peers).await?;
+        }
         repl.refresh();
         tokio::spawn(watch(Arc::downgrade(&repl)));
         Ok(repl)
@@ -209,16 +246,30 @@ impl Replication {
     fn refresh(&self) {
         let leader = self.group.leader();
         let is_leader = leader == Some(self.id) && self.group.is_leader();
+        // A follower trusts the leader it knows of only while it hears from it.
+        let alive = is_leader
+            || matches!(
+                (leader, self.group.last_leader_contact()),
+                (Some(l), Some((from, age))) if from == l && age < LEADER_SILENCE
+            );
         let redirect = match self.group.leader_addr() {
-            Some(a) if leader.is_some() => Redirect::Leader(addr::client_addr(&a)),
+            Some(a) if alive => Redirect::Leader(addr::client_addr(&a)),
             _ => Redirect::Down,
         };
         *self.redirect.write() = redirect;
         self.leader.store(is_leader, Ordering::Release);
     }
 
-    /// Replicates `cmds` (encoded `WriteCommand`s) as one entry and returns their replies.
+    /// Replicates `cmds` (encoded `WriteCommand`s), merged with other connections' writes
+    /// into one entry, and returns their replies.
     pub async fn propose(&self, cmds: Vec<Bytes>) -> Result<Vec<Reply>, ProposeFailure> {
+        match self.proposer.get() {
+            Some(p) => p.propose(cmds).await,
+            None => self.propose_now(cmds).await,
+        }
+    }
+
+    async fn propose_now(&self, cmds: Vec<Bytes>) -> Result<Vec<Reply>, ProposeFailure> {
         let n = cmds.len();
         let payload = storage::raft_target_proposal(&cmds);
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.group.propose(payload)).await;
@@ -242,7 +293,15 @@ impl Replication {
     }
 
     /// Waits until local reads are linearizable; `Err` says where the reads should go.
+    /// Concurrent callers share barrier rounds.
     pub async fn read_barrier(&self) -> Result<(), Redirect> {
+        match self.barriers.get() {
+            Some(b) => b.wait().await,
+            None => self.barrier_now().await,
+        }
+    }
+
+    async fn barrier_now(&self) -> Result<(), Redirect> {
         let barrier = async {
             match self.read_mode {
                 ReadMode::Index => self.group.read_barrier().await,
