@@ -243,6 +243,11 @@ impl Cluster {
         SocketAddr::new(self.ip(i), self.node(i).port)
     }
 
+    /// The id of the node whose client address is `addr`.
+    pub fn id_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.ids().into_iter().find(|&i| self.addr(i) == addr)
+    }
+
     /// Node `i`'s client port.
     pub fn port(&self, i: usize) -> u16 {
         self.node(i).port
@@ -578,6 +583,16 @@ impl Cluster {
             let _ = f.read_to_end(&mut buf);
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Node `i`'s whole log since its latest start.
+    pub fn log_since_start(&self, i: usize) -> String {
+        let text = std::fs::read(&self.node(i).log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        match text.rfind("=== harness: start #") {
+            Some(at) => text[at..].to_string(),
+            None => text.into_owned(),
+        }
     }
 
     /// Keeps the data and log folder after the cluster is dropped; returns its path.
