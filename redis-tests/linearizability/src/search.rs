@@ -1,0 +1,367 @@
+//! Wing–Gong/Lowe search over one key's operations, as in Porcupine: a linked list of call and
+//! return events in time order; linearize one call at a time, memoise (linearized set, state),
+//! and backtrack when a return is reached whose call is not linearized yet.
+
+use crate::model::{step, MOp, MRet, State};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// One operation of a key, normalised for the search.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyOp {
+    /// Index of the operation in the caller's slice of the history.
+    pub index: usize,
+    pub call: u64,
+    /// `u64::MAX` for an indeterminate operation.
+    pub ret_at: u64,
+    pub op: MOp,
+    pub ret: MRet,
+}
+
+/// What a search found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Linearizable,
+    /// No order exists. `partial` is the longest prefix of an order the search built
+    /// (positions in the `ops` slice), when asked for. `furthest` is the op whose reply is the
+    /// latest at which the search got stuck: every op that replied before it was ordered
+    /// then, so the history up to just before that reply is linearizable.
+    NotLinearizable {
+        partial: Vec<usize>,
+        furthest: usize,
+    },
+    /// The step budget ran out first.
+    Budget,
+}
+
+/// The event list: node 0 is the head sentinel, node `2n + 1` the tail sentinel; the
+/// nodes between are the events sorted by time.
+struct Events {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// For each node: the op position, and whether it is the call (else the return).
+    op_of: Vec<usize>,
+    is_call: Vec<bool>,
+    /// For each op position: its call node and return node.
+    call_node: Vec<usize>,
+    ret_node: Vec<usize>,
+}
+
+impl Events {
+    fn new(ops: &[KeyOp]) -> Self {
+        // (time, kind, op): at equal times calls sort before returns, so operations that touch
+        // are concurrent (Porcupine's rule); the op position breaks remaining ties.
+        let mut evs: Vec<(u64, u8, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (i, o) in ops.iter().enumerate() {
+            evs.push((o.call, 0, i));
+            evs.push((o.ret_at, 1, i));
+        }
+        evs.sort_unstable();
+        let nodes = evs.len() + 2;
+        let mut e = Events {
+            next: (1..=nodes).collect(),
+            prev: (0..nodes).map(|k| k.saturating_sub(1)).collect(),
+            op_of: vec![usize::MAX; nodes],
+            is_call: vec![false; nodes],
+            call_node: vec![0; ops.len()],
+            ret_node: vec![0; ops.len()],
+        };
+        for (k, &(_, kind, i)) in evs.iter().enumerate() {
+            let node = k + 1;
+            e.op_of[node] = i;
+            e.is_call[node] = kind == 0;
+            if kind == 0 {
+                e.call_node[i] = node;
+            } else {
+                e.ret_node[i] = node;
+            }
+        }
+        e
+    }
+
+    fn tail(&self) -> usize {
+        self.next.len() - 1
+    }
+
+    fn unlink(&mut self, n: usize) {
+        let (p, x) = (self.prev[n], self.next[n]);
+        self.next[p] = x;
+        self.prev[x] = p;
+    }
+
+    fn relink(&mut self, n: usize) {
+        let (p, x) = (self.prev[n], self.next[n]);
+        self.next[p] = n;
+        self.prev[x] = n;
+    }
+
+    /// Removes op `i`'s call and return (dancing-links style: the nodes keep their pointers).
+    fn lift(&mut self, i: usize) {
+        self.unlink(self.call_node[i]);
+        self.unlink(self.ret_node[i]);
+    }
+
+    /// Undoes `lift`, in reverse order.
+    fn unlift(&mut self, i: usize) {
+        self.relink(self.ret_node[i]);
+        self.relink(self.call_node[i]);
+    }
+}
+
+/// A set of op positions.
+#[derive(Clone, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn state_hash(s: &State) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Memo of visited configurations (linearized set, state), bucketed by a hash of the
+/// completed ops linearized and the state.
+///
+/// Indeterminate ops are optional and unconstrained, so a configuration that used a superset
+/// of another's indeterminate ops, with the same completed ops and state, can do nothing the
+/// other cannot: it is dominated, and pruned like an exact repeat.
+struct Memo {
+    /// Bit set for positions of indeterminate ops.
+    indet: Vec<u64>,
+    buckets: HashMap<u64, Vec<(Bits, State)>>,
+}
+
+impl Memo {
+    /// Inserts; false when this configuration, or one that dominates it, was seen already.
+    fn insert(&mut self, hash: u64, bits: &Bits, state: &State) -> bool {
+        let indet = &self.indet;
+        let dominated_by = |seen: &Bits| {
+            seen.0.iter().zip(&bits.0).zip(indet).all(|((&a, &b), &m)| {
+                // Same completed ops; the seen indeterminate ones a subset of ours.
+                (a ^ b) & !m == 0 && a & m & !b == 0
+            })
+        };
+        let bucket = self.buckets.entry(hash).or_default();
+        if bucket.iter().any(|(b, s)| s == state && dominated_by(b)) {
+            return false;
+        }
+        bucket.push((bits.clone(), state.clone()));
+        true
+    }
+}
+
+/// A frame of the search stack.
+enum Frame {
+    /// The op was linearized; the state before it.
+    Linearized(usize, State),
+    /// The indeterminate op was passed over without linearizing it; on backtrack, try it.
+    Skipped(usize),
+}
+
+/// The search's mutable configuration.
+struct Search<'a> {
+    ops: &'a [KeyOp],
+    ev: Events,
+    zobrist: Vec<u64>,
+    bits: Bits,
+    /// Zobrist hash of the completed ops linearized.
+    hash: u64,
+    memo: Memo,
+    state: State,
+    stack: Vec<Frame>,
+    /// Completed ops not linearized yet.
+    remaining: usize,
+    linearized: usize,
+    best: Vec<usize>,
+    track_partial: bool,
+}
+
+impl Search<'_> {
+    /// Linearizes op `i` next if the model allows it and the configuration is new.
+    fn try_linearize(&mut self, i: usize) -> bool {
+        let Some(next_state) = step(&self.state, &self.ops[i].op, &self.ops[i].ret) else {
+            return false;
+        };
+        let completed = self.ops[i].ret != MRet::Any;
+        let h = if completed {
+            self.hash ^ self.zobrist[i]
+        } else {
+            self.hash
+        };
+        self.bits.set(i);
+        if !self
+            .memo
+            .insert(h ^ state_hash(&next_state), &self.bits, &next_state)
+        {
+            self.bits.clear(i);
+            return false;
+        }
+        self.hash = h;
+        let before = std::mem::replace(&mut self.state, next_state);
+        self.stack.push(Frame::Linearized(i, before));
+        self.ev.lift(i);
+        self.remaining -= usize::from(completed);
+        self.linearized += 1;
+        if self.track_partial && self.linearized > self.best.len() {
+            self.best = self
+                .stack
+                .iter()
+                .filter_map(|f| match f {
+                    Frame::Linearized(i, _) => Some(*i),
+                    Frame::Skipped(_) => None,
+                })
+                .collect();
+        }
+        true
+    }
+
+    /// Whether ordering indeterminate op `j` next can explain anything. Any linearization can
+    /// be rewritten so that each indeterminate op it keeps comes right before a completed op
+    /// that could not follow the state before it (a blind write after it makes it useless; a
+    /// read that works either way can go first), or before an indeterminate INCR (a chain).
+    /// So it is enough to try `j` where one of those is among the next candidates.
+    fn useful(&self, j: usize) -> bool {
+        let Some(after) = step(&self.state, &self.ops[j].op, &MRet::Any) else {
+            return false;
+        };
+        if after == self.state {
+            return false;
+        }
+        let tail = self.ev.tail();
+        let mut e = self.ev.next[0];
+        while e != tail && self.ev.is_call[e] {
+            let c = &self.ops[self.ev.op_of[e]];
+            if c.ret == MRet::Any {
+                if self.ev.op_of[e] != j && c.op == MOp::Incr {
+                    return true;
+                }
+            } else if step(&self.state, &c.op, &c.ret).is_none()
+                && step(&after, &c.op, &c.ret).is_some()
+            {
+                return true;
+            }
+            e = self.ev.next[e];
+        }
+        false
+    }
+
+    /// Undoes frames until an alternative is found; returns the entry to continue from, or
+    /// None when the stack is empty (no linearization).
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            match self.stack.pop()? {
+                Frame::Linearized(j, before) => {
+                    self.bits.clear(j);
+                    if self.ops[j].ret != MRet::Any {
+                        self.hash ^= self.zobrist[j];
+                        self.remaining += 1;
+                    }
+                    self.linearized -= 1;
+                    self.state = before;
+                    self.ev.unlift(j);
+                    return Some(self.ev.next[self.ev.call_node[j]]);
+                }
+                // Everything after passing over it is explored; now linearize it here, if that
+                // can matter. (Passing over it again would repeat that exploration.)
+                Frame::Skipped(j) => {
+                    if self.useful(j) && self.try_linearize(j) {
+                        return Some(self.ev.next[0]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Searches for a linearization of `ops` starting from an absent key, within `budget` steps.
+/// `steps` accumulates the steps taken.
+///
+/// Indeterminate ops are tried "not yet" before "now", so configurations without them are
+/// memoised first and dominate the ones with them; the search succeeds as soon as every
+/// completed op is ordered (the rest may never have taken effect).
+pub(crate) fn search(ops: &[KeyOp], budget: u64, track_partial: bool, steps: &mut u64) -> Outcome {
+    let n = ops.len();
+    let words = n.div_ceil(64);
+    let mut indet = vec![0u64; words];
+    for (i, o) in ops.iter().enumerate() {
+        if o.ret == MRet::Any {
+            indet[i / 64] |= 1 << (i % 64);
+        }
+    }
+    let ev = Events::new(ops);
+    let tail = ev.tail();
+    let mut s = Search {
+        ops,
+        ev,
+        zobrist: (0..n as u64).map(splitmix).collect(),
+        bits: Bits(vec![0; words]),
+        hash: 0,
+        memo: Memo {
+            indet,
+            buckets: HashMap::new(),
+        },
+        state: None,
+        stack: Vec::new(),
+        remaining: ops.iter().filter(|o| o.ret != MRet::Any).count(),
+        linearized: 0,
+        best: Vec::new(),
+        track_partial,
+    };
+    let mut taken = 0u64;
+    let mut furthest_node = 0;
+    let mut entry = s.ev.next[0];
+    while s.remaining > 0 {
+        taken += 1;
+        if taken > budget {
+            *steps += taken;
+            return Outcome::Budget;
+        }
+        let is_call = entry != tail && s.ev.is_call[entry];
+        if is_call {
+            let i = s.ev.op_of[entry];
+            if ops[i].ret == MRet::Any {
+                s.stack.push(Frame::Skipped(i));
+                entry = s.ev.next[entry];
+            } else if s.try_linearize(i) {
+                entry = s.ev.next[0];
+            } else {
+                entry = s.ev.next[entry];
+            }
+            continue;
+        }
+        // A return whose call is not linearized (the tail cannot come first while completed
+        // ops remain, as their returns are in the list): undo the last choice.
+        if entry != tail {
+            furthest_node = furthest_node.max(entry);
+        }
+        match s.backtrack() {
+            Some(e) => entry = e,
+            None => {
+                *steps += taken;
+                let furthest = s.ev.op_of.get(furthest_node).copied().unwrap_or(0);
+                return Outcome::NotLinearizable {
+                    partial: s.best,
+                    furthest: furthest.min(n.saturating_sub(1)),
+                };
+            }
+        }
+    }
+    *steps += taken;
+    Outcome::Linearizable
+}
