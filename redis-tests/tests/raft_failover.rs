@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use redis_tests::cluster::{Cluster, LeaderClient, Outcome};
 use redis_tests::frame::{self, Value};
+use redis_tests::proxy::Mode;
 use redis_tests::rng::Rng;
 
 const ELECTION: Duration = Duration::from_secs(10);
@@ -292,6 +293,27 @@ impl Drop for Writer {
     }
 }
 
+/// Stops the writers, then checks: at least `min_acked` acknowledged writes (not vacuous), every
+/// node holds the same keys, every acknowledged write is on the leader with its value, and no
+/// key exists that no writer attempted.
+fn finish_writers(c: &Cluster, writers: &mut [Writer], min_acked: usize) {
+    let mut acked = BTreeMap::new();
+    let mut attempted = BTreeSet::new();
+    for w in writers.iter_mut() {
+        let (ok, unknown, failed) = w.finish();
+        eprintln!("writer: {ok} acknowledged, {unknown} indeterminate, {failed} unavailable");
+        acked.extend(w.acked.lock().expect("lock").clone());
+        attempted.extend(w.attempted.lock().expect("lock").iter().cloned());
+    }
+    assert!(acked.len() >= min_acked, "too few writes: {}", acked.len());
+    let keys = assert_nodes_agree(c);
+    assert_values_on_leader(c, &acked);
+    for k in &keys {
+        let k = String::from_utf8_lossy(k);
+        assert!(attempted.contains(k.as_ref()), "key {k} was never written");
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -349,26 +371,7 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
             elections[trial]
         );
     }
-    let mut acked = BTreeMap::new();
-    let mut attempted = BTreeSet::new();
-    for w in &mut writers {
-        let (ok, unknown, failed) = w.finish();
-        eprintln!("writer: {ok} acknowledged, {unknown} indeterminate, {failed} unavailable");
-        acked.extend(w.acked.lock().expect("lock").clone());
-        attempted.extend(w.attempted.lock().expect("lock").iter().cloned());
-    }
-    assert!(
-        acked.len() >= trials * 10,
-        "too few writes: {}",
-        acked.len()
-    );
-    let keys = assert_nodes_agree(&c);
-    // 0 acknowledged writes lost, and nothing appears that no one tried to write.
-    assert_values_on_leader(&c, &acked);
-    for k in &keys {
-        let k = String::from_utf8_lossy(k);
-        assert!(attempted.contains(k.as_ref()), "key {k} was never written");
-    }
+    finish_writers(&c, &mut writers, trials * 10);
     elections.sort();
     eprintln!(
         "election after SIGKILL over {} trials: p50 {:?} p99 {:?} max {:?}",
@@ -433,6 +436,51 @@ fn partitioned_leader_stops_acking_and_majority_takes_over() {
     let l = c.leader().expect("leader");
     assert_eq!(bulk(&get_on(&c, l, "part:k")), Some(&b"v2"[..]));
     assert!(c.info(old).expect("info").applied_index >= c.info(l).expect("info").commit_index);
+    // The minority write stays unacknowledged after the heal too (its entry was overwritten).
+    if let Ok(r) = stale_writer.read_reply_timeout(Duration::from_millis(500)) {
+        let v = frame::parse_one(&r).expect("parse");
+        assert!(
+            matches!(v, Value::Error(_)),
+            "the minority write was acknowledged after the heal: {}",
+            show(&v)
+        );
+    }
+}
+
+#[test]
+fn slow_and_lossy_links_still_serve_and_converge() {
+    let _serial = serial();
+    let c = Cluster::builder(3).with_proxies().start().expect("cluster");
+    c.leader().expect("leader");
+    let links = |mode| {
+        for a in c.ids() {
+            for b in c.ids().into_iter().filter(|&b| b != a) {
+                c.set_link(a, b, mode).expect("link");
+            }
+        }
+    };
+    let mut writers = vec![Writer::start("slow", c.addrs())];
+    // 10 ms each way on every bus link: replication is slower but keeps working. (At 20 ms each
+    // way, 40 ms round trips against RPC timeouts of ~56 ms, replication stops altogether.)
+    links(Mode::Delay(Duration::from_millis(10)));
+    thread::sleep(Duration::from_secs(2));
+    let slow = writers[0].acked_count();
+    // Then every chunk kills its connection with 5 % probability: the transport reconnects.
+    links(Mode::Loss(0.05));
+    thread::sleep(Duration::from_secs(3));
+    c.heal().expect("heal");
+    thread::sleep(Duration::from_secs(1));
+    eprintln!("{slow} writes acknowledged over delayed links");
+    assert!(slow >= 10, "only {slow} writes over delayed links");
+    let accepted: u64 = c
+        .ids()
+        .iter()
+        .filter_map(|&i| c.proxy(i))
+        .map(|p| p.accepted())
+        .sum();
+    eprintln!("bus connections accepted by the proxies: {accepted}");
+    assert!(accepted > 6, "lossy links never forced a reconnect");
+    finish_writers(&c, &mut writers, 50);
 }
 
 #[test]
