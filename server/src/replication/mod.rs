@@ -331,9 +331,15 @@ impl Replication {
                 .map(|b| addr::client_addr(&b.addr))
                 .unwrap_or_default()
         };
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
         let peers = m.replication.as_ref().map(|rep| {
             rep.iter()
-                .map(|(p, matched)| (*p, client(p), matched.as_ref().map_or(0, |l| l.index)))
+                .map(|(p, matched)| status::Peer {
+                    id: *p,
+                    addr: client(p),
+                    matched: matched.as_ref().map_or(0, |l| l.index),
+                    voter: voters.contains(p),
+                })
                 .collect()
         });
         status::Status {

@@ -15,8 +15,18 @@ pub(super) struct Status {
     pub(super) committed: u64,
     pub(super) applied: u64,
     pub(super) snapshot: u64,
-    /// On the leader: (peer id, client address, matched index).
-    pub(super) peers: Option<Vec<(NodeId, String, u64)>>,
+    /// On the leader: every node it replicates to (itself included).
+    pub(super) peers: Option<Vec<Peer>>,
+}
+
+/// One replication target of the leader.
+pub(super) struct Peer {
+    pub(super) id: NodeId,
+    /// Client address (`ip:port`).
+    pub(super) addr: String,
+    pub(super) matched: u64,
+    /// False while it is a learner (added by CLUSTER MEET, still catching up).
+    pub(super) voter: bool,
 }
 
 impl Status {
@@ -50,11 +60,15 @@ impl Status {
             "raft_term:{}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_snapshot_index:{}\r\n",
             self.term, self.last_log, self.committed, self.applied, self.snapshot,
         );
-        for (peer, addr, matched) in self.peers.iter().flatten() {
+        for p in self.peers.iter().flatten() {
             let _ = write!(
                 out,
-                "raft_peer{peer}:addr={addr},match={matched},lag={}\r\n",
-                self.last_log.saturating_sub(*matched)
+                "raft_peer{}:addr={},match={},lag={},voter={}\r\n",
+                p.id,
+                p.addr,
+                p.matched,
+                self.last_log.saturating_sub(p.matched),
+                if p.voter { "yes" } else { "no" },
             );
         }
         out
