@@ -1,0 +1,227 @@
+//! Linearizability under faults (issue 4): client threads run SET/GET/INCR with unique values on
+//! a few keys of a 3-node cluster while a nemesis SIGKILLs and restarts the leader, SIGSTOPs it,
+//! and cuts it (or another node) off with the bus proxies. Every operation is recorded with
+//! `pinnacle_linearizability::Recorder` and the history is checked: zero violations, and enough
+//! successful operations that the check says something.
+//!
+//! Knobs: `LIN_SECS` (fault period, default 30), `LIN_CLIENTS` (default 4), `LIN_MIN_OK`
+//! (default 1000), `LIN_SEED` (printed), `LIN_DUMP_DIR` (where a failing history is written,
+//! default the system temp dir), `LIN_SERVER_ARGS` (extra pinnacle arguments, space-separated,
+//! e.g. `--raft-read lease`).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pinnacle_linearizability::{check, dump, Op, Recorder, Ret, Verdict};
+use redis_tests::cluster::{Cluster, LeaderClient, Outcome};
+use redis_tests::frame::Value;
+use redis_tests::rng::Rng;
+
+/// Keys in use at a time; all clients share them so operations contend.
+const KEYS: u64 = 3;
+/// Operations (all clients together) before moving to fresh keys: keeps each key's history, and
+/// the indeterminate operations left open in it, small enough to check quickly.
+const OPS_PER_KEY_SET: u64 = 600;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A reply as the checker's `Ret`; `None` for an error reply that means "not applied".
+fn to_ret(op: &Op, v: &Value) -> Result<Option<Ret>, String> {
+    Ok(Some(match v {
+        Value::Simple(s) if s == b"OK" => Ret::Ok,
+        Value::Bulk(b) => Ret::Value(Some(b.clone().into())),
+        Value::Null => Ret::Value(None),
+        Value::Int(n) => Ret::Int(*n),
+        // INCR's value errors depend on the value, so they are checked like replies.
+        Value::Error(e)
+            if *op == Op::Incr
+                && (e.starts_with(b"ERR value is not an integer")
+                    || e.starts_with(b"ERR increment or decrement would overflow")) =>
+        {
+            Ret::NotInteger
+        }
+        Value::Error(_) => return Ok(None),
+        other => return Err(format!("unexpected reply to {op}: {other:?}")),
+    }))
+}
+
+/// One client: random SET (unique integer values, so INCR can count from them), GET and INCR.
+fn client_loop(
+    id: u64,
+    addrs: Vec<SocketAddr>,
+    rec: Recorder,
+    stop: Arc<AtomicBool>,
+    issued: Arc<AtomicU64>,
+    seed: u64,
+) -> Result<(), String> {
+    let mut client = LeaderClient::new(addrs)
+        // Longer than any pause, so a paused leader's late answers are seen and checked.
+        .reply_timeout(Duration::from_secs(5))
+        .retry_for(Duration::from_secs(1));
+    let mut rng = Rng::new(seed ^ (id + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n = issued.fetch_add(1, Ordering::Relaxed);
+        let key = format!("lin:{}:{}", n / OPS_PER_KEY_SET, rng.below(KEYS));
+        seq += 1;
+        let roll = rng.below(100);
+        let (op, args): (Op, Vec<String>) = if roll < 45 {
+            (Op::Get, vec!["GET".into(), key.clone()])
+        } else if roll < 80 {
+            // Unique, and far apart so INCRs from one never reach another.
+            let v = ((id + 1) * 1_000_000_000 + seq * 1_000).to_string();
+            (
+                Op::Set(v.clone().into()),
+                vec!["SET".into(), key.clone(), v],
+            )
+        } else {
+            (Op::Incr, vec!["INCR".into(), key.clone()])
+        };
+        let pending = rec.invoke(id, key, op.clone());
+        match client.call(&args) {
+            Outcome::Reply(v) => match to_ret(&op, &v)? {
+                Some(ret) => pending.ok(ret),
+                None => pending.fail(),
+            },
+            Outcome::Indeterminate(_) => pending.indeterminate(),
+            Outcome::Unavailable(_) => {
+                pending.fail();
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Injects faults until `until`; returns a log of what it did (recorder clock, in ms).
+fn nemesis(c: &mut Cluster, rec: &Recorder, rng: &mut Rng, until: Instant) -> String {
+    let mut log = String::new();
+    let ms = |rec: &Recorder| rec.now() as f64 / 1e6;
+    while Instant::now() < until {
+        thread::sleep(Duration::from_millis(300 + rng.below(900)));
+        let Some(leader) = c.current_leader() else {
+            continue;
+        };
+        let hold = Duration::from_millis(800 + rng.below(2200));
+        let fault = rng.below(4);
+        let _ = write!(log, "{:>10.1} ms  ", ms(rec));
+        match fault {
+            0 => {
+                let _ = writeln!(log, "SIGKILL leader node{leader} for {hold:?}");
+                c.kill9(leader).expect("kill");
+                thread::sleep(hold);
+                c.restart(leader).expect("restart");
+            }
+            1 => {
+                let _ = writeln!(log, "SIGSTOP leader node{leader} for {hold:?}");
+                c.sigstop(leader).expect("sigstop");
+                thread::sleep(hold);
+                c.sigcont(leader).expect("sigcont");
+            }
+            2 => {
+                let _ = writeln!(log, "isolate leader node{leader} for {hold:?}");
+                c.isolate(leader).expect("isolate");
+                thread::sleep(hold);
+                c.heal().expect("heal");
+            }
+            _ => {
+                let other = *rng.pick(&c.ids());
+                let _ = writeln!(log, "isolate node{other} for {hold:?}");
+                c.isolate(other).expect("isolate");
+                thread::sleep(hold);
+                c.heal().expect("heal");
+            }
+        }
+        let _ = writeln!(log, "{:>10.1} ms  healed", ms(rec));
+    }
+    log
+}
+
+#[test]
+fn histories_under_kills_pauses_and_partitions_are_linearizable() {
+    let secs = env_u64("LIN_SECS", 30);
+    let clients = env_u64("LIN_CLIENTS", 4);
+    let min_ok = env_u64("LIN_MIN_OK", 1000);
+    let seed = Rng::seed_from_env("LIN_SEED");
+    eprintln!("LIN_SEED={seed} LIN_SECS={secs} LIN_CLIENTS={clients}");
+    let mut rng = Rng::new(seed);
+
+    let extra = std::env::var("LIN_SERVER_ARGS").unwrap_or_default();
+    let mut c = Cluster::builder(3)
+        .with_proxies()
+        .args(extra.split_whitespace())
+        .start()
+        .expect("cluster");
+    c.leader().expect("leader");
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|id| {
+            let (addrs, rec, stop, issued) = (c.addrs(), rec.clone(), stop.clone(), issued.clone());
+            thread::spawn(move || client_loop(id, addrs, rec, stop, issued, seed))
+        })
+        .collect();
+
+    // A quiet second first, then faults, then quiet again so the tail of the history is served.
+    thread::sleep(Duration::from_secs(1));
+    let faults = nemesis(
+        &mut c,
+        &rec,
+        &mut rng,
+        Instant::now() + Duration::from_secs(secs),
+    );
+    c.heal().expect("heal");
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("client: {e}"),
+            Err(_) => panic!("a client thread panicked"),
+        }
+    }
+
+    let history = rec.history();
+    let counts = rec.counts();
+    let keys = history.keys().len();
+    let started = Instant::now();
+    let verdict = check(&history);
+    eprintln!(
+        "faults:\n{faults}{} ok, {} failed (not applied), {} indeterminate over {keys} keys; \
+         checked in {:?}: {}",
+        counts.ok,
+        counts.failed,
+        counts.indeterminate,
+        started.elapsed(),
+        match &verdict {
+            Verdict::Ok => "linearizable",
+            Verdict::Violation(_) => "VIOLATION",
+            Verdict::Unknown { .. } => "unknown",
+        }
+    );
+    if !verdict.is_ok() {
+        let dir = std::env::var_os("LIN_DUMP_DIR")
+            .map(Into::into)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("pinnacle-lin-{seed}"));
+        let written = dump(&dir, "raft", &history, &verdict).expect("dump");
+        let _ = std::fs::write(dir.join("faults.txt"), &faults);
+        let data = c.keep_dir();
+        panic!("{verdict}\nLIN_SEED={seed}; history: {written:?}; node data and logs: {data:?}");
+    }
+    assert!(
+        counts.ok >= min_ok,
+        "only {} successful operations (want {min_ok}); LIN_SEED={seed}",
+        counts.ok
+    );
+}
