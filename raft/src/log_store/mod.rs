@@ -246,6 +246,7 @@ impl LogStore {
             shared: shared.clone(),
             dir_dirty: false,
             committed: None,
+            committed_at: None,
         };
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())

@@ -9,7 +9,7 @@ use super::encoding::{self, KeyType, Meta, StrEnc};
 use super::write::{DecodeError, ExpireCond, ExpireSpec, SetCond, WriteCommand, WriteOp};
 use super::{num, Db, Result, StorageError, APPLIED_STATE, CLOCK_SLACK_MS, MAX_STRING_LEN};
 use bytes::{Bytes, BytesMut};
-use pinnacle_lsm::WriteBatch;
+use pinnacle_lsm::{BatchOp, WriteBatch};
 use pinnacle_resp::Reply;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -189,20 +189,25 @@ impl Db {
     /// Applies `cmd` under the apply mutex without waiting for the WAL: returns the reply
     /// and, if it wrote, the sequence number to pass to `sync_to` before replying.
     fn apply_deferred(&self, cmd: &WriteCommand) -> (Reply, Option<u64>) {
-        match self.apply_core(cmd, None) {
-            Ok(r) => r,
+        match self.apply_core(cmd, None, None) {
+            Ok((reply, Written::Seq(seq))) => (reply, Some(seq)),
+            Ok((reply, _)) => (reply, None),
             Err(e) => (storage_error(&e), None),
         }
     }
 
     /// The deterministic core of every apply: runs `cmd` against the current state, writes its
     /// effects (plus `extra`, a node-state record stored atomically with them) as one batch,
-    /// and returns the reply and the batch's sequence number. `Err` = the engine failed.
+    /// and returns the reply and what was written. `Err` = the engine failed.
+    ///
+    /// With `sink`, the effects are appended to it instead of written: only for commands that
+    /// read nothing ([`is_blind`]), so later commands' reads need not see them yet.
     pub(super) fn apply_core(
         &self,
         cmd: &WriteCommand,
         extra: Option<(Bytes, Bytes)>,
-    ) -> Result<(Reply, Option<u64>)> {
+        sink: Option<&mut WriteBatch>,
+    ) -> Result<(Reply, Written)> {
         let mut state = self.inner.apply.lock();
         let now = cmd.now_ms.max(state.clock);
         let mut tx = Tx {
@@ -216,7 +221,7 @@ impl Db {
         };
         let reply = apply_op(&mut tx, &cmd.op)?;
         if tx.batch.is_empty() {
-            return Ok((reply, None));
+            return Ok((reply, Written::Nothing));
         }
         state.next_version = state.next_version.max(tx.next_version);
         let mut batch = std::mem::take(&mut tx.batch);
@@ -231,8 +236,23 @@ impl Db {
         if let Some((k, v)) = extra {
             batch.put(k, v);
         }
-        let seq = self.inner.engine.write_deferred(batch)?;
-        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        let written = match sink {
+            Some(sink) => {
+                for op in batch.into_ops() {
+                    match op {
+                        BatchOp::Put(k, v) => sink.put(k, v),
+                        BatchOp::Delete(k) => sink.delete(k),
+                        BatchOp::DeleteRange(a, b) => sink.delete_range(a, b),
+                    };
+                }
+                Written::Pending
+            }
+            None => {
+                let seq = self.inner.engine.write_deferred(batch)?;
+                self.inner.last_seq.fetch_max(seq, Ordering::Release);
+                Written::Seq(seq)
+            }
+        };
         self.inner.expired.fetch_add(tx.expired, Ordering::Relaxed);
         if persist {
             state.persisted_clock = bound;
@@ -240,7 +260,30 @@ impl Db {
         }
         state.clock = now;
         self.inner.clock.store(now, Ordering::Release);
-        Ok((reply, Some(seq)))
+        Ok((reply, written))
+    }
+}
+
+/// What [`Db::apply_core`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    /// Nothing (a failed condition, an error reply, a no-op).
+    Nothing,
+    /// One batch with this last sequence number.
+    Seq(u64),
+    /// Its effects went into the caller's sink batch.
+    Pending,
+}
+
+/// True for commands whose effects don't depend on stored state (a plain `SET`, `MSET`): a
+/// run of them can be applied into one engine batch.
+pub(super) fn is_blind(op: &WriteOp) -> bool {
+    match op {
+        WriteOp::Set {
+            cond, get, expire, ..
+        } => *cond == SetCond::Always && !*get && *expire != ExpireSpec::Keep,
+        WriteOp::MSet { .. } => true,
+        _ => false,
     }
 }
 

@@ -7,6 +7,7 @@
 //! per apply, the Raft log is the durability point. Snapshots are a logical image of every
 //! record taken at one engine snapshot.
 
+use super::apply::{is_blind, Written};
 use super::encoding::system_key;
 use super::reply_codec::encode_list;
 use super::write::WriteCommand;
@@ -124,11 +125,48 @@ impl Db {
     }
 }
 
+/// Effects of blind writes not yet written, and the position of the last one.
+#[derive(Default)]
+struct Sink {
+    batch: WriteBatch,
+    pos: Option<(u64, u32)>,
+}
+
+impl Db {
+    /// Writes the sink (with its progress record, and `meta` if given) as one batch.
+    fn flush_sink(
+        &self,
+        sink: &mut Sink,
+        progress: &mut (u64, u32),
+        meta: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let mut batch = std::mem::take(&mut sink.batch);
+        let pos = sink.pos.take();
+        if let Some(pos) = pos {
+            batch.put(system_key(RAFT_PROGRESS), progress_record(pos));
+        }
+        if let Some(meta) = meta {
+            batch.put(system_key(RAFT_META), Bytes::copy_from_slice(meta));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let seq = self.inner.engine.write_deferred(batch).map_err(lsm_err)?;
+        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        if let Some(pos) = pos {
+            *progress = pos;
+        }
+        Ok(())
+    }
+}
+
 impl ApplyTarget for Db {
     fn apply(&self, cmds: &[Command<'_>], meta: &[u8]) -> Result<Vec<Vec<u8>>, ApplyError> {
         // Held for the whole call: a snapshot sees the state after a whole call, matching meta.
         let mut progress = self.inner.raft_progress.lock();
         let mut out = Vec::with_capacity(cmds.len());
+        // Runs of blind writes (plain SET/MSET) share one engine batch.
+        let mut sink = Sink::default();
         for c in cmds {
             let Some(list) = decode_proposal(c.payload) else {
                 // Deterministic on every replica; the proposer sees a count mismatch.
@@ -145,10 +183,22 @@ impl ApplyTarget for Db {
                 }
                 let reply = match WriteCommand::decode(raw) {
                     Err(e) => Reply::error(format!("ERR undecodable replicated command: {e}")),
+                    Ok(cmd) if is_blind(&cmd.op) => {
+                        let (reply, written) = self
+                            .apply_core(&cmd, None, Some(&mut sink.batch))
+                            .map_err(io_err)?;
+                        if written == Written::Pending {
+                            sink.pos = Some(pos);
+                        }
+                        reply
+                    }
                     Ok(cmd) => {
+                        // It may read what the sink holds: write that first.
+                        self.flush_sink(&mut sink, &mut progress, None)?;
                         let extra = (system_key(RAFT_PROGRESS), progress_record(pos));
-                        let (reply, seq) = self.apply_core(&cmd, Some(extra)).map_err(io_err)?;
-                        if seq.is_some() {
+                        let (reply, written) =
+                            self.apply_core(&cmd, Some(extra), None).map_err(io_err)?;
+                        if written != Written::Nothing {
                             *progress = pos;
                         }
                         reply
@@ -158,10 +208,7 @@ impl ApplyTarget for Db {
             }
             out.push(encode_list(&replies));
         }
-        let mut b = WriteBatch::new();
-        b.put(system_key(RAFT_META), Bytes::copy_from_slice(meta));
-        let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
-        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        self.flush_sink(&mut sink, &mut progress, Some(meta))?;
         Ok(out)
     }
 

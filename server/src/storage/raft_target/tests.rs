@@ -72,7 +72,7 @@ fn a_replayed_entry_is_not_applied_twice() {
         {
             let c = WriteCommand::decode(raw).expect("command");
             let extra = (system_key(RAFT_PROGRESS), progress_record((2, j as u32)));
-            db.apply_core(&c, Some(extra)).expect("apply");
+            db.apply_core(&c, Some(extra), None).expect("apply");
             *progress = (2, j as u32);
         }
         drop(progress);
@@ -213,4 +213,57 @@ fn garbage_proposals_get_an_empty_reply_list() {
     )
     .expect("apply");
     assert_eq!(replies(&out[0]), Vec::<Reply>::new());
+}
+
+fn set(key: &str, value: &str) -> Bytes {
+    cmd(WriteOp::Set {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        cond: crate::storage::SetCond::Always,
+        get: false,
+        expire: crate::storage::ExpireSpec::Clear,
+    })
+}
+
+#[test]
+fn blind_writes_batched_together_are_seen_by_later_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let p1 = encode_proposal(&[set("a", "5"), incr("a"), set("a", "7"), set("b", "x")]);
+    let p2 = encode_proposal(&[incr("a"), set("c", "1")]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[
+            Command {
+                index: 1,
+                payload: &p1,
+            },
+            Command {
+                index: 2,
+                payload: &p2,
+            },
+        ],
+        b"m2",
+    )
+    .expect("apply");
+    assert_eq!(
+        replies(&out[0]),
+        vec![Reply::ok(), Reply::Integer(6), Reply::ok(), Reply::ok()]
+    );
+    assert_eq!(replies(&out[1]), vec![Reply::Integer(8), Reply::ok()]);
+    assert_eq!(string(&db, "a").as_deref(), Some(&b"8"[..]));
+    assert_eq!(string(&db, "c").as_deref(), Some(&b"1"[..]));
+    // The last blind write's position is recorded: replaying entry 2 changes nothing.
+    assert_eq!(*db.inner.raft_progress.lock(), (2, 1));
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 2,
+            payload: &p2,
+        }],
+        b"m2",
+    )
+    .expect("replay");
+    assert_eq!(replies(&out[0]), vec![Reply::Null, Reply::Null]);
+    assert_eq!(string(&db, "a").as_deref(), Some(&b"8"[..]));
 }
