@@ -20,6 +20,7 @@ use pinnacle_linearizability::{check, dump, Op, Recorder, Ret, Verdict};
 use redis_tests::cluster::{Cluster, LeaderClient, Outcome};
 use redis_tests::frame::Value;
 use redis_tests::rng::Rng;
+use redis_tests::{tools, Builder, RawConn};
 
 /// Keys in use at a time; all clients share them so operations contend.
 const KEYS: u64 = 3;
@@ -224,4 +225,72 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
         "only {} successful operations (want {min_ok}); LIN_SEED={seed}",
         counts.ok
     );
+}
+
+/// Negative control: the same kind of workload against redis-server with every GET served by
+/// its asynchronous replica must be caught (a read started after a write was acknowledged
+/// returns the older value), so a clean verdict above means something.
+#[test]
+fn stale_reads_from_an_async_replica_are_caught() {
+    if !tools::available(
+        "stale_reads_from_an_async_replica_are_caught",
+        &["redis-server"],
+    ) {
+        return;
+    }
+    let primary = Builder::redis().start().expect("primary");
+    let replica = Builder::redis()
+        .args(["--replicaof", "127.0.0.1", &primary.port().to_string()])
+        .start()
+        .expect("replica");
+    let mut probe = replica.conn().expect("conn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        probe.call_value(&["INFO", "replication"]),
+        Ok(Value::Bulk(b)) if String::from_utf8_lossy(&b).contains("master_link_status:up")
+    ) {
+        assert!(Instant::now() < deadline, "replica never synced");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4u64)
+        .map(|id| {
+            let (rec, stop) = (rec.clone(), stop.clone());
+            let (p, r) = (primary.port(), replica.port());
+            thread::spawn(move || {
+                let mut writes = RawConn::connect(p).expect("primary conn");
+                let mut reads = RawConn::connect(r).expect("replica conn");
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let key = format!("ctl:{}", seq / 500);
+                    let (op, conn, args): (Op, &mut RawConn, Vec<String>) = if seq & 1 == 0 {
+                        (Op::Get, &mut reads, vec!["GET".into(), key.clone()])
+                    } else {
+                        let v = ((id + 1) * 1_000_000_000 + seq).to_string();
+                        let args = vec!["SET".into(), key.clone(), v.clone()];
+                        (Op::Set(v.into()), &mut writes, args)
+                    };
+                    let pending = rec.invoke(id, key, op.clone());
+                    let reply = conn.call_value(&args).expect("call");
+                    pending.ok(to_ret(&op, &reply).expect("reply").expect("applied"));
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client");
+    }
+    let history = rec.history();
+    let verdict = check(&history);
+    match &verdict {
+        Verdict::Violation(v) => eprintln!("{} ops; caught as expected:\n{v}", history.ops.len()),
+        other => panic!(
+            "{} ops through an async replica judged {other}",
+            history.ops.len()
+        ),
+    }
 }
