@@ -110,8 +110,29 @@ fn assert_nodes_agree(c: &Cluster) -> BTreeSet<Vec<u8>> {
                 .take(5)
                 .map(|k| String::from_utf8_lossy(k))
                 .collect();
+            let states: Vec<String> = c
+                .ids()
+                .into_iter()
+                .map(|n| match c.info(n) {
+                    Ok(inf) => format!(
+                        "node{n}: {} term {} last_log {} commit {} applied {} snapshot {}",
+                        inf.role,
+                        inf.term,
+                        inf.fields
+                            .get("raft_last_log_index")
+                            .map_or("?", String::as_str),
+                        inf.commit_index,
+                        inf.applied_index,
+                        inf.fields
+                            .get("raft_snapshot_index")
+                            .map_or("?", String::as_str),
+                    ),
+                    Err(e) => format!("node{n}: {e}"),
+                })
+                .collect();
             panic!(
-                "node{i} keys differ from node{first} at applied index {applied}: missing {missing:?}, extra {extra:?}"
+                "node{i} keys differ from node{first} at applied index {applied}: missing {missing:?}, extra {extra:?}\n{}",
+                states.join("\n")
             );
         }
         assert_eq!(c.dbsize(i).expect("dbsize"), size, "node{i} DBSIZE");
@@ -230,6 +251,7 @@ struct Writer {
     attempted: Arc<Mutex<BTreeSet<String>>>,
     stop: Arc<AtomicBool>,
     handle: Option<thread::JoinHandle<(u64, u64, u64)>>,
+    counts: (u64, u64, u64),
 }
 
 impl Writer {
@@ -270,6 +292,7 @@ impl Writer {
             attempted,
             stop,
             handle: Some(handle),
+            counts: (0, 0, 0),
         }
     }
 
@@ -280,10 +303,10 @@ impl Writer {
     /// Stops the writer; returns (acked, indeterminate, unavailable) counts.
     fn finish(&mut self) -> (u64, u64, u64) {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .map(|h| h.join().expect("writer panicked"))
-            .unwrap_or_default()
+        if let Some(h) = self.handle.take() {
+            self.counts = h.join().expect("writer panicked");
+        }
+        self.counts
     }
 }
 
@@ -380,6 +403,28 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         percentile(&elections, 0.99),
         elections.last().copied().unwrap_or_default()
     );
+}
+
+#[test]
+fn whole_cluster_sigkill_keeps_every_acknowledged_write() {
+    let _serial = serial();
+    let mut c = Cluster::start(3).expect("cluster");
+    c.leader().expect("leader");
+    let mut writers = Vec::new();
+    for cycle in 0..3 {
+        writers.push(Writer::start(&format!("all{cycle}"), c.addrs()));
+        let before: usize = writers.iter().map(Writer::acked_count).sum();
+        thread::sleep(Duration::from_millis(1500));
+        let now: usize = writers.iter().map(Writer::acked_count).sum();
+        assert!(now > before, "cycle {cycle}: no write acknowledged");
+        // Every node dies at once mid-stream: only what a quorum had fsynced was acknowledged.
+        c.kill_all().expect("kill all");
+        writers.last_mut().expect("writer").finish();
+        c.restart_stopped().expect("restart all");
+        c.leader().expect("leader after restart");
+        eprintln!("cycle {cycle}: {now} writes acknowledged so far");
+    }
+    finish_writers(&c, &mut writers, 100);
 }
 
 #[test]

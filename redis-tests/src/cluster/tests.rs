@@ -109,3 +109,12 @@ fn spawner_children_survive_the_calling_thread() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn cluster_and_client_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Cluster>();
+    send_sync::<Proxy>();
+    send::<super::LeaderClient>();
+}
