@@ -109,17 +109,83 @@ impl Events {
     }
 }
 
-/// A set of op positions.
-#[derive(Clone, PartialEq, Eq)]
-struct Bits(Vec<u64>);
+/// The set of linearized op positions, with the first completed op not in it (`low`) and an
+/// upper bound of the positions in it (`high`), so it packs small.
+struct Bits {
+    words: Vec<u64>,
+    /// Positions of indeterminate ops, ascending: open ones must not pin `low`.
+    indet: Vec<usize>,
+    is_indet: Vec<bool>,
+    low: usize,
+    high: usize,
+}
 
 impl Bits {
+    fn new(ops: &[KeyOp]) -> Self {
+        let is_indet: Vec<bool> = ops.iter().map(|o| o.ret == MRet::Any).collect();
+        let mut b = Bits {
+            words: vec![0; ops.len().div_ceil(64) + 1],
+            indet: (0..ops.len()).filter(|&i| is_indet[i]).collect(),
+            is_indet,
+            low: 0,
+            high: 0,
+        };
+        b.advance();
+        b
+    }
+    fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn advance(&mut self) {
+        while self.contains(self.low) || self.is_indet.get(self.low) == Some(&true) {
+            self.low += 1;
+        }
+    }
     fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
+        self.words[i / 64] |= 1 << (i % 64);
+        self.high = self.high.max(i);
+        self.advance();
     }
     fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
+        self.words[i / 64] &= !(1 << (i % 64));
+        if !self.is_indet[i] {
+            self.low = self.low.min(i);
+        }
     }
+    /// Every completed position below `low`, plus the listed ones. The search orders ops
+    /// roughly by position, so this is a handful of numbers where a bitset would be n bits.
+    fn pack(&self, completed: usize) -> Packed {
+        let mut extra: Vec<u32> = self
+            .indet
+            .iter()
+            .take_while(|&&i| i < self.low)
+            .filter(|&&i| self.contains(i))
+            .map(|&i| i as u32)
+            .collect();
+        for w in self.low / 64..=self.high / 64 {
+            let mut word = self.words[w];
+            while word != 0 {
+                let b = w * 64 + word.trailing_zeros() as usize;
+                if b > self.low {
+                    extra.push(b as u32);
+                }
+                word &= word - 1;
+            }
+        }
+        Packed {
+            low: self.low as u32,
+            completed: completed as u32,
+            extra: extra.into_boxed_slice(),
+        }
+    }
+}
+
+/// A memoised linearized set: the completed positions below `low` and `extra`; `completed` of
+/// them completed.
+struct Packed {
+    low: u32,
+    completed: u32,
+    extra: Box<[u32]>,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -141,27 +207,28 @@ fn state_hash(s: &State) -> u64 {
 /// Indeterminate ops are optional and unconstrained, so a configuration that used a superset
 /// of another's indeterminate ops, with the same completed ops and state, can do nothing the
 /// other cannot: it is dominated, and pruned like an exact repeat.
+#[derive(Default)]
 struct Memo {
-    /// Bit set for positions of indeterminate ops.
-    indet: Vec<u64>,
-    buckets: HashMap<u64, Vec<(Bits, State)>>,
+    buckets: HashMap<u64, Vec<(Packed, State)>>,
 }
 
 impl Memo {
-    /// Inserts; false when this configuration, or one that dominates it, was seen already.
-    fn insert(&mut self, hash: u64, bits: &Bits, state: &State) -> bool {
-        let indet = &self.indet;
-        let dominated_by = |seen: &Bits| {
-            seen.0.iter().zip(&bits.0).zip(indet).all(|((&a, &b), &m)| {
-                // Same completed ops; the seen indeterminate ones a subset of ours.
-                (a ^ b) & !m == 0 && a & m & !b == 0
-            })
+    /// Inserts the configuration (`bits`, of which `completed` completed ops, and `state`);
+    /// false when it, or one that dominates it, was seen already.
+    fn insert(&mut self, hash: u64, bits: &Bits, completed: usize, state: &State) -> bool {
+        // `seen` dominates us when its set is a subset of ours with the same completed ops:
+        // subset via `low` (every completed op below ours is in ours) and `extra`, then equal
+        // completed counts make the completed parts equal.
+        let dominated_by = |seen: &Packed| {
+            seen.completed as usize == completed
+                && seen.low as usize <= bits.low
+                && seen.extra.iter().all(|&i| bits.contains(i as usize))
         };
         let bucket = self.buckets.entry(hash).or_default();
-        if bucket.iter().any(|(b, s)| s == state && dominated_by(b)) {
+        if bucket.iter().any(|(p, s)| s == state && dominated_by(p)) {
             return false;
         }
-        bucket.push((bits.clone(), state.clone()));
+        bucket.push((bits.pack(completed), state.clone()));
         true
     }
 }
@@ -185,7 +252,8 @@ struct Search<'a> {
     memo: Memo,
     state: State,
     stack: Vec<Frame>,
-    /// Completed ops not linearized yet.
+    /// Completed ops in all, and not linearized yet.
+    completed: usize,
     remaining: usize,
     linearized: usize,
     best: Vec<usize>,
@@ -205,9 +273,10 @@ impl Search<'_> {
             self.hash
         };
         self.bits.set(i);
+        let done = self.completed - self.remaining + usize::from(completed);
         if !self
             .memo
-            .insert(h ^ state_hash(&next_state), &self.bits, &next_state)
+            .insert(h ^ state_hash(&next_state), &self.bits, done, &next_state)
         {
             self.bits.clear(i);
             return false;
@@ -297,28 +366,20 @@ impl Search<'_> {
 /// completed op is ordered (the rest may never have taken effect).
 pub(crate) fn search(ops: &[KeyOp], budget: u64, track_partial: bool, steps: &mut u64) -> Outcome {
     let n = ops.len();
-    let words = n.div_ceil(64);
-    let mut indet = vec![0u64; words];
-    for (i, o) in ops.iter().enumerate() {
-        if o.ret == MRet::Any {
-            indet[i / 64] |= 1 << (i % 64);
-        }
-    }
+    let completed = ops.iter().filter(|o| o.ret != MRet::Any).count();
     let ev = Events::new(ops);
     let tail = ev.tail();
     let mut s = Search {
         ops,
         ev,
         zobrist: (0..n as u64).map(splitmix).collect(),
-        bits: Bits(vec![0; words]),
+        bits: Bits::new(ops),
         hash: 0,
-        memo: Memo {
-            indet,
-            buckets: HashMap::new(),
-        },
+        memo: Memo::default(),
         state: None,
         stack: Vec::new(),
-        remaining: ops.iter().filter(|o| o.ret != MRet::Any).count(),
+        completed,
+        remaining: completed,
         linearized: 0,
         best: Vec::new(),
         track_partial,
