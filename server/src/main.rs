@@ -42,8 +42,15 @@ fn main() -> anyhow::Result<()> {
         "no" => SyncPolicy::Never,
         _ => SyncPolicy::EveryMillis(1000),
     };
-    let ids = NodeIds::load_or_create(&dir)
-        .with_context(|| format!("loading the node id in {}", dir.display()))?;
+    let ids = match cli.node_id {
+        // Every member must be able to name every other one: ids derive from Raft ids.
+        Some(id) if raft_mode => NodeIds {
+            node_id: replication::topology::cluster_id(id),
+            shard_id: replication::topology::shard_id(),
+        },
+        _ => NodeIds::load_or_create(&dir)
+            .with_context(|| format!("loading the node id in {}", dir.display()))?,
+    };
     let db = storage::Db::open(&dir.join("db"), sync)
         .with_context(|| format!("opening the keyspace in {}", dir.display()))?;
     let port = config.get_i64("port").unwrap_or(6379) as u16;

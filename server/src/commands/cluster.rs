@@ -3,6 +3,7 @@
 
 use crate::command::route::{key_slot, SLOTS};
 use crate::command::{Ctx, Handler, Server};
+use crate::replication::topology::{cluster_id, Member};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 
@@ -57,7 +58,10 @@ fn forget(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
     let Some(repl) = ctx.server.replication.get() else {
         return Reply::error(NOT_RAFT);
     };
-    let Some(id) = std::str::from_utf8(&a[2]).ok().and_then(|s| s.parse().ok()) else {
+    let Some(id) = std::str::from_utf8(&a[2])
+        .ok()
+        .and_then(crate::replication::topology::parse_node_ref)
+    else {
         return Reply::error(format!(
             "ERR Unknown node {}",
             String::from_utf8_lossy(&a[2])
@@ -94,7 +98,47 @@ fn keyslot(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(key_slot(&args[2]) as i64)
 }
 
+/// SHARDS `health` of a Raft-mode member.
+fn health(t: &crate::replication::topology::Topology, m: &Member) -> &'static str {
+    if !t.ok {
+        "fail"
+    } else if m.leader || m.offset > 0 {
+        "online"
+    } else {
+        "loading"
+    }
+}
+
+/// `[ip, port, id, {}]` of a Raft-mode member.
+fn member_entry(m: &Member) -> Reply {
+    Reply::Array(vec![
+        bulk(&m.ip),
+        Reply::Integer(m.port as i64),
+        bulk(&cluster_id(m.id)),
+        Reply::Map(vec![]),
+    ])
+}
+
 fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if let Some(repl) = ctx.server.replication.get() {
+        let t = repl.topology();
+        let Some(leader) = t.members.iter().find(|m| m.leader) else {
+            return Reply::Array(vec![]);
+        };
+        let mut range = vec![
+            Reply::Integer(0),
+            Reply::Integer(SLOTS as i64 - 1),
+            member_entry(leader),
+        ];
+        // Like Redis: replicas that have replicated something.
+        range.extend(
+            t.members
+                .iter()
+                .filter(|m| !m.leader && m.voter && m.offset > 0)
+                .map(member_entry),
+        );
+        return Reply::Array(vec![Reply::Array(range)]);
+    }
     let (ip, port) = endpoint(ctx);
     let node = Reply::Array(vec![
         bulk(&ip),
@@ -110,6 +154,34 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 }
 
 fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if let Some(repl) = ctx.server.replication.get() {
+        let t = repl.topology();
+        let nodes = t
+            .members
+            .iter()
+            .map(|m| {
+                Reply::Map(vec![
+                    (bulk("id"), bulk(&cluster_id(m.id))),
+                    (bulk("port"), Reply::Integer(m.port as i64)),
+                    (bulk("ip"), bulk(&m.ip)),
+                    (bulk("endpoint"), bulk(&m.ip)),
+                    (
+                        bulk("role"),
+                        bulk(if m.leader { "master" } else { "replica" }),
+                    ),
+                    (bulk("replication-offset"), Reply::Integer(m.offset as i64)),
+                    (bulk("health"), bulk(health(&t, m))),
+                ])
+            })
+            .collect();
+        return Reply::Array(vec![Reply::Map(vec![
+            (
+                bulk("slots"),
+                Reply::Array(vec![Reply::Integer(0), Reply::Integer(SLOTS as i64 - 1)]),
+            ),
+            (bulk("nodes"), Reply::Array(nodes)),
+        ])]);
+    }
     let (ip, port) = endpoint(ctx);
     let node = Reply::Map(vec![
         (bulk("id"), bulk(&ctx.server.node_id)),
@@ -130,6 +202,37 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 }
 
 fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if let Some(repl) = ctx.server.replication.get() {
+        let t = repl.topology();
+        let leader = t
+            .members
+            .iter()
+            .find(|m| m.leader)
+            .map(|m| cluster_id(m.id));
+        let now = Server::unix_ms();
+        let mut out = String::new();
+        for m in &t.members {
+            let me = if m.id == t.me { "myself," } else { "" };
+            let (role, master) = match (&leader, m.leader) {
+                (_, true) => ("master", "-".to_string()),
+                (Some(l), false) => ("slave", l.clone()),
+                (None, false) => ("slave", "-".to_string()),
+            };
+            out.push_str(&format!(
+                "{} {}:{}@{} {me}{role} {master} 0 {now} {} connected",
+                cluster_id(m.id),
+                m.ip,
+                m.port,
+                m.cport,
+                t.term
+            ));
+            if m.leader {
+                out.push_str(&format!(" 0-{}", SLOTS - 1));
+            }
+            out.push('\n');
+        }
+        return Reply::Verbatim("txt", Bytes::from(out));
+    }
     let (ip, port) = endpoint(ctx);
     let line = format!(
         "{} {}:{}@{} myself,master - 0 {} {} connected 0-{}\n",
@@ -144,7 +247,30 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     Reply::Verbatim("txt", Bytes::from(line))
 }
 
-fn info(_: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+fn info(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if let Some(repl) = ctx.server.replication.get() {
+        let t = repl.topology();
+        let (state, ok) = if t.ok { ("ok", SLOTS) } else { ("fail", 0) };
+        let text = format!(
+            "cluster_state:{state}\r\n\
+             cluster_slots_assigned:{SLOTS}\r\n\
+             cluster_slots_ok:{ok}\r\n\
+             cluster_slots_pfail:0\r\n\
+             cluster_slots_fail:{}\r\n\
+             cluster_known_nodes:{}\r\n\
+             cluster_size:1\r\n\
+             cluster_current_epoch:{}\r\n\
+             cluster_my_epoch:{}\r\n\
+             cluster_stats_messages_sent:0\r\n\
+             cluster_stats_messages_received:0\r\n\
+             total_cluster_links_buffer_limit_exceeded:0\r\n",
+            SLOTS - ok,
+            t.members.len(),
+            t.term,
+            t.term,
+        );
+        return Reply::Verbatim("txt", Bytes::from(text));
+    }
     let text = format!(
         "cluster_state:ok\r\n\
          cluster_slots_assigned:{SLOTS}\r\n\

@@ -9,6 +9,7 @@
 mod batch;
 mod membership;
 mod status;
+pub mod topology;
 
 use crate::storage::{self, reply_codec, Db};
 use bytes::Bytes;
