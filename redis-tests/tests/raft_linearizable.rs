@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,13 @@ const KEYS: u64 = 3;
 /// Operations (all clients together) before moving to fresh keys: keeps each key's history, and
 /// the indeterminate operations left open in it, small enough to check quickly.
 const OPS_PER_KEY_SET: u64 = 600;
+
+/// One test at a time: the control's busy redis-servers would starve the cluster's heartbeats.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -149,6 +156,7 @@ fn nemesis(c: &mut Cluster, rec: &Recorder, rng: &mut Rng, until: Instant) -> St
 
 #[test]
 fn histories_under_kills_pauses_and_partitions_are_linearizable() {
+    let _serial = serial();
     let secs = env_u64("LIN_SECS", 30);
     let clients = env_u64("LIN_CLIENTS", 4);
     let min_ok = env_u64("LIN_MIN_OK", 1000);
@@ -232,6 +240,7 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
 /// returns the older value), so a clean verdict above means something.
 #[test]
 fn stale_reads_from_an_async_replica_are_caught() {
+    let _serial = serial();
     if !tools::available(
         "stale_reads_from_an_async_replica_are_caught",
         &["redis-server"],

@@ -97,22 +97,29 @@ struct Step {
     after: u64,
 }
 
-fn step_strategy(clients: u64, keys: u8) -> impl Strategy<Value = Step> {
+/// A step with a kind drawn from `kinds` (0 SET, 1 SET GET, 2 GET, 3 INCR, 4 DEL) and no reply
+/// `indeterminate_pct` percent of the time.
+fn step_strategy(
+    clients: u64,
+    keys: u8,
+    kinds: &'static [u8],
+    indeterminate_pct: u8,
+) -> impl Strategy<Value = Step> {
     (
         0..clients,
         0..keys,
-        0..5u8,
+        proptest::sample::select(kinds),
         0..100u8,
         any::<bool>(),
         0..300u64,
         0..300u64,
     )
         .prop_map(
-            |(client, key, kind, roll, took_effect, before, after)| Step {
+            move |(client, key, kind, roll, took_effect, before, after)| Step {
                 client,
                 key,
                 kind,
-                indeterminate: roll < 25,
+                indeterminate: roll < indeterminate_pct,
                 took_effect,
                 before,
                 after,
@@ -208,7 +215,14 @@ fn cases(default: u32) -> u32 {
 
 fn plan_strategy() -> impl Strategy<Value = Vec<Step>> {
     (1..=3u64, 1..=2u8).prop_flat_map(|(clients, keys)| {
-        proptest::collection::vec(step_strategy(clients, keys), 1..=8)
+        proptest::collection::vec(step_strategy(clients, keys, &[0, 1, 2, 3, 4], 25), 1..=8)
+    })
+}
+
+/// One key, mostly INCRs, many without a reply: chains of indeterminate INCRs.
+fn incr_plan_strategy() -> impl Strategy<Value = Vec<Step>> {
+    (1..=3u64).prop_flat_map(|clients| {
+        proptest::collection::vec(step_strategy(clients, 1, &[0, 2, 3, 3, 3], 40), 1..=8)
     })
 }
 
@@ -230,13 +244,13 @@ fn executed_histories_are_linearizable_for_both_checkers() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[test]
-fn perturbed_histories_get_stateright_verdict() {
-    let mut runner = TestRunner::new(Config::with_cases(cases(3000)));
+/// Runs perturbed histories from `plans` through both checkers; returns how many stateright
+/// found linearizable and not.
+fn compare_perturbed(plans: impl Strategy<Value = Vec<Step>>, n: u32) -> (u32, u32) {
+    let mut runner = TestRunner::new(Config::with_cases(n));
     let verdicts = std::cell::Cell::new((0u32, 0u32));
-    let strategy = (plan_strategy(), any::<Index>(), 0..4u8);
     runner
-        .run(&strategy, |(plan, which, how)| {
+        .run(&(plans, any::<Index>(), 0..4u8), |(plan, which, how)| {
             let mut h = build(&plan, 100);
             perturb(&mut h, which, how);
             let ours = check(&h);
@@ -252,11 +266,28 @@ fn perturbed_histories_get_stateright_verdict() {
             Ok::<(), TestCaseError>(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    let (good, bad) = verdicts.get();
+    verdicts.get()
+}
+
+#[test]
+fn perturbed_histories_get_stateright_verdict() {
+    let n = cases(3000);
+    let (good, bad) = compare_perturbed(plan_strategy(), n);
     println!("perturbed: {good} linearizable, {bad} not");
     // Both outcomes must be well represented, or the comparison proves little.
     assert!(
-        good > cases(3000) / 10 && bad > cases(3000) / 10,
+        good > n / 10 && bad > n / 10,
+        "{good} linearizable, {bad} not"
+    );
+}
+
+#[test]
+fn perturbed_incr_chains_get_stateright_verdict() {
+    let n = cases(3000);
+    let (good, bad) = compare_perturbed(incr_plan_strategy(), n);
+    println!("INCR chains: {good} linearizable, {bad} not");
+    assert!(
+        good > n / 10 && bad > n / 10,
         "{good} linearizable, {bad} not"
     );
 }

@@ -300,11 +300,15 @@ impl Search<'_> {
         true
     }
 
-    /// Whether ordering indeterminate op `j` next can explain anything. Any linearization can
-    /// be rewritten so that each indeterminate op it keeps comes right before a completed op
-    /// that could not follow the state before it (a blind write after it makes it useless; a
-    /// read that works either way can go first), or before an indeterminate INCR (a chain).
-    /// So it is enough to try `j` where one of those is among the next candidates.
+    /// Whether ordering indeterminate op `j` next can explain anything.
+    ///
+    /// Any linearization can be rewritten so that every run of indeterminate ops it keeps is
+    /// the first op then only INCRs, right before a completed op that could not follow the
+    /// state before the run but can follow the run: if that op could follow either state, it
+    /// is a blind write (drop the run), a read (move the run after it) or an INCR that proves
+    /// the run changed nothing (drop it). The same holds for every suffix of a run. So `j` is
+    /// worth trying only if some candidate completed op fails now and succeeds after `j`
+    /// plus up to as many INCRs as there are other open indeterminate INCRs.
     fn useful(&self, j: usize) -> bool {
         let Some(after) = step(&self.state, &self.ops[j].op, &MRet::Any) else {
             return false;
@@ -313,21 +317,34 @@ impl Search<'_> {
             return false;
         }
         let tail = self.ev.tail();
-        let mut e = self.ev.next[0];
-        while e != tail && self.ev.is_call[e] {
-            let c = &self.ops[self.ev.op_of[e]];
-            if c.ret == MRet::Any {
-                if self.ev.op_of[e] != j && c.op == MOp::Incr {
-                    return true;
+        let window = || {
+            let mut e = self.ev.next[0];
+            std::iter::from_fn(move || {
+                if e == tail || !self.ev.is_call[e] {
+                    return None;
                 }
-            } else if step(&self.state, &c.op, &c.ret).is_none()
-                && step(&after, &c.op, &c.ret).is_some()
-            {
-                return true;
+                let i = self.ev.op_of[e];
+                e = self.ev.next[e];
+                Some(i)
+            })
+        };
+        let incrs = window()
+            .filter(|&i| i != j && self.ops[i].ret == MRet::Any && self.ops[i].op == MOp::Incr)
+            .count();
+        let mut reachable = vec![after];
+        for _ in 0..incrs {
+            let last = &reachable[reachable.len() - 1];
+            match step(last, &MOp::Incr, &MRet::Any) {
+                Some(next) if next != *last => reachable.push(next),
+                _ => break,
             }
-            e = self.ev.next[e];
         }
-        false
+        window().any(|i| {
+            let c = &self.ops[i];
+            c.ret != MRet::Any
+                && step(&self.state, &c.op, &c.ret).is_none()
+                && reachable.iter().any(|s| step(s, &c.op, &c.ret).is_some())
+        })
     }
 
     /// Undoes frames until an alternative is found; returns the entry to continue from, or
