@@ -158,6 +158,15 @@ pub struct Replication {
     proposer: std::sync::OnceLock<batch::Proposer>,
     /// Shares read-barrier rounds between concurrent readers.
     barriers: std::sync::OnceLock<batch::Barriers>,
+    /// Entries proposed, commands they carried, and read-barrier rounds run (INFO).
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    proposals: std::sync::atomic::AtomicU64,
+    commands: std::sync::atomic::AtomicU64,
+    barriers: std::sync::atomic::AtomicU64,
 }
 
 impl Replication {
@@ -186,6 +195,7 @@ impl Replication {
             redirect: RwLock::new(Redirect::Down),
             proposer: std::sync::OnceLock::new(),
             barriers: std::sync::OnceLock::new(),
+            counters: Counters::default(),
         });
         let weak = Arc::downgrade(&repl);
         let _ = repl
@@ -272,6 +282,10 @@ impl Replication {
 
     async fn propose_now(&self, cmds: Vec<Bytes>) -> Result<Vec<Reply>, ProposeFailure> {
         let n = cmds.len();
+        self.counters.proposals.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .commands
+            .fetch_add(n as u64, Ordering::Relaxed);
         let payload = storage::raft_target_proposal(&cmds);
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.group.propose(payload)).await;
         match res {
@@ -303,6 +317,7 @@ impl Replication {
     }
 
     async fn barrier_now(&self) -> Result<(), Redirect> {
+        self.counters.barriers.fetch_add(1, Ordering::Relaxed);
         let barrier = async {
             match self.read_mode {
                 ReadMode::Index => self.group.read_barrier().await,
@@ -358,6 +373,9 @@ impl Replication {
             applied: m.last_applied.as_ref().map_or(0, |l| l.index),
             snapshot: m.snapshot.as_ref().map_or(0, |l| l.index),
             peers,
+            proposals: self.counters.proposals.load(Ordering::Relaxed),
+            proposed_commands: self.counters.commands.load(Ordering::Relaxed),
+            barriers: self.counters.barriers.load(Ordering::Relaxed),
         }
         .info()
     }

@@ -17,6 +17,11 @@ pub(super) struct Status {
     pub(super) snapshot: u64,
     /// On the leader: every node it replicates to (itself included).
     pub(super) peers: Option<Vec<Peer>>,
+    /// Entries this node proposed and the commands they carried (batching).
+    pub(super) proposals: u64,
+    pub(super) proposed_commands: u64,
+    /// Read-barrier rounds run (shared by concurrent readers).
+    pub(super) barriers: u64,
 }
 
 /// One replication target of the leader.
@@ -59,6 +64,11 @@ impl Status {
             out,
             "raft_term:{}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_snapshot_index:{}\r\n",
             self.term, self.last_log, self.committed, self.applied, self.snapshot,
+        );
+        let _ = write!(
+            out,
+            "raft_proposals:{}\r\nraft_proposed_commands:{}\r\nraft_read_barriers:{}\r\n",
+            self.proposals, self.proposed_commands, self.barriers,
         );
         for p in self.peers.iter().flatten() {
             let _ = write!(
