@@ -154,7 +154,7 @@ impl Checker {
     /// Finds the smallest failing prefix (linearizability is prefix-closed) and builds the
     /// report around its last reply. The refuting search already proves every prefix before
     /// its furthest stuck reply linearizable, so the search gallops up from there.
-    fn explain(&self, ops: &[&Operation], key_ops: &[KeyOp], furthest: usize) -> Violation {
+    fn explain(&self, ops: &[&Operation], key_ops: &[KeyOp], furthest: Option<usize>) -> Violation {
         let mut returns: Vec<usize> = (0..key_ops.len())
             .filter(|&p| key_ops[p].ret != MRet::Any)
             .collect();
@@ -191,7 +191,7 @@ impl Checker {
         let mut hi = returns.len().saturating_sub(1);
         let mut lo = returns
             .iter()
-            .position(|&p| p == furthest)
+            .position(|&p| Some(p) == furthest)
             .unwrap_or(0)
             .min(hi);
         let mut found: Option<(usize, Vec<u64>)> = None;

@@ -29,7 +29,7 @@ pub(crate) enum Outcome {
     /// then, so the history up to just before that reply is linearizable.
     NotLinearizable {
         partial: Vec<usize>,
-        furthest: usize,
+        furthest: Option<usize>,
     },
     /// The step budget ran out first.
     Budget,
@@ -402,7 +402,7 @@ pub(crate) fn search(ops: &[KeyOp], budget: u64, track_partial: bool, steps: &mu
         track_partial,
     };
     let mut taken = 0u64;
-    let mut furthest_node = 0;
+    let mut furthest_node: Option<usize> = None;
     let mut entry = s.ev.next[0];
     while s.remaining > 0 {
         taken += 1;
@@ -426,16 +426,15 @@ pub(crate) fn search(ops: &[KeyOp], budget: u64, track_partial: bool, steps: &mu
         // A return whose call is not linearized (the tail cannot come first while completed
         // ops remain, as their returns are in the list): undo the last choice.
         if entry != tail {
-            furthest_node = furthest_node.max(entry);
+            furthest_node = furthest_node.max(Some(entry));
         }
         match s.backtrack() {
             Some(e) => entry = e,
             None => {
                 *steps += taken;
-                let furthest = s.ev.op_of.get(furthest_node).copied().unwrap_or(0);
                 return Outcome::NotLinearizable {
                     partial: s.best,
-                    furthest: furthest.min(n.saturating_sub(1)),
+                    furthest: furthest_node.map(|node| s.ev.op_of[node]),
                 };
             }
         }
