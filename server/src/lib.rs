@@ -20,5 +20,6 @@ pub mod command;
 pub mod commands;
 pub mod config;
 pub mod net;
+pub mod pubsub;
 pub mod replication;
 pub mod storage;

@@ -56,6 +56,10 @@ pub struct Client {
     pub last_cmd: &'static str,
     /// The MONITOR feed, taken by the connection loop once MONITOR is sent.
     pub monitor_rx: Option<tokio::sync::broadcast::Receiver<Bytes>>,
+    /// Pub/sub subscriptions and the outbox of push frames (created on first use).
+    pub pubsub: Option<Box<crate::pubsub::ClientSubs>>,
+    /// The command's reply went out as push frames (SUBSCRIBE): send nothing else.
+    pub reply_pushed: bool,
 }
 
 /// The part of a client other connections read (CLIENT LIST) or signal (CLIENT KILL).
@@ -99,6 +103,8 @@ pub struct LiveInfo {
     pub qbuf: usize,
     /// Bytes waiting in the output buffer.
     pub omem: usize,
+    /// Subscribed channels, patterns and shard channels (`sub=`, `psub=`, `ssub=`).
+    pub subs: (usize, usize, usize),
 }
 
 impl ClientHandle {
@@ -171,6 +177,7 @@ impl ClientHandle {
         let mut flags = String::new();
         for (on, letter) in [
             (live.monitor, 'O'),
+            (live.subs != (0, 0, 0), 'P'),
             (live.readonly, 'r'),
             (live.no_evict, 'e'),
         ] {
@@ -182,7 +189,7 @@ impl ClientHandle {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -190,6 +197,9 @@ impl ClientHandle {
             self.age_secs(),
             self.idle_secs(),
             flags,
+            live.subs.0,
+            live.subs.1,
+            live.subs.2,
             live.qbuf,
             live.omem,
             cmd,
@@ -220,6 +230,8 @@ impl Client {
             close_silently: false,
             last_cmd: "",
             monitor_rx: None,
+            pubsub: None,
+            reply_pushed: false,
         }
     }
 
@@ -241,11 +253,16 @@ impl Client {
         live.no_evict = self.no_evict;
         live.qbuf = qbuf;
         live.omem = omem;
+        live.subs = self.pubsub.as_ref().map_or((0, 0, 0), |s| s.counts());
+        if let Some(s) = &self.pubsub {
+            live.omem += s.outbox.pending_bytes();
+        }
     }
 
     /// Whether this command's reply is sent, advancing `CLIENT REPLY SKIP` state.
     pub fn take_reply_allowed(&mut self) -> bool {
-        match self.reply_mode {
+        let pushed = std::mem::take(&mut self.reply_pushed);
+        let allowed = match self.reply_mode {
             ReplyMode::On => true,
             ReplyMode::Off => false,
             ReplyMode::Skip => {
@@ -257,6 +274,12 @@ impl Client {
                 self.reply_mode = ReplyMode::Skip;
                 false
             }
-        }
+        };
+        allowed && !pushed
+    }
+
+    /// True while subscribed to any channel, pattern or shard channel.
+    pub fn subscribed(&self) -> bool {
+        self.pubsub.as_ref().is_some_and(|s| s.active())
     }
 }

@@ -76,7 +76,15 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.server.stats.reject(cmd.index);
         return err;
     }
-    execute(ctx, cmd, args)
+    let handler = match crate::pubsub::gate(ctx, cmd.spec.name) {
+        crate::pubsub::Gate::Run => cmd.handler,
+        crate::pubsub::Gate::RunWith(h) => Some(h),
+        crate::pubsub::Gate::Reject(err) => {
+            ctx.server.stats.reject(cmd.index);
+            return err;
+        }
+    };
+    execute(ctx, cmd, handler, args)
 }
 
 /// On a Raft follower: keyed commands go to the leader (`MOVED`, or `CLUSTERDOWN` with no
@@ -207,8 +215,13 @@ fn arity_ok(arity: i64, argc: usize) -> bool {
 }
 
 /// Runs the handler, timing it for INFO commandstats and the slow log, and feeds MONITOR.
-fn execute(ctx: &mut Ctx<'_>, cmd: &'static Entry, args: &[Bytes]) -> Reply {
-    let Some(handler) = cmd.handler else {
+fn execute(
+    ctx: &mut Ctx<'_>,
+    cmd: &'static Entry,
+    handler: Option<Handler>,
+    args: &[Bytes],
+) -> Reply {
+    let Some(handler) = handler else {
         // Containers always have subcommands; arity rejects a bare container name first.
         return Reply::error("ERR unknown command");
     };

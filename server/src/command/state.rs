@@ -39,6 +39,8 @@ pub struct Server {
     pub config_file: Option<std::path::PathBuf>,
     shutdown: AtomicBool,
     shutdown_notify: Notify,
+    /// Pub/sub channels, patterns and shard channels with their subscribers.
+    pub pubsub: crate::pubsub::PubSub,
     /// Raft mode (`--cluster-peers`): set once at start-up, before clients connect.
     pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
 }
@@ -66,6 +68,7 @@ impl Server {
             config_file,
             shutdown: AtomicBool::new(false),
             shutdown_notify: Notify::new(),
+            pubsub: crate::pubsub::PubSub::default(),
             replication: std::sync::OnceLock::new(),
         }
     }
@@ -83,6 +86,7 @@ impl Server {
     /// Removes a closed connection.
     pub fn unregister_client(&self, client: &Client) {
         self.clients.lock().remove(&client.id);
+        self.pubsub.remove_client(client);
         if client.monitor {
             self.monitor_count.fetch_sub(1, Ordering::Relaxed);
         }

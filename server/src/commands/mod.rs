@@ -11,6 +11,7 @@ pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod streams;
@@ -37,4 +38,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     zsets::HANDLERS,
     zset_algebra::HANDLERS,
     streams::HANDLERS,
+    pubsub::HANDLERS,
 ];

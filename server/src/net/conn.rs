@@ -55,14 +55,16 @@ pub async fn run(
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
+    // Pub/sub frames published to this client (and confirmations not yet written).
+    let mut outbox: Option<Arc<crate::pubsub::Outbox>> = None;
     let mut last_active = Instant::now();
     let mut read_state = replicated::ReadState::default();
     loop {
         decoder.reserve_for_read(&mut buf);
         let idle = server.config.timeout();
-        // Redis never times out a MONITOR.
-        let deadline =
-            (idle > 0 && monitor.is_none()).then(|| last_active + Duration::from_secs(idle));
+        // Redis never times out a MONITOR or a subscriber.
+        let deadline = (idle > 0 && monitor.is_none() && !client.subscribed())
+            .then(|| last_active + Duration::from_secs(idle));
         let read = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = client.handle.killed() => break,
@@ -70,6 +72,23 @@ pub async fn run(
                 if let Some(line) = line {
                     if !write_or_killed(&mut wr, &line, &client).await {
                         break;
+                    }
+                }
+                continue;
+            }
+            _ = next_push(&outbox) => {
+                if let Some(ob) = &outbox {
+                    out.clear();
+                    ob.drain_into(&mut out, OUT_FLUSH_AT);
+                    if !out.is_empty() {
+                        server
+                            .stats
+                            .net_output_bytes
+                            .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        if !write_or_killed(&mut wr, &out, &client).await {
+                            break;
+                        }
+                        out.clear();
                     }
                 }
                 continue;
@@ -168,6 +187,9 @@ pub async fn run(
             // RESET ended MONITOR mode.
             monitor = None;
         }
+        if outbox.is_none() {
+            outbox = client.pubsub.as_ref().map(|s| s.outbox.clone());
+        }
         client.publish(buf.len(), 0);
     }
     let _ = wr.shutdown().await;
@@ -186,6 +208,13 @@ async fn write_or_killed(wr: &mut OwnedWriteHalf, data: &[u8], client: &Client) 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_push(outbox: &Option<Arc<crate::pubsub::Outbox>>) {
+    match outbox {
+        Some(ob) => ob.ready().await,
         None => std::future::pending().await,
     }
 }
@@ -249,6 +278,8 @@ fn run_commands(
                 if client.close_silently {
                     return After::CloseNow;
                 }
+                // Push frames queued so far (its own confirmations, messages) precede the reply.
+                crate::pubsub::flush_own(client, out);
                 if client.take_reply_allowed() {
                     let before = out.len();
                     reply.encode(client.protocol, out);

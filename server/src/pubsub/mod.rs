@@ -178,7 +178,7 @@ impl<'a> Encoded<'a> {
 
 impl PubSub {
     /// The client's subscription state, created on first use.
-    fn subs<'c>(client: &'c mut Client) -> &'c mut ClientSubs {
+    fn subs(client: &mut Client) -> &mut ClientSubs {
         let resp3 = client.protocol == Protocol::Resp3;
         let handle = client.handle.clone();
         client.pubsub.get_or_insert_with(|| {
@@ -347,7 +347,10 @@ impl PubSub {
         let mut reg = self.registry.lock();
         reg.map(kind)
             .keys()
-            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .filter(|c| match pattern {
+                Some(p) => glob_match(p, c, false),
+                None => true,
+            })
             .cloned()
             .collect()
     }
@@ -370,11 +373,12 @@ impl PubSub {
 
 /// Writes the caller's queued push frames into `out`, ahead of the reply being encoded. Called
 /// by the connection loop after each command, so a client's own PUBLISH delivers to itself
-/// before the PUBLISH reply, as in Redis.
-pub fn flush_own(client: &Client, out: &mut BytesMut, max: usize) {
+/// before the PUBLISH reply, as in Redis. Everything queued goes (the queue is bounded by the
+/// output limit), so no reply can overtake a frame queued before it.
+pub fn flush_own(client: &Client, out: &mut BytesMut) {
     if let Some(subs) = &client.pubsub {
         subs.outbox.set_resp3(client.protocol == Protocol::Resp3);
-        subs.outbox.drain_into(out, max);
+        subs.outbox.drain_into(out, usize::MAX);
     }
 }
 

@@ -192,13 +192,18 @@ mod tests {
     use super::*;
 
     fn outbox() -> Outbox {
-        let h = Arc::new(ClientHandle::new(7, "127.0.0.1:1".into(), "127.0.0.1:2".into()));
+        let h = Arc::new(ClientHandle::new(
+            7,
+            "127.0.0.1:1".into(),
+            "127.0.0.1:2".into(),
+        ));
         Outbox::new(h, false)
     }
 
     #[test]
     fn parses_the_pubsub_class() {
-        let d = Limits::parse("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60");
+        let d =
+            Limits::parse("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60");
         assert_eq!(d, Limits::default());
         let l = Limits::parse("pubsub 1mb 512kb 5");
         assert_eq!(
@@ -217,7 +222,11 @@ mod tests {
     fn drains_in_order_and_in_chunks() {
         let o = outbox();
         o.push_own(Bytes::from_static(b"aaaa"));
-        assert!(o.push(Bytes::from_static(b"bbbb"), Limits::default(), Instant::now()));
+        assert!(o.push(
+            Bytes::from_static(b"bbbb"),
+            Limits::default(),
+            Instant::now()
+        ));
         assert_eq!(o.pending_bytes(), 8);
         let mut out = BytesMut::new();
         o.drain_into(&mut out, 3);

@@ -96,6 +96,7 @@ pub(super) async fn run_batch(
         if client.close_silently {
             return After::CloseNow;
         }
+        crate::pubsub::flush_own(client, out);
         let send = client.take_reply_allowed();
         if writes.is_empty() {
             if send {
