@@ -14,8 +14,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Proposals in flight at once; more requests wait and are merged.
-const IN_FLIGHT: usize = 4;
+/// Proposals in flight at once; more requests wait and are merged. openraft pipelines
+/// entries and the log writer fsyncs whatever is queued together, so a deep pipeline pays:
+/// redis-benchmark SET -c 50 went from 10k to 16k/s (-P 1) and 69k to 102k/s (-P 16) when
+/// this went from 4 to 32 (256 was worse: single-command entries).
+const IN_FLIGHT: usize = 32;
 /// Commands merged into one entry at most.
 const MAX_COMMANDS: usize = 4096;
 
