@@ -1,0 +1,511 @@
+//! Pub/sub against a cluster-mode redis-server 7.0.15: the same byte sequences sent over raw
+//! TCP by several clients to both servers, every reply and pushed message compared byte for
+//! byte (RESP2 and RESP3); and a subscriber that never reads is disconnected at the output
+//! limit while the server's memory stays bounded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_tests::frame::{frame_len, parse_one, Value};
+use redis_tests::{show, Builder, Peek, RawConn, Server};
+
+/// One scripted action: client `conn` sends `args`. No step leaves more than one channel by
+/// "unsubscribe from all": Redis's order there is its dict's, and the counts follow it.
+struct Step {
+    conn: usize,
+    args: Vec<Vec<u8>>,
+}
+
+fn step(conn: usize, cmd: &str) -> Step {
+    Step {
+        conn,
+        args: cmd.split(' ').map(|a| a.as_bytes().to_vec()).collect(),
+    }
+}
+
+/// Three clients: 0 and 1 subscribe, 2 publishes (and also subscribes in places).
+fn script() -> Vec<Step> {
+    let mut s = vec![
+        step(0, "UNSUBSCRIBE"),
+        step(0, "PUNSUBSCRIBE"),
+        step(0, "SUNSUBSCRIBE"),
+        step(0, "SUBSCRIBE"),
+        step(0, "PUBLISH a"),
+        step(2, "PUBLISH a nobody"),
+        step(0, "SUBSCRIBE a b a"),
+        step(1, "PSUBSCRIBE a* h?llo [xy]z"),
+        step(2, "PUBLISH a hi"),
+        step(2, "PUBLISH abc hi2"),
+        step(2, "PUBLISH hallo there"),
+        step(2, "PUBLISH yz p"),
+        step(2, "PUBLISH b only-b"),
+        step(0, "PING"),
+        step(0, "PING msg"),
+        step(0, "GET a"),
+        step(0, "GET"),
+        step(0, "SET k v"),
+        step(0, "CLIENT GETNAME"),
+        step(0, "HELLO 3"),
+        step(0, "NOSUCH x"),
+        step(0, "PUBSUB NUMPAT"),
+        step(2, "PUBSUB NUMPAT"),
+        step(2, "PUBSUB NUMSUB a b c"),
+        step(2, "PUBSUB NUMSUB"),
+        step(2, "PUBSUB CHANNELS a"),
+        step(2, "PUBSUB CHANNELS z*"),
+        step(2, "PUBSUB CHANNELS a b"),
+        step(2, "PUBSUB SHARDCHANNELS"),
+        step(2, "PUBSUB SHARDNUMSUB x"),
+        step(2, "PUBSUB HELP"),
+        step(2, "PUBSUB NOSUCH"),
+        step(2, "PUBSUB"),
+        step(0, "SSUBSCRIBE a b"),
+        step(0, "SSUBSCRIBE {t}x {t}y"),
+        step(2, "SPUBLISH {t}x shard-msg"),
+        step(2, "SPUBLISH a not-shard"),
+        step(2, "PUBSUB SHARDNUMSUB {t}x {t}y a"),
+        step(0, "SUNSUBSCRIBE {t}y nosuch"),
+        step(0, "SUNSUBSCRIBE a b"),
+        step(0, "UNSUBSCRIBE b zz"),
+        step(2, "PUBLISH b gone"),
+        step(1, "PUNSUBSCRIBE h?llo"),
+        step(2, "PUBLISH hello gone-too"),
+        step(2, "PUBLISH abc still"),
+        step(1, "SUBSCRIBE abc"),
+        step(2, "PUBLISH abc both"),
+        step(1, "PUNSUBSCRIBE [xy]z"),
+        step(1, "PUNSUBSCRIBE"),
+        step(1, "PING"),
+        step(1, "UNSUBSCRIBE"),
+        step(1, "PING"),
+        step(1, "GET k"),
+        step(0, "RESET"),
+        step(0, "PING"),
+        step(2, "PUBLISH a after-reset"),
+        step(2, "SPUBLISH {t}x after-reset"),
+        step(2, "PUBSUB NUMSUB a"),
+        step(2, "PUBSUB NUMPAT"),
+        // RESP3: pushes, and every command is allowed while subscribed.
+        step(1, "HELLO 3"),
+        step(1, "SUBSCRIBE r3"),
+        step(1, "PSUBSCRIBE r*"),
+        step(1, "PING"),
+        step(1, "GET k"),
+        step(1, "PUBLISH r3 self"),
+        step(2, "PUBLISH r3 other"),
+        step(1, "SSUBSCRIBE s3"),
+        step(2, "SPUBLISH s3 sm"),
+        step(1, "UNSUBSCRIBE r3"),
+        step(1, "PUNSUBSCRIBE"),
+        step(1, "SUNSUBSCRIBE"),
+        step(1, "UNSUBSCRIBE"),
+        // Back to RESP2 while subscribed: the RESP2 rules apply again.
+        step(1, "SUBSCRIBE back"),
+        step(1, "HELLO 2"),
+        step(1, "GET k"),
+        step(1, "PING"),
+        step(2, "PUBLISH back resp2-again"),
+        step(1, "QUIT"),
+        step(2, "PUBLISH back after-quit"),
+    ];
+    // A binary channel and payload.
+    s.push(Step {
+        conn: 0,
+        args: vec![b"SUBSCRIBE".to_vec(), b"\x00\xff\r\n".to_vec()],
+    });
+    s.push(Step {
+        conn: 2,
+        args: vec![
+            b"PUBLISH".to_vec(),
+            b"\x00\xff\r\n".to_vec(),
+            vec![0, 1, 2, 255],
+        ],
+    });
+    s
+}
+
+/// Every frame each connection received after each step, plus whether it was closed.
+type Transcript = Vec<Vec<Vec<u8>>>;
+
+/// Reads frames from `c` until `want` frames arrived (the reference run's count) or, with no
+/// count, until 100 ms pass without data.
+fn read_frames(c: &mut RawConn, want: Option<usize>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    match want {
+        Some(n) => {
+            while frames.len() < n {
+                match c.read_reply_timeout(Duration::from_secs(5)) {
+                    Ok(f) => frames.push(f),
+                    Err(redis_tests::Error::Closed(_)) => {
+                        frames.push(b"<closed>".to_vec());
+                        break;
+                    }
+                    Err(e) => {
+                        frames.push(format!("<{e}>").into_bytes());
+                        break;
+                    }
+                }
+            }
+        }
+        None => loop {
+            match c.read_reply_timeout(Duration::from_millis(100)) {
+                Ok(f) => frames.push(f),
+                Err(redis_tests::Error::Closed(_)) => {
+                    frames.push(b"<closed>".to_vec());
+                    break;
+                }
+                Err(_) => break,
+            }
+        },
+    }
+    frames
+}
+
+/// Runs the script on `server`. With `reference` (the redis run), reads exactly as many frames
+/// as Redis sent for each connection and step, then checks nothing extra arrived.
+fn run(server: &Server, protocol: u8, reference: Option<&[Transcript]>) -> Vec<Transcript> {
+    let mut conns: Vec<RawConn> = (0..3).map(|_| server.conn().expect("connect")).collect();
+    let mut closed = [false; 3];
+    if protocol == 3 {
+        for c in &mut conns {
+            c.call(&["HELLO", "3"]).expect("HELLO 3");
+        }
+    }
+    let mut out = Vec::new();
+    for (i, st) in script().iter().enumerate() {
+        if !closed[st.conn] {
+            conns[st.conn].send_command(&st.args).expect("send");
+        }
+        let mut per_conn: Transcript = Vec::new();
+        for (ci, c) in conns.iter_mut().enumerate() {
+            if closed[ci] {
+                per_conn.push(vec![]);
+                continue;
+            }
+            let want = reference.map(|r| r[i][ci].len());
+            let frames = read_frames(c, want);
+            if frames.last().is_some_and(|f| f == b"<closed>") {
+                closed[ci] = true;
+            }
+            per_conn.push(frames);
+        }
+        if reference.is_some() {
+            // Anything beyond Redis's frames is a difference too.
+            for (ci, c) in conns.iter_mut().enumerate() {
+                if closed[ci] {
+                    continue;
+                }
+                if let Ok(Peek::Data(extra)) = c.peek(Duration::from_millis(20)) {
+                    per_conn[ci].push(extra);
+                }
+            }
+        }
+        out.push(per_conn);
+    }
+    out
+}
+
+/// HELLO's `id` differs between servers: replaced by 0.
+fn mask_id(f: &[u8]) -> Vec<u8> {
+    let key = b"$2\r\nid\r\n:";
+    let Some(at) = f.windows(key.len()).position(|w| w == key) else {
+        return f.to_vec();
+    };
+    let start = at + key.len();
+    let end = start + f[start..].iter().position(|&b| b == b'\r').unwrap_or(0);
+    [&f[..start], b"0", &f[end..]].concat()
+}
+
+fn differential(protocol: u8) {
+    if !redis_tests::tools::available("pubsub_differential", &["redis-server"]) {
+        return;
+    }
+    let reference = Builder::redis_cluster()
+        .start()
+        .expect("start redis-server");
+    let subject = Server::subject().expect("start server under test");
+    let want = run(&reference, protocol, None);
+    let got = run(&subject, protocol, Some(&want));
+    let mut failures = Vec::new();
+    for (i, (st, (w, g))) in script().iter().zip(want.iter().zip(&got)).enumerate() {
+        for ci in 0..3 {
+            let a: Vec<Vec<u8>> = w[ci].iter().map(|f| mask_id(f)).collect();
+            let b: Vec<Vec<u8>> = g[ci].iter().map(|f| mask_id(f)).collect();
+            if a != b {
+                let args: Vec<String> = st
+                    .args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let fmt = |v: &[Vec<u8>]| v.iter().map(|f| show(f)).collect::<Vec<_>>().join(" | ");
+                failures.push(format!(
+                    "step {i} (client {} sends {args:?}), client {ci}:\n  redis-server: {}\n  {}: {}",
+                    st.conn,
+                    fmt(&a),
+                    subject.kind().name(),
+                    fmt(&b)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differences (RESP{protocol}):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn pubsub_matches_redis_resp2() {
+    differential(2);
+}
+
+#[test]
+fn pubsub_matches_redis_resp3() {
+    differential(3);
+}
+
+/// `CLIENT LIST` fields of the connection whose `id=` is `id`.
+fn client_fields(c: &mut RawConn, id: i64) -> HashMap<String, String> {
+    let list = c.call_value(&["CLIENT", "LIST"]).expect("CLIENT LIST");
+    let text = match list {
+        Value::Bulk(b) | Value::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    };
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("id={id} ")))
+        .unwrap_or_else(|| panic!("no client {id} in {text}"));
+    line.split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn client_list_shows_subscriptions() {
+    if !redis_tests::tools::available("client_list_shows_subscriptions", &["redis-server"]) {
+        return;
+    }
+    let reference = Builder::redis_cluster()
+        .start()
+        .expect("start redis-server");
+    let subject = Server::subject().expect("start server under test");
+    for server in [&reference, &subject] {
+        let mut sub = server.conn().expect("connect");
+        let mut admin = server.conn().expect("connect");
+        let id = match sub.call_value(&["CLIENT", "ID"]).expect("CLIENT ID") {
+            Value::Int(n) => n,
+            other => panic!("CLIENT ID: {other:?}"),
+        };
+        for cmd in [
+            &["SUBSCRIBE", "a", "b"][..],
+            &["PSUBSCRIBE", "p*"],
+            &["SSUBSCRIBE", "{x}1", "{x}2", "{x}3"],
+        ] {
+            sub.send_command(cmd).expect("send");
+            for _ in 1..cmd.len() {
+                sub.read_reply().expect("confirmation");
+            }
+        }
+        let f = client_fields(&mut admin, id);
+        let name = server.kind().name();
+        assert_eq!(f["flags"], "P", "[{name}] {f:?}");
+        assert_eq!(
+            (f["sub"].as_str(), f["psub"].as_str(), f["ssub"].as_str()),
+            ("2", "1", "3"),
+            "[{name}] {f:?}"
+        );
+        assert_eq!(f["cmd"], "ssubscribe", "[{name}] {f:?}");
+        sub.call(&["RESET"]).expect("RESET");
+        let f = client_fields(&mut admin, id);
+        assert_eq!(f["flags"], "N", "[{name}] {f:?}");
+        assert_eq!(f["sub"], "0", "[{name}] {f:?}");
+    }
+}
+
+/// Publishes `total` bytes in `msg`-byte messages to `channel`, pipelined 16 at a time, calling
+/// `before_batch` with the number of messages sent so far; returns the sum of the PUBLISH
+/// replies (receivers).
+fn flood(
+    p: &mut RawConn,
+    channel: &str,
+    msg: usize,
+    total: usize,
+    mut before_batch: impl FnMut(usize),
+) -> i64 {
+    let payload = vec![b'x'; msg];
+    let cmd = redis_tests::encode_command(&[b"PUBLISH", channel.as_bytes(), &payload[..]]);
+    let mut receivers = 0;
+    let batch = 16;
+    let mut sent = 0;
+    while sent < total {
+        before_batch(sent / msg);
+        let mut buf = Vec::with_capacity(cmd.len() * batch);
+        for _ in 0..batch {
+            buf.extend_from_slice(&cmd);
+        }
+        p.send(&buf).expect("publish");
+        for _ in 0..batch {
+            let r = p.read_reply().expect("PUBLISH reply");
+            match parse_one(&r).expect("parse") {
+                Value::Int(n) => receivers += n,
+                other => panic!("PUBLISH: {other:?}"),
+            }
+        }
+        sent += batch * msg;
+    }
+    receivers
+}
+
+/// Waits until `c` is closed by the server, discarding what it sent; false on timeout.
+fn closed_within(c: &mut RawConn, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match c.peek(Duration::from_millis(200)) {
+            Ok(Peek::Closed) => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn subscribe(c: &mut RawConn, channel: &str) {
+    let r = c.call(&["SUBSCRIBE", channel]).expect("SUBSCRIBE");
+    assert!(r.starts_with(b"*3\r\n$9\r\nsubscribe"), "{}", show(&r));
+    // Keep the kernel's receive buffer small so the server's queue fills quickly.
+    let _ = socket2::SockRef::from(c.stream()).set_recv_buffer_size(64 * 1024);
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_and_memory_stays_bounded() {
+    let server = Server::subject().expect("start server under test");
+    let mut slow = server.conn().expect("connect");
+    subscribe(&mut slow, "firehose");
+    let mut fast = server.conn().expect("connect");
+    subscribe(&mut fast, "firehose");
+    // The fast subscriber reads everything, in order, while the slow one never reads.
+    let fast_got = Arc::new(AtomicUsize::new(0));
+    let progress = fast_got.clone();
+    let reader = std::thread::spawn(move || {
+        let mut got = 0usize;
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while got < 1600 && Instant::now() < deadline {
+            match fast.peek(Duration::from_secs(5)) {
+                Ok(Peek::Data(d)) => buf.extend_from_slice(&d),
+                other => {
+                    eprintln!("fast subscriber stopped after {got}: {other:?}");
+                    break;
+                }
+            }
+            while let Ok(Some(n)) = frame_len(&buf) {
+                let f: Vec<u8> = buf.drain(..n).collect();
+                assert!(f.starts_with(b"*3\r\n$7\r\nmessage\r\n$8\r\nfirehose\r\n"));
+                got += 1;
+                progress.store(got, Ordering::Relaxed);
+            }
+        }
+        (got, fast)
+    });
+    let mut publisher = server.conn().expect("connect");
+    let rss_before = server.rss_kib().expect("rss");
+    let mut rss_peak = rss_before;
+    // 1600 × 64 KiB = 100 MiB, three times the default 32 MiB hard limit. The publisher stays
+    // at most 4 MiB ahead of the reading subscriber, so only the other one falls behind.
+    let receivers = flood(
+        &mut publisher,
+        "firehose",
+        64 * 1024,
+        1600 * 64 * 1024,
+        |sent| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while sent > fast_got.load(Ordering::Relaxed) + 64 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if let Ok(r) = server.rss_kib() {
+                rss_peak = rss_peak.max(r);
+            }
+        },
+    );
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(30)),
+        "the slow subscriber is still connected after 100 MiB"
+    );
+    // The reader hands its connection back so it stays subscribed.
+    let (got, _fast) = reader.join().expect("reader thread");
+    assert_eq!(
+        got,
+        1600,
+        "the fast subscriber must receive every message; log: {}",
+        server.log_tail(2000)
+    );
+    // Until it was dropped the slow one counted as a receiver too.
+    assert!(
+        receivers > 1600 && receivers < 3200,
+        "receivers {receivers}"
+    );
+    let grown_mib = rss_peak.saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "[{}] RSS {} KiB before, peak {} KiB while flooding; {receivers} deliveries",
+        server.kind().name(),
+        rss_before,
+        rss_peak
+    );
+    assert!(
+        grown_mib < 96,
+        "RSS grew by {grown_mib} MiB while 100 MiB went to a subscriber that never reads"
+    );
+    // The registry forgot it: only the fast subscriber remains.
+    let n = publisher
+        .call_value(&["PUBSUB", "NUMSUB", "firehose"])
+        .expect("NUMSUB");
+    assert_eq!(
+        n,
+        Value::Array(vec![Value::Bulk(b"firehose".to_vec()), Value::Int(1)])
+    );
+}
+
+#[test]
+fn output_limit_is_configurable() {
+    let server = Server::subject().expect("start server under test");
+    let mut admin = server.conn().expect("connect");
+    let r = admin
+        .call(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 0 0",
+        ])
+        .expect("CONFIG SET");
+    assert_eq!(r, b"+OK\r\n");
+    let mut slow = server.conn().expect("connect");
+    subscribe(&mut slow, "c");
+    // 8 MiB: more than the kernel buffers plus the 1 MiB limit, far below the default 32 MiB.
+    flood(&mut admin, "c", 16 * 1024, 8 << 20, |_| {});
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(30)),
+        "a subscriber 7 MiB behind is still connected with a 1 MiB limit"
+    );
+    // Without a limit the same subscriber stays.
+    let r = admin
+        .call(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 0 0 0",
+        ])
+        .expect("CONFIG SET");
+    assert_eq!(r, b"+OK\r\n");
+    let mut slow = server.conn().expect("connect");
+    subscribe(&mut slow, "c");
+    flood(&mut admin, "c", 16 * 1024, 8 << 20, |_| {});
+    assert!(
+        !closed_within(&mut slow, Duration::from_secs(1)),
+        "disconnected with the limit off"
+    );
+}
