@@ -509,3 +509,35 @@ fn output_limit_is_configurable() {
         "disconnected with the limit off"
     );
 }
+
+fn run_py(test: &str, protocol: u8) {
+    if !redis_tests::tools::available(test, &["python3", "python3-redis"]) {
+        return;
+    }
+    let server = Server::subject().expect("start server");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/redis_py_pubsub.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(server.port().to_string())
+        .arg(protocol.to_string())
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "redis-py pub/sub (protocol {protocol}) failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn redis_py_pubsub_resp2() {
+    run_py("redis_py_pubsub_resp2", 2);
+}
+
+#[test]
+fn redis_py_pubsub_resp3() {
+    run_py("redis_py_pubsub_resp3", 3);
+}
