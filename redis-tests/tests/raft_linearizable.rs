@@ -237,7 +237,23 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
             Verdict::Unknown { .. } => "unknown",
         }
     );
+    let mut problems = Vec::new();
     if !verdict.is_ok() {
+        problems.push(verdict.to_string());
+    }
+    if let Err(e) = &recovered {
+        problems.push(format!("after the faults healed: {e}"));
+    }
+    if ok_in_tail == 0 {
+        problems.push("no operation succeeded in the 3 s after the faults healed".into());
+    }
+    if counts.ok < min_ok {
+        problems.push(format!(
+            "only {} successful operations (want {min_ok})",
+            counts.ok
+        ));
+    }
+    if !problems.is_empty() {
         let dir = std::env::var_os("LIN_DUMP_DIR")
             .map(Into::into)
             .unwrap_or_else(std::env::temp_dir)
@@ -245,20 +261,11 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
         let written = dump(&dir, "raft", &history, &verdict).expect("dump");
         let _ = std::fs::write(dir.join("faults.txt"), &faults);
         let data = c.keep_dir();
-        panic!("{verdict}\nLIN_SEED={seed}; history: {written:?}; node data and logs: {data:?}");
+        panic!(
+            "{}\nLIN_SEED={seed}; history: {written:?}; node data and logs: {data:?}",
+            problems.join("\n")
+        );
     }
-    if let Err(e) = recovered {
-        panic!("after the faults healed: {e}\nfaults:\n{faults}LIN_SEED={seed}");
-    }
-    assert!(
-        ok_in_tail > 0,
-        "no operation succeeded in the 3 s after the faults healed; LIN_SEED={seed}"
-    );
-    assert!(
-        counts.ok >= min_ok,
-        "only {} successful operations (want {min_ok}); LIN_SEED={seed}",
-        counts.ok
-    );
 }
 
 /// Negative control: the same kind of workload against redis-server with every GET served by
