@@ -411,15 +411,22 @@ fn whole_cluster_sigkill_keeps_every_acknowledged_write() {
     let mut c = Cluster::start(3).expect("cluster");
     c.leader().expect("leader");
     let mut writers = Vec::new();
-    for cycle in 0..3 {
-        writers.push(Writer::start(&format!("all{cycle}"), c.addrs()));
+    // Several writers keep entries in flight when the whole cluster dies; a leader that comes
+    // back in its old term must not reuse the index of an entry it lost but a follower has.
+    for cycle in 0..5 {
+        let first = writers.len();
+        for w in 0..3 {
+            writers.push(Writer::start(&format!("all{cycle}.{w}"), c.addrs()));
+        }
         let before: usize = writers.iter().map(Writer::acked_count).sum();
         thread::sleep(Duration::from_millis(1500));
         let now: usize = writers.iter().map(Writer::acked_count).sum();
         assert!(now > before, "cycle {cycle}: no write acknowledged");
         // Every node dies at once mid-stream: only what a quorum had fsynced was acknowledged.
         c.kill_all().expect("kill all");
-        writers.last_mut().expect("writer").finish();
+        for w in &mut writers[first..] {
+            w.finish();
+        }
         c.restart_stopped().expect("restart all");
         c.leader().expect("leader after restart");
         eprintln!("cycle {cycle}: {now} writes acknowledged so far");
