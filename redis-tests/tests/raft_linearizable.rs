@@ -4,7 +4,8 @@
 //! `pinnacle_linearizability::Recorder` and the history is checked: zero violations, and enough
 //! successful operations that the check says something.
 //!
-//! Knobs: `LIN_SECS` (fault period, default 30), `LIN_CLIENTS` (default 4), `LIN_MIN_OK`
+//! Knobs: `LIN_FAULTS` (default `kill,stop,isolate-leader,isolate`; also `kill-all`),
+//! `LIN_SECS` (fault period, default 30), `LIN_CLIENTS` (default 4), `LIN_MIN_OK`
 //! (default 1000), `LIN_SEED` (printed), `LIN_DUMP_DIR` (where a failing history is written,
 //! default the system temp dir), `LIN_SERVER_ARGS` (extra pinnacle arguments, space-separated,
 //! e.g. `--raft-read lease`).
@@ -114,7 +115,44 @@ fn client_loop(
 }
 
 /// Injects faults until `until`; returns a log of what it did (recorder clock, in ms).
-fn nemesis(c: &mut Cluster, rec: &Recorder, rng: &mut Rng, until: Instant) -> String {
+/// A fault the nemesis can inject (`LIN_FAULTS` names, comma-separated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// `kill`: SIGKILL the leader, restart it after a while.
+    KillLeader,
+    /// `stop`: SIGSTOP the leader, SIGCONT it after a while.
+    StopLeader,
+    /// `isolate-leader`: cut the leader's bus links, heal after a while.
+    IsolateLeader,
+    /// `isolate`: cut a random node's bus links, heal after a while.
+    IsolateAny,
+    /// `kill-all` (not in the default set): SIGKILL every node, restart them all.
+    KillAll,
+}
+
+fn faults_from_env() -> Vec<Fault> {
+    let spec =
+        std::env::var("LIN_FAULTS").unwrap_or_else(|_| "kill,stop,isolate-leader,isolate".into());
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|name| match name.trim() {
+            "kill" => Fault::KillLeader,
+            "stop" => Fault::StopLeader,
+            "isolate-leader" => Fault::IsolateLeader,
+            "isolate" => Fault::IsolateAny,
+            "kill-all" => Fault::KillAll,
+            other => panic!("LIN_FAULTS: unknown fault {other:?} (kill, stop, isolate-leader, isolate, kill-all)"),
+        })
+        .collect()
+}
+
+fn nemesis(
+    c: &mut Cluster,
+    rec: &Recorder,
+    rng: &mut Rng,
+    faults: &[Fault],
+    until: Instant,
+) -> String {
     let mut log = String::new();
     let ms = |rec: &Recorder| rec.now() as f64 / 1e6;
     let mut led_at = Instant::now();
@@ -135,33 +173,39 @@ fn nemesis(c: &mut Cluster, rec: &Recorder, rng: &mut Rng, until: Instant) -> St
         };
         led_at = Instant::now();
         let hold = Duration::from_millis(800 + rng.below(2200));
-        let fault = rng.below(4);
+        let fault = *rng.pick(faults);
         let _ = write!(log, "{:>10.1} ms  ", ms(rec));
         match fault {
-            0 => {
+            Fault::KillLeader => {
                 let _ = writeln!(log, "SIGKILL leader node{leader} for {hold:?}");
                 c.kill9(leader).expect("kill");
                 thread::sleep(hold);
                 c.restart(leader).expect("restart");
             }
-            1 => {
+            Fault::StopLeader => {
                 let _ = writeln!(log, "SIGSTOP leader node{leader} for {hold:?}");
                 c.sigstop(leader).expect("sigstop");
                 thread::sleep(hold);
                 c.sigcont(leader).expect("sigcont");
             }
-            2 => {
+            Fault::IsolateLeader => {
                 let _ = writeln!(log, "isolate leader node{leader} for {hold:?}");
                 c.isolate(leader).expect("isolate");
                 thread::sleep(hold);
                 c.heal().expect("heal");
             }
-            _ => {
+            Fault::IsolateAny => {
                 let other = *rng.pick(&c.ids());
                 let _ = writeln!(log, "isolate node{other} for {hold:?}");
                 c.isolate(other).expect("isolate");
                 thread::sleep(hold);
                 c.heal().expect("heal");
+            }
+            Fault::KillAll => {
+                let _ = writeln!(log, "SIGKILL every node for {hold:?}");
+                c.kill_all().expect("kill all");
+                thread::sleep(hold);
+                c.restart_stopped().expect("restart all");
             }
         }
         let _ = writeln!(log, "{:>10.1} ms  healed", ms(rec));
@@ -175,8 +219,9 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
     let secs = env_u64("LIN_SECS", 30);
     let clients = env_u64("LIN_CLIENTS", 4);
     let min_ok = env_u64("LIN_MIN_OK", 1000);
+    let fault_kinds = faults_from_env();
     let seed = Rng::seed_from_env("LIN_SEED");
-    eprintln!("LIN_SEED={seed} LIN_SECS={secs} LIN_CLIENTS={clients}");
+    eprintln!("LIN_SEED={seed} LIN_SECS={secs} LIN_CLIENTS={clients} faults {fault_kinds:?}");
     let mut rng = Rng::new(seed);
 
     let extra = std::env::var("LIN_SERVER_ARGS").unwrap_or_default();
@@ -202,6 +247,7 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable() {
         &mut c,
         &rec,
         &mut rng,
+        &fault_kinds,
         Instant::now() + Duration::from_secs(secs),
     );
     c.heal().expect("heal");
