@@ -365,9 +365,19 @@ impl PubSub {
             .collect()
     }
 
-    /// Number of distinct patterns with a subscriber.
+    /// Number of distinct patterns with a subscriber (PUBSUB NUMPAT, INFO pubsub_patterns).
     pub fn numpat(&self) -> i64 {
         self.registry.lock().patterns.len() as i64
+    }
+
+    /// Number of channels with a subscriber (INFO pubsub_channels).
+    pub fn channel_count(&self) -> i64 {
+        self.registry.lock().channels.len() as i64
+    }
+
+    /// Number of shard channels with a subscriber (INFO pubsubshard_channels).
+    pub fn shard_channel_count(&self) -> i64 {
+        self.registry.lock().shard.len() as i64
     }
 }
 

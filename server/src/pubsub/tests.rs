@@ -101,6 +101,8 @@ fn publish_reaches_channel_and_pattern_subscribers() {
         "*3\r\n$8\r\nsmessage\r\n$4\r\nnews\r\n$2\r\nyo\r\n"
     );
     assert_eq!(run(&n, &mut p, &["PUBSUB", "NUMPAT"]), ":2\r\n");
+    assert_eq!(n.server.pubsub.channel_count(), 1);
+    assert_eq!(n.server.pubsub.shard_channel_count(), 1);
     assert_eq!(
         run(&n, &mut p, &["PUBSUB", "NUMSUB", "news", "none"]),
         "*4\r\n$4\r\nnews\r\n:1\r\n$4\r\nnone\r\n:0\r\n"
