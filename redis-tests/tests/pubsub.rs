@@ -239,7 +239,9 @@ fn differential(protocol: u8) {
         b"<closed>",
     ] {
         assert!(
-            frames.iter().any(|f| f.windows(needle.len()).any(|w| w == needle)),
+            frames
+                .iter()
+                .any(|f| f.windows(needle.len()).any(|w| w == needle)),
             "reference transcript lacks {}",
             show(needle)
         );
