@@ -58,6 +58,11 @@ pub struct Client {
     pub monitor_rx: Option<tokio::sync::broadcast::Receiver<Bytes>>,
     /// Pub/sub subscriptions and the outbox of push frames (created on first use).
     pub pubsub: Option<Box<crate::pubsub::ClientSubs>>,
+    /// Set by a blocking command that found every key empty: the connection waits.
+    pub blocked: Option<super::blocking::BlockSpec>,
+    /// Set by the connection when it runs a blocked command again: the deadline it started
+    /// with (its timeout counts from the first attempt, not from each retry).
+    pub rerun_deadline: Option<Option<tokio::time::Instant>>,
     /// The command's reply went out as push frames (SUBSCRIBE): send nothing else.
     pub reply_pushed: bool,
 }
@@ -231,6 +236,8 @@ impl Client {
             last_cmd: "",
             monitor_rx: None,
             pubsub: None,
+            blocked: None,
+            rerun_deadline: None,
             reply_pushed: false,
         }
     }

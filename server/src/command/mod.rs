@@ -1,5 +1,6 @@
 //! The command table and the request pipeline (lookup → auth → arity → route → execute).
 
+pub mod blocking;
 pub mod client;
 mod extra;
 pub mod generated;

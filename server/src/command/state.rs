@@ -41,6 +41,8 @@ pub struct Server {
     shutdown_notify: Notify,
     /// Pub/sub channels, patterns and shard channels with their subscribers.
     pub pubsub: crate::pubsub::PubSub,
+    /// Clients blocked on keys (BLPOP and friends), woken by writes that fill them.
+    pub waiters: Arc<super::blocking::KeyWaiters>,
     /// Raft mode (`--cluster-peers`): set once at start-up, before clients connect.
     pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
 }
@@ -52,7 +54,11 @@ impl Server {
         let slowlog = SlowLog::default();
         let config_file = config.config_file().cloned();
         slowlog.set_max_len(config.get_i64("slowlog-max-len").unwrap_or(128).max(0) as usize);
+        let waiters = Arc::new(super::blocking::KeyWaiters::default());
+        let w = waiters.clone();
+        db.set_write_listener(Box::new(move |keys| w.notify(keys)));
         Server {
+            waiters,
             db,
             config,
             node_id: ids.node_id,

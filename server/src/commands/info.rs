@@ -110,7 +110,7 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 "maxclients",
                 &s.config.get("maxclients").unwrap_or_default(),
             );
-            f("blocked_clients", &0);
+            f("blocked_clients", &s.waiters.blocked());
             f("tracking_clients", &0);
             f("clients_in_timeout_table", &0);
         }

@@ -272,16 +272,6 @@ fn lpos(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     })
 }
 
-fn side(arg: &[u8]) -> Option<bool> {
-    if is(arg, "left") {
-        Some(true)
-    } else if is(arg, "right") {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 fn lmove(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     let (Some(from_left), Some(to_left)) = (side(&a[3]), side(&a[4])) else {
         return syntax_error();
@@ -306,32 +296,52 @@ fn rpoplpush(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 }
 
 fn lmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
+    let (keys, left, count) = match lmpop_args(a) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    write(db, db.now_ms(), WriteOp::LMPop { keys, left, count })
+}
+
+/// `numkeys key... LEFT|RIGHT [COUNT n]` from `a[1]` on (LMPOP; BLMPOP after its timeout).
+pub(crate) fn lmpop_args(a: &[Bytes]) -> Result<(Vec<Bytes>, bool, u64), Reply> {
+    mpop_args(a, side)
+}
+
+/// `numkeys key... <where> [COUNT n]` from `a[1]` on, shared by LMPOP and ZMPOP: the keys,
+/// `<where>` as `parse_where` reads it, and the count (default 1), with Redis's errors in
+/// Redis's order.
+pub(crate) fn mpop_args<T>(
+    a: &[Bytes],
+    parse_where: impl Fn(&[u8]) -> Option<T>,
+) -> Result<(Vec<Bytes>, T, u64), Reply> {
     let numkeys = match int_arg(&a[1]) {
         Ok(n) if n > 0 => n as usize,
-        _ => return Reply::error("ERR numkeys should be greater than 0"),
+        _ => return Err(Reply::error("ERR numkeys should be greater than 0")),
     };
     let where_idx = match numkeys.checked_add(2) {
         Some(w) if w < a.len() => w,
-        _ => return syntax_error(),
+        _ => return Err(syntax_error()),
     };
-    let Some(left) = side(&a[where_idx]) else {
-        return syntax_error();
-    };
-    let count = match mpop_count(a, where_idx + 1) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let op = WriteOp::LMPop {
-        keys: a[2..where_idx].to_vec(),
-        left,
-        count,
-    };
-    write(db, db.now_ms(), op)
+    let which = parse_where(&a[where_idx]).ok_or_else(syntax_error)?;
+    let count = mpop_count(a, where_idx + 1)?;
+    Ok((a[2..where_idx].to_vec(), which, count))
+}
+
+/// `LEFT` → true, `RIGHT` → false.
+pub(crate) fn side(arg: &[u8]) -> Option<bool> {
+    if is(arg, "left") {
+        Some(true)
+    } else if is(arg, "right") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The optional `COUNT n` tail of LMPOP/ZMPOP starting at `a[from]` (default 1), with Redis's
 /// errors.
-pub(crate) fn mpop_count(a: &[Bytes], from: usize) -> Result<u64, Reply> {
+fn mpop_count(a: &[Bytes], from: usize) -> Result<u64, Reply> {
     let mut count: Option<u64> = None;
     let mut j = from;
     while j < a.len() {

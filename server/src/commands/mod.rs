@@ -2,6 +2,7 @@
 //! `pub const HANDLERS: &[(&str, Handler)]` keyed by the lower-case command name
 //! (`"object|encoding"` for subcommands); the command table is built from these.
 
+pub mod blocking;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -35,6 +36,7 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     hashes::HANDLERS,
     sets::HANDLERS,
     lists::HANDLERS,
+    blocking::HANDLERS,
     zsets::HANDLERS,
     zset_algebra::HANDLERS,
     streams::HANDLERS,

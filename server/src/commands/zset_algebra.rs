@@ -158,29 +158,24 @@ fn generic(db: &Db, p: Protocol, a: &[Bytes], kind: ZOpKind, out: Output, name: 
 }
 
 fn zmpop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    let numkeys = match int_arg(&a[1]) {
-        Ok(n) if n > 0 => n as usize,
-        _ => return Reply::error("ERR numkeys should be greater than 0"),
-    };
-    let where_idx = match numkeys.checked_add(2) {
-        Some(w) if w < a.len() => w,
-        _ => return syntax_error(),
-    };
-    let max = match &a[where_idx] {
-        x if is(x, "min") => false,
-        x if is(x, "max") => true,
-        _ => return syntax_error(),
-    };
-    let count = match super::lists::mpop_count(a, where_idx + 1) {
-        Ok(c) => c,
+    let (keys, max, count) = match zmpop_args(a) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let op = WriteOp::ZMPop {
-        keys: a[2..where_idx].to_vec(),
-        max,
-        count,
-    };
-    write(db, db.now_ms(), op)
+    write(db, db.now_ms(), WriteOp::ZMPop { keys, max, count })
+}
+
+/// `numkeys key... MIN|MAX [COUNT n]` from `a[1]` on (ZMPOP; BZMPOP after its timeout).
+pub(crate) fn zmpop_args(a: &[Bytes]) -> Result<(Vec<Bytes>, bool, u64), Reply> {
+    super::lists::mpop_args(a, |x| {
+        if is(x, "min") {
+            Some(false)
+        } else if is(x, "max") {
+            Some(true)
+        } else {
+            None
+        }
+    })
 }
 
 /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`.

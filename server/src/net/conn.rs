@@ -39,6 +39,8 @@ enum After {
     CloseAfterReply,
     /// Close at once, without writing.
     CloseNow,
+    /// This request blocked (BLPOP on empty lists): wait, then run it again.
+    Block(Vec<Bytes>),
 }
 
 /// Serves one connection until it closes, is killed, or idles out.
@@ -59,6 +61,9 @@ pub async fn run(
     let mut outbox: Option<Arc<crate::pubsub::Outbox>> = None;
     let mut last_active = Instant::now();
     let mut read_state = replicated::ReadState::default();
+    // A blocked request to run again, and its wake-up registration.
+    let mut held: Option<Vec<Bytes>> = None;
+    let mut registration: Option<crate::command::blocking::Registration> = None;
     loop {
         decoder.reserve_for_read(&mut buf);
         let idle = server.config.timeout();
@@ -135,6 +140,7 @@ pub async fn run(
                     &mut out,
                     &mut unauth_out,
                     &mut read_state,
+                    &mut held,
                 )
                 .await
             } else if opts.blocking_commands {
@@ -146,6 +152,7 @@ pub async fn run(
                         &mut buf,
                         &mut out,
                         &mut unauth_out,
+                        &mut held,
                     )
                 })
             } else {
@@ -156,6 +163,7 @@ pub async fn run(
                     &mut buf,
                     &mut out,
                     &mut unauth_out,
+                    &mut held,
                 )
             };
             if let After::CloseNow = after {
@@ -171,6 +179,28 @@ pub async fn run(
                 }
                 out.clear();
             }
+            if let After::Block(args) = after {
+                match wait_unblocked(
+                    &server,
+                    &mut client,
+                    &mut rd,
+                    &mut buf,
+                    &mut registration,
+                    args,
+                )
+                .await
+                {
+                    Unblocked::Retry(args) => held = Some(args),
+                    Unblocked::TimedOut(reply) => {
+                        if client.take_reply_allowed() {
+                            reply.encode(client.protocol, &mut out);
+                        }
+                    }
+                    Unblocked::Close => break After::CloseNow,
+                }
+                continue;
+            }
+            registration = None;
             if !matches!(after, After::More) {
                 break after;
             }
@@ -179,7 +209,7 @@ pub async fn run(
         };
         match after {
             After::CloseNow | After::CloseAfterReply => break,
-            After::NeedInput | After::More => {}
+            After::NeedInput | After::More | After::Block(_) => {}
         }
         if let Some(rx) = client.monitor_rx.take() {
             monitor = Some(rx);
@@ -241,11 +271,12 @@ fn run_batch(
     buf: &mut BytesMut,
     out: &mut BytesMut,
     unauth_out: &mut usize,
+    held: &mut Option<Vec<Bytes>>,
 ) -> After {
     let start = out.len();
     match server
         .db
-        .group_durable(|| run_commands(server, client, decoder, buf, out, unauth_out))
+        .group_durable(|| run_commands(server, client, decoder, buf, out, unauth_out, held))
     {
         Ok(after) => after,
         Err(e) => {
@@ -264,19 +295,28 @@ fn run_commands(
     buf: &mut BytesMut,
     out: &mut BytesMut,
     unauth_out: &mut usize,
+    held: &mut Option<Vec<Bytes>>,
 ) -> After {
     for _ in 0..BATCH_COMMANDS {
         if out.len() >= OUT_FLUSH_AT {
             return After::More;
         }
-        match decoder.decode(buf, client.authenticated) {
+        let next = match held.take() {
+            Some(args) => Ok(Some(args)),
+            None => decoder.decode(buf, client.authenticated),
+        };
+        match next {
             Ok(Some(args)) => {
                 let reply = {
                     let mut ctx = Ctx { server, client };
                     call(&mut ctx, &args)
                 };
+                client.rerun_deadline = None;
                 if client.close_silently {
                     return After::CloseNow;
+                }
+                if client.blocked.is_some() {
+                    return After::Block(args);
                 }
                 // Push frames queued so far (its own confirmations, messages) precede the reply.
                 crate::pubsub::flush_own(client, out);
@@ -309,6 +349,69 @@ fn run_commands(
         }
     }
     After::More
+}
+
+/// How a blocked request's wait ended.
+enum Unblocked {
+    /// A key was filled (or the node must re-check its role): run the request again.
+    Retry(Vec<Bytes>),
+    /// The deadline passed: send this reply.
+    TimedOut(Reply),
+    /// Killed, or the client went away.
+    Close,
+}
+
+/// How often a blocked request is re-run without a wake-up, so a Raft node that lost
+/// leadership answers `MOVED` and a missed wake-up costs at most this long.
+const BLOCK_RECHECK: Duration = Duration::from_millis(250);
+
+/// Waits for a blocked request. The first call only registers for wake-ups and asks for an
+/// immediate retry, so a write between the request's check and the registration is not missed.
+async fn wait_unblocked(
+    server: &Server,
+    client: &mut Client,
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    registration: &mut Option<crate::command::blocking::Registration>,
+    args: Vec<Bytes>,
+) -> Unblocked {
+    let Some(spec) = client.blocked.take() else {
+        return Unblocked::Retry(args);
+    };
+    client.rerun_deadline = Some(spec.deadline);
+    let Some(mut reg) = registration.take() else {
+        *registration = Some(server.waiters.register(&spec.keys));
+        return Unblocked::Retry(args);
+    };
+    if spec.deadline.is_some_and(|d| d <= Instant::now()) {
+        client.rerun_deadline = None;
+        return Unblocked::TimedOut(spec.timeout_reply);
+    }
+    let limit = server.config.query_buffer_limit();
+    loop {
+        tokio::select! {
+            _ = reg.wait() => break,
+            _ = tokio::time::sleep(BLOCK_RECHECK) => break,
+            _ = sleep_until(spec.deadline) => {
+                client.rerun_deadline = None;
+                return Unblocked::TimedOut(spec.timeout_reply);
+            }
+            _ = client.handle.killed() => return Unblocked::Close,
+            // Keep reading (as Redis does) so a client that went away is noticed.
+            r = rd.read_buf(buf) => match r {
+                Ok(0) | Err(_) => return Unblocked::Close,
+                Ok(n) => {
+                    server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if buf.len() > limit {
+                        return Unblocked::Close;
+                    }
+                }
+            },
+        }
+    }
+    // Registered again (before the retry) on the next block.
+    drop(reg);
+    Unblocked::Retry(args)
 }
 
 fn protocol_error(client: &Client, e: ProtocolError, out: &mut BytesMut) {

@@ -125,6 +125,8 @@ impl Db {
     fn apply_direct(&self, cmd: &WriteCommand) -> Reply {
         let (reply, seq) = self.apply_deferred(cmd);
         let Some(seq) = seq else { return reply };
+        // Visible in the memtable now (durability follows; a woken reader sees the data).
+        self.notify_filled(&cmd.op);
         let grouped = GROUP_SEQ.with(|g| match g.get() {
             Some(max) => {
                 g.set(Some(max.max(seq)));

@@ -115,10 +115,15 @@ pub(crate) struct DbInner {
     /// Set on a Raft node: `apply` defers writes, and this proposes those made off a
     /// connection (the expiry sweeper) without waiting.
     replicated: OnceLock<BackgroundProposer>,
+    /// Told the keys a write filled ([`WriteOp::filled_keys`]) once the write is visible.
+    write_listener: OnceLock<WriteListener>,
     /// Raft apply progress `(log index, command within the entry)` of the last applied write,
     /// stored with that write's batch: a replayed entry skips what it already applied.
     raft_progress: Mutex<(u64, u32)>,
 }
+
+/// Called with the keys a visible write filled (wakes blocked clients).
+pub type WriteListener = Box<dyn Fn(&[Bytes]) + Send + Sync>;
 
 /// Proposes an encoded `WriteCommand` without waiting for its outcome.
 pub type BackgroundProposer = Box<dyn Fn(Bytes) + Send + Sync>;
@@ -208,6 +213,7 @@ impl Db {
                 lru: lru::AccessClock::new(wall_ms(), lru_bits),
                 last_seq: AtomicU64::new(0),
                 replicated: OnceLock::new(),
+                write_listener: OnceLock::new(),
                 raft_progress: Mutex::new((0, 0)),
             }),
         }
@@ -215,6 +221,22 @@ impl Db {
 
     pub(crate) fn from_inner(inner: Arc<DbInner>) -> Db {
         Db { inner }
+    }
+
+    /// Installs the listener told about keys that writes filled (once; later calls are ignored).
+    pub fn set_write_listener(&self, l: WriteListener) {
+        let _ = self.inner.write_listener.set(l);
+    }
+
+    /// Tells the listener about the keys `op` filled; call once its write is visible.
+    pub(crate) fn notify_filled(&self, op: &WriteOp) {
+        let keys = op.filled_keys();
+        if keys.is_empty() {
+            return;
+        }
+        if let Some(l) = self.inner.write_listener.get() {
+            l(keys);
+        }
     }
 
     /// Number of keys removed because they expired (INFO stats `expired_keys`).

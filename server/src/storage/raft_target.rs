@@ -167,6 +167,8 @@ impl ApplyTarget for Db {
         let mut out = Vec::with_capacity(cmds.len());
         // Runs of blind writes (plain SET/MSET) share one engine batch.
         let mut sink = Sink::default();
+        // Keys filled by this call's writes, announced once everything is written.
+        let mut filled: Vec<Bytes> = Vec::new();
         for c in cmds {
             let Some(list) = decode_proposal(c.payload) else {
                 // Deterministic on every replica; the proposer sees a count mismatch.
@@ -200,6 +202,7 @@ impl ApplyTarget for Db {
                             self.apply_core(&cmd, Some(extra), None).map_err(io_err)?;
                         if written != Written::Nothing {
                             *progress = pos;
+                            filled.extend_from_slice(cmd.op.filled_keys());
                         }
                         reply
                     }
@@ -209,6 +212,12 @@ impl ApplyTarget for Db {
             out.push(encode_list(&replies));
         }
         self.flush_sink(&mut sink, &mut progress, Some(meta))?;
+        drop(progress);
+        if !filled.is_empty() {
+            if let Some(l) = self.inner.write_listener.get() {
+                l(&filled);
+            }
+        }
         Ok(out)
     }
 

@@ -464,6 +464,22 @@ pub enum SetOpKind {
 }
 
 impl WriteOp {
+    /// Keys this operation may turn from absent or empty into a non-empty list or sorted set:
+    /// what clients blocked in BLPOP, BZPOPMIN and friends wait for.
+    pub fn filled_keys(&self) -> &[Bytes] {
+        match self {
+            WriteOp::LPush { key, .. }
+            | WriteOp::ZAdd { key, .. }
+            | WriteOp::Restore { key, .. } => std::slice::from_ref(key),
+            WriteOp::LMove { dst, .. }
+            | WriteOp::Rename { dst, .. }
+            | WriteOp::Copy { dst, .. }
+            | WriteOp::ZStore { dst, .. }
+            | WriteOp::ZRangeStore { dst, .. } => std::slice::from_ref(dst),
+            _ => &[],
+        }
+    }
+
     /// The stable opcode stored in the log.
     pub fn opcode(&self) -> u8 {
         match self {

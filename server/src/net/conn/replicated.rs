@@ -42,6 +42,7 @@ pub(super) async fn run_batch(
     out: &mut BytesMut,
     unauth_out: &mut usize,
     rs: &mut ReadState,
+    held: &mut Option<Vec<Bytes>>,
 ) -> After {
     let mut queue: Vec<Queued> = Vec::new();
     let mut after = After::More;
@@ -49,7 +50,11 @@ pub(super) async fn run_batch(
         if out.len() >= OUT_FLUSH_AT {
             break;
         }
-        let args: Vec<Bytes> = match decoder.decode(buf, client.authenticated) {
+        let next = match held.take() {
+            Some(args) => Ok(Some(args)),
+            None => decoder.decode(buf, client.authenticated),
+        };
+        let args: Vec<Bytes> = match next {
             Ok(Some(a)) => a,
             Ok(None) => {
                 after = After::NeedInput;
@@ -93,8 +98,16 @@ pub(super) async fn run_batch(
             call(&mut ctx, &args)
         };
         let writes = deferred::end();
+        client.rerun_deadline = None;
         if client.close_silently {
             return After::CloseNow;
+        }
+        if client.blocked.is_some() {
+            // Its wake-up may need the writes queued before it.
+            if let Err(a) = drain(server, repl, &mut queue, out).await {
+                return a;
+            }
+            return After::Block(args);
         }
         crate::pubsub::flush_own(client, out);
         let send = client.take_reply_allowed();
