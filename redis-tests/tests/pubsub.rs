@@ -9,19 +9,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_tests::frame::{frame_len, parse_one, Value};
-use redis_tests::{show, Builder, Peek, RawConn, Server};
+use redis_tests::{encode_command, show, Builder, Peek, RawConn, Server};
 
 /// One scripted action: client `conn` sends `args`. No step leaves more than one channel by
 /// "unsubscribe from all": Redis's order there is its dict's, and the counts follow it.
 struct Step {
     conn: usize,
-    args: Vec<Vec<u8>>,
+    /// Sent in one write (a pipeline when there are several).
+    cmds: Vec<Vec<Vec<u8>>>,
+}
+
+fn argv(cmd: &str) -> Vec<Vec<u8>> {
+    cmd.split(' ').map(|a| a.as_bytes().to_vec()).collect()
 }
 
 fn step(conn: usize, cmd: &str) -> Step {
     Step {
         conn,
-        args: cmd.split(' ').map(|a| a.as_bytes().to_vec()).collect(),
+        cmds: vec![argv(cmd)],
+    }
+}
+
+fn pipeline(conn: usize, cmds: &[&str]) -> Step {
+    Step {
+        conn,
+        cmds: cmds.iter().map(|c| argv(c)).collect(),
     }
 }
 
@@ -109,19 +121,37 @@ fn script() -> Vec<Step> {
         step(2, "PUBLISH back resp2-again"),
         step(1, "QUIT"),
         step(2, "PUBLISH back after-quit"),
+        // A pipeline: a client's own message comes between its confirmation and the reply.
+        pipeline(
+            2,
+            &[
+                "SUBSCRIBE p",
+                "PUBLISH p self",
+                "PING",
+                "UNSUBSCRIBE p",
+                "PING",
+            ],
+        ),
+        // Pushes ignore CLIENT REPLY OFF, as in 7.0.15.
+        step(0, "CLIENT REPLY OFF"),
+        step(0, "SUBSCRIBE quiet"),
+        step(2, "PUBLISH quiet still-pushed"),
+        step(0, "CLIENT REPLY ON"),
+        step(0, "PING"),
+        step(0, "UNSUBSCRIBE quiet"),
     ];
     // A binary channel and payload.
     s.push(Step {
         conn: 0,
-        args: vec![b"SUBSCRIBE".to_vec(), b"\x00\xff\r\n".to_vec()],
+        cmds: vec![vec![b"SUBSCRIBE".to_vec(), b"\x00\xff\r\n".to_vec()]],
     });
     s.push(Step {
         conn: 2,
-        args: vec![
+        cmds: vec![vec![
             b"PUBLISH".to_vec(),
             b"\x00\xff\r\n".to_vec(),
             vec![0, 1, 2, 255],
-        ],
+        ]],
     });
     s
 }
@@ -176,7 +206,8 @@ fn run(server: &Server, protocol: u8, reference: Option<&[Transcript]>) -> Vec<T
     let mut out = Vec::new();
     for (i, st) in script().iter().enumerate() {
         if !closed[st.conn] {
-            conns[st.conn].send_command(&st.args).expect("send");
+            let bytes: Vec<u8> = st.cmds.iter().flat_map(|c| encode_command(c)).collect();
+            conns[st.conn].send(&bytes).expect("send");
         }
         let mut per_conn: Transcript = Vec::new();
         for (ci, c) in conns.iter_mut().enumerate() {
@@ -254,10 +285,14 @@ fn differential(protocol: u8) {
             let a: Vec<Vec<u8>> = w[ci].iter().map(|f| mask_id(f)).collect();
             let b: Vec<Vec<u8>> = g[ci].iter().map(|f| mask_id(f)).collect();
             if a != b {
-                let args: Vec<String> = st
-                    .args
+                let args: Vec<Vec<String>> = st
+                    .cmds
                     .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .map(|c| {
+                        c.iter()
+                            .map(|a| String::from_utf8_lossy(a).into_owned())
+                            .collect()
+                    })
                     .collect();
                 let fmt = |v: &[Vec<u8>]| v.iter().map(|f| show(f)).collect::<Vec<_>>().join(" | ");
                 failures.push(format!(
