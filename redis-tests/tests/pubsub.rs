@@ -596,3 +596,56 @@ fn redis_py_pubsub_resp2() {
 fn redis_py_pubsub_resp3() {
     run_py("redis_py_pubsub_resp3", 3);
 }
+
+/// In Raft mode writes go through the replicated request loop: a RESP3 client pipelining a
+/// write, a PUBLISH to itself and a read still gets its message ahead of the PUBLISH reply.
+#[test]
+fn raft_leader_orders_pushes_with_replicated_writes() {
+    let c = redis_tests::cluster::Cluster::start(3).expect("cluster");
+    let leader = c.leader().expect("leader");
+    let mut s = c.conn(leader).expect("connect");
+    // A fresh leader may refuse writes until its first commit.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.call(&["SET", "warm", "1"]).expect("SET") != b"+OK\r\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never accepted a write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.call(&["HELLO", "3"]).expect("HELLO 3");
+    let r = s.call(&["SUBSCRIBE", "raft"]).expect("SUBSCRIBE");
+    assert_eq!(r, b">3\r\n$9\r\nsubscribe\r\n$4\r\nraft\r\n:1\r\n");
+    let cmds = [
+        &["SET", "k", "v"][..],
+        &["PUBLISH", "raft", "self"],
+        &["GET", "k"],
+    ];
+    let bytes: Vec<u8> = cmds.iter().flat_map(|c| encode_command(c)).collect();
+    s.send(&bytes).expect("send");
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(s.read_reply().expect("reply"));
+    }
+    assert_eq!(
+        got,
+        [
+            &b"+OK\r\n"[..],
+            b">3\r\n$7\r\nmessage\r\n$4\r\nraft\r\n$4\r\nself\r\n",
+            b":1\r\n",
+            b"$1\r\nv\r\n",
+        ],
+        "{:?}",
+        got.iter().map(|f| show(f)).collect::<Vec<_>>()
+    );
+    // Another client's message arrives as a push.
+    let mut p = c.conn(leader).expect("connect");
+    assert_eq!(
+        p.call(&["PUBLISH", "raft", "other"]).expect("PUBLISH"),
+        b":1\r\n"
+    );
+    assert_eq!(
+        s.read_reply().expect("push"),
+        b">3\r\n$7\r\nmessage\r\n$4\r\nraft\r\n$5\r\nother\r\n"
+    );
+}
