@@ -1,0 +1,124 @@
+//! Faults a [`Cluster`] injects: SIGKILL / restart, SIGSTOP / SIGCONT, and bus partitions
+//! through the per-node proxies.
+
+use super::Cluster;
+use crate::proxy::{Mode, Proxy};
+use crate::Error;
+
+impl Cluster {
+    /// SIGKILL node `i` and reap it; its data directory stays.
+    pub fn kill9(&mut self, i: usize) -> Result<(), Error> {
+        let n = self.node_mut(i);
+        n.paused = false;
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL every node.
+    pub fn kill_all(&mut self) -> Result<(), Error> {
+        for i in self.ids() {
+            self.kill9(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again with the same arguments, ports and directory (SIGKILLs it first if
+    /// it still runs) and waits until it answers PING.
+    pub fn restart(&mut self, i: usize) -> Result<(), Error> {
+        self.kill9(i)?;
+        self.spawn(i)?;
+        self.wait_ready(i)
+    }
+
+    /// Starts every node that is not running (all spawned before any is waited for).
+    pub fn restart_stopped(&mut self) -> Result<(), Error> {
+        let down: Vec<usize> = self
+            .ids()
+            .into_iter()
+            .filter(|&i| self.node(i).child.is_none())
+            .collect();
+        for &i in &down {
+            self.spawn(i)?;
+        }
+        for &i in &down {
+            self.wait_ready(i)?;
+        }
+        Ok(())
+    }
+
+    /// Pauses node `i` (SIGSTOP).
+    pub fn sigstop(&mut self, i: usize) -> Result<(), Error> {
+        self.signal(i, libc::SIGSTOP)?;
+        self.node_mut(i).paused = true;
+        Ok(())
+    }
+
+    /// Resumes node `i` (SIGCONT).
+    pub fn sigcont(&mut self, i: usize) -> Result<(), Error> {
+        self.signal(i, libc::SIGCONT)?;
+        self.node_mut(i).paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, sig: libc::c_int) -> Result<(), Error> {
+        let pid = self
+            .pid(i)
+            .ok_or_else(|| Error::Start(format!("node{i} is not running")))?;
+        // SAFETY: kill(2) on a pid we spawned and have not reaped yet (so it cannot be recycled).
+        if unsafe { libc::kill(pid as libc::pid_t, sig) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    fn proxies(&self) -> Result<&[Proxy], Error> {
+        if self.proxies.is_empty() {
+            return Err(Error::Start(
+                "the cluster was started without proxies (ClusterBuilder::with_proxies)".into(),
+            ));
+        }
+        Ok(&self.proxies)
+    }
+
+    /// Sets the mode of bus connections that node `from` opens to node `to` (both directions of
+    /// those connections; connections `to` opens to `from` are unaffected).
+    pub fn set_link(&self, from: usize, to: usize, mode: Mode) -> Result<(), Error> {
+        let p = &self.proxies()?[to - 1];
+        p.set_mode(self.ip(from), mode);
+        Ok(())
+    }
+
+    /// Cuts every bus link between a node of `a` and a node of `b`, in both directions
+    /// (blackhole: nothing arrives, connections stall).
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> Result<(), Error> {
+        self.partition_with(a, b, Mode::Blackhole)
+    }
+
+    /// Like [`Cluster::partition`] with another mode (e.g. [`Mode::Drop`] for fast failures).
+    pub fn partition_with(&self, a: &[usize], b: &[usize], mode: Mode) -> Result<(), Error> {
+        for &x in a {
+            for &y in b {
+                self.set_link(x, y, mode)?;
+                self.set_link(y, x, mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts node `i` off from every other node.
+    pub fn isolate(&self, i: usize) -> Result<(), Error> {
+        let others: Vec<usize> = self.ids().into_iter().filter(|&j| j != i).collect();
+        self.partition(&[i], &others)
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) -> Result<(), Error> {
+        for p in self.proxies()? {
+            p.heal();
+        }
+        Ok(())
+    }
+}
