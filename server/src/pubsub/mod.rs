@@ -306,8 +306,9 @@ impl PubSub {
         channel: &[u8],
         payload: &[u8],
     ) -> i64 {
-        let limits = self.limits(server);
-        let now = Instant::now();
+        // Looked up on the first receiver: PUBLISH to nobody costs one hash lookup.
+        let mut limits: Option<(Limits, Instant)> = None;
+        let mut limits = || *limits.get_or_insert_with(|| (self.limits(server), Instant::now()));
         let word: &[u8] = if kind == Kind::Shard {
             b"smessage"
         } else {
@@ -323,7 +324,8 @@ impl PubSub {
         };
         if let Some(subs) = map.get(channel) {
             for ob in subs.values() {
-                ob.push(msg.get(ob.resp3()), limits, now);
+                let (l, now) = limits();
+                ob.push(msg.get(ob.resp3()), l, now);
                 receivers += 1;
             }
         }
@@ -334,7 +336,8 @@ impl PubSub {
                 }
                 let mut pmsg = Encoded::new(&[b"pmessage", pattern, channel, payload]);
                 for ob in subs.values() {
-                    ob.push(pmsg.get(ob.resp3()), limits, now);
+                    let (l, now) = limits();
+                    ob.push(pmsg.get(ob.resp3()), l, now);
                     receivers += 1;
                 }
             }
