@@ -83,6 +83,13 @@ impl NodeOptions {
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             // A node back from a partition or restart must not depose a healthy leader.
             enable_pre_vote: Some(true),
+            // A leader restarted by a crash must win a new election (a higher term) rather
+            // than resume in its old term: entries it had accepted but not yet written can be
+            // committed by the followers' acks alone, and a resumed leader would hand their
+            // indexes to new entries of the same term, so replicas would hold different
+            // entries under the same (term, index) and acknowledged writes would be lost
+            // (found by the whole-cluster SIGKILL tests in redis-tests).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         cfg.validate().map_err(|e| NodeError::Config(e.to_string()))

@@ -125,6 +125,41 @@ fn scenario(s: &Server) -> Vec<(String, Vec<u8>)> {
     );
     log("zadd 3", call(&mut c2, &["ZADD", "{t}z", "1.5", "m"]));
     log("bzpopmin resp3", call(&mut c1, &["BZPOPMIN", "{t}z", "0"]));
+    // XREAD BLOCK: `$` means entries added after the request arrived.
+    log("hello 2", {
+        let r = call(&mut c1, &["HELLO", "2"]);
+        if r.starts_with(b"*") {
+            b"array".to_vec()
+        } else {
+            r
+        }
+    });
+    log(
+        "xadd old",
+        call(&mut c2, &["XADD", "{t}x", "1-1", "f", "old"]),
+    );
+    log(
+        "xread timeout",
+        call(&mut c1, &["XREAD", "BLOCK", "100", "STREAMS", "{t}x", "$"]),
+    );
+    c1.send_command(&[
+        "XREAD", "COUNT", "5", "BLOCK", "5000", "STREAMS", "{t}x", "{t}y", "$", "0-0",
+    ])
+    .expect("send");
+    sleep(SETTLE);
+    log(
+        "xadd new",
+        call(&mut c2, &["XADD", "{t}x", "2-1", "f", "new"]),
+    );
+    log("xread woken", c1.read_reply().expect("reply"));
+    log(
+        "xread ready",
+        call(&mut c1, &["XREAD", "BLOCK", "0", "STREAMS", "{t}x", "1-1"]),
+    );
+    log(
+        "xread negative",
+        call(&mut c1, &["XREAD", "BLOCK", "-1", "STREAMS", "{t}x", "$"]),
+    );
     out
 }
 

@@ -30,6 +30,8 @@ pub struct BlockSpec {
     pub deadline: Option<Instant>,
     /// The reply when the deadline passes (`*-1` or `$-1`).
     pub timeout_reply: Reply,
+    /// The request to run on wake-up, if not the original (XREAD with `$` resolved).
+    pub rerun: Option<Vec<Bytes>>,
 }
 
 /// Parses a blocking timeout in seconds (a float since Redis 6), as Redis does.

@@ -1,4 +1,5 @@
-//! Blocking pops: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP.
+//! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP, and
+//! XREAD BLOCK.
 //!
 //! Each tries its non-blocking form (LMPOP, LMOVE, ZMPOP) on the first non-empty key; if
 //! every key is empty it marks the client blocked (see [`crate::command::blocking`]) and the
@@ -24,7 +25,27 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("bzpopmin", bzpopmin),
     ("bzpopmax", bzpopmax),
     ("bzmpop", bzmpop),
+    ("xread", xread),
 ];
+
+/// XREAD, blocking with `BLOCK ms` when no stream has entries after the given ids.
+fn xread(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
+    let db = ctx.server.db.clone();
+    match super::streams::xread_or_block(&db, ctx.client.protocol, a) {
+        Ok(reply) => reply,
+        Err(b) => {
+            let deadline = (b.timeout_ms > 0)
+                .then(|| Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
+            ctx.client.blocked = Some(BlockSpec {
+                keys: b.keys,
+                deadline: ctx.client.rerun_deadline.take().unwrap_or(deadline),
+                timeout_reply: Reply::NullArray,
+                rerun: Some(b.rerun),
+            });
+            Reply::NullArray
+        }
+    }
+}
 
 /// Runs `attempt` on the first key of `keys` that holds a `kind`; blocks the client if none
 /// does (or, applied in place, the attempt found it emptied meanwhile). `WRONGTYPE` for a key
@@ -64,6 +85,7 @@ fn pop_or_block(
         keys: keys.to_vec(),
         deadline: ctx.client.rerun_deadline.take().unwrap_or(deadline),
         timeout_reply,
+        rerun: None,
     });
     // Not sent: the connection answers once the client is woken or times out.
     Reply::NullArray

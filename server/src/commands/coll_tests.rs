@@ -17,6 +17,9 @@ pub(crate) fn run_p(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
             String::from_utf8_lossy(args[1]).to_ascii_lowercase()
         );
     }
+    if name == "xread" {
+        return crate::commands::streams::xread(db, proto, &argv);
+    }
     if let Some((_, h)) = hashes::PDB_HANDLERS
         .iter()
         .chain(sets::PDB_HANDLERS.iter())

@@ -1,6 +1,6 @@
 //! Stream commands without consumer groups: XADD (auto, `<ms>-*` and explicit ids,
 //! NOMKSTREAM, MAXLEN/MINID with `=`/`~` and LIMIT), XLEN, XRANGE, XREVRANGE, XDEL, XTRIM and
-//! XREAD (COUNT, STREAMS, `$`; BLOCK only when data is already there).
+//! XREAD (COUNT, STREAMS, `$`, BLOCK: the waiting is in `blocking.rs`).
 
 use super::hashes::coll_handlers;
 use super::strings::{failed, int_arg, is, syntax_error, write};
@@ -17,7 +17,6 @@ coll_handlers! {
     "xrevrange" => xrevrange,
     "xdel" => xdel,
     "xtrim" => xtrim,
-    "xread" => xread,
 }
 
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
@@ -299,40 +298,62 @@ fn xrevrange(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     range(db, a, true)
 }
 
-fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+/// XREAD without blocking (in-process tests; the server's XREAD is in `blocking.rs`).
+#[cfg(test)]
+pub(crate) fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
+    match xread_or_block(db, p, a) {
+        Ok(r) => r,
+        Err(_) => Reply::NullArray,
+    }
+}
+
+/// What a blocking XREAD that found nothing waits for.
+pub(crate) struct XreadBlock {
+    /// `BLOCK` in ms; 0 = forever.
+    pub(crate) timeout_ms: u64,
+    /// The stream keys.
+    pub(crate) keys: Vec<Bytes>,
+    /// The request with every `$` replaced by the stream's last id now, so a retry reads
+    /// only entries added after the first attempt.
+    pub(crate) rerun: Vec<Bytes>,
+}
+
+/// XREAD: the reply, or (with `BLOCK` and nothing to read) what to wait for.
+pub(crate) fn xread_or_block(db: &Db, p: Protocol, a: &[Bytes]) -> Result<Reply, XreadBlock> {
     let mut count = 0i64;
-    let mut block = false;
+    let mut block: Option<i64> = None;
     let mut streams_at = 0;
     let mut i = 1;
     while i < a.len() {
         let more = a.len() - i - 1;
         if is(&a[i], "block") && more > 0 {
-            if let Err(r) = int_arg(&a[i + 1]) {
-                return r;
+            match int_arg(&a[i + 1]) {
+                Err(r) => return Ok(r),
+                Ok(ms) if ms < 0 => return Ok(Reply::error("ERR timeout is negative")),
+                Ok(ms) => block = Some(ms),
             }
-            block = true;
             i += 1;
         } else if is(&a[i], "count") && more > 0 {
             count = match int_arg(&a[i + 1]) {
                 Ok(c) => c.max(0),
-                Err(r) => return r,
+                Err(r) => return Ok(r),
             };
             i += 1;
         } else if is(&a[i], "streams") && more > 0 {
             streams_at = i + 1;
             if !(a.len() - streams_at).is_multiple_of(2) {
-                return Reply::error(
+                return Ok(Reply::error(
                     "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
-                );
+                ));
             }
             break;
         } else {
-            return syntax_error();
+            return Ok(syntax_error());
         }
         i += 1;
     }
     if streams_at == 0 {
-        return syntax_error();
+        return Ok(syntax_error());
     }
     let n = (a.len() - streams_at) / 2;
     let keys = &a[streams_at..streams_at + n];
@@ -342,8 +363,8 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
     let mut starts = Vec::with_capacity(n);
     for (k, id) in keys.iter().zip(ids) {
         let m = match view.coll(k, KeyType::Stream) {
-            Err(e) => return failed(e),
-            Ok(Err(r)) => return r,
+            Err(e) => return Ok(failed(e)),
+            Ok(Err(r)) => return Ok(r),
             Ok(Ok(m)) => m,
         };
         let from = if id.as_ref() == b"$" {
@@ -352,13 +373,14 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
         } else {
             match interval_id(id, true) {
                 Ok(x) => x,
-                Err(_) => return Reply::error(INVALID_ID),
+                Err(_) => return Ok(Reply::error(INVALID_ID)),
             }
         };
         metas.push(m);
         starts.push(from);
     }
     let mut out = Vec::new();
+    let resolved = starts.clone();
     for ((k, m), from) in keys.iter().zip(metas).zip(starts) {
         let Some(m) = m else { continue };
         // Entries strictly after `from`.
@@ -366,7 +388,7 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
         let limit = (count > 0).then_some(count as usize);
         let got = match view.stream_range(k, &m, lo, MAX_ID, false, limit) {
             Ok(g) => g,
-            Err(e) => return failed(e),
+            Err(e) => return Ok(failed(e)),
         };
         if got.is_empty() {
             continue;
@@ -375,12 +397,22 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
         out.push((Reply::Bulk(k.clone()), entries));
     }
     if out.is_empty() {
-        if block {
-            return Reply::error("ERR XREAD BLOCK is not supported yet");
-        }
-        return Reply::NullArray;
+        let Some(ms) = block else {
+            return Ok(Reply::NullArray);
+        };
+        let mut rerun = a[..streams_at + n].to_vec();
+        rerun.extend(
+            resolved
+                .iter()
+                .map(|id| Bytes::from(format!("{}-{}", id.ms, id.seq))),
+        );
+        return Err(XreadBlock {
+            timeout_ms: ms as u64,
+            keys: keys.to_vec(),
+            rerun,
+        });
     }
-    if p == Protocol::Resp3 {
+    Ok(if p == Protocol::Resp3 {
         Reply::Map(out)
     } else {
         Reply::Array(
@@ -388,7 +420,7 @@ fn xread(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
                 .map(|(k, e)| Reply::Array(vec![k, e]))
                 .collect(),
         )
-    }
+    })
 }
 
 #[cfg(test)]

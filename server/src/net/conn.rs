@@ -378,6 +378,7 @@ async fn wait_unblocked(
     let Some(spec) = client.blocked.take() else {
         return Unblocked::Retry(args);
     };
+    let args = spec.rerun.clone().unwrap_or(args);
     client.rerun_deadline = Some(spec.deadline);
     let Some(mut reg) = registration.take() else {
         *registration = Some(server.waiters.register(&spec.keys));

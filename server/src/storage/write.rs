@@ -464,12 +464,13 @@ pub enum SetOpKind {
 }
 
 impl WriteOp {
-    /// Keys this operation may turn from absent or empty into a non-empty list or sorted set:
-    /// what clients blocked in BLPOP, BZPOPMIN and friends wait for.
+    /// Keys this operation may add list, sorted-set or stream entries to: what clients blocked
+    /// in BLPOP, BZPOPMIN, XREAD BLOCK and friends wait for.
     pub fn filled_keys(&self) -> &[Bytes] {
         match self {
             WriteOp::LPush { key, .. }
             | WriteOp::ZAdd { key, .. }
+            | WriteOp::XAdd { key, .. }
             | WriteOp::Restore { key, .. } => std::slice::from_ref(key),
             WriteOp::LMove { dst, .. }
             | WriteOp::Rename { dst, .. }
