@@ -178,8 +178,9 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
             f("evicted_keys", &0);
             f("keyspace_hits", &0);
             f("keyspace_misses", &0);
-            f("pubsub_channels", &0);
-            f("pubsub_patterns", &0);
+            f("pubsub_channels", &s.pubsub.channel_count());
+            f("pubsub_patterns", &s.pubsub.numpat());
+            f("pubsubshard_channels", &s.pubsub.shard_channel_count());
             f(
                 "total_error_replies",
                 &st.error_replies.load(Ordering::Relaxed),
