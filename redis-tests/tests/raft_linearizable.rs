@@ -4,7 +4,7 @@
 //! `pinnacle_linearizability::Recorder` and the history is checked: zero violations, and enough
 //! successful operations that the check says something.
 //!
-//! Knobs: `LIN_FAULTS` (default `kill,stop,isolate-leader,isolate`; also `kill-all`),
+//! Knobs: `LIN_FAULTS` (default `kill,stop,isolate-leader,isolate,kill-all`),
 //! `LIN_SECS` (fault period, default 30), `LIN_CLIENTS` (default 4), `LIN_MIN_OK`
 //! (default 1000), `LIN_SEED` (printed), `LIN_DUMP_DIR` (where a failing history is written,
 //! default the system temp dir), `LIN_SERVER_ARGS` (extra pinnacle arguments, space-separated,
@@ -126,13 +126,14 @@ enum Fault {
     IsolateLeader,
     /// `isolate`: cut a random node's bus links, heal after a while.
     IsolateAny,
-    /// `kill-all` (not in the default set): SIGKILL every node, restart them all.
+    /// `kill-all`: SIGKILL every node, restart them all (it caught a crashed leader resuming in
+    /// its old term and reusing log indexes).
     KillAll,
 }
 
 fn faults_from_env() -> Vec<Fault> {
-    let spec =
-        std::env::var("LIN_FAULTS").unwrap_or_else(|_| "kill,stop,isolate-leader,isolate".into());
+    let spec = std::env::var("LIN_FAULTS")
+        .unwrap_or_else(|_| "kill,stop,isolate-leader,isolate,kill-all".into());
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|name| match name.trim() {
