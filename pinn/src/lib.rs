@@ -1,1 +1,10 @@
-//! Pinnacle pinn layer: see ARCHITECTURE.md; filled in by its own issue.
+//! Pinnacle's predictive rebalancing: per-slot traffic telemetry, a physics-informed neural
+//! network (viscous Burgers' equation) that forecasts heat along the slot ring, its background
+//! trainer, and the baselines it is always measured against. See ARCHITECTURE.md, "PINN".
+
+pub mod telemetry;
+
+pub use telemetry::{
+    HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Window, DEFAULT_BUCKETS,
+    DEFAULT_WINDOW, SLOTS,
+};
