@@ -30,7 +30,21 @@ fn leader_sigkill_keeps_acknowledged_write_and_restarted_node_catches_up() {
     let t = Instant::now();
     let new = c.wait_leader_change(old, ELECTION).expect("new leader");
     eprintln!("new leader node{new} after {:?}", t.elapsed());
-    assert_eq!(bulk(&get_on(&c, new, "failover:k")), Some(&b"v1"[..]));
+    // A new leader may refuse (an error reply) until it can serve; it must never answer the
+    // read without the acknowledged write.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get_on(&c, new, "failover:k");
+        if bulk(&r) == Some(b"v1") {
+            break;
+        }
+        assert!(
+            error_text(&r).is_some() && Instant::now() < deadline,
+            "new leader node{new} answered GET of an acknowledged write with {}",
+            show(&r)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let mut expect = BTreeMap::new();
     expect.insert("failover:k".to_string(), "v1".to_string());
     let mut client = c.client();
