@@ -8,3 +8,8 @@ pub use telemetry::{
     HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Window, DEFAULT_BUCKETS,
     DEFAULT_WINDOW, SLOTS,
 };
+
+pub mod error;
+pub mod model;
+
+pub use error::{PinnError, Result};
