@@ -8,6 +8,26 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
 
+/// A transaction being queued (MULTI ... EXEC).
+#[derive(Debug, Default)]
+pub struct MultiState {
+    /// The queued requests.
+    pub queue: Vec<Vec<Bytes>>,
+    /// A request was refused while queueing: EXEC answers EXECABORT.
+    pub dirty: bool,
+}
+
+/// A WATCHed key: the slot version and expiry seen by WATCH.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The key.
+    pub key: Bytes,
+    /// `Db::watch_version` at WATCH time.
+    pub version: (u64, u64),
+    /// The key's expiry then (0 = none or absent): expiring later also invalidates.
+    pub expire_at: u64,
+}
+
 /// `CLIENT REPLY` mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ReplyMode {
@@ -58,6 +78,12 @@ pub struct Client {
     pub monitor_rx: Option<tokio::sync::broadcast::Receiver<Bytes>>,
     /// Pub/sub subscriptions and the outbox of push frames (created on first use).
     pub pubsub: Option<Box<crate::pubsub::ClientSubs>>,
+    /// Inside MULTI: the queued requests, and whether one was refused (EXECABORT).
+    pub multi: Option<MultiState>,
+    /// WATCHed keys with what their slot looked like when watched.
+    pub watched: Vec<Watched>,
+    /// The current request ran (rather than being refused) while in MULTI.
+    pub ran_in_multi: bool,
     /// Set by a blocking command that found every key empty: the connection waits.
     pub blocked: Option<super::blocking::BlockSpec>,
     /// Set by the connection when it runs a blocked command again: the deadline it started
@@ -236,6 +262,9 @@ impl Client {
             last_cmd: "",
             monitor_rx: None,
             pubsub: None,
+            multi: None,
+            watched: Vec::new(),
+            ran_in_multi: false,
             blocked: None,
             rerun_deadline: None,
             reply_pushed: false,

@@ -33,7 +33,15 @@ pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
 /// Runs one request through the pipeline and returns its reply. Connection-level effects
 /// (close after reply, suppressed replies, protocol switch) are left on `ctx.client`.
 pub fn call(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let queueing = ctx.client.multi.is_some();
     let reply = dispatch(ctx, args);
+    if queueing && reply.is_error() && !ctx.client.ran_in_multi {
+        // Refused before queueing (unknown, arity, auth, routing): EXEC will abort.
+        if let Some(m) = ctx.client.multi.as_mut() {
+            m.dirty = true;
+        }
+    }
+    ctx.client.ran_in_multi = false;
     if let Reply::Error(msg) = &reply {
         ctx.server.stats.record_error(msg);
     }
@@ -85,6 +93,17 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             return err;
         }
     };
+    if let Some(m) = ctx.client.multi.as_mut() {
+        if !matches!(
+            cmd.spec.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        ) {
+            m.queue.push(args.to_vec());
+            return Reply::simple("QUEUED");
+        }
+        // Its own errors (nested MULTI, WATCH inside MULTI) don't abort the transaction.
+        ctx.client.ran_in_multi = true;
+    }
     execute(ctx, cmd, handler, args)
 }
 

@@ -41,6 +41,9 @@ pub struct Server {
     shutdown_notify: Notify,
     /// Pub/sub channels, patterns and shard channels with their subscribers.
     pub pubsub: crate::pubsub::PubSub,
+    /// Single node: every request runs holding this shared, EXEC exclusively, so nothing
+    /// runs in the middle of a transaction.
+    pub exec_gate: parking_lot::RwLock<()>,
     /// Clients blocked on keys (BLPOP and friends), woken by writes that fill them.
     pub waiters: Arc<super::blocking::KeyWaiters>,
     /// Raft mode (`--cluster-peers`): set once at start-up, before clients connect.
@@ -58,6 +61,7 @@ impl Server {
         let w = waiters.clone();
         db.set_write_listener(Box::new(move |keys| w.notify(keys)));
         Server {
+            exec_gate: parking_lot::RwLock::new(()),
             waiters,
             db,
             config,

@@ -17,6 +17,7 @@ pub mod server;
 pub mod sets;
 pub mod streams;
 pub mod strings;
+pub mod transactions;
 pub mod zset_algebra;
 pub mod zsets;
 
@@ -37,6 +38,7 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     sets::HANDLERS,
     lists::HANDLERS,
     blocking::HANDLERS,
+    transactions::HANDLERS,
     zsets::HANDLERS,
     zset_algebra::HANDLERS,
     streams::HANDLERS,

@@ -308,6 +308,13 @@ fn run_commands(
         match next {
             Ok(Some(args)) => {
                 let reply = {
+                    // EXEC runs alone; everything else shares the gate.
+                    let is_exec = args[0].eq_ignore_ascii_case(b"exec");
+                    let _gate = if is_exec {
+                        Gate::Exclusive(server.exec_gate.write())
+                    } else {
+                        Gate::Shared(server.exec_gate.read())
+                    };
                     let mut ctx = Ctx { server, client };
                     call(&mut ctx, &args)
                 };
@@ -349,6 +356,12 @@ fn run_commands(
         }
     }
     After::More
+}
+
+/// The single-node transaction gate held while one request runs.
+enum Gate<'a> {
+    Shared(#[allow(dead_code)] parking_lot::RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] parking_lot::RwLockWriteGuard<'a, ()>),
 }
 
 /// How a blocked request's wait ended.

@@ -238,6 +238,7 @@ impl Db {
         if let Some((k, v)) = extra {
             batch.put(k, v);
         }
+        self.note_written(&batch);
         let written = match sink {
             Some(sink) => {
                 for op in batch.into_ops() {

@@ -21,8 +21,27 @@ pub struct DeferredWrite {
     pub map: Option<ReplyMap>,
 }
 
+/// Builds one command's reply from the (mapped) replies of its several writes (EXEC).
+pub type Combiner = Box<dyn FnOnce(Vec<Reply>) -> Reply + Send>;
+
 thread_local! {
     static QUEUE: RefCell<Option<Vec<DeferredWrite>>> = const { RefCell::new(None) };
+    static COMBINER: RefCell<Option<Combiner>> = const { RefCell::new(None) };
+}
+
+/// Says how the writes the current command queued make its one reply (EXEC's array).
+pub fn set_combiner(c: Combiner) {
+    COMBINER.with(|x| *x.borrow_mut() = Some(c));
+}
+
+/// Takes the combiner the current command set, if any.
+pub fn take_combiner() -> Option<Combiner> {
+    COMBINER.with(|x| x.borrow_mut().take())
+}
+
+/// True while this thread collects deferred writes (a Raft node's connection).
+pub fn collecting() -> bool {
+    QUEUE.with(|q| q.borrow().is_some())
 }
 
 /// Starts collecting deferred writes on this thread (a no-op if already collecting).

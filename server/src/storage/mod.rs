@@ -117,6 +117,10 @@ pub(crate) struct DbInner {
     replicated: OnceLock<BackgroundProposer>,
     /// Told the keys a write filled ([`WriteOp::filled_keys`]) once the write is visible.
     write_listener: OnceLock<WriteListener>,
+    /// Bumped for every slot a write touches, and `flushes` for keyspace-wide deletes: WATCH
+    /// compares them (slot granularity: a write to another key of the same slot also counts).
+    slot_versions: Box<[AtomicU64]>,
+    flushes: AtomicU64,
     /// Raft apply progress `(log index, command within the entry)` of the last applied write,
     /// stored with that write's batch: a replayed entry skips what it already applied.
     raft_progress: Mutex<(u64, u32)>,
@@ -214,6 +218,8 @@ impl Db {
                 last_seq: AtomicU64::new(0),
                 replicated: OnceLock::new(),
                 write_listener: OnceLock::new(),
+                slot_versions: (0..slot::SLOTS).map(|_| AtomicU64::new(0)).collect(),
+                flushes: AtomicU64::new(0),
                 raft_progress: Mutex::new((0, 0)),
             }),
         }
@@ -221,6 +227,39 @@ impl Db {
 
     pub(crate) fn from_inner(inner: Arc<DbInner>) -> Db {
         Db { inner }
+    }
+
+    /// What WATCH remembers about `key`'s slot: compare with a later call to see whether a
+    /// write may have touched the key since.
+    pub fn watch_version(&self, key: &[u8]) -> (u64, u64) {
+        let slot = slot::key_slot(key) as usize;
+        (
+            self.inner.flushes.load(Ordering::Acquire),
+            self.inner.slot_versions[slot].load(Ordering::Acquire),
+        )
+    }
+
+    /// Records that `batch` was written: bumps the version of every slot it touches.
+    pub(crate) fn note_written(&self, batch: &pinnacle_lsm::WriteBatch) {
+        use pinnacle_lsm::BatchOp;
+        let mut last = usize::MAX;
+        for op in batch.ops() {
+            let key = match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => k,
+                BatchOp::DeleteRange(..) => {
+                    self.inner.flushes.fetch_add(1, Ordering::AcqRel);
+                    continue;
+                }
+            };
+            // Keyspace records start with their slot; node-state records don't.
+            if key.len() >= 2 && key[0] < 0x40 {
+                let slot = u16::from_be_bytes([key[0], key[1]]) as usize;
+                if slot != last && slot < self.inner.slot_versions.len() {
+                    self.inner.slot_versions[slot].fetch_add(1, Ordering::AcqRel);
+                    last = slot;
+                }
+            }
+        }
     }
 
     /// Installs the listener told about keys that writes filled (once; later calls are ignored).

@@ -326,6 +326,8 @@ impl ApplyTarget for Db {
         e.sync_to(seq).map_err(lsm_err)?;
         self.inner.last_seq.fetch_max(seq, Ordering::Release);
         self.reload_apply_state(&mut state).map_err(io_err)?;
+        // Every key may have changed: WATCHes abort.
+        self.inner.flushes.fetch_add(1, Ordering::AcqRel);
         *progress = e
             .get(&system_key(RAFT_PROGRESS))
             .map_err(lsm_err)?

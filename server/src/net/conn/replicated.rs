@@ -9,7 +9,7 @@
 use super::{protocol_error, After, BATCH_COMMANDS, OUT_FLUSH_AT, UNAUTH_OUTPUT_LIMIT};
 use crate::command::{call, classify, Client, Ctx, Kind, Server};
 use crate::replication::{ProposeFailure, Replication};
-use crate::storage::deferred::{self, DeferredWrite};
+use crate::storage::deferred::{self, Combiner, DeferredWrite};
 use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{Protocol, Reply, RequestDecoder};
 
@@ -20,9 +20,12 @@ pub(super) struct ReadState {
     pub(super) barrier_done: bool,
 }
 
-/// A write waiting for its proposal.
+/// A command's writes waiting for their proposal.
 struct Queued {
-    write: DeferredWrite,
+    /// One write, or an EXEC's several.
+    writes: Vec<DeferredWrite>,
+    /// How several writes' replies make the one reply.
+    combine: Option<Combiner>,
     slot: Option<u16>,
     /// Where its reply goes in the output buffer.
     at: usize,
@@ -98,6 +101,7 @@ pub(super) async fn run_batch(
             call(&mut ctx, &args)
         };
         let writes = deferred::end();
+        let combine = deferred::take_combiner();
         client.rerun_deadline = None;
         if client.close_silently {
             return After::CloseNow;
@@ -123,17 +127,14 @@ pub(super) async fn run_batch(
                 }
             }
         } else {
-            // A handler makes one write; should one make several, only the last one answers.
-            let n = writes.len();
-            for (i, write) in writes.into_iter().enumerate() {
-                queue.push(Queued {
-                    write,
-                    slot,
-                    at: out.len(),
-                    send: send && i + 1 == n,
-                    protocol: client.protocol,
-                });
-            }
+            queue.push(Queued {
+                writes,
+                combine,
+                slot,
+                at: out.len(),
+                send,
+                protocol: client.protocol,
+            });
         }
         if client.close_after_reply {
             after = After::CloseAfterReply;
@@ -158,11 +159,26 @@ async fn drain(
         return Ok(());
     }
     let items = std::mem::take(queue);
-    let cmds = items.iter().map(|q| q.write.cmd.clone()).collect();
-    let replies: Vec<Reply> = match repl.propose(cmds).await {
-        Ok(replies) => replies,
+    let cmds = items
+        .iter()
+        .flat_map(|q| q.writes.iter().map(|w| w.cmd.clone()))
+        .collect();
+    let mut replies = match repl.propose(cmds).await {
+        Ok(replies) => replies.into_iter(),
         Err(ProposeFailure::NotApplied(redirect)) => {
-            items.iter().map(|q| redirect.error(q.slot)).collect()
+            // Definitely not applied: each command (an EXEC as a whole) gets the redirect.
+            let mut spliced = BytesMut::with_capacity(out.len());
+            let mut pos = 0;
+            for q in items {
+                spliced.extend_from_slice(&out[pos..q.at]);
+                pos = q.at;
+                if q.send {
+                    redirect.error(q.slot).encode(q.protocol, &mut spliced);
+                }
+            }
+            spliced.extend_from_slice(&out[pos..]);
+            *out = spliced;
+            return Ok(());
         }
         Err(ProposeFailure::Unknown(why)) => {
             tracing::warn!("write outcome unknown ({why}); closing the client without a reply");
@@ -172,12 +188,21 @@ async fn drain(
     };
     let mut spliced = BytesMut::with_capacity(out.len() + 16 * items.len());
     let mut pos = 0;
-    for (q, reply) in items.into_iter().zip(replies) {
+    for q in items {
         spliced.extend_from_slice(&out[pos..q.at]);
         pos = q.at;
-        let reply = match q.write.map {
-            Some(f) => f(reply),
-            None => reply,
+        let mut mapped = Vec::with_capacity(q.writes.len());
+        for w in q.writes {
+            let r = replies.next().unwrap_or(Reply::NullArray);
+            mapped.push(match w.map {
+                Some(f) => f(r),
+                None => r,
+            });
+        }
+        let reply = match q.combine {
+            Some(c) => c(mapped),
+            // One write per command otherwise; should a handler make several, the last answers.
+            None => mapped.pop().unwrap_or(Reply::NullArray),
         };
         if let Reply::Error(msg) = &reply {
             server.stats.record_error(msg);

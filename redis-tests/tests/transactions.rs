@@ -1,0 +1,181 @@
+//! MULTI EXEC DISCARD WATCH UNWATCH: one scenario byte-compared with redis-server (queued
+//! replies, EXECABORT after a refused command, errors inside EXEC, WATCH invalidated by another
+//! client's write and by expiry, RESP3), plus atomicity against a concurrent writer and a
+//! transaction of writes on a Raft leader.
+
+use redis_tests::cluster::Cluster;
+use redis_tests::{show, tools, Builder, RawConn, Server};
+use std::thread::sleep;
+use std::time::Duration;
+
+fn scenario(s: &Server) -> Vec<(String, Vec<u8>)> {
+    let mut c1 = s.conn().expect("c1");
+    let mut c2 = s.conn().expect("c2");
+    let mut out = Vec::new();
+    let mut log = |what: &str, r: Vec<u8>| out.push((what.to_string(), r));
+    let call = |c: &mut RawConn, args: &[&str]| c.call(args).expect("call");
+    for k in ["a", "k", "w", "e", "l", "h"] {
+        log("del", call(&mut c1, &["DEL", k]));
+    }
+    for (what, args) in [
+        ("multi", vec!["MULTI"]),
+        ("set", vec!["SET", "a", "1"]),
+        ("incr", vec!["INCR", "a"]),
+        ("get", vec!["GET", "a"]),
+        ("nested", vec!["MULTI"]),
+        ("exec", vec!["EXEC"]),
+        ("exec again", vec!["EXEC"]),
+        ("discard none", vec!["DISCARD"]),
+        ("multi 2", vec!["MULTI"]),
+        ("set 2", vec!["SET", "k", "v"]),
+        ("unknown", vec!["NOSUCHCMD", "x"]),
+        ("arity", vec!["GET"]),
+        ("execabort", vec!["EXEC"]),
+        ("multi 3", vec!["MULTI"]),
+        ("set 3", vec!["SET", "k", "text"]),
+        ("incr text", vec!["INCR", "k"]),
+        ("lpush wrong", vec!["LPUSH", "k", "x"]),
+        ("exec errors inside", vec!["EXEC"]),
+        ("multi 4", vec!["MULTI"]),
+        ("set 4", vec!["SET", "k", "gone"]),
+        ("discard", vec!["DISCARD"]),
+        ("get after discard", vec!["GET", "k"]),
+        ("multi 5", vec!["MULTI"]),
+        ("watch inside", vec!["WATCH", "k"]),
+        ("blpop inside", vec!["BLPOP", "l", "5"]),
+        ("exec blpop", vec!["EXEC"]),
+        ("exec empty", vec!["MULTI"]),
+        ("exec empty 2", vec!["EXEC"]),
+    ] {
+        log(what, call(&mut c1, &args));
+    }
+    // WATCH broken by another client's write.
+    log("watch", call(&mut c1, &["WATCH", "w"]));
+    log("other write", call(&mut c2, &["SET", "w", "theirs"]));
+    log("multi w", call(&mut c1, &["MULTI"]));
+    log("set w", call(&mut c1, &["SET", "w", "mine"]));
+    log("exec watched", call(&mut c1, &["EXEC"]));
+    log("get w", call(&mut c1, &["GET", "w"]));
+    // WATCH kept: nobody wrote.
+    log("watch 2", call(&mut c1, &["WATCH", "w"]));
+    log("multi w2", call(&mut c1, &["MULTI"]));
+    log("set w2", call(&mut c1, &["SET", "w", "mine"]));
+    log("exec ok", call(&mut c1, &["EXEC"]));
+    // UNWATCH forgets.
+    log("watch 3", call(&mut c1, &["WATCH", "w"]));
+    log("other write 3", call(&mut c2, &["SET", "w", "x"]));
+    log("unwatch", call(&mut c1, &["UNWATCH"]));
+    log("multi w3", call(&mut c1, &["MULTI"]));
+    log("get w3", call(&mut c1, &["GET", "w"]));
+    log("exec unwatched", call(&mut c1, &["EXEC"]));
+    // WATCH broken by expiry.
+    log("set e", call(&mut c1, &["SET", "e", "v", "PX", "100"]));
+    log("watch e", call(&mut c1, &["WATCH", "e"]));
+    sleep(Duration::from_millis(250));
+    log("multi e", call(&mut c1, &["MULTI"]));
+    log("get e", call(&mut c1, &["GET", "e"]));
+    log("exec expired", call(&mut c1, &["EXEC"]));
+    // RESP3.
+    log("hello", {
+        let r = call(&mut c1, &["HELLO", "3"]);
+        if r.starts_with(b"%") {
+            b"map".to_vec()
+        } else {
+            r
+        }
+    });
+    log("watch r3", call(&mut c1, &["WATCH", "w"]));
+    log("other write r3", call(&mut c2, &["SET", "w", "y"]));
+    log("multi r3", call(&mut c1, &["MULTI"]));
+    log("get r3", call(&mut c1, &["GET", "w"]));
+    log("exec aborted r3", call(&mut c1, &["EXEC"]));
+    log("multi r3b", call(&mut c1, &["MULTI"]));
+    log("hset r3b", call(&mut c1, &["HSET", "h", "f", "1"]));
+    log("hgetall r3b", call(&mut c1, &["HGETALL", "h"]));
+    log("exec r3b", call(&mut c1, &["EXEC"]));
+    out
+}
+
+#[test]
+fn same_bytes_as_redis() {
+    if !tools::available("transactions_same_bytes_as_redis", &["redis-server"]) {
+        return;
+    }
+    let ours = Builder::pinnacle().start().expect("pinnacle");
+    let theirs = Server::redis().expect("redis");
+    let a = scenario(&ours);
+    let b = scenario(&theirs);
+    for ((what, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(show(x), show(y), "{what}: pinnacle vs redis");
+    }
+    assert_eq!(a.len(), b.len());
+}
+
+#[test]
+fn exec_is_not_interleaved_with_other_writers() {
+    let s = Builder::pinnacle().start().expect("pinnacle");
+    let port = s.port();
+    // A writer hammers INCR n while transactions read n twice: both reads must agree.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut c = RawConn::connect(port).expect("writer");
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            c.call(&["INCR", "n"]).expect("incr");
+        }
+    });
+    let mut c = s.conn().expect("conn");
+    for _ in 0..300 {
+        c.call(&["MULTI"]).expect("multi");
+        c.call(&["GET", "n"]).expect("get");
+        c.call(&["INCRBY", "n", "0"]).expect("incrby");
+        c.call(&["GET", "n"]).expect("get");
+        let r = show(&c.call(&["EXEC"]).expect("exec"));
+        let parts: Vec<&str> = r.split("\\r\\n").collect();
+        // *3, $len, v1, :v2, $len, v3
+        assert_eq!(parts[2], parts[5], "{r}");
+        assert_eq!(parts[3], format!(":{}", parts[2]).as_str(), "{r}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+}
+
+#[test]
+fn raft_leader_applies_a_transaction_as_one_entry() {
+    let c = Cluster::start(3).expect("cluster");
+    let mut client = c.client();
+    let _ = client.call(&["SET", "settle", "1"]);
+    c.wait_converged(Duration::from_secs(10)).expect("converge");
+    let l = c.leader().expect("leader");
+    let mut conn = c.conn(l).expect("conn");
+    let before = c.info(l).expect("info");
+    for (args, want) in [
+        (vec!["MULTI"], "+OK\\r\\n"),
+        (vec!["SET", "{t}a", "1"], "+QUEUED\\r\\n"),
+        (vec!["INCR", "{t}a"], "+QUEUED\\r\\n"),
+        (vec!["RPUSH", "{t}l", "x", "y"], "+QUEUED\\r\\n"),
+        (vec!["EXEC"], "*3\\r\\n+OK\\r\\n:2\\r\\n:2\\r\\n"),
+        (vec!["GET", "{t}a"], "$1\\r\\n2\\r\\n"),
+    ] {
+        assert_eq!(show(&conn.call(&args).expect("call")), want, "{args:?}");
+    }
+    let after = c.info(l).expect("info");
+    let proposals = |i: &redis_tests::cluster::RaftInfo| -> u64 {
+        i.fields
+            .get("raft_proposals")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        proposals(&after) - proposals(&before),
+        1,
+        "one entry for the EXEC"
+    );
+    // WATCH on the leader: another client's committed write aborts the EXEC.
+    let mut other = c.conn(l).expect("conn");
+    conn.call(&["WATCH", "{t}a"]).expect("watch");
+    other.call(&["SET", "{t}a", "9"]).expect("set");
+    conn.call(&["MULTI"]).expect("multi");
+    conn.call(&["INCR", "{t}a"]).expect("incr");
+    assert_eq!(show(&conn.call(&["EXEC"]).expect("exec")), "*-1\\r\\n");
+}

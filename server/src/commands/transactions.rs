@@ -1,0 +1,160 @@
+//! MULTI EXEC DISCARD WATCH UNWATCH.
+//!
+//! MULTI makes the dispatcher queue requests (refusals at queueing time make EXEC answer
+//! EXECABORT). EXEC runs them in order:
+//! - on a single node, while the connection holds the server's exclusive gate, so no other
+//!   request runs in between;
+//! - on a Raft leader, its writes are proposed together as one entry (applied in one go on
+//!   every replica, exactly once after a crash) and the array reply is assembled once that
+//!   entry is applied. Reads inside the transaction see the state before its writes.
+//!
+//! WATCH remembers the version of each key's slot (and its expiry); EXEC aborts with a null
+//! array if any slot was written since or a watched key has expired. Slot granularity means a
+//! write to another key of the same slot also aborts, which is safe (EXEC may be retried).
+
+use crate::command::client::{MultiState, Watched};
+use crate::command::{call, Ctx, Handler};
+use crate::storage::deferred;
+use bytes::Bytes;
+use pinnacle_resp::Reply;
+
+/// Handlers of this family.
+pub const HANDLERS: &[(&str, Handler)] = &[
+    ("multi", multi),
+    ("exec", exec),
+    ("discard", discard),
+    ("watch", watch),
+    ("unwatch", unwatch),
+];
+
+fn multi(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if ctx.client.multi.is_some() {
+        return Reply::error("ERR MULTI calls can not be nested");
+    }
+    ctx.client.multi = Some(MultiState::default());
+    Reply::ok()
+}
+
+fn discard(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    if ctx.client.multi.take().is_none() {
+        return Reply::error("ERR DISCARD without MULTI");
+    }
+    ctx.client.watched.clear();
+    Reply::ok()
+}
+
+fn watch(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
+    if ctx.client.multi.is_some() {
+        return Reply::error("ERR WATCH inside MULTI is not allowed");
+    }
+    let db = &ctx.server.db;
+    let now = db.now_ms();
+    for key in &a[1..] {
+        if ctx.client.watched.iter().any(|w| w.key == *key) {
+            continue;
+        }
+        let version = db.watch_version(key);
+        let expire_at = match db.peek(key, now) {
+            Ok(Some(m)) => m.expire_at,
+            Ok(None) => 0,
+            Err(e) => return super::strings::failed(e),
+        };
+        ctx.client.watched.push(Watched {
+            key: key.clone(),
+            version,
+            expire_at,
+        });
+    }
+    Reply::ok()
+}
+
+fn unwatch(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    ctx.client.watched.clear();
+    Reply::ok()
+}
+
+/// True if a watched key may have changed (or expired) since WATCH.
+fn watch_broken(ctx: &Ctx<'_>, watched: &[Watched]) -> bool {
+    let db = &ctx.server.db;
+    let now = db.now_ms();
+    watched
+        .iter()
+        .any(|w| db.watch_version(&w.key) != w.version || (w.expire_at != 0 && w.expire_at <= now))
+}
+
+fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    let Some(m) = ctx.client.multi.take() else {
+        return Reply::error("ERR EXEC without MULTI");
+    };
+    let watched = std::mem::take(&mut ctx.client.watched);
+    if m.dirty {
+        return Reply::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    if watch_broken(ctx, &watched) {
+        return Reply::NullArray;
+    }
+    if !deferred::collecting() {
+        // Single node: the connection holds the exclusive gate; writes apply in place.
+        let replies = m.queue.iter().map(|args| run_one(ctx, args)).collect();
+        return Reply::Array(replies);
+    }
+    // Raft: collect every write into this command's proposal; reads answer now.
+    enum Part {
+        Now(Reply),
+        Write,
+        /// A write whose reply is not shown (a command making several writes answers with
+        /// its last one).
+        Hidden,
+    }
+    let mut parts = Vec::with_capacity(m.queue.len());
+    for args in &m.queue {
+        let before = deferred::len();
+        let r = run_one(ctx, args);
+        let added = deferred::len() - before;
+        if added == 0 {
+            parts.push(Part::Now(r));
+        } else {
+            for _ in 1..added {
+                parts.push(Part::Hidden);
+            }
+            parts.push(Part::Write);
+        }
+    }
+    if parts.iter().all(|p| matches!(p, Part::Now(_))) {
+        return Reply::Array(
+            parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Now(r) => Some(r),
+                    _ => None,
+                })
+                .collect(),
+        );
+    }
+    deferred::set_combiner(Box::new(move |replies: Vec<Reply>| {
+        let mut replies = replies.into_iter();
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            match p {
+                Part::Now(r) => out.push(r),
+                Part::Write => out.push(replies.next().unwrap_or(Reply::NullArray)),
+                Part::Hidden => {
+                    replies.next();
+                }
+            }
+        }
+        Reply::Array(out)
+    }));
+    // Placeholder; the connection answers with the combined reply.
+    Reply::NullArray
+}
+
+/// Runs one queued request inside EXEC: blocking commands don't block (Redis runs them as
+/// their non-blocking form and answers the timeout reply at once).
+fn run_one(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let r = call(ctx, args);
+    match ctx.client.blocked.take() {
+        Some(spec) => spec.timeout_reply,
+        None => r,
+    }
+}
