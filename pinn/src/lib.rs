@@ -3,6 +3,7 @@
 //! trainer, and the baselines it is always measured against. See ARCHITECTURE.md, "PINN".
 
 pub mod telemetry;
+pub mod trainer;
 
 pub use telemetry::{
     HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Window, DEFAULT_BUCKETS,
@@ -10,6 +11,7 @@ pub use telemetry::{
 };
 
 pub mod error;
+pub mod loss;
 pub mod model;
 
 pub use error::{PinnError, Result};

@@ -1,0 +1,502 @@
+//! Training: the synchronous round (`TrainState::round`: 200 warm-started Adam steps on the
+//! current window) and the background `Trainer` thread that runs a round every interval and
+//! publishes the result by an atomic pointer swap, so forecasts never wait for training.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use candle_core::{DType, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use crate::error::{PinnError, Result};
+use crate::loss::{loss, sample_batch, LossConfig, LossTerms, Units};
+use crate::model::{init_vars, shift_time, Mlp};
+use crate::telemetry::{HeatSeries, Window};
+
+/// Everything the trainer can be configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Loss weights and point counts.
+    pub loss: LossConfig,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Adam steps per round.
+    pub steps_per_round: usize,
+    /// Pause between rounds of the background trainer (bounds its CPU use).
+    pub interval: Duration,
+    /// Seconds per model time unit.
+    pub t_span: f64,
+    /// Forecast horizon in seconds; collocation points extend this far past the window.
+    pub horizon: f64,
+    /// A round whose final loss exceeds this factor times the last accepted one is rejected.
+    pub max_loss_growth: f32,
+    /// Fewest rows a window needs before training.
+    pub min_rows: usize,
+    /// Seed of the weight initialisation and the point sampling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            loss: LossConfig::default(),
+            lr: 1e-3,
+            steps_per_round: 200,
+            interval: Duration::from_secs(5),
+            t_span: 80.0,
+            horizon: 10.0,
+            max_loss_growth: 10.0,
+            min_rows: 5,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// What one training round did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundReport {
+    /// Round number, from 1.
+    pub round: u64,
+    /// Steps taken in this round.
+    pub steps: usize,
+    /// Adam steps accumulated by the served weights (warm starts add up).
+    pub total_steps: u64,
+    /// Loss terms averaged over the last steps of the round.
+    pub terms: LossTerms,
+    /// Loss at the first step (before this round's updates).
+    pub first_loss: f32,
+    /// Wall time of the round.
+    pub duration: Duration,
+    /// Mean wall time of one Adam step, in milliseconds.
+    pub ms_per_step: f64,
+    /// Whether the new weights replaced the served model.
+    pub accepted: bool,
+    /// Why the round was rejected, if it was.
+    pub rejected_because: Option<String>,
+}
+
+/// A trained model frozen for serving: weights copied out of the optimiser.
+#[derive(Debug, Clone)]
+pub struct Forecaster {
+    mlp: Mlp,
+    units: Units,
+    /// The round that produced it.
+    pub report: RoundReport,
+}
+
+impl Forecaster {
+    /// Predicted heat of each of `buckets` buckets at absolute second `at`.
+    pub fn forecast(&self, at: f64, buckets: usize) -> Result<Vec<f32>> {
+        let u = self.mlp.row(self.units.time(at), buckets)?;
+        Ok(u.into_iter()
+            .map(|v| (v * self.units.u_scale).max(0.0))
+            .collect())
+    }
+
+    /// The mapping between seconds/heat and model units.
+    pub fn units(&self) -> Units {
+        self.units
+    }
+}
+
+/// The training state carried from round to round (weights, optimiser, time origin).
+pub struct TrainState {
+    cfg: TrainConfig,
+    vars: Vec<Var>,
+    opt: AdamW,
+    units: Option<Units>,
+    last_loss: Option<f32>,
+    total_steps: u64,
+    rounds: u64,
+    rng: fastrand::Rng,
+}
+
+fn adam(vars: &[Var], lr: f64) -> Result<AdamW> {
+    // candle's AdamW defaults to weight decay 0.01; the design asks for plain Adam.
+    let params = ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..ParamsAdamW::default()
+    };
+    Ok(AdamW::new(vars.to_vec(), params)?)
+}
+
+impl TrainState {
+    /// Fresh weights (f32) and optimiser.
+    pub fn new(cfg: TrainConfig) -> Result<Self> {
+        if cfg.t_span <= 0.0 || cfg.steps_per_round == 0 || cfg.min_rows < 2 {
+            return Err(PinnError::Config(
+                "t_span > 0, steps_per_round > 0 and min_rows ≥ 2 are required".into(),
+            ));
+        }
+        let vars = init_vars(cfg.seed, DType::F32)?;
+        let opt = adam(&vars, cfg.lr)?;
+        let rng = fastrand::Rng::with_seed(cfg.seed);
+        Ok(Self {
+            cfg,
+            vars,
+            opt,
+            units: None,
+            last_loss: None,
+            total_steps: 0,
+            rounds: 0,
+            rng,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Moves the time origin to the window's first row and the heat scale to its mean,
+    /// adjusting the weights so the function in seconds and heat is unchanged.
+    fn rebase(&mut self, series: &HeatSeries) -> Result<Units> {
+        let n: usize = series.rows.iter().map(Vec::len).sum();
+        let mean = series.rows.iter().flatten().sum::<f32>() / n.max(1) as f32;
+        let u_scale = mean.max(1e-3);
+        let new = Units {
+            origin: series.t0,
+            t_span: self.cfg.t_span,
+            u_scale,
+        };
+        if let Some(old) = self.units {
+            shift_time(
+                &self.vars,
+                (new.origin as f64 - old.origin as f64) / self.cfg.t_span,
+            )?;
+            let factor = (old.u_scale / new.u_scale) as f64;
+            let last = self.vars.len() - 2;
+            for v in &self.vars[last..] {
+                v.set(&(v.as_tensor() * factor)?)?;
+            }
+        }
+        self.units = Some(new);
+        Ok(new)
+    }
+
+    /// Runs one round of `steps_per_round` Adam steps on `series`, warm-started from the
+    /// previous weights. Returns the report and, if the round was accepted, the new model.
+    /// A round that ends in NaN or with a loss above `max_loss_growth` × the last accepted
+    /// loss restores the previous weights.
+    pub fn round(&mut self, series: &HeatSeries) -> Result<(RoundReport, Option<Forecaster>)> {
+        if series.rows.len() < self.cfg.min_rows || series.buckets() == 0 {
+            return Err(PinnError::NotEnoughData {
+                need: self.cfg.min_rows,
+                have: series.rows.len(),
+            });
+        }
+        let start = Instant::now();
+        let backup: Vec<Tensor> = self
+            .vars
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?;
+        let backup_units = self.units;
+        let units = self.rebase(series)?;
+        let mlp = Mlp::from_vars(&self.vars);
+        let steps = self.cfg.steps_per_round;
+        let tail = (steps / 10).max(1);
+        let (mut first_loss, mut acc, mut acc_n) = (f32::NAN, LossTerms::default(), 0.0f32);
+        let mut failure = None;
+        for step in 0..steps {
+            let batch = sample_batch(
+                series,
+                &units,
+                self.cfg.horizon,
+                &self.cfg.loss,
+                DType::F32,
+                &mut self.rng,
+            )?;
+            let (total, terms) = loss(&mlp, &batch, &self.cfg.loss)?;
+            if !terms.total.is_finite() {
+                failure = Some(format!("loss is {} at step {step}", terms.total));
+                break;
+            }
+            if step == 0 {
+                first_loss = terms.total;
+            }
+            if step + tail >= steps {
+                acc.data += terms.data;
+                acc.pde += terms.pde;
+                acc.bc += terms.bc;
+                acc.ic += terms.ic;
+                acc.total += terms.total;
+                acc_n += 1.0;
+            }
+            self.opt.backward_step(&total)?;
+        }
+        let n = acc_n.max(1.0);
+        let terms = LossTerms {
+            data: acc.data / n,
+            pde: acc.pde / n,
+            bc: acc.bc / n,
+            ic: acc.ic / n,
+            total: acc.total / n,
+        };
+        if failure.is_none() {
+            if let Some(prev) = self.last_loss {
+                if terms.total > self.cfg.max_loss_growth * prev {
+                    failure = Some(format!("loss rose from {prev:.4} to {:.4}", terms.total));
+                }
+            }
+        }
+        self.rounds += 1;
+        let duration = start.elapsed();
+        let accepted = failure.is_none();
+        if accepted {
+            self.total_steps += steps as u64;
+            self.last_loss = Some(terms.total);
+        } else {
+            for (v, b) in self.vars.iter().zip(&backup) {
+                v.set(b)?;
+            }
+            self.units = backup_units;
+            // The moments saw the diverging steps; start them afresh.
+            self.opt = adam(&self.vars, self.cfg.lr)?;
+        }
+        let report = RoundReport {
+            round: self.rounds,
+            steps,
+            total_steps: self.total_steps,
+            terms,
+            first_loss,
+            duration,
+            ms_per_step: duration.as_secs_f64() * 1e3 / steps as f64,
+            accepted,
+            rejected_because: failure,
+        };
+        let model = if accepted {
+            Some(Forecaster {
+                mlp: Mlp::snapshot(&self.vars)?,
+                units,
+                report: report.clone(),
+            })
+        } else {
+            None
+        };
+        Ok((report, model))
+    }
+}
+
+enum Msg {
+    TrainNow(mpsc::Sender<Result<RoundReport>>),
+    Stop,
+}
+
+/// The background trainer: one thread, one round per interval, models published by atomic swap.
+pub struct Trainer {
+    served: Arc<ArcSwapOption<Forecaster>>,
+    last: Arc<Mutex<Option<RoundReport>>>,
+    tx: mpsc::Sender<Msg>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Trainer {
+    /// Starts the trainer thread reading rows from `window`.
+    pub fn spawn(window: Arc<Mutex<Window>>, cfg: TrainConfig) -> Result<Self> {
+        let mut state = TrainState::new(cfg)?;
+        let served: Arc<ArcSwapOption<Forecaster>> = Arc::new(ArcSwapOption::empty());
+        let last = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        // A one-thread pool keeps candle's matmuls on this thread: training uses one core.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map_err(|e| PinnError::Config(format!("trainer thread pool: {e}")))?;
+        let (s, l, st) = (served.clone(), last.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("pinn-trainer".into())
+            .spawn(move || {
+                let interval = state.config().interval;
+                loop {
+                    let reply = match rx.recv_timeout(interval) {
+                        Ok(Msg::TrainNow(reply)) => Some(reply),
+                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => None,
+                    };
+                    if st.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // Copy the rows out so the window lock is held for microseconds.
+                    let series = window.lock().ok().and_then(|w| w.heat());
+                    let result = match series {
+                        Some(series) => pool.install(|| state.round(&series)),
+                        None => Err(PinnError::NotEnoughData { need: 1, have: 0 }),
+                    };
+                    if let Ok((report, model)) = &result {
+                        if let Some(model) = model {
+                            s.store(Some(Arc::new(model.clone())));
+                        }
+                        if let Ok(mut last) = l.lock() {
+                            *last = Some(report.clone());
+                        }
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result.map(|(r, _)| r));
+                    }
+                }
+            })
+            .map_err(|e| PinnError::Config(format!("spawn trainer: {e}")))?;
+        Ok(Self {
+            served,
+            last,
+            tx,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// The model currently served (None before the first accepted round).
+    pub fn forecaster(&self) -> Option<Arc<Forecaster>> {
+        self.served.load_full()
+    }
+
+    /// The report of the most recent round, accepted or not.
+    pub fn last_report(&self) -> Option<RoundReport> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Runs a round now (after any round in progress) and returns its report.
+    pub fn train_now(&self) -> Result<RoundReport> {
+        let (tx, rx) = mpsc::channel();
+        let gone = || PinnError::Config("trainer thread has stopped".into());
+        self.tx.send(Msg::TrainNow(tx)).map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
+    }
+}
+
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Row;
+
+    fn small_cfg() -> TrainConfig {
+        TrainConfig {
+            loss: LossConfig {
+                n_data: 64,
+                n_colloc: 64,
+                n_boundary: 8,
+                ..LossConfig::default()
+            },
+            steps_per_round: 10,
+            interval: Duration::from_secs(3600),
+            lr: 1e-2,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn wave(t0: u64, rows: usize, buckets: usize) -> HeatSeries {
+        let rows = (0..rows)
+            .map(|i| {
+                (0..buckets)
+                    .map(|b| {
+                        let phase = (b as f32 / buckets as f32 - (t0 as f32 + i as f32) / 40.0)
+                            * std::f32::consts::TAU;
+                        100.0 + 50.0 * phase.sin()
+                    })
+                    .collect()
+            })
+            .collect();
+        HeatSeries { t0, rows }
+    }
+
+    #[test]
+    fn warm_started_rounds_reduce_the_loss() {
+        let mut st = TrainState::new(small_cfg()).unwrap();
+        let (r1, m1) = st.round(&wave(0, 10, 16)).unwrap();
+        assert!(r1.accepted && m1.is_some());
+        let mut last = r1;
+        for k in 1..4 {
+            let (r, _) = st.round(&wave(k, 10, 16)).unwrap();
+            assert!(r.accepted, "{r:?}");
+            last = r;
+        }
+        assert_eq!(last.total_steps, 40);
+        assert!(
+            last.terms.total < 0.5 * last_first(&mut st),
+            "loss did not drop: {last:?}"
+        );
+    }
+
+    fn last_first(st: &mut TrainState) -> f32 {
+        // A fresh state's first loss on the same data, for comparison.
+        let mut fresh = TrainState::new(st.config().clone()).unwrap();
+        fresh.round(&wave(3, 10, 16)).unwrap().0.first_loss
+    }
+
+    #[test]
+    fn rebase_keeps_the_forecast_in_absolute_time() {
+        let mut st = TrainState::new(small_cfg()).unwrap();
+        let (_, m) = st.round(&wave(0, 10, 8)).unwrap();
+        let before = m.unwrap().forecast(12.0, 8).unwrap();
+        // A window two seconds later with double the heat: origin and scale both move.
+        let mut later = wave(2, 10, 8);
+        later.rows.iter_mut().flatten().for_each(|v| *v *= 2.0);
+        st.rebase(&later).unwrap();
+        let units = st.units.unwrap();
+        let mlp = Mlp::from_vars(&st.vars);
+        let after: Vec<f32> = mlp
+            .row(units.time(12.0), 8)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u * units.u_scale).max(0.0))
+            .collect();
+        for (a, b) in before.iter().zip(&after) {
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_diverging_round_keeps_the_old_model() {
+        let mut st = TrainState::new(small_cfg()).unwrap();
+        let (r, _) = st.round(&wave(0, 10, 8)).unwrap();
+        assert!(r.accepted);
+        let kept = Mlp::snapshot(&st.vars).unwrap().row(0.1, 8).unwrap();
+        // Heat with an infinite value makes the data loss NaN/inf.
+        let mut bad = wave(1, 10, 8);
+        bad.rows[3][2] = f32::INFINITY;
+        let (r, m) = st.round(&bad).unwrap();
+        assert!(!r.accepted && m.is_none());
+        assert!(r.rejected_because.is_some());
+        let now = Mlp::snapshot(&st.vars).unwrap().row(0.1, 8).unwrap();
+        assert_eq!(kept, now);
+        assert_eq!(r.total_steps, 10);
+    }
+
+    #[test]
+    fn background_trainer_publishes_models() {
+        let window = Arc::new(Mutex::new(Window::new(60)));
+        let trainer = Trainer::spawn(window.clone(), small_cfg()).unwrap();
+        assert!(trainer.forecaster().is_none());
+        assert!(trainer.train_now().is_err(), "an empty window cannot train");
+        {
+            let mut w = window.lock().unwrap();
+            for (i, row) in wave(0, 10, 8).rows.iter().enumerate() {
+                w.push(Row::from_heat(i as u64, row));
+            }
+        }
+        let r = trainer.train_now().unwrap();
+        assert!(r.accepted);
+        let f = trainer.forecaster().expect("published");
+        assert_eq!(f.forecast(15.0, 8).unwrap().len(), 8);
+        assert_eq!(trainer.last_report().unwrap().round, 1);
+        drop(trainer);
+    }
+}
