@@ -10,8 +10,11 @@ pub use telemetry::{
     DEFAULT_WINDOW, SLOTS,
 };
 
+pub mod baselines;
 pub mod error;
+pub mod eval;
 pub mod loss;
 pub mod model;
+pub mod synth;
 
 pub use error::{PinnError, Result};

@@ -1,0 +1,241 @@
+//! Scoring forecasts once the future arrives, and the offline evaluation that replays a trace
+//! through the same rounds the live trainer would run.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use crate::baselines::{Ewma, Forecast, LinearStencil, Persistence};
+use crate::error::Result;
+use crate::telemetry::HeatSeries;
+use crate::trainer::{TrainConfig, TrainState};
+
+/// Mean squared error between two rows.
+pub fn mse(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len()).max(1);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / n as f64
+}
+
+/// Forecasts waiting for their target second, and each model's error once it arrived.
+#[derive(Debug, Default, Clone)]
+pub struct Scoreboard {
+    pending: VecDeque<(u64, String, Vec<f32>)>,
+    totals: BTreeMap<String, (f64, u64)>,
+    recent: BTreeMap<String, f64>,
+}
+
+impl Scoreboard {
+    /// Weight of the newest error in the recent-error average.
+    const RECENT_ALPHA: f64 = 0.2;
+
+    /// Records `model`'s forecast for second `target`.
+    pub fn submit(&mut self, target: u64, model: &str, forecast: Vec<f32>) {
+        self.pending
+            .push_back((target, model.to_string(), forecast));
+    }
+
+    /// The observed row of second `t` arrived: scores every forecast that targeted it and drops
+    /// the ones whose target has passed.
+    pub fn observe(&mut self, t: u64, heat: &[f32]) {
+        self.pending.retain(|(target, model, f)| {
+            if *target == t {
+                let e = mse(f, heat);
+                let tot = self.totals.entry(model.clone()).or_insert((0.0, 0));
+                tot.0 += e;
+                tot.1 += 1;
+                let r = self.recent.entry(model.clone()).or_insert(e);
+                *r += Self::RECENT_ALPHA * (e - *r);
+            }
+            *target > t
+        });
+    }
+
+    /// Mean squared error of `model` over every scored forecast, and how many there were.
+    pub fn mse(&self, model: &str) -> Option<(f64, u64)> {
+        self.totals
+            .get(model)
+            .map(|&(s, n)| (s / n.max(1) as f64, n))
+    }
+
+    /// The model with the lowest recent error (what the planner should act on).
+    pub fn best(&self) -> Option<(&str, f64)> {
+        self.recent
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(m, &e)| (m.as_str(), e))
+    }
+
+    /// Every model scored so far.
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.totals.keys().map(String::as_str)
+    }
+}
+
+/// How the offline evaluation replays a trace.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// Trainer settings, as live.
+    pub train: TrainConfig,
+    /// Rows the window keeps (60 live).
+    pub window: usize,
+    /// Seconds observed before the first round.
+    pub first_round_at: usize,
+    /// Seconds between rounds (5 live).
+    pub round_every: usize,
+    /// Rounds to run.
+    pub rounds: usize,
+    /// Forecast horizon in seconds.
+    pub horizon: usize,
+    /// Rounds before the PINN's forecasts count as warmed up.
+    pub warmup_rounds: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            train: TrainConfig::default(),
+            window: 60,
+            first_round_at: 30,
+            round_every: 5,
+            rounds: 10,
+            horizon: 10,
+            warmup_rounds: 4,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// Seconds of trace the evaluation needs.
+    pub fn seconds(&self) -> usize {
+        self.first_round_at + self.round_every * self.rounds + self.horizon
+    }
+}
+
+/// The outcome of one trace.
+#[derive(Debug, Clone)]
+pub struct EvalResult {
+    /// Scores over the rounds after warm-up (all models on the same forecasts).
+    pub warm: Scoreboard,
+    /// Scores of the first round only (200 steps from scratch).
+    pub first: Scoreboard,
+    /// Mean milliseconds per Adam step.
+    pub ms_per_step: f64,
+    /// Rounds the trainer rejected.
+    pub rejected: usize,
+    /// Final loss terms.
+    pub last_terms: crate::loss::LossTerms,
+}
+
+/// Replays `trace` as the live system would: every `round_every` seconds a training round on
+/// the last `window` rows (warm-started), then a forecast `horizon` seconds ahead by the PINN
+/// and each baseline, scored when that second of the trace arrives.
+pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
+    let mut state = TrainState::new(cfg.train.clone())?;
+    let mut warm = Scoreboard::default();
+    let mut first = Scoreboard::default();
+    let baselines: Vec<Box<dyn Forecast>> = vec![
+        Box::new(Persistence),
+        Box::new(Ewma::default()),
+        Box::new(LinearStencil::default()),
+    ];
+    let mut ms = Vec::new();
+    let mut rejected = 0;
+    let mut served = None;
+    let mut last_terms = Default::default();
+    for k in 0..cfg.rounds {
+        let now = cfg.first_round_at + k * cfg.round_every;
+        if now + cfg.horizon > trace.rows.len() {
+            break;
+        }
+        let start = now.saturating_sub(cfg.window);
+        let window = trace.slice(start, now);
+        let t = Instant::now();
+        let (report, model) = state.round(&window)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3 / report.steps as f64);
+        last_terms = report.terms;
+        if !report.accepted {
+            rejected += 1;
+        }
+        if model.is_some() {
+            served = model;
+        }
+        let target = trace.t0 + (now - 1 + cfg.horizon) as u64;
+        let board = if k == 0 {
+            &mut first
+        } else if k >= cfg.warmup_rounds {
+            &mut warm
+        } else {
+            continue;
+        };
+        let buckets = window.buckets();
+        if let Some(m) = &served {
+            board.submit(target, "pinn", m.forecast(target as f64, buckets)?);
+        }
+        for b in &baselines {
+            if let Ok(f) = b.forecast(&window, cfg.horizon) {
+                board.submit(target, b.name(), f);
+            }
+        }
+        let actual = &trace.rows[(target - trace.t0) as usize];
+        board.observe(target, actual);
+    }
+    Ok(EvalResult {
+        warm,
+        first,
+        ms_per_step: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
+        rejected,
+        last_terms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoreboard_scores_when_the_future_arrives() {
+        let mut s = Scoreboard::default();
+        s.submit(10, "a", vec![1.0, 1.0]);
+        s.submit(10, "b", vec![0.0, 0.0]);
+        s.submit(11, "a", vec![5.0, 5.0]);
+        s.observe(9, &[1.0, 1.0]);
+        assert!(s.mse("a").is_none());
+        s.observe(10, &[1.0, 3.0]);
+        assert_eq!(s.mse("a"), Some((2.0, 1)));
+        assert_eq!(s.mse("b"), Some((5.0, 1)));
+        assert_eq!(s.best().map(|b| b.0), Some("a"));
+        s.observe(11, &[5.0, 5.0]);
+        assert_eq!(s.mse("a"), Some((1.0, 2)));
+        assert_eq!(s.models().count(), 2);
+    }
+
+    #[test]
+    fn offline_evaluation_runs_end_to_end() {
+        let cfg = EvalConfig {
+            train: TrainConfig {
+                steps_per_round: 3,
+                loss: crate::loss::LossConfig {
+                    n_data: 32,
+                    n_colloc: 32,
+                    n_boundary: 4,
+                    ..Default::default()
+                },
+                ..TrainConfig::default()
+            },
+            first_round_at: 12,
+            rounds: 3,
+            horizon: 2,
+            warmup_rounds: 1,
+            ..EvalConfig::default()
+        };
+        let trace = crate::synth::travelling_hot_spot(cfg.seconds(), 8, 1);
+        let r = evaluate(&trace, &cfg).unwrap();
+        for m in ["pinn", "persistence", "ewma", "linear"] {
+            assert_eq!(r.warm.mse(m).map(|s| s.1), Some(2), "{m}");
+            assert_eq!(r.first.mse(m).map(|s| s.1), Some(1), "{m}");
+        }
+    }
+}
