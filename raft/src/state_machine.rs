@@ -292,6 +292,10 @@ impl<A: ApplyTarget> RaftStateMachine<TypeConfig> for StateMachine<A> {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
+        tracing::info!(
+            "installing snapshot up to {:?} from the leader",
+            meta.last_log_id
+        );
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {

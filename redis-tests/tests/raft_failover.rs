@@ -119,7 +119,7 @@ fn node_behind_a_purged_log_catches_up_from_a_snapshot() {
     assert_eq!(keys.len(), expect.len());
     assert_values_on_leader(&c, &expect);
     // The leader purged the entries the follower missed, so it must have installed a snapshot
-    // (openraft logs "install full snapshot" at INFO, the server's default level).
+    // (pinnacle-raft logs "installing snapshot" at INFO, the server's default level).
     let log = c.log_since_start(f).to_lowercase();
     assert!(
         log.lines().any(|l| l.contains("install")
