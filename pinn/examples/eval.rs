@@ -22,6 +22,11 @@ fn parse<T: std::str::FromStr>(v: Option<String>, flag: &str) -> Result<T> {
 }
 
 fn main() -> Result<()> {
+    // candle's CPU matmul splits over RAYON_NUM_THREADS threads (default: every core); on a
+    // shared machine that made an Adam step slower, not faster. Set before any thread exists.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let mut cfg = EvalConfig::default();
     let mut buckets = 64usize;
     let mut traces: Vec<String> = Vec::new();
@@ -89,12 +94,13 @@ fn main() -> Result<()> {
         };
         let persist = r.warm.mse("persistence").map_or(f64::NAN, |p| p.0);
         println!(
-            "{:<10} {:>14} {:>12} {:>8} {:>8} {:>12.1} {:>9.2} {:>8}",
+            "{:<10} {:>14} {:>10} {:>7} {:>7} {:>9} {:>12.1} {:>8.2} {:>8}",
             name,
             ratio(&r.first, "pinn"),
             ratio(&r.warm, "pinn"),
             ratio(&r.warm, "ewma"),
             ratio(&r.warm, "linear"),
+            ratio(&r.warm, "selected"),
             persist,
             r.ms_per_step,
             r.rejected

@@ -121,6 +121,8 @@ pub struct EvalResult {
     pub warm: Scoreboard,
     /// Scores of the first round only (200 steps from scratch).
     pub first: Scoreboard,
+    /// Scores of every round, which pick the model the "selected" forecast follows.
+    pub all: Scoreboard,
     /// Mean milliseconds per Adam step.
     pub ms_per_step: f64,
     /// Rounds the trainer rejected.
@@ -136,6 +138,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut state = TrainState::new(cfg.train.clone())?;
     let mut warm = Scoreboard::default();
     let mut first = Scoreboard::default();
+    let mut all = Scoreboard::default();
     let baselines: Vec<Box<dyn Forecast>> = vec![
         Box::new(Persistence),
         Box::new(Ewma::default()),
@@ -163,6 +166,30 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
             served = model;
         }
         let target = trace.t0 + (now - 1 + cfg.horizon) as u64;
+        let buckets = window.buckets();
+        let mut forecasts: Vec<(&str, Vec<f32>)> = Vec::new();
+        if let Some(m) = &served {
+            forecasts.push(("pinn", m.forecast(target as f64, buckets)?));
+        }
+        for b in &baselines {
+            if let Ok(f) = b.forecast(&window, cfg.horizon) {
+                forecasts.push((b.name(), f));
+            }
+        }
+        // "selected" follows whichever model has had the lowest recent error on the forecasts
+        // scored so far (only the past: what the live planner can know), persistence at first.
+        let pick = all.best().map_or("persistence", |b| b.0).to_string();
+        if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
+            let f = f.clone();
+            forecasts.push(("selected", f));
+        }
+        let actual = &trace.rows[(target - trace.t0) as usize];
+        for (m, f) in &forecasts {
+            if *m != "selected" {
+                all.submit(target, m, f.clone());
+            }
+        }
+        all.observe(target, actual);
         let board = if k == 0 {
             &mut first
         } else if k >= cfg.warmup_rounds {
@@ -170,21 +197,15 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         } else {
             continue;
         };
-        let buckets = window.buckets();
-        if let Some(m) = &served {
-            board.submit(target, "pinn", m.forecast(target as f64, buckets)?);
+        for (m, f) in forecasts {
+            board.submit(target, m, f);
         }
-        for b in &baselines {
-            if let Ok(f) = b.forecast(&window, cfg.horizon) {
-                board.submit(target, b.name(), f);
-            }
-        }
-        let actual = &trace.rows[(target - trace.t0) as usize];
         board.observe(target, actual);
     }
     Ok(EvalResult {
         warm,
         first,
+        all,
         ms_per_step: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
         rejected,
         last_terms,
@@ -233,7 +254,7 @@ mod tests {
         };
         let trace = crate::synth::travelling_hot_spot(cfg.seconds(), 8, 1);
         let r = evaluate(&trace, &cfg).unwrap();
-        for m in ["pinn", "persistence", "ewma", "linear"] {
+        for m in ["pinn", "persistence", "ewma", "linear", "selected"] {
             assert_eq!(r.warm.mse(m).map(|s| s.1), Some(2), "{m}");
             assert_eq!(r.first.mse(m).map(|s| s.1), Some(1), "{m}");
         }
