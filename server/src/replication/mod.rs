@@ -32,6 +32,8 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A follower that hears nothing from its leader for this long reports the cluster down (the
 /// leader sends heartbeats every 50 ms; an election takes about 300 ms).
 const LEADER_SILENCE: Duration = Duration::from_millis(1000);
+/// Pause before re-proposing to a leader that refused because it can't take writes yet.
+const FRESH_LEADER_RETRY: Duration = Duration::from_millis(20);
 /// How long a read barrier may wait for a quorum before the read is refused.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -287,7 +289,20 @@ impl Replication {
             .commands
             .fetch_add(n as u64, Ordering::Relaxed);
         let payload = storage::raft_target_proposal(&cmds);
-        let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.group.propose(payload)).await;
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        let res = loop {
+            let res = tokio::time::timeout_at(deadline, self.group.propose(payload.clone())).await;
+            // A leader that can't take writes yet (just elected, before its first commit)
+            // refuses without appending: waiting a little beats sending clients away.
+            let refused_by_itself =
+                matches!(&res, Ok(Err(ProposeError::NotLeader { addr: None, .. })))
+                    && self.group.leader() == Some(self.id);
+            if refused_by_itself && tokio::time::Instant::now() + FRESH_LEADER_RETRY < deadline {
+                tokio::time::sleep(FRESH_LEADER_RETRY).await;
+                continue;
+            }
+            break res;
+        };
         match res {
             Err(_) => Err(ProposeFailure::Unknown("commit timed out".into())),
             Ok(Err(ProposeError::Indeterminate(why))) => Err(ProposeFailure::Unknown(why)),
