@@ -179,24 +179,35 @@ fn same_bytes_as_redis() {
 }
 
 #[test]
-fn two_blocked_clients_each_get_one_element() {
+fn blocked_clients_are_served_in_arrival_order() {
     let s = Builder::pinnacle().start().expect("pinnacle");
     let mut c1 = s.conn().expect("c1");
     let mut c3 = s.conn().expect("c3");
     let mut c2 = s.conn().expect("c2");
     c1.send_command(&["BLPOP", "f", "5"]).expect("send");
+    sleep(SETTLE);
     c3.send_command(&["BLPOP", "f", "5"]).expect("send");
     sleep(SETTLE);
     assert!(show(&c2.call(&["INFO", "clients"]).expect("info")).contains("blocked_clients:2"));
+    // One element: the first to block gets it, the other keeps waiting.
     c2.call(&["RPUSH", "f", "one"]).expect("rpush");
-    sleep(SETTLE);
-    c2.call(&["RPUSH", "f", "two"]).expect("rpush");
-    let mut got = vec![
+    assert_eq!(
         show(&c1.read_reply().expect("c1")),
+        "*2\\r\\n$1\\r\\nf\\r\\n$3\\r\\none\\r\\n"
+    );
+    c2.call(&["RPUSH", "f", "two"]).expect("rpush");
+    assert_eq!(
         show(&c3.read_reply().expect("c3")),
-    ];
-    got.sort();
-    assert!(got[0].contains("one") && got[1].contains("two"), "{got:?}");
+        "*2\\r\\n$1\\r\\nf\\r\\n$3\\r\\ntwo\\r\\n"
+    );
+    // Two elements at once for two waiters: each gets one, in arrival order.
+    c1.send_command(&["BLPOP", "f", "5"]).expect("send");
+    sleep(SETTLE);
+    c3.send_command(&["BLPOP", "f", "5"]).expect("send");
+    sleep(SETTLE);
+    c2.call(&["RPUSH", "f", "a", "b"]).expect("rpush");
+    assert!(show(&c1.read_reply().expect("c1")).ends_with("$1\\r\\na\\r\\n"));
+    assert!(show(&c3.read_reply().expect("c3")).ends_with("$1\\r\\nb\\r\\n"));
     assert_eq!(show(&c2.call(&["LLEN", "f"]).expect("llen")), ":0\\r\\n");
 }
 

@@ -1,23 +1,19 @@
 //! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN, ...): what they wait for and the wake-ups.
 //!
 //! A blocking command first tries its non-blocking form. If every key is empty it sets
-//! [`BlockSpec`] on the client; the connection then registers with [`KeyWaiters`], runs the
+//! [`BlockSpec`] on the client; the connection then queues it with [`KeyWaiters`], runs the
 //! command once more (so a write that landed in between is not missed), and otherwise waits
-//! for a write that fills one of the keys, its deadline, or a kill, and runs it again. On a
+//! for its turn on one of the keys, its deadline, or a kill, and runs it again. On a
 //! Raft node the retry goes through the normal routing: a node that lost leadership answers
 //! `MOVED` instead.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use pinnacle_resp::Reply;
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -54,24 +50,34 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Instant>, Reply> {
     })?))
 }
 
-/// Wake-ups by key.
+/// Wake-ups by key, first come first served: a write that fills a key wakes only the oldest
+/// client waiting on it; when that client leaves (served, timed out, gone) the next oldest is
+/// woken to try, so elements go to blocked clients in arrival order, as in Redis.
 #[derive(Default)]
 pub struct KeyWaiters {
-    map: Mutex<HashMap<Bytes, Arc<Notify>>>,
+    queues: Mutex<HashMap<Bytes, VecDeque<Waiter>>>,
+    next_ticket: AtomicU64,
     /// Clients currently blocked (INFO `blocked_clients`; writes skip the map when 0).
     blocked: AtomicUsize,
 }
 
+#[derive(Clone)]
+struct Waiter {
+    ticket: u64,
+    wake: Arc<Notify>,
+}
+
 impl KeyWaiters {
-    /// Wakes every client waiting on one of `keys`.
+    /// Wakes the oldest client waiting on each of `keys`.
     pub fn notify(&self, keys: &[Bytes]) {
         if self.blocked.load(Ordering::Acquire) == 0 {
             return;
         }
-        let map = self.map.lock();
+        let queues = self.queues.lock();
         for k in keys {
-            if let Some(n) = map.get(k) {
-                n.notify_waiters();
+            if let Some(w) = queues.get(k).and_then(|q| q.front()) {
+                // A stored permit: a wake-up before the client waits is not lost.
+                w.wake.notify_one();
             }
         }
     }
@@ -81,76 +87,67 @@ impl KeyWaiters {
         self.blocked.load(Ordering::Acquire)
     }
 
-    /// Registers interest in `keys`: the returned guard's [`Registration::wait`] resolves
-    /// after any of them is filled from now on.
+    /// Queues a client on `keys`; keep the registration until the request completes so it
+    /// keeps its place.
     pub fn register(self: &Arc<Self>, keys: &[Bytes]) -> Registration {
         self.blocked.fetch_add(1, Ordering::AcqRel);
-        let notifies: Vec<Arc<Notify>> = {
-            let mut map = self.map.lock();
-            keys.iter()
-                .map(|k| map.entry(k.clone()).or_default().clone())
-                .collect()
+        let me = Waiter {
+            ticket: self.next_ticket.fetch_add(1, Ordering::Relaxed),
+            wake: Arc::new(Notify::new()),
         };
-        let futures = notifies
-            .into_iter()
-            .map(|n| {
-                let mut f = Box::pin(n.notified_owned());
-                // Enabled now: a fill between here and the first poll is not lost.
-                f.as_mut().enable();
-                f
-            })
-            .collect();
+        let mut queues = self.queues.lock();
+        for k in keys {
+            queues.entry(k.clone()).or_default().push_back(me.clone());
+        }
         Registration {
             waiters: self.clone(),
             keys: keys.to_vec(),
-            futures,
+            me,
         }
     }
 
-    fn release(&self, keys: &[Bytes]) {
-        let mut map = self.map.lock();
+    fn release(&self, keys: &[Bytes], ticket: u64) {
+        let mut queues = self.queues.lock();
         for k in keys {
-            // Only the map holds it: nobody else waits on this key.
-            if map.get(k).is_some_and(|n| Arc::strong_count(n) == 1) {
-                map.remove(k);
+            let Some(q) = queues.get_mut(k) else { continue };
+            let was_front = q.front().is_some_and(|w| w.ticket == ticket);
+            q.retain(|w| w.ticket != ticket);
+            if q.is_empty() {
+                queues.remove(k);
+            } else if was_front {
+                // Pass the turn on: the key may still hold elements for the next client.
+                if let Some(next) = q.front() {
+                    next.wake.notify_one();
+                }
             }
         }
-        drop(map);
+        drop(queues);
         self.blocked.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// A blocked client's registration; dropping it unregisters.
+/// A blocked client's place in the queues of its keys; dropping it leaves them.
 pub struct Registration {
     waiters: Arc<KeyWaiters>,
     keys: Vec<Bytes>,
-    futures: Vec<Pin<Box<OwnedNotified>>>,
+    me: Waiter,
 }
 
 impl Registration {
-    /// Resolves once one of the keys was filled after registration.
+    /// The keys this client waits on.
+    pub fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+
+    /// Resolves once this client's turn comes for one of its keys.
     pub async fn wait(&mut self) {
-        if self.futures.is_empty() {
-            return std::future::pending().await;
-        }
-        let futures = &mut self.futures;
-        std::future::poll_fn(|cx| {
-            for f in futures.iter_mut() {
-                if f.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-            Poll::Pending
-        })
-        .await
+        self.me.wake.notified().await;
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // The futures hold the notifies: drop them before counting references.
-        self.futures.clear();
-        self.waiters.release(&self.keys);
+        self.waiters.release(&self.keys, self.me.ticket);
     }
 }
 
@@ -170,7 +167,7 @@ mod tests {
             .expect("woken");
         drop(r);
         assert_eq!(w.blocked(), 0);
-        assert!(w.map.lock().is_empty());
+        assert!(w.queues.lock().is_empty());
     }
 
     #[tokio::test]
@@ -181,6 +178,25 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(50), r.wait())
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_oldest_waiter_goes_first_and_passes_the_turn_on() {
+        let w = Arc::new(KeyWaiters::default());
+        let k = Bytes::from_static(b"q");
+        let mut first = w.register(std::slice::from_ref(&k));
+        let mut second = w.register(std::slice::from_ref(&k));
+        w.notify(std::slice::from_ref(&k));
+        let quick = Duration::from_millis(50);
+        assert!(tokio::time::timeout(quick, second.wait()).await.is_err());
+        tokio::time::timeout(quick, first.wait())
+            .await
+            .expect("first woken");
+        // The first one leaves (served): the second gets its turn.
+        drop(first);
+        tokio::time::timeout(quick, second.wait())
+            .await
+            .expect("second woken");
     }
 
     #[test]

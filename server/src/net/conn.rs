@@ -393,12 +393,20 @@ async fn wait_unblocked(
     };
     let args = spec.rerun.clone().unwrap_or(args);
     client.rerun_deadline = Some(spec.deadline);
-    let Some(mut reg) = registration.take() else {
+    // A different request blocked (the previous one completed in the same batch).
+    if registration
+        .as_ref()
+        .is_some_and(|r| r.keys() != spec.keys.as_slice())
+    {
+        *registration = None;
+    }
+    let Some(reg) = registration.as_mut() else {
         *registration = Some(server.waiters.register(&spec.keys));
         return Unblocked::Retry(args);
     };
     if spec.deadline.is_some_and(|d| d <= Instant::now()) {
         client.rerun_deadline = None;
+        *registration = None;
         return Unblocked::TimedOut(spec.timeout_reply);
     }
     let limit = server.config.query_buffer_limit();
@@ -408,6 +416,7 @@ async fn wait_unblocked(
             _ = tokio::time::sleep(BLOCK_RECHECK) => break,
             _ = sleep_until(spec.deadline) => {
                 client.rerun_deadline = None;
+                *registration = None;
                 return Unblocked::TimedOut(spec.timeout_reply);
             }
             _ = client.handle.killed() => return Unblocked::Close,
@@ -423,8 +432,7 @@ async fn wait_unblocked(
             },
         }
     }
-    // Registered again (before the retry) on the next block.
-    drop(reg);
+    // Still registered: the retry keeps this client's place in the queues.
     Unblocked::Retry(args)
 }
 
