@@ -377,6 +377,7 @@ impl Replication {
             id: self.id,
             state: format!("{:?}", m.state),
             leader: m.current_leader,
+            leader_alive: self.is_leader() || matches!(self.redirect(), Redirect::Leader(_)),
             leader_addr: m.current_leader.as_ref().map(client),
             term: m.current_term,
             last_log: m.last_log_index.unwrap_or(0),

@@ -8,6 +8,8 @@ pub(super) struct Status {
     pub(super) id: NodeId,
     pub(super) state: String,
     pub(super) leader: Option<NodeId>,
+    /// A follower heard from that leader lately (else it answers CLUSTERDOWN).
+    pub(super) leader_alive: bool,
     /// Client address (`ip:port`) of the leader, if known.
     pub(super) leader_addr: Option<String>,
     pub(super) term: u64,
@@ -49,7 +51,7 @@ impl Status {
             {
                 let _ = write!(out, "master_host:{host}\r\nmaster_port:{port}\r\n");
             }
-            let up = if self.leader.is_some() { "up" } else { "down" };
+            let up = if self.leader_alive { "up" } else { "down" };
             let _ = write!(out, "master_link_status:{up}\r\n");
         }
         let _ = write!(
