@@ -1,14 +1,10 @@
 //! Pinnacle's predictive rebalancing: per-slot traffic telemetry, a physics-informed neural
 //! network (viscous Burgers' equation) that forecasts heat along the slot ring, its background
 //! trainer, and the baselines it is always measured against. See ARCHITECTURE.md, "PINN".
-
-pub mod telemetry;
-pub mod trainer;
-
-pub use telemetry::{
-    HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Window, DEFAULT_BUCKETS,
-    DEFAULT_WINDOW, SLOTS,
-};
+//!
+//! Flow: `Telemetry::record` on every command → `Telemetry::tick` once a second → the
+//! `Trainer` thread reads the window every interval and publishes a `Forecaster` → forecasts
+//! and the `baselines` are scored by a `Scoreboard` once the future arrives.
 
 pub mod baselines;
 pub mod error;
@@ -16,5 +12,15 @@ pub mod eval;
 pub mod loss;
 pub mod model;
 pub mod synth;
+pub mod telemetry;
+pub mod trainer;
 
+pub use baselines::{Ewma, Forecast, LinearStencil, Persistence};
 pub use error::{PinnError, Result};
+pub use eval::Scoreboard;
+pub use loss::{LossConfig, LossTerms};
+pub use telemetry::{
+    HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Telemetry, Window,
+    DEFAULT_BUCKETS, DEFAULT_WINDOW, SLOTS,
+};
+pub use trainer::{Forecaster, RoundReport, TrainConfig, TrainState, Trainer};

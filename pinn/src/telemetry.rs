@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Number of Redis Cluster hash slots.
 pub const SLOTS: usize = 16384;
@@ -307,6 +308,68 @@ impl SpaceSaving {
     }
 }
 
+/// One node's telemetry: the per-slot counters, the window of folded rows the trainer reads,
+/// and the hottest keys.
+pub struct Telemetry {
+    counters: SlotCounters,
+    buckets: usize,
+    window: Arc<Mutex<Window>>,
+    hot: Mutex<SpaceSaving>,
+}
+
+impl Telemetry {
+    /// Telemetry folding into `buckets` buckets, keeping `window` rows and `k` hot keys.
+    pub fn new(buckets: usize, window: usize, k: usize) -> Self {
+        Self {
+            counters: SlotCounters::new(),
+            buckets: buckets.clamp(1, SLOTS),
+            window: Arc::new(Mutex::new(Window::new(window))),
+            hot: Mutex::new(SpaceSaving::new(k)),
+        }
+    }
+
+    /// Counts one operation (two relaxed atomic adds).
+    #[inline]
+    pub fn record(&self, slot: u16, kind: OpKind, bytes: u64) {
+        self.counters.record(slot, kind, bytes);
+    }
+
+    /// Offers a key to the hot-key sketch. Never waits: if another thread holds the sketch the
+    /// key is skipped, which only makes the (approximate) counts a sample.
+    pub fn record_key(&self, key: &[u8]) {
+        if let Ok(mut hot) = self.hot.try_lock() {
+            hot.offer(key, 1);
+        }
+    }
+
+    /// The once-a-second fold: takes the counters into a row for second `t` and appends it to
+    /// the window.
+    pub fn tick(&self, t: u64) -> Row {
+        let row = self.counters.fold(t, self.buckets);
+        if let Ok(mut w) = self.window.lock() {
+            w.push(row.clone());
+        }
+        row
+    }
+
+    /// The window, shared with the trainer.
+    pub fn window(&self) -> Arc<Mutex<Window>> {
+        self.window.clone()
+    }
+
+    /// The `n` hottest keys seen since the last `clear_hot_keys`.
+    pub fn hot_keys(&self, n: usize) -> Vec<HeavyHitter> {
+        self.hot.lock().map(|h| h.top(n)).unwrap_or_default()
+    }
+
+    /// Starts a new hot-key period.
+    pub fn clear_hot_keys(&self) {
+        if let Ok(mut h) = self.hot.lock() {
+            h.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +441,24 @@ mod tests {
         assert_eq!(h.rows, vec![vec![2.0, 1.0], vec![3.0, 1.0], vec![4.0, 1.0]]);
         w.push(Row::from_heat(5, &[1.0, 1.0, 1.0]));
         assert_eq!(w.len(), 1, "a new bucket layout starts a new window");
+    }
+
+    #[test]
+    fn telemetry_ticks_into_the_window() {
+        let t = Telemetry::new(4, 2, 10);
+        t.record(0, OpKind::Read, 3);
+        t.record(16383, OpKind::Write, 0);
+        t.record_key(b"k");
+        t.record_key(b"k");
+        let row = t.tick(1);
+        assert_eq!(row.heat(), vec![1.0, 0.0, 0.0, 1.0]);
+        t.tick(2);
+        t.tick(3);
+        let w = t.window();
+        let w = w.lock().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.latest().map(|r| r.t), Some(3));
+        assert_eq!(t.hot_keys(5)[0].count, 2);
     }
 
     #[test]

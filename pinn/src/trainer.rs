@@ -299,6 +299,11 @@ pub struct Trainer {
 
 impl Trainer {
     /// Starts the trainer thread reading rows from `window`.
+    ///
+    /// candle's CPU matmul splits each product over `RAYON_NUM_THREADS` threads (default: every
+    /// core) whatever pool it runs in; set `RAYON_NUM_THREADS=1` at process start, before any
+    /// thread exists, to keep training on one core (it was also faster on our 2-core machine:
+    /// 13 ms per Adam step against 23 ms with two threads).
     pub fn spawn(window: Arc<Mutex<Window>>, cfg: TrainConfig) -> Result<Self> {
         let mut state = TrainState::new(cfg)?;
         let served: Arc<ArcSwapOption<Forecaster>> = Arc::new(ArcSwapOption::empty());
