@@ -71,12 +71,13 @@ fn main() -> Result<()> {
         (cfg.warmup_rounds + 1) * cfg.train.steps_per_round
     );
     println!(
-        "{:<10} {:>14} {:>12} {:>8} {:>8} {:>12} {:>9} {:>8}",
+        "{:<10} {:>14} {:>10} {:>7} {:>7} {:>9} {:>12} {:>8} {:>8}",
         "trace",
         "pinn 1st round",
         "pinn warm",
         "ewma",
         "linear",
+        "selected",
         "persist MSE",
         "ms/step",
         "rejected"
