@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod raw;
 pub mod rng;
 pub mod tools;
+pub mod transcript;
 
 pub use frame::{encode_command, show, Value};
 pub use process::{Builder, Kind, Server};

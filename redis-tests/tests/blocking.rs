@@ -5,14 +5,15 @@
 //! clients when a write commits.
 
 use redis_tests::cluster::Cluster;
-use redis_tests::{show, tools, Builder, RawConn, Server};
+use redis_tests::transcript::{assert_same_as_redis, Transcript};
+use redis_tests::{show, Builder, RawConn, Server};
 use std::thread::sleep;
 use std::time::Duration;
 
 /// Long enough for a sent command to have blocked on the server.
 const SETTLE: Duration = Duration::from_millis(150);
 
-fn scenario(s: &Server) -> Vec<(String, Vec<u8>)> {
+fn scenario(s: &Server) -> Transcript {
     let mut c1 = s.conn().expect("c1");
     let mut c2 = s.conn().expect("c2");
     let mut out = Vec::new();
@@ -165,17 +166,7 @@ fn scenario(s: &Server) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_bytes_as_redis() {
-    if !tools::available("blocking_same_bytes_as_redis", &["redis-server"]) {
-        return;
-    }
-    let ours = Builder::pinnacle().start().expect("pinnacle");
-    let theirs = Server::redis().expect("redis");
-    let a = scenario(&ours);
-    let b = scenario(&theirs);
-    for ((what, x), (_, y)) in a.iter().zip(&b) {
-        assert_eq!(show(x), show(y), "{what}: pinnacle vs redis");
-    }
-    assert_eq!(a.len(), b.len());
+    assert_same_as_redis("blocking_same_bytes_as_redis", scenario);
 }
 
 #[test]
