@@ -35,6 +35,9 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
     let c = Cluster::start(3).expect("cluster");
+    // Let the first election settle: a write through the leader-following client commits.
+    let _ = c.client().call(&["SET", "settle", "1"]);
+    c.wait_converged(Duration::from_secs(10)).expect("converge");
     let l = c.leader().expect("leader");
     for i in 0..200 {
         let k = format!("m:{i}");
@@ -76,7 +79,7 @@ fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
         let info = info_replication(&n4);
         info_field(&info, "raft_leader_id").as_deref()
             == Some(&c.leader().expect("leader").to_string()[..])
-            && matches!(call(&n4, &["DBSIZE"]), Value::Int(200))
+            && matches!(call(&n4, &["DBSIZE"]), Value::Int(201))
     });
     wait_until("node 4 to be a voter", Duration::from_secs(20), || {
         let l = c.leader().expect("leader");
