@@ -329,6 +329,14 @@ impl Cluster {
         }
     }
 
+    /// The leader once the first election has settled: a write through the leader-following
+    /// client commits and every node applied it (a fresh leader may refuse writes before that).
+    pub fn settled_leader(&self) -> Result<usize, Error> {
+        let _ = self.client().call(&["SET", "settle", "1"]);
+        self.wait_converged(Duration::from_secs(10))?;
+        self.leader()
+    }
+
     /// The leader that a majority of the cluster agrees on, waiting up to [`LEADER_TIMEOUT`].
     pub fn leader(&self) -> Result<usize, Error> {
         self.leader_within(LEADER_TIMEOUT)

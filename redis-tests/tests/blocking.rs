@@ -205,11 +205,7 @@ fn blocked_clients_are_served_in_arrival_order() {
 #[test]
 fn raft_leader_wakes_blocked_clients_and_followers_redirect() {
     let c = Cluster::start(3).expect("cluster");
-    // Let the first election settle: a write on the leader commits.
-    let mut client = c.client();
-    let _ = client.call(&["SET", "settle", "1"]);
-    c.wait_converged(Duration::from_secs(10)).expect("converge");
-    let l = c.leader().expect("leader");
+    let l = c.settled_leader().expect("leader");
     let f = c.ids().into_iter().find(|&i| i != l).expect("follower");
     let mut waiter = c.conn(l).expect("conn");
     let mut pusher = c.conn(l).expect("conn");

@@ -35,10 +35,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
     let c = Cluster::start(3).expect("cluster");
-    // Let the first election settle: a write through the leader-following client commits.
-    let _ = c.client().call(&["SET", "settle", "1"]);
-    c.wait_converged(Duration::from_secs(10)).expect("converge");
-    let l = c.leader().expect("leader");
+    let l = c.settled_leader().expect("leader");
     for i in 0..200 {
         let k = format!("m:{i}");
         assert_eq!(

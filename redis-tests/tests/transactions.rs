@@ -134,10 +134,7 @@ fn exec_is_not_interleaved_with_other_writers() {
 #[test]
 fn raft_leader_applies_a_transaction_as_one_entry() {
     let c = Cluster::start(3).expect("cluster");
-    let mut client = c.client();
-    let _ = client.call(&["SET", "settle", "1"]);
-    c.wait_converged(Duration::from_secs(10)).expect("converge");
-    let l = c.leader().expect("leader");
+    let l = c.settled_leader().expect("leader");
     let mut conn = c.conn(l).expect("conn");
     let before = c.info(l).expect("info");
     for (args, want) in [
