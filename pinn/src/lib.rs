@@ -20,7 +20,10 @@ pub use error::{PinnError, Result};
 pub use eval::Scoreboard;
 pub use loss::{LossConfig, LossTerms};
 pub use telemetry::{
-    HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving, Telemetry, Window,
-    DEFAULT_BUCKETS, DEFAULT_WINDOW, SLOTS,
+    bucket_of, bucket_slots, HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving,
+    Telemetry, Window, DEFAULT_BUCKETS, DEFAULT_WINDOW, SLOTS,
 };
-pub use trainer::{Forecaster, RoundReport, TrainConfig, TrainState, Trainer};
+pub use trainer::{
+    single_threaded_matmul, Forecaster, Gate, RoundReport, TrainConfig, TrainState, Trainer,
+    TrainerOptions,
+};

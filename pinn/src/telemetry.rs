@@ -67,15 +67,38 @@ impl SlotCounters {
     /// Each counter is swapped to zero individually, so an operation recorded concurrently lands
     /// in this row or the next, never in neither.
     pub fn fold(&self, t: u64, buckets: usize) -> Row {
+        self.fold_slots(t, buckets, &mut [])
+    }
+
+    /// Like [`fold`](Self::fold), and also writes each slot's operations (reads + writes) into
+    /// `per_slot[slot]` (ignored when `per_slot` is shorter than 16384), so a planner can pick
+    /// single hot slots without a second pass over the atomics.
+    pub fn fold_slots(&self, t: u64, buckets: usize, per_slot: &mut [u64]) -> Row {
         let buckets = buckets.clamp(1, SLOTS);
+        let keep = per_slot.len() >= SLOTS;
         let mut row = Row::zeros(t, buckets);
         for s in 0..SLOTS {
             let b = bucket_of(s as u16, buckets);
-            row.reads[b] += self.reads[s].swap(0, Ordering::Relaxed);
-            row.writes[b] += self.writes[s].swap(0, Ordering::Relaxed);
-            row.bytes[b] += self.bytes[s].swap(0, Ordering::Relaxed);
+            // Loads first: most slots are idle and a load does not dirty the cache line.
+            let (r, w) = (take(&self.reads[s]), take(&self.writes[s]));
+            row.reads[b] += r;
+            row.writes[b] += w;
+            row.bytes[b] += take(&self.bytes[s]);
+            if keep {
+                per_slot[s] = r + w;
+            }
         }
         row
+    }
+}
+
+/// Swaps a counter to zero, skipping the write when it already is.
+#[inline]
+fn take(c: &AtomicU64) -> u64 {
+    if c.load(Ordering::Relaxed) == 0 {
+        0
+    } else {
+        c.swap(0, Ordering::Relaxed)
     }
 }
 

@@ -153,6 +153,21 @@ impl TrainState {
         &self.cfg
     }
 
+    /// Replaces the configuration between rounds (loss weights, ν, steps, interval, horizon,
+    /// learning rate); the weights and the optimiser's moments are kept.
+    pub fn set_config(&mut self, cfg: TrainConfig) -> Result<()> {
+        if cfg.t_span != self.cfg.t_span || cfg.steps_per_round == 0 || cfg.min_rows < 2 {
+            return Err(PinnError::Config(
+                "t_span cannot change; steps_per_round > 0 and min_rows ≥ 2 are required".into(),
+            ));
+        }
+        if cfg.lr != self.cfg.lr {
+            self.opt.set_learning_rate(cfg.lr);
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Moves the time origin to the window's first row and the heat scale to its mean,
     /// adjusting the weights so the function in seconds and heat is unchanged.
     fn rebase(&mut self, series: &HeatSeries) -> Result<Units> {
@@ -285,7 +300,49 @@ impl TrainState {
 
 enum Msg {
     TrainNow(mpsc::Sender<Result<RoundReport>>),
+    Configure(TrainConfig),
     Stop,
+}
+
+/// Decides before each timed round whether to run it (e.g. "enabled, and traffic arrived since
+/// the last round"); explicit [`Trainer::train_now`] requests always run.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How the trainer thread behaves besides its [`TrainConfig`].
+#[derive(Clone, Default)]
+pub struct TrainerOptions {
+    /// Checked before every timed round; `None` trains every interval.
+    pub gate: Option<Gate>,
+    /// Nice value for the trainer thread (Linux; 0 leaves it alone), so serving threads win
+    /// the CPU when both want it.
+    pub nice: i32,
+}
+
+/// candle splits every matmul over `RAYON_NUM_THREADS` threads (default: every core), read from
+/// the environment at each product. Sets it to 1 unless the operator set it. Call it at process
+/// start, before other threads exist (changing the environment races with C code reading it).
+pub fn single_threaded_matmul() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux `setpriority` on the thread id).
+fn renice_current_thread(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice != 0 {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is passed.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        };
+        if rc != 0 {
+            // Not fatal: training still works at normal priority.
+            eprintln!("pinn-trainer: setpriority({nice}) failed");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// The background trainer: one thread, one round per interval, models published by atomic swap.
@@ -305,6 +362,15 @@ impl Trainer {
     /// thread exists, to keep training on one core (it was also faster on our 2-core machine:
     /// 13 ms per Adam step against 23 ms with two threads).
     pub fn spawn(window: Arc<Mutex<Window>>, cfg: TrainConfig) -> Result<Self> {
+        Self::spawn_with(window, cfg, TrainerOptions::default())
+    }
+
+    /// [`spawn`](Self::spawn) with a gate on timed rounds and a thread priority.
+    pub fn spawn_with(
+        window: Arc<Mutex<Window>>,
+        cfg: TrainConfig,
+        opts: TrainerOptions,
+    ) -> Result<Self> {
         let mut state = TrainState::new(cfg)?;
         let served: Arc<ArcSwapOption<Forecaster>> = Arc::new(ArcSwapOption::empty());
         let last = Arc::new(Mutex::new(None));
@@ -319,15 +385,29 @@ impl Trainer {
         let handle = std::thread::Builder::new()
             .name("pinn-trainer".into())
             .spawn(move || {
-                let interval = state.config().interval;
+                renice_current_thread(opts.nice);
+                let mut next = Instant::now() + state.config().interval;
                 loop {
-                    let reply = match rx.recv_timeout(interval) {
+                    let wait = next.saturating_duration_since(Instant::now());
+                    let reply = match rx.recv_timeout(wait) {
                         Ok(Msg::TrainNow(reply)) => Some(reply),
+                        Ok(Msg::Configure(cfg)) => {
+                            // A bad config is refused by the caller's validation; keep the old.
+                            let _ = state.set_config(cfg);
+                            next = Instant::now() + state.config().interval;
+                            continue;
+                        }
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Timeout) => {
+                            next = Instant::now() + state.config().interval;
+                            None
+                        }
                     };
                     if st.load(Ordering::Relaxed) {
                         break;
+                    }
+                    if reply.is_none() && opts.gate.as_ref().is_some_and(|g| !g()) {
+                        continue;
                     }
                     // Copy the rows out so the window lock is held for microseconds.
                     let series = window.lock().ok().and_then(|w| w.heat());
@@ -366,6 +446,13 @@ impl Trainer {
     /// The report of the most recent round, accepted or not.
     pub fn last_report(&self) -> Option<RoundReport> {
         self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Replaces the configuration from the next round on (the weights are kept).
+    pub fn reconfigure(&self, cfg: TrainConfig) -> Result<()> {
+        self.tx
+            .send(Msg::Configure(cfg))
+            .map_err(|_| PinnError::Config("trainer thread has stopped".into()))
     }
 
     /// Runs a round now (after any round in progress) and returns its report.
@@ -483,6 +570,41 @@ mod tests {
         let now = Mlp::snapshot(&st.vars).unwrap().row(0.1, 8).unwrap();
         assert_eq!(kept, now);
         assert_eq!(r.total_steps, 10);
+    }
+
+    #[test]
+    fn a_closed_gate_skips_timed_rounds() {
+        let window = Arc::new(Mutex::new(Window::new(60)));
+        {
+            let mut w = window.lock().unwrap();
+            for (i, row) in wave(0, 10, 8).rows.iter().enumerate() {
+                w.push(Row::from_heat(i as u64, row));
+            }
+        }
+        let cfg = TrainConfig {
+            interval: Duration::from_millis(20),
+            ..small_cfg()
+        };
+        let open = Arc::new(AtomicBool::new(false));
+        let o = open.clone();
+        let gate: Gate = Arc::new(move || o.load(Ordering::Relaxed));
+        let opts = TrainerOptions {
+            gate: Some(gate),
+            nice: 5,
+        };
+        let trainer = Trainer::spawn_with(window, cfg, opts).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(trainer.last_report().is_none(), "gate closed: no round");
+        open.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while trainer.last_report().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(trainer.last_report().is_some(), "gate open: rounds run");
+        let mut cfg = small_cfg();
+        cfg.loss.nu = 0.05;
+        trainer.reconfigure(cfg).unwrap();
+        assert!(trainer.train_now().unwrap().accepted);
     }
 
     #[test]
