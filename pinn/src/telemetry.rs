@@ -84,8 +84,8 @@ impl SlotCounters {
             row.reads[b] += r;
             row.writes[b] += w;
             row.bytes[b] += take(&self.bytes[s]);
-            if keep {
-                per_slot[s] = r + w;
+            if let Some(p) = per_slot.get_mut(s).filter(|_| keep) {
+                *p = r + w;
             }
         }
         row
