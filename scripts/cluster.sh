@@ -85,9 +85,10 @@ start() {
         done
     done
     local tries=0
-    until status | grep -q ' master '; do
+    # Every shard has a leader (the shards' leaders then spread over the nodes within ~2 s).
+    until cli "$((BASE + 1))" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok'; do
         tries=$((tries + 1))
-        [[ $tries -lt 100 ]] || { status; die "no leader after 10 s"; }
+        [[ $tries -lt 100 ]] || { status; die "not every shard has a leader after 10 s"; }
         sleep 0.1
     done
     status
@@ -96,8 +97,8 @@ start() {
 status() {
     local n i
     n="$(node_count)"
-    printf '%-5s %-8s %-16s %-7s %-7s %-6s %-10s %-10s\n' \
-        node pid addr role leader term commit applied
+    printf '%-5s %-8s %-16s %-7s %-7s %-6s %-10s %-10s %s\n' \
+        node pid addr role leader term commit applied leads-shards
     for i in $(seq 1 "$n"); do
         local port=$((BASE + i)) pid info
         pid="$(pid_of "$i" || echo -)"
@@ -110,10 +111,14 @@ status() {
             printf '%-5s %-8s %-16s %s\n' "$i" "$pid" "$BIND:$port" unreachable
             continue
         fi
-        printf '%-5s %-8s %-16s %-7s %-7s %-6s %-10s %-10s\n' "$i" "$pid" "$BIND:$port" \
+        # role/leader/term/commit/applied are shard 0's; the last column lists every shard
+        # this node leads (from the shardN: lines of INFO replication).
+        local leads
+        leads="$(printf '%s\n' "$info" | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | paste -sd, -)"
+        printf '%-5s %-8s %-16s %-7s %-7s %-6s %-10s %-10s %s\n' "$i" "$pid" "$BIND:$port" \
             "$(info_field "$info" role)" "$(info_field "$info" raft_leader_id)" \
             "$(info_field "$info" raft_term)" "$(info_field "$info" raft_commit_index)" \
-            "$(info_field "$info" raft_applied_index)"
+            "$(info_field "$info" raft_applied_index)" "${leads:--}"
     done
 }
 

@@ -405,6 +405,16 @@ impl<A: ApplyTarget> Group<A> {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// On the leader: how long ago `peer` last acknowledged a heartbeat or append (`None` if
+    /// never, or if this node does not lead).
+    pub fn peer_ack_age(&self, peer: NodeId) -> Option<Duration> {
+        use openraft::Instant as _;
+        let m = self.raft.metrics().borrow_watched().clone();
+        let hb = m.heartbeat?;
+        let at = hb.get(&peer)?.as_ref()?;
+        Some(at.elapsed())
+    }
+
     /// Asks the leader to hand leadership to `to` (used to spread shard leaders).
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
         self.raft

@@ -47,9 +47,17 @@ pub struct ClusterBuilder {
     proxies: bool,
     ip_base: u8,
     args: Vec<String>,
+    shards: usize,
 }
 
 impl ClusterBuilder {
+    /// Number of shard Raft groups (`--shards`). Default 1: the failover tests reason about one
+    /// group; cluster tests ask for 3 (the server's own default) so that leaders spread.
+    pub fn shards(mut self, n: usize) -> ClusterBuilder {
+        self.shards = n;
+        self
+    }
+
     /// Put a fault-injecting proxy in front of every node's cluster-bus port.
     pub fn with_proxies(mut self) -> ClusterBuilder {
         self.proxies = true;
@@ -135,11 +143,13 @@ impl ClusterBuilder {
             })
             .collect::<Vec<_>>()
             .join(",");
+        let mut args = vec!["--shards".to_string(), self.shards.to_string()];
+        args.extend(self.args);
         let mut cluster = Cluster {
             nodes,
             proxies,
             peers,
-            args: self.args,
+            args,
             spawner: Spawner::new()?,
             root: Some(root),
         };
@@ -196,6 +206,7 @@ impl Cluster {
             proxies: false,
             ip_base: 10,
             args: Vec::new(),
+            shards: 1,
         }
     }
 

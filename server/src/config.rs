@@ -61,6 +61,10 @@ pub struct Cli {
     /// Raft entries between snapshots (the log is purged behind a snapshot).
     #[arg(long)]
     pub raft_snapshot_after: Option<u64>,
+    /// Raft mode: number of shards (Raft groups, each owning an equal part of the 16384
+    /// slots). Every node of a cluster must get the same value.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub shards: u16,
 }
 
 /// A bad flag, config line or `CONFIG SET` value.
@@ -420,6 +424,7 @@ mod tests {
             cluster_port: None,
             raft_read: "index".into(),
             raft_snapshot_after: None,
+            shards: 3,
         };
         let c = Config::new(&Settings::load(&cli).expect("load")).expect("valid");
         assert_eq!(c.get("port").as_deref(), Some("7000"));

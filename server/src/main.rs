@@ -52,11 +52,24 @@ fn main() -> anyhow::Result<()> {
         _ => NodeIds::load_or_create(&dir)
             .with_context(|| format!("loading the node id in {}", dir.display()))?,
     };
-    let db = storage::Db::open(&dir.join("db"), sync)
-        .with_context(|| format!("opening the keyspace in {}", dir.display()))?;
+    // Raft mode keeps one keyspace per shard (each is one Raft group's state machine).
+    let db_dirs: Vec<std::path::PathBuf> = if raft_mode {
+        (0..cli.shards)
+            .map(|i| dir.join(format!("shard-{i}")))
+            .collect()
+    } else {
+        vec![dir.join("db")]
+    };
+    let mut dbs = Vec::with_capacity(db_dirs.len());
+    for d in &db_dirs {
+        dbs.push(
+            storage::Db::open(d, sync)
+                .with_context(|| format!("opening the keyspace in {}", d.display()))?,
+        );
+    }
     let port = config.get_i64("port").unwrap_or(6379) as u16;
     let bind = config.get("bind").unwrap_or_else(|| "127.0.0.1".into());
-    let server = Arc::new(Server::new(db, config, ids));
+    let server = Arc::new(Server::with_shards(dbs, config, ids));
     let opts = net::NetOptions {
         blocking_commands: sync == SyncPolicy::Always,
     };
@@ -119,11 +132,9 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     tracing::info!("flushing the storage engine before exit");
-    server
-        .db
-        .engine()
-        .flush()
-        .context("flushing the storage engine")?;
+    for db in &server.dbs {
+        db.engine().flush().context("flushing the storage engine")?;
+    }
     tracing::info!("Pinnacle is now ready to exit, bye bye...");
     // Connection tasks may still hold the server; the process ends here regardless.
     std::process::exit(0);
@@ -171,12 +182,13 @@ async fn start_replication(
         read_mode,
         snapshot_after: cli.raft_snapshot_after,
         join: cli.cluster_join,
+        shards: cli.shards as usize,
     };
     tracing::info!(
         "raft node {node_id}: cluster bus on {ip}:{bus_port}, reads by {:?}",
         read_mode
     );
-    replication::Replication::start(opts, server.db.clone())
+    replication::Replication::start(opts, server.dbs.clone())
         .await
         .context("starting raft")
 }

@@ -64,6 +64,9 @@ pub struct Client {
     pub readonly: bool,
     /// `ASKING` was sent (one-shot).
     pub asking: bool,
+    /// Index of the shard whose keyspace the current command runs on (set by routing; always 0
+    /// on a single node).
+    pub shard: usize,
     /// `CLIENT NO-EVICT on`.
     pub no_evict: bool,
     /// The connection is a MONITOR.
@@ -255,6 +258,7 @@ impl Client {
             reply_mode: ReplyMode::On,
             readonly: false,
             asking: false,
+            shard: 0,
             no_evict: false,
             monitor: false,
             close_after_reply: false,

@@ -27,6 +27,14 @@ pub struct Ctx<'a> {
     pub client: &'a mut Client,
 }
 
+impl Ctx<'_> {
+    /// The keyspace the current command runs on: its slot's shard (the only one on a single
+    /// node).
+    pub fn db(&self) -> &crate::storage::Db {
+        self.server.shard_db(self.client.shard)
+    }
+}
+
 /// A command handler: `args[0]` is the command name as sent; arity was already checked.
 pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
 
@@ -81,7 +89,7 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.server.stats.reject(cmd.index);
         return Reply::error(err);
     }
-    if let Some(err) = follower_refusal(ctx, cmd, &route) {
+    if let Some(err) = cluster_refusal(ctx, cmd, &route) {
         ctx.server.stats.reject(cmd.index);
         return err;
     }
@@ -107,23 +115,70 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     execute(ctx, cmd, handler, args)
 }
 
-/// On a Raft follower: keyed commands go to the leader (`MOVED`, or `CLUSTERDOWN` with no
-/// leader) unless a `READONLY` connection reads; keyless writes are refused (`READONLY`).
-fn follower_refusal(ctx: &Ctx<'_>, cmd: &Entry, route: &route::Route) -> Option<Reply> {
+/// Raft mode: picks the shard the command runs on and refuses what this node must not serve.
+/// Keyed commands of a shard this node does not lead go to its leader (`MOVED`, or
+/// `CLUSTERDOWN` with no leader) unless a `READONLY` connection reads; keyless commands run
+/// on the home shard, and keyless writes are refused where it is not led (`READONLY`).
+fn cluster_refusal(ctx: &mut Ctx<'_>, cmd: &Entry, route: &route::Route) -> Option<Reply> {
     let repl = ctx.server.replication.get()?;
-    if repl.is_leader() {
-        return None;
-    }
     let slot = match route {
         route::Route::Served { slot } => *slot,
         _ => None,
     };
+    let slot = match slot {
+        None if cmd.spec.name == "exec" => match exec_slot(ctx) {
+            Ok(slot) => slot,
+            Err(reply) => return Some(reply),
+        },
+        other => other,
+    };
     let write = cmd.spec.has_flag("write");
-    match slot {
-        Some(_) if write || !ctx.client.readonly => Some(repl.redirect().error(slot)),
-        None if write => Some(repl.redirect().error(None)),
-        _ => None,
+    let shard = match slot {
+        Some(s) => repl.shard_of(s),
+        None => repl.home_shard(),
+    };
+    ctx.client.shard = shard;
+    let sh = repl.shard(shard);
+    if sh.is_leader() {
+        return None;
     }
+    let refusal = match slot {
+        Some(_) if write || !ctx.client.readonly => Some(sh.redirect().error(slot)),
+        None if write => Some(sh.redirect().error(None)),
+        _ => None,
+    };
+    if refusal.is_some() && cmd.spec.name == "exec" {
+        // Redis discards a transaction whose EXEC is redirected.
+        ctx.client.multi = None;
+        ctx.client.watched.clear();
+    }
+    refusal
+}
+
+/// The one slot of every key a transaction queued (`None` if keyless); keys in several slots
+/// discard it with `CROSSSLOT`, as Redis Cluster does: its writes become one Raft entry of one
+/// shard.
+fn exec_slot(ctx: &mut Ctx<'_>) -> Result<Option<u16>, Reply> {
+    let Some(m) = ctx.client.multi.as_ref() else {
+        return Ok(None);
+    };
+    let mut slot = None;
+    for args in &m.queue {
+        let Ok(c) = lookup(args) else { continue };
+        if let route::Route::Served { slot: Some(s) } = route::route(c, args) {
+            match slot {
+                Some(p) if p != s => {
+                    ctx.client.multi = None;
+                    ctx.client.watched.clear();
+                    return Err(Reply::error(
+                        route::Route::CrossSlot.error().unwrap_or_default(),
+                    ));
+                }
+                _ => slot = Some(s),
+            }
+        }
+    }
+    Ok(slot)
 }
 
 /// What a command does to the keyspace, for the replicated pipeline's ordering.

@@ -14,8 +14,10 @@ use tokio::sync::{broadcast, Notify};
 
 /// Process-wide state shared by every connection.
 pub struct Server {
-    /// The keyspace on the storage engine.
+    /// The keyspace on the storage engine (in Raft mode: shard 0's).
     pub db: crate::storage::Db,
+    /// One keyspace per shard (Raft mode); just `db` on a single node.
+    pub dbs: Vec<crate::storage::Db>,
     /// Run-time configuration (`CONFIG GET/SET`).
     pub config: Config,
     /// This node's 40-hex cluster node id (persisted in the data dir).
@@ -53,17 +55,26 @@ pub struct Server {
 impl Server {
     /// State for a node serving `db` with `config`.
     pub fn new(db: crate::storage::Db, config: Config, ids: NodeIds) -> Server {
+        Server::with_shards(vec![db], config, ids)
+    }
+
+    /// State for a node serving one keyspace per shard (`dbs` is never empty).
+    pub fn with_shards(dbs: Vec<crate::storage::Db>, config: Config, ids: NodeIds) -> Server {
+        let db = dbs[0].clone();
         let (monitor_tx, _) = broadcast::channel(4096);
         let slowlog = SlowLog::default();
         let config_file = config.config_file().cloned();
         slowlog.set_max_len(config.get_i64("slowlog-max-len").unwrap_or(128).max(0) as usize);
         let waiters = Arc::new(super::blocking::KeyWaiters::default());
-        let w = waiters.clone();
-        db.set_write_listener(Box::new(move |keys| w.notify(keys)));
+        for d in &dbs {
+            let w = waiters.clone();
+            d.set_write_listener(Box::new(move |keys| w.notify(keys)));
+        }
         Server {
             exec_gate: parking_lot::RwLock::new(()),
             waiters,
             db,
+            dbs,
             config,
             node_id: ids.node_id,
             shard_id: ids.shard_id,
@@ -80,6 +91,24 @@ impl Server {
             shutdown_notify: Notify::new(),
             pubsub: crate::pubsub::PubSub::default(),
             replication: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The keyspace of shard `i` (shard 0's if there is no such shard).
+    pub fn shard_db(&self, i: usize) -> &crate::storage::Db {
+        self.dbs.get(i).unwrap_or(&self.db)
+    }
+
+    /// The shard holding `key` (0 on a single node).
+    pub fn shard_of_key(&self, key: &[u8]) -> usize {
+        self.shard_of_slot(crate::storage::slot::key_slot(key))
+    }
+
+    /// The shard owning `slot` (0 on a single node).
+    pub fn shard_of_slot(&self, slot: u16) -> usize {
+        match self.replication.get() {
+            Some(r) => r.shard_of(slot),
+            None => 0,
         }
     }
 

@@ -30,7 +30,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
 
 /// XREAD, blocking with `BLOCK ms` when no stream has entries after the given ids.
 fn xread(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     match super::streams::xread_or_block(&db, ctx.client.protocol, a) {
         Ok(reply) => reply,
         Err(b) => {
@@ -58,7 +58,7 @@ fn pop_or_block(
     timeout_reply: Reply,
     attempt: impl FnOnce(&Bytes) -> Reply,
 ) -> Reply {
-    let db = &ctx.server.db;
+    let db = ctx.db();
     let now = db.now_ms();
     let mut found = None;
     for k in keys {
@@ -101,7 +101,7 @@ fn bpop(ctx: &mut Ctx<'_>, a: &[Bytes], left: bool) -> Reply {
         Err(r) => return r,
     };
     let keys = &a[1..a.len() - 1];
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     pop_or_block(ctx, keys, KeyType::List, deadline, Reply::NullArray, |k| {
         let op = WriteOp::LMPop {
             keys: vec![k.clone()],
@@ -142,7 +142,7 @@ fn bmove(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     let keys = [src.clone()];
     // Redis answers a BLMOVE timeout with a null array, not a null bulk.
     pop_or_block(ctx, &keys, KeyType::List, deadline, Reply::NullArray, |k| {
@@ -177,7 +177,7 @@ fn blmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     pop_or_block(ctx, &keys, KeyType::List, deadline, Reply::NullArray, |k| {
         let op = WriteOp::LMPop {
             keys: vec![k.clone()],
@@ -194,7 +194,7 @@ fn bzpop(ctx: &mut Ctx<'_>, a: &[Bytes], max: bool) -> Reply {
         Err(r) => return r,
     };
     let keys = &a[1..a.len() - 1];
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     pop_or_block(ctx, keys, KeyType::ZSet, deadline, Reply::NullArray, |k| {
         let op = WriteOp::ZMPop {
             keys: vec![k.clone()],
@@ -235,7 +235,7 @@ fn bzmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let db = ctx.server.db.clone();
+    let db = ctx.db().clone();
     pop_or_block(ctx, &keys, KeyType::ZSet, deadline, Reply::NullArray, |k| {
         let op = WriteOp::ZMPop {
             keys: vec![k.clone()],

@@ -1,5 +1,5 @@
-//! CLUSTER subcommands for the one-node cluster (this node owns all 16384 slots), in the exact
-//! formats of Redis 7 (redis-wire.md §3).
+//! CLUSTER subcommands in the exact formats of Redis 7 (redis-wire.md §3): a single node owns
+//! all 16384 slots; in Raft mode the answers come from the slot map and the shard leaders.
 
 use crate::command::route::{key_slot, SLOTS};
 use crate::command::{Ctx, Handler, Server};
@@ -98,17 +98,6 @@ fn keyslot(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(key_slot(&args[2]) as i64)
 }
 
-/// SHARDS `health` of a Raft-mode member.
-fn health(t: &crate::replication::topology::Topology, m: &Member) -> &'static str {
-    if !t.ok {
-        "fail"
-    } else if m.leader || m.offset > 0 {
-        "online"
-    } else {
-        "loading"
-    }
-}
-
 /// `[ip, port, id, {}]` of a Raft-mode member.
 fn member_entry(m: &Member) -> Reply {
     Reply::Array(vec![
@@ -122,22 +111,34 @@ fn member_entry(m: &Member) -> Reply {
 fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
-        let Some(leader) = t.members.iter().find(|m| m.leader) else {
-            return Reply::Array(vec![]);
-        };
-        let mut range = vec![
-            Reply::Integer(0),
-            Reply::Integer(SLOTS as i64 - 1),
-            member_entry(leader),
-        ];
-        // Like Redis: replicas that have replicated something.
-        range.extend(
-            t.members
-                .iter()
-                .filter(|m| !m.leader && m.voter && m.offset > 0)
-                .map(member_entry),
-        );
-        return Reply::Array(vec![Reply::Array(range)]);
+        let mut out = Vec::with_capacity(t.ranges.len());
+        for &(start, end, shard) in &t.ranges {
+            let sv = &t.shards[shard];
+            // A shard between leaders keeps its last known one (or this node) so that the
+            // answer still covers every slot; clients then get MOVED or CLUSTERDOWN.
+            let master = sv
+                .known_leader
+                .and_then(|id| t.member(id))
+                .or_else(|| t.member(t.me));
+            let Some(master) = master else { continue };
+            let mut range = vec![
+                Reply::Integer(start as i64),
+                Reply::Integer(end as i64),
+                member_entry(master),
+            ];
+            // Like Redis: replicas that have replicated something; a node that is a master
+            // elsewhere is not also listed as a replica (clients keep one role per address).
+            range.extend(
+                sv.members
+                    .iter()
+                    .filter(|m| !m.leader && m.voter && m.offset > 0)
+                    .filter_map(|m| t.member(m.id))
+                    .filter(|m| !m.leader)
+                    .map(member_entry),
+            );
+            out.push(Reply::Array(range));
+        }
+        return Reply::Array(out);
     }
     let (ip, port) = endpoint(ctx);
     let node = Reply::Array(vec![
@@ -156,31 +157,48 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
-        let nodes = t
-            .members
+        let entries = t
+            .shards
             .iter()
-            .map(|m| {
+            .map(|sv| {
+                let slots = sv
+                    .slots
+                    .iter()
+                    .flat_map(|&(a, b)| [Reply::Integer(a as i64), Reply::Integer(b as i64)])
+                    .collect();
+                let nodes = sv
+                    .members
+                    .iter()
+                    .filter_map(|sm| t.member(sm.id).map(|m| (sm, m)))
+                    .map(|(sm, m)| {
+                        let health = if sv.leader.is_none() {
+                            "fail"
+                        } else if sm.leader || sm.offset > 0 {
+                            "online"
+                        } else {
+                            "loading"
+                        };
+                        Reply::Map(vec![
+                            (bulk("id"), bulk(&cluster_id(m.id))),
+                            (bulk("port"), Reply::Integer(m.port as i64)),
+                            (bulk("ip"), bulk(&m.ip)),
+                            (bulk("endpoint"), bulk(&m.ip)),
+                            (
+                                bulk("role"),
+                                bulk(if sm.leader { "master" } else { "replica" }),
+                            ),
+                            (bulk("replication-offset"), Reply::Integer(sm.offset as i64)),
+                            (bulk("health"), bulk(health)),
+                        ])
+                    })
+                    .collect();
                 Reply::Map(vec![
-                    (bulk("id"), bulk(&cluster_id(m.id))),
-                    (bulk("port"), Reply::Integer(m.port as i64)),
-                    (bulk("ip"), bulk(&m.ip)),
-                    (bulk("endpoint"), bulk(&m.ip)),
-                    (
-                        bulk("role"),
-                        bulk(if m.leader { "master" } else { "replica" }),
-                    ),
-                    (bulk("replication-offset"), Reply::Integer(m.offset as i64)),
-                    (bulk("health"), bulk(health(&t, m))),
+                    (bulk("slots"), Reply::Array(slots)),
+                    (bulk("nodes"), Reply::Array(nodes)),
                 ])
             })
             .collect();
-        return Reply::Array(vec![Reply::Map(vec![
-            (
-                bulk("slots"),
-                Reply::Array(vec![Reply::Integer(0), Reply::Integer(SLOTS as i64 - 1)]),
-            ),
-            (bulk("nodes"), Reply::Array(nodes)),
-        ])]);
+        return Reply::Array(entries);
     }
     let (ip, port) = endpoint(ctx);
     let node = Reply::Map(vec![
@@ -204,16 +222,13 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
-        let leader = t
-            .members
-            .iter()
-            .find(|m| m.leader)
-            .map(|m| cluster_id(m.id));
+        // A node leading nothing is shown as a replica of shard 0's leader.
+        let leader0 = t.shards.first().and_then(|s| s.leader).map(cluster_id);
         let now = Server::unix_ms();
         let mut out = String::new();
         for m in &t.members {
             let me = if m.id == t.me { "myself," } else { "" };
-            let (role, master) = match (&leader, m.leader) {
+            let (role, master) = match (&leader0, m.leader) {
                 (_, true) => ("master", "-".to_string()),
                 (Some(l), false) => ("slave", l.clone()),
                 (None, false) => ("slave", "-".to_string()),
@@ -226,8 +241,12 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                 m.cport,
                 t.term
             ));
-            if m.leader {
-                out.push_str(&format!(" 0-{}", SLOTS - 1));
+            for (a, b) in t.slots_led_by(m.id) {
+                if a == b {
+                    out.push_str(&format!(" {a}"));
+                } else {
+                    out.push_str(&format!(" {a}-{b}"));
+                }
             }
             out.push('\n');
         }
@@ -250,7 +269,14 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 fn info(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
-        let (state, ok) = if t.ok { ("ok", SLOTS) } else { ("fail", 0) };
+        let ok: usize = t
+            .ranges
+            .iter()
+            .filter(|(_, _, sh)| t.shards[*sh].leader.is_some())
+            .map(|&(a, b, _)| (b - a) as usize + 1)
+            .sum();
+        let state = if t.ok { "ok" } else { "fail" };
+        let size = t.members.iter().filter(|m| m.leader).count();
         let text = format!(
             "cluster_state:{state}\r\n\
              cluster_slots_assigned:{SLOTS}\r\n\
@@ -258,13 +284,13 @@ fn info(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
              cluster_slots_pfail:0\r\n\
              cluster_slots_fail:{}\r\n\
              cluster_known_nodes:{}\r\n\
-             cluster_size:1\r\n\
+             cluster_size:{size}\r\n\
              cluster_current_epoch:{}\r\n\
              cluster_my_epoch:{}\r\n\
              cluster_stats_messages_sent:0\r\n\
              cluster_stats_messages_received:0\r\n\
              total_cluster_links_buffer_limit_exceeded:0\r\n",
-            SLOTS - ok,
+            SLOTS as usize - ok,
             t.members.len(),
             t.term,
             t.term,
@@ -309,7 +335,11 @@ fn countkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if !(0..SLOTS as i64).contains(&slot) {
         return Reply::error("ERR Invalid slot");
     }
-    match ctx.server.db.count_keys_in_slot(slot as u16) {
+    match ctx
+        .server
+        .shard_db(ctx.server.shard_of_slot(slot as u16))
+        .count_keys_in_slot(slot as u16)
+    {
         Ok(n) => Reply::Integer(n as i64),
         Err(e) => Reply::error(format!("ERR {e}")),
     }
@@ -322,7 +352,11 @@ fn getkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if count < 0 || !(0..SLOTS as i64).contains(&slot) {
         return Reply::error("ERR Invalid slot or number of keys");
     }
-    match ctx.server.db.keys_in_slot(slot as u16, count as usize) {
+    match ctx
+        .server
+        .shard_db(ctx.server.shard_of_slot(slot as u16))
+        .keys_in_slot(slot as u16, count as usize)
+    {
         Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
         Err(e) => Reply::error(format!("ERR {e}")),
     }

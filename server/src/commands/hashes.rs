@@ -16,7 +16,7 @@ macro_rules! coll_handlers {
         /// Handlers of this family.
         pub const HANDLERS: &[(&str, Handler)] = &[
             $(($name, |ctx: &mut crate::command::Ctx<'_>, args: &[Bytes]| {
-                $f(&ctx.server.db, ctx.client.protocol, args)
+                $f(ctx.db(), ctx.client.protocol, args)
             })),*
         ];
         /// The same handlers, callable with a `Db` and a protocol (in-process tests).

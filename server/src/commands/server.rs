@@ -117,7 +117,7 @@ fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             return Reply::error("ERR syntax error");
         }
     }
-    match ctx.server.db.memory_usage(&args[2]) {
+    match ctx.db().memory_usage(&args[2]) {
         Ok(Some(n)) => Reply::Integer(n as i64),
         Ok(None) => Reply::Null,
         Err(e) => Reply::error(format!("ERR {e}")),

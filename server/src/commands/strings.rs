@@ -17,7 +17,7 @@ macro_rules! db_handlers {
     ($($name:literal => $f:path),* $(,)?) => {
         /// Handlers of this family.
         pub const HANDLERS: &[(&str, Handler)] = &[
-            $(($name, |ctx: &mut crate::command::Ctx<'_>, args: &[Bytes]| $f(&ctx.server.db, args))),*
+            $(($name, |ctx: &mut crate::command::Ctx<'_>, args: &[Bytes]| $f(ctx.db(), args))),*
         ];
         /// The same handlers, callable with only a `Db` (in-process tests).
         #[cfg(test)]

@@ -47,9 +47,10 @@ fn watch(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
     if ctx.client.multi.is_some() {
         return Reply::error("ERR WATCH inside MULTI is not allowed");
     }
-    let db = &ctx.server.db;
-    let now = db.now_ms();
+    let server = ctx.server;
     for key in &a[1..] {
+        let db = server.shard_db(server.shard_of_key(key));
+        let now = db.now_ms();
         if ctx.client.watched.iter().any(|w| w.key == *key) {
             continue;
         }
@@ -75,11 +76,11 @@ fn unwatch(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 
 /// True if a watched key may have changed (or expired) since WATCH.
 fn watch_broken(ctx: &Ctx<'_>, watched: &[Watched]) -> bool {
-    let db = &ctx.server.db;
-    let now = db.now_ms();
-    watched
-        .iter()
-        .any(|w| db.watch_version(&w.key) != w.version || (w.expire_at != 0 && w.expire_at <= now))
+    let server = ctx.server;
+    watched.iter().any(|w| {
+        let db = server.shard_db(server.shard_of_key(&w.key));
+        db.watch_version(&w.key) != w.version || (w.expire_at != 0 && w.expire_at <= db.now_ms())
+    })
 }
 
 fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {

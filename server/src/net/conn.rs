@@ -115,7 +115,7 @@ pub async fn run(
         last_active = Instant::now();
         client.handle.touch();
         // Requests read from now on need a new read barrier.
-        read_state.barrier_done = false;
+        read_state.new_input();
         // Replies produced for an unauthenticated client since this read (none sent yet).
         let mut unauth_out = 0usize;
         // CONFIG SET proto-max-bulk-len applies from the next bulk header on.

@@ -1,5 +1,6 @@
 //! `CLUSTER MEET` / `CLUSTER FORGET` in Raft mode: membership changes run in the background
-//! (like Redis's handshake), on the leader.
+//! (like Redis's handshake), in every shard the receiving node leads. (With several shards led
+//! by different nodes, send the command to each shard leader.)
 
 use super::Replication;
 use pinnacle_raft::NodeId;
@@ -32,14 +33,21 @@ impl Replication {
                     return;
                 }
             };
-            tracing::info!("CLUSTER MEET: adding node {id} at {addr} as a learner");
-            if let Err(e) = me.group.add_learner(id, &addr).await {
-                tracing::warn!("CLUSTER MEET: adding learner {id} failed: {e}");
-                return;
-            }
-            match me.group.add_voters(BTreeSet::from([id])).await {
-                Ok(()) => tracing::info!("CLUSTER MEET: node {id} is a voter"),
-                Err(e) => tracing::warn!("CLUSTER MEET: promoting {id} failed: {e}"),
+            for s in me.shards.iter().filter(|s| s.is_leader()) {
+                let i = s.index();
+                tracing::info!(
+                    "CLUSTER MEET: adding node {id} at {addr} to shard {i} as a learner"
+                );
+                if let Err(e) = s.group.add_learner(id, &addr).await {
+                    tracing::warn!("CLUSTER MEET: adding learner {id} to shard {i} failed: {e}");
+                    continue;
+                }
+                match s.group.add_voters(BTreeSet::from([id])).await {
+                    Ok(()) => tracing::info!("CLUSTER MEET: node {id} is a voter of shard {i}"),
+                    Err(e) => {
+                        tracing::warn!("CLUSTER MEET: promoting {id} in shard {i} failed: {e}")
+                    }
+                }
             }
         });
         Ok(())
@@ -53,21 +61,28 @@ impl Replication {
         if !self.is_leader() {
             return Err("ERR CLUSTER FORGET must be sent to the Raft leader".into());
         }
-        let known = self
-            .group
-            .metrics()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .is_some();
+        let known = self.shards.iter().any(|s| {
+            s.group
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some()
+        });
         if !known {
             return Err(format!("ERR Unknown node {id}"));
         }
         let me = self.clone();
         tokio::runtime::Handle::current().spawn(async move {
-            match me.group.remove_voters(BTreeSet::from([id])).await {
-                Ok(()) => tracing::info!("CLUSTER FORGET: node {id} removed"),
-                Err(e) => tracing::warn!("CLUSTER FORGET {id} failed: {e}"),
+            for s in me.shards.iter().filter(|s| s.is_leader()) {
+                match s.group.remove_voters(BTreeSet::from([id])).await {
+                    Ok(()) => {
+                        tracing::info!("CLUSTER FORGET: node {id} removed from shard {}", s.index())
+                    }
+                    Err(e) => {
+                        tracing::warn!("CLUSTER FORGET {id} in shard {} failed: {e}", s.index())
+                    }
+                }
             }
         });
         Ok(())

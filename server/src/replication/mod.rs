@@ -1,41 +1,33 @@
-//! Raft mode: the node's keyspace replicated by one Raft group (`--cluster-peers`).
+//! Raft mode (`--cluster-peers`): the keyspace sharded over `--shards` Raft groups.
 //!
-//! Writes: a connection collects the writes of a pipelined batch (see
-//! [`crate::storage::deferred`]) and proposes them as one entry with [`Replication::propose`];
-//! the replies are what applying the committed entry returned. Reads on the leader wait for a
-//! ReadIndex barrier ([`Replication::read_barrier`], or the leader lease with
-//! `--raft-read lease`). A follower redirects keyed commands to the leader with `MOVED`.
+//! Each shard is one Raft group replicating its own keyspace ([`shard::Shard`], one LSM per
+//! shard replica) and owns slot ranges ([`slot_map::SlotMap`]). Writes: a connection collects
+//! the writes of a pipelined batch (see [`crate::storage::deferred`]) and proposes them to the
+//! shard of their slot as one entry; the replies are what applying the committed entry
+//! returned. Reads on a shard's leader wait for a ReadIndex barrier (or the leader lease with
+//! `--raft-read lease`). Keyed commands for a shard this node does not lead get `MOVED` to its
+//! leader. Shard leaders are spread over the nodes by leader transfer ([`spread`]).
 
 mod batch;
 mod membership;
+pub mod shard;
+pub mod slot_map;
+mod spread;
 mod status;
 pub mod topology;
 
-use crate::storage::{self, reply_codec, Db};
-use bytes::Bytes;
+use crate::storage::{self, Db};
 use parking_lot::RwLock;
-use pinnacle_raft::{addr, Group, NodeId, NodeOptions, ProposeError, RaftNode, ReadError};
+use pinnacle_raft::{NodeId, NodeOptions, RaftNode};
 use pinnacle_resp::Reply;
+use shard::Shard;
+use slot_map::SlotMap;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-
-/// The only Raft group until the cluster issue shards the keyspace.
-const GROUP: u64 = 0;
-
-/// How long a proposal may wait for its commit before its outcome counts as unknown.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A follower that hears nothing from its leader for this long reports the cluster down (the
-/// leader sends heartbeats every 50 ms; an election takes about 300 ms).
-const LEADER_SILENCE: Duration = Duration::from_millis(1000);
-/// Pause before re-proposing to a leader that refused because it can't take writes yet.
-const FRESH_LEADER_RETRY: Duration = Duration::from_millis(20);
-/// How long a read barrier may wait for a quorum before the read is refused.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How leader reads are made linearizable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +55,8 @@ pub struct ReplOptions {
     pub snapshot_after: Option<u64>,
     /// Join an existing cluster (`CLUSTER MEET` from its leader) instead of forming one.
     pub join: bool,
+    /// Number of shards (one Raft group and one keyspace each).
+    pub shards: usize,
 }
 
 /// Errors starting Raft mode.
@@ -146,39 +140,29 @@ pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, ReplError> {
     Ok(out)
 }
 
-/// A node's Raft side: the bus, the group, and what the command path needs to know fast.
+/// A node's Raft side: the bus, its shards, and the slot map.
 pub struct Replication {
     node: RaftNode,
-    group: Group<Db>,
     id: NodeId,
-    read_mode: ReadMode,
-    /// Mirror of "this node is the leader", kept by a metrics watcher.
-    leader: AtomicBool,
-    /// Where to send clients when this node is not the leader.
-    redirect: RwLock<Redirect>,
-    /// Merges concurrent connections' writes into few entries.
-    proposer: std::sync::OnceLock<batch::Proposer>,
-    /// Shares read-barrier rounds between concurrent readers.
-    barriers: std::sync::OnceLock<batch::Barriers>,
-    /// Entries proposed, commands they carried, and read-barrier rounds run (INFO).
-    counters: Counters,
-}
-
-#[derive(Default)]
-struct Counters {
-    proposals: std::sync::atomic::AtomicU64,
-    commands: std::sync::atomic::AtomicU64,
-    barriers: std::sync::atomic::AtomicU64,
+    shards: Vec<Arc<Shard>>,
+    slots: RwLock<Arc<SlotMap>>,
 }
 
 impl Replication {
-    /// Starts the bus and the group over `db`, forms the group on first start, and switches
-    /// `db` to deferred (proposed) writes.
-    pub async fn start(opts: ReplOptions, db: Db) -> Result<Arc<Replication>, ReplError> {
+    /// Starts the bus and one group per shard over `dbs` (one keyspace per shard), forms the
+    /// groups on first start, and switches every keyspace to proposed writes.
+    pub async fn start(opts: ReplOptions, dbs: Vec<Db>) -> Result<Arc<Replication>, ReplError> {
         if !opts.peers.contains_key(&opts.node_id) {
             return Err(ReplError::Peers(format!(
                 "this node ({}) is not in the list",
                 opts.node_id
+            )));
+        }
+        if dbs.is_empty() || dbs.len() != opts.shards {
+            return Err(ReplError::Peers(format!(
+                "{} keyspaces for {} shards",
+                dbs.len(),
+                opts.shards
             )));
         }
         let mut nopts = NodeOptions::new(opts.node_id, opts.bus_listen, opts.dir.clone());
@@ -187,57 +171,23 @@ impl Replication {
             nopts.keep_after_snapshot = nopts.keep_after_snapshot.min(n);
         }
         let node = RaftNode::start(nopts).await?;
-        let group = node.open_group(GROUP, Arc::new(db.clone())).await?;
+        let mut shards = Vec::with_capacity(dbs.len());
+        for (i, db) in dbs.into_iter().enumerate() {
+            shards.push(Shard::open(&node, i, db, opts.read_mode).await?);
+        }
+        if !opts.join {
+            for s in &shards {
+                s.group.initialize(&opts.peers).await?;
+            }
+        }
         let repl = Arc::new(Replication {
             node,
-            group: group.clone(),
             id: opts.node_id,
-            read_mode: opts.read_mode,
-            leader: AtomicBool::new(false),
-            redirect: RwLock::new(Redirect::Down),
-            proposer: std::sync::OnceLock::new(),
-            barriers: std::sync::OnceLock::new(),
-            counters: Counters::default(),
+            slots: RwLock::new(Arc::new(SlotMap::even(shards.len()))),
+            shards,
         });
-        let weak = Arc::downgrade(&repl);
-        let _ = repl
-            .proposer
-            .set(batch::Proposer::start(Arc::new(move |cmds| {
-                let weak = weak.clone();
-                Box::pin(async move {
-                    match weak.upgrade() {
-                        Some(r) => r.propose_now(cmds).await,
-                        None => Err(ProposeFailure::NotApplied(Redirect::Down)),
-                    }
-                })
-            })));
-        let weak = Arc::downgrade(&repl);
-        let _ = repl.barriers.set(batch::Barriers::new(Arc::new(move || {
-            let weak = weak.clone();
-            Box::pin(async move {
-                match weak.upgrade() {
-                    Some(r) => r.barrier_now().await,
-                    None => Err(Redirect::Down),
-                }
-            })
-        })));
-        // The expiry sweeper's deletions: proposed by the leader, without waiting.
-        let weak = Arc::downgrade(&repl);
-        let rt = tokio::runtime::Handle::current();
-        db.enable_replication(Box::new(move |cmd: Bytes| {
-            let Some(r) = weak.upgrade() else { return };
-            if !r.is_leader() {
-                return;
-            }
-            rt.spawn(async move {
-                let _ = r.propose(vec![cmd]).await;
-            });
-        }))?;
-        if !opts.join {
-            group.initialize(&opts.peers).await?;
-        }
-        repl.refresh();
         tokio::spawn(watch(Arc::downgrade(&repl)));
+        tokio::spawn(spread::run(Arc::downgrade(&repl)));
         Ok(repl)
     }
 
@@ -246,174 +196,81 @@ impl Replication {
         self.id
     }
 
-    /// True if this node believes it leads (reads still pass a barrier).
+    /// Every shard, by index.
+    pub fn shards(&self) -> &[Arc<Shard>] {
+        &self.shards
+    }
+
+    /// Shard `i` (the last one if there is no such shard).
+    pub fn shard(&self, i: usize) -> &Arc<Shard> {
+        &self.shards[i.min(self.shards.len() - 1)]
+    }
+
+    /// The current slot map.
+    pub fn slot_map(&self) -> Arc<SlotMap> {
+        self.slots.read().clone()
+    }
+
+    /// The shard owning `slot`.
+    pub fn shard_of(&self, slot: u16) -> usize {
+        self.slots.read().owner(slot)
+    }
+
+    /// The shard keyless keyspace commands (DBSIZE, SCAN, FLUSHALL, ...) run on: the first
+    /// shard this node leads, as a Redis master answers for its own slots; shard 0 otherwise.
+    pub fn home_shard(&self) -> usize {
+        self.shards.iter().position(|s| s.is_leader()).unwrap_or(0)
+    }
+
+    /// True if this node leads any shard (a `master` in CLUSTER NODES).
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Acquire)
+        self.shards.iter().any(|s| s.is_leader())
     }
 
-    /// Where a client should go while this node is not the leader.
-    pub fn redirect(&self) -> Redirect {
-        self.redirect.read().clone()
-    }
-
-    fn refresh(&self) {
-        let leader = self.group.leader();
-        let is_leader = leader == Some(self.id) && self.group.is_leader();
-        // A follower trusts the leader it knows of only while it hears from it.
-        let alive = is_leader
-            || matches!(
-                (leader, self.group.last_leader_contact()),
-                (Some(l), Some((from, age))) if from == l && age < LEADER_SILENCE
-            );
-        let redirect = match self.group.leader_addr() {
-            Some(a) if alive => Redirect::Leader(addr::client_addr(&a)),
-            _ => Redirect::Down,
-        };
-        *self.redirect.write() = redirect;
-        self.leader.store(is_leader, Ordering::Release);
-    }
-
-    /// Replicates `cmds` (encoded `WriteCommand`s), merged with other connections' writes
-    /// into one entry, and returns their replies.
-    pub async fn propose(&self, cmds: Vec<Bytes>) -> Result<Vec<Reply>, ProposeFailure> {
-        match self.proposer.get() {
-            Some(p) => p.propose(cmds).await,
-            None => self.propose_now(cmds).await,
-        }
-    }
-
-    async fn propose_now(&self, cmds: Vec<Bytes>) -> Result<Vec<Reply>, ProposeFailure> {
-        let n = cmds.len();
-        self.counters.proposals.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .commands
-            .fetch_add(n as u64, Ordering::Relaxed);
-        let payload = storage::raft_target_proposal(&cmds);
-        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
-        let res = loop {
-            let res = tokio::time::timeout_at(deadline, self.group.propose(payload.clone())).await;
-            // A leader that can't take writes yet (just elected, before its first commit)
-            // refuses without appending: waiting a little beats sending clients away.
-            let refused_by_itself =
-                matches!(&res, Ok(Err(ProposeError::NotLeader { addr: None, .. })))
-                    && self.group.leader() == Some(self.id);
-            if refused_by_itself && tokio::time::Instant::now() + FRESH_LEADER_RETRY < deadline {
-                tokio::time::sleep(FRESH_LEADER_RETRY).await;
-                continue;
-            }
-            break res;
-        };
-        match res {
-            Err(_) => Err(ProposeFailure::Unknown("commit timed out".into())),
-            Ok(Err(ProposeError::Indeterminate(why))) => Err(ProposeFailure::Unknown(why)),
-            Ok(Err(ProposeError::NotLeader { addr, .. })) => {
-                self.refresh();
-                Err(ProposeFailure::NotApplied(match addr {
-                    Some(a) => Redirect::Leader(addr::client_addr(&a)),
-                    None => Redirect::Down,
-                }))
-            }
-            Ok(Ok(raw)) => match reply_codec::decode_list(raw) {
-                Some(replies) if replies.len() == n => Ok(replies),
-                _ => Err(ProposeFailure::Unknown(
-                    "applied entry returned a malformed reply list".into(),
-                )),
-            },
-        }
-    }
-
-    /// Waits until local reads are linearizable; `Err` says where the reads should go.
-    /// Concurrent callers share barrier rounds.
-    pub async fn read_barrier(&self) -> Result<(), Redirect> {
-        match self.barriers.get() {
-            Some(b) => b.wait().await,
-            None => self.barrier_now().await,
-        }
-    }
-
-    async fn barrier_now(&self) -> Result<(), Redirect> {
-        self.counters.barriers.fetch_add(1, Ordering::Relaxed);
-        let barrier = async {
-            match self.read_mode {
-                ReadMode::Index => self.group.read_barrier().await,
-                ReadMode::Lease => self.group.lease_read_barrier().await,
-            }
-        };
-        match tokio::time::timeout(BARRIER_TIMEOUT, barrier).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(ReadError::NotLeader { addr: Some(a), .. })) => {
-                self.refresh();
-                Err(Redirect::Leader(addr::client_addr(&a)))
-            }
-            Ok(Err(_)) | Err(_) => {
-                self.refresh();
-                Err(Redirect::Down)
-            }
-        }
-    }
-
-    /// The `# Replication` section of INFO.
+    /// The `# Replication` section of INFO: shard 0 in the single-group form, then one line
+    /// per shard.
     pub fn info(&self) -> String {
-        let m = self.group.metrics();
-        let membership = m.membership_config.membership();
-        let client = |n: &NodeId| {
-            membership
-                .get_node(n)
-                .map(|b| addr::client_addr(&b.addr))
-                .unwrap_or_default()
-        };
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let peers = m.replication.as_ref().map(|rep| {
-            rep.iter()
-                .map(|(p, matched)| status::Peer {
-                    id: *p,
-                    addr: client(p),
-                    matched: matched.as_ref().map_or(0, |l| l.index),
-                    voter: voters.contains(p),
-                })
-                .collect()
-        });
-        status::Status {
-            id: self.id,
-            state: format!("{:?}", m.state),
-            leader: m.current_leader,
-            leader_alive: self.is_leader() || matches!(self.redirect(), Redirect::Leader(_)),
-            leader_addr: m.current_leader.as_ref().map(client),
-            term: m.current_term,
-            last_log: m.last_log_index.unwrap_or(0),
-            committed: m
-                .cluster_committed
-                .as_ref()
-                .or(m.local_committed.as_ref())
-                .map_or(0, |l| l.index),
-            applied: m.last_applied.as_ref().map_or(0, |l| l.index),
-            snapshot: m.snapshot.as_ref().map_or(0, |l| l.index),
-            peers,
-            proposals: self.counters.proposals.load(Ordering::Relaxed),
-            proposed_commands: self.counters.commands.load(Ordering::Relaxed),
-            barriers: self.counters.barriers.load(Ordering::Relaxed),
+        let mut out = self.shards[0].status().info();
+        if self.shards.len() > 1 {
+            for s in &self.shards {
+                let st = s.status();
+                out.push_str(&format!(
+                    "shard{}:group={},state={},leader={},term={},applied={}\r\n",
+                    s.index(),
+                    shard::group_id(s.index()),
+                    st.state,
+                    st.leader.map(|l| l.to_string()).unwrap_or_default(),
+                    st.term,
+                    st.applied,
+                ));
+            }
         }
-        .info()
+        out
     }
 
-    /// Stops the bus and the group (shutdown).
+    /// Stops the bus and the groups (shutdown).
     pub async fn shutdown(&self) {
         self.node.shutdown().await;
     }
 }
 
-/// Keeps the leader flag and redirect current (polled: cheap, and a change of leader is also
-/// noticed at once by a failing proposal or barrier); exits the process if the group failed for
-/// good (fail-stop: a node whose log can't be made durable must not serve).
+/// Keeps every shard's leader flag and redirect current (polled: cheap, and a change of leader
+/// is also noticed at once by a failing proposal or barrier); exits the process if a group
+/// failed for good (fail-stop: a node whose log can't be made durable must not serve).
 async fn watch(repl: std::sync::Weak<Replication>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tick.tick().await;
         let Some(r) = repl.upgrade() else { return };
-        if let Some(why) = r.group.fatal() {
-            tracing::error!("raft group failed, stopping the node: {why}");
-            std::process::exit(1);
+        for s in &r.shards {
+            if let Some(why) = s.group.fatal() {
+                tracing::error!(
+                    "raft group of shard {} failed, stopping the node: {why}",
+                    s.index()
+                );
+                std::process::exit(1);
+            }
+            s.refresh();
         }
-        r.refresh();
     }
 }

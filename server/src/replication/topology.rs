@@ -1,5 +1,6 @@
-//! What `CLUSTER SLOTS/SHARDS/NODES/INFO` show in Raft mode: the group is one Redis shard
-//! owning all 16384 slots, its leader the master and the other members its replicas.
+//! What `CLUSTER SLOTS/SHARDS/NODES/INFO` show in Raft mode (layout (a) of redis-wire §10):
+//! each node appears once, as a `master` owning the slots of the shards it leads; a node that
+//! leads nothing is shown as a replica.
 //!
 //! Cluster node ids must be known for every member without an exchange, so in Raft mode a
 //! node's 40-hex id is its Raft id in hex ([`cluster_id`]).
@@ -24,12 +25,17 @@ pub fn parse_node_ref(s: &str) -> Option<NodeId> {
     s.parse().ok()
 }
 
-/// The shard id of the (only) group.
-pub fn shard_id() -> String {
-    format!("{:040x}", 0x5348_4152_4400_u64)
+/// The 40-hex shard id of shard `index` (CLUSTER SHARDS, MYSHARDID).
+pub fn shard_id_of(index: usize) -> String {
+    format!("{:040x}", 0x5348_4152_4400_u64 + index as u64)
 }
 
-/// One member of the group.
+/// The shard id of shard 0 (this node's CLUSTER MYSHARDID).
+pub fn shard_id() -> String {
+    shard_id_of(0)
+}
+
+/// One node of the cluster.
 #[derive(Debug, Clone)]
 pub struct Member {
     /// Raft id.
@@ -40,60 +46,140 @@ pub struct Member {
     pub port: u16,
     /// Cluster-bus port.
     pub cport: u16,
-    /// True for the leader this node trusts.
+    /// True if it leads at least one shard (a `master`).
     pub leader: bool,
     /// False while a learner.
     pub voter: bool,
-    /// Replication offset: the leader's match index for it (this node's own applied index
-    /// when it is not the leader).
+    /// Replication offset in shard 0: the leader's match index for it (this node's own
+    /// applied index when it is not the leader).
     pub offset: u64,
 }
 
-/// The group as seen from this node.
+/// One member of one shard's group.
+#[derive(Debug, Clone)]
+pub struct ShardMember {
+    /// Raft id.
+    pub id: NodeId,
+    /// True for the shard's live leader.
+    pub leader: bool,
+    /// False while a learner.
+    pub voter: bool,
+    /// Match index (leader's view) or own applied index.
+    pub offset: u64,
+}
+
+/// One shard as this node sees it.
+#[derive(Debug, Clone)]
+pub struct ShardView {
+    /// Index.
+    pub index: usize,
+    /// Slot runs it owns.
+    pub slots: Vec<(u16, u16)>,
+    /// Its live leader.
+    pub leader: Option<NodeId>,
+    /// Its leader as last known, even if silent (keeps CLUSTER SLOTS covering every slot).
+    pub known_leader: Option<NodeId>,
+    /// Every member, leader first.
+    pub members: Vec<ShardMember>,
+}
+
+/// The cluster as seen from this node.
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// This node's Raft id.
     pub me: NodeId,
-    /// Every member, leader first.
+    /// Every node, leaders first.
     pub members: Vec<Member>,
-    /// True when a live leader is known (`cluster_state:ok`).
+    /// Every shard, by index.
+    pub shards: Vec<ShardView>,
+    /// Slot runs `(start, end, shard)` covering all 16384 slots.
+    pub ranges: Vec<(u16, u16, usize)>,
+    /// True when every shard has a live leader (`cluster_state:ok`).
     pub ok: bool,
-    /// Current term (shown as the config epoch).
+    /// Highest term of any shard (shown as the config epoch).
     pub term: u64,
 }
 
+impl Topology {
+    /// The member with Raft id `id`.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// Slot runs of the shards `id` leads, in slot order.
+    pub fn slots_led_by(&self, id: NodeId) -> Vec<(u16, u16)> {
+        self.ranges
+            .iter()
+            .filter(|(_, _, sh)| self.shards[*sh].leader == Some(id))
+            .map(|&(a, b, _)| (a, b))
+            .collect()
+    }
+}
+
 impl Replication {
-    /// The group's membership and leader as this node sees it.
+    /// Every shard's membership and leader, and the slot map, as this node sees them.
     pub fn topology(&self) -> Topology {
-        let m = self.group.metrics();
-        let membership = m.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let ok = self.is_leader() || matches!(self.redirect(), super::Redirect::Leader(_));
-        let leader = if ok { m.current_leader } else { None };
-        let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
-        let mut members: Vec<Member> = membership
-            .nodes()
-            .map(|(id, node)| {
-                let client = addr::client_addr(&node.addr);
-                let bus = addr::bus_addr(&node.addr);
+        let map = self.slot_map();
+        let mut addrs: std::collections::BTreeMap<NodeId, String> = Default::default();
+        let mut shards = Vec::with_capacity(self.shards.len());
+        let mut term = 0;
+        for s in &self.shards {
+            let m = s.group.metrics();
+            term = term.max(m.current_term);
+            let membership = m.membership_config.membership();
+            let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+            let leader = s.live_leader();
+            let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+            let mut members: Vec<ShardMember> = membership
+                .nodes()
+                .map(|(id, node)| {
+                    addrs.entry(*id).or_insert_with(|| node.addr.clone());
+                    let offset = match &m.replication {
+                        Some(rep) => rep
+                            .get(id)
+                            .and_then(|l| l.as_ref().map(|l| l.index))
+                            .unwrap_or(0),
+                        None if *id == self.id => applied,
+                        None => 0,
+                    };
+                    ShardMember {
+                        id: *id,
+                        leader: Some(*id) == leader,
+                        voter: voters.contains(id),
+                        offset,
+                    }
+                })
+                .collect();
+            members.sort_by_key(|mb| (!mb.leader, mb.id));
+            shards.push(ShardView {
+                index: s.index(),
+                slots: map.ranges_of(s.index()),
+                leader,
+                known_leader: leader.or(m.current_leader),
+                members,
+            });
+        }
+        let ok = shards.iter().all(|s| s.leader.is_some());
+        let leaders: std::collections::BTreeSet<NodeId> =
+            shards.iter().filter_map(|s| s.leader).collect();
+        let mut members: Vec<Member> = addrs
+            .iter()
+            .map(|(id, a)| {
+                let client = addr::client_addr(a);
+                let bus = addr::bus_addr(a);
                 let (ip, port) = split(&client);
                 let (_, cport) = split(&bus);
-                let offset = match &m.replication {
-                    Some(rep) => rep
-                        .get(id)
-                        .and_then(|l| l.as_ref().map(|l| l.index))
-                        .unwrap_or(0),
-                    None if *id == self.id => applied,
-                    None => 0,
-                };
+                let in0 = shards
+                    .first()
+                    .and_then(|s| s.members.iter().find(|m| m.id == *id));
                 Member {
                     id: *id,
                     ip,
                     port,
                     cport,
-                    leader: Some(*id) == leader,
-                    voter: voters.contains(id),
-                    offset,
+                    leader: leaders.contains(id),
+                    voter: in0.is_some_and(|m| m.voter),
+                    offset: in0.map_or(0, |m| m.offset),
                 }
             })
             .collect();
@@ -101,8 +187,10 @@ impl Replication {
         Topology {
             me: self.id,
             members,
+            shards,
+            ranges: map.ranges(),
             ok,
-            term: m.current_term,
+            term,
         }
     }
 }

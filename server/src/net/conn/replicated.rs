@@ -16,8 +16,25 @@ use pinnacle_resp::{Protocol, Reply, RequestDecoder};
 /// Per-connection state that outlives one batch.
 #[derive(Default)]
 pub(super) struct ReadState {
-    /// A read barrier completed since the last socket read.
-    pub(super) barrier_done: bool,
+    /// Shards (bit per index) whose read barrier completed since the last socket read.
+    barriers_done: u128,
+}
+
+impl ReadState {
+    /// Requests read from now on need new read barriers.
+    pub(super) fn new_input(&mut self) {
+        self.barriers_done = 0;
+    }
+
+    fn done(&self, shard: usize) -> bool {
+        shard < 128 && self.barriers_done & (1 << shard) != 0
+    }
+
+    fn set_done(&mut self, shard: usize) {
+        if shard < 128 {
+            self.barriers_done |= 1 << shard;
+        }
+    }
 }
 
 /// A command's writes waiting for their proposal.
@@ -27,6 +44,8 @@ struct Queued {
     /// How several writes' replies make the one reply.
     combine: Option<Combiner>,
     slot: Option<u16>,
+    /// The shard its writes are proposed to.
+    shard: usize,
     /// Where its reply goes in the output buffer.
     at: usize,
     /// False under `CLIENT REPLY OFF|SKIP`.
@@ -80,9 +99,13 @@ pub(super) async fn run_batch(
                 return a;
             }
         }
-        if kind == Kind::Read && !rs.barrier_done && repl.is_leader() {
-            match repl.read_barrier().await {
-                Ok(()) => rs.barrier_done = true,
+        let shard = match slot {
+            Some(s) => repl.shard_of(s),
+            None => repl.home_shard(),
+        };
+        if kind == Kind::Read && !rs.done(shard) && repl.shard(shard).is_leader() {
+            match repl.shard(shard).read_barrier().await {
+                Ok(()) => rs.set_done(shard),
                 Err(redirect) => {
                     // Leadership is in doubt: keyed reads go elsewhere, keyless ones are
                     // served locally as on a follower.
@@ -131,6 +154,7 @@ pub(super) async fn run_batch(
                 writes,
                 combine,
                 slot,
+                shard: client.shard,
                 at: out.len(),
                 send,
                 protocol: client.protocol,
@@ -147,8 +171,9 @@ pub(super) async fn run_batch(
     after
 }
 
-/// Proposes the queued writes as one entry and splices their replies into `out`. `Err` when
-/// the outcome is unknown: the connection must close without answering them.
+/// Proposes the queued writes, one entry per shard (shards in parallel), and splices their
+/// replies into `out`. `Err` when an outcome is unknown: the connection must close without
+/// answering that command or any after it.
 async fn drain(
     server: &Server,
     repl: &Replication,
@@ -159,38 +184,41 @@ async fn drain(
         return Ok(());
     }
     let items = std::mem::take(queue);
-    let cmds = items
-        .iter()
-        .flat_map(|q| q.writes.iter().map(|w| w.cmd.clone()))
-        .collect();
-    let mut replies = match repl.propose(cmds).await {
-        Ok(replies) => replies.into_iter(),
-        Err(ProposeFailure::NotApplied(redirect)) => {
-            // Definitely not applied: each command (an EXEC as a whole) gets the redirect.
-            let mut spliced = BytesMut::with_capacity(out.len());
-            let mut pos = 0;
-            for q in items {
-                spliced.extend_from_slice(&out[pos..q.at]);
-                pos = q.at;
-                if q.send {
-                    redirect.error(q.slot).encode(q.protocol, &mut spliced);
-                }
-            }
-            spliced.extend_from_slice(&out[pos..]);
-            *out = spliced;
-            return Ok(());
-        }
-        Err(ProposeFailure::Unknown(why)) => {
-            tracing::warn!("write outcome unknown ({why}); closing the client without a reply");
-            out.truncate(items[0].at);
-            return Err(After::CloseAfterReply);
-        }
-    };
+    let mut shards: Vec<usize> = items.iter().map(|q| q.shard).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let proposals = shards.iter().map(|&sh| {
+        let cmds = items
+            .iter()
+            .filter(|q| q.shard == sh)
+            .flat_map(|q| q.writes.iter().map(|w| w.cmd.clone()))
+            .collect();
+        repl.shard(sh).propose(cmds)
+    });
+    let results = join_all(proposals.collect()).await;
+    let mut outcomes: Vec<Result<std::vec::IntoIter<Reply>, ProposeFailure>> =
+        results.into_iter().map(|r| r.map(Vec::into_iter)).collect();
     let mut spliced = BytesMut::with_capacity(out.len() + 16 * items.len());
     let mut pos = 0;
     for q in items {
         spliced.extend_from_slice(&out[pos..q.at]);
         pos = q.at;
+        let k = shards.binary_search(&q.shard).unwrap_or(0);
+        let replies = match &mut outcomes[k] {
+            Ok(replies) => replies,
+            // Definitely not applied: each command (an EXEC as a whole) gets the redirect.
+            Err(ProposeFailure::NotApplied(redirect)) => {
+                if q.send {
+                    redirect.error(q.slot).encode(q.protocol, &mut spliced);
+                }
+                continue;
+            }
+            Err(ProposeFailure::Unknown(why)) => {
+                tracing::warn!("write outcome unknown ({why}); closing the client without a reply");
+                *out = spliced;
+                return Err(After::CloseAfterReply);
+            }
+        };
         let mut mapped = Vec::with_capacity(q.writes.len());
         for w in q.writes {
             let r = replies.next().unwrap_or(Reply::NullArray);
@@ -214,4 +242,28 @@ async fn drain(
     spliced.extend_from_slice(&out[pos..]);
     *out = spliced;
     Ok(())
+}
+
+/// Runs every future to completion concurrently; results in input order.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, d) in futs.iter_mut().zip(done.iter_mut()) {
+            if d.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *d = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
