@@ -298,6 +298,30 @@ impl TrainState {
     }
 }
 
+/// Recent round reports and totals.
+#[derive(Default)]
+struct History {
+    recent: std::collections::VecDeque<RoundReport>,
+    accepted: u64,
+    rejected: u64,
+}
+
+impl History {
+    const KEEP: usize = 32;
+
+    fn push(&mut self, r: RoundReport) {
+        if r.accepted {
+            self.accepted += 1;
+        } else {
+            self.rejected += 1;
+        }
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(r);
+    }
+}
+
 enum Msg {
     TrainNow(mpsc::Sender<Result<RoundReport>>),
     Configure(TrainConfig),
@@ -348,7 +372,7 @@ fn renice_current_thread(nice: i32) {
 /// The background trainer: one thread, one round per interval, models published by atomic swap.
 pub struct Trainer {
     served: Arc<ArcSwapOption<Forecaster>>,
-    last: Arc<Mutex<Option<RoundReport>>>,
+    last: Arc<Mutex<History>>,
     tx: mpsc::Sender<Msg>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -373,7 +397,7 @@ impl Trainer {
     ) -> Result<Self> {
         let mut state = TrainState::new(cfg)?;
         let served: Arc<ArcSwapOption<Forecaster>> = Arc::new(ArcSwapOption::empty());
-        let last = Arc::new(Mutex::new(None));
+        let last = Arc::new(Mutex::new(History::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         // A one-thread pool keeps candle's matmuls on this thread: training uses one core.
@@ -420,7 +444,7 @@ impl Trainer {
                             s.store(Some(Arc::new(model.clone())));
                         }
                         if let Ok(mut last) = l.lock() {
-                            *last = Some(report.clone());
+                            last.push(report.clone());
                         }
                     }
                     if let Some(reply) = reply {
@@ -445,7 +469,15 @@ impl Trainer {
 
     /// The report of the most recent round, accepted or not.
     pub fn last_report(&self) -> Option<RoundReport> {
-        self.last.lock().ok().and_then(|l| l.clone())
+        self.last.lock().ok().and_then(|l| l.recent.back().cloned())
+    }
+
+    /// The most recent rounds (oldest first, at most 32) and the accepted/rejected totals.
+    pub fn history(&self) -> (Vec<RoundReport>, u64, u64) {
+        self.last
+            .lock()
+            .map(|h| (h.recent.iter().cloned().collect(), h.accepted, h.rejected))
+            .unwrap_or_default()
     }
 
     /// Replaces the configuration from the next round on (the weights are kept).
@@ -624,6 +656,7 @@ mod tests {
         let f = trainer.forecaster().expect("published");
         assert_eq!(f.forecast(15.0, 8).unwrap().len(), 8);
         assert_eq!(trainer.last_report().unwrap().round, 1);
+        assert_eq!(trainer.history().1, 1);
         drop(trainer);
     }
 }

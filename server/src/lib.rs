@@ -20,6 +20,7 @@ pub mod command;
 pub mod commands;
 pub mod config;
 pub mod net;
+pub mod pinn;
 pub mod pubsub;
 pub mod replication;
 pub mod storage;

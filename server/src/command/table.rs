@@ -3,7 +3,7 @@
 //! Only commands (and subcommands) that have a handler are registered, so a command either
 //! answers like Redis or is unknown — never half-present.
 
-use super::extra::EXTRA_SUBCOMMANDS;
+use super::extra::{EXTRA_COMMANDS, EXTRA_SUBCOMMANDS};
 use super::generated::REDIS_COMMANDS;
 use super::spec::CommandSpec;
 use super::Handler;
@@ -57,8 +57,12 @@ impl Table {
             by_name: HashMap::new(),
             top: Vec::new(),
         };
-        let spec_by_name: HashMap<&str, &'static CommandSpec> =
-            specs.iter().map(|s| (s.name, s)).collect();
+        // Pinnacle's own commands (PINN.*) sit beside Redis's.
+        let spec_by_name: HashMap<&str, &'static CommandSpec> = specs
+            .iter()
+            .chain(EXTRA_COMMANDS)
+            .map(|s| (s.name, s))
+            .collect();
         for &(name, handler) in handlers.iter().flat_map(|h| h.iter()) {
             let (parent, sub) = match name.split_once('|') {
                 Some((p, s)) => (p, Some(s)),

@@ -12,6 +12,7 @@ pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod pinn;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
@@ -43,4 +44,5 @@ pub const ALL: &[&[(&str, Handler)]] = &[
     zset_algebra::HANDLERS,
     streams::HANDLERS,
     pubsub::HANDLERS,
+    pinn::HANDLERS,
 ];

@@ -6,6 +6,8 @@
 pub(super) enum Kind {
     /// A signed integer in `[min, max]`.
     Int(i64, i64),
+    /// A finite decimal number in `[min, max]` (PINN weights and thresholds).
+    Float(f64, f64),
     /// A byte size with optional unit (`1gb`, `512mb`), shown in bytes.
     Mem(u64, u64),
     /// `yes` or `no`.
@@ -81,6 +83,7 @@ const POLICIES: &[&str] = &[
     "noeviction",
 ];
 const LOGLEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
+const PLANNERS: &[&str] = &["pinn", "reactive", "off"];
 
 /// Every parameter, with Redis 7.0.15's names, ranges and defaults. Those Pinnacle acts on are
 /// noted; the rest are stored and returned so clients and test harnesses that probe or tune
@@ -185,6 +188,26 @@ pub(super) static PARAMS: &[Param] = &[
     p("cluster-require-full-coverage", Kind::Bool, "yes"),
     p("cluster-allow-reads-when-down", Kind::Bool, "no"),
     fixed("io-threads", Kind::Int(1, 128), "1"),
+    // Pinnacle's PINN (server/src/pinn): read by the PINN service every second; PINN.CONFIG
+    // shows and sets the same values without the `pinn-` prefix.
+    p("pinn-enabled", Kind::Bool, "yes"),
+    p("pinn-train", Kind::Bool, "yes"),
+    p("pinn-planner", Kind::Enum(PLANNERS), "pinn"),
+    p("pinn-threshold", Kind::Float(1.0, 100.0), "1.5"),
+    p("pinn-hysteresis", Kind::Float(0.0, 0.9), "0.1"),
+    p("pinn-horizon", Kind::Int(1, 60), "10"),
+    p("pinn-train-interval", Kind::Int(1, 3600), "5"),
+    p("pinn-train-steps", Kind::Int(1, 100_000), "200"),
+    p("pinn-train-min-ops", Kind::Int(0, LONG), "100"),
+    p("pinn-nu", Kind::Float(0.0, 10.0), "0.01"),
+    p("pinn-lambda-r", Kind::Float(0.0, 1e6), "1"),
+    p("pinn-lambda-b", Kind::Float(0.0, 1e6), "0.1"),
+    p("pinn-lambda-i", Kind::Float(0.0, 1e6), "10"),
+    p("pinn-max-migrations", Kind::Int(1, 64), "1"),
+    p("pinn-cooldown", Kind::Int(0, 86_400), "60"),
+    p("pinn-confirm", Kind::Int(1, 60), "2"),
+    p("pinn-key-sample", Kind::Int(1, 1 << 20), "16"),
+    fixed("pinn-buckets", Kind::Int(4, 1024), "64"),
 ];
 
 pub(super) fn find_param(name: &str) -> Option<(usize, &'static Param)> {
@@ -221,6 +244,20 @@ pub(super) fn validate(param: &Param, value: &str) -> Result<String, String> {
             let n: i64 = value
                 .parse()
                 .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            if n < min || n > max {
+                return Err(format!(
+                    "argument must be between {min} and {max} inclusive"
+                ));
+            }
+            Ok(n.to_string())
+        }
+        Kind::Float(min, max) => {
+            let n: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| "argument couldn't be parsed into a number".to_string())?;
             if n < min || n > max {
                 return Err(format!(
                     "argument must be between {min} and {max} inclusive"
