@@ -1,5 +1,5 @@
 //! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP, and
-//! XREAD BLOCK.
+//! XREAD BLOCK (XREADGROUP BLOCK's glue is in `streams_group.rs`).
 //!
 //! Each tries its non-blocking form (LMPOP, LMOVE, ZMPOP) on the first non-empty key; if
 //! every key is empty it marks the client blocked (see [`crate::command::blocking`]) and the
@@ -26,6 +26,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("bzpopmax", bzpopmax),
     ("bzmpop", bzmpop),
     ("xread", xread),
+    ("xreadgroup", super::streams::xreadgroup),
 ];
 
 /// XREAD, blocking with `BLOCK ms` when no stream has entries after the given ids.

@@ -1,6 +1,6 @@
-//! Stream commands without consumer groups: XADD (auto, `<ms>-*` and explicit ids,
-//! NOMKSTREAM, MAXLEN/MINID with `=`/`~` and LIMIT), XLEN, XRANGE, XREVRANGE, XDEL, XTRIM and
-//! XREAD (COUNT, STREAMS, `$`, BLOCK: the waiting is in `blocking.rs`).
+//! Stream commands: XADD (auto, `<ms>-*` and explicit ids, NOMKSTREAM, MAXLEN/MINID with
+//! `=`/`~` and LIMIT), XLEN, XRANGE, XREVRANGE, XDEL, XTRIM and XREAD (COUNT, STREAMS, `$`,
+//! BLOCK: the waiting is in `blocking.rs`); consumer groups in [`groups`], XINFO in [`info`].
 
 use super::hashes::coll_handlers;
 use super::strings::{failed, int_arg, is, syntax_error, write};
@@ -10,6 +10,19 @@ use crate::storage::{Db, KeyType, Meta, ReadView, WriteOp};
 use bytes::Bytes;
 use pinnacle_resp::{Protocol, Reply};
 
+#[cfg(test)]
+#[path = "stream_diff_tests.rs"]
+mod diff_tests;
+#[cfg(test)]
+#[path = "streams_group_tests.rs"]
+mod group_tests;
+#[path = "streams_group.rs"]
+pub mod groups;
+#[path = "streams_info.rs"]
+pub mod info;
+
+pub(crate) use groups::xreadgroup;
+
 coll_handlers! {
     "xadd" => xadd,
     "xlen" => xlen,
@@ -17,6 +30,20 @@ coll_handlers! {
     "xrevrange" => xrevrange,
     "xdel" => xdel,
     "xtrim" => xtrim,
+    "xgroup|create" => groups::xgroup_create,
+    "xgroup|setid" => groups::xgroup_setid,
+    "xgroup|destroy" => groups::xgroup_destroy,
+    "xgroup|createconsumer" => groups::xgroup_createconsumer,
+    "xgroup|delconsumer" => groups::xgroup_delconsumer,
+    "xgroup|help" => groups::xgroup_help,
+    "xack" => groups::xack,
+    "xpending" => groups::xpending,
+    "xclaim" => groups::xclaim,
+    "xautoclaim" => groups::xautoclaim,
+    "xinfo|stream" => info::xinfo_stream,
+    "xinfo|groups" => info::xinfo_groups,
+    "xinfo|consumers" => info::xinfo_consumers,
+    "xinfo|help" => info::xinfo_help,
 }
 
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
@@ -327,10 +354,9 @@ pub(crate) fn xread_or_block(db: &Db, p: Protocol, a: &[Bytes]) -> Result<Reply,
     while i < a.len() {
         let more = a.len() - i - 1;
         if is(&a[i], "block") && more > 0 {
-            match int_arg(&a[i + 1]) {
+            match groups::block_ms(&a[i + 1]) {
                 Err(r) => return Ok(r),
-                Ok(ms) if ms < 0 => return Ok(Reply::error("ERR timeout is negative")),
-                Ok(ms) => block = Some(ms),
+                Ok(ms) => block = Some(ms as i64),
             }
             i += 1;
         } else if is(&a[i], "count") && more > 0 {
@@ -347,6 +373,14 @@ pub(crate) fn xread_or_block(db: &Db, p: Protocol, a: &[Bytes]) -> Result<Reply,
                 ));
             }
             break;
+        } else if is(&a[i], "group") && more >= 2 {
+            return Ok(Reply::error(
+                "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
+            ));
+        } else if is(&a[i], "noack") {
+            return Ok(Reply::error(
+                "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
+            ));
         } else {
             return Ok(syntax_error());
         }
@@ -367,6 +401,11 @@ pub(crate) fn xread_or_block(db: &Db, p: Protocol, a: &[Bytes]) -> Result<Reply,
             Ok(Err(r)) => return Ok(r),
             Ok(Ok(m)) => m,
         };
+        if id.as_ref() == b">" {
+            return Ok(Reply::error(
+                "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
+            ));
+        }
         let from = if id.as_ref() == b"$" {
             m.as_ref()
                 .map_or(StreamId::default(), |m| StreamState::decode(&m.value).last)

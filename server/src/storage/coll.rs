@@ -231,9 +231,10 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         | WriteOp::ZRem { .. }
         | WriteOp::ZPop { .. }
         | WriteOp::ZRemRange { .. } => zset::apply(tx, op),
-        WriteOp::XAdd { .. } | WriteOp::XTrim { .. } | WriteOp::XDel { .. } => {
-            stream::apply(tx, op)
-        }
+        WriteOp::XAdd { .. }
+        | WriteOp::XTrim { .. }
+        | WriteOp::XDel { .. }
+        | WriteOp::XGroup { .. } => stream::apply(tx, op),
         WriteOp::ZStore { .. } | WriteOp::ZMPop { .. } | WriteOp::ZRangeStore { .. } => {
             zset_ops::apply(tx, op)
         }

@@ -4,7 +4,8 @@
 //! max deleted id and entries added.
 //!
 //! Auto ids are derived at apply from the entry's leader-stamped `now_ms` and the last id,
-//! so every replica assigns the same ids.
+//! so every replica assigns the same ids. Consumer groups live in records after the entries
+//! (see [`group`]); entry scans stop before them.
 
 use super::apply::Tx;
 use super::encoding::{KeyType, Meta};
@@ -14,6 +15,15 @@ use super::{ReadView, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pinnacle_resp::Reply;
 use std::ops::Bound;
+
+#[path = "stream_group.rs"]
+pub mod group;
+#[path = "stream_group_apply.rs"]
+pub mod group_apply;
+#[path = "stream_group_op.rs"]
+pub mod group_op;
+#[path = "stream_group_read.rs"]
+pub mod group_read;
 
 /// A stream entry id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -236,10 +246,15 @@ impl ReadView<'_> {
         if lo > hi {
             return Ok(Vec::new());
         }
-        // The upper bound is exclusive in `sub_range`: one past `hi`, or past every id.
+        // The upper bound is exclusive in `sub_range`: one past `hi`, or past every id but
+        // before the group records (`AUX · tag`; the MAX id's field is `AUX` itself).
         let to: Vec<u8> = match hi.incr() {
             Some(n) => n.to_field().to_vec(),
-            None => vec![0xFF; 17],
+            None => {
+                let mut v = group::AUX.to_vec();
+                v.push(0);
+                v
+            }
         };
         let start = super::encoding::sub_key(key, meta.version, &lo.to_field());
         let end = super::encoding::sub_key(key, meta.version, &to);
@@ -255,6 +270,9 @@ impl ReadView<'_> {
                 break;
             }
             let (k, v) = item?;
+            if k.len() != plen + 16 {
+                continue;
+            }
             if let Some(id) = StreamId::from_field(&k[plen..]) {
                 out.push((id, v));
             }
@@ -334,6 +352,10 @@ fn head_ids(
             break;
         }
         let (k, _) = item?;
+        // Group records follow the entries.
+        if k.len() != plen + 16 {
+            break;
+        }
         if let Some(id) = StreamId::from_field(&k[plen..]) {
             out.push((id, Bytes::new()));
         }
@@ -495,6 +517,7 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             }
             Reply::Integer(n)
         }
+        WriteOp::XGroup { op } => group_apply::apply(tx, op)?,
         _ => Reply::error("ERR not a stream operation"),
     })
 }

@@ -450,6 +450,12 @@ pub enum WriteOp {
         /// Ids as sent.
         ids: Vec<Bytes>,
     },
+    /// Consumer groups: XGROUP, XREADGROUP, XACK, XCLAIM, XAUTOCLAIM (one opcode; the op
+    /// carries its own frozen kind byte).
+    XGroup {
+        /// The group operation.
+        op: super::stream::group_op::GroupOp,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -529,6 +535,7 @@ impl WriteOp {
             WriteOp::XAdd { .. } => 43,
             WriteOp::XTrim { .. } => 44,
             WriteOp::XDel { .. } => 45,
+            WriteOp::XGroup { .. } => 46,
         }
     }
 }

@@ -230,6 +230,13 @@ fn examples() -> Vec<WriteOp> {
             key: b("x"),
             ids: vec![b("1-1")],
         },
+        WriteOp::XGroup {
+            op: crate::storage::stream::group_op::GroupOp::Ack {
+                key: b("x"),
+                group: b("g"),
+                ids: vec![crate::storage::stream::StreamId { ms: 1, seq: 2 }],
+            },
+        },
     ]
 }
 
@@ -237,7 +244,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=45).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=46).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);

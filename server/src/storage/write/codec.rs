@@ -328,6 +328,7 @@ impl WriteCommand {
                 put_bytes(&mut out, key);
                 put_list(&mut out, ids);
             }
+            WriteOp::XGroup { op } => op.encode(&mut out),
         }
         out.freeze()
     }
@@ -596,6 +597,9 @@ impl WriteCommand {
             45 => WriteOp::XDel {
                 key: bytes_(r)?,
                 ids: list_(r)?,
+            },
+            46 => WriteOp::XGroup {
+                op: crate::storage::stream::group_op::GroupOp::decode(r)?,
             },
             other => return Err(DecodeError::Opcode(other)),
         };
