@@ -21,11 +21,18 @@ pub enum OpKind {
     Write,
 }
 
-/// Lock-free per-slot counters; `record` is two relaxed atomic adds, off any lock.
+/// One slot's counters, kept together so counting touches a single cache line.
+#[repr(align(32))]
+#[derive(Default)]
+struct SlotCell {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Lock-free per-slot counters; `record` is one or two relaxed atomic adds, off any lock.
 pub struct SlotCounters {
-    reads: Box<[AtomicU64]>,
-    writes: Box<[AtomicU64]>,
-    bytes: Box<[AtomicU64]>,
+    cells: Box<[SlotCell]>,
 }
 
 impl Default for SlotCounters {
@@ -34,31 +41,25 @@ impl Default for SlotCounters {
     }
 }
 
-fn zeroed(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
 impl SlotCounters {
     /// Counters for all 16384 slots, all zero.
     pub fn new() -> Self {
         Self {
-            reads: zeroed(SLOTS),
-            writes: zeroed(SLOTS),
-            bytes: zeroed(SLOTS),
+            cells: (0..SLOTS).map(|_| SlotCell::default()).collect(),
         }
     }
 
     /// Counts one operation of `kind` moving `bytes` on `slot` (slots wrap modulo 16384).
     #[inline]
     pub fn record(&self, slot: u16, kind: OpKind, bytes: u64) {
-        let s = slot as usize & (SLOTS - 1);
+        let cell = &self.cells[slot as usize & (SLOTS - 1)];
         let ops = match kind {
-            OpKind::Read => &self.reads[s],
-            OpKind::Write => &self.writes[s],
+            OpKind::Read => &cell.reads,
+            OpKind::Write => &cell.writes,
         };
         ops.fetch_add(1, Ordering::Relaxed);
         if bytes > 0 {
-            self.bytes[s].fetch_add(bytes, Ordering::Relaxed);
+            cell.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -77,13 +78,12 @@ impl SlotCounters {
         let buckets = buckets.clamp(1, SLOTS);
         let keep = per_slot.len() >= SLOTS;
         let mut row = Row::zeros(t, buckets);
-        for s in 0..SLOTS {
+        for (s, cell) in self.cells.iter().enumerate() {
             let b = bucket_of(s as u16, buckets);
-            // Loads first: most slots are idle and a load does not dirty the cache line.
-            let (r, w) = (take(&self.reads[s]), take(&self.writes[s]));
+            let (r, w) = (take(&cell.reads), take(&cell.writes));
             row.reads[b] += r;
             row.writes[b] += w;
-            row.bytes[b] += take(&self.bytes[s]);
+            row.bytes[b] += take(&cell.bytes);
             if let Some(p) = per_slot.get_mut(s).filter(|_| keep) {
                 *p = r + w;
             }
@@ -92,7 +92,8 @@ impl SlotCounters {
     }
 }
 
-/// Swaps a counter to zero, skipping the write when it already is.
+/// Swaps a counter to zero, skipping the write when it already is (most slots are idle, and a
+/// load does not take the cache line away from a thread counting on it).
 #[inline]
 fn take(c: &AtomicU64) -> u64 {
     if c.load(Ordering::Relaxed) == 0 {

@@ -1,0 +1,96 @@
+//! Hot-path and trainer timings for BENCHMARKS.md: the cost of counting one command (the same
+//! code path as `pinnacle_server::pinn::record`: a `OnceLock` load, then relaxed atomic adds),
+//! the once-a-second fold, and one live-sized training round.
+//!
+//! `RAYON_NUM_THREADS=1 cargo run --release -p pinnacle-pinn --example record_cost`
+
+use pinnacle_pinn::{synth, OpKind, SlotCounters, TrainConfig, TrainState, SLOTS};
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static COUNTERS: OnceLock<SlotCounters> = OnceLock::new();
+
+#[inline(never)]
+fn record(slot: u16, write: bool, bytes: usize) {
+    let kind = if write { OpKind::Write } else { OpKind::Read };
+    COUNTERS
+        .get_or_init(SlotCounters::new)
+        .record(slot, kind, bytes as u64);
+}
+
+fn per_call(threads: usize, calls: u64, slot_of: fn(u64) -> u16) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in 0..calls {
+                    record(black_box(slot_of(i + t as u64)), i % 4 == 0, 64);
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / calls as f64
+}
+
+fn main() -> anyhow::Result<()> {
+    const CALLS: u64 = 50_000_000;
+    let spread: fn(u64) -> u16 = |i| (i.wrapping_mul(2654435761) % SLOTS as u64) as u16;
+    let hot: fn(u64) -> u16 = |_| 4242;
+    per_call(1, 1_000_000, spread); // warm-up and allocation of the counters
+    println!(
+        "record(), 1 thread, slots spread : {:.2} ns/call",
+        per_call(1, CALLS, spread)
+    );
+    println!(
+        "record(), 1 thread, one hot slot : {:.2} ns/call",
+        per_call(1, CALLS, hot)
+    );
+    println!(
+        "record(), 2 threads, spread      : {:.2} ns/call per thread",
+        per_call(2, CALLS, spread)
+    );
+    println!(
+        "record(), 2 threads, one hot slot: {:.2} ns/call per thread",
+        per_call(2, CALLS, hot)
+    );
+
+    let counters = COUNTERS.get_or_init(SlotCounters::new);
+    let mut per_slot = vec![0u64; SLOTS];
+    let folds = 200;
+    let start = Instant::now();
+    for t in 0..folds {
+        for i in 0..10_000u64 {
+            counters.record(spread(i), OpKind::Read, 10);
+        }
+        black_box(counters.fold_slots(t, 64, &mut per_slot));
+    }
+    let with_traffic = start.elapsed();
+    let start = Instant::now();
+    for t in 0..folds {
+        black_box(counters.fold_slots(t, 64, &mut per_slot));
+    }
+    println!(
+        "fold_slots (64 buckets): {:.1} µs idle, {:.1} µs incl. recording 10k ops",
+        start.elapsed().as_secs_f64() * 1e6 / folds as f64,
+        with_traffic.as_secs_f64() * 1e6 / folds as f64
+    );
+
+    // Live-sized rounds: 60 rows × 64 buckets, default TrainConfig (200 steps, N_d 512,
+    // N_r 1024), warm-started, as the trainer thread runs them every 5 s.
+    let trace = synth::travelling_hot_spot(120, 64, 7);
+    let mut state = TrainState::new(TrainConfig::default())?;
+    for k in 0..4 {
+        let window = trace.slice(k * 5, 60 + k * 5);
+        let (r, _) = state.round(&window)?;
+        println!(
+            "training round {}: {:.0} ms ({:.1} ms/step, {} steps, accepted {})",
+            r.round,
+            r.duration.as_secs_f64() * 1e3,
+            r.ms_per_step,
+            r.steps,
+            r.accepted
+        );
+    }
+    Ok(())
+}
