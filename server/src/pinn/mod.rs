@@ -6,12 +6,14 @@
 //! the server once it is built; in Raft mode also [`set_mover`]. The dispatcher calls
 //! [`record`] for every keyed command (and may call [`record_key`] with its first key).
 
+pub mod dashboard;
 pub mod heatmap;
 pub mod mover;
 pub mod planner;
 mod service;
 pub mod settings;
 
+pub use dashboard::serve_dashboard;
 pub use mover::{mover, set_mover, MigrationRecord, MoveTarget, ShardInfo, SlotMover};
 pub use service::{shards, unix_now, Decision, PinnService, Scores, Snapshot};
 pub use settings::{PlannerKind, Settings};

@@ -24,10 +24,17 @@ const WINDOW: usize = pinnacle_pinn::DEFAULT_WINDOW;
 const HOT_KEYS_PER_SHARD: usize = 100;
 /// Decisions remembered for PINN.MIGRATIONS.
 const DECISIONS_KEPT: usize = 256;
+/// Forecasts kept for the dashboard (two windows' worth of target seconds).
+const FORECASTS_KEPT: usize = 2 * WINDOW;
 /// Weight of the newest second in the smoothed per-slot rate.
 const SMOOTHING: f32 = 0.5;
 /// Nice value of the trainer thread.
 const TRAINER_NICE: i32 = 10;
+
+/// An observed row for the dashboard: `(second, heat per bucket)`.
+pub type ObservedRow = (u64, Vec<f32>);
+/// A forecast row for the dashboard: `(target second, model, heat per bucket)`.
+pub type ForecastRow = (u64, String, Vec<f32>);
 
 /// One planner decision, kept for PINN.MIGRATIONS and logged when made.
 #[derive(Debug, Clone)]
@@ -131,6 +138,8 @@ struct State {
     next_decision: u64,
     hot_since: u64,
     hot_last: Vec<HeavyHitter>,
+    /// The selected model's bucket forecasts by target second, for the dashboard.
+    forecasts: VecDeque<(u64, String, Vec<f32>)>,
 }
 
 /// The PINN service (one per process; see [`super::service`]).
@@ -185,6 +194,7 @@ impl PinnService {
                 next_decision: 1,
                 hot_since: 0,
                 hot_last: Vec::new(),
+                forecasts: VecDeque::new(),
             }),
             trainer: OnceLock::new(),
             gate,
@@ -389,6 +399,17 @@ impl PinnService {
         for (m, f) in &models {
             st.scoreboard.submit(t + s.horizon, m, f.clone());
         }
+        let selected = select(&st.scoreboard, &models);
+        if let Some((m, f)) = selected
+            .as_deref()
+            .and_then(|m| models.iter().find(|(n, _)| n == m))
+        {
+            if st.forecasts.len() == FORECASTS_KEPT {
+                st.forecasts.pop_front();
+            }
+            st.forecasts
+                .push_back((t + s.horizon, m.clone(), f.clone()));
+        }
         let planner: &dyn Planner = match s.planner {
             PlannerKind::Off => return None,
             PlannerKind::Pinn => &PinnPlanner,
@@ -397,7 +418,6 @@ impl PinnService {
         let mover = mover::mover()?;
         let shards = mover.shards();
         let running = mover.migrations().iter().filter(|m| in_flight(m)).count();
-        let selected = select(&st.scoreboard, &models);
         let predicted = selected
             .as_deref()
             .and_then(|m| models.iter().find(|(n, _)| n == m))
@@ -565,6 +585,18 @@ impl PinnService {
     pub fn window_info(&self) -> (usize, u64) {
         let rows = self.window.lock().map_or(0, |w| w.len());
         (rows, self.state.lock().t)
+    }
+
+    /// The window's observed rows `(second, heat per bucket)` and the selected model's
+    /// forecasts `(target second, model, heat per bucket)`, oldest first, for the dashboard.
+    pub fn history(&self) -> (Vec<ObservedRow>, Vec<ForecastRow>) {
+        let observed = self
+            .window
+            .lock()
+            .map(|w| w.rows().map(|r| (r.t, r.heat())).collect())
+            .unwrap_or_default();
+        let forecasts = self.state.lock().forecasts.iter().cloned().collect();
+        (observed, forecasts)
     }
 
     /// Slots cooling down after a move.
