@@ -465,13 +465,6 @@ fn object_help(_db: &Db, _a: &[Bytes]) -> Reply {
 }
 
 fn dump_cmd(db: &Db, a: &[Bytes]) -> Reply {
-    // The RDB stream encoding (listpacks in a rax) is not written yet: say so instead of
-    // answering as if the key were missing.
-    if let Ok(Some(m)) = db.peek(&a[1], db.now_ms()) {
-        if m.kind == KeyType::Stream {
-            return Reply::error("ERR DUMP of a stream is not supported yet");
-        }
-    }
     match db.dump_value(&a[1]) {
         Ok(Some(v)) => Reply::Bulk(dump::encode_value(&v)),
         Ok(None) => Reply::Null,

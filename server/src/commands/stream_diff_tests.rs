@@ -343,7 +343,10 @@ fn split(cmd: &str) -> Vec<Vec<u8>> {
 }
 
 fn compare(proto: Protocol, seed: u64, steps: usize) {
-    let db = Db::in_memory();
+    compare_on(&Db::in_memory(), proto, seed, steps);
+}
+
+fn compare_on(db: &Db, proto: Protocol, seed: u64, steps: usize) {
     let redis = start_redis();
     let stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
     stream
@@ -368,7 +371,7 @@ fn compare(proto: Protocol, seed: u64, steps: usize) {
         let mut theirs = Vec::new();
         read_reply(&mut reader, &mut theirs);
         let argv: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-        let ours = run(&db, proto, &argv).to_bytes(proto);
+        let ours = run(db, proto, &argv).to_bytes(proto);
         let (o, t) = (normalise(&cmd, &ours), normalise(&cmd, &theirs));
         if o != t {
             mismatches.push(format!(
@@ -406,6 +409,13 @@ fn stream_groups_more_seeds() {
         };
         compare(proto, seed, 800);
     }
+}
+
+#[test]
+fn stream_groups_same_bytes_on_the_lsm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    compare_on(&db, Protocol::Resp3, 77, 1500);
 }
 
 #[test]

@@ -161,6 +161,17 @@ impl Tx<'_> {
             dump::Value::Set(_) => KeyType::Set,
             dump::Value::List(_) => KeyType::List,
             dump::Value::ZSet(_) => KeyType::ZSet,
+            dump::Value::Stream { state, records } => {
+                // Entries and consumer groups are sub-keys copied as they are.
+                let version = self.alloc_version();
+                let mut m = stream::restored_meta(version, state, records);
+                m.expire_at = expire_at;
+                for (f, v) in records {
+                    self.sub_put(key, version, f, v.clone());
+                }
+                self.put(key, m);
+                return;
+            }
         };
         let version = self.alloc_version();
         let mut m = new_meta(kind, version);
@@ -194,6 +205,7 @@ impl Tx<'_> {
                     m.size += 1;
                 }
             }
+            dump::Value::Stream { .. } => {}
             dump::Value::ZSet(items) => {
                 for (s, x) in items {
                     let old = self
@@ -319,7 +331,10 @@ impl Db {
             KeyType::Set => dump::Value::Set(all()?.into_iter().map(|(f, _)| f).collect()),
             KeyType::List => dump::Value::List(all()?.into_iter().map(|(_, v)| v).collect()),
             KeyType::ZSet => dump::Value::ZSet(view.zset_entries(key, &m)?),
-            KeyType::Stream => return Ok(None),
+            KeyType::Stream => dump::Value::Stream {
+                state: m.value.clone(),
+                records: all()?,
+            },
         }))
     }
 }

@@ -35,6 +35,14 @@ pub enum Value {
     List(Vec<Bytes>),
     /// Sorted-set `(score, member)` entries.
     ZSet(Vec<(f64, Bytes)>),
+    /// A stream: its state record and every sub-key record (entries, then the consumer
+    /// groups' records; see `storage::stream::group`), fields relative to the stream.
+    Stream {
+        /// The encoded `StreamState`.
+        state: Bytes,
+        /// `(field, value)` in field order.
+        records: Vec<(Bytes, Bytes)>,
+    },
 }
 
 fn put_item(out: &mut BytesMut, b: &[u8]) {
@@ -77,6 +85,17 @@ pub fn encode_value(v: &Value) -> Bytes {
                 put_item(&mut b, m);
             }
             (KeyType::ZSet, b)
+        }
+        Value::Stream { state, records } => {
+            // `count · state · (field, value)*count`.
+            let mut b = BytesMut::new();
+            b.put_u32(records.len() as u32);
+            put_item(&mut b, state);
+            for (f, x) in records {
+                put_item(&mut b, f);
+                put_item(&mut b, x);
+            }
+            (KeyType::Stream, b)
         }
     };
     let mut out = BytesMut::with_capacity(1 + body.len() + TRAILER);
@@ -137,6 +156,16 @@ pub fn decode_value(payload: &Bytes) -> Option<Value> {
                 })
                 .collect::<Option<_>>()?,
         ),
+        KeyType::Stream => {
+            let state = take_item(&mut b)?;
+            let records = (0..n)
+                .map(|_| Some((take_item(&mut b)?, take_item(&mut b)?)))
+                .collect::<Option<Vec<_>>>()?;
+            if !super::stream::valid_records(&state, &records) {
+                return None;
+            }
+            Value::Stream { state, records }
+        }
         _ => return None,
     };
     b.is_empty().then_some(v)
@@ -193,6 +222,10 @@ mod tests {
             Value::List(vec![b("a"), b("a"), b("")]),
             Value::ZSet(vec![(1.5, b("m")), (f64::NEG_INFINITY, b("n"))]),
             Value::String(b("s")),
+            Value::Stream {
+                state: crate::storage::stream::StreamState::default().encode(),
+                records: vec![(Bytes::copy_from_slice(&[0; 16]), b("x"))],
+            },
         ] {
             let p = encode_value(&v);
             assert_eq!(decode_value(&p), Some(v));

@@ -287,6 +287,44 @@ impl ReadView<'_> {
     }
 }
 
+/// True when a dumped stream's records are well formed: entries (16-byte fields) in order
+/// first, then group records that decode (RESTORE refuses anything else).
+pub fn valid_records(state: &[u8], records: &[(Bytes, Bytes)]) -> bool {
+    if state.len() != STATE_LEN {
+        return false;
+    }
+    let mut prev: Option<&Bytes> = None;
+    for (f, v) in records {
+        if prev.is_some_and(|p| p >= f) {
+            return false;
+        }
+        prev = Some(f);
+        if f.len() == 16 {
+            continue;
+        }
+        let ok = f.starts_with(&group::AUX)
+            && match f.get(16) {
+                Some(1) => group::GroupRec::decode(v).is_some(),
+                Some(2) => group::ConsumerRec::decode(v).is_some() && f.len() >= 21,
+                Some(3) => group::Nack::decode(v).is_some() && f.len() >= 37,
+                Some(4) => f.len() >= 41,
+                _ => false,
+            };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The metadata of a restored stream: entries are the records with a 16-byte field.
+pub fn restored_meta(version: u64, state: &Bytes, records: &[(Bytes, Bytes)]) -> Meta {
+    let mut m = super::coll::new_meta(KeyType::Stream, version);
+    m.size = records.iter().filter(|(f, _)| f.len() == 16).count() as u64;
+    m.value = state.clone();
+    m
+}
+
 fn state_of(m: &Meta) -> StreamState {
     StreamState::decode(&m.value)
 }
