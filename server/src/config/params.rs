@@ -198,7 +198,7 @@ pub(super) static PARAMS: &[Param] = &[
     p("pinn-horizon", Kind::Int(1, 60), "10"),
     p("pinn-train-interval", Kind::Int(1, 3600), "5"),
     p("pinn-train-steps", Kind::Int(1, 100_000), "200"),
-    p("pinn-train-min-ops", Kind::Int(0, LONG), "100"),
+    p("pinn-train-min-ops", Kind::Int(0, LONG), "1000"),
     p("pinn-nu", Kind::Float(0.0, 10.0), "0.01"),
     p("pinn-lambda-r", Kind::Float(0.0, 1e6), "1"),
     p("pinn-lambda-b", Kind::Float(0.0, 1e6), "0.1"),

@@ -102,7 +102,7 @@ impl Default for Settings {
             horizon: 10,
             train_interval: 5,
             train_steps: 200,
-            train_min_ops: 100,
+            train_min_ops: 1000,
             nu: 0.01,
             lambda_r: 1.0,
             lambda_b: 0.1,
