@@ -2,7 +2,7 @@
 //! once-a-second fold into the 60 s window, forecasts of every model scored once the future
 //! arrives, the background trainer, and the planner acting through the slot mover.
 
-use super::mover::{self, in_flight, MoveTarget, ShardInfo};
+use super::mover::{self, in_flight, MoveTarget, ShardInfo, SlotMover};
 use super::planner::{range_heat, PinnPlanner, Plan, Planner, ReactivePlanner, Trigger, View};
 use super::settings::{PlannerKind, Settings};
 use crate::command::Server;
@@ -350,20 +350,31 @@ impl PinnService {
 
     /// The once-a-second step for second `t`: fold, score, forecast, plan.
     pub fn tick(&self, t: u64) {
+        self.tick_with(t, mover::mover().as_deref());
+    }
+
+    /// [`tick`](Self::tick) moving slots through `mover` (the installed one in production).
+    pub fn tick_with(&self, t: u64, mover: Option<&dyn SlotMover>) {
         self.refresh();
         let s = self.settings();
         let plan = {
             let mut st = self.state.lock();
-            self.fold(&mut st, t, &s)
+            self.fold(&mut st, t, &s, mover)
         };
-        if let Some((plan, decision)) = plan {
-            self.start_move(plan, decision);
+        if let (Some((plan, decision)), Some(mover)) = (plan, mover) {
+            self.start_move(mover, plan, decision);
         }
     }
 
     /// Folds the counters into the window and runs the forecasts and the planner; returns a
     /// move to start once the state lock is released.
-    fn fold(&self, st: &mut State, t: u64, s: &Settings) -> Option<(Plan, Decision)> {
+    fn fold(
+        &self,
+        st: &mut State,
+        t: u64,
+        s: &Settings,
+        mover: Option<&dyn SlotMover>,
+    ) -> Option<(Plan, Decision)> {
         let row = self.counters.fold_slots(t, s.buckets, &mut st.scratch);
         let total: u64 = row.reads.iter().chain(&row.writes).sum();
         self.gate.ops.fetch_add(total, Ordering::Relaxed);
@@ -415,7 +426,7 @@ impl PinnService {
             PlannerKind::Pinn => &PinnPlanner,
             PlannerKind::Reactive => &ReactivePlanner,
         };
-        let mover = mover::mover()?;
+        let mover = mover?;
         let shards = mover.shards();
         let running = mover.migrations().iter().filter(|m| in_flight(m)).count();
         let predicted = selected
@@ -454,10 +465,7 @@ impl PinnService {
     }
 
     /// Starts a planned move through the mover and records the decision.
-    fn start_move(&self, plan: Plan, mut d: Decision) {
-        let Some(mover) = mover::mover() else {
-            return;
-        };
+    fn start_move(&self, mover: &dyn SlotMover, plan: Plan, mut d: Decision) {
         match mover.start(plan.slots.clone(), MoveTarget::Shard(plan.to), d.planner) {
             Ok(id) => d.migration = Some(id),
             Err(e) => d.error = Some(e),
@@ -698,6 +706,7 @@ pub fn shards(server: &Server) -> Vec<ShardInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pinn::MigrationRecord;
 
     fn load(svc: &PinnService, t: u64, hot: &[(u16, u32)]) {
         for &(slot, n) in hot {
@@ -770,6 +779,113 @@ mod tests {
             top[0].count, 100,
             "each sampled offer weighs the sampling rate"
         );
+    }
+
+    /// Records what the planner asks for; stands in for the Raft layer's mover, which is
+    /// tested with the cluster.
+    struct Recorder {
+        started: parking_lot::Mutex<Vec<MigrationRecord>>,
+    }
+
+    impl SlotMover for Recorder {
+        fn shards(&self) -> Vec<ShardInfo> {
+            let moved: Vec<(u16, u16)> = self
+                .started
+                .lock()
+                .iter()
+                .flat_map(|m| m.slots.clone())
+                .collect();
+            let owned_by_1: Vec<(u16, u16)> = (8192..=16383u16)
+                .filter(|s| !moved.iter().any(|&(a, b)| a <= *s && *s <= b))
+                .map(|s| (s, s))
+                .collect();
+            let mut zero = vec![(0, 8191)];
+            zero.extend(moved);
+            [zero, owned_by_1]
+                .into_iter()
+                .enumerate()
+                .map(|(index, slots)| ShardInfo {
+                    index,
+                    id: format!("{index:040x}"),
+                    slots,
+                    leader_node: None,
+                    leader_addr: None,
+                    local_leader: true,
+                })
+                .collect()
+        }
+        fn start(
+            &self,
+            slots: Vec<(u16, u16)>,
+            to: MoveTarget,
+            planner: &str,
+        ) -> Result<u64, String> {
+            let MoveTarget::Shard(to) = to else {
+                return Err("by shard only".into());
+            };
+            let mut started = self.started.lock();
+            let id = started.len() as u64 + 1;
+            started.push(MigrationRecord {
+                id,
+                state: "done".into(),
+                slots,
+                from: 1,
+                to,
+                keys: 0,
+                bytes: 0,
+                started_ms: 0,
+                duration_ms: Some(1),
+                planner: planner.into(),
+                error: None,
+            });
+            Ok(id)
+        }
+        fn wait(&self, id: u64, _: Duration) -> Result<MigrationRecord, String> {
+            self.started
+                .lock()
+                .iter()
+                .find(|m| m.id == id)
+                .cloned()
+                .ok_or_else(|| "no such migration".into())
+        }
+        fn migrations(&self) -> Vec<MigrationRecord> {
+            self.started.lock().clone()
+        }
+    }
+
+    #[test]
+    fn the_reactive_planner_moves_a_hot_slot_and_scores_it_later() {
+        let svc = PinnService::new(Settings {
+            planner: PlannerKind::Reactive,
+            horizon: 3,
+            ..Settings::default()
+        });
+        let mover = Recorder {
+            started: parking_lot::Mutex::new(Vec::new()),
+        };
+        // Shard 1 (slots 8192-16383) serves two hot slots; shard 0 a little background.
+        for k in 0..8u64 {
+            for &(slot, n) in &[(9000u16, 300u32), (9001, 200), (100, 20), (12000, 10)] {
+                for _ in 0..n {
+                    svc.record(slot, false, 8);
+                }
+            }
+            svc.tick_with(1000 + k, Some(&mover));
+        }
+        let moves = mover.migrations();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(
+            moves[0].slots,
+            vec![(9000, 9000)],
+            "the hottest slot that fits"
+        );
+        assert_eq!((moves[0].to, moves[0].planner.as_str()), (0, "reactive"));
+        let d = &svc.decisions()[0];
+        assert_eq!(d.migration, Some(1));
+        assert_eq!(d.model, "observed");
+        assert!(d.plan.heat_from > d.plan.threshold, "{d:?}");
+        assert!(d.observed_later.is_some(), "scored {} s later", 3);
+        assert!(d.predictions.iter().any(|(m, _)| m == "persistence"));
     }
 
     #[test]
