@@ -310,6 +310,26 @@ mod tests {
         assert!(bucket_holds(0, 64, 255) && !bucket_holds(0, 64, 256));
     }
 
+    /// Writes a page with a travelling hot spot to `$PINN_DASHBOARD_SAMPLE` (default
+    /// /tmp/pinn-dashboard.html) for a look in a browser. Ignored: it fills the process-wide
+    /// service.
+    #[test]
+    #[ignore]
+    fn write_a_sample_page() {
+        let n = TestNode::new();
+        let svc = crate::pinn::service();
+        for k in 0..70u64 {
+            for i in 0..400u32 {
+                let slot = ((k * 200 + (i as u64 % 40) * 20) % SLOTS as u64) as u16;
+                svc.record(slot, i % 3 == 0, 32);
+            }
+            svc.tick(3_000_000_000 + k);
+        }
+        let path = std::env::var("PINN_DASHBOARD_SAMPLE")
+            .unwrap_or_else(|_| "/tmp/pinn-dashboard.html".into());
+        std::fs::write(&path, page(&n.server)).expect("write sample");
+    }
+
     #[tokio::test]
     async fn serves_the_page_and_the_svg_over_http() {
         let n = TestNode::new();
