@@ -198,6 +198,44 @@ fn scenario(s: &Server) -> Transcript {
             ],
         ),
     );
+    // A blocked reader is released when its group or its stream goes away.
+    c1.send_command(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "BLOCK",
+        "5000",
+        "STREAMS",
+        "{s}x",
+        ">",
+    ])
+    .expect("send");
+    sleep(SETTLE);
+    log(
+        "destroy",
+        call(&mut c2, &["XGROUP", "DESTROY", "{s}x", "g"]),
+    );
+    log("group gone", c1.read_reply().expect("reply"));
+    log(
+        "create again",
+        call(&mut c2, &["XGROUP", "CREATE", "{s}x", "g", "$"]),
+    );
+    c1.send_command(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "BLOCK",
+        "5000",
+        "STREAMS",
+        "{s}x",
+        ">",
+    ])
+    .expect("send");
+    sleep(SETTLE);
+    log("del", call(&mut c2, &["DEL", "{s}x"]));
+    log("key gone", c1.read_reply().expect("reply"));
     log(
         "nogroup",
         call(

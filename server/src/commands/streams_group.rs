@@ -414,9 +414,41 @@ pub(crate) fn xreadgroup_now(db: &Db, p: Protocol, a: &[Bytes]) -> Reply {
     xreadgroup_or_block(db, p, a).unwrap_or(Reply::NullArray)
 }
 
+/// A blocked XREADGROUP whose stream or group went away is released with an error, as
+/// Redis 7 does; `None` while both are there.
+fn blocked_target_gone(db: &Db, a: &[Bytes]) -> Option<Reply> {
+    let group = a
+        .iter()
+        .position(|x| is(x, "group"))
+        .and_then(|i| a.get(i + 1))?;
+    let at = a.iter().position(|x| is(x, "streams"))? + 1;
+    let n = (a.len() - at) / 2;
+    let view = db.view();
+    for key in &a[at..at + n] {
+        match view.coll(key, KeyType::Stream) {
+            Ok(Ok(Some(m))) => {
+                if let Ok(None) = view.stream_group(key, &m, group) {
+                    return Some(Reply::error(
+                        "NOGROUP the consumer group this client was blocked on no longer exists",
+                    ));
+                }
+            }
+            Ok(_) => return Some(Reply::error("UNBLOCKED the stream key no longer exists")),
+            Err(e) => return Some(failed(e)),
+        }
+    }
+    None
+}
+
 /// XREADGROUP as the server runs it: blocks with `BLOCK ms` like XREAD.
 pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
     let db = ctx.db().clone();
+    // A retry of a blocked request (the connection set its deadline).
+    if ctx.client.rerun_deadline.is_some() {
+        if let Some(r) = blocked_target_gone(&db, a) {
+            return r;
+        }
+    }
     match xreadgroup_or_block(&db, ctx.client.protocol, a) {
         Ok(reply) => reply,
         Err(b) => {
