@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pinnacle's test command (README, CI via .ci/run). Idempotent; exits non-zero on any failure.
 #   1. checks for what the black-box tests need: redis-server, redis-cli, redis-benchmark
-#      (Debian: redis-server + redis-tools) and python3 with the `redis` module (>= 5, RESP3);
+#      (Debian: redis-server + redis-tools), python3 with the `redis` module (>= 5, RESP3) and
+#      node + npm (ioredis cluster test);
 #      installs what is missing (apt-get when root, pip) or says exactly what is missing;
 #   2. builds the `pinnacle` binary;
 #   3. runs `cargo test --workspace` with REDIS_TESTS_STRICT=1, so no black-box test may skip.
@@ -62,6 +63,17 @@ if ! py_redis_ok; then
     py_redis_ok || die "python3 module 'redis' >= 5 is missing and pip could not install it (python3 -m pip install redis)"
 fi
 say "python3 redis $(python3 -c 'import redis; print(redis.__version__)')"
+
+# node + npm for redis-tests/tests/cluster_clients.rs (ioredis `Cluster`): the test itself runs
+# `npm ci` against redis-tests/tests/js/package-lock.json into target/tmp/cluster-clients-js on
+# first use, so only the two tools are needed here (idempotent: installed only when missing).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node/npm missing: installing nodejs npm with apt-get"
+    apt_install nodejs npm || true
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+        || die "node and npm are missing (apt-get install -y nodejs npm); the ioredis cluster test needs them"
+fi
+say "node $(node --version), npm $(npm --version 2>/dev/null)"
 
 # --- 2. build the server -------------------------------------------------------------------
 profile=${PINNACLE_TEST_PROFILE:-release}

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
@@ -286,15 +287,23 @@ fn manifest() -> PathBuf {
 
 /// A folder under cargo's per-target scratch dir holding tests/js (script, package.json,
 /// package-lock.json) and `node_modules/ioredis`, installed once with `npm ci` (the lock pins
-/// ioredis). Re-copies the script every call so edits take effect.
+/// ioredis). Files are re-copied when they changed, under a lock: two tests of this file use it
+/// at the same time, and `npm ci` starts by deleting `node_modules`.
 pub fn ioredis_dir() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-clients-js");
     std::fs::create_dir_all(&dir).expect("create js dir");
     let src = manifest().join("tests/js");
+    let mut lock_changed = false;
     for f in ["cluster_clients.js", "package.json", "package-lock.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+        let want = std::fs::read(src.join(f)).unwrap_or_else(|e| panic!("read tests/js/{f}: {e}"));
+        if std::fs::read(dir.join(f)).ok().as_ref() != Some(&want) {
+            std::fs::write(dir.join(f), &want).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            lock_changed |= f != "cluster_clients.js";
+        }
     }
-    if !dir.join("node_modules/ioredis/package.json").exists() {
+    if lock_changed || !dir.join("node_modules/ioredis/package.json").exists() {
         run_script(
             "npm ci (ioredis)",
             Command::new("npm")
