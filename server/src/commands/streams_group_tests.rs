@@ -282,3 +282,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn last_ids_are_found_without_scanning() {
+    let db = Db::in_memory();
+    r2(&db, "XGROUP CREATE s g 0 MKSTREAM");
+    for (ms, seq) in [(1u64, 0u64), (7, 3), (7, 9), (300, 1), (u64::MAX, 5)] {
+        r2(&db, &format!("XADD s {ms}-{seq} f v"));
+    }
+    r2(&db, "XREADGROUP GROUP g c STREAMS s >");
+    r2(&db, "XACK s g 18446744073709551615-5");
+    assert_eq!(
+        text(&db, "XPENDING s g"),
+        "*4\r\n:4\r\n$3\r\n1-0\r\n$5\r\n300-1\r\n*1\r\n*2\r\n$1\r\nc\r\n$1\r\n4\r\n"
+    );
+    // The newest entry was deleted: XINFO finds the one before it.
+    r2(&db, "XDEL s 18446744073709551615-5");
+    assert!(text(&db, "XINFO STREAM s")
+        .ends_with("$10\r\nlast-entry\r\n*2\r\n$5\r\n300-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"));
+    r2(&db, "XADD s 18446744073709551615-18446744073709551615 f v");
+    r2(&db, "XDEL s 18446744073709551615-18446744073709551615");
+    assert!(text(&db, "XINFO STREAM s").contains("last-entry\r\n*2\r\n$5\r\n300-1\r\n"));
+    r2(&db, "XTRIM s MAXLEN 0");
+    assert!(text(&db, "XINFO STREAM s").ends_with("$10\r\nlast-entry\r\n$-1\r\n"));
+}

@@ -117,10 +117,13 @@ fn last_entry(view: &ReadView<'_>, key: &[u8], m: &Meta, st: &StreamState) -> Re
     if let Some(v) = view.sub_get(key, m, &st.last.to_field())? {
         return Ok(entry_reply(st.last, &v));
     }
-    let got = view.stream_range(key, m, StreamId::default(), MAX_ID, true, Some(1))?;
-    Ok(got
-        .first()
-        .map_or(Reply::Null, |(id, v)| entry_reply(*id, v)))
+    let Some(last) = view.stream_last_entry_id(key, m)? else {
+        return Ok(Reply::Null);
+    };
+    Ok(match view.sub_get(key, m, &last.to_field())? {
+        Some(v) => entry_reply(last, &v),
+        None => Reply::Null,
+    })
 }
 
 pub(super) fn xinfo_stream(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {

@@ -147,6 +147,64 @@ impl ReadView<'_> {
         })
     }
 
+    /// The largest id among records `prefix · id` below `to`, found by a descent over the
+    /// id's 128 bits (one-record seeks: no reverse scan, no load of the range).
+    fn last_id_under(
+        &self,
+        key: &[u8],
+        meta: &Meta,
+        prefix: &[u8],
+        to: &[u8],
+    ) -> Result<Option<StreamId>> {
+        let at = |id: u128| {
+            let mut f = prefix.to_vec();
+            f.extend_from_slice(&id.to_be_bytes());
+            f
+        };
+        let any_from = |id: u128| -> Result<bool> {
+            let mut found = false;
+            self.aux_scan(key, meta, &at(id), to, |_, _| {
+                found = true;
+                Ok(false)
+            })?;
+            Ok(found)
+        };
+        if !any_from(0)? {
+            return Ok(None);
+        }
+        // Invariant: some record has an id >= lo.
+        let mut lo: u128 = 0;
+        for bit in (0..128).rev() {
+            let probe = lo | (1u128 << bit);
+            if any_from(probe)? {
+                lo = probe;
+            }
+        }
+        Ok(Some(StreamId {
+            ms: (lo >> 64) as u64,
+            seq: lo as u64,
+        }))
+    }
+
+    /// The largest pending id of `group`.
+    pub fn stream_pel_last(
+        &self,
+        key: &[u8],
+        meta: &Meta,
+        group: &[u8],
+    ) -> Result<Option<StreamId>> {
+        let p = group::pel_prefix(group);
+        self.last_id_under(key, meta, &p, &group::prefix_end(&p))
+    }
+
+    /// The newest entry's id.
+    pub fn stream_last_entry_id(&self, key: &[u8], meta: &Meta) -> Result<Option<StreamId>> {
+        // Entries end where the group records (`AUX · tag`) begin.
+        let mut to = group::AUX.to_vec();
+        to.push(0);
+        self.last_id_under(key, meta, &[], &to)
+    }
+
     /// True when the stream has an entry with an id greater than `id`.
     pub fn stream_has_after(&self, key: &[u8], meta: &Meta, id: StreamId) -> Result<bool> {
         let Some(lo) = id.incr() else {
