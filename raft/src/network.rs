@@ -415,6 +415,19 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
                 self.streams.end(from, stream);
                 Box::pin(async { RpcResponse::StreamAppend(Ok(None)) })
             }
+            RpcRequest::Propose(payload) => Box::pin(async move {
+                use crate::transport::frame::ProposeOutcome;
+                use openraft::error::{ClientWriteError, RaftError};
+                RpcResponse::Proposed(
+                    match raft.client_write(crate::types::Payload(payload)).await {
+                        Ok(r) => ProposeOutcome::Applied(r.data.0),
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            ProposeOutcome::NotLeader
+                        }
+                        Err(e) => ProposeOutcome::Indeterminate(e.to_string()),
+                    },
+                )
+            }),
             RpcRequest::TransferLeader(r) => Box::pin(async move {
                 raft.handle_transfer_leader(r)
                     .await

@@ -20,6 +20,9 @@ use crate::state_machine::StateMachine;
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Payload, Raft, TypeConfig};
 
+/// How long a proposal forwarded to the leader may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings of a [`RaftNode`].
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -237,6 +240,8 @@ impl RaftNode {
         self.groups.lock().insert(group, Arc::new(raft.clone()));
         Ok(Group {
             id: group,
+            me: self.opts.id,
+            transport: self.transport.clone(),
             raft,
             sm,
             log: health,
@@ -266,6 +271,8 @@ impl RaftNode {
 /// Handle to one running group.
 pub struct Group<A: ApplyTarget> {
     id: GroupId,
+    me: NodeId,
+    transport: Transport,
     raft: Raft<A>,
     sm: StateMachine<A>,
     log: LogHealth,
@@ -276,6 +283,8 @@ impl<A: ApplyTarget> Clone for Group<A> {
     fn clone(&self) -> Self {
         Group {
             id: self.id,
+            me: self.me,
+            transport: self.transport.clone(),
             raft: self.raft.clone(),
             sm: self.sm.clone(),
             log: self.log.clone(),
@@ -340,6 +349,43 @@ impl<A: ApplyTarget> Group<A> {
                 Err(ProposeError::NotLeader { leader, addr })
             }
             Err(e) => Err(ProposeError::Indeterminate(e.to_string())),
+        }
+    }
+
+    /// Like [`Group::propose`], but a member that does not lead the group forwards the
+    /// proposal to the leader it knows of over the cluster bus (one hop; the leader does not
+    /// forward again). A transport failure after sending is `Indeterminate`.
+    pub async fn propose_anywhere(&self, payload: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        use crate::transport::frame::{ProposeOutcome, RpcRequest, RpcResponse};
+        let (leader, addr) = match self.propose(payload.clone()).await {
+            Err(ProposeError::NotLeader {
+                leader: Some(l),
+                addr: Some(a),
+            }) if l != self.me => (l, a),
+            other => return other,
+        };
+        let req = RpcRequest::Propose(payload);
+        match self
+            .transport
+            .call(leader, &addr, self.id, req, FORWARD_TIMEOUT)
+            .await
+        {
+            Ok(RpcResponse::Proposed(ProposeOutcome::Applied(r))) => Ok(r),
+            Ok(RpcResponse::Proposed(ProposeOutcome::NotLeader)) | Ok(RpcResponse::NoGroup) => {
+                Err(ProposeError::NotLeader {
+                    leader: None,
+                    addr: None,
+                })
+            }
+            Ok(RpcResponse::Proposed(ProposeOutcome::Indeterminate(e))) => {
+                Err(ProposeError::Indeterminate(e))
+            }
+            Ok(other) => Err(ProposeError::Indeterminate(format!(
+                "unexpected answer to a forwarded proposal: {other:?}"
+            ))),
+            Err(e) => Err(ProposeError::Indeterminate(format!(
+                "forwarding to leader {leader}: {e}"
+            ))),
         }
     }
 

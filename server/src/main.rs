@@ -81,6 +81,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         if raft_mode {
             let repl = start_replication(&cli, port, &bind, &dir, &server).await?;
+            pinnacle_server::pinn::mover::set_mover(Arc::new(
+                replication::mover::ClusterMover::new(
+                    repl.clone(),
+                    tokio::runtime::Handle::current(),
+                ),
+            ));
             let _ = server.replication.set(repl);
         }
         let mut tasks = Vec::new();

@@ -64,6 +64,19 @@ pub enum RpcRequest {
         /// The stream id.
         stream: u64,
     },
+    /// A proposal forwarded to the leader by a member that does not lead the group.
+    Propose(Vec<u8>),
+}
+
+/// The outcome of a forwarded [`RpcRequest::Propose`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ProposeOutcome {
+    /// Applied; what applying it returned.
+    Applied(Vec<u8>),
+    /// The receiver does not lead the group: not appended.
+    NotLeader,
+    /// May or may not be committed.
+    Indeterminate(String),
 }
 
 /// The answer to an [`RpcRequest`].
@@ -85,6 +98,8 @@ pub enum RpcResponse {
     NoGroup,
     /// Outcome of one pipelined append (flushed up to a log id, or conflict / higher vote).
     StreamAppend(StreamAppendResult<TypeConfig>),
+    /// Outcome of a forwarded proposal.
+    Proposed(ProposeOutcome),
 }
 
 /// A decoded frame.

@@ -67,6 +67,8 @@ pub struct Client {
     /// Index of the shard whose keyspace the current command runs on (set by routing; always 0
     /// on a single node).
     pub shard: usize,
+    /// The slot the current command was routed for (an EXEC: its transaction's), in Raft mode.
+    pub routed_slot: Option<u16>,
     /// `CLIENT NO-EVICT on`.
     pub no_evict: bool,
     /// The connection is a MONITOR.
@@ -259,6 +261,7 @@ impl Client {
             readonly: false,
             asking: false,
             shard: 0,
+            routed_slot: None,
             no_evict: false,
             monitor: false,
             close_after_reply: false,

@@ -83,13 +83,13 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         return Reply::error("NOAUTH Authentication required.");
     }
     // ASKING lasts for exactly one following command (the slot map will consult it).
-    let _asking = std::mem::take(&mut ctx.client.asking);
+    let asking = std::mem::take(&mut ctx.client.asking);
     let route = route::route(cmd, args);
     if let Some(err) = route.error() {
         ctx.server.stats.reject(cmd.index);
         return Reply::error(err);
     }
-    if let Some(err) = cluster_refusal(ctx, cmd, &route) {
+    if let Some(err) = cluster_refusal(ctx, cmd, args, &route, asking) {
         ctx.server.stats.reject(cmd.index);
         return err;
     }
@@ -119,7 +119,13 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 /// Keyed commands of a shard this node does not lead go to its leader (`MOVED`, or
 /// `CLUSTERDOWN` with no leader) unless a `READONLY` connection reads; keyless commands run
 /// on the home shard, and keyless writes are refused where it is not led (`READONLY`).
-fn cluster_refusal(ctx: &mut Ctx<'_>, cmd: &Entry, route: &route::Route) -> Option<Reply> {
+fn cluster_refusal(
+    ctx: &mut Ctx<'_>,
+    cmd: &Entry,
+    args: &[Bytes],
+    route: &route::Route,
+    asking: bool,
+) -> Option<Reply> {
     let repl = ctx.server.replication.get()?;
     let slot = match route {
         route::Route::Served { slot } => *slot,
@@ -133,6 +139,12 @@ fn cluster_refusal(ctx: &mut Ctx<'_>, cmd: &Entry, route: &route::Route) -> Opti
         other => other,
     };
     let write = cmd.spec.has_flag("write");
+    ctx.client.routed_slot = slot;
+    if let Some(s) = slot {
+        if let Some(outcome) = migration_route(ctx, cmd, args, s, asking) {
+            return outcome;
+        }
+    }
     let shard = match slot {
         Some(s) => repl.shard_of(s),
         None => repl.home_shard(),
@@ -153,6 +165,56 @@ fn cluster_refusal(ctx: &mut Ctx<'_>, cmd: &Entry, route: &route::Route) -> Opti
         ctx.client.watched.clear();
     }
     refusal
+}
+
+/// Redis's rules for a slot being migrated (redis-wire §2.2, steps 3, 6 and 7): `None` when
+/// the slot is not moving or this node leads neither end; `Some(None)` to serve (the shard
+/// to use is set), `Some(Some(error))` for `ASK`/`TRYAGAIN`.
+fn migration_route(
+    ctx: &mut Ctx<'_>,
+    cmd: &Entry,
+    args: &[Bytes],
+    slot: u16,
+    asking: bool,
+) -> Option<Option<Reply>> {
+    let repl = ctx.server.replication.get()?;
+    let st = repl.meta_state();
+    let m = st.migration_of(slot)?;
+    let (from, to) = (repl.shard(m.from), repl.shard(m.to));
+    let mut keys: Vec<&Bytes> = match cmd.spec.key_positions(args) {
+        Some(p) => p.iter().filter_map(|i| args.get(*i)).collect(),
+        None => Vec::new(),
+    };
+    keys.sort();
+    keys.dedup();
+    let present = |shard: usize| {
+        let db = ctx.server.shard_db(shard);
+        let now = db.now_ms();
+        keys.iter()
+            .filter(|k| matches!(db.peek(k, now), Ok(Some(_))))
+            .count()
+    };
+    let tryagain = || Reply::error(route::Route::TryAgain.error().unwrap_or_default());
+    if from.is_leader() {
+        let here = present(m.from);
+        if here == keys.len() || keys.is_empty() {
+            ctx.client.shard = m.from;
+            return Some(None);
+        }
+        if here > 0 {
+            return Some(Some(tryagain()));
+        }
+        let target = repl.leader_client_addr(m.to)?;
+        return Some(Some(Reply::error(format!("ASK {slot} {target}"))));
+    }
+    if to.is_leader() && (asking || cmd.spec.has_flag("asking")) {
+        if keys.len() > 1 && present(m.to) < keys.len() {
+            return Some(Some(tryagain()));
+        }
+        ctx.client.shard = m.to;
+        return Some(None);
+    }
+    None
 }
 
 /// The one slot of every key a transaction queued (`None` if keyless); keys in several slots

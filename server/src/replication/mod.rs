@@ -10,6 +10,9 @@
 
 mod batch;
 mod membership;
+pub mod meta;
+pub mod migrate;
+pub mod mover;
 pub mod shard;
 pub mod slot_map;
 mod spread;
@@ -17,7 +20,6 @@ mod status;
 pub mod topology;
 
 use crate::storage::{self, Db};
-use parking_lot::RwLock;
 use pinnacle_raft::{NodeId, NodeOptions, RaftNode};
 use pinnacle_resp::Reply;
 use shard::Shard;
@@ -145,7 +147,10 @@ pub struct Replication {
     node: RaftNode,
     id: NodeId,
     shards: Vec<Arc<Shard>>,
-    slots: RwLock<Arc<SlotMap>>,
+    /// The metadata group (group 0): slot map and migrations.
+    meta: pinnacle_raft::Group<meta::MetaTarget>,
+    /// Slot migrations this node drives or waits on.
+    migrations: migrate::Local,
 }
 
 impl Replication {
@@ -171,11 +176,15 @@ impl Replication {
             nopts.keep_after_snapshot = nopts.keep_after_snapshot.min(n);
         }
         let node = RaftNode::start(nopts).await?;
+        let meta = node
+            .open_group(0, Arc::new(meta::MetaTarget::new(dbs.len())))
+            .await?;
         let mut shards = Vec::with_capacity(dbs.len());
         for (i, db) in dbs.into_iter().enumerate() {
             shards.push(Shard::open(&node, i, db, opts.read_mode).await?);
         }
         if !opts.join {
+            meta.initialize(&opts.peers).await?;
             for s in &shards {
                 s.group.initialize(&opts.peers).await?;
             }
@@ -183,11 +192,13 @@ impl Replication {
         let repl = Arc::new(Replication {
             node,
             id: opts.node_id,
-            slots: RwLock::new(Arc::new(SlotMap::even(shards.len()))),
             shards,
+            meta,
+            migrations: migrate::Local::default(),
         });
         tokio::spawn(watch(Arc::downgrade(&repl)));
         tokio::spawn(spread::run(Arc::downgrade(&repl)));
+        tokio::spawn(migrate::drive(Arc::downgrade(&repl)));
         Ok(repl)
     }
 
@@ -207,19 +218,39 @@ impl Replication {
     }
 
     /// The current slot map.
-    pub fn slot_map(&self) -> Arc<SlotMap> {
-        self.slots.read().clone()
+    pub fn slot_map(&self) -> SlotMap {
+        self.meta.target().state().map.clone()
+    }
+
+    /// The applied metadata (slot map and migrations).
+    pub fn meta_state(&self) -> Arc<meta::MetaState> {
+        self.meta.target().state()
     }
 
     /// The shard owning `slot`.
     pub fn shard_of(&self, slot: u16) -> usize {
-        self.slots.read().owner(slot)
+        self.meta.target().state().map.owner(slot)
     }
 
     /// The shard keyless keyspace commands (DBSIZE, SCAN, FLUSHALL, ...) run on: the first
     /// shard this node leads, as a Redis master answers for its own slots; shard 0 otherwise.
     pub fn home_shard(&self) -> usize {
         self.shards.iter().position(|s| s.is_leader()).unwrap_or(0)
+    }
+
+    /// The client address (`ip:port`) of shard `i`'s live leader (this node's own if it
+    /// leads it).
+    pub fn leader_client_addr(&self, i: usize) -> Option<String> {
+        let s = self.shards.get(i)?;
+        if s.is_leader() {
+            let m = s.group.metrics();
+            let me = m.membership_config.membership().get_node(&self.id)?;
+            return Some(pinnacle_raft::addr::client_addr(&me.addr));
+        }
+        match s.redirect() {
+            Redirect::Leader(a) => Some(a),
+            Redirect::Down => None,
+        }
     }
 
     /// True if this node leads any shard (a `master` in CLUSTER NODES).
@@ -262,6 +293,10 @@ async fn watch(repl: std::sync::Weak<Replication>) {
     loop {
         tick.tick().await;
         let Some(r) = repl.upgrade() else { return };
+        if let Some(why) = r.meta.fatal() {
+            tracing::error!("the metadata raft group failed, stopping the node: {why}");
+            std::process::exit(1);
+        }
         for s in &r.shards {
             if let Some(why) = s.group.fatal() {
                 tracing::error!(

@@ -22,6 +22,18 @@ impl SlotMap {
         SlotMap { owner, epoch: 1 }
     }
 
+    /// A map from explicit owners (one per slot, as stored).
+    pub fn from_owners(owner: Vec<u16>, epoch: u64) -> SlotMap {
+        SlotMap { owner, epoch }
+    }
+
+    /// Hands `slot` to `shard` (the caller bumps the epoch).
+    pub fn set_owner(&mut self, slot: u16, shard: usize) {
+        if let Some(o) = self.owner.get_mut(slot as usize) {
+            *o = shard as u16;
+        }
+    }
+
     /// The shard owning `slot`.
     pub fn owner(&self, slot: u16) -> usize {
         self.owner.get(slot as usize).copied().unwrap_or(0) as usize

@@ -17,6 +17,7 @@ pub mod list;
 pub mod lru;
 pub mod num;
 mod raft_target;
+pub mod shard_ctl;
 pub use raft_target::encode_proposal as raft_target_proposal;
 pub mod reply_codec;
 mod scan;
@@ -124,6 +125,8 @@ pub(crate) struct DbInner {
     /// Raft apply progress `(log index, command within the entry)` of the last applied write,
     /// stored with that write's batch: a replayed entry skips what it already applied.
     raft_progress: Mutex<(u64, u32)>,
+    /// Slots whose client writes this shard refuses (slot migration; see [`shard_ctl`]).
+    fences: shard_ctl::Fences,
 }
 
 /// Called with the keys a visible write filled (wakes blocked clients).
@@ -221,6 +224,7 @@ impl Db {
                 slot_versions: (0..slot::SLOTS).map(|_| AtomicU64::new(0)).collect(),
                 flushes: AtomicU64::new(0),
                 raft_progress: Mutex::new((0, 0)),
+                fences: shard_ctl::Fences::default(),
             }),
         }
     }

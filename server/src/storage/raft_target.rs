@@ -11,7 +11,7 @@ use super::apply::{is_blind, Written};
 use super::encoding::system_key;
 use super::reply_codec::encode_list;
 use super::write::WriteCommand;
-use super::{ApplyState, Db, StorageError, APPLIED_STATE};
+use super::{shard_ctl, ApplyState, Db, StorageError, APPLIED_STATE};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pinnacle_lsm::WriteBatch;
 use pinnacle_raft::{ApplyError, ApplyTarget, Command};
@@ -101,8 +101,21 @@ impl Db {
             .and_then(|raw| decode_progress(&raw))
             .unwrap_or((0, 0));
         *self.inner.raft_progress.lock() = progress;
+        let fences = self.inner.engine.get(&shard_ctl::key())?;
+        self.inner.fences.load(fences.as_deref());
         let _ = self.inner.replicated.set(background);
         Ok(())
+    }
+
+    /// True if this shard refuses client writes to `slot` (it is handing it over or gave it
+    /// away).
+    pub fn is_fenced(&self, slot: u16) -> bool {
+        self.inner.fences.fenced.contains(slot)
+    }
+
+    /// Every fenced slot.
+    pub fn fenced_slots(&self) -> Vec<u16> {
+        self.inner.fences.fenced.list()
     }
 
     /// True once [`Db::enable_replication`] ran.
@@ -183,6 +196,53 @@ impl ApplyTarget for Db {
                     replies.push(Reply::Null);
                     continue;
                 }
+                let body_at = match shard_ctl::decode(&raw) {
+                    shard_ctl::Item::Ingest(slot) if self.inner.fences.sealed.contains(slot) => {
+                        replies.push(Reply::error("ERR slot sealed: the copy is complete"));
+                        continue;
+                    }
+                    shard_ctl::Item::Ingest(_) => 3,
+                    shard_ctl::Item::Write(Some(slot))
+                        if self.inner.fences.fenced.contains(slot) =>
+                    {
+                        // Refused: the slot is moving or moved away (nothing written).
+                        replies.push(Reply::error(shard_ctl::REFUSED));
+                        continue;
+                    }
+                    shard_ctl::Item::Write(Some(_)) => 3,
+                    shard_ctl::Item::Write(None) => 0,
+                    shard_ctl::Item::Control(ctl) => {
+                        self.flush_sink(&mut sink, &mut progress, None)?;
+                        self.inner.fences.apply(&ctl);
+                        let mut b = WriteBatch::new();
+                        if let shard_ctl::Control::Drop(slots) = &ctl {
+                            for &s in slots {
+                                b.delete_range(
+                                    Bytes::copy_from_slice(&s.to_be_bytes()),
+                                    Bytes::copy_from_slice(&(s + 1).to_be_bytes()),
+                                );
+                            }
+                            // WATCHes of anything may now be stale.
+                            self.inner.flushes.fetch_add(1, Ordering::AcqRel);
+                        }
+                        b.put(shard_ctl::key(), self.inner.fences.image());
+                        b.put(system_key(RAFT_PROGRESS), progress_record(pos));
+                        let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
+                        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+                        *progress = pos;
+                        replies.push(Reply::ok());
+                        continue;
+                    }
+                    shard_ctl::Item::Bad => {
+                        replies.push(Reply::error("ERR undecodable shard control entry"));
+                        continue;
+                    }
+                };
+                let raw = if body_at == 0 {
+                    raw
+                } else {
+                    raw.slice(body_at..)
+                };
                 let reply = match WriteCommand::decode(raw) {
                     Err(e) => Reply::error(format!("ERR undecodable replicated command: {e}")),
                     Ok(cmd) if is_blind(&cmd.op) => {
@@ -285,7 +345,7 @@ impl ApplyTarget for Db {
         // 1. Mark the data as mid-install and clear it, durably.
         let mut b = WriteBatch::new();
         b.delete_range(Bytes::from_static(&[0x00]), Bytes::from_static(&[0xFF]));
-        for name in [APPLIED_STATE, RAFT_PROGRESS, RAFT_META] {
+        for name in [APPLIED_STATE, RAFT_PROGRESS, RAFT_META, shard_ctl::FENCES] {
             b.delete(system_key(name));
         }
         b.put(system_key(RAFT_INSTALLING), Bytes::from_static(b"1"));
@@ -326,6 +386,8 @@ impl ApplyTarget for Db {
         e.sync_to(seq).map_err(lsm_err)?;
         self.inner.last_seq.fetch_max(seq, Ordering::Release);
         self.reload_apply_state(&mut state).map_err(io_err)?;
+        let fences = e.get(&shard_ctl::key()).map_err(lsm_err)?;
+        self.inner.fences.load(fences.as_deref());
         // Every key may have changed: WATCHes abort.
         self.inner.flushes.fetch_add(1, Ordering::AcqRel);
         *progress = e

@@ -10,6 +10,7 @@ use super::{protocol_error, After, BATCH_COMMANDS, OUT_FLUSH_AT, UNAUTH_OUTPUT_L
 use crate::command::{call, classify, Client, Ctx, Kind, Server};
 use crate::replication::{ProposeFailure, Replication};
 use crate::storage::deferred::{self, Combiner, DeferredWrite};
+use crate::storage::shard_ctl;
 use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{Protocol, Reply, RequestDecoder};
 
@@ -118,6 +119,16 @@ pub(super) async fn run_batch(
                 }
             }
         }
+        if kind == Kind::Write {
+            if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
+                // A migration is copying this slot: wait, then route again (MOVED after it).
+                if let Err(a) = drain(server, repl, &mut queue, out).await {
+                    return a;
+                }
+                repl.wait_copied(s, std::time::Duration::from_secs(10))
+                    .await;
+            }
+        }
         deferred::begin();
         let reply = {
             let mut ctx = Ctx { server, client };
@@ -153,7 +164,7 @@ pub(super) async fn run_batch(
             queue.push(Queued {
                 writes,
                 combine,
-                slot,
+                slot: client.routed_slot.or(slot),
                 shard: client.shard,
                 at: out.len(),
                 send,
@@ -191,7 +202,13 @@ async fn drain(
         let cmds = items
             .iter()
             .filter(|q| q.shard == sh)
-            .flat_map(|q| q.writes.iter().map(|w| w.cmd.clone()))
+            .flat_map(|q| {
+                // Tagged with the routed slot: a shard handing that slot over refuses it.
+                q.writes.iter().map(move |w| match q.slot {
+                    Some(slot) => shard_ctl::tag(slot, &w.cmd),
+                    None => w.cmd.clone(),
+                })
+            })
             .collect();
         repl.shard(sh).propose(cmds)
     });

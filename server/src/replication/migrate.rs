@@ -1,0 +1,366 @@
+//! Live slot migration from shard A to shard B while clients keep working.
+//!
+//! 1. `begin_migration` prepares B (drops leftovers of earlier attempts in those slots and
+//!    accepts them again), then records the migration in the metadata group. From then on
+//!    routing follows Redis (§2.2 of redis-wire.md): A serves keys it has, answers `ASK` for
+//!    keys it lacks and `TRYAGAIN` for a mix; B serves `ASKING` requests.
+//! 2. The leader of A drives it ([`drive`]), one slot at a time: fence the slot in A's log
+//!    (tagged client writes to it are refused from that entry on; on this node they wait
+//!    instead of reaching the fence), read the slot after a read barrier, ingest its records
+//!    into B (`RESTORE` without `REPLACE`: never overwrites what clients wrote at B after
+//!    `ASK`), seal the slot at B (later ingests are refused, so a deposed driver can't
+//!    overwrite writes made after the flip), flip ownership in the metadata group (epoch + 1),
+//!    then drop the slot from A (the fence stays: A refuses stale-routed writes to it).
+//! 3. Every step is idempotent. A driver that fails (leader change, timeout) stops; the
+//!    migration stays `running` and whichever node leads A resumes it from the metadata.
+//!    There is no abort once begun: writes made at B through `ASK` must not be lost.
+
+use super::meta::{MetaCmd, MigState};
+use super::Replication;
+use crate::storage::shard_ctl::{self, Control};
+use crate::storage::{self, dump, reply_codec, WriteCommand, WriteOp};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pinnacle_resp::Reply;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// How long one migration step retries (leader elections included) before the driver stops.
+const STEP_DEADLINE: Duration = Duration::from_secs(30);
+/// How often the driver looks for migrations to run or resume.
+const DRIVE_EVERY: Duration = Duration::from_millis(200);
+/// Records per ingest proposal, and their byte budget.
+const INGEST_KEYS: usize = 512;
+const INGEST_BYTES: usize = 512 * 1024;
+
+/// This node's part in migrations.
+#[derive(Default)]
+pub struct Local {
+    /// Slots being copied by a driver on this node: client writes to them wait.
+    copying: Mutex<HashSet<u16>>,
+    any_copying: AtomicBool,
+    copy_done: tokio::sync::Notify,
+    /// Migrations this node drives now.
+    driving: Mutex<HashSet<u64>>,
+}
+
+/// Marks a slot as being copied for as long as it lives.
+struct CopyGuard<'a> {
+    local: &'a Local,
+    slot: u16,
+}
+
+impl<'a> CopyGuard<'a> {
+    fn new(local: &'a Local, slot: u16) -> CopyGuard<'a> {
+        let mut c = local.copying.lock();
+        c.insert(slot);
+        local.any_copying.store(true, Ordering::Release);
+        CopyGuard { local, slot }
+    }
+}
+
+impl Drop for CopyGuard<'_> {
+    fn drop(&mut self) {
+        let mut c = self.local.copying.lock();
+        c.remove(&self.slot);
+        self.local
+            .any_copying
+            .store(!c.is_empty(), Ordering::Release);
+        drop(c);
+        self.local.copy_done.notify_waiters();
+    }
+}
+
+impl Replication {
+    /// True if a driver on this node is copying `slot` (writes to it should wait).
+    pub fn is_copying(&self, slot: u16) -> bool {
+        self.migrations.any_copying.load(Ordering::Acquire)
+            && self.migrations.copying.lock().contains(&slot)
+    }
+
+    /// Waits (up to `limit`) until no driver on this node copies `slot`.
+    pub async fn wait_copied(&self, slot: u16, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let done = self.migrations.copy_done.notified();
+            if !self.is_copying(slot) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Starts moving `slots` (inclusive ranges) to shard `to`; returns the migration id.
+    pub async fn begin_migration(
+        &self,
+        slots: Vec<(u16, u16)>,
+        to: usize,
+        planner: &str,
+    ) -> Result<u64, String> {
+        if to >= self.shards.len() {
+            return Err(format!("ERR no shard {to}"));
+        }
+        let list: Vec<u16> = slots.iter().flat_map(|&(a, b)| a..=b).collect();
+        if list.is_empty() || list.iter().any(|s| *s >= storage::slot::SLOTS) {
+            return Err("ERR Invalid slot".into());
+        }
+        let st = self.meta_state();
+        let from = st.map.owner(list[0]);
+        if let Some(s) = list.iter().find(|s| st.map.owner(**s) != from) {
+            return Err(format!(
+                "ERR slot {s} is not owned by shard {from} like slot {}",
+                list[0]
+            ));
+        }
+        if from == to {
+            return Err(format!("ERR shard {to} already owns slot {}", list[0]));
+        }
+        if let Some(s) = list.iter().find(|s| st.migrating.contains_key(s)) {
+            return Err(format!("ERR slot {s} is already migrating"));
+        }
+        // The target starts clean: no records of an earlier, unfinished attempt, no fences.
+        self.propose_items(
+            to,
+            vec![
+                Control::Drop(list.clone()).encode(),
+                Control::Accept(list).encode(),
+            ],
+        )
+        .await?;
+        let cmd = MetaCmd::Begin {
+            slots,
+            to,
+            planner: planner.to_string(),
+            now_ms: storage::wall_ms(),
+        };
+        // Not idempotent: an unknown outcome is reported, never retried.
+        let raw = self
+            .meta
+            .propose_anywhere(cmd.encode())
+            .await
+            .map_err(|e| format!("ERR migration not started: {e}"))?;
+        let reply = String::from_utf8_lossy(&raw).into_owned();
+        match reply.strip_prefix('+').map(str::parse::<u64>) {
+            Some(Ok(id)) => Ok(id),
+            _ => Err(reply.trim_start_matches('-').to_string()),
+        }
+    }
+
+    /// Proposes shard items (all idempotent), retrying through leader changes.
+    async fn propose_items(&self, shard: usize, items: Vec<Bytes>) -> Result<Vec<Reply>, String> {
+        let payload = storage::raft_target_proposal(&items);
+        let deadline = Instant::now() + STEP_DEADLINE;
+        loop {
+            match self.shards[shard]
+                .group
+                .propose_anywhere(payload.clone())
+                .await
+            {
+                Ok(raw) => {
+                    return reply_codec::decode_list(raw)
+                        .ok_or_else(|| "ERR malformed shard reply".to_string())
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("ERR shard {shard}: {e}"))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Proposes an idempotent metadata change, retrying through leader changes.
+    async fn propose_meta(&self, cmd: MetaCmd) -> Result<String, String> {
+        let payload = cmd.encode();
+        let deadline = Instant::now() + STEP_DEADLINE;
+        loop {
+            match self.meta.propose_anywhere(payload.clone()).await {
+                Ok(raw) => return Ok(String::from_utf8_lossy(&raw).into_owned()),
+                Err(e) if Instant::now() >= deadline => return Err(format!("ERR metadata: {e}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Waits until the metadata shows migration `id` finished (or `limit` passes).
+    pub async fn wait_migration(&self, id: u64, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.meta_state().migrations.get(&id) {
+                None => return Err(format!("ERR no migration {id}")),
+                Some(m) if m.state == MigState::Done => return Ok(()),
+                Some(_) if Instant::now() >= deadline => {
+                    return Err(format!("ERR migration {id} is still running"))
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// Starts (or resumes) every running migration whose source shard this node leads.
+pub(super) async fn drive(repl: Weak<Replication>) {
+    let mut tick = tokio::time::interval(DRIVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(r) = repl.upgrade() else { return };
+        let st = r.meta_state();
+        for m in st.migrations.values() {
+            if m.state != MigState::Running || !r.shards[m.from].is_leader() {
+                continue;
+            }
+            if !r.migrations.driving.lock().insert(m.id) {
+                continue;
+            }
+            let (r2, id) = (r.clone(), m.id);
+            tokio::spawn(async move {
+                match run(&r2, id).await {
+                    Ok(()) => tracing::info!("migration {id} finished"),
+                    Err(e) => tracing::warn!("migration {id} paused ({e}); it will resume"),
+                }
+                r2.migrations.driving.lock().remove(&id);
+            });
+        }
+    }
+}
+
+/// Moves every slot of migration `id` still to move, then marks it finished.
+async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
+    let st = r.meta_state();
+    let m = st
+        .migrations
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| format!("no migration {id}"))?;
+    let (a, b) = (m.from, m.to);
+    tracing::info!(
+        "migration {id}: shard {a} → {b}, slots {:?} ({})",
+        m.slots,
+        m.planner
+    );
+    // Slots flipped by an earlier driver: make sure the source dropped them.
+    let flipped: Vec<u16> = m
+        .slot_list()
+        .into_iter()
+        .filter(|s| st.migrating.get(s) != Some(&id))
+        .collect();
+    if !flipped.is_empty() {
+        r.propose_items(a, vec![Control::Drop(flipped).encode()])
+            .await?;
+    }
+    for slot in m.slot_list() {
+        if r.meta_state().migrating.get(&slot) != Some(&id) {
+            continue;
+        }
+        if !r.shards[a].is_leader() {
+            return Err("this node no longer leads the source shard".into());
+        }
+        move_slot(r, id, slot, a, b).await?;
+    }
+    let reply = r
+        .propose_meta(MetaCmd::Finish {
+            id,
+            now_ms: storage::wall_ms(),
+        })
+        .await?;
+    if reply.starts_with('-') {
+        return Err(reply);
+    }
+    Ok(())
+}
+
+/// Moves one slot from shard `a` to shard `b`.
+async fn move_slot(
+    r: &Arc<Replication>,
+    id: u64,
+    slot: u16,
+    a: usize,
+    b: usize,
+) -> Result<(), String> {
+    let guard = CopyGuard::new(&r.migrations, slot);
+    r.propose_items(a, vec![Control::Fence(vec![slot]).encode()])
+        .await?;
+    // Everything written to the slot before the fence is now readable here.
+    r.shards[a]
+        .read_barrier()
+        .await
+        .map_err(|_| "lost the source shard's leadership".to_string())?;
+    let db = r.shards[a].group.target().clone();
+    let keys = db
+        .keys_in_slot(slot, usize::MAX)
+        .map_err(|e| e.to_string())?;
+    let now = db.now_ms();
+    let (mut moved, mut bytes) = (0u64, 0u64);
+    let mut items = Vec::new();
+    let mut batch_bytes = 0usize;
+    for key in keys {
+        let meta = db.peek(&key, now).map_err(|e| e.to_string())?;
+        let Some(meta) = meta else { continue };
+        let Some(value) = db.dump_value(&key).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let payload = dump::encode_value(&value);
+        let size = key.len() + payload.len();
+        let cmd = WriteCommand {
+            now_ms: now,
+            op: WriteOp::Restore {
+                key,
+                payload,
+                expire_at: meta.expire_at,
+                replace: false,
+            },
+        }
+        .encode();
+        items.push(shard_ctl::ingest(slot, &cmd));
+        moved += 1;
+        bytes += size as u64;
+        batch_bytes += size;
+        if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
+            ingest(r, b, std::mem::take(&mut items)).await?;
+            batch_bytes = 0;
+        }
+    }
+    if !items.is_empty() {
+        ingest(r, b, items).await?;
+    }
+    r.propose_items(b, vec![Control::Seal(vec![slot]).encode()])
+        .await?;
+    let reply = r
+        .propose_meta(MetaCmd::Flip {
+            id,
+            slot,
+            keys: moved,
+            bytes,
+        })
+        .await?;
+    if reply.starts_with('-') {
+        return Err(reply);
+    }
+    // Writers waiting on this node re-route once it sees the new owner (then: MOVED).
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while r.shard_of(slot) != b && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(guard);
+    r.propose_items(a, vec![Control::Drop(vec![slot]).encode()])
+        .await?;
+    Ok(())
+}
+
+/// Copies one batch into shard `b`; a key already there (`BUSYKEY`: written through `ASK`)
+/// keeps its newer value.
+async fn ingest(r: &Arc<Replication>, b: usize, items: Vec<Bytes>) -> Result<(), String> {
+    let replies = r.propose_items(b, items).await?;
+    for rep in replies {
+        if let Reply::Error(e) = rep {
+            if !e.starts_with(b"BUSYKEY") {
+                return Err(String::from_utf8_lossy(&e).into_owned());
+            }
+        }
+    }
+    Ok(())
+}

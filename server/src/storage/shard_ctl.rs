@@ -1,0 +1,275 @@
+//! What a shard's Raft log carries besides plain writes, for slot migration.
+//!
+//! - A client write is proposed *tagged* with the slot it was routed for. A shard refuses
+//!   (deterministically, at apply) tagged writes to a *fenced* slot: one it is handing over, or
+//!   has handed over. The refusal is `-TRYAGAIN`: not applied, the client retries and is routed
+//!   again (to the new owner once the move is done). Writes a migration itself makes (the copy,
+//!   the drop) are untagged and never refused.
+//! - Control entries fence slots (the source, before copying a slot) and accept them (the
+//!   target, before receiving a slot it may have given away earlier).
+//!
+//! The fence set is stored under one system key, written in the same batch as the change and
+//! its Raft progress record, so a restart replays exactly as the first run applied.
+
+use super::encoding::system_key;
+use super::slot::SLOTS;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// First byte of a tagged write (an encoded `WriteCommand` starts with its format version 1).
+const TAGGED: u8 = 0xE0;
+/// First byte of a control entry.
+const CONTROL: u8 = 0xE1;
+/// First byte of a migration's copy of a record into the target shard.
+const INGEST: u8 = 0xE2;
+/// System key holding the fence bitmap.
+pub(super) const FENCES: &[u8] = b"shard-fences";
+/// What a refused write answers (Redis's text; every cluster client retries it).
+pub const REFUSED: &str = "TRYAGAIN Multiple keys request during rehashing of slot";
+
+const WORDS: usize = SLOTS as usize / 64;
+
+/// A shard's control operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Refuse tagged writes to these slots from now on (the source of a move).
+    Fence(Vec<u16>),
+    /// Accept tagged writes and ingests for these slots again (the target, before a move).
+    Accept(Vec<u16>),
+    /// Refuse ingests for these slots (the target, once its copy is complete: a late copy
+    /// from a deposed driver must not overwrite what clients write after the flip).
+    Seal(Vec<u16>),
+    /// Delete every record of these slots (the source after the flip; the target's leftovers
+    /// of an earlier attempt).
+    Drop(Vec<u16>),
+}
+
+/// One item of a shard proposal, decoded.
+pub(super) enum Item {
+    /// An encoded `WriteCommand` (after the 3-byte tag if tagged), with the slot it was
+    /// routed for if tagged.
+    Write(Option<u16>),
+    /// A migration's copy of a record of this slot (the `WriteCommand` after 3 bytes).
+    Ingest(u16),
+    /// A control operation.
+    Control(Control),
+    /// Unreadable.
+    Bad,
+}
+
+/// `cmd` (an encoded `WriteCommand`) tagged with the slot a client's request was routed for.
+pub fn tag(slot: u16, cmd: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(3 + cmd.len());
+    b.put_u8(TAGGED);
+    b.put_u16(slot);
+    b.put_slice(cmd);
+    b.freeze()
+}
+
+/// `cmd` (an encoded `WriteCommand`) as a migration's copy into slot `slot` of the target.
+pub fn ingest(slot: u16, cmd: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(3 + cmd.len());
+    b.put_u8(INGEST);
+    b.put_u16(slot);
+    b.put_slice(cmd);
+    b.freeze()
+}
+
+impl Control {
+    /// The proposal item for this operation.
+    pub fn encode(&self) -> Bytes {
+        let (op, slots) = match self {
+            Control::Fence(s) => (1u8, s),
+            Control::Accept(s) => (2u8, s),
+            Control::Seal(s) => (3u8, s),
+            Control::Drop(s) => (4u8, s),
+        };
+        let mut b = BytesMut::with_capacity(2 + 2 * slots.len());
+        b.put_u8(CONTROL);
+        b.put_u8(op);
+        for s in slots {
+            b.put_u16(*s);
+        }
+        b.freeze()
+    }
+}
+
+pub(super) fn decode(raw: &[u8]) -> Item {
+    match raw.first() {
+        Some(&TAGGED) if raw.len() >= 3 => Item::Write(Some(u16::from_be_bytes([raw[1], raw[2]]))),
+        Some(&INGEST) if raw.len() >= 3 => Item::Ingest(u16::from_be_bytes([raw[1], raw[2]])),
+        Some(&CONTROL) if raw.len() >= 2 && raw.len().is_multiple_of(2) => {
+            let slots: Vec<u16> = raw[2..]
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .filter(|s| *s < SLOTS)
+                .collect();
+            match raw[1] {
+                1 => Item::Control(Control::Fence(slots)),
+                2 => Item::Control(Control::Accept(slots)),
+                3 => Item::Control(Control::Seal(slots)),
+                4 => Item::Control(Control::Drop(slots)),
+                _ => Item::Bad,
+            }
+        }
+        Some(&TAGGED) | Some(&CONTROL) | Some(&INGEST) => Item::Bad,
+        _ => Item::Write(None),
+    }
+}
+
+/// A set of slots; lock-free to read.
+pub(crate) struct SlotSet {
+    bits: Box<[AtomicU64]>,
+    count: AtomicUsize,
+}
+
+impl Default for SlotSet {
+    fn default() -> SlotSet {
+        SlotSet {
+            bits: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SlotSet {
+    /// True if `slot` is in the set.
+    pub(crate) fn contains(&self, slot: u16) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let (w, b) = (slot as usize / 64, slot % 64);
+        self.bits
+            .get(w)
+            .is_some_and(|x| x.load(Ordering::Acquire) & (1 << b) != 0)
+    }
+
+    fn set(&self, slots: &[u16], on: bool) {
+        for &s in slots {
+            let (w, b) = (s as usize / 64, s % 64);
+            if let Some(x) = self.bits.get(w) {
+                if on {
+                    x.fetch_or(1 << b, Ordering::AcqRel);
+                } else {
+                    x.fetch_and(!(1 << b), Ordering::AcqRel);
+                }
+            }
+        }
+        let n = self
+            .bits
+            .iter()
+            .map(|x| x.load(Ordering::Acquire).count_ones() as usize)
+            .sum();
+        self.count.store(n, Ordering::Release);
+    }
+
+    /// Every slot in the set.
+    pub(crate) fn list(&self) -> Vec<u16> {
+        (0..SLOTS).filter(|s| self.contains(*s)).collect()
+    }
+
+    fn image_into(&self, b: &mut BytesMut) {
+        for x in self.bits.iter() {
+            b.put_u64(x.load(Ordering::Acquire));
+        }
+    }
+
+    fn load(&self, image: Option<&[u8]>) {
+        let mut slots_on = Vec::new();
+        for (i, x) in self.bits.iter().enumerate() {
+            let word = image
+                .and_then(|img| img.get(i * 8..i * 8 + 8))
+                .and_then(|w| w.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            x.store(0, Ordering::Release);
+            for b in 0..64 {
+                if word & (1 << b) != 0 {
+                    slots_on.push((i * 64 + b) as u16);
+                }
+            }
+        }
+        self.set(&slots_on, true);
+    }
+}
+
+/// A shard's migration state: slots whose client writes it refuses, and slots whose ingests
+/// it refuses.
+#[derive(Default)]
+pub(crate) struct Fences {
+    /// Client writes refused.
+    pub(crate) fenced: SlotSet,
+    /// Migration copies refused.
+    pub(crate) sealed: SlotSet,
+}
+
+impl Fences {
+    /// Applies a control operation's effect on the sets (`Drop` has none; the caller persists
+    /// [`Fences::image`] in the same batch).
+    pub(super) fn apply(&self, c: &Control) {
+        match c {
+            Control::Fence(s) => self.fenced.set(s, true),
+            Control::Accept(s) => {
+                self.fenced.set(s, false);
+                self.sealed.set(s, false);
+            }
+            Control::Seal(s) => self.sealed.set(s, true),
+            Control::Drop(_) => {}
+        }
+    }
+
+    /// The stored form.
+    pub(super) fn image(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(WORDS * 16);
+        self.fenced.image_into(&mut b);
+        self.sealed.image_into(&mut b);
+        b.freeze()
+    }
+
+    /// Replaces both sets with a stored image (`None` = empty).
+    pub(super) fn load(&self, image: Option<&[u8]>) {
+        self.fenced
+            .load(image.map(|i| &i[..i.len().min(WORDS * 8)]));
+        self.sealed.load(image.and_then(|i| i.get(WORDS * 8..)));
+    }
+}
+
+/// The system key of the fence set.
+pub(super) fn key() -> Bytes {
+    system_key(FENCES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let t = tag(12182, b"\x01abc");
+        assert!(matches!(decode(&t), Item::Write(Some(12182))));
+        assert_eq!(&t[3..], b"\x01abc");
+        assert!(matches!(decode(b"\x01abc"), Item::Write(None)));
+        let c = Control::Fence(vec![1, 16383]);
+        assert!(matches!(decode(&c.encode()), Item::Control(x) if x == c));
+        assert!(matches!(decode(&[CONTROL, 9]), Item::Bad));
+    }
+
+    #[test]
+    fn fences_set_clear_and_reload() {
+        let f = Fences::default();
+        assert!(!f.fenced.contains(5));
+        f.apply(&Control::Fence(vec![5, 700]));
+        f.apply(&Control::Seal(vec![9]));
+        assert!(f.fenced.contains(5) && f.fenced.contains(700) && !f.fenced.contains(6));
+        let img = f.image();
+        f.apply(&Control::Accept(vec![5, 9]));
+        assert_eq!(f.fenced.list(), vec![700]);
+        assert!(f.sealed.list().is_empty());
+        f.load(Some(&img));
+        assert_eq!(f.fenced.list(), vec![5, 700]);
+        assert_eq!(f.sealed.list(), vec![9]);
+        f.load(None);
+        assert!(f.fenced.list().is_empty());
+        let i = ingest(3, b"\x01x");
+        assert!(matches!(decode(&i), Item::Ingest(3)));
+    }
+}
