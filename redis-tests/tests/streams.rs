@@ -311,6 +311,29 @@ fn raft_leader_applies_group_writes_and_wakes_readers() {
         groups.contains("$9\\r\\nconsumers\\r\\n:2\\r\\n$7\\r\\npending\\r\\n:0\\r\\n"),
         "{groups}"
     );
+    // Pipelined: each command sees the writes queued before it (one batch, one entry).
+    for cmd in [
+        &["XADD", "p", "1-1", "f", "v"][..],
+        &["XGROUP", "CREATE", "p", "g", "0"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "p", ">"],
+        &["XACK", "p", "g", "1-1"],
+        &["XDEL", "p", "1-1"],
+    ] {
+        b.send_command(cmd).expect("send");
+    }
+    let replies: Vec<String> = (0..5)
+        .map(|_| show(&b.read_reply().expect("reply")))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            "$3\\r\\n1-1\\r\\n",
+            "+OK\\r\\n",
+            "*1\\r\\n*2\\r\\n$1\\r\\np\\r\\n*1\\r\\n*2\\r\\n$3\\r\\n1-1\\r\\n*2\\r\\n$1\\r\\nf\\r\\n$1\\r\\nv\\r\\n",
+            ":1\\r\\n",
+            ":1\\r\\n",
+        ]
+    );
     // A follower redirects the write.
     let f = c.ids().into_iter().find(|&i| i != l).expect("follower");
     let moved = call(

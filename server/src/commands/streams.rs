@@ -229,7 +229,7 @@ fn xdel(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
             Reply::Integer(0)
         })
     });
-    if t != Reply::Null {
+    if t != Reply::Null && groups::state_is_current(db) {
         return t;
     }
     for id in &a[2..] {

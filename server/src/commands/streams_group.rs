@@ -16,6 +16,14 @@ use crate::storage::{Db, KeyType, Meta, ReadView, WriteOp};
 use bytes::Bytes;
 use pinnacle_resp::{Protocol, Reply};
 
+/// True when state read now is what the write will see (applied in place). On a Raft node
+/// earlier pipelined writes may still be queued for the log, so the handler leaves the state
+/// checks to the apply, which makes the same ones (only the order of a state error and an
+/// argument error can then differ from Redis).
+pub(super) fn state_is_current(db: &Db) -> bool {
+    !db.is_replicated()
+}
+
 fn group_write(db: &Db, op: GroupOp) -> Reply {
     write(db, db.now_ms(), WriteOp::XGroup { op })
 }
@@ -85,8 +93,10 @@ pub(super) fn xgroup_create(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
             return subcommand_error(a, "XGROUP");
         }
     }
-    if let Err(r) = xgroup_stream(&db.view(), &a[2], mkstream) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = xgroup_stream(&db.view(), &a[2], mkstream) {
+            return r;
+        }
     }
     if a.len() > 8 {
         return subcommand_error(a, "XGROUP");
@@ -122,8 +132,10 @@ pub(super) fn xgroup_setid(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
     } else if a.len() != 5 {
         return subcommand_error(a, "XGROUP");
     }
-    if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
+            return r;
+        }
     }
     // Not strict: `-` and `+` are accepted here.
     let start = if a[4].as_ref() == b"$" {
@@ -146,8 +158,10 @@ pub(super) fn xgroup_setid(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 }
 
 pub(super) fn xgroup_destroy(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    if let Err(r) = xgroup_stream(&db.view(), &a[2], false) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = xgroup_stream(&db.view(), &a[2], false) {
+            return r;
+        }
     }
     group_write(
         db,
@@ -159,8 +173,10 @@ pub(super) fn xgroup_destroy(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 }
 
 pub(super) fn xgroup_createconsumer(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
+            return r;
+        }
     }
     group_write(
         db,
@@ -173,8 +189,10 @@ pub(super) fn xgroup_createconsumer(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply
 }
 
 pub(super) fn xgroup_delconsumer(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = xgroup_existing(db, &a[2], &a[3]) {
+            return r;
+        }
     }
     group_write(
         db,
@@ -241,7 +259,11 @@ pub(super) fn block_ms(arg: &[u8]) -> Result<u64, Reply> {
 }
 
 /// Parses XREADGROUP and checks every stream (WRONGTYPE, NOGROUP, the ids) in Redis's order.
-fn parse_readgroup(view: &ReadView<'_>, a: &[Bytes]) -> Result<ReadGroupArgs, Reply> {
+fn parse_readgroup(
+    view: &ReadView<'_>,
+    a: &[Bytes],
+    check_state: bool,
+) -> Result<ReadGroupArgs, Reply> {
     let (mut count, mut block, mut noack) = (0u64, None, false);
     let mut group: Option<(Bytes, Bytes)> = None;
     let mut streams_at = 0;
@@ -282,18 +304,20 @@ fn parse_readgroup(view: &ReadView<'_>, a: &[Bytes]) -> Result<ReadGroupArgs, Re
     let mut streams = Vec::with_capacity(n);
     for j in 0..n {
         let (key, id) = (&a[streams_at + j], &a[streams_at + n + j]);
-        let m = match view.coll(key, KeyType::Stream) {
-            Err(e) => return Err(failed(e)),
-            Ok(r) => r?,
-        };
-        let has_group = match &m {
-            Some(m) => view.stream_group(key, m, &group).map_err(failed)?.is_some(),
-            None => false,
-        };
-        if !has_group {
-            return Err(crate::storage::stream::group_apply::nogroup_readgroup(
-                key, &group,
-            ));
+        if check_state {
+            let m = match view.coll(key, KeyType::Stream) {
+                Err(e) => return Err(failed(e)),
+                Ok(r) => r?,
+            };
+            let has_group = match &m {
+                Some(m) => view.stream_group(key, m, &group).map_err(failed)?.is_some(),
+                None => false,
+            };
+            if !has_group {
+                return Err(crate::storage::stream::group_apply::nogroup_readgroup(
+                    key, &group,
+                ));
+            }
         }
         let from = match id.as_ref() {
             b"$" => return Err(Reply::error(
@@ -333,23 +357,34 @@ pub(crate) fn xreadgroup_or_block(
     a: &[Bytes],
 ) -> Result<Reply, ReadGroupBlock> {
     let view = db.view();
-    let args = match parse_readgroup(&view, a) {
+    let current = state_is_current(db);
+    let args = match parse_readgroup(&view, a, current) {
         Ok(x) => x,
         Err(r) => return Ok(r),
     };
-    // History reads always answer; `>` only when the group is behind the stream.
-    let mut serve = false;
+    // History reads always answer; `>` only when the group is behind the stream. On a Raft
+    // node without BLOCK the apply decides; with BLOCK a stream or group not seen yet goes
+    // to the apply too (its error or entries), and nothing new means waiting.
+    let mut serve = !current && args.block.is_none();
     for (key, from) in &args.streams {
-        if from.is_some() {
+        if serve || from.is_some() {
             serve = true;
             break;
         }
         let m = match view.coll(key, KeyType::Stream) {
             Ok(Ok(Some(m))) => m,
+            _ if !current => {
+                serve = true;
+                break;
+            }
             _ => continue,
         };
         let last = match view.stream_group(key, &m, &args.group) {
             Ok(Some(g)) => g.last,
+            _ if !current => {
+                serve = true;
+                break;
+            }
             _ => continue,
         };
         match view.stream_has_after(key, &m, last) {
@@ -474,7 +509,7 @@ pub(super) fn xack(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
             _ => Reply::Integer(0),
         })
     });
-    if t != Reply::Null {
+    if t != Reply::Null && state_is_current(db) {
         return t;
     }
     let mut ids = Vec::with_capacity(a.len() - 3);
@@ -631,8 +666,10 @@ pub(super) fn xpending(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
 }
 
 pub(super) fn xclaim(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
-    if let Err(r) = claim_target(&db.view(), &a[1], &a[2]) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = claim_target(&db.view(), &a[1], &a[2]) {
+            return r;
+        }
     }
     let min_idle = match int_or(&a[4], "Invalid min-idle-time argument for XCLAIM") {
         Ok(n) => n.max(0),
@@ -733,8 +770,10 @@ pub(super) fn xautoclaim(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         }
         j += 1;
     }
-    if let Err(r) = claim_target(&db.view(), &a[1], &a[2]) {
-        return r;
+    if state_is_current(db) {
+        if let Err(r) = claim_target(&db.view(), &a[1], &a[2]) {
+            return r;
+        }
     }
     group_write(
         db,
