@@ -110,13 +110,13 @@ pub enum MetaCmd {
         /// Leader time.
         now_ms: u64,
     },
-    /// Migration `id` copied `slot`: the target owns it now (epoch + 1).
+    /// Migration `id` copied `slots`: the target owns them now (epoch + 1).
     Flip {
         /// Migration id.
         id: u64,
-        /// The slot.
-        slot: u16,
-        /// Keys and bytes copied for it.
+        /// The slots.
+        slots: Vec<u16>,
+        /// Keys and bytes copied for them.
         keys: u64,
         /// Bytes.
         bytes: u64,
@@ -149,15 +149,18 @@ impl MetaCmd {
             }
             MetaCmd::Flip {
                 id,
-                slot,
+                slots,
                 keys,
                 bytes,
             } => {
                 b.put_u8(2);
                 b.put_u64(*id);
-                b.put_u16(*slot);
                 b.put_u64(*keys);
                 b.put_u64(*bytes);
+                b.put_u32(slots.len() as u32);
+                for s in slots {
+                    b.put_u16(*s);
+                }
             }
             MetaCmd::Finish { id, now_ms } => {
                 b.put_u8(3);
@@ -182,12 +185,22 @@ impl MetaCmd {
                     now_ms,
                 }
             }
-            2 => MetaCmd::Flip {
-                id: get_u64(&mut b)?,
-                slot: get_u16(&mut b)?,
-                keys: get_u64(&mut b)?,
-                bytes: get_u64(&mut b)?,
-            },
+            2 => {
+                let id = get_u64(&mut b)?;
+                let keys = get_u64(&mut b)?;
+                let bytes = get_u64(&mut b)?;
+                let n = get_u32(&mut b)? as usize;
+                let mut slots = Vec::with_capacity(n.min(SLOTS as usize));
+                for _ in 0..n {
+                    slots.push(get_u16(&mut b)?);
+                }
+                MetaCmd::Flip {
+                    id,
+                    slots,
+                    keys,
+                    bytes,
+                }
+            }
             3 => MetaCmd::Finish {
                 id: get_u64(&mut b)?,
                 now_ms: get_u64(&mut b)?,
@@ -250,7 +263,7 @@ fn apply_cmd(st: &mut MetaState, index: u64, cmd: MetaCmd, shards: usize) -> Str
         }
         MetaCmd::Flip {
             id,
-            slot,
+            slots,
             keys,
             bytes,
         } => {
@@ -258,9 +271,15 @@ fn apply_cmd(st: &mut MetaState, index: u64, cmd: MetaCmd, shards: usize) -> Str
                 return format!("-ERR no migration {id}");
             };
             // Idempotent: a resumed driver may flip a slot twice.
-            if st.migrating.get(&slot) == Some(&id) {
-                st.migrating.remove(&slot);
-                st.map.set_owner(slot, m.to);
+            let mut flipped = false;
+            for slot in slots {
+                if st.migrating.get(&slot) == Some(&id) {
+                    st.migrating.remove(&slot);
+                    st.map.set_owner(slot, m.to);
+                    flipped = true;
+                }
+            }
+            if flipped {
                 st.map.epoch += 1;
                 m.keys += keys;
                 m.bytes += bytes;
@@ -526,7 +545,7 @@ mod tests {
         assert_eq!(t.state().migration_of(1).map(|m| m.to), Some(2));
         let flip = |slot| MetaCmd::Flip {
             id: 7,
-            slot,
+            slots: vec![slot],
             keys: 10,
             bytes: 100,
         };

@@ -4,7 +4,7 @@
 //!    accepts them again), then records the migration in the metadata group. From then on
 //!    routing follows Redis (§2.2 of redis-wire.md): A serves keys it has, answers `ASK` for
 //!    keys it lacks and `TRYAGAIN` for a mix; B serves `ASKING` requests.
-//! 2. The leader of A drives it ([`drive`]), one slot at a time: fence the slot in A's log
+//! 2. The leader of A drives it ([`drive`]), a small group of slots at a time: fence them in A's log
 //!    (tagged client writes to it are refused from that entry on; on this node they wait
 //!    instead of reaching the fence), read the slot after a read barrier, ingest its records
 //!    into B (`RESTORE` without `REPLACE`: never overwrites what clients wrote at B after
@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
 /// How often the driver looks for migrations to run or resume.
 const DRIVE_EVERY: Duration = Duration::from_millis(200);
+/// A group of slots moved together holds at most this many slots, or about this many keys.
+const GROUP_SLOTS: usize = 256;
+const GROUP_KEYS: u64 = 4096;
 /// Records per ingest proposal, and their byte budget.
 const INGEST_KEYS: usize = 512;
 const INGEST_BYTES: usize = 512 * 1024;
@@ -252,14 +255,27 @@ async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
         r.propose_items(a, vec![Control::Drop(flipped).encode()])
             .await?;
     }
-    for slot in m.slot_list() {
-        if r.meta_state().migrating.get(&slot) != Some(&id) {
-            continue;
+    let todo: Vec<u16> = m
+        .slot_list()
+        .into_iter()
+        .filter(|s| r.meta_state().migrating.get(s) == Some(&id))
+        .collect();
+    // Slots move in small groups: one fence/flip round trip for many near-empty slots, while
+    // a group's writers wait no longer than a copy of about GROUP_KEYS keys.
+    let db = r.shards[a].group.target().clone();
+    let mut group = Vec::new();
+    let mut group_keys = 0u64;
+    for (i, slot) in todo.iter().enumerate() {
+        group.push(*slot);
+        group_keys += db.count_keys_in_slot(*slot).map_err(|e| e.to_string())?;
+        let last = i + 1 == todo.len();
+        if last || group.len() >= GROUP_SLOTS || group_keys >= GROUP_KEYS {
+            if !r.shards[a].is_leader() {
+                return Err("this node no longer leads the source shard".into());
+            }
+            move_slots(r, id, &std::mem::take(&mut group), a, b).await?;
+            group_keys = 0;
         }
-        if !r.shards[a].is_leader() {
-            return Err("this node no longer leads the source shard".into());
-        }
-        move_slot(r, id, slot, a, b).await?;
     }
     let reply = r
         .propose_meta(MetaCmd::Finish {
@@ -273,66 +289,71 @@ async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Moves one slot from shard `a` to shard `b`.
-async fn move_slot(
+/// Moves `slots` from shard `a` to shard `b`.
+async fn move_slots(
     r: &Arc<Replication>,
     id: u64,
-    slot: u16,
+    slots: &[u16],
     a: usize,
     b: usize,
 ) -> Result<(), String> {
-    let guard = CopyGuard::new(&r.migrations, slot);
-    r.propose_items(a, vec![Control::Fence(vec![slot]).encode()])
+    let guards: Vec<CopyGuard<'_>> = slots
+        .iter()
+        .map(|s| CopyGuard::new(&r.migrations, *s))
+        .collect();
+    r.propose_items(a, vec![Control::Fence(slots.to_vec()).encode()])
         .await?;
-    // Everything written to the slot before the fence is now readable here.
+    // Everything written to the slots before the fence is now readable here.
     r.shards[a]
         .read_barrier()
         .await
         .map_err(|_| "lost the source shard's leadership".to_string())?;
     let db = r.shards[a].group.target().clone();
-    let keys = db
-        .keys_in_slot(slot, usize::MAX)
-        .map_err(|e| e.to_string())?;
     let now = db.now_ms();
     let (mut moved, mut bytes) = (0u64, 0u64);
     let mut items = Vec::new();
     let mut batch_bytes = 0usize;
-    for key in keys {
-        let meta = db.peek(&key, now).map_err(|e| e.to_string())?;
-        let Some(meta) = meta else { continue };
-        let Some(value) = db.dump_value(&key).map_err(|e| e.to_string())? else {
-            continue;
-        };
-        let payload = dump::encode_value(&value);
-        let size = key.len() + payload.len();
-        let cmd = WriteCommand {
-            now_ms: now,
-            op: WriteOp::Restore {
-                key,
-                payload,
-                expire_at: meta.expire_at,
-                replace: false,
-            },
-        }
-        .encode();
-        items.push(shard_ctl::ingest(slot, &cmd));
-        moved += 1;
-        bytes += size as u64;
-        batch_bytes += size;
-        if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
-            ingest(r, b, std::mem::take(&mut items)).await?;
-            batch_bytes = 0;
+    for &slot in slots {
+        let keys = db
+            .keys_in_slot(slot, usize::MAX)
+            .map_err(|e| e.to_string())?;
+        for key in keys {
+            let meta = db.peek(&key, now).map_err(|e| e.to_string())?;
+            let Some(meta) = meta else { continue };
+            let Some(value) = db.dump_value(&key).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let payload = dump::encode_value(&value);
+            let size = key.len() + payload.len();
+            let cmd = WriteCommand {
+                now_ms: now,
+                op: WriteOp::Restore {
+                    key,
+                    payload,
+                    expire_at: meta.expire_at,
+                    replace: false,
+                },
+            }
+            .encode();
+            items.push(shard_ctl::ingest(slot, &cmd));
+            moved += 1;
+            bytes += size as u64;
+            batch_bytes += size;
+            if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
+                ingest(r, b, std::mem::take(&mut items)).await?;
+                batch_bytes = 0;
+            }
         }
     }
     if !items.is_empty() {
         ingest(r, b, items).await?;
     }
-    r.propose_items(b, vec![Control::Seal(vec![slot]).encode()])
+    r.propose_items(b, vec![Control::Seal(slots.to_vec()).encode()])
         .await?;
     let reply = r
         .propose_meta(MetaCmd::Flip {
             id,
-            slot,
+            slots: slots.to_vec(),
             keys: moved,
             bytes,
         })
@@ -342,11 +363,11 @@ async fn move_slot(
     }
     // Writers waiting on this node re-route once it sees the new owner (then: MOVED).
     let deadline = Instant::now() + STEP_DEADLINE;
-    while r.shard_of(slot) != b && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    while slots.iter().any(|s| r.shard_of(*s) != b) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    drop(guard);
-    r.propose_items(a, vec![Control::Drop(vec![slot]).encode()])
+    drop(guards);
+    r.propose_items(a, vec![Control::Drop(slots.to_vec()).encode()])
         .await?;
     Ok(())
 }
