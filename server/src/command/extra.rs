@@ -233,6 +233,15 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
         )]
     ),
     pinn_cmd!(
+        "pinn.heat",
+        1,
+        READ,
+        READ_ACL,
+        "Returns this node's per-slot operation counts of the last second (shard leaders pull it from each other).",
+        "O(S) with S the slots with traffic",
+        &[]
+    ),
+    pinn_cmd!(
         "pinn.migrations",
         -1,
         READ,

@@ -24,6 +24,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("pinn.config", config),
     ("pinn.migrate", migrate),
     ("pinn.migrations", migrations),
+    ("pinn.heat", heat),
 ];
 
 /// Longest forecast horizon a command accepts, seconds.
@@ -502,6 +503,12 @@ fn migrations(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             .map(|m| migration_reply(m, &decisions))
             .collect(),
     )
+}
+
+/// `PINN.HEAT`: this node's per-slot operation counts of the last second, as
+/// `"<second> <slot>:<ops> ..."` (the other shard leaders pull it once a second).
+fn heat(_: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    Reply::bulk(Bytes::from(pinn::service().export()))
 }
 
 #[cfg(test)]

@@ -39,9 +39,12 @@ fn commands_are_listed_with_their_specs() {
         "pinn.config",
         "pinn.migrate",
         "pinn.migrations",
+        "pinn.heat",
     ] {
         assert!(all.contains(&format!("\r\n{c}\r\n")), "COMMAND lists {c}");
     }
+    let heat = n.run(&["PINN.HEAT"]);
+    assert!(heat.starts_with('$') && heat.ends_with("\r\n"), "{heat:?}");
     assert_eq!(
         n.run(&["PINN.STATS", "x"]),
         "-ERR wrong number of arguments for 'pinn.stats' command\r\n"

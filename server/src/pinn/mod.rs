@@ -7,6 +7,7 @@
 //! [`record`] for every keyed command (and may call [`record_key`] with its first key).
 
 pub mod dashboard;
+pub mod exchange;
 pub mod heatmap;
 pub mod mover;
 pub mod planner;

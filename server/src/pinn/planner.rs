@@ -142,8 +142,11 @@ impl Trigger {
         if in_flight >= settings.max_migrations {
             return None;
         }
+        // Only a shard's leader moves its slots: every node runs the trigger on the same
+        // cluster-wide heat, and exactly one of them acts for each hot shard.
         let mut hot: Vec<usize> = (0..n)
             .filter(|i| self.hot_for.get(i).is_some_and(|&c| c >= settings.confirm))
+            .filter(|&i| shards[i].local_leader)
             .collect();
         hot.sort_by(|&a, &b| sh[b].total_cmp(&sh[a]));
         let calm = threshold * (1.0 - settings.hysteresis);
@@ -221,7 +224,7 @@ mod tests {
             slots: vec![(a, b)],
             leader_node: None,
             leader_addr: None,
-            local_leader: index == 0,
+            local_leader: true,
         }
     }
 
@@ -315,6 +318,24 @@ mod tests {
             .expect("forecast hot spot moves");
         assert_eq!(p.from, 2);
         assert!(p.moved > 0.0 && p.heat_to + p.moved <= p.threshold);
+    }
+
+    #[test]
+    fn only_the_hot_shards_leader_moves_it() {
+        let s = Settings::default();
+        let mut obs = uniform(0.01);
+        obs[6000] = 100.0;
+        obs[6001] = 100.0;
+        let view = View {
+            observed: &obs,
+            predicted: None,
+        };
+        let mut remote = three();
+        remote[1].local_leader = false;
+        let mut tr = Trigger::default();
+        for t in 0..5 {
+            assert_eq!(tr.plan(t, &ReactivePlanner, &view, &remote, &s, 0), None);
+        }
     }
 
     #[test]

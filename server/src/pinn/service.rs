@@ -2,6 +2,7 @@
 //! once-a-second fold into the 60 s window, forecasts of every model scored once the future
 //! arrives, the background trainer, and the planner acting through the slot mover.
 
+use super::exchange::Exchange;
 use super::mover::{self, in_flight, MoveTarget, ShardInfo, SlotMover};
 use super::planner::{range_heat, PinnPlanner, Plan, Planner, ReactivePlanner, Trigger, View};
 use super::settings::{PlannerKind, Settings};
@@ -136,6 +137,8 @@ struct State {
     trigger: Trigger,
     decisions: VecDeque<Decision>,
     next_decision: u64,
+    /// This node's own per-slot counts of the last second (what `PINN.HEAT` exports).
+    local_last: (u64, Vec<(u16, u32)>),
     hot_since: u64,
     hot_last: Vec<HeavyHitter>,
     /// The selected model's bucket forecasts by target second, for the dashboard.
@@ -154,6 +157,7 @@ pub struct PinnService {
     gate: Arc<Gate>,
     server: parking_lot::Mutex<Option<Weak<Server>>>,
     started: AtomicBool,
+    exchange: parking_lot::Mutex<Exchange>,
 }
 
 thread_local! {
@@ -192,6 +196,7 @@ impl PinnService {
                 trigger: Trigger::default(),
                 decisions: VecDeque::new(),
                 next_decision: 1,
+                local_last: (0, Vec::new()),
                 hot_since: 0,
                 hot_last: Vec::new(),
                 forecasts: VecDeque::new(),
@@ -200,6 +205,7 @@ impl PinnService {
             gate,
             server: parking_lot::Mutex::new(None),
             started: AtomicBool::new(false),
+            exchange: parking_lot::Mutex::new(Exchange::default()),
         }
     }
 
@@ -356,6 +362,9 @@ impl PinnService {
     /// [`tick`](Self::tick) moving slots through `mover` (the installed one in production).
     pub fn tick_with(&self, t: u64, mover: Option<&dyn SlotMover>) {
         self.refresh();
+        if let Some(m) = mover {
+            self.pull_peers(m);
+        }
         let s = self.settings();
         let plan = {
             let mut st = self.state.lock();
@@ -375,10 +384,28 @@ impl PinnService {
         s: &Settings,
         mover: Option<&dyn SlotMover>,
     ) -> Option<(Plan, Decision)> {
-        let row = self.counters.fold_slots(t, s.buckets, &mut st.scratch);
+        let mut row = self.counters.fold_slots(t, s.buckets, &mut st.scratch);
         let total: u64 = row.reads.iter().chain(&row.writes).sum();
+        let local: Vec<(u16, u32)> = st
+            .scratch
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(slot, &c)| (slot as u16, c.min(u32::MAX as u64) as u32))
+            .collect();
+        st.local_last = (t, local);
+        // The other leaders' last second joins ours: the window is the cluster's heat.
+        let mut remote_total = 0u64;
+        self.exchange.lock().merge(|slot, c| {
+            if let Some(x) = st.scratch.get_mut(slot as usize) {
+                *x += c as u64;
+                row.reads[bucket_of(slot, s.buckets.clamp(1, SLOTS))] += c as u64;
+                remote_total += c as u64;
+            }
+        });
+        let total_seen = total + remote_total;
         self.gate.ops.fetch_add(total, Ordering::Relaxed);
-        st.idle_secs = if total == 0 { st.idle_secs + 1 } else { 0 };
+        st.idle_secs = if total_seen == 0 { st.idle_secs + 1 } else { 0 };
         if st.idle_secs <= 30 {
             for (o, &c) in st.observed.iter_mut().zip(st.scratch.iter()) {
                 *o += SMOOTHING * (c as f32 - *o);
@@ -462,6 +489,36 @@ impl PinnService {
         };
         st.next_decision += 1;
         Some((plan, decision))
+    }
+
+    /// Pulls the last second of every other shard leader (their `PINN.HEAT`).
+    fn pull_peers(&self, mover: &dyn SlotMover) {
+        let mut peers: Vec<String> = mover
+            .shards()
+            .into_iter()
+            .filter(|s| !s.local_leader)
+            .filter_map(|s| s.leader_addr)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        let password = self
+            .server
+            .lock()
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .and_then(|s| s.config.requirepass());
+        self.exchange.lock().pull_all(&peers, password.as_deref());
+    }
+
+    /// `PINN.HEAT`'s payload: this node's own per-slot counts of the last folded second.
+    pub fn export(&self) -> String {
+        let st = self.state.lock();
+        super::exchange::format(st.local_last.0, &st.local_last.1)
+    }
+
+    /// Stores another node's counts (what a pull does), for tests and other transports.
+    pub fn ingest(&self, addr: &str, t: u64, slots: Vec<(u16, u32)>) {
+        self.exchange.lock().ingest(addr, t, slots);
     }
 
     /// Starts a planned move through the mover and records the decision.
@@ -886,6 +943,29 @@ mod tests {
         assert!(d.plan.heat_from > d.plan.threshold, "{d:?}");
         assert!(d.observed_later.is_some(), "scored {} s later", 3);
         assert!(d.predictions.iter().any(|(m, _)| m == "persistence"));
+    }
+
+    #[test]
+    fn remote_counts_join_the_window_but_are_not_exported_again() {
+        let a = PinnService::new(Settings::default());
+        let b = PinnService::new(Settings::default());
+        load(&a, 50, &[(7, 4), (9000, 2)]);
+        assert_eq!(a.export(), "50 7:4 9000:2");
+        let (t, slots) = super::super::exchange::parse(&a.export()).expect("payload");
+        b.ingest("127.0.0.1:7001", t, slots);
+        load(&b, 51, &[(7, 1)]);
+        assert_eq!(b.export(), "51 7:1", "only b's own traffic is exported");
+        let (rows, _) = b.history();
+        assert_eq!(
+            rows.last().map(|r| r.1[0]),
+            Some(5.0),
+            "bucket 0: 1 local + 4 remote"
+        );
+        assert_eq!(
+            rows.last().map(|r| r.1[35]),
+            Some(2.0),
+            "slot 9000's bucket"
+        );
     }
 
     #[test]
