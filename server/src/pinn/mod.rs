@@ -4,7 +4,9 @@
 //!
 //! Start-up (main.rs): [`prepare_process`] first, before any thread exists; then [`init`] with
 //! the server once it is built; in Raft mode also [`set_mover`]. The dispatcher calls
-//! [`record`] for every keyed command (and may call [`record_key`] with its first key).
+//! [`record`] for every keyed command (and may call [`record_key`] with its first key). With
+//! `--dashboard-port`, spawn [`serve_dashboard`]. In a cluster each node pulls the other shard
+//! leaders' last-second counts (`PINN.HEAT`, [`exchange`]) so every window is cluster-wide.
 
 pub mod dashboard;
 pub mod exchange;
