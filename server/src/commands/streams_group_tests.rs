@@ -306,3 +306,58 @@ fn last_ids_are_found_without_scanning() {
     r2(&db, "XTRIM s MAXLEN 0");
     assert!(text(&db, "XINFO STREAM s").ends_with("$10\r\nlast-entry\r\n$-1\r\n"));
 }
+
+#[test]
+fn destroy_and_del_leave_nothing_after_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), pinnacle_lsm::SyncPolicy::Never).expect("open");
+    for i in 1..=30 {
+        r2(&db, &format!("XADD dead {i}-0 f v"));
+        r2(&db, &format!("XADD live {i}-0 f v"));
+    }
+    for k in ["dead", "live"] {
+        r2(&db, &format!("XGROUP CREATE {k} g 0"));
+        r2(&db, &format!("XGROUP CREATE {k} h 0"));
+        r2(
+            &db,
+            &format!("XREADGROUP GROUP g c1 COUNT 10 STREAMS {k} >"),
+        );
+        r2(&db, &format!("XREADGROUP GROUP g c2 STREAMS {k} >"));
+        r2(&db, &format!("XREADGROUP GROUP h c1 COUNT 5 STREAMS {k} >"));
+    }
+    // DESTROY is range tombstones: a group created again under the name starts empty and
+    // its new records are not hidden by them.
+    assert_eq!(r2(&db, "XGROUP DESTROY live g"), Reply::Integer(1));
+    assert_eq!(r2(&db, "XGROUP CREATE live g 25"), Reply::ok());
+    assert_eq!(
+        text(&db, "XPENDING live g"),
+        "*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n"
+    );
+    r2(&db, "XREADGROUP GROUP g c9 STREAMS live >");
+    assert!(text(&db, "XPENDING live g").starts_with("*4\r\n:5\r\n$4\r\n26-0\r\n$4\r\n30-0\r\n"));
+    assert_eq!(r2(&db, "DEL dead"), Reply::Integer(1));
+    let engine = db.engine().clone();
+    engine.flush().expect("flush");
+    engine.compact_range(None, None).expect("compact");
+    let count = |key: &[u8]| {
+        engine
+            .scan(
+                (
+                    std::ops::Bound::Included(crate::storage::encoding::keyspace_start()),
+                    std::ops::Bound::Excluded(crate::storage::encoding::keyspace_end()),
+                ),
+                None,
+            )
+            .expect("scan")
+            .filter_map(Result::ok)
+            .filter(|(k, _)| {
+                crate::storage::encoding::decode_sub_key(k).is_some_and(|(_, uk, _, _)| uk == key)
+            })
+            .count()
+    };
+    assert_eq!(count(b"dead"), 0);
+    // live: 30 entries; group h (record, 1 consumer, 5+5 PEL); group g (record, 1 consumer,
+    // 5+5 PEL).
+    assert_eq!(count(b"live"), 30 + (1 + 1 + 10) * 2);
+    assert!(text(&db, "XINFO GROUPS live").contains("$7\r\npending\r\n:5\r\n"));
+}

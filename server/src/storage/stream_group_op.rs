@@ -231,21 +231,6 @@ fn ids_(r: &mut Bytes) -> Result<Vec<StreamId>, DecodeError> {
 }
 
 impl GroupOp {
-    /// The stream keys the op touches.
-    pub fn keys(&self) -> Vec<&Bytes> {
-        match self {
-            GroupOp::ReadGroup { streams, .. } => streams.iter().map(|(k, _)| k).collect(),
-            GroupOp::Create { key, .. }
-            | GroupOp::SetId { key, .. }
-            | GroupOp::Destroy { key, .. }
-            | GroupOp::CreateConsumer { key, .. }
-            | GroupOp::DelConsumer { key, .. }
-            | GroupOp::Ack { key, .. }
-            | GroupOp::Claim { key, .. }
-            | GroupOp::AutoClaim { key, .. } => vec![key],
-        }
-    }
-
     /// Appends the frozen binary form: `kind:u8 · fields` (never renumber the kinds).
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
