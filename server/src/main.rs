@@ -13,6 +13,8 @@ use std::sync::Arc;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread exists: the PINN trainer's matmuls stay on one core.
+    pinnacle_server::pinn::prepare_process();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     let port = config.get_i64("port").unwrap_or(6379) as u16;
     let bind = config.get("bind").unwrap_or_else(|| "127.0.0.1".into());
     let server = Arc::new(Server::with_shards(dbs, config, ids));
+    pinnacle_server::pinn::init(&server);
     let opts = net::NetOptions {
         blocking_commands: sync == SyncPolicy::Always,
     };
@@ -87,6 +90,8 @@ fn main() -> anyhow::Result<()> {
                     tokio::runtime::Handle::current(),
                 ),
             ));
+            let waiters = server.waiters.clone();
+            repl.set_on_moved(Box::new(move |slots| waiters.notify_slots(slots)));
             let _ = server.replication.set(repl);
         }
         let mut tasks = Vec::new();

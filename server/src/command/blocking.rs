@@ -82,6 +82,22 @@ impl KeyWaiters {
         }
     }
 
+    /// Wakes every client blocked on a key of `slots` (they moved to another shard: the
+    /// client re-runs its command and gets `MOVED`, as Redis unblocks it).
+    pub fn notify_slots(&self, slots: &[u16]) {
+        if self.blocked.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let queues = self.queues.lock();
+        for (k, q) in queues.iter() {
+            if slots.contains(&crate::storage::slot::key_slot(k)) {
+                for w in q {
+                    w.wake.notify_one();
+                }
+            }
+        }
+    }
+
     /// Number of blocked clients.
     pub fn blocked(&self) -> usize {
         self.blocked.load(Ordering::Acquire)

@@ -93,6 +93,20 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.server.stats.reject(cmd.index);
         return err;
     }
+    if let route::Route::Served { slot: Some(slot) } = route {
+        // Heat telemetry for the PINN (relaxed atomics; keys sampled).
+        let bytes = args.iter().map(Bytes::len).sum();
+        crate::pinn::record(slot, cmd.spec.has_flag("write"), bytes);
+        if let Some(spec::KeySpec {
+            begin_search: spec::BeginSearch::Index(i),
+            ..
+        }) = cmd.spec.key_specs.first()
+        {
+            if let Some(key) = usize::try_from(*i).ok().and_then(|i| args.get(i)) {
+                crate::pinn::record_key(key);
+            }
+        }
+    }
     let handler = match crate::pubsub::gate(ctx, cmd.spec.name) {
         crate::pubsub::Gate::Run => cmd.handler,
         crate::pubsub::Gate::RunWith(h) => Some(h),

@@ -248,6 +248,9 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                     out.push_str(&format!(" {a}-{b}"));
                 }
             }
+            if m.id == t.me {
+                out.push_str(&migration_marks(repl, &t));
+            }
             out.push('\n');
         }
         return Reply::Verbatim("txt", Bytes::from(out));
@@ -264,6 +267,34 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
         SLOTS - 1
     );
     Reply::Verbatim("txt", Bytes::from(line))
+}
+
+/// The `myself` line's ` [slot->-target-id]` (migrating away from a shard this node leads)
+/// and ` [slot-<-source-id]` (importing into one) marks.
+fn migration_marks(
+    repl: &crate::replication::Replication,
+    t: &crate::replication::topology::Topology,
+) -> String {
+    let st = repl.meta_state();
+    let leader = |shard: usize| {
+        t.shards
+            .get(shard)
+            .and_then(|s| s.known_leader)
+            .map(cluster_id)
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    for (slot, id) in &st.migrating {
+        let Some(m) = st.migrations.get(id) else {
+            continue;
+        };
+        if t.shards.get(m.from).and_then(|s| s.leader) == Some(t.me) {
+            out.push_str(&format!(" [{slot}->-{}]", leader(m.to)));
+        } else if t.shards.get(m.to).and_then(|s| s.leader) == Some(t.me) {
+            out.push_str(&format!(" [{slot}-<-{}]", leader(m.from)));
+        }
+    }
+    out
 }
 
 fn info(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {

@@ -367,6 +367,9 @@ async fn move_slots(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     drop(guards);
+    if let Some(f) = r.on_moved.get() {
+        f(slots);
+    }
     r.propose_items(a, vec![Control::Drop(slots.to_vec()).encode()])
         .await?;
     Ok(())

@@ -142,6 +142,9 @@ pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, ReplError> {
     Ok(out)
 }
 
+/// Told the slots that just left a shard this node leads.
+pub type MovedHook = Box<dyn Fn(&[u16]) + Send + Sync>;
+
 /// A node's Raft side: the bus, its shards, and the slot map.
 pub struct Replication {
     node: RaftNode,
@@ -151,6 +154,8 @@ pub struct Replication {
     meta: pinnacle_raft::Group<meta::MetaTarget>,
     /// Slot migrations this node drives or waits on.
     migrations: migrate::Local,
+    /// Told the slots that just left a shard this node leads (wakes blocked clients).
+    on_moved: std::sync::OnceLock<MovedHook>,
 }
 
 impl Replication {
@@ -195,11 +200,17 @@ impl Replication {
             shards,
             meta,
             migrations: migrate::Local::default(),
+            on_moved: std::sync::OnceLock::new(),
         });
         tokio::spawn(watch(Arc::downgrade(&repl)));
         tokio::spawn(spread::run(Arc::downgrade(&repl)));
         tokio::spawn(migrate::drive(Arc::downgrade(&repl)));
         Ok(repl)
+    }
+
+    /// Sets what is told the slots that just moved away from a shard this node leads.
+    pub fn set_on_moved(&self, f: MovedHook) {
+        let _ = self.on_moved.set(f);
     }
 
     /// This node's Raft id.
