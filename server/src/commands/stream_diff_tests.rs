@@ -28,7 +28,7 @@ pub(crate) fn run(db: &Db, proto: Protocol, args: &[&[u8]]) -> Reply {
         );
     }
     if name == "xreadgroup" {
-        return super::groups::xreadgroup_now(db, proto, &argv);
+        return super::readgroup::xreadgroup_now(db, proto, &argv);
     }
     if let Some((_, h)) = super::PDB_HANDLERS.iter().find(|(n, _)| *n == name) {
         return h(db, proto, &argv);

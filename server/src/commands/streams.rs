@@ -20,8 +20,10 @@ mod group_tests;
 pub mod groups;
 #[path = "streams_info.rs"]
 pub mod info;
+#[path = "streams_readgroup.rs"]
+pub mod readgroup;
 
-pub(crate) use groups::xreadgroup;
+pub(crate) use readgroup::xreadgroup;
 
 coll_handlers! {
     "xadd" => xadd,
@@ -354,7 +356,7 @@ pub(crate) fn xread_or_block(db: &Db, p: Protocol, a: &[Bytes]) -> Result<Reply,
     while i < a.len() {
         let more = a.len() - i - 1;
         if is(&a[i], "block") && more > 0 {
-            match groups::block_ms(&a[i + 1]) {
+            match readgroup::block_ms(&a[i + 1]) {
                 Err(r) => return Ok(r),
                 Ok(ms) => block = Some(ms as i64),
             }

@@ -24,6 +24,8 @@ pub mod group_apply;
 pub mod group_op;
 #[path = "stream_group_read.rs"]
 pub mod group_read;
+#[path = "stream_group_state.rs"]
+mod group_state;
 
 /// A stream entry id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
