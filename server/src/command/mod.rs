@@ -154,6 +154,10 @@ fn cluster_refusal(
     };
     let write = cmd.spec.has_flag("write");
     ctx.client.routed_slot = slot;
+    if slot.is_some() && !repl.map_ready() {
+        // Just restarted: the slot map is still replaying.
+        return Some(Reply::error("CLUSTERDOWN The cluster is down"));
+    }
     if let Some(s) = slot {
         if let Some(outcome) = migration_route(ctx, cmd, args, s, asking) {
             return outcome;

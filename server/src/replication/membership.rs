@@ -33,6 +33,18 @@ impl Replication {
                     return;
                 }
             };
+            if me.meta.is_leader() {
+                // The slot map too, or the new node would route from a stale copy.
+                if let Err(e) = me.meta.add_learner(id, &addr).await {
+                    tracing::warn!(
+                        "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
+                    );
+                } else if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
+                    tracing::warn!(
+                        "CLUSTER MEET: promoting {id} in the metadata group failed: {e}"
+                    );
+                }
+            }
             for s in me.shards.iter().filter(|s| s.is_leader()) {
                 let i = s.index();
                 tracing::info!(

@@ -156,6 +156,10 @@ pub struct Replication {
     migrations: migrate::Local,
     /// Told the slots that just left a shard this node leads (wakes blocked clients).
     on_moved: std::sync::OnceLock<MovedHook>,
+    /// The metadata log index this node had on disk at start: until it has applied that far,
+    /// its slot map may be stale and it serves no keyed command.
+    meta_at_start: u64,
+    meta_caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl Replication {
@@ -194,10 +198,13 @@ impl Replication {
                 s.group.initialize(&opts.peers).await?;
             }
         }
+        let meta_at_start = meta.metrics().last_log_index.unwrap_or(0);
         let repl = Arc::new(Replication {
             node,
             id: opts.node_id,
             shards,
+            meta_at_start,
+            meta_caught_up: std::sync::atomic::AtomicBool::new(meta_at_start == 0),
             meta,
             migrations: migrate::Local::default(),
             on_moved: std::sync::OnceLock::new(),
@@ -236,6 +243,25 @@ impl Replication {
     /// The applied metadata (slot map and migrations).
     pub fn meta_state(&self) -> Arc<meta::MetaState> {
         self.meta.target().state()
+    }
+
+    /// False until the slot map has replayed what this node's metadata log held at start.
+    pub fn map_ready(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.meta_caught_up.load(Ordering::Acquire) {
+            return true;
+        }
+        let applied = self
+            .meta
+            .metrics()
+            .last_applied
+            .as_ref()
+            .map_or(0, |l| l.index);
+        let ready = applied >= self.meta_at_start;
+        if ready {
+            self.meta_caught_up.store(true, Ordering::Release);
+        }
+        ready
     }
 
     /// The shard owning `slot`.
