@@ -210,7 +210,9 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
         }
         "cluster" => f("cluster_enabled", &1),
         "keyspace" => {
-            if let Ok((keys, expires)) = s.db.key_counts() {
+            // A cluster node reports the keyspace of the shard it answers DBSIZE for.
+            let home = s.replication.get().map_or(0, |r| r.home_shard());
+            if let Ok((keys, expires)) = s.shard_db(home).key_counts() {
                 if keys > 0 {
                     f("db0", &format!("keys={keys},expires={expires},avg_ttl=0"));
                 }
