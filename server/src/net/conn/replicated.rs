@@ -119,15 +119,14 @@ pub(super) async fn run_batch(
                 }
             }
         }
-        if kind == Kind::Write {
-            if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
-                // A migration is copying this slot: wait, then route again (MOVED after it).
-                if let Err(a) = drain(server, repl, &mut queue, out).await {
-                    return a;
-                }
-                repl.wait_copied(s, std::time::Duration::from_secs(10))
-                    .await;
+        if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
+            // A migration is copying this slot: wait, then route again (MOVED after it).
+            // Reads wait too: once the target serves writes, this copy may be stale.
+            if let Err(a) = drain(server, repl, &mut queue, out).await {
+                return a;
             }
+            repl.wait_copied(s, std::time::Duration::from_secs(10))
+                .await;
         }
         deferred::begin();
         let reply = {
