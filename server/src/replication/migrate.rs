@@ -35,8 +35,10 @@ const DRIVE_EVERY: Duration = Duration::from_millis(200);
 const GROUP_SLOTS: usize = 256;
 const GROUP_KEYS: u64 = 4096;
 /// Records per ingest proposal, and their byte budget.
-const INGEST_KEYS: usize = 512;
-const INGEST_BYTES: usize = 512 * 1024;
+const INGEST_KEYS: usize = 2048;
+const INGEST_BYTES: usize = 2 << 20;
+/// Ingest proposals in flight at once (they commute: distinct keys, no overwrite).
+const INGEST_IN_FLIGHT: usize = 4;
 
 /// This node's part in migrations.
 #[derive(Default)]
@@ -313,6 +315,7 @@ async fn move_slots(
     let (mut moved, mut bytes) = (0u64, 0u64);
     let mut items = Vec::new();
     let mut batch_bytes = 0usize;
+    let mut inflight = tokio::task::JoinSet::new();
     for &slot in slots {
         let keys = db
             .keys_in_slot(slot, usize::MAX)
@@ -340,13 +343,21 @@ async fn move_slots(
             bytes += size as u64;
             batch_bytes += size;
             if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
-                ingest(r, b, std::mem::take(&mut items)).await?;
+                if inflight.len() >= INGEST_IN_FLIGHT {
+                    join_one(&mut inflight).await?;
+                }
+                let (r2, batch) = (r.clone(), std::mem::take(&mut items));
+                inflight.spawn(async move { ingest(&r2, b, batch).await });
                 batch_bytes = 0;
             }
         }
     }
     if !items.is_empty() {
-        ingest(r, b, items).await?;
+        let r2 = r.clone();
+        inflight.spawn(async move { ingest(&r2, b, items).await });
+    }
+    while !inflight.is_empty() {
+        join_one(&mut inflight).await?;
     }
     r.propose_items(b, vec![Control::Seal(slots.to_vec()).encode()])
         .await?;
@@ -373,6 +384,15 @@ async fn move_slots(
     r.propose_items(a, vec![Control::Drop(slots.to_vec()).encode()])
         .await?;
     Ok(())
+}
+
+/// Waits for one ingest in flight; its failure (or panic) fails the step.
+async fn join_one(set: &mut tokio::task::JoinSet<Result<(), String>>) -> Result<(), String> {
+    match set.join_next().await {
+        Some(Ok(res)) => res,
+        Some(Err(e)) => Err(format!("ingest task failed: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// Copies one batch into shard `b`; a key already there (`BUSYKEY`: written through `ASK`)
