@@ -194,6 +194,18 @@ impl Replication {
     pub async fn wait_migration(&self, id: u64, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
+            // The id is the metadata log index that began it: this node may not have
+            // applied that far yet (the proposal may have been forwarded to the leader).
+            let applied = self
+                .meta
+                .metrics()
+                .last_applied
+                .as_ref()
+                .map_or(0, |l| l.index);
+            if applied < id && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
             match self.meta_state().migrations.get(&id) {
                 None => return Err(format!("ERR no migration {id}")),
                 Some(m) if m.state == MigState::Done => return Ok(()),
