@@ -15,6 +15,7 @@ mod support;
 mod writers;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,13 +42,21 @@ fn serial() -> MutexGuard<'static, ()> {
 const SPREAD: Duration = Duration::from_secs(60);
 const TRYAGAIN: &str = "-TRYAGAIN Multiple keys request during rehashing of slot\r\n";
 
-fn start() -> (Cluster, Vec<usize>) {
+/// A running cluster, the shard each node leads, and the config file it reads.
+fn start() -> (Cluster, Vec<usize>, tempfile::NamedTempFile) {
+    // The PINN planner moves hot slots by itself: with writers hammering one range it would
+    // move slots after (or between) the migrations these tests make and check.
+    let mut conf = tempfile::NamedTempFile::new().expect("config file");
+    conf.write_all(b"pinn-planner off\npinn-train no\n")
+        .expect("write config");
     let c = Cluster::builder(3)
         .shards(3)
+        .arg("--config")
+        .arg(conf.path().display().to_string())
         .start()
         .expect("start cluster");
     let led = wait_spread(&c, SPREAD);
-    (c, led)
+    (c, led, conf)
 }
 
 /// Sends one command on `conn` and asserts the exact reply bytes.
@@ -84,7 +93,7 @@ fn bulk(v: &str) -> String {
 #[test]
 fn routing_table_during_migration() {
     let _g = serial();
-    let (c, led) = start();
+    let (c, led, _conf) = start();
     let ranges = assert_slots_agree(&c);
     let tag = "mig";
     let slot = key_slot(tag.as_bytes());
@@ -228,7 +237,7 @@ fn seed() -> u64 {
 #[test]
 fn migration_under_writers_loses_nothing() {
     let _g = serial();
-    let (c, led) = start();
+    let (c, led, _conf) = start();
     let (a, b) = (1, 2);
     let (first, last, tags) = range_of(&c, a, 200);
     let filler = fill(&c, a, &tags, 20);
@@ -257,7 +266,7 @@ fn migration_under_writers_loses_nothing() {
 /// the migration is running, restarts it, and checks the migration finishes and lost nothing.
 fn kill_mid_migration(victim: impl Fn(usize, usize) -> usize) {
     let _g = serial();
-    let (mut c, led) = start();
+    let (mut c, led, _conf) = start();
     let (src, tgt) = (2, 3);
     let (first, last, tags) = range_of(&c, src, 300);
     let filler = fill(&c, src, &tags, 100);
@@ -327,7 +336,7 @@ fn migration_survives_target_leader_kill() {
 #[test]
 fn migrate_sync_answers_the_finished_migration() {
     let _g = serial();
-    let (c, led) = start();
+    let (c, led, _conf) = start();
     let (first, _, tags) = range_of(&c, 1, 30);
     let writers = Writers::start(&c, &tags, 2, seed());
     for round in 0..6u16 {

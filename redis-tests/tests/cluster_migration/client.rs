@@ -64,6 +64,8 @@ pub struct ClusterClient {
     retry_for: Duration,
     /// MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies seen (for the report).
     pub redirects: HashMap<&'static str, u64>,
+    /// The last ASK that pointed back at the node that had just been sent ASKING.
+    pub last_loop: Option<String>,
 }
 
 impl ClusterClient {
@@ -77,6 +79,7 @@ impl ClusterClient {
             reply_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(20),
             redirects: HashMap::new(),
+            last_loop: None,
         }
     }
 
@@ -98,6 +101,11 @@ impl ClusterClient {
     /// Sends `args` (whose first key is `args[1]`) to the slot's node and classifies the result.
     pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Outcome {
         let slot = key_slot(args[1].as_ref());
+        let args_text: Vec<String> = args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+            .collect();
+        let args_text = args_text.join(" ");
         let deadline = Instant::now() + self.retry_for;
         let mut ask: Option<SocketAddr> = None;
         let mut last = String::from("no attempt");
@@ -164,7 +172,14 @@ impl ClusterClient {
                 if let Some(rest) = text.strip_prefix("ASK ") {
                     self.count("ASK");
                     match rest.split_whitespace().nth(1).and_then(|a| a.parse().ok()) {
-                        Some(to) => ask = Some(to),
+                        Some(to) => {
+                            if asking && to == addr {
+                                // ASKING + the command answered ASK to this very node.
+                                self.count("ASK after ASKING, to itself");
+                                self.last_loop = Some(format!("{addr} {args_text}: {text}"));
+                            }
+                            ask = Some(to);
+                        }
                         None => return Outcome::Reply(value),
                     }
                     continue;

@@ -186,6 +186,18 @@ impl Writers {
             "sum of DBSIZE over the shard leaders vs keys that exist ({existing} written + {filler} filler)"
         );
         assert_slots_agree(c);
+        // Liveness: a node that leads both the source and the target shard (e.g. after a leader
+        // kill) must serve `ASKING` requests, not send the client back to itself.
+        let loops = redirects
+            .get("ASK after ASKING, to itself")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            loops, 0,
+            "ASKING + command answered -ASK to the same node {loops} times (a redirect loop \
+             that redis-py ends after 16 hops); see the writers' last ASK loop lines above; \
+             {redirects:?}"
+        );
         format!(
             "{acked_sets} acked SETs ({indet} indeterminate), {incr_acked} acked INCRs, \
              {} linearizability ops ({counts:?}), {total} keys; redirects followed {redirects:?}",
@@ -260,5 +272,8 @@ fn writer(
         }
     }
     log.redirects = client.redirects;
+    if let Some(l) = client.last_loop {
+        eprintln!("writer {w}: last ASK loop: {l}");
+    }
     log
 }
