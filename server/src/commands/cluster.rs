@@ -19,6 +19,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("cluster|countkeysinslot", countkeysinslot),
     ("cluster|getkeysinslot", getkeysinslot),
     ("cluster|meet", meet),
+    ("cluster|setslot", setslot),
     ("cluster|forget", forget),
 ];
 
@@ -366,11 +367,10 @@ fn countkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if !(0..SLOTS as i64).contains(&slot) {
         return Reply::error("ERR Invalid slot");
     }
-    match ctx
-        .server
-        .shard_db(ctx.server.shard_of_slot(slot as u16))
-        .count_keys_in_slot(slot as u16)
-    {
+    let Some(db) = served_db(ctx, slot as u16) else {
+        return Reply::Integer(0);
+    };
+    match db.count_keys_in_slot(slot as u16) {
         Ok(n) => Reply::Integer(n as i64),
         Err(e) => Reply::error(format!("ERR {e}")),
     }
@@ -383,13 +383,75 @@ fn getkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if count < 0 || !(0..SLOTS as i64).contains(&slot) {
         return Reply::error("ERR Invalid slot or number of keys");
     }
-    match ctx
-        .server
-        .shard_db(ctx.server.shard_of_slot(slot as u16))
-        .keys_in_slot(slot as u16, count as usize)
-    {
+    let Some(db) = served_db(ctx, slot as u16) else {
+        return Reply::Array(vec![]);
+    };
+    match db.keys_in_slot(slot as u16, count as usize) {
         Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
         Err(e) => Reply::error(format!("ERR {e}")),
+    }
+}
+
+/// The keyspace holding `slot` if this node serves it (a Redis node counts only its own
+/// slots' keys; in Raft mode: the owner shard, when this node leads it).
+fn served_db<'a>(ctx: &Ctx<'a>, slot: u16) -> Option<&'a crate::storage::Db> {
+    let server = ctx.server;
+    match server.replication.get() {
+        None => Some(&server.db),
+        Some(r) => {
+            let shard = r.shard_of(slot);
+            r.shard(shard).is_leader().then(|| server.shard_db(shard))
+        }
+    }
+}
+
+/// `CLUSTER SETSLOT <slot> IMPORTING|MIGRATING|NODE <node-id> | STABLE`, mapped onto live
+/// migration so that `redis-cli --cluster reshard` works: `MIGRATING` (sent to the source)
+/// moves the slot's keys to the shard the named node leads and flips ownership before it
+/// answers, so the `GETKEYSINSLOT`/`MIGRATE` loop that follows finds nothing left to move;
+/// `NODE` does the same if the slot has not moved yet; `IMPORTING` and `STABLE` only check.
+fn setslot(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
+    let Some(repl) = ctx.server.replication.get() else {
+        return Reply::error(NOT_RAFT);
+    };
+    let Some(slot) = parse_i64(&a[2]).filter(|s| (0..SLOTS as i64).contains(s)) else {
+        return Reply::error("ERR Invalid or out of range slot");
+    };
+    let slot = slot as u16;
+    let sub = a.get(3).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+    let node = a.get(4).map(|n| String::from_utf8_lossy(n).into_owned());
+    match (sub.as_slice(), node) {
+        (b"STABLE", None) => Reply::ok(),
+        (b"IMPORTING" | b"MIGRATING" | b"NODE", Some(node)) => {
+            let t = repl.topology();
+            let Some(id) = crate::replication::topology::parse_node_ref(&node)
+                .filter(|id| t.member(*id).is_some())
+            else {
+                return Reply::error(format!("ERR I don't know about node {node}"));
+            };
+            if sub.as_slice() == b"IMPORTING" {
+                return Reply::ok();
+            }
+            let owner = repl.shard_of(slot);
+            if t.shards[owner].leader == Some(id) {
+                return Reply::ok();
+            }
+            let Some(mover) = crate::pinn::mover::mover() else {
+                return Reply::error(NOT_RAFT);
+            };
+            let target = crate::pinn::mover::MoveTarget::Node(cluster_id(id));
+            let res = mover
+                .start(vec![(slot, slot)], target, "setslot")
+                .and_then(|mid| mover.wait(mid, std::time::Duration::from_secs(60)));
+            match res {
+                Ok(_) => Reply::ok(),
+                Err(e) if e.starts_with("ERR") => Reply::error(e),
+                Err(e) => Reply::error(format!("ERR {e}")),
+            }
+        }
+        _ => Reply::error(
+            "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP",
+        ),
     }
 }
 
