@@ -74,8 +74,13 @@ fn slots_bytes(ranges: &[Range], empty_map: &str) -> String {
     s
 }
 
-/// Checks the CLUSTER NODES text of node `me`; returns its `myself` id.
-fn check_nodes(me: SocketAddr, nodes: &str, ranges: &[Range]) -> String {
+/// Checks the CLUSTER NODES text of node `me`; returns its `myself` id and every node's
+/// `ip:port` by id.
+fn check_nodes(
+    me: SocketAddr,
+    nodes: &str,
+    ranges: &[Range],
+) -> (String, BTreeMap<String, String>) {
     assert!(
         nodes.ends_with('\n'),
         "{me}: CLUSTER NODES must end in \\n: {nodes:?}"
@@ -83,6 +88,7 @@ fn check_nodes(me: SocketAddr, nodes: &str, ranges: &[Range]) -> String {
     let lines: Vec<&str> = nodes.lines().collect();
     assert_eq!(lines.len(), NODES, "{me}: one line per node: {nodes}");
     let mut seen = BTreeMap::new();
+    let mut all = BTreeMap::new();
     let mut myself = None;
     for line in &lines {
         let f: Vec<&str> = line.split(' ').collect();
@@ -97,6 +103,7 @@ fn check_nodes(me: SocketAddr, nodes: &str, ranges: &[Range]) -> String {
         );
         let (hostport, _cport) = f[1].split_once('@').expect("ip:port@cport");
         let flags: Vec<&str> = f[2].split(',').collect();
+        all.insert(id.to_string(), hostport.to_string());
         assert!(
             f[6].parse::<u64>().is_ok(),
             "{me}: config epoch in {line:?}"
@@ -127,11 +134,21 @@ fn check_nodes(me: SocketAddr, nodes: &str, ranges: &[Range]) -> String {
         seen, want,
         "{me}: CLUSTER NODES masters vs CLUSTER SLOTS\n{nodes}"
     );
-    myself.unwrap_or_else(|| panic!("{me}: no myself line: {nodes}"))
+    let myself = myself.unwrap_or_else(|| panic!("{me}: no myself line: {nodes}"));
+    (myself, all)
 }
 
-/// Checks CLUSTER SHARDS (RESP2 flat arrays or RESP3 maps, redis-wire §3.2) against SLOTS.
-fn check_shards(me: SocketAddr, raw: &[u8], resp3: bool, ranges: &[Range]) {
+/// Checks CLUSTER SHARDS (RESP2 flat arrays or RESP3 maps, redis-wire §3.2) against SLOTS: one
+/// `master` per shard, the same one with the same slots as CLUSTER SLOTS; other entries are
+/// `replica`s naming nodes of CLUSTER NODES (Pinnacle lists every member of the shard's Raft
+/// group; no client reads SHARDS during discovery, redis-wire §4).
+fn check_shards(
+    me: SocketAddr,
+    raw: &[u8],
+    resp3: bool,
+    ranges: &[Range],
+    known: &BTreeMap<String, String>,
+) {
     fn pairs(v: &Value) -> Vec<(Value, Value)> {
         match v {
             Value::Map(p) => p.clone(),
@@ -171,41 +188,53 @@ fn check_shards(me: SocketAddr, raw: &[u8], resp3: bool, ranges: &[Range]) {
             "{me}: slots {ints:?}"
         );
         let nodes = p[1].1.as_list().expect("nodes");
-        // Layout (a) of redis-wire §10.2: a shard lists its master only. A node listed as a
-        // replica here is a master in CLUSTER NODES (one role per id), so the two would disagree.
+        let mut shard_masters = 0;
+        for node in nodes {
+            let fields = pairs(node);
+            let keys: Vec<Value> = fields.iter().map(|(k, _)| k.clone()).collect();
+            let want_keys = [
+                "id",
+                "port",
+                "ip",
+                "endpoint",
+                "role",
+                "replication-offset",
+                "health",
+            ];
+            assert_eq!(keys, want_keys.map(bulk), "{me}: node fields {fields:?}");
+            let [(_, Value::Bulk(id)), (_, Value::Int(port)), (_, Value::Bulk(ip)), (_, Value::Bulk(endpoint)), (_, role), (_, Value::Int(_)), (_, health)] =
+                fields.as_slice()
+            else {
+                panic!("{me}: node field types {fields:?}");
+            };
+            assert_eq!(ip, endpoint, "{me}: endpoint is the ip");
+            let id = String::from_utf8_lossy(id).into_owned();
+            let addr = format!("{}:{port}", String::from_utf8_lossy(ip));
+            assert_eq!(
+                known.get(&id),
+                Some(&addr),
+                "{me}: SHARDS names {id} at {addr}, unlike CLUSTER NODES: {}",
+                redis_tests::show(raw)
+            );
+            if *role == bulk("master") {
+                shard_masters += 1;
+                assert_eq!(*health, bulk("online"), "{me}: master {id}");
+                let e = seen.entry(id).or_insert_with(|| (addr.clone(), Vec::new()));
+                e.1.extend(ints.chunks(2).map(|c| (c[0], c[1])));
+            } else {
+                assert_eq!(*role, bulk("replica"), "{me}: role of {id}");
+                assert!(
+                    *health == bulk("online") || *health == bulk("loading"),
+                    "{me}: replica {id} health {health:?}"
+                );
+            }
+        }
         assert_eq!(
-            nodes.len(),
+            shard_masters,
             1,
-            "{me}: CLUSTER SHARDS lists {} nodes in a shard; layout (a) lists only the master: {}",
-            nodes.len(),
+            "{me}: one master per shard: {}",
             redis_tests::show(raw)
         );
-        let fields = pairs(&nodes[0]);
-        let keys: Vec<Value> = fields.iter().map(|(k, _)| k.clone()).collect();
-        let want_keys = [
-            "id",
-            "port",
-            "ip",
-            "endpoint",
-            "role",
-            "replication-offset",
-            "health",
-        ];
-        assert_eq!(keys, want_keys.map(bulk), "{me}: node fields {fields:?}");
-        let [(_, Value::Bulk(id)), (_, Value::Int(port)), (_, Value::Bulk(ip)), (_, Value::Bulk(endpoint)), (_, role), (_, Value::Int(_)), (_, health)] =
-            fields.as_slice()
-        else {
-            panic!("{me}: node field types {fields:?}");
-        };
-        assert_eq!(ip, endpoint, "{me}: endpoint is the ip");
-        assert_eq!(*role, bulk("master"));
-        assert_eq!(*health, bulk("online"));
-        let addr = format!("{}:{port}", String::from_utf8_lossy(ip));
-        let e = seen
-            .entry(String::from_utf8_lossy(id).into_owned())
-            .or_insert_with(|| (addr.clone(), Vec::new()));
-        assert_eq!(e.0, addr, "{me}: one id, two addresses");
-        e.1.extend(ints.chunks(2).map(|c| (c[0], c[1])));
     }
     for e in seen.values_mut() {
         e.1 = normalize(std::mem::take(&mut e.1));
@@ -320,7 +349,7 @@ fn topology_every_node_agrees_on_spread_masters_covering_all_slots() {
                 &raw(me, resp3, &["CLUSTER", "NODES"]),
                 resp3,
             );
-            let myself = check_nodes(me, &nodes, &ranges);
+            let (myself, known) = check_nodes(me, &nodes, &ranges);
             let myid = raw(me, resp3, &["CLUSTER", "MYID"]);
             assert_eq!(
                 myid,
@@ -335,7 +364,7 @@ fn topology_every_node_agrees_on_spread_masters_covering_all_slots() {
             );
             check_info(me, &info, m.len());
             let shards = raw(me, resp3, &["CLUSTER", "SHARDS"]);
-            check_shards(me, &shards, resp3, &ranges);
+            check_shards(me, &shards, resp3, &ranges, &known);
         }
         // Keys of another master's slots are redirected to it, own slots are served here.
         for r in &ranges {
