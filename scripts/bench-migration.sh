@@ -4,7 +4,7 @@
 #   - 3 Pinnacle nodes (release binary, --shards 3) on 127.0.0.1:PINNACLE_PORT+1..3 (bus +10000),
 #     waited on until cluster_state:ok and 3 masters own slots;
 #   - loads BENCH_KEYS keys (BENCH_VALUE-byte values) spread evenly over BENCH_SLOTS slots at the
-#     start of the first slot range, through its owner, with a pipelined loader (redis-cli --pipe);
+#     start of the first slot range, through its owner, with a pipelined python loader that re-sends what a leader change refused;
 #   - quiet: redis-benchmark --cluster -t get,set -n BENCH_N -c BENCH_CLIENTS -r 100000 --csv,
 #     BENCH_QUIET_RUNS times (p99 of each run);
 #   - migration: the same benchmark in a loop in the background while
@@ -13,7 +13,8 @@
 #     every benchmark run that overlapped the migration;
 #   - stops every process it started by pid (also on Ctrl-C or failure).
 # Environment: BENCH_KEYS (default 1000000), BENCH_VALUE (100), BENCH_SLOTS (1000), BENCH_N
-# (20000), BENCH_CLIENTS (20), BENCH_QUIET_RUNS (3), PINNACLE_PORT (base, default 32000),
+# (20000), BENCH_CLIENTS (20), BENCH_QUIET_RUNS (3), BENCH_PLANNER (pinn-planner, default off),
+# PINNACLE_PORT (base, default 33700),
 # PINNACLE_BIN (skip the release build), BENCH_KEEP=1 (keep the data/log folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ SLOTS=${BENCH_SLOTS:-1000}
 N=${BENCH_N:-20000}
 CLIENTS=${BENCH_CLIENTS:-20}
 QUIET_RUNS=${BENCH_QUIET_RUNS:-3}
-BASE=${PINNACLE_PORT:-32000}
+BASE=${PINNACLE_PORT:-33700}
 HOST=127.0.0.1
 
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
@@ -75,11 +76,13 @@ done
 echo "==> Pinnacle cluster on ${ports[*]} ($PINNACLE_BIN, --shards 3)"
 peers=""
 for i in 1 2 3; do peers+="${peers:+,}$i@$HOST:$((BASE + i))@$((BASE + i + 10000))"; done
+# The PINN planner would move the loaded (hot) slots by itself; BENCH_PLANNER=pinn keeps it.
+printf 'pinn-planner %s\n' "${BENCH_PLANNER:-off}" >"$work/pinnacle.conf"
 for i in 1 2 3; do
     p=$((BASE + i))
     mkdir -p "$work/node$i"
     "$PINNACLE_BIN" --node-id "$i" --bind "$HOST" --port "$p" --cluster-port $((p + 10000)) \
-        --cluster-peers "$peers" --shards 3 --dir "$work/node$i" \
+        --cluster-peers "$peers" --shards 3 --dir "$work/node$i" --config "$work/pinnacle.conf" \
         >"$work/node$i.log" 2>&1 </dev/null &
     pids+=($!)
 done
@@ -93,21 +96,28 @@ for p in "${ports[@]}"; do
     done
 done
 
-# The first range of CLUSTER SLOTS and its master; the target is a shard another node leads.
-read -r first_start first_end src_port < <(cli "${ports[0]}" CLUSTER SLOTS | awk 'NR==1{s=$1} NR==2{e=$1} NR==4{p=$1; print s, e, p; exit}')
+# The first range of CLUSTER SLOTS and its master, once two reads 1 s apart agree (leaders may
+# still be spreading); the target is a shard another node leads.
+first_range() { cli "${ports[0]}" CLUSTER SLOTS | awk 'NR==1{s=$1} NR==2{e=$1} NR==4{p=$1; print s, e, p; exit}'; }
+prev="" cur=$(first_range) tries=0
+until [ "$cur" = "$prev" ]; do
+    tries=$((tries + 1))
+    [ $tries -lt 30 ] || die "CLUSTER SLOTS keeps changing"
+    sleep 1
+    prev=$cur cur=$(first_range)
+done
+read -r first_start first_end src_port <<<"$cur"
 last=$((first_start + SLOTS - 1))
 [ "$last" -le "$first_end" ] || die "range $first_start-$first_end is smaller than $SLOTS slots"
-src_shard="" tgt_shard="" tgt_port=""
-for p in "${ports[@]}"; do
-    led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | head -1)
-    if [ "$p" = "$src_port" ]; then src_shard=$led; elif [ -z "$tgt_shard" ]; then tgt_shard=$led tgt_port=$p; fi
-done
-[ -n "$src_shard" ] && [ -n "$tgt_shard" ] || die "could not find the source/target shard leaders"
-echo "==> loading $KEYS keys x ${VALUE} B into slots $first_start-$last (shard $src_shard, port $src_port)"
+echo "==> loading $KEYS keys x ${VALUE} B into slots $first_start-$last (through port $src_port)"
 t0=$(date +%s.%N)
-python3 - "$KEYS" "$VALUE" "$first_start" "$last" <<'EOF' | cli "$src_port" --pipe >"$work/load.log"
-import sys
-keys, size, lo, hi = (int(a) for a in sys.argv[1:])
+python3 - "$KEYS" "$VALUE" "$first_start" "$last" "$HOST" "$src_port" >"$work/load.log" 2>&1 <<'EOF' \
+    || { tail -5 "$work/load.log" >&2; die "load failed"; }
+# Pipelined SETs in batches of 5000; replies other than +OK (MOVED after a leader change,
+# CLUSTERDOWN during an election, TRYAGAIN) are re-sent to the node MOVED names.
+import socket, sys, time
+keys, size, lo, hi = (int(a) for a in sys.argv[1:5])
+host, port = sys.argv[5], int(sys.argv[6])
 def crc16(b):
     crc = 0
     for x in b:
@@ -125,20 +135,52 @@ while len(tags) < hi - lo + 1:
     n += 1
 order = [tags[s] for s in sorted(tags)]
 value = b"v" * size
-out = sys.stdout.buffer
-buf = []
-for i in range(keys):
-    k = ("k%d{%s}" % (i, order[i % len(order)])).encode()
-    buf.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(value), value))
-    if len(buf) == 10000:
-        out.write(b"".join(buf))
-        buf = []
-out.write(b"".join(buf))
+conns = {}
+def conn(p):
+    if p not in conns:
+        c = socket.create_connection((host, p))
+        conns[p] = (c, c.makefile("rb"))
+    return conns[p]
+retries = 0
+pending = [("k%d{%s}" % (i, order[i % len(order)])).encode() for i in range(keys)]
+i = 0
+while i < len(pending):
+    batch = pending[i:i + 5000]
+    i += len(batch)
+    while batch:
+        c, f = conn(port)
+        c.sendall(b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(value), value) for k in batch))
+        again = []
+        for k in batch:
+            line = f.readline()
+            if line != b"+OK\r\n":
+                again.append(k)
+                if line.startswith(b"-MOVED"):
+                    port = int(line.split()[2].rsplit(b":", 1)[1])
+        if again:
+            retries += len(again)
+            time.sleep(0.2)
+        batch = again
+print("loaded %d keys (%d re-sent after MOVED/CLUSTERDOWN)" % (keys, retries))
 EOF
 t1=$(date +%s.%N)
-grep -q 'errors: 0,' "$work/load.log" || { cat "$work/load.log" >&2; die "load had errors"; }
-echo "    loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s; DBSIZE on $src_port: $(cli "$src_port" DBSIZE)"
+echo "    $(cat "$work/load.log") in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s; DBSIZE on the owner: $(cli "$(first_range | awk '{print $3}')" DBSIZE)"
 
+# Leaders may have moved during the load: find the range's owner and its shard again.
+prev="" cur=$(first_range) tries=0
+until [ "$cur" = "$prev" ]; do
+    tries=$((tries + 1))
+    [ $tries -lt 30 ] || die "CLUSTER SLOTS keeps changing"
+    sleep 1
+    prev=$cur cur=$(first_range)
+done
+read -r _ _ src_port <<<"$cur"
+src_shard="" tgt_shard="" tgt_port=""
+for p in "${ports[@]}"; do
+    led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | head -1)
+    if [ "$p" = "$src_port" ]; then src_shard=$led; elif [ -z "$tgt_shard" ]; then tgt_shard=$led tgt_port=$p; fi
+done
+[ -n "$src_shard" ] && [ -n "$tgt_shard" ] || die "could not find the source/target shard leaders"
 p99_of() { # csv output -> "set_p99 get_p99 errors"
     local out
     out=$(printf '%s\n' "$1" | tr '\r' '\n')
@@ -192,7 +234,10 @@ keys=$(field keys) bytes=$(field bytes) dur=$(field duration_ms) state=$(field s
 wall=$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b-a}')
 echo "    migration $id: state $state, keys $keys, bytes $bytes, duration_ms $dur (PINN.MIGRATE wall time ${wall} s)"
 awk -v k="$keys" -v b="$bytes" -v d="$dur" 'BEGIN{ if (d > 0) printf "    throughput: %.0f keys/s, %.1f MB/s (bytes / duration_ms)\n", k / (d / 1000), b / 1e6 / (d / 1000) }'
-echo "    DBSIZE source ($src_port) $(cli "$src_port" DBSIZE), target ($tgt_port) $(cli "$tgt_port" DBSIZE)"
+for p in "${ports[@]}"; do
+    led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | tr '\n' ' ')
+    echo "    port $p leads shard(s) ${led:-none}; DBSIZE (keys of the first shard it leads) $(cli "$p" DBSIZE)"
+done
 echo "==> p99 (ms) SET GET error-lines: quiet runs: ${quiet[*]// /\/}"
 echo "                                  runs during the migration: $(tr ' ' '/' <"$work/during.txt" | tr '\n' ' ')"
 if [ -s "$work/during-errors.txt" ]; then echo "    error lines during the migration:"; sed 's/^/      /' "$work/during-errors.txt"; fi
