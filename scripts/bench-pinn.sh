@@ -12,7 +12,7 @@
 #     leader, stops the cluster;
 # then scripts/pinn_bench_report.py prints the table (definitions of crossing, lead time and
 # latency phases are in that file's docstring).
-# Environment: PLANNERS, THRESHOLD, QUIET (20), RAMP (30), HOLD (20), BG (1200), PEAK (1000),
+# Environment: PLANNERS, THRESHOLD, QUIET (20), RAMP (30), HOLD (20), BG (500), PEAK (300),
 # BG_WORKERS (3), STORM_WORKERS (3), TRAIN_MIN_OPS (200), PINN_BENCH_PORT (base, default 7700),
 # PINNACLE_BIN (default target/release/pinnacle; built if missing), BENCH_KEEP=1 (keep logs).
 set -euo pipefail
@@ -23,8 +23,8 @@ THRESHOLD=${THRESHOLD:-1.5}
 QUIET=${QUIET:-20}
 RAMP=${RAMP:-30}
 HOLD=${HOLD:-20}
-BG=${BG:-1200}
-PEAK=${PEAK:-1000}
+BG=${BG:-500}
+PEAK=${PEAK:-300}
 BG_WORKERS=${BG_WORKERS:-3}
 STORM_WORKERS=${STORM_WORKERS:-3}
 TRAIN_MIN_OPS=${TRAIN_MIN_OPS:-200}

@@ -63,7 +63,7 @@ def summarise(threshold, run):
     bg = [r["bg"] for r in storm["seconds"]]
     return {
         "planner": planner,
-        "crossing_after_ramp_s": None if crossing is None else crossing - ramp,
+        "crossing_after_ramp_s": None if crossing is None else round(crossing - ramp, 1),
         "first_migration_after_ramp_s": None if first is None else round(first - ramp, 1),
         "lead_s": None if lead is None else round(lead, 1),
         "first_model": ours[0].get("model") if ours else None,
@@ -81,6 +81,7 @@ def summarise(threshold, run):
         "bg_ops_s": round(sum(bg) / max(1, len(bg))),
         "storm_peak_ops_s": peak_storm,
         "errors": storm["errors"],
+        "first_errors": storm.get("first_errors", []),
         "incr_acked": storm["incr_acked"],
         "incr_final": storm["incr_final"],
     }
@@ -114,6 +115,8 @@ def main():
         print("%s: first move by model=%s predicted=%s observed=%s; acked INCRs %d, final %d%s"
               % (r["planner"], r["first_model"], r["first_predicted"], r["first_observed"],
                  r["incr_acked"], r["incr_final"], "  ** ACKED WRITES LOST **" if lost else ""))
+        if r["first_errors"]:
+            print("  client errors: %s" % "; ".join(r["first_errors"]))
     print()
     print(json.dumps(out))
 

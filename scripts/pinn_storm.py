@@ -18,12 +18,12 @@ Output: one JSON object on stdout:
                 initial slots, "other_shard": [ops on each shard's initial slots],
                 "bg_lat": [p50, p99] ms, "storm_lat": [p50, p99] ms}, ...],
    "phase_lat": {"quiet": {"bg_p50", "bg_p99", "n"}, "storm": {...}},
-   "errors": n, "incr_acked": n, "incr_final": n}
+   "errors": n, "first_errors": [text], "incr_acked": n, "incr_final": n}
 The last two check no acknowledged INCR was lost: the sum of the hot counters read back at the
 end must be >= the INCRs acknowledged (more is possible only after an indeterminate reply).
 
-Usage: pinn_storm.py HOST PORT SHARD_INDEX [--quiet 20] [--ramp 30] [--hold 20] [--bg 1500]
-                     [--peak 1500] [--bg-workers 2] [--storm-workers 2] [--hot-slots 16]
+Usage: pinn_storm.py HOST PORT SHARD_INDEX [--quiet 20] [--ramp 30] [--hold 20] [--bg 500]
+                     [--peak 300] [--bg-workers 2] [--storm-workers 2] [--hot-slots 16]
 """
 import argparse
 import json
@@ -110,6 +110,7 @@ def worker(kind, idx, args, keys, schedule, out_q):
     per_sec = {}
     acked = {}
     errors = 0
+    first_errors = []
     while True:
         now = time.time()
         if now >= end:
@@ -132,8 +133,10 @@ def worker(kind, idx, args, keys, schedule, out_q):
                 rc.set(key, "v")
             else:
                 rc.get(key)
-        except RedisError:
+        except RedisError as e:
             errors += 1
+            if len(first_errors) < 3:
+                first_errors.append("%s %s: %s" % (kind, key, e))
         lat = (time.perf_counter() - t0) * 1000.0
         sent += 1
         sec = int(now)
@@ -142,7 +145,7 @@ def worker(kind, idx, args, keys, schedule, out_q):
         ent["n"] += 1
         ent["lat"].append(lat)
         ent["slots"][slot] = ent["slots"].get(slot, 0) + 1
-    out_q.put(("done", kind, per_sec, acked, errors))
+    out_q.put(("done", kind, per_sec, acked, errors, first_errors))
 
 
 def pct(xs, p):
@@ -160,8 +163,8 @@ def main():
     ap.add_argument("--quiet", type=float, default=20)
     ap.add_argument("--ramp", type=float, default=30)
     ap.add_argument("--hold", type=float, default=20)
-    ap.add_argument("--bg", type=float, default=1500, help="background ops/s (total)")
-    ap.add_argument("--peak", type=float, default=1500, help="storm ops/s at peak (total)")
+    ap.add_argument("--bg", type=float, default=500, help="background ops/s (total)")
+    ap.add_argument("--peak", type=float, default=300, help="storm ops/s at peak (total)")
     ap.add_argument("--bg-workers", type=int, default=2)
     ap.add_argument("--storm-workers", type=int, default=2)
     ap.add_argument("--hot-slots", type=int, default=16)
@@ -213,14 +216,16 @@ def main():
 
     seconds = {}
     errors = 0
+    error_texts = []
     acked = {}
     for res in results:
         if res[0] == "error":
             print("worker failed to connect: %s" % res[2], file=sys.stderr)
             errors += 1
             continue
-        _, kind, per_sec, ack, errs = res
+        _, kind, per_sec, ack, errs, firsts = res
         errors += errs
+        error_texts.extend(firsts)
         for k, v in ack.items():
             acked[k] = acked.get(k, 0) + v
         for sec, ent in per_sec.items():
@@ -269,6 +274,7 @@ def main():
                       "storm_n": len(storm_ops_l)},
         },
         "errors": errors,
+        "first_errors": error_texts[:5],
         "incr_acked": sum(acked.values()),
         "incr_final": final,
     }
