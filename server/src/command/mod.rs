@@ -213,6 +213,14 @@ fn migration_route(
             .count()
     };
     let tryagain = || Reply::error(route::Route::TryAgain.error().unwrap_or_default());
+    // ASKING first: a node leading both ends (after elections) must not ASK itself again.
+    if to.is_leader() && (asking || cmd.spec.has_flag("asking")) {
+        if keys.len() > 1 && present(m.to) < keys.len() {
+            return Some(Some(tryagain()));
+        }
+        ctx.client.shard = m.to;
+        return Some(None);
+    }
     if from.is_leader() {
         let here = present(m.from);
         if here == keys.len() || keys.is_empty() {
@@ -224,13 +232,6 @@ fn migration_route(
         }
         let target = repl.leader_client_addr(m.to)?;
         return Some(Some(Reply::error(format!("ASK {slot} {target}"))));
-    }
-    if to.is_leader() && (asking || cmd.spec.has_flag("asking")) {
-        if keys.len() > 1 && present(m.to) < keys.len() {
-            return Some(Some(tryagain()));
-        }
-        ctx.client.shard = m.to;
-        return Some(None);
     }
     None
 }
