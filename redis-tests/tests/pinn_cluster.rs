@@ -7,7 +7,8 @@
 //! storm shard's share of the observed heat in PINN.HEATMAP dropped. Also the shapes of PINN.HEATMAP,
 //! PINN.STATS and PINN.PREDICT on a cluster node (3 shards).
 //!
-//! The storm is open-loop (a fixed rate per thread) so that the heat numbers compare.
+//! Each storm thread sends one INCR at a time, at most `RATE` a second; with the debug build on
+//! a loaded machine the rate is far lower, which is why the heat check compares shares.
 
 #[allow(dead_code)]
 #[path = "cluster_migration/client.rs"]
