@@ -96,7 +96,7 @@ impl Default for Settings {
         Settings {
             enabled: true,
             train: true,
-            planner: PlannerKind::Pinn,
+            planner: PlannerKind::Off,
             threshold: 1.5,
             hysteresis: 0.1,
             horizon: 10,
