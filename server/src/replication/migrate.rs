@@ -407,13 +407,19 @@ async fn join_one(set: &mut tokio::task::JoinSet<Result<(), String>>) -> Result<
     }
 }
 
+/// What a sealed target answers an ingest (see `storage::shard_ctl`).
+const SEALED: &str = "ERR slot sealed";
+
 /// Copies one batch into shard `b`; a key already there (`BUSYKEY`: written through `ASK`)
 /// keeps its newer value.
 async fn ingest(r: &Arc<Replication>, b: usize, items: Vec<Bytes>) -> Result<(), String> {
     let replies = r.propose_items(b, items).await?;
     for rep in replies {
         if let Reply::Error(e) = rep {
-            if !e.starts_with(b"BUSYKEY") {
+            // BUSYKEY: written at the target through ASK (newer). Sealed: an earlier driver
+            // finished this slot's copy before it stopped (the source is fenced, so that copy
+            // is complete and current).
+            if !e.starts_with(b"BUSYKEY") && !e.starts_with(SEALED.as_bytes()) {
                 return Err(String::from_utf8_lossy(&e).into_owned());
             }
         }
