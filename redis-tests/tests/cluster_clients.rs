@@ -316,6 +316,7 @@ fn unframe(me: SocketAddr, what: &str, bytes: &[u8], resp3: bool) -> String {
 
 #[test]
 fn topology_every_node_agrees_on_spread_masters_covering_all_slots() {
+    let _serial = support::serial();
     let t = Target::start();
     let ranges = t.spread(NODES);
     // Every slot exactly once, ascending.
@@ -382,6 +383,7 @@ fn topology_every_node_agrees_on_spread_masters_covering_all_slots() {
 
 #[test]
 fn redis_cli_c_follows_moved_to_every_shard() {
+    let _serial = support::serial();
     if !tools::available("redis_cli_c_cluster", &["redis-cli"]) {
         return;
     }
@@ -429,6 +431,7 @@ fn redis_cli_c_follows_moved_to_every_shard() {
 
 #[test]
 fn redis_py_cluster_resp2_and_resp3() {
+    let _serial = support::serial();
     if !tools::available("redis_py_cluster_shards", &["python3", "python3-redis"]) {
         return;
     }
@@ -599,6 +602,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn redis_rs_cluster_sync_and_async() {
+    let _serial = support::serial();
     let t = Target::start();
     let ranges = t.spread(NODES);
     // Each client starts from one node and discovers the rest.
@@ -621,6 +625,7 @@ fn redis_rs_cluster_sync_and_async() {
 
 #[test]
 fn ioredis_cluster() {
+    let _serial = support::serial();
     if !tools::available("ioredis_cluster", &["node", "npm"]) {
         return;
     }
@@ -709,6 +714,7 @@ fn counter_total(t: &Target) -> i64 {
 
 #[test]
 fn redis_benchmark_cluster_zero_errors() {
+    let _serial = support::serial();
     if !tools::available("redis_benchmark_cluster", &["redis-benchmark"]) {
         return;
     }
@@ -892,6 +898,7 @@ const MAX_OUTAGE: f64 = 2.5;
 
 #[test]
 fn clients_ride_through_a_shard_leader_kill_and_restart() {
+    let _serial = support::serial();
     let mut t = Target::start();
     if t.pinnacle().is_none() {
         eprintln!("SKIP clients_ride_through_a_shard_leader_kill_and_restart: the Redis Cluster here has no replicas to fail over to");

@@ -52,6 +52,13 @@ pub fn masters(ranges: &[Range]) -> BTreeMap<String, (String, Vec<(u16, u16)>)> 
     m
 }
 
+/// One cluster test at a time: each starts 3 nodes × 4 Raft groups, and on a 2-core machine
+/// several at once starve the groups' heartbeats into elections (CLUSTERDOWN for clients).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The cluster under test.
 pub enum Target {
     Pinnacle(Cluster),

@@ -20,6 +20,8 @@ const LEADER_SILENCE: Duration = Duration::from_millis(1000);
 const FRESH_LEADER_RETRY: Duration = Duration::from_millis(20);
 /// How long a read barrier may wait for a quorum before the read is refused.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before another quorum round when one failed while this node still leads.
+const BARRIER_RETRY: Duration = Duration::from_millis(20);
 
 /// The Raft group id of shard `index` (group 0 is kept for the cluster's metadata).
 pub fn group_id(index: usize) -> u64 {
@@ -217,21 +219,32 @@ impl Shard {
 
     async fn barrier_now(&self) -> Result<(), Redirect> {
         self.counters.barriers.fetch_add(1, Ordering::Relaxed);
-        let barrier = async {
-            match self.read_mode {
-                ReadMode::Index => self.group.read_barrier().await,
-                ReadMode::Lease => self.group.lease_read_barrier().await,
-            }
-        };
-        match tokio::time::timeout(BARRIER_TIMEOUT, barrier).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(ReadError::NotLeader { addr: Some(a), .. })) => {
-                self.refresh();
-                Err(Redirect::Leader(addr::client_addr(&a)))
-            }
-            Ok(Err(_)) | Err(_) => {
-                self.refresh();
-                Err(Redirect::Down)
+        let deadline = tokio::time::Instant::now() + BARRIER_TIMEOUT;
+        loop {
+            let barrier = async {
+                match self.read_mode {
+                    ReadMode::Index => self.group.read_barrier().await,
+                    ReadMode::Lease => self.group.lease_read_barrier().await,
+                }
+            };
+            match tokio::time::timeout_at(deadline, barrier).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(ReadError::NotLeader { addr: Some(a), .. })) => {
+                    self.refresh();
+                    return Err(Redirect::Leader(addr::client_addr(&a)));
+                }
+                // A quorum round that failed (acks late on a busy machine) while this node
+                // still leads: try again rather than send the client away.
+                Ok(Err(ReadError::Unavailable(_)))
+                    if self.group.is_leader()
+                        && tokio::time::Instant::now() + BARRIER_RETRY < deadline =>
+                {
+                    tokio::time::sleep(BARRIER_RETRY).await;
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.refresh();
+                    return Err(Redirect::Down);
+                }
             }
         }
     }
