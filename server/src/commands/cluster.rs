@@ -122,21 +122,14 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                 .and_then(|id| t.member(id))
                 .or_else(|| t.member(t.me));
             let Some(master) = master else { continue };
-            let mut range = vec![
+            // Layout (a) of redis-wire §10: masters only. Followers are not listed as
+            // replicas: whether one is alive is known only to its shard's leader, and every
+            // node must give the same answer.
+            let range = vec![
                 Reply::Integer(start as i64),
                 Reply::Integer(end as i64),
                 member_entry(master),
             ];
-            // Like Redis: replicas that have replicated something; a node that is a master
-            // elsewhere is not also listed as a replica (clients keep one role per address).
-            range.extend(
-                sv.members
-                    .iter()
-                    .filter(|m| !m.leader && m.voter && m.offset > 0)
-                    .filter_map(|m| t.member(m.id))
-                    .filter(|m| !m.leader)
-                    .map(member_entry),
-            );
             out.push(Reply::Array(range));
         }
         return Reply::Array(out);
