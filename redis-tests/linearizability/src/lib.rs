@@ -40,6 +40,7 @@
 
 mod check;
 mod history;
+pub mod list_append;
 mod model;
 mod recorder;
 mod render;
