@@ -526,6 +526,7 @@ proptest! {
         let mut data = vec![mode];
         data.extend_from_slice(&input);
         data.extend_from_slice(&garbage);
-        crate::fuzzing::request_stream(&data);
+        crate::fuzzing::request_oneshot(&data);
+        crate::fuzzing::request_split(&data);
     }
 }
