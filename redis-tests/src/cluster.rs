@@ -12,6 +12,7 @@ mod client;
 mod faults;
 mod info;
 mod spawn;
+mod strace;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -25,6 +26,7 @@ use tempfile::TempDir;
 
 pub use client::{LeaderClient, Outcome};
 pub use info::RaftInfo;
+pub use strace::Strace;
 use spawn::Spawner;
 
 use crate::frame::Value;
@@ -124,6 +126,8 @@ impl ClusterBuilder {
                 child: None,
                 paused: false,
                 starts: 0,
+                env: Vec::new(),
+                join: false,
             });
         }
         drop(held);
@@ -185,6 +189,10 @@ struct Node {
     child: Option<Child>,
     paused: bool,
     starts: u32,
+    /// Extra environment of the next starts (e.g. libfaketime), see `Cluster::set_env`.
+    env: Vec<(String, String)>,
+    /// Start with `--cluster-join` instead of `--cluster-peers` (re-added by CLUSTER MEET).
+    join: bool,
 }
 
 /// A running cluster; see the module docs.
@@ -517,8 +525,13 @@ impl Cluster {
         cmd.args(["--node-id", &i.to_string()])
             .args(["--bind", &n.ip.to_string()])
             .args(["--port", &n.port.to_string()])
-            .args(["--cluster-port", &n.bus_port.to_string()])
-            .args(["--cluster-peers", &self.peers])
+            .args(["--cluster-port", &n.bus_port.to_string()]);
+        if n.join {
+            cmd.arg("--cluster-join");
+        } else {
+            cmd.args(["--cluster-peers", &self.peers]);
+        }
+        cmd.envs(n.env.iter().map(|(k, v)| (k, v)))
             .arg("--dir")
             .arg(&n.dir)
             .args(&self.args)

@@ -43,9 +43,14 @@ impl Default for Recorder {
 impl Recorder {
     /// A recorder whose clock starts now.
     pub fn new() -> Self {
+        Self::starting_at(Instant::now())
+    }
+
+    /// A recorder whose clock starts at `start` (share it with a nemesis log).
+    pub fn starting_at(start: Instant) -> Self {
         Recorder {
             inner: Arc::new(Inner {
-                start: Instant::now(),
+                start,
                 next_id: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 ops: Mutex::new(Vec::new()),

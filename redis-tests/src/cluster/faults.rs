@@ -33,6 +33,42 @@ impl Cluster {
         self.wait_ready(i)
     }
 
+    /// Sets the extra environment node `i` gets from its next start on (empty: none).
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
+        self.node_mut(i).env = env;
+    }
+
+    /// Restarts node `i` (SIGKILL first) with `env` added to its environment from now on,
+    /// e.g. libfaketime's `LD_PRELOAD` + `FAKETIME` for clock faults.
+    pub fn restart_with_env(&mut self, i: usize, env: Vec<(String, String)>) -> Result<(), Error> {
+        self.set_env(i, env);
+        self.restart(i)
+    }
+
+    /// True when node `i` starts with extra environment.
+    pub fn has_env(&self, i: usize) -> bool {
+        !self.node(i).env.is_empty()
+    }
+
+    /// SIGKILLs node `i`, deletes its data directory and starts it empty with `--cluster-join`
+    /// (same id, address and ports), waiting for PING: the leader must `CLUSTER MEET` it.
+    pub fn restart_wiped_joining(&mut self, i: usize) -> Result<(), Error> {
+        self.kill9(i)?;
+        let dir = self.node(i).dir.clone();
+        std::fs::remove_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)?;
+        self.node_mut(i).join = true;
+        self.spawn(i)?;
+        self.wait_ready(i)
+    }
+
+    /// The bus port other nodes reach node `i` on (its proxy's when there are proxies).
+    pub fn announced_bus_port(&self, i: usize) -> u16 {
+        self.proxies
+            .get(i - 1)
+            .map_or(self.node(i).bus_port, Proxy::port)
+    }
+
     /// Starts every node that is not running (all spawned before any is waited for).
     pub fn restart_stopped(&mut self) -> Result<(), Error> {
         let down: Vec<usize> = self
