@@ -227,9 +227,192 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Op
     if len > MAX_FRAME {
         return Err(invalid(format!("frame of {len} bytes exceeds the limit")));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    // Grow with what arrives, not with what the header declares: a peer announcing 64 MiB and
+    // sending nothing must not cost 64 MiB.
+    let mut buf = Vec::with_capacity(len.min(INITIAL_READ));
+    r.take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", buf.len()),
+        ));
+    }
     Frame::decode(&buf).map(Some)
+}
+
+/// Capacity reserved up front for a frame body; larger bodies grow as their bytes arrive.
+const INITIAL_READ: usize = 64 << 10;
+
+/// Fuzz property of the `raft_frame` target (`fuzz/`), replayed on its committed corpus by
+/// `raft/tests/fuzz_corpus.rs`.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+    use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+    use openraft::type_config::alias::{CommittedLeaderIdOf, LeaderIdOf};
+    use openraft::vote::RaftLeaderId;
+    use openraft::EntryPayload;
+
+    use super::{Frame, ProposeOutcome, RpcRequest, RpcResponse};
+    use crate::types::{Entry, LogId, Payload, TypeConfig, Vote};
+
+    /// Largest single allocation, and heap growth, allowed while reading `len` bytes of
+    /// frames: what arrived, plus serde's cautious preallocation (at most 1 MiB per sequence
+    /// being decoded), never a declared frame or vector length.
+    pub fn alloc_bound(len: usize) -> usize {
+        4 * len + (2 << 20)
+    }
+
+    /// Reads frames from `data` as a connection would, until the end or the first error: never
+    /// panics, and every decoded frame re-encodes to bytes that decode and re-encode to
+    /// themselves.
+    pub fn frame_stream(data: &[u8]) {
+        let mut r = data;
+        while let Ok(Some(frame)) = ready(super::read_frame(&mut r)) {
+            let Ok(wire) = frame.encode() else { continue };
+            let again = Frame::decode(&wire[4..]).expect("a re-encoded frame decodes");
+            let wire2 = again.encode().expect("a decoded frame re-encodes");
+            assert_eq!(wire, wire2, "re-encoding is not stable for {frame:?}");
+        }
+    }
+
+    /// Polls a future that cannot pend (it reads from memory) to completion.
+    fn ready<F: Future>(f: F) -> F::Output {
+        fn clone(_: *const ()) -> RawWaker {
+            RawWaker::new(std::ptr::null(), &VTABLE)
+        }
+        fn noop(_: *const ()) {}
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        // SAFETY: the vtable's functions ignore the (null) data pointer.
+        let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+        let mut cx = Context::from_waker(&waker);
+        match pin!(f).poll(&mut cx) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("a read from memory pended"),
+        }
+    }
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        let c: CommittedLeaderIdOf<TypeConfig> =
+            LeaderIdOf::<TypeConfig>::new(term, 1).to_committed();
+        LogId::new(c, index)
+    }
+
+    /// Real frames of every kind, as seeds for the corpus.
+    pub fn seed_frames() -> Vec<Vec<u8>> {
+        let entries: Vec<Entry> = (1..4)
+            .map(|i| Entry {
+                log_id: log_id(2, i),
+                payload: EntryPayload::Normal(Payload(
+                    format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n{i}\r\n").into_bytes(),
+                )),
+            })
+            .collect();
+        let append = AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(1, 0)),
+            entries,
+            leader_commit: Some(log_id(2, 1)),
+        };
+        let heartbeat = AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(2, 3)),
+            entries: Vec::new(),
+            leader_commit: Some(log_id(2, 3)),
+        };
+        let vote = VoteRequest {
+            vote: Vote::new(3, 2),
+            last_log_id: Some(log_id(2, 3)),
+            leadership_transfer: false,
+        };
+        let frames = vec![
+            Frame::Hello { from: 1, to: 2 },
+            Frame::HelloAck { id: 2 },
+            Frame::Request {
+                id: 1,
+                group: 0,
+                body: RpcRequest::Append(append),
+            },
+            Frame::Request {
+                id: 2,
+                group: 3,
+                body: RpcRequest::StreamAppend {
+                    stream: 9,
+                    req: heartbeat,
+                },
+            },
+            Frame::Request {
+                id: 3,
+                group: 0,
+                body: RpcRequest::Vote(vote.clone()),
+            },
+            Frame::Request {
+                id: 4,
+                group: 0,
+                body: RpcRequest::PreVote(vote),
+            },
+            Frame::Request {
+                id: 5,
+                group: 1,
+                body: RpcRequest::SnapshotChunk {
+                    vote: Vote::new_committed(2, 1),
+                    transfer: 7,
+                    offset: 0,
+                    data: b"snapshot bytes".to_vec(),
+                    last: true,
+                },
+            },
+            Frame::Request {
+                id: 6,
+                group: 1,
+                body: RpcRequest::StreamEnd { stream: 9 },
+            },
+            Frame::Request {
+                id: 7,
+                group: 2,
+                body: RpcRequest::Propose(b"*1\r\n$4\r\nPING\r\n".to_vec()),
+            },
+            Frame::Response {
+                id: 1,
+                body: RpcResponse::Append(AppendEntriesResponse::Success),
+            },
+            Frame::Response {
+                id: 2,
+                body: RpcResponse::Append(AppendEntriesResponse::HigherVote(Vote::new(4, 3))),
+            },
+            Frame::Response {
+                id: 3,
+                body: RpcResponse::SnapshotAck,
+            },
+            Frame::Response {
+                id: 4,
+                body: RpcResponse::Error("no such group".into()),
+            },
+            Frame::Response {
+                id: 5,
+                body: RpcResponse::NoGroup,
+            },
+            Frame::Response {
+                id: 6,
+                body: RpcResponse::StreamAppend(Ok(Some(log_id(2, 3)))),
+            },
+            Frame::Response {
+                id: 7,
+                body: RpcResponse::Proposed(ProposeOutcome::Applied(b"+OK\r\n".to_vec())),
+            },
+            Frame::Response {
+                id: 8,
+                body: RpcResponse::Proposed(ProposeOutcome::NotLeader),
+            },
+        ];
+        frames
+            .iter()
+            .map(|f| f.encode().expect("seed frame encodes"))
+            .collect()
+    }
 }
 
 #[cfg(test)]
