@@ -31,6 +31,12 @@ pub struct Cli {
     /// Password clients must send with AUTH.
     #[arg(long)]
     pub requirepass: Option<String>,
+    /// ACL file of `user <name> <rules...>` lines, loaded at start (ACL LOAD / ACL SAVE).
+    #[arg(long)]
+    pub aclfile: Option<PathBuf>,
+    /// `yes`: with no password on the default user, only loopback clients are served.
+    #[arg(long)]
+    pub protected_mode: Option<String>,
     /// WAL fsync policy: always, everysec or no.
     #[arg(long)]
     pub appendfsync: Option<String>,
@@ -116,6 +122,12 @@ impl Settings {
         }
         if let Some(v) = &cli.requirepass {
             set("requirepass", v.clone());
+        }
+        if let Some(v) = &cli.aclfile {
+            set("aclfile", v.display().to_string());
+        }
+        if let Some(v) = &cli.protected_mode {
+            set("protected-mode", v.clone());
         }
         if let Some(v) = &cli.appendfsync {
             set("appendfsync", v.clone());
@@ -414,6 +426,8 @@ mod tests {
             bind: None,
             dir: None,
             requirepass: Some("pw".into()),
+            aclfile: None,
+            protected_mode: None,
             appendfsync: None,
             maxclients: Some(7),
             timeout: None,

@@ -16,6 +16,7 @@
 //! 4. [`storage`]: the keyspace on the LSM (reads, and logical write commands through
 //!    `Db::apply`).
 
+pub mod acl;
 pub mod command;
 pub mod commands;
 pub mod config;

@@ -72,6 +72,10 @@ fn main() -> anyhow::Result<()> {
     let port = config.get_i64("port").unwrap_or(6379) as u16;
     let bind = config.get("bind").unwrap_or_else(|| "127.0.0.1".into());
     let server = Arc::new(Server::with_shards(dbs, config, ids));
+    // A bad ACL file refuses to start, as Redis does.
+    if let Err(e) = server.acl.load_file() {
+        anyhow::bail!("Aborting startup because of ACL errors: {e}");
+    }
     pinnacle_server::pinn::init(&server);
     let opts = net::NetOptions {
         blocking_commands: sync == SyncPolicy::Always,

@@ -52,6 +52,8 @@ pub struct Client {
     pub protocol: Protocol,
     /// False until AUTH succeeds when a password is required.
     pub authenticated: bool,
+    /// The ACL user this connection runs as (`default` until AUTH).
+    pub user: Bytes,
     /// `CLIENT SETNAME`.
     pub name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-NAME`.
@@ -114,6 +116,8 @@ pub struct ClientHandle {
     last_active_ms: AtomicU64,
     killed: AtomicBool,
     kill_notify: Notify,
+    /// The ACL user (CLIENT LIST `user=`; ACL DELUSER finds its connections by it).
+    pub user: Mutex<Bytes>,
 }
 
 /// Client fields shown by `CLIENT LIST`, refreshed after every command.
@@ -158,6 +162,7 @@ impl ClientHandle {
             last_active_ms: AtomicU64::new(0),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
+            user: Mutex::new(Bytes::from_static(b"default")),
         }
     }
 
@@ -225,7 +230,7 @@ impl ClientHandle {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -239,6 +244,7 @@ impl ClientHandle {
             live.qbuf,
             live.omem,
             cmd,
+            String::from_utf8_lossy(&self.user.lock()),
             live.resp,
             s(&live.lib_name),
             s(&live.lib_ver),
@@ -247,6 +253,12 @@ impl ClientHandle {
 }
 
 impl Client {
+    /// Runs this connection as ACL user `name` from now on.
+    pub fn set_user(&mut self, name: Bytes) {
+        *self.handle.user.lock() = name.clone();
+        self.user = name;
+    }
+
     /// A new client; `authenticated` is false when a password is required.
     pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
         Client {
@@ -254,6 +266,7 @@ impl Client {
             handle,
             protocol: Protocol::Resp2,
             authenticated,
+            user: Bytes::from_static(b"default"),
             name: None,
             lib_name: None,
             lib_ver: None,

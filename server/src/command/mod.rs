@@ -2,7 +2,7 @@
 
 pub mod blocking;
 pub mod client;
-mod extra;
+pub mod extra;
 pub mod generated;
 pub mod glob;
 pub mod route;
@@ -78,9 +78,16 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             cmd.spec.name
         ));
     }
-    if !ctx.client.authenticated && !cmd.spec.has_flag("no_auth") {
+    if !ctx.client.authenticated
+        && !cmd.spec.has_flag("no_auth")
+        && ctx.server.acl_auth_required()
+    {
         ctx.server.stats.reject(cmd.index);
         return Reply::error("NOAUTH Authentication required.");
+    }
+    if let Err(denied) = ctx.server.acl.check(&ctx.client.user, cmd.spec, args) {
+        ctx.server.stats.reject(cmd.index);
+        return crate::commands::acl::denied(ctx, cmd.spec, args, denied);
     }
     // ASKING lasts for exactly one following command (the slot map will consult it).
     let asking = std::mem::take(&mut ctx.client.asking);

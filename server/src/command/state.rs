@@ -50,6 +50,8 @@ pub struct Server {
     pub waiters: Arc<super::blocking::KeyWaiters>,
     /// Raft mode (`--cluster-peers`): set once at start-up, before clients connect.
     pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
+    /// ACL users and the ACL LOG (node-local, never replicated).
+    pub acl: crate::acl::Acl,
 }
 
 impl Server {
@@ -64,6 +66,13 @@ impl Server {
         let (monitor_tx, _) = broadcast::channel(4096);
         let slowlog = SlowLog::default();
         let config_file = config.config_file().cloned();
+        let acl = crate::acl::Acl::new(
+            config.requirepass(),
+            config
+                .get("aclfile")
+                .filter(|f| !f.is_empty())
+                .map(Into::into),
+        );
         slowlog.set_max_len(config.get_i64("slowlog-max-len").unwrap_or(128).max(0) as usize);
         let waiters = Arc::new(super::blocking::KeyWaiters::default());
         for d in &dbs {
@@ -91,6 +100,7 @@ impl Server {
             shutdown_notify: Notify::new(),
             pubsub: crate::pubsub::PubSub::default(),
             replication: std::sync::OnceLock::new(),
+            acl,
         }
     }
 
@@ -118,8 +128,15 @@ impl Server {
         let handle = Arc::new(ClientHandle::new(id, addr, laddr));
         handle.touch();
         self.clients.lock().insert(id, handle.clone());
-        let authed = self.config.requirepass().is_none();
+        let authed = !self.acl_auth_required();
         Client::new(handle, authed)
+    }
+
+    /// True if connections must AUTH (the `default` user is off or has passwords), after
+    /// applying a `CONFIG SET requirepass` to the default user.
+    pub fn acl_auth_required(&self) -> bool {
+        self.acl.sync_requirepass(self.config.requirepass());
+        self.acl.auth_required()
     }
 
     /// Removes a closed connection.

@@ -34,23 +34,25 @@ fn echo(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Bulk(args[1].clone())
 }
 
-/// Checks `user`/`pass` against `requirepass` (the only user is `default`).
-fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
+/// Authenticates the connection as `user` if `pass` opens it (Redis's `ACLAuthenticateUser`);
+/// a failure goes to the ACL LOG with the command as sent (`AUTH`, `hello`) as its object.
+fn authenticate(ctx: &mut Ctx<'_>, cmd: &[u8], user: &Bytes, pass: &[u8]) -> bool {
+    ctx.server
+        .acl
+        .sync_requirepass(ctx.server.config.requirepass());
+    if ctx.server.acl.check_credentials(user, pass) {
+        ctx.client.authenticated = true;
+        ctx.client.set_user(user.clone());
+        true
+    } else {
+        crate::commands::acl::log_denial(
+            ctx,
+            crate::acl::log::Reason::Auth,
+            cmd.to_vec(),
+            user.to_vec(),
+        );
+        false
     }
-    match ctx.server.config.requirepass() {
-        // The default user is `nopass` when no password is configured.
-        None => true,
-        Some(p) => constant_time_eq(p.as_bytes(), pass),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -58,16 +60,23 @@ const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is dis
 fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let (user, pass) = match args.len() {
         2 => {
-            if ctx.server.config.requirepass().is_none() {
+            ctx.server
+                .acl
+                .sync_requirepass(ctx.server.config.requirepass());
+            let nopass = ctx
+                .server
+                .acl
+                .get_user(b"default")
+                .is_some_and(|d| d.nopass);
+            if nopass {
                 return Reply::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
             }
-            (&b"default"[..], &args[1][..])
+            (Bytes::from_static(b"default"), &args[1][..])
         }
-        3 => (&args[1][..], &args[2][..]),
+        3 => (args[1].clone(), &args[2][..]),
         _ => return Reply::error("ERR syntax error"),
     };
-    if check_password(ctx, user, pass) {
-        ctx.client.authenticated = true;
+    if authenticate(ctx, &args[0], &user, pass) {
         Reply::ok()
     } else {
         Reply::error(WRONGPASS)
@@ -125,10 +134,9 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         }
     }
     if let Some((user, pass)) = creds {
-        if !check_password(ctx, &user, &pass) {
+        if !authenticate(ctx, &args[0], &user, &pass) {
             return Reply::error(WRONGPASS);
         }
-        ctx.client.authenticated = true;
     }
     if !ctx.client.authenticated {
         // redis-server 7.0.15's exact text (redis-wire.md §7.1 quotes a later version with `<proto>`).
@@ -182,7 +190,8 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     c.readonly = false;
     c.asking = false;
     c.no_evict = false;
-    c.authenticated = ctx.server.config.requirepass().is_none();
+    c.set_user(Bytes::from_static(b"default"));
+    c.authenticated = !ctx.server.acl_auth_required();
     Reply::simple("RESET")
 }
 

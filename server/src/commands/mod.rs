@@ -2,6 +2,7 @@
 //! `pub const HANDLERS: &[(&str, Handler)]` keyed by the lower-case command name
 //! (`"object|encoding"` for subcommands); the command table is built from these.
 
+pub mod acl;
 pub mod blocking;
 pub mod client;
 pub mod cluster;
@@ -27,6 +28,7 @@ use crate::command::Handler;
 /// Every family's handlers; the command table registers exactly these.
 pub const ALL: &[&[(&str, Handler)]] = &[
     connection::HANDLERS,
+    acl::HANDLERS,
     client::HANDLERS,
     cluster::HANDLERS,
     config::HANDLERS,

@@ -94,6 +94,8 @@ pub(super) static PARAMS: &[Param] = &[
     fixed("bind", Kind::Str, "127.0.0.1"),
     fixed("dir", Kind::Str, "./data"),
     p("requirepass", Kind::Str, ""),
+    fixed("aclfile", Kind::Str, ""),
+    p("acllog-max-len", Kind::Int(0, LONG), "128"),
     p("appendfsync", Kind::Enum(FSYNC), "everysec"),
     p("maxclients", Kind::Int(1, u32::MAX as i64), "10000"),
     p("timeout", Kind::Int(0, INT), "0"),

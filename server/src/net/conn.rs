@@ -51,6 +51,15 @@ pub async fn run(
     local: String,
     opts: NetOptions,
 ) {
+    if crate::acl::protected_mode_denies(&server, &peer) {
+        server
+            .stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let mut sock = sock;
+        let _ = sock.write_all(crate::acl::PROTECTED_MODE_DENIED).await;
+        return;
+    }
     let mut client = server.register_client(peer, local);
     let (mut rd, mut wr) = sock.into_split();
     let mut decoder = RequestDecoder::with_max_bulk_len(server.config.proto_max_bulk_len());
