@@ -209,6 +209,7 @@ impl<A: ApplyTarget> StateMachine<A> {
     }
 
     fn build(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
+        fail::fail_point!("raft::snapshot::before_build");
         let tmp = self.temp_path();
         let target = self.inner.target.clone();
         let res = SnapshotFile::create(
@@ -229,7 +230,9 @@ impl<A: ApplyTarget> StateMachine<A> {
                 return Err(e);
             }
         };
+        fail::fail_point!("raft::snapshot::mid_build");
         let (meta, f) = self.set_current(meta, f)?;
+        fail::fail_point!("raft::snapshot::after_build");
         Ok(Snapshot { meta, snapshot: f })
     }
 }
@@ -300,11 +303,14 @@ impl<A: ApplyTarget> RaftStateMachine<TypeConfig> for StateMachine<A> {
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
             // Opened before the rename: the handle stays valid whatever `set_current` does.
+            fail::fail_point!("raft::snapshot::before_install");
             let mut reader = open_checked(&snapshot, &meta)?;
             // The file becomes current (renamed, directory fsynced) BEFORE the target changes:
             // a crash mid-install finds it on restart and `open` installs it again.
             sm.set_current(meta.clone(), snapshot)?;
-            sm.install_reader(&meta, &mut reader)
+            sm.install_reader(&meta, &mut reader)?;
+            fail::fail_point!("raft::snapshot::after_install");
+            Ok(())
         })
         .await
         .map_err(io::Error::other)?
@@ -343,7 +349,9 @@ impl<A: ApplyTarget> StateMachine<A> {
                 EntryPayload::Blank => has_cmd.push(false),
             }
         }
+        fail::fail_point!("raft::apply::before");
         let replies = self.inner.target.apply(&cmds, &encode_meta(&meta)?)?;
+        fail::fail_point!("raft::apply::after");
         if replies.len() != cmds.len() {
             return Err(io::Error::other(format!(
                 "apply returned {} replies for {} commands",

@@ -50,9 +50,24 @@ pub struct ClusterBuilder {
     ip_base: u8,
     args: Vec<String>,
     shards: usize,
+    bin: Option<PathBuf>,
+    data_root: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
+    /// Run this binary instead of [`pinnacle_bin`] (e.g. a build with `--features failpoints`).
+    pub fn bin(mut self, path: impl Into<PathBuf>) -> ClusterBuilder {
+        self.bin = Some(path.into());
+        self
+    }
+
+    /// Put node `i`'s data directory at `<root>/node<i>` (e.g. on a test file system); the logs
+    /// stay in the cluster's temporary folder.
+    pub fn data_root(mut self, root: impl Into<PathBuf>) -> ClusterBuilder {
+        self.data_root = Some(root.into());
+        self
+    }
+
     /// Number of shard Raft groups (`--shards`). Default 1: the failover tests reason about one
     /// group; cluster tests ask for 3 (the server's own default) so that leaders spread.
     pub fn shards(mut self, n: usize) -> ClusterBuilder {
@@ -95,7 +110,7 @@ impl ClusterBuilder {
         if self.n == 0 || self.n + usize::from(self.ip_base) > 254 {
             return Err(Error::Start(format!("bad cluster size {}", self.n)));
         }
-        let bin = pinnacle_bin();
+        let bin = self.bin.clone().unwrap_or_else(pinnacle_bin);
         if !bin.exists() {
             return Err(Error::Start(format!(
                 "pinnacle binary not found at {} (cargo build -p pinnacle-server --bin pinnacle, or set PINNACLE_BIN)",
@@ -114,7 +129,9 @@ impl ClusterBuilder {
             let (bus_port, l2) = free_port_on(ip)?;
             held.push(l1);
             held.push(l2);
-            let dir = root.path().join(format!("node{i}"));
+            let dir = (self.data_root.as_deref())
+                .unwrap_or(root.path())
+                .join(format!("node{i}"));
             std::fs::create_dir_all(&dir)?;
             nodes.push(Node {
                 id: i,
@@ -156,6 +173,7 @@ impl ClusterBuilder {
             args,
             spawner: Spawner::new()?,
             root: Some(root),
+            bin,
         };
         for i in 1..=cluster.len() {
             cluster.spawn(i)?;
@@ -204,6 +222,8 @@ pub struct Cluster {
     spawner: Spawner,
     /// None once kept (see [`Cluster::keep_dir`]).
     root: Option<TempDir>,
+    /// The server binary every node runs.
+    bin: PathBuf,
 }
 
 impl Cluster {
@@ -215,6 +235,8 @@ impl Cluster {
             ip_base: 10,
             args: Vec::new(),
             shards: 1,
+            bin: None,
+            data_root: None,
         }
     }
 
@@ -521,7 +543,7 @@ impl Cluster {
         let n = self.node(i);
         let mut log = OpenOptions::new().create(true).append(true).open(&n.log)?;
         writeln!(log, "=== harness: start #{} of node{i} ===", n.starts + 1)?;
-        let mut cmd = Command::new(pinnacle_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.args(["--node-id", &i.to_string()])
             .args(["--bind", &n.ip.to_string()])
             .args(["--port", &n.port.to_string()])

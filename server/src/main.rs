@@ -23,6 +23,16 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
+    // Test builds only: FAILPOINTS="name=action;..." (see README "Failpoints"); a fired `panic`
+    // aborts the whole process, as a crash at that exact point would.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("{info}");
+            std::process::abort();
+        }));
+        fail::FailScenario::setup()
+    };
     let settings = Settings::load(&cli)?;
     let config = Config::new(&settings)?;
 

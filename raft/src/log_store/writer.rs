@@ -111,9 +111,11 @@ impl Writer {
             return Err(io::Error::other("injected fsync failure"));
         }
         if *dirty {
+            fail::fail_point!("raft::log::before_fsync");
             if let Some(seg) = self.segments.last() {
                 seg.file.sync_data()?;
             }
+            fail::fail_point!("raft::log::after_fsync");
             *dirty = false;
         }
         if self.dir_dirty {
@@ -168,7 +170,9 @@ impl Writer {
                     .segments
                     .last_mut()
                     .ok_or_else(|| io::Error::other("no segment"))?;
+                fail::fail_point!("raft::log::before_write");
                 seg.append(&bytes, &lens)?;
+                fail::fail_point!("raft::log::after_write");
                 *dirty = true;
                 pending.push(cb);
             }
@@ -202,8 +206,10 @@ impl Writer {
             Cmd::Purge { upto, body } => {
                 // Persist the purge point first: recovery skips purged entries, so deleting files
                 // afterwards can be interrupted safely.
+                fail::fail_point!("raft::log::before_purge");
                 self.sync(dirty)?;
                 metafile::write(&self.dir, PURGED, &body, true)?;
+                fail::fail_point!("raft::log::mid_purge");
                 let keep_last = self.segments.len();
                 let mut removed = 0;
                 for (i, seg) in self.segments.iter().enumerate() {
@@ -227,8 +233,10 @@ impl Writer {
                     std::fs::remove_file(&seg.path)?;
                     self.dir_dirty = true;
                 }
+                fail::fail_point!("raft::log::after_purge");
             }
             Cmd::Vote { body, done } => {
+                fail::fail_point!("raft::vote::before_save");
                 // Everything queued before the vote becomes durable before the vote does.
                 let r = self
                     .sync(dirty)
@@ -240,6 +248,7 @@ impl Writer {
                 if let Some(e) = &failed {
                     self.poison(e);
                 }
+                fail::fail_point!("raft::vote::after_save");
                 let _ = done.send(r);
                 if let Some(e) = failed {
                     return Err(e);

@@ -317,6 +317,7 @@ async fn move_slots(
         .collect();
     r.propose_items(a, vec![Control::Fence(slots.to_vec()).encode()])
         .await?;
+    fail::fail_point!("migrate::after_fence");
     // Everything written to the slots before the fence is now readable here.
     r.shards[a]
         .read_barrier()
@@ -373,6 +374,7 @@ async fn move_slots(
     }
     r.propose_items(b, vec![Control::Seal(slots.to_vec()).encode()])
         .await?;
+    fail::fail_point!("migrate::after_seal");
     let reply = r
         .propose_meta(MetaCmd::Flip {
             id,
@@ -384,6 +386,7 @@ async fn move_slots(
     if reply.starts_with('-') {
         return Err(reply);
     }
+    fail::fail_point!("migrate::after_flip");
     // Writers waiting on this node re-route once it sees the new owner (then: MOVED).
     let deadline = Instant::now() + STEP_DEADLINE;
     while slots.iter().any(|s| r.shard_of(*s) != b) && Instant::now() < deadline {
@@ -393,6 +396,7 @@ async fn move_slots(
     if let Some(f) = r.on_moved.get() {
         f(slots);
     }
+    fail::fail_point!("migrate::before_drop");
     r.propose_items(a, vec![Control::Drop(slots.to_vec()).encode()])
         .await?;
     Ok(())
@@ -414,6 +418,7 @@ const SEALED: &str = "ERR slot sealed";
 /// keeps its newer value.
 async fn ingest(r: &Arc<Replication>, b: usize, items: Vec<Bytes>) -> Result<(), String> {
     let replies = r.propose_items(b, items).await?;
+    fail::fail_point!("migrate::mid_ingest");
     for rep in replies {
         if let Reply::Error(e) = rep {
             // BUSYKEY: written at the target through ASK (newer). Sealed: an earlier driver

@@ -177,6 +177,7 @@ impl ApplyTarget for Db {
     fn apply(&self, cmds: &[Command<'_>], meta: &[u8]) -> Result<Vec<Vec<u8>>, ApplyError> {
         // Held for the whole call: a snapshot sees the state after a whole call, matching meta.
         let mut progress = self.inner.raft_progress.lock();
+        fail::fail_point!("server::apply::before_batch");
         let mut out = Vec::with_capacity(cmds.len());
         // Runs of blind writes (plain SET/MSET) share one engine batch.
         let mut sink = Sink::default();
@@ -271,7 +272,9 @@ impl ApplyTarget for Db {
             }
             out.push(encode_list(&replies));
         }
+        fail::fail_point!("server::apply::before_applied_state");
         self.flush_sink(&mut sink, &mut progress, Some(meta))?;
+        fail::fail_point!("server::apply::after_applied_state");
         drop(progress);
         if !filled.is_empty() {
             if let Some(l) = self.inner.write_listener.get() {
@@ -351,6 +354,7 @@ impl ApplyTarget for Db {
         b.put(system_key(RAFT_INSTALLING), Bytes::from_static(b"1"));
         let seq = e.write_deferred(b).map_err(lsm_err)?;
         e.sync_to(seq).map_err(lsm_err)?;
+        fail::fail_point!("server::install::mid");
         // 2. Load the image.
         let mut batch = WriteBatch::new();
         let mut bytes = 0usize;
