@@ -135,9 +135,15 @@ fn same_outcome(whole: &Outcome, pieces: &Outcome, how: &str) {
         )
     };
     if too_big(pieces) && pieces != whole {
-        assert!(whole.0.starts_with(&pieces.0), "{how} decoded other commands");
+        assert!(
+            whole.0.starts_with(&pieces.0),
+            "{how} decoded other commands"
+        );
     } else if too_big(whole) && pieces != whole {
-        assert!(pieces.0.starts_with(&whole.0), "{how} decoded other commands");
+        assert!(
+            pieces.0.starts_with(&whole.0),
+            "{how} decoded other commands"
+        );
     } else {
         assert_eq!(pieces, whole, "decoding in {how} differs");
     }
