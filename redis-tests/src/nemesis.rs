@@ -126,6 +126,7 @@ pub struct Nemesis {
     tags: Vec<String>,
     gap_ms: (u64, u64),
     clock_nodes: Vec<usize>,
+    exits: Vec<String>,
 }
 
 impl Nemesis {
@@ -140,6 +141,7 @@ impl Nemesis {
             tags: Vec::new(),
             gap_ms: (500, 2000),
             clock_nodes: Vec::new(),
+            exits: Vec::new(),
         }
     }
 
@@ -226,6 +228,25 @@ impl Nemesis {
         Ok(())
     }
 
+    /// Records nodes that exited although nobody killed them (a crash: the run fails).
+    pub fn check_exits(&mut self, c: &mut Cluster) {
+        for i in c.ids() {
+            if c.has_exited(i) {
+                let tail = c.log_tail(i, 1500);
+                self.note(format!("node{i} EXITED on its own"));
+                self.exits
+                    .push(format!("node{i} exited on its own; log tail:\n{tail}"));
+                // Reap it so the next check does not report it again; the run fails anyway.
+                let _ = c.kill9(i);
+            }
+        }
+    }
+
+    /// Unexpected exits seen so far (checked before every fault and by `heal_all`).
+    pub fn exits(&self) -> &[String] {
+        &self.exits
+    }
+
     /// Injects one fault (held for `hold`, then healed); `pick` chooses among targets.
     pub fn apply(
         &mut self,
@@ -234,6 +255,7 @@ impl Nemesis {
         hold: Duration,
         pick: u64,
     ) -> Result<(), Error> {
+        self.check_exits(c);
         let ids = c.ids();
         let leads = leaders(c);
         let leader = if leads.is_empty() {
@@ -438,6 +460,7 @@ impl Nemesis {
     /// Undoes every fault still in effect: links healed, paused nodes resumed, nodes under
     /// libfaketime restarted normally, stopped nodes started.
     pub fn heal_all(&mut self, c: &mut Cluster) -> Result<(), Error> {
+        self.check_exits(c);
         let _ = c.heal();
         for i in c.ids() {
             if c.pid(i).is_some() && !c.is_live(i) {

@@ -49,7 +49,7 @@ mod search;
 pub use check::{check, Checker, Verdict, Violation, DEFAULT_STEP_BUDGET};
 pub use history::{History, Op, Operation, Outcome, Ret};
 pub use recorder::{Counts, Pending, Recorder};
-pub use render::{dump, render_svg, render_text, timeline};
+pub use render::{bars_of, dump, render_html, render_svg, render_text, timeline, Bar, BarKind};
 
 #[cfg(test)]
 mod generated;

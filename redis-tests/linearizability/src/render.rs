@@ -208,3 +208,135 @@ pub fn dump(
     }
     Ok(paths)
 }
+
+/// How one bar of an HTML timeline ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarKind {
+    /// A reply.
+    Ok,
+    /// Definitely not applied.
+    Fail,
+    /// No reply (maybe applied): drawn to the right edge, faded.
+    Info,
+}
+
+/// One operation or transaction on an HTML timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bar {
+    /// Lane label (e.g. `client 3`).
+    pub lane: String,
+    /// Invoke time, ns.
+    pub start: u64,
+    /// Completion time, ns (`None`: indeterminate).
+    pub end: Option<u64>,
+    /// Tooltip and label text.
+    pub label: String,
+    /// Outcome.
+    pub kind: BarKind,
+}
+
+/// Bars of a register/counter history (one lane per client).
+pub fn bars_of(history: &History) -> Vec<Bar> {
+    history
+        .ops
+        .iter()
+        .map(|o| Bar {
+            lane: format!("client {}", o.client),
+            start: o.invoke,
+            end: o.ret().map(|_| o.completion()),
+            label: o.to_string(),
+            kind: if o.ret().is_some() {
+                BarKind::Ok
+            } else {
+                BarKind::Info
+            },
+        })
+        .collect()
+}
+
+/// A self-contained HTML page with an SVG timeline: a lane per client, a box per operation
+/// (green ok, red fail, faded yellow indeterminate; hover for the text), and every `events`
+/// entry (`(ns, text)`, e.g. the nemesis log) as a labelled vertical line.
+pub fn render_html(title: &str, bars: &[Bar], events: &[(u64, String)]) -> String {
+    const LANE: f64 = 22.0;
+    const LEFT: f64 = 80.0;
+    const TOP: f64 = 30.0;
+    let mut lanes: Vec<&str> = bars.iter().map(|b| b.lane.as_str()).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    let t1 = bars
+        .iter()
+        .flat_map(|b| [b.start, b.end.unwrap_or(b.start)])
+        .chain(events.iter().map(|e| e.0))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    // 200 px per second, at least 1200 px wide.
+    let width = (t1 as f64 / 1e9 * 200.0).max(1200.0) + LEFT + 20.0;
+    let x = |t: u64| LEFT + t as f64 / t1 as f64 * (width - LEFT - 20.0);
+    let height = TOP + LANE * lanes.len() as f64 + 20.0 + 14.0 * events.len().min(400) as f64;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n<h3>{}</h3>",
+        xml(title),
+        xml(title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="monospace" font-size="10">"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<defs><linearGradient id="fade"><stop offset="0" stop-color="#f0c674"/><stop offset="1" stop-color="#f0c674" stop-opacity="0"/></linearGradient></defs>"##
+    );
+    let mut sec = 0u64;
+    while sec * 1_000_000_000 <= t1 {
+        let xs = x(sec * 1_000_000_000);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xs:.1}" y1="{}" x2="{xs:.1}" y2="{height:.0}" stroke="#eee"/><text x="{xs:.1}" y="{}">{sec}s</text>"##,
+            TOP - 10.0,
+            TOP - 12.0
+        );
+        sec += 1;
+    }
+    for (i, l) in lanes.iter().enumerate() {
+        let y = TOP + LANE * i as f64 + 14.0;
+        let _ = writeln!(s, r#"<text x="2" y="{y:.1}">{}</text>"#, xml(l));
+    }
+    for b in bars {
+        let lane = lanes.binary_search(&b.lane.as_str()).unwrap_or(0);
+        let y = TOP + LANE * lane as f64;
+        let x0 = x(b.start);
+        let x1 = b.end.map_or(width - 20.0, x);
+        let fill = match b.kind {
+            BarKind::Ok => "#8fbcbb",
+            BarKind::Fail => "#e06c75",
+            BarKind::Info => "url(#fade)",
+        };
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{}" fill="{fill}" stroke="#555" stroke-width="0.3"><title>{}</title></rect>"##,
+            (x1 - x0).max(0.8),
+            LANE - 6.0,
+            xml(&b.label)
+        );
+    }
+    let base = TOP + LANE * lanes.len() as f64 + 20.0;
+    for (i, (t, what)) in events.iter().take(400).enumerate() {
+        let xe = x(*t);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xe:.1}" y1="{TOP}" x2="{xe:.1}" y2="{:.1}" stroke="#c678dd" stroke-width="1"><title>{}</title></line><text x="{:.1}" y="{:.1}" fill="#8a3fa0">{:.3}s {}</text>"##,
+            base + 14.0 * i as f64,
+            xml(what),
+            xe + 2.0,
+            base + 14.0 * i as f64 + 10.0,
+            *t as f64 / 1e9,
+            xml(what)
+        );
+    }
+    s.push_str("</svg>\n</body></html>\n");
+    s
+}

@@ -17,6 +17,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// True when node `i` was started and has exited without the harness killing it (its
+    /// status is left for `kill9`/`restart` to reap).
+    pub fn has_exited(&mut self, i: usize) -> bool {
+        self.node_mut(i)
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// SIGKILL every node.
     pub fn kill_all(&mut self) -> Result<(), Error> {
         for i in self.ids() {

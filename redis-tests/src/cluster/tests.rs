@@ -20,6 +20,8 @@ fn unstarted(n: usize, proxies: bool) -> Cluster {
             child: None,
             paused: false,
             starts: 0,
+            env: Vec::new(),
+            join: false,
         })
         .collect();
     let dead: SocketAddr = "127.0.0.1:1".parse().expect("addr");
@@ -35,6 +37,7 @@ fn unstarted(n: usize, proxies: bool) -> Cluster {
         args: Vec::new(),
         spawner: Spawner::new().expect("spawner"),
         root: Some(root),
+        bin: crate::process::pinnacle_bin(),
     }
 }
 

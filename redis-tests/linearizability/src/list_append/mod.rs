@@ -296,5 +296,26 @@ impl Drop for PendingTxn {
     }
 }
 
+/// Bars of a list-append history for [`crate::render_html`] (one lane per client).
+pub fn bars(h: &ListHistory) -> Vec<crate::Bar> {
+    h.txns
+        .iter()
+        .map(|t| crate::Bar {
+            lane: format!("client {}", t.client),
+            start: t.invoke,
+            end: match t.outcome {
+                TxnOutcome::Indeterminate => None,
+                _ => Some(t.completion()),
+            },
+            label: t.to_string(),
+            kind: match t.outcome {
+                TxnOutcome::Ok { .. } => crate::BarKind::Ok,
+                TxnOutcome::Fail { .. } => crate::BarKind::Fail,
+                TxnOutcome::Indeterminate => crate::BarKind::Info,
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,408 @@
+//! T10 disk faults (reliability.md §2, §6 item 9) on unmodified `pinnacle` processes:
+//! - fsync EIO on the leader's Raft log segment (`strace -P <segment> -e inject=fdatasync:
+//!   error=EIO`) → that node fail-stops (exits); a write it acknowledged must survive on the
+//!   others, and the cluster goes on with a new leader;
+//! - slow fsync (400 ms per `fdatasync` of the leader's segment) → the register history stays
+//!   linearizable, and writes are fast again once the fault is removed;
+//! - disk full (a small tmpfs as one node's data dir) → writes get an error reply, reads are
+//!   served, and writes succeed again once space is freed.
+//!
+//! Needs strace (scripts/test.sh installs it) and root for the tmpfs mount; with
+//! `REDIS_TESTS_STRICT=1` a missing tool fails the test instead of skipping it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pinnacle_linearizability::{check, Op, Recorder, Ret};
+use redis_tests::cluster::{Cluster, Outcome};
+use redis_tests::frame::Value;
+use redis_tests::{tools, Builder, RawConn};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Segments of every group of node `i`, newest per folder.
+fn active_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut by_dir: std::collections::BTreeMap<PathBuf, PathBuf> = Default::default();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "seg") {
+                let parent = d.clone();
+                let newer = by_dir.get(&parent).is_none_or(|q| p > *q);
+                if newer {
+                    by_dir.insert(parent, p);
+                }
+            }
+        }
+    }
+    by_dir.into_values().collect()
+}
+
+fn strace_available(test: &str) -> bool {
+    tools::available(test, &["strace"])
+}
+
+fn set(conn: &mut RawConn, k: &str, v: &str, timeout: Duration) -> Result<Value, String> {
+    conn.send_command(&["SET", k, v])
+        .map_err(|e| e.to_string())?;
+    let raw = conn
+        .read_reply_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    redis_tests::frame::parse_one(&raw).map_err(|e| e.to_string())
+}
+
+/// Writes through the leader-following client until one is acknowledged; returns the time.
+fn write_ok(c: &Cluster, k: &str, v: &str, timeout: Duration) -> Duration {
+    let t = Instant::now();
+    let mut client = c.client().retry_for(timeout);
+    loop {
+        if client.call(&["SET", k, v]).is_ok() {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < timeout,
+            "SET {k} not acknowledged within {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get(c: &Cluster, k: &str) -> Value {
+    match c
+        .client()
+        .retry_for(Duration::from_secs(20))
+        .call(&["GET", k])
+    {
+        Outcome::Reply(v) => v,
+        other => panic!("GET {k}: {other:?}"),
+    }
+}
+
+#[test]
+fn fsync_eio_on_the_leaders_log_fail_stops_it() {
+    if !strace_available("fsync_eio_on_the_leaders_log_fail_stops_it") {
+        return;
+    }
+    let _g = serial();
+    let mut c = Cluster::builder(3).start().expect("cluster");
+    let l = c.settled_leader().expect("leader");
+    for i in 0..50 {
+        write_ok(&c, &format!("before:{i}"), "v", Duration::from_secs(10));
+    }
+    let segs = active_segments(c.dir(l));
+    assert!(!segs.is_empty(), "no *.seg under {}", c.dir(l).display());
+    // Every group's active segment of the leader: whichever the write lands in fails.
+    let mut args: Vec<String> = Vec::new();
+    for s in &segs {
+        args.push("-P".into());
+        args.push(s.display().to_string());
+    }
+    args.extend(
+        [
+            "-e",
+            "trace=fdatasync,fsync",
+            "-e",
+            "inject=fdatasync,fsync:error=EIO",
+        ]
+        .map(String::from),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _strace = c.strace(l, &argv).expect("strace");
+    eprintln!("strace attached to leader node{l}: fdatasync/fsync of {segs:?} fail with EIO");
+    // The write in flight on the leader.
+    let mut conn = c.conn(l).expect("conn");
+    let reply = set(&mut conn, "eio:k", "in-flight", Duration::from_secs(15));
+    eprintln!("leader's reply to the write in flight: {reply:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.has_exited(l) {
+        assert!(
+            Instant::now() < deadline,
+            "node{l} still runs 20 s after its log fsync failed (reply {reply:?}); log:\n{}",
+            c.log_tail(l, 3000)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let log = c.log_tail(l, 3000);
+    eprintln!("node{l} exited (fail-stop); log tail:\n{log}");
+    c.kill9(l).expect("reap");
+    // The others elect a new leader and keep every acknowledged write.
+    let l2 = c
+        .wait_leader_change(l, Duration::from_secs(20))
+        .expect("new leader");
+    eprintln!("new leader node{l2}");
+    for i in 0..50 {
+        assert_eq!(get(&c, &format!("before:{i}")), Value::Bulk(b"v".to_vec()));
+    }
+    match &reply {
+        Ok(Value::Simple(s)) if s == b"OK" => {
+            // Acknowledged (a follower quorum had it durably): it must be there.
+            assert_eq!(get(&c, "eio:k"), Value::Bulk(b"in-flight".to_vec()));
+        }
+        Ok(Value::Error(e)) => {
+            // An error reply means "not applied".
+            assert_eq!(
+                get(&c, "eio:k"),
+                Value::Null,
+                "failed write applied: {:?}",
+                String::from_utf8_lossy(e)
+            );
+        }
+        _ => {} // no reply: indeterminate, either is fine
+    }
+    write_ok(&c, "after", "1", Duration::from_secs(20));
+    // The failed node restarts from its log (which holds no hole) and catches up.
+    drop(_strace);
+    c.restart(l).expect("restart");
+    c.wait_converged(Duration::from_secs(30))
+        .expect("converged");
+}
+
+#[test]
+fn slow_fsync_on_the_leader_stays_linearizable() {
+    if !strace_available("slow_fsync_on_the_leader_stays_linearizable") {
+        return;
+    }
+    let _g = serial();
+    let c = Cluster::builder(3).start().expect("cluster");
+    let l = c.settled_leader().expect("leader");
+    let segs = active_segments(c.dir(l));
+    let mut args: Vec<String> = Vec::new();
+    for s in &segs {
+        args.push("-P".into());
+        args.push(s.display().to_string());
+    }
+    args.extend(
+        [
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:delay_enter=400ms",
+        ]
+        .map(String::from),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..3u64)
+        .map(|id| {
+            let (addrs, rec, stop) = (c.addrs(), rec.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut client = redis_tests::cluster::LeaderClient::new(addrs)
+                    .reply_timeout(Duration::from_secs(8))
+                    .retry_for(Duration::from_secs(1));
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let key = format!("slow:{}", seq % 3);
+                    let (op, args) = if seq % 2 == 0 {
+                        (Op::Get, vec!["GET".to_string(), key.clone()])
+                    } else {
+                        let v = ((id + 1) * 1_000_000 + seq).to_string();
+                        (
+                            Op::Set(v.clone().into()),
+                            vec!["SET".to_string(), key.clone(), v],
+                        )
+                    };
+                    let p = rec.invoke(id, key, op);
+                    match client.call(&args) {
+                        Outcome::Reply(Value::Simple(s)) if s == b"OK" => p.ok(Ret::Ok),
+                        Outcome::Reply(Value::Bulk(b)) => p.ok(Ret::Value(Some(b.into()))),
+                        Outcome::Reply(Value::Null) => p.ok(Ret::Value(None)),
+                        Outcome::Reply(_) | Outcome::Unavailable(_) => p.fail(),
+                        Outcome::Indeterminate(_) => p.indeterminate(),
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let strace = c.strace(l, &argv).expect("strace");
+    let ok0 = rec.counts().ok;
+    thread::sleep(Duration::from_secs(8));
+    let ok_slow = rec.counts().ok - ok0;
+    drop(strace);
+    // Writes are fast again once the fault is gone (measured, not asserted: a loaded machine).
+    let t = Instant::now();
+    let mut lat = Vec::new();
+    while t.elapsed() < Duration::from_secs(5) {
+        lat.push(write_ok(&c, "probe", "x", Duration::from_secs(20)));
+    }
+    lat.sort();
+    let ok1 = rec.counts().ok;
+    thread::sleep(Duration::from_secs(3));
+    let ok_after = rec.counts().ok - ok1;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client");
+    }
+    let h = rec.history();
+    let verdict = check(&h);
+    eprintln!(
+        "slow fsync on node{l}: {ok_slow} ok ops in 8 s under the fault, {ok_after} in 3 s after; \
+         probe SET p50 {:?} p99 {:?} after removal; {}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        verdict
+    );
+    assert!(verdict.is_ok(), "{verdict}");
+    assert!(
+        ok_after > 0,
+        "no operation succeeded after the slow fsync was removed"
+    );
+}
+
+/// A tmpfs mounted on a folder, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err(format!("mount tmpfs on {} failed: {st}", dir.display()));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn can_mount(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && tools::which("mount").is_some() {
+        return true;
+    }
+    let msg = format!("SKIP {test}: needs root and mount(8) for a tmpfs");
+    if std::env::var(tools::STRICT_ENV).is_ok_and(|v| v == "1") {
+        panic!("{msg} (and {}=1)", tools::STRICT_ENV);
+    }
+    eprintln!("{msg}");
+    false
+}
+
+#[test]
+fn disk_full_refuses_writes_serves_reads_and_recovers() {
+    let test = "disk_full_refuses_writes_serves_reads_and_recovers";
+    if !can_mount(test) {
+        return;
+    }
+    let _g = serial();
+    let mut s = Builder::pinnacle()
+        .args(["--appendfsync", "always"])
+        .start()
+        .expect("server");
+    // Restart it on a small tmpfs mounted over its (fresh) data dir.
+    s.kill9().expect("kill");
+    let mnt = s.dir().to_path_buf();
+    let _fs = Tmpfs::mount(&mnt, "16m").expect("tmpfs");
+    s.restart().expect("start on tmpfs");
+    let mut conn = s.conn().expect("conn");
+    assert_eq!(
+        conn.call_value(&["SET", "early", "1"]).expect("set"),
+        Value::Simple(b"OK".to_vec())
+    );
+    // Fill the disk with a file we can delete later, leaving a little room.
+    let filler = mnt.join("filler");
+    let free = fs_free(&mnt);
+    let st = Command::new("fallocate")
+        .args(["-l", &(free.saturating_sub(256 * 1024)).to_string()])
+        .arg(&filler)
+        .status()
+        .expect("fallocate");
+    assert!(st.success(), "fallocate failed");
+    let big = "x".repeat(64 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let k = format!("big:{i}");
+        match set(&mut conn, &k, &big, Duration::from_secs(10)) {
+            Ok(Value::Simple(s)) if s == b"OK" => acked.push(k),
+            Ok(Value::Error(e)) => {
+                refused = Some(String::from_utf8_lossy(&e).into_owned());
+                break;
+            }
+            other => panic!("SET {k} on a full disk: {other:?}\n{}", s.log_tail(3000)),
+        }
+    }
+    let refused = refused.unwrap_or_else(|| {
+        panic!(
+            "{} writes of 64 KiB acknowledged on a disk with ~256 KiB free",
+            acked.len()
+        )
+    });
+    eprintln!("{} writes acknowledged, then: -{refused}", acked.len());
+    // Reads are still served, acknowledged writes readable.
+    assert_eq!(
+        conn.call_value(&["GET", "early"]).expect("get"),
+        Value::Bulk(b"1".to_vec())
+    );
+    for k in &acked {
+        match conn.call_value(&["STRLEN", k]).expect("strlen") {
+            Value::Int(n) => assert_eq!(n, big.len() as i64, "{k}"),
+            other => panic!("STRLEN {k}: {other:?}"),
+        }
+    }
+    // Space comes back: writes succeed again (within a while).
+    std::fs::remove_file(&filler).expect("rm filler");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match conn.call_value(&["SET", "after", "space"]) {
+            Ok(Value::Simple(s)) if s == b"OK" => break,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "writes still refused 20 s after space returned: {other:?}"
+                );
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    // And everything acknowledged survives a restart.
+    drop(conn);
+    s.restart().expect("restart");
+    let mut conn = s.conn().expect("conn");
+    for k in acked.iter().map(String::as_str).chain(["early", "after"]) {
+        assert!(
+            !matches!(conn.call_value(&["GET", k]).expect("get"), Value::Null),
+            "{k} lost after restart"
+        );
+    }
+}
+
+/// Free bytes of the filesystem holding `p`.
+fn fs_free(p: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(p)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}

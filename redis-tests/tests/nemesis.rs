@@ -1,0 +1,108 @@
+//! Jepsen-style fault suite (reliability.md §6 T6/T7, issue 8): register/counter and MULTI/EXEC
+//! list-append workloads on a 3-node cluster under a seeded random nemesis (kill leader /
+//! minority / all, SIGSTOP, isolation, bridge, 50 % loss, delay, clock skew+rate via libfaketime,
+//! membership change, slot migration), then heal, final reads on every node, and the checkers.
+//!
+//! CI tier: fixed seeds, ~25 s of faults per run. Soak tier (`--ignored`): `NEMESIS_SECS`
+//! (default 300) × `NEMESIS_SEEDS` (a count or a comma list). `NEMESIS_SEED=<n>` replays one
+//! seed of any test; `NEMESIS_FAULTS=a,b` restricts the faults (names in
+//! `redis_tests::nemesis::Fault`); `NEMESIS_MIN_OK` overrides the non-vacuity bar. A failing run
+//! dumps `target/nemesis/<test>-<seed>/` (history.jsonl, nemesis.txt, verdict.txt,
+//! timeline.html, cluster/ with every node's log and data).
+
+mod nemesis {
+    pub mod list;
+    pub mod register;
+    pub mod support;
+}
+
+use nemesis::support::{runs, serial, Run};
+use redis_tests::nemesis::Fault;
+
+/// Faults of single-shard runs (membership changes need one shard).
+fn single_shard_faults() -> Vec<Fault> {
+    Fault::ALL
+        .into_iter()
+        .filter(|f| *f != Fault::Migrate)
+        .collect()
+}
+
+/// Faults of three-shard runs (slot migrations instead of membership changes).
+fn sharded_faults() -> Vec<Fault> {
+    Fault::ALL
+        .into_iter()
+        .filter(|f| *f != Fault::Member)
+        .collect()
+}
+
+fn base(name: &'static str, shards: usize, faults: Vec<Fault>, min_ok: u64) -> Run {
+    Run {
+        name,
+        seed: 0,
+        secs: 25,
+        shards,
+        faults,
+        clients: 4,
+        min_ok,
+    }
+}
+
+fn run_all(runs: Vec<Run>, one: fn(&Run) -> Vec<String>) {
+    let _g = serial();
+    let mut failed = Vec::new();
+    for r in &runs {
+        let problems = one(r);
+        if !problems.is_empty() {
+            failed.push(format!("seed {}:\n{}", r.seed, problems.join("\n")));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[test]
+fn registers_and_counters_under_nemesis() {
+    let b = base("registers", 1, single_shard_faults(), 300);
+    run_all(
+        runs(b.name, &[11], 25, false, b),
+        nemesis::register::run_once,
+    );
+}
+
+#[test]
+fn registers_and_counters_under_nemesis_sharded() {
+    let b = base("registers-sharded", 3, sharded_faults(), 300);
+    run_all(
+        runs(b.name, &[12], 25, false, b),
+        nemesis::register::run_once,
+    );
+}
+
+#[test]
+fn list_append_under_nemesis() {
+    let b = base("list-append", 1, single_shard_faults(), 200);
+    run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
+}
+
+#[test]
+fn list_append_under_nemesis_sharded() {
+    let b = base("list-append-sharded", 3, sharded_faults(), 200);
+    run_all(runs(b.name, &[22], 25, false, b), nemesis::list::run_once);
+}
+
+#[test]
+#[ignore = "soak tier: NEMESIS_SECS x NEMESIS_SEEDS"]
+fn soak_registers_and_counters() {
+    let b = base("soak-registers", 1, single_shard_faults(), 300);
+    run_all(runs(b.name, &[], 300, true, b), nemesis::register::run_once);
+    let b = base("soak-registers-sharded", 3, sharded_faults(), 300);
+    run_all(runs(b.name, &[], 300, true, b), nemesis::register::run_once);
+}
+
+#[test]
+#[ignore = "soak tier: NEMESIS_SECS x NEMESIS_SEEDS"]
+fn soak_list_append() {
+    let b = base("soak-list-append", 1, single_shard_faults(), 200);
+    run_all(runs(b.name, &[], 300, true, b), nemesis::list::run_once);
+    let b = base("soak-list-append-sharded", 3, sharded_faults(), 200);
+    run_all(runs(b.name, &[], 300, true, b), nemesis::list::run_once);
+}

@@ -1,0 +1,222 @@
+//! Shared parts of the nemesis tests: run settings from the environment, the cluster under a
+//! nemesis, per-node final reads, and the failure dump.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis_tests::cluster::Cluster;
+use redis_tests::frame::Value;
+use redis_tests::nemesis::{Fault, Nemesis};
+use redis_tests::process::workspace_root;
+
+/// One nemesis run at a time (the machine has 2 cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the run lock.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Settings of one run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Test name (dump folder prefix).
+    pub name: &'static str,
+    /// Seed of the nemesis and the workload.
+    pub seed: u64,
+    /// Seconds of faults.
+    pub secs: u64,
+    /// `--shards`.
+    pub shards: usize,
+    /// Faults drawn from.
+    pub faults: Vec<Fault>,
+    /// Client threads.
+    pub clients: u64,
+    /// Successful operations (or transactions) required.
+    pub min_ok: u64,
+}
+
+/// The runs of a test: `NEMESIS_SEED` replays one seed; otherwise the CI tier's fixed `seeds`
+/// with `secs` each, or (`soak`) `NEMESIS_SEEDS` seeds (a number: that many from the clock; or
+/// a comma list) of `NEMESIS_SECS` (default 300) each. `NEMESIS_FAULTS` overrides the faults.
+pub fn runs(name: &'static str, seeds: &[u64], secs: u64, soak: bool, base: Run) -> Vec<Run> {
+    let faults = match std::env::var("NEMESIS_FAULTS") {
+        Ok(spec) => Fault::parse_list(&spec).expect("NEMESIS_FAULTS"),
+        Err(_) => base.faults.clone(),
+    };
+    let secs = env_u64("NEMESIS_SECS").unwrap_or(if soak { 300 } else { secs });
+    let seeds: Vec<u64> = if let Some(s) = env_u64("NEMESIS_SEED") {
+        vec![s]
+    } else if soak {
+        match std::env::var("NEMESIS_SEEDS") {
+            Ok(v) if v.contains(',') => {
+                v.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+            }
+            Ok(v) => {
+                let n = v.trim().parse().unwrap_or(5);
+                let t = redis_tests::rng::Rng::seed_from_env("__none__");
+                (0..n).map(|i| t.wrapping_add(i * 7919)).collect()
+            }
+            Err(_) => {
+                let t = redis_tests::rng::Rng::seed_from_env("__none__");
+                (0..5).map(|i| t.wrapping_add(i * 7919)).collect()
+            }
+        }
+    } else {
+        seeds.to_vec()
+    };
+    let scale = secs as f64 / 25.0;
+    seeds
+        .into_iter()
+        .map(|seed| Run {
+            name,
+            seed,
+            secs,
+            faults: faults.clone(),
+            min_ok: env_u64("NEMESIS_MIN_OK")
+                .unwrap_or(((base.min_ok as f64) * scale.max(1.0)) as u64),
+            ..base.clone()
+        })
+        .collect()
+}
+
+/// Starts the 3-node cluster of a run (bus proxies on, `--shards`).
+pub fn start_cluster(run: &Run) -> Cluster {
+    let c = Cluster::builder(3)
+        .with_proxies()
+        .shards(run.shards)
+        .start()
+        .expect("cluster");
+    c.leader_within(Duration::from_secs(30)).expect("leader");
+    c
+}
+
+/// After the nemesis: heal everything, wait for a leader and for migrations to finish.
+pub fn heal(c: &mut Cluster, nem: &mut Nemesis) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = nem.heal_all(c) {
+        problems.push(format!("healing: {e}"));
+    }
+    if let Err(e) = c.leader_within(Duration::from_secs(30)) {
+        problems.push(format!("no leader 30 s after healing: {e}"));
+    }
+    if let Err(e) = nem.wait_migrations(c, Duration::from_secs(60)) {
+        problems.push(format!("{e}"));
+    }
+    problems
+}
+
+/// `cmd` run on node `i` with READONLY (followers serve from their own data), retried for
+/// `timeout` while the node is unreachable or not ready.
+pub fn read_on(
+    c: &Cluster,
+    i: usize,
+    cmds: &[Vec<String>],
+    timeout: Duration,
+) -> Option<Vec<Value>> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = c.conn(i) {
+            if conn.call_value(&["READONLY"]).is_ok() {
+                let replies: Result<Vec<Value>, _> =
+                    cmds.iter().map(|args| conn.call_value(args)).collect();
+                if let Ok(r) = replies {
+                    if !r.iter().any(Value::is_error) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Waits until every node gives the same replies to `cmds` (read locally); returns the
+/// differences left after `timeout`.
+pub fn nodes_agree(c: &Cluster, cmds: &[Vec<String>], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let per: Vec<Option<Vec<Value>>> = c
+            .ids()
+            .into_iter()
+            .map(|i| read_on(c, i, cmds, Duration::from_secs(5)))
+            .collect();
+        let all_same = per.iter().all(|p| p.is_some() && *p == per[0]);
+        if all_same {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let mut why = String::from("final reads differ between nodes:\n");
+            for (k, cmd) in cmds.iter().enumerate() {
+                let got: Vec<Option<&Value>> =
+                    per.iter().map(|p| p.as_ref().map(|v| &v[k])).collect();
+                if got.iter().any(|g| *g != got[0]) {
+                    why.push_str(&format!("  {cmd:?}: {got:?}\n"));
+                }
+            }
+            return Err(why);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Where failing runs are dumped: `target/nemesis/<name>-<seed>/`.
+pub fn dump_dir(run: &Run) -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join("nemesis")
+        .join(format!("{}-{}", run.name, run.seed))
+}
+
+/// Writes the dump of a failing run and returns its folder: `history.jsonl` (client events
+/// and nemesis steps), `nemesis.txt`, `verdict.txt`, `timeline.html`, and `cluster/` (every
+/// node's log and data dir).
+pub fn dump(
+    run: &Run,
+    c: &mut Cluster,
+    nem: &Nemesis,
+    history_jsonl: &str,
+    verdict: &str,
+    html: &str,
+) -> PathBuf {
+    let dir = dump_dir(run);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let mut lines: Vec<(u64, String)> = history_jsonl
+        .lines()
+        .chain(nem.log_json_lines().lines())
+        .map(|l| (t_of(l), l.to_string()))
+        .collect();
+    lines.sort_by_key(|l| l.0);
+    let body: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    let _ = std::fs::write(dir.join("history.jsonl"), body);
+    let _ = std::fs::write(dir.join("nemesis.txt"), nem.log_text());
+    let _ = std::fs::write(
+        dir.join("verdict.txt"),
+        format!("seed {} ({:?})\n{verdict}\n", run.seed, run),
+    );
+    let _ = std::fs::write(dir.join("timeline.html"), html);
+    c.kill_all().ok();
+    if let Some(root) = c.keep_dir() {
+        copy_dir(&root, &dir.join("cluster"));
+    }
+    dir
+}
+
+fn t_of(line: &str) -> u64 {
+    line.rsplit("\"t_mono_ns\":")
+        .next()
+        .and_then(|t| t.trim_end_matches('}').parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = Command::new("cp").arg("-a").arg(from).arg(to).status();
+}
