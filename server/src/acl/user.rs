@@ -108,6 +108,10 @@ impl Selector {
     /// Applies one selector rule (Redis's `ACLSetSelector`).
     pub fn apply(&mut self, op: &[u8]) -> Result<(), RuleError> {
         let cat = catalog();
+        if op.is_empty() {
+            // `""` inside a selector: Redis's `op[0]` is the terminating NUL.
+            return Err(RuleError::Syntax);
+        }
         let is = |w: &str| op.eq_ignore_ascii_case(w.as_bytes());
         if is("allkeys") || is("~*") {
             self.allkeys = true;

@@ -79,7 +79,15 @@ pub fn denied(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes], d: Denied) 
     Reply::error(d.error(spec.name))
 }
 
+/// Applies a `CONFIG SET requirepass` to the default user before it is shown or changed.
+fn sync(ctx: &Ctx<'_>) {
+    ctx.server
+        .acl
+        .sync_requirepass(ctx.server.config.requirepass());
+}
+
 fn setuser(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    sync(ctx);
     let name = &args[2];
     if has_spaces(name) {
         return Reply::error("ERR Usernames can't contain spaces or null characters");
@@ -150,6 +158,7 @@ fn selector_fields(s: &Selector) -> Vec<(Reply, Reply)> {
 }
 
 fn getuser(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    sync(ctx);
     let Some(u) = ctx.server.acl.get_user(&args[2]) else {
         return Reply::Null;
     };
@@ -177,6 +186,7 @@ fn getuser(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 }
 
 fn list(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    sync(ctx);
     Reply::Array(
         ctx.server
             .acl
@@ -224,6 +234,7 @@ fn load(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 }
 
 fn save(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+    sync(ctx);
     let Some(path) = ctx.server.acl.file() else {
         return Reply::error(NO_FILE);
     };
@@ -334,6 +345,7 @@ fn lookup_spec(args: &[Bytes]) -> Option<&'static CommandSpec> {
 }
 
 fn dryrun(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    sync(ctx);
     if ctx.server.acl.get_user(&args[2]).is_none() {
         return error_bytes(&[b"ERR User '", c_str(&args[2], usize::MAX), b"' not found"]);
     }
