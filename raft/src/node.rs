@@ -45,6 +45,8 @@ pub struct NodeOptions {
     pub keep_after_snapshot: u64,
     /// Log segment size.
     pub segment_bytes: u64,
+    /// How cluster-bus connections are authenticated (default: not at all).
+    pub security: crate::transport::BusSecurity,
 }
 
 impl NodeOptions {
@@ -72,6 +74,7 @@ impl NodeOptions {
             snapshot_after_entries: 10_000,
             keep_after_snapshot: 1_000,
             segment_bytes: LogStoreOptions::default().segment_bytes,
+            security: Default::default(),
         }
     }
 
@@ -176,7 +179,7 @@ impl RaftNode {
     /// Binds the cluster bus; groups are opened with [`RaftNode::open_group`].
     pub async fn start(opts: NodeOptions) -> Result<RaftNode, NodeError> {
         std::fs::create_dir_all(&opts.dir)?;
-        let transport = Transport::bind(opts.id, opts.listen).await?;
+        let transport = Transport::bind_secure(opts.id, opts.listen, opts.security.clone()).await?;
         Ok(RaftNode {
             opts,
             transport,

@@ -5,8 +5,13 @@
 //! it has no live connection to it. Outgoing sockets bind to the node's own IP so tests can
 //! partition 127.0.0.x addresses. A failed dial puts the peer in exponential backoff
 //! (50 ms doubling to 1 s) during which calls fail fast as unreachable.
+//!
+//! With [`BusSecurity`] other than `Open`, every connection is authenticated (shared-secret
+//! handshake or mutual TLS, see [`auth`]) before its first frame is read.
 
+pub mod auth;
 pub mod frame;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,11 +24,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use thiserror::Error;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use self::auth::{BusSecurity, BusTls, Secret};
 use self::frame::{read_frame, Frame, RpcRequest, RpcResponse};
 use crate::types::{GroupId, NodeId};
 
@@ -127,7 +133,15 @@ struct Inner {
     accept_task: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
     dials: AtomicU64,
+    security: BusSecurity,
+    /// Connections refused by authentication (no secret, bad certificate).
+    refused: AtomicU64,
 }
+
+/// A byte stream a connection runs on (plain TCP or TLS over it).
+trait BusIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> BusIo for T {}
+type BoxedIo = Box<dyn BusIo>;
 
 /// One node's end of the cluster bus.
 #[derive(Clone)]
@@ -137,8 +151,18 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Listens on `listen` (its IP is also the source address of outgoing connections).
+    /// Listens on `listen` (its IP is also the source address of outgoing connections),
+    /// accepting any peer that can reach it.
     pub async fn bind(id: NodeId, listen: SocketAddr) -> io::Result<Transport> {
+        Transport::bind_secure(id, listen, BusSecurity::Open).await
+    }
+
+    /// Like [`Transport::bind`], authenticating every connection with `security`.
+    pub async fn bind_secure(
+        id: NodeId,
+        listen: SocketAddr,
+        security: BusSecurity,
+    ) -> io::Result<Transport> {
         let sock = if listen.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -159,6 +183,8 @@ impl Transport {
             accept_task: Mutex::new(None),
             stopped: AtomicBool::new(false),
             dials: AtomicU64::new(0),
+            security,
+            refused: AtomicU64::new(0),
         });
         let t = Transport {
             inner: inner.clone(),
@@ -182,6 +208,11 @@ impl Transport {
     /// How many outgoing connections this node has opened (successful handshakes).
     pub fn dial_count(&self) -> u64 {
         self.inner.dials.load(Ordering::Relaxed)
+    }
+
+    /// How many incoming connections failed authentication.
+    pub fn refused_count(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
     }
 
     /// Routes incoming requests for `group` to `svc`.
@@ -330,8 +361,22 @@ impl Transport {
             TcpSocket::new_v6()?
         };
         sock.bind(SocketAddr::new(self.inner.bind_ip, 0))?;
-        let mut stream = sock.connect(target).await?;
-        stream.set_nodelay(true)?;
+        let tcp = sock.connect(target).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream: BoxedIo = match &self.inner.security {
+            BusSecurity::Open => Box::new(tcp),
+            BusSecurity::Secret(secret) => {
+                let mut tcp = tcp;
+                auth::dial_handshake(&mut tcp, secret).await?;
+                Box::new(tcp)
+            }
+            BusSecurity::Tls(tls) => {
+                let name =
+                    tokio_rustls::rustls::pki_types::ServerName::IpAddress(target.ip().into());
+                let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+                Box::new(connector.connect(name, tcp).await?)
+            }
+        };
         stream
             .write_all(
                 &Frame::Hello {
@@ -380,8 +425,36 @@ async fn accept_loop(inner: std::sync::Weak<Inner>, listener: TcpListener) {
     }
 }
 
-async fn accept_one(inner: Arc<Inner>, mut stream: TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// Authenticates a new incoming connection; nothing is decoded before this succeeds.
+async fn authenticate(inner: &Inner, mut tcp: TcpStream) -> io::Result<BoxedIo> {
+    Ok(match &inner.security {
+        BusSecurity::Open => Box::new(tcp),
+        BusSecurity::Secret(secret) => {
+            auth::accept_handshake(&mut tcp, secret).await?;
+            Box::new(tcp)
+        }
+        BusSecurity::Tls(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            Box::new(acceptor.accept(tcp).await?)
+        }
+    })
+}
+
+async fn accept_one(inner: Arc<Inner>, tcp: TcpStream) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let from = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut stream = match tokio::time::timeout(HELLO_TIMEOUT, authenticate(&inner, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            inner.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("cluster bus: refused an unauthenticated connection from {from}: {e}");
+            return Err(e);
+        }
+        Err(_) => {
+            inner.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no authentication"));
+        }
+    };
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no hello"))??;
@@ -410,8 +483,8 @@ async fn accept_one(inner: Arc<Inner>, mut stream: TcpStream) -> io::Result<()> 
 }
 
 /// Registers a handshaken connection and starts its reader and writer tasks.
-fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: TcpStream) -> Arc<Conn> {
-    let (rd, wr) = stream.into_split();
+fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: BoxedIo) -> Arc<Conn> {
+    let (rd, wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let conn = Arc::new(Conn {
         peer,
@@ -533,3 +606,6 @@ fn register(inner: &Inner, new: Arc<Conn>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod auth_tests;
