@@ -114,6 +114,10 @@ pub struct Stats {
     pub write_stalls: u64,
     /// Last sequence number assigned.
     pub last_seq: u64,
+    /// Bytes in the WAL segments not yet flushed (what a restart would replay).
+    pub wal_live_bytes: u64,
+    /// Bytes compaction still has to move down to bring every level within its target.
+    pub compaction_debt_bytes: u64,
 }
 
 impl Stats {

@@ -71,6 +71,12 @@ pub struct Cli {
     /// slots). Every node of a cluster must get the same value.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub shards: u16,
+    /// Prometheus `/metrics` on this HTTP port of the `--bind` address (0: off).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// The PINN heat dashboard on this HTTP port of the `--bind` address (0: off).
+    #[arg(long)]
+    pub dashboard_port: Option<u16>,
 }
 
 /// A bad flag, config line or `CONFIG SET` value.
@@ -137,6 +143,12 @@ impl Settings {
         }
         if let Some(v) = cli.timeout {
             set("timeout", v.to_string());
+        }
+        if let Some(v) = cli.metrics_port {
+            set("metrics-port", v.to_string());
+        }
+        if let Some(v) = cli.dashboard_port {
+            set("dashboard-port", v.to_string());
         }
         Ok(Settings {
             values,
@@ -439,6 +451,8 @@ mod tests {
             raft_read: "index".into(),
             raft_snapshot_after: None,
             shards: 3,
+            metrics_port: None,
+            dashboard_port: None,
         };
         let c = Config::new(&Settings::load(&cli).expect("load")).expect("valid");
         assert_eq!(c.get("port").as_deref(), Some("7000"));

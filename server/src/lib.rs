@@ -20,6 +20,8 @@ pub mod acl;
 pub mod command;
 pub mod commands;
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod pinn;
 pub mod pubsub;

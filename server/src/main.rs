@@ -125,6 +125,31 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => return Err(anyhow::anyhow!(e).context(format!("binding {host}:{port}"))),
             }
         }
+        // Read-only HTTP pages on the first bind address: Prometheus metrics, PINN dashboard.
+        let http_host = match bind.split_whitespace().next().unwrap_or("127.0.0.1") {
+            "*" => "0.0.0.0",
+            h => h.trim_start_matches('-'),
+        };
+        for (param, what) in [("metrics-port", "metrics"), ("dashboard-port", "dashboard")] {
+            let p = server.config.get_i64(param).unwrap_or(0) as u16;
+            if p == 0 {
+                continue;
+            }
+            let addr = tokio::net::lookup_host((http_host, p))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("resolving {http_host}:{p} for --{param}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr} for --{param}"))?;
+            tracing::info!("{what} on http://{addr}/");
+            let router = match what {
+                "metrics" => pinnacle_server::metrics::router(server.clone()),
+                _ => pinnacle_server::pinn::dashboard::router(server.clone()),
+            };
+            tokio::spawn(pinnacle_server::http::serve_on(listener, router));
+        }
         tracing::info!(
             "pinnacle {} node {} data in {}, appendfsync {}",
             env!("CARGO_PKG_VERSION"),

@@ -175,6 +175,23 @@ fn level_bytes(l: &[FileMeta]) -> u64 {
     l.iter().map(|f| f.size).sum()
 }
 
+/// Compaction debt: bytes that must still move down a level before no level is over its
+/// target (all of L0 once it holds `l0_trigger` files, plus each deeper level's excess, the
+/// last level excepted). `levels` is `(files, bytes)` per level, L0 first.
+pub fn debt(opts: &ControllerOptions, levels: &[(usize, u64)]) -> u64 {
+    let last = opts.max_levels.min(levels.len()).saturating_sub(1);
+    levels
+        .iter()
+        .enumerate()
+        .take(last)
+        .map(|(l, &(files, bytes))| match l {
+            0 if files >= opts.l0_trigger => bytes,
+            0 => 0,
+            l => bytes.saturating_sub(opts.target(l)),
+        })
+        .sum()
+}
+
 /// The next compaction to run, if any level is over its target.
 pub fn pick(opts: &ControllerOptions, state: &LevelsState) -> Option<CompactionTask> {
     let last = opts.max_levels.min(state.levels.len()).saturating_sub(1);
@@ -305,6 +322,21 @@ pub fn levels_are_disjoint(state: &LevelsState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debt_counts_l0_over_trigger_and_excess_of_deeper_levels() {
+        let o = ControllerOptions {
+            l0_trigger: 4,
+            level_base_bytes: 100,
+            ratio: 10,
+            max_levels: 4,
+        };
+        assert_eq!(debt(&o, &[(3, 50), (1, 100), (1, 1000)]), 0);
+        // L0 at the trigger moves whole; L1 is 20 over its 100; L2 is within 1000; the last
+        // level (L3) never owes anything.
+        assert_eq!(debt(&o, &[(4, 50), (2, 120), (3, 900), (9, 1 << 40)]), 70);
+        assert_eq!(debt(&o, &[]), 0);
+    }
 
     fn f(id: u64, lo: &str, hi: &str, size: u64) -> FileMeta {
         FileMeta {

@@ -227,6 +227,21 @@ impl Inner {
             block_cache_misses: Counters::get(&c.cache_misses),
             write_stalls: Counters::get(&c.write_stalls),
             last_seq: self.visible_seq.load(Ordering::SeqCst),
+            wal_live_bytes: std::iter::once(&st.mem)
+                .chain(st.imms.iter())
+                .filter_map(|m| {
+                    let path = self.path_of(&crate::wal::segment_name(m.wal_id));
+                    self.opts.vfs.open(&path).ok().map(|f| f.len())
+                })
+                .sum(),
+            compaction_debt_bytes: crate::compact::controller::debt(
+                &crate::compact::controller::ControllerOptions::from_options(&self.opts),
+                &st.version
+                    .levels
+                    .iter()
+                    .map(|l| (l.len(), l.iter().map(|h| h.meta.size).sum()))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 

@@ -339,6 +339,8 @@ pub struct Stats {
     rates: Mutex<RateSampler>,
     /// Error replies by their first word (`ERR`, `WRONGTYPE`), for INFO errorstats.
     errors_by_code: Mutex<BTreeMap<String, u64>>,
+    /// Run-time histogram per command (INFO latencystats, `/metrics`).
+    pub latency: crate::metrics::latency::Latencies,
 }
 
 /// Counters of one command.
@@ -366,6 +368,7 @@ impl Stats {
             error_replies: AtomicU64::new(0),
             errors_by_code: Mutex::new(BTreeMap::new()),
             rates: Mutex::new(RateSampler::default()),
+            latency: crate::metrics::latency::Latencies::new(n),
         }
     }
 
@@ -445,6 +448,7 @@ impl Stats {
             c.store(0, Ordering::Relaxed);
         }
         self.errors_by_code.lock().clear();
+        self.latency.reset();
     }
 }
 

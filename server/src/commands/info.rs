@@ -3,6 +3,7 @@
 use super::connection::REDIS_VERSION;
 use crate::command::table::table;
 use crate::command::{Ctx, Handler, Server};
+use crate::metrics::latency;
 use bytes::Bytes;
 use pinnacle_resp::Reply;
 use std::fmt::Write;
@@ -21,11 +22,12 @@ const SECTIONS: &[(&str, bool)] = &[
     ("replication", true),
     ("cpu", true),
     ("modules", true),
+    ("commandstats", false),
     ("errorstats", true),
+    ("latencystats", false),
     ("cluster", true),
     ("keyspace", true),
     ("pinnacle", true),
-    ("commandstats", false),
 ];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -270,6 +272,26 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 f(
                     &format!("cmdstat_{}", e.spec.name),
                     &format!("calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rejected},failed_calls={failed}"),
+                );
+            }
+        }
+        "latencystats" => {
+            let percentiles = s
+                .config
+                .get("latency-tracking-info-percentiles")
+                .and_then(|p| latency::parse_percentiles(&p).ok())
+                .unwrap_or_default();
+            for e in &table().entries {
+                let Some(h) = s.stats.latency.get(e.index) else {
+                    continue;
+                };
+                let counts = h.snapshot();
+                if counts.iter().all(|&c| c == 0) {
+                    continue;
+                }
+                f(
+                    &format!("latency_percentiles_usec_{}", e.spec.name),
+                    &latency::percentile_line(&counts, &percentiles),
                 );
             }
         }

@@ -18,6 +18,8 @@ pub(super) enum Kind {
     Str,
     /// Redis's `save` schedule: pairs of integers, or empty.
     Save,
+    /// `latency-tracking-info-percentiles`: numbers in `[0, 100]`.
+    Percentiles,
 }
 
 /// One parameter known to `CONFIG GET/SET`.
@@ -112,6 +114,9 @@ pub(super) static PARAMS: &[Param] = &[
         "1073741824",
     ),
     fixed("cluster-enabled", Kind::Bool, "yes"),
+    // HTTP ports on the bind address (0: off): Prometheus `/metrics` and the PINN dashboard.
+    fixed("metrics-port", Kind::Int(0, 65535), "0"),
+    fixed("dashboard-port", Kind::Int(0, 65535), "0"),
     // Probed by clients (redis-benchmark reads save and appendonly).
     p("save", Kind::Save, ""),
     p("appendonly", Kind::Bool, "yes"),
@@ -156,7 +161,11 @@ pub(super) static PARAMS: &[Param] = &[
     p("activerehashing", Kind::Bool, "yes"),
     p("latency-monitor-threshold", Kind::Int(0, LONG), "0"),
     p("latency-tracking", Kind::Bool, "yes"),
-    p("latency-tracking-info-percentiles", Kind::Str, "50 99 99.9"),
+    p(
+        "latency-tracking-info-percentiles",
+        Kind::Percentiles,
+        "50 99 99.9",
+    ),
     aliased(
         "lua-time-limit",
         "busy-reply-threshold",
@@ -305,5 +314,7 @@ pub(super) fn validate(param: &Param, value: &str) -> Result<String, String> {
                 Err("Invalid save parameters".into())
             }
         }
+        Kind::Percentiles => crate::metrics::latency::parse_percentiles(value)
+            .map(|v| crate::metrics::latency::canonical_percentiles(&v)),
     }
 }

@@ -4,12 +4,11 @@
 
 use super::service::unix_now;
 use crate::command::Server;
+use crate::http::{Response, Router};
 use pinnacle_pinn::{bucket_of, SLOTS};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Pixel size of one heatmap cell.
@@ -18,60 +17,23 @@ const CELL_H: usize = 6;
 /// Seconds of history shown.
 const SPAN: u64 = 60;
 
-/// Serves the dashboard on `addr` until the listener fails.
+/// Serves the dashboard on `addr` until the process ends.
 pub async fn serve_dashboard(addr: SocketAddr, server: Arc<Server>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!("PINN dashboard on http://{}/", listener.local_addr()?);
-    serve_on(listener, server).await
+    crate::http::serve(addr, "PINN dashboard", router(server)).await
 }
 
 /// Serves the dashboard on an already bound listener.
 pub async fn serve_on(listener: TcpListener, server: Arc<Server>) -> std::io::Result<()> {
-    loop {
-        let (mut sock, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("PINN dashboard accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let server = server.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            // Read the request head (bounded in size and time); the body, if any, is ignored.
-            let head = tokio::time::timeout(Duration::from_secs(5), async {
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            })
-            .await;
-            if head.is_err() {
-                return;
-            }
-            let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, ctype, body) = match (method, path) {
-                ("GET", "/") | ("GET", "/index.html") => {
-                    ("200 OK", "text/html; charset=utf-8", page(&server))
-                }
-                ("GET", "/heatmap.svg") => ("200 OK", "image/svg+xml", svg(&server)),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+    crate::http::serve_on(listener, router(server)).await
+}
+
+/// The dashboard's routes: the page at `/` and the bare SVG at `/heatmap.svg`.
+pub fn router(server: Arc<Server>) -> Router {
+    Arc::new(move |path: &str| match path {
+        "/" | "/index.html" => Some(Response::ok("text/html; charset=utf-8", page(&server))),
+        "/heatmap.svg" => Some(Response::ok("image/svg+xml", svg(&server))),
+        _ => None,
+    })
 }
 
 /// A fill colour for heat `v` in `[0, 1]`: white through yellow to dark red.
@@ -297,6 +259,7 @@ pub fn bucket_holds(b: usize, buckets: usize, slot: u16) -> bool {
 mod tests {
     use super::*;
     use crate::command::testutil::TestNode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn the_page_is_self_contained() {

@@ -290,6 +290,18 @@ impl Replication {
         }
     }
 
+    /// Every Raft group on this node with its id (the metadata group 0, then the shards), for
+    /// the metrics endpoint.
+    pub fn group_statuses(&self) -> Vec<(u64, pinnacle_raft::GroupStatus)> {
+        std::iter::once((0, self.meta.status()))
+            .chain(
+                self.shards
+                    .iter()
+                    .map(|s| (shard::group_id(s.index()), s.group.status())),
+            )
+            .collect()
+    }
+
     /// True if this node leads any shard (a `master` in CLUSTER NODES).
     pub fn is_leader(&self) -> bool {
         self.shards.iter().any(|s| s.is_leader())
