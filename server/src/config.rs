@@ -214,6 +214,8 @@ pub struct Config {
     maxclients: AtomicI64,
     /// Cached `proto-max-bulk-len` (read on every batch).
     proto_max_bulk_len: AtomicI64,
+    /// Cached `latency-tracking` (read on every command).
+    latency_tracking: std::sync::atomic::AtomicBool,
 }
 
 impl Config {
@@ -227,6 +229,7 @@ impl Config {
             query_buffer_limit: AtomicI64::new(1 << 30),
             maxclients: AtomicI64::new(10000),
             proto_max_bulk_len: AtomicI64::new(512 << 20),
+            latency_tracking: std::sync::atomic::AtomicBool::new(true),
         };
         cfg.refresh_cache();
         for (k, v) in &settings.values {
@@ -258,6 +261,13 @@ impl Config {
                 slot.store(n, Ordering::Relaxed);
             }
         }
+        let tracking = self.get("latency-tracking").as_deref() != Some("no");
+        self.latency_tracking.store(tracking, Ordering::Relaxed);
+    }
+
+    /// `latency-tracking`: whether commands feed the latency histograms.
+    pub fn latency_tracking(&self) -> bool {
+        self.latency_tracking.load(Ordering::Relaxed)
     }
 
     /// `timeout` in seconds (0 = never close idle clients).

@@ -399,8 +399,10 @@ fn execute(
     let elapsed = start.elapsed();
     let usec = elapsed.as_micros() as u64;
     ctx.server.stats.record(cmd.index, usec, reply.is_error());
-    // One relaxed add into the command's histogram (INFO latencystats, /metrics).
-    ctx.server.stats.latency.record(cmd.index, elapsed.as_nanos() as u64);
+    if ctx.server.config.latency_tracking() {
+        // One relaxed add into the command's histogram (INFO latencystats, /metrics).
+        ctx.server.stats.latency.record(cmd.index, elapsed.as_nanos() as u64);
+    }
     ctx.client.last_cmd = cmd.spec.name;
     let threshold = ctx.server.config.slowlog_slower_than();
     if threshold >= 0 && usec as i64 >= threshold && !cmd.spec.has_flag("skip_slowlog") {

@@ -380,6 +380,47 @@ mod tests {
     }
 
     #[test]
+    fn latencystats_follow_the_percentile_setting_and_tracking() {
+        let mut n = TestNode::new();
+        n.run(&["PING"]);
+        n.run(&["PING"]);
+        let s = n.run(&["INFO", "latencystats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("latency_percentiles_usec_ping:"))
+            .unwrap_or_else(|| panic!("{s}"));
+        let values: Vec<&str> = line.split(':').nth(1).unwrap_or("").split(',').collect();
+        assert_eq!(values.len(), 3, "{line}");
+        for (v, p) in values.iter().zip(["p50=", "p99=", "p99.9="]) {
+            let num = v.strip_prefix(p).unwrap_or_else(|| panic!("{line}"));
+            assert!(
+                num.split_once('.').is_some_and(|(_, f)| f.len() == 3),
+                "{line}"
+            );
+        }
+        assert!(!n.run(&["INFO"]).contains("# Latencystats"));
+        n.run(&[
+            "CONFIG",
+            "SET",
+            "latency-tracking-info-percentiles",
+            "50.50 1.0",
+        ]);
+        assert_eq!(
+            n.run(&["CONFIG", "GET", "latency-tracking-info-percentiles"]),
+            "*2\r\n$33\r\nlatency-tracking-info-percentiles\r\n$6\r\n50.5 1\r\n"
+        );
+        assert!(n.run(&["INFO", "latencystats"]).contains("_ping:p50.5="));
+        // With tracking off, PING's histogram stops counting.
+        n.run(&["CONFIG", "SET", "latency-tracking", "no"]);
+        n.run(&["CONFIG", "RESETSTAT"]);
+        n.run(&["PING"]);
+        assert!(!n.run(&["INFO", "latencystats"]).contains("_ping:"));
+        n.run(&["CONFIG", "SET", "latency-tracking", "yes"]);
+        n.run(&["PING"]);
+        assert!(n.run(&["INFO", "latencystats"]).contains("_ping:"));
+    }
+
+    #[test]
     fn commandstats_count_calls_and_rejections() {
         let mut n = TestNode::new();
         n.run(&["PING"]);
