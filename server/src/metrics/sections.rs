@@ -91,6 +91,16 @@ pub(super) fn process(e: &mut Exposition, s: &Server) {
     }
 }
 
+/// One command's counters at scrape time.
+struct Row {
+    name: &'static str,
+    index: usize,
+    calls: u64,
+    usec: u64,
+    rejected: u64,
+    failed: u64,
+}
+
 /// Per-command calls, refusals, failures and the run-time histogram.
 pub(super) fn commands(e: &mut Exposition, s: &Server) {
     let t = table();
@@ -100,38 +110,40 @@ pub(super) fn commands(e: &mut Exposition, s: &Server) {
         let Some(c) = st.cmd(entry.index) else {
             continue;
         };
-        let (calls, usec, rejected, failed) = (
-            c.calls.load(Ordering::Relaxed),
-            c.usec.load(Ordering::Relaxed),
-            c.rejected.load(Ordering::Relaxed),
-            c.failed.load(Ordering::Relaxed),
-        );
-        if calls == 0 && rejected == 0 && failed == 0 {
-            continue;
+        let row = Row {
+            name: entry.spec.name,
+            index: entry.index,
+            calls: c.calls.load(Ordering::Relaxed),
+            usec: c.usec.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        };
+        if row.calls > 0 || row.rejected > 0 || row.failed > 0 {
+            rows.push(row);
         }
-        rows.push((entry.spec.name, entry.index, calls, usec, rejected, failed));
     }
-    let families: [(&str, &str, fn(&(&str, usize, u64, u64, u64, u64)) -> u64); 3] = [
+    type Count = fn(&Row) -> u64;
+    let families: [(&str, &str, Count); 3] = [
         (
             "pinnacle_commands_total",
             "Commands run, by command.",
-            |r| r.2,
+            |r| r.calls,
         ),
         (
             "pinnacle_command_rejected_total",
             "Commands refused before running (arity, auth, routing), by command.",
-            |r| r.4,
+            |r| r.rejected,
         ),
         (
             "pinnacle_command_failed_total",
             "Commands that ran and replied with an error, by command.",
-            |r| r.5,
+            |r| r.failed,
         ),
     ];
     for (name, help, get) in families {
         e.family(name, Kind::Counter, help);
         for r in &rows {
-            e.sample(name, &[("cmd", r.0)], get(r));
+            e.sample(name, &[("cmd", r.name)], get(r));
         }
     }
     let name = "pinnacle_command_duration_seconds";
@@ -140,8 +152,8 @@ pub(super) fn commands(e: &mut Exposition, s: &Server) {
         Kind::Histogram,
         "Time a command's handler ran, by command.",
     );
-    for &(cmd, idx, _, usec, _, _) in &rows {
-        histogram(e, name, cmd, &st.latency, idx, usec);
+    for r in &rows {
+        histogram(e, name, r.name, &st.latency, r.index, r.usec);
     }
 }
 
