@@ -127,6 +127,7 @@ pub struct Nemesis {
     gap_ms: (u64, u64),
     clock_nodes: Vec<usize>,
     exits: Vec<String>,
+    first: Vec<Fault>,
 }
 
 impl Nemesis {
@@ -142,6 +143,7 @@ impl Nemesis {
             gap_ms: (500, 2000),
             clock_nodes: Vec::new(),
             exits: Vec::new(),
+            first: Vec::new(),
         }
     }
 
@@ -160,6 +162,13 @@ impl Nemesis {
     /// Quiet time between two faults, in ms (uniform in `lo..=hi`).
     pub fn gap_ms(mut self, lo: u64, hi: u64) -> Nemesis {
         self.gap_ms = (lo, hi.max(lo));
+        self
+    }
+
+    /// Faults injected first, in this order, before the random draws take over (so a short
+    /// run surely exercises them).
+    pub fn first(mut self, faults: Vec<Fault>) -> Nemesis {
+        self.first = faults;
         self
     }
 
@@ -209,7 +218,12 @@ impl Nemesis {
             if Instant::now() >= until || self.faults.is_empty() {
                 break;
             }
-            let fault = *self.rng.pick(&self.faults);
+            let drawn = *self.rng.pick(&self.faults);
+            let fault = if self.first.is_empty() {
+                drawn
+            } else {
+                self.first.remove(0)
+            };
             // Drawn whatever the fault, so the schedule does not depend on the cluster.
             let hold = Duration::from_millis(1000 + self.rng.below(3000));
             let pick = self.rng.next_u64();
@@ -395,12 +409,12 @@ impl Nemesis {
             return Ok(());
         }
         self.note(format!("member: CLUSTER FORGET node{f} via leader node{l}"));
-        let r = call_retry(
-            c,
-            &["CLUSTER", "FORGET", &f.to_string()],
-            Duration::from_secs(20),
-        )?;
+        // Keyless: it must go to the leader itself (any node would answer it).
+        let r = c.call(l, &["CLUSTER", "FORGET", &f.to_string()])?;
         self.note(format!("member: FORGET node{f} -> {}", show(&r)));
+        if r.is_error() {
+            return Ok(());
+        }
         wait(Duration::from_secs(20), || {
             c.current_leader()
                 .and_then(|l| c.info(l).ok())
@@ -418,7 +432,11 @@ impl Nemesis {
             c.port(f).to_string(),
             c.announced_bus_port(f).to_string(),
         ];
-        let r = call_retry(c, &meet, Duration::from_secs(20))?;
+        let r = wait_value(Duration::from_secs(20), || {
+            let l = c.current_leader()?;
+            c.call(l, &meet).ok().filter(|v| !v.is_error())
+        })
+        .map_err(|_| Error::Timeout(format!("CLUSTER MEET of node{f} refused for 20 s")))?;
         self.note(format!("member: MEET node{f} -> {}", show(&r)));
         wait(Duration::from_secs(30), || {
             c.current_leader()
@@ -443,17 +461,23 @@ impl Nemesis {
         };
         let first = slot.saturating_sub((pick >> 16) as u16 % MIGRATE_SLOTS);
         let last = (first + MIGRATE_SLOTS - 1).min(16383);
-        let to = 1 + (pick >> 32) % self.shards as u64;
         let range = format!("{first}-{last}");
-        let r = call_retry(
-            c,
-            &["PINN.MIGRATE", &range, &to.to_string()],
-            Duration::from_secs(20),
-        )?;
-        self.note(format!(
-            "migrate: PINN.MIGRATE {range} {to} (tag {tag} is slot {slot}) -> {}",
-            show(&r)
-        ));
+        // Any shard but the owner: try them in a seeded order.
+        for k in 0..self.shards as u64 {
+            let to = ((pick >> 32) + k) % self.shards as u64;
+            let r = call_retry(
+                c,
+                &["PINN.MIGRATE", &range, &to.to_string()],
+                Duration::from_secs(20),
+            )?;
+            self.note(format!(
+                "migrate: PINN.MIGRATE {range} {to} (tag {tag} is slot {slot}) -> {}",
+                show(&r)
+            ));
+            if !matches!(&r, Value::Error(e) if e.windows(11).any(|w| w == b"already own")) {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -523,6 +547,19 @@ pub fn strict() -> bool {
     std::env::var(crate::tools::STRICT_ENV).is_ok_and(|v| v == "1")
 }
 
+fn wait_value<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, ()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -551,6 +588,11 @@ fn show(v: &Value) -> String {
             String::from_utf8_lossy(b).into_owned()
         }
         Value::Int(n) => n.to_string(),
+        Value::Null => "nil".into(),
+        Value::Array(items) | Value::Set(items) | Value::Push(items) => {
+            let parts: Vec<String> = items.iter().map(show).collect();
+            format!("[{}]", parts.join(" "))
+        }
         other => format!("{other:?}"),
     }
 }

@@ -2,6 +2,7 @@
 //! `RPUSH k v` (unique v) / `LRANGE k 0 -1` on keys sharing one hash tag, sent pipelined as
 //! `MULTI … EXEC` to the node the client believes owns the slot (following `-MOVED`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,12 +38,13 @@ pub enum TxnEnd {
     Indeterminate(String),
 }
 
-/// A MULTI/EXEC client that follows `-MOVED` and never retries a sent EXEC.
+/// A MULTI/EXEC client that follows `-MOVED` (remembering the node per hash tag) and never
+/// retries a sent EXEC.
 pub struct TxnClient {
     addrs: Vec<SocketAddr>,
-    conn: Option<RawConn>,
+    conns: HashMap<SocketAddr, RawConn>,
     next: usize,
-    preferred: Option<SocketAddr>,
+    routes: HashMap<String, SocketAddr>,
 }
 
 impl TxnClient {
@@ -50,32 +52,57 @@ impl TxnClient {
     pub fn new(addrs: Vec<SocketAddr>) -> TxnClient {
         TxnClient {
             addrs,
-            conn: None,
+            conns: HashMap::new(),
             next: 0,
-            preferred: None,
+            routes: HashMap::new(),
         }
     }
 
-    fn connect(&mut self) -> Result<&mut RawConn, String> {
-        if self.conn.is_none() {
-            let addr = self.preferred.take().unwrap_or_else(|| {
-                self.next += 1;
-                self.addrs[self.next % self.addrs.len()]
-            });
-            let c = RawConn::connect_addr(addr, Duration::from_millis(500))
-                .map_err(|e| format!("connect {addr}: {e}"))?;
-            self.conn = Some(c);
+    fn connect(&mut self, addr: SocketAddr) -> Result<&mut RawConn, String> {
+        match self.conns.entry(addr) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let c = RawConn::connect_addr(addr, Duration::from_millis(500))
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+                Ok(e.insert(c))
+            }
         }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| "no connection".to_string())
     }
 
-    /// Runs one transaction.
-    pub fn run(&mut self, mops: &[Mop]) -> TxnEnd {
-        let conn = match self.connect() {
+    /// Where `tag` goes: its known node, else the next node round-robin.
+    fn route(&mut self, tag: &str) -> SocketAddr {
+        if let Some(a) = self.routes.get(tag) {
+            return *a;
+        }
+        self.next += 1;
+        self.addrs[self.next % self.addrs.len()]
+    }
+
+    /// Handles an error reply: `-MOVED` updates the route; anything else forgets it.
+    fn redirected(&mut self, tag: &str, addr: SocketAddr, text: &str) {
+        self.conns.remove(&addr);
+        match text
+            .strip_prefix("MOVED ")
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|a| a.parse().ok())
+        {
+            Some(to) => {
+                self.routes.insert(tag.to_string(), to);
+            }
+            None => {
+                self.routes.remove(tag);
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Runs one transaction on keys of hash tag `tag`.
+    pub fn run(&mut self, tag: &str, mops: &[Mop]) -> TxnEnd {
+        let addr = self.route(tag);
+        let conn = match self.connect(addr) {
             Ok(c) => c,
             Err(e) => {
+                self.routes.remove(tag);
                 thread::sleep(Duration::from_millis(20));
                 return TxnEnd::Fail(e);
             }
@@ -94,7 +121,8 @@ impl TxnClient {
         bytes.extend(encode_command(&["EXEC"]));
         if let Err(e) = conn.send(&bytes) {
             // EXEC is the last bytes: a failed write never delivered all of it.
-            self.conn = None;
+            self.conns.remove(&addr);
+            self.routes.remove(tag);
             return TxnEnd::Fail(format!("send: {e}"));
         }
         let mut replies = Vec::new();
@@ -106,22 +134,18 @@ impl TxnClient {
             {
                 Ok(v) => replies.push(v),
                 Err(e) => {
-                    self.conn = None;
+                    self.conns.remove(&addr);
+                    self.routes.remove(tag);
                     return TxnEnd::Indeterminate(e);
                 }
             }
         }
-        for v in &replies[..replies.len() - 1] {
-            if let Value::Error(e) = v {
-                let text = String::from_utf8_lossy(e).into_owned();
-                if let Some(rest) = text.strip_prefix("MOVED ") {
-                    self.preferred = rest.split_whitespace().nth(1).and_then(|a| a.parse().ok());
-                    self.conn = None;
-                } else if text.starts_with("CLUSTERDOWN") || text.starts_with("TRYAGAIN") {
-                    self.conn = None;
-                    thread::sleep(Duration::from_millis(20));
-                }
-            }
+        let queued_error = replies[..replies.len() - 1].iter().find_map(|v| match v {
+            Value::Error(e) => Some(String::from_utf8_lossy(e).into_owned()),
+            _ => None,
+        });
+        if let Some(text) = &queued_error {
+            self.redirected(tag, addr, text);
         }
         match replies.pop() {
             Some(Value::Array(items)) if items.len() == mops.len() => {
@@ -154,15 +178,15 @@ impl TxnClient {
             // -EXECABORT, -MOVED, -CLUSTERDOWN ...: an error reply means "not applied".
             Some(Value::Error(e)) => {
                 let text = String::from_utf8_lossy(&e).into_owned();
-                if let Some(rest) = text.strip_prefix("MOVED ") {
-                    self.preferred = rest.split_whitespace().nth(1).and_then(|a| a.parse().ok());
-                    self.conn = None;
+                if queued_error.is_none() {
+                    self.redirected(tag, addr, &text);
                 }
                 TxnEnd::Fail(text)
             }
             Some(Value::Null) => TxnEnd::Fail("EXEC aborted".into()),
             other => {
-                self.conn = None;
+                self.conns.remove(&addr);
+                self.routes.remove(tag);
                 TxnEnd::Indeterminate(format!("EXEC reply {other:?}"))
             }
         }
@@ -175,9 +199,15 @@ fn key(tag: &str, generation: u64, name: char) -> String {
 
 /// Runs `mops` through `client` and records the outcome: `Some(true)` ok, `Some(false)`
 /// failed, `None` indeterminate.
-fn record(rec: &ListRecorder, client: &mut TxnClient, id: u64, mops: Vec<Mop>) -> Option<bool> {
+fn record(
+    rec: &ListRecorder,
+    client: &mut TxnClient,
+    id: u64,
+    tag: &str,
+    mops: Vec<Mop>,
+) -> Option<bool> {
     let pending = rec.invoke(id, mops.clone());
-    match client.run(&mops) {
+    match client.run(tag, &mops) {
         TxnEnd::Ok(reads) => {
             pending.ok(reads);
             Some(true)
@@ -209,6 +239,7 @@ fn client_loop(
     stop: Arc<AtomicBool>,
     appended: Arc<AtomicU64>,
     seed: u64,
+    (mixed, max_mops): (bool, u64),
 ) {
     let mut client = TxnClient::new(addrs);
     let mut rng = Rng::new(seed ^ (id + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -216,11 +247,18 @@ fn client_loop(
     while !stop.load(Ordering::Relaxed) {
         let generation = appended.load(Ordering::Relaxed) / APPENDS_PER_GEN;
         let tag = *rng.pick(&TAGS);
-        let n = 1 + rng.below(3);
+        let appends = rng.chance(50);
+        // Unless mixed (see `Run::mixed_txns`): 1..=max_mops appends, or one read.
+        let n = if mixed || appends {
+            1 + rng.below(max_mops)
+        } else {
+            1
+        };
         let mut mops = Vec::new();
         for _ in 0..n {
             let k = key(tag, generation, *rng.pick(&['a', 'b']));
-            if rng.chance(50) {
+            let append_now = if mixed { rng.chance(50) } else { appends };
+            if append_now {
                 seq += 1;
                 appended.fetch_add(1, Ordering::Relaxed);
                 mops.push(append(&k, (id + 1) * 1_000_000_000 + seq));
@@ -230,7 +268,7 @@ fn client_loop(
         }
         // A client whose transaction is indeterminate carries on under a new process id,
         // as in Jepsen (the old one may still be running it).
-        if record(&rec, &mut client, id * 1_000 + process, mops).is_none() {
+        if record(&rec, &mut client, id * 1_000 + process, tag, mops).is_none() {
             process += 1;
         }
     }
@@ -247,6 +285,7 @@ pub fn run_once(run: &Run) -> Vec<String> {
     let rec = ListRecorder::starting_at(start);
     let mut nem = Nemesis::new(run.seed, run.faults.clone(), start)
         .shards(run.shards)
+        .first(run.first.clone())
         .tags(TAGS.iter().map(|t| t.to_string()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
@@ -254,8 +293,8 @@ pub fn run_once(run: &Run) -> Vec<String> {
         .map(|id| {
             let (addrs, rec, stop, appended) =
                 (c.addrs(), rec.clone(), stop.clone(), appended.clone());
-            let seed = run.seed;
-            thread::spawn(move || client_loop(id, addrs, rec, stop, appended, seed))
+            let (seed, shape) = (run.seed, (run.mixed_txns, run.max_mops));
+            thread::spawn(move || client_loop(id, addrs, rec, stop, appended, seed, shape))
         })
         .collect();
     thread::sleep(Duration::from_secs(1));
@@ -289,7 +328,7 @@ pub fn run_once(run: &Run) -> Vec<String> {
         for chunk in mine.chunks(16) {
             let mops: Vec<Mop> = chunk.iter().map(|k| read(k, None)).collect();
             let deadline = Instant::now() + Duration::from_secs(30);
-            while record(&rec, &mut client, 9_999_000, mops.clone()) != Some(true) {
+            while record(&rec, &mut client, 9_999_000, tag, mops.clone()) != Some(true) {
                 if Instant::now() > deadline {
                     problems.push(format!("final read of {chunk:?} never succeeded"));
                     break;

@@ -122,6 +122,7 @@ pub fn run_once(run: &Run) -> Vec<String> {
     let rec = Recorder::starting_at(start);
     let mut nem = Nemesis::new(run.seed, run.faults.clone(), start)
         .shards(run.shards)
+        .first(run.first.clone())
         .tags(TAGS.iter().map(|t| t.to_string()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));

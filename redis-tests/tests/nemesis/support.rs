@@ -40,6 +40,13 @@ pub struct Run {
     pub clients: u64,
     /// Successful operations (or transactions) required.
     pub min_ok: u64,
+    /// List-append: transactions mix appends and reads (Jepsen's workload); otherwise each
+    /// is appends only or a single read (see `list_append_mixed_txns_under_nemesis`).
+    pub mixed_txns: bool,
+    /// List-append: most micro-operations in one transaction (1: single RPUSH / LRANGE).
+    pub max_mops: u64,
+    /// Faults injected first (then random ones).
+    pub first: Vec<Fault>,
 }
 
 /// The runs of a test: `NEMESIS_SEED` replays one seed; otherwise the CI tier's fixed `seeds`

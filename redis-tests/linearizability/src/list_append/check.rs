@@ -607,7 +607,25 @@ impl fmt::Display for ListVerdict {
                 self.graph_txns, self.graph_edges
             );
         }
-        writeln!(f, "list-append: {} anomalies", self.anomalies.len())?;
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in &self.anomalies {
+            let k = match a {
+                Anomaly::BadHistory(_) => "bad-history",
+                Anomaly::Lost { .. } => "lost",
+                Anomaly::Duplicate { .. } => "duplicate",
+                Anomaly::Garbage { .. } => "garbage",
+                Anomaly::AbortedRead { .. } => "aborted-read",
+                Anomaly::Incompatible { .. } => "incompatible-order",
+                Anomaly::Internal { .. } => "internal",
+                Anomaly::Cycle { name, .. } => name.as_str(),
+            };
+            *kinds.entry(k).or_default() += 1;
+        }
+        writeln!(
+            f,
+            "list-append: {} anomalies {kinds:?}",
+            self.anomalies.len()
+        )?;
         for a in self.anomalies.iter().take(50) {
             writeln!(f, "  {a}")?;
         }

@@ -75,7 +75,7 @@ pub fn history_json_lines(h: &ListHistory) -> String {
         events.push((t.invoke, 0, inv));
         events.push((t.completion(), 1, done));
     }
-    events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    events.sort_by_key(|e| (e.0, e.1));
     let mut out = String::new();
     for (_, _, l) in events {
         out.push_str(&l);
@@ -133,7 +133,7 @@ pub fn register_json_lines(h: &History) -> String {
         };
         events.push((o.completion(), 1, line));
     }
-    events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    events.sort_by_key(|e| (e.0, e.1));
     let mut out = String::new();
     for (_, _, l) in events {
         out.push_str(&l);
