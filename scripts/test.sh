@@ -64,6 +64,14 @@ if ! py_redis_ok; then
 fi
 say "python3 redis $(python3 -c 'import redis; print(redis.__version__)')"
 
+# strace (redis-tests/tests/disk_faults.rs: fsync EIO / slow fsync injection) and libfaketime
+# (redis-tests/tests/nemesis.rs: clock skew and rate on restart).
+if ! command -v strace >/dev/null 2>&1 || [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+    say "strace/faketime missing: installing with apt-get"
+    apt_install strace faketime || true
+    command -v strace >/dev/null 2>&1 || die "strace is missing (apt-get install -y strace); the disk-fault tests need it"
+fi
+
 # node + npm for redis-tests/tests/cluster_clients.rs (ioredis `Cluster`): the test itself runs
 # `npm ci` against redis-tests/tests/js/package-lock.json into target/tmp/cluster-clients-js on
 # first use, so only the two tools are needed here (idempotent: installed only when missing).
