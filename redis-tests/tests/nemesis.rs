@@ -70,7 +70,7 @@ fn run_all(runs: Vec<Run>, one: fn(&Run) -> Vec<String>) {
 
 #[test]
 fn registers_and_counters_under_nemesis() {
-    let b = base("registers", 1, single_shard_faults(), 300);
+    let b = base("registers", 1, single_shard_faults(), 1000);
     run_all(
         runs(b.name, &[11], 25, false, b),
         nemesis::register::run_once,
@@ -79,7 +79,7 @@ fn registers_and_counters_under_nemesis() {
 
 #[test]
 fn registers_and_counters_under_nemesis_sharded() {
-    let b = base("registers-sharded", 3, sharded_faults(), 300);
+    let b = base("registers-sharded", 3, sharded_faults(), 1000);
     run_all(
         runs(b.name, &[12], 25, false, b),
         nemesis::register::run_once,
@@ -88,13 +88,13 @@ fn registers_and_counters_under_nemesis_sharded() {
 
 #[test]
 fn list_append_under_nemesis() {
-    let b = base("list-append", 1, single_shard_faults(), 200);
+    let b = base("list-append", 1, single_shard_faults(), 1000);
     run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
 }
 
 #[test]
 fn list_append_under_nemesis_sharded() {
-    let b = base("list-append-sharded", 3, sharded_faults(), 200);
+    let b = base("list-append-sharded", 3, sharded_faults(), 1000);
     run_all(runs(b.name, &[22], 25, false, b), nemesis::list::run_once);
 }
 
@@ -107,7 +107,7 @@ fn list_append_under_nemesis_sharded() {
 #[test]
 #[ignore = "known server bug: an EXEC's writes are visible to concurrent reads one at a time"]
 fn list_append_multi_append_txns_under_nemesis() {
-    let mut b = base("list-append-multi", 1, single_shard_faults(), 200);
+    let mut b = base("list-append-multi", 1, single_shard_faults(), 1000);
     b.max_mops = 3;
     run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
 }
@@ -122,7 +122,7 @@ fn list_append_multi_append_txns_under_nemesis() {
 #[test]
 #[ignore = "known server bug: EXEC reads on a Raft node do not see the transaction's own writes"]
 fn list_append_mixed_txns_under_nemesis() {
-    let mut b = base("list-append-mixed", 1, single_shard_faults(), 200);
+    let mut b = base("list-append-mixed", 1, single_shard_faults(), 1000);
     b.mixed_txns = true;
     b.max_mops = 3;
     run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
@@ -131,17 +131,17 @@ fn list_append_mixed_txns_under_nemesis() {
 #[test]
 #[ignore = "soak tier: NEMESIS_SECS x NEMESIS_SEEDS"]
 fn soak_registers_and_counters() {
-    let b = base("soak-registers", 1, single_shard_faults(), 300);
+    let b = base("soak-registers", 1, single_shard_faults(), 1000);
     run_all(runs(b.name, &[], 300, true, b), nemesis::register::run_once);
-    let b = base("soak-registers-sharded", 3, sharded_faults(), 300);
+    let b = base("soak-registers-sharded", 3, sharded_faults(), 1000);
     run_all(runs(b.name, &[], 300, true, b), nemesis::register::run_once);
 }
 
 #[test]
 #[ignore = "soak tier: NEMESIS_SECS x NEMESIS_SEEDS"]
 fn soak_list_append() {
-    let b = base("soak-list-append", 1, single_shard_faults(), 200);
+    let b = base("soak-list-append", 1, single_shard_faults(), 1000);
     run_all(runs(b.name, &[], 300, true, b), nemesis::list::run_once);
-    let b = base("soak-list-append-sharded", 3, sharded_faults(), 200);
+    let b = base("soak-list-append-sharded", 3, sharded_faults(), 1000);
     run_all(runs(b.name, &[], 300, true, b), nemesis::list::run_once);
 }

@@ -19,7 +19,7 @@ use redis_tests::nemesis::Nemesis;
 use redis_tests::raw::RawConn;
 use redis_tests::rng::Rng;
 
-use super::support::{dump, heal, nodes_agree, start_cluster, Run};
+use super::support::{dump, heal, nodes_agree, reopen_all, start_cluster, Run};
 
 /// Hash tags: a transaction uses the keys of one.
 pub const TAGS: [&str; 4] = ["{la0}", "{la1}", "{la2}", "{la3}"];
@@ -342,6 +342,8 @@ pub fn run_once(run: &Run) -> Vec<String> {
         .map(|k| vec!["LRANGE".into(), k.clone(), "0".into(), "-1".into()])
         .collect();
     if let Err(e) = nodes_agree(&c, &lranges, Duration::from_secs(20)) {
+        problems.push(e);
+    } else if let Err(e) = reopen_all(&mut c, &mut nem, &lranges) {
         problems.push(e);
     }
     nem.check_exits(&mut c);

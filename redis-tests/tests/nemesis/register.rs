@@ -15,7 +15,7 @@ use redis_tests::frame::Value;
 use redis_tests::nemesis::Nemesis;
 use redis_tests::rng::Rng;
 
-use super::support::{dump, heal, nodes_agree, start_cluster, Run};
+use super::support::{dump, heal, nodes_agree, reopen_all, start_cluster, Run};
 
 /// Hash tags of the workload's keys (migrations move their slots).
 pub const TAGS: [&str; 4] = ["{r0}", "{r1}", "{r2}", "{r3}"];
@@ -176,6 +176,8 @@ pub fn run_once(run: &Run) -> Vec<String> {
     }
     let gets: Vec<Vec<String>> = keys.iter().map(|k| vec!["GET".into(), k.clone()]).collect();
     if let Err(e) = nodes_agree(&c, &gets, Duration::from_secs(20)) {
+        problems.push(e);
+    } else if let Err(e) = reopen_all(&mut c, &mut nem, &gets) {
         problems.push(e);
     }
     nem.check_exits(&mut c);

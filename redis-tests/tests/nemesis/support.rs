@@ -227,3 +227,34 @@ fn t_of(line: &str) -> u64 {
 fn copy_dir(from: &Path, to: &Path) {
     let _ = Command::new("cp").arg("-a").arg(from).arg(to).status();
 }
+
+/// The data dirs reopen cleanly: SIGKILL every node, restart them all, and every node must
+/// answer `cmds` as node 1 did before (nothing acknowledged lost across a whole-cluster restart).
+pub fn reopen_all(c: &mut Cluster, nem: &mut Nemesis, cmds: &[Vec<String>]) -> Result<(), String> {
+    let before = read_on(c, 1, cmds, Duration::from_secs(10))
+        .ok_or_else(|| "node1 unreadable before the restart".to_string())?;
+    nem.note("reopen: SIGKILL every node, restart all");
+    c.kill_all().map_err(|e| e.to_string())?;
+    c.restart_stopped()
+        .map_err(|e| format!("restart after the run: {e}"))?;
+    c.leader_within(Duration::from_secs(30))
+        .map_err(|e| format!("no leader after the whole-cluster restart: {e}"))?;
+    nodes_agree(c, cmds, Duration::from_secs(30))?;
+    let after = read_on(c, 1, cmds, Duration::from_secs(10))
+        .ok_or_else(|| "node1 unreadable after the restart".to_string())?;
+    if after != before {
+        let diff: Vec<String> = cmds
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| b != a)
+            .take(10)
+            .map(|(cmd, (b, a))| format!("  {cmd:?}: {b:?} before, {a:?} after"))
+            .collect();
+        return Err(format!(
+            "state changed across the whole-cluster restart:\n{}",
+            diff.join("\n")
+        ));
+    }
+    nem.note("reopen: same state on every node");
+    Ok(())
+}
