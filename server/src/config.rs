@@ -77,6 +77,9 @@ pub struct Cli {
     /// The PINN heat dashboard on this HTTP port of the `--bind` address (0: off).
     #[arg(long)]
     pub dashboard_port: Option<u16>,
+    /// TLS (client port, cluster bus) and cluster-bus authentication.
+    #[command(flatten)]
+    pub tls: crate::net::tls::TlsArgs,
 }
 
 /// A bad flag, config line or `CONFIG SET` value.
@@ -149,6 +152,9 @@ impl Settings {
         }
         if let Some(v) = cli.dashboard_port {
             set("dashboard-port", v.to_string());
+        }
+        for (k, v) in cli.tls.settings() {
+            set(k, v);
         }
         Ok(Settings {
             values,
@@ -463,6 +469,7 @@ mod tests {
             shards: 3,
             metrics_port: None,
             dashboard_port: None,
+            tls: Default::default(),
         };
         let c = Config::new(&Settings::load(&cli).expect("load")).expect("valid");
         assert_eq!(c.get("port").as_deref(), Some("7000"));

@@ -80,6 +80,14 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let port = config.get_i64("port").unwrap_or(6379) as u16;
+    let tls_port = config.get_i64("tls-port").unwrap_or(0) as u16;
+    let tls = net::tls::client_acceptor(&config).context("TLS")?;
+    let bus_security = net::tls::bus_security(&config).context("cluster bus security")?;
+    if raft_mode && matches!(bus_security, pinnacle_raft::transport::BusSecurity::Open) {
+        tracing::warn!(
+            "the cluster bus is unauthenticated: set --cluster-secret-file or --tls-cluster yes"
+        );
+    }
     let bind = config.get("bind").unwrap_or_else(|| "127.0.0.1".into());
     let server = Arc::new(Server::with_shards(dbs, config, ids));
     // A bad ACL file refuses to start, as Redis does.
@@ -97,7 +105,15 @@ fn main() -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         if raft_mode {
-            let repl = start_replication(&cli, port, &bind, &dir, &server).await?;
+            // Redis derives the bus port from the TLS port when the bus runs TLS.
+            let tls_bus = server.config.get("tls-cluster").as_deref() == Some("yes");
+            let bus_base = if tls_bus && tls_port != 0 {
+                tls_port
+            } else {
+                port
+            };
+            let repl =
+                start_replication(&cli, bus_base, &bind, &dir, &server, bus_security).await?;
             pinnacle_server::pinn::mover::set_mover(Arc::new(
                 replication::mover::ClusterMover::new(
                     repl.clone(),
@@ -116,13 +132,28 @@ fn main() -> anyhow::Result<()> {
                 "*" => "0.0.0.0",
                 h => h,
             };
-            match tokio::net::TcpListener::bind((host, port)).await {
-                Ok(l) => {
-                    tracing::info!("Ready to accept connections on {host}:{port}");
-                    tasks.push(tokio::spawn(net::serve(l, server.clone(), opts)));
+            // The plain port and the TLS port; 0 disables either, as in Redis.
+            for (port, tls) in [(port, None), (tls_port, tls.clone())] {
+                if port == 0 {
+                    continue;
                 }
-                Err(e) if optional => tracing::warn!("could not bind optional {host}:{port}: {e}"),
-                Err(e) => return Err(anyhow::anyhow!(e).context(format!("binding {host}:{port}"))),
+                let kind = if tls.is_some() { "TLS " } else { "" };
+                match tokio::net::TcpListener::bind((host, port)).await {
+                    Ok(l) => {
+                        tracing::info!("Ready to accept {kind}connections on {host}:{port}");
+                        let task = match tls {
+                            Some(acc) => tokio::spawn(net::serve_tls(l, server.clone(), opts, acc)),
+                            None => tokio::spawn(net::serve(l, server.clone(), opts)),
+                        };
+                        tasks.push(task);
+                    }
+                    Err(e) if optional => {
+                        tracing::warn!("could not bind optional {host}:{port}: {e}")
+                    }
+                    Err(e) => {
+                        return Err(anyhow::anyhow!(e).context(format!("binding {host}:{port}")))
+                    }
+                }
             }
         }
         // Read-only HTTP pages on the first bind address: Prometheus metrics, PINN dashboard.
@@ -197,6 +228,7 @@ async fn start_replication(
     bind: &str,
     dir: &std::path::Path,
     server: &Server,
+    security: pinnacle_raft::transport::BusSecurity,
 ) -> anyhow::Result<Arc<replication::Replication>> {
     let node_id = cli
         .node_id
@@ -233,6 +265,7 @@ async fn start_replication(
         snapshot_after: cli.raft_snapshot_after,
         join: cli.cluster_join,
         shards: cli.shards as usize,
+        security,
     };
     tracing::info!(
         "raft node {node_id}: cluster bus on {ip}:{bus_port}, reads by {:?}",

@@ -86,6 +86,7 @@ const POLICIES: &[&str] = &[
 ];
 const LOGLEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
 const PLANNERS: &[&str] = &["pinn", "reactive", "off"];
+const TLS_AUTH: &[&str] = &["yes", "no", "optional"];
 
 /// Every parameter, with Redis 7.0.15's names, ranges and defaults. Those Pinnacle acts on are
 /// noted; the rest are stored and returned so clients and test harnesses that probe or tune
@@ -114,6 +115,15 @@ pub(super) static PARAMS: &[Param] = &[
         "1073741824",
     ),
     fixed("cluster-enabled", Kind::Bool, "yes"),
+    // TLS (net/tls.rs) and cluster-bus authentication, read at start.
+    fixed("tls-port", Kind::Int(0, 65535), "0"),
+    fixed("tls-cert-file", Kind::Str, ""),
+    fixed("tls-key-file", Kind::Str, ""),
+    fixed("tls-ca-cert-file", Kind::Str, ""),
+    fixed("tls-auth-clients", Kind::Enum(TLS_AUTH), "yes"),
+    fixed("tls-cluster", Kind::Bool, "no"),
+    fixed("cluster-secret", Kind::Str, ""),
+    fixed("cluster-secret-file", Kind::Str, ""),
     // HTTP ports on the bind address (0: off): Prometheus `/metrics` and the PINN dashboard.
     fixed("metrics-port", Kind::Int(0, 65535), "0"),
     fixed("dashboard-port", Kind::Int(0, 65535), "0"),

@@ -1,16 +1,14 @@
 //! One client connection: read, decode every complete request (pipelining), run each through
 //! the pipeline, and write all replies of the batch at once.
 
-use super::NetOptions;
+use super::{ClientStream, NetOptions};
 use crate::command::{call, Client, Ctx, Server};
 use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{ProtocolError, Reply, RequestDecoder};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -43,10 +41,10 @@ enum After {
     Block(Vec<Bytes>),
 }
 
-/// Serves one connection until it closes, is killed, or idles out.
-pub async fn run(
+/// Serves one connection (plain TCP or TLS) until it closes, is killed, or idles out.
+pub async fn run<S: ClientStream>(
     server: Arc<Server>,
-    sock: TcpStream,
+    sock: S,
     peer: String,
     local: String,
     opts: NetOptions,
@@ -61,7 +59,7 @@ pub async fn run(
         return;
     }
     let mut client = server.register_client(peer, local);
-    let (mut rd, mut wr) = sock.into_split();
+    let (mut rd, mut wr) = sock.into_halves();
     let mut decoder = RequestDecoder::with_max_bulk_len(server.config.proto_max_bulk_len());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -237,7 +235,7 @@ pub async fn run(
 
 /// Writes `data`; false if the write failed or the client was killed while the peer wasn't
 /// reading (so CLIENT KILL and SHUTDOWN also end connections stuck on a full socket).
-async fn write_or_killed(wr: &mut OwnedWriteHalf, data: &[u8], client: &Client) -> bool {
+async fn write_or_killed<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8], client: &Client) -> bool {
     tokio::select! {
         r = wr.write_all(data) => r.is_ok(),
         _ = client.handle.killed() => false,
@@ -389,10 +387,10 @@ const BLOCK_RECHECK: Duration = Duration::from_millis(250);
 
 /// Waits for a blocked request. The first call only registers for wake-ups and asks for an
 /// immediate retry, so a write between the request's check and the registration is not missed.
-async fn wait_unblocked(
+async fn wait_unblocked<R: AsyncRead + Unpin>(
     server: &Server,
     client: &mut Client,
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut R,
     buf: &mut BytesMut,
     registration: &mut Option<crate::command::blocking::Registration>,
     args: Vec<Bytes>,

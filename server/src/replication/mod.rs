@@ -59,6 +59,8 @@ pub struct ReplOptions {
     pub join: bool,
     /// Number of shards (one Raft group and one keyspace each).
     pub shards: usize,
+    /// How cluster-bus connections are authenticated (secret or mutual TLS).
+    pub security: pinnacle_raft::transport::BusSecurity,
 }
 
 /// Errors starting Raft mode.
@@ -180,6 +182,7 @@ impl Replication {
             )));
         }
         let mut nopts = NodeOptions::new(opts.node_id, opts.bus_listen, opts.dir.clone());
+        nopts.security = opts.security.clone();
         if let Some(n) = opts.snapshot_after {
             nopts.snapshot_after_entries = n.max(1);
             nopts.keep_after_snapshot = nopts.keep_after_snapshot.min(n);
