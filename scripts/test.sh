@@ -101,30 +101,6 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
         || die "fusermount3 is missing (apt-get install -y fuse3); the power-loss test needs it"
 fi
 
-# fusermount3 for redis-tests/tests/power_loss.rs (an in-memory FUSE file system that drops
-# un-fsynced data; needs /dev/fuse too).
-if ! command -v fusermount3 >/dev/null 2>&1; then
-    say "fusermount3 missing: installing fuse3 with apt-get"
-    apt_install fuse3 || true
-    command -v fusermount3 >/dev/null 2>&1 \
-        || die "fusermount3 is missing (apt-get install -y fuse3); the power-loss test needs it"
-fi
-
-# --- 2. build the server -------------------------------------------------------------------
-profile=${PINNACLE_TEST_PROFILE:-release}
-# First the failpoint build for redis-tests/tests/failpoints.rs, copied aside: in the same target
-# dir only the pinnacle crates compile twice, and the normal build below re-links
-# target/<profile>/pinnacle without failpoints.
-fp_dir=${CARGO_TARGET_DIR:-$PWD/target}/failpoints/release
-if [ "$profile" = release ]; then
-    cargo build --release -p pinnacle-server --bin pinnacle --features failpoints
-else
-    cargo build -p pinnacle-server --bin pinnacle --features failpoints
-fi
-mkdir -p "$fp_dir"
-cp "${CARGO_TARGET_DIR:-$PWD/target}/$profile/pinnacle" "$fp_dir/pinnacle.tmp"
-mv "$fp_dir/pinnacle.tmp" "$fp_dir/pinnacle"
-export PINNACLE_FAILPOINTS_BIN="$fp_dir/pinnacle"
 # First the failpoint build for redis-tests/tests/failpoints.rs, copied aside: in the same target
 # dir only the pinnacle crates compile twice, and the normal build below re-links
 # target/<profile>/pinnacle without failpoints.

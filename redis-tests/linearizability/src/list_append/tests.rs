@@ -247,3 +247,23 @@ proptest! {
         prop_assert!(v.is_ok(), "{}\n{:#?}", v, h.txns);
     }
 }
+
+#[test]
+fn html_timeline_has_every_txn_and_event() {
+    let mut h = ListHistory::new();
+    h.push(1, 0, vec![append("x", 1)], ok(1_000_000));
+    h.push(
+        2,
+        0,
+        vec![append("x", 2)],
+        TxnOutcome::Fail { at: 2_000_000 },
+    );
+    h.push(3, 0, vec![append("x", 3)], TxnOutcome::Indeterminate);
+    let html = crate::render_html("t <1>", &bars(&h), &[(500_000, "kill node<2>".to_string())]);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<rect").count(), 3);
+    assert!(html.contains("#e06c75"), "a failed txn is red");
+    assert!(html.contains("url(#fade)"), "an indeterminate txn fades");
+    assert!(html.contains("kill node&lt;2&gt;"), "events are escaped");
+    assert!(html.contains("t &lt;1&gt;"));
+}
