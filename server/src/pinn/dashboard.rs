@@ -98,6 +98,19 @@ pub fn svg(server: &Server) -> String {
         r#"<text x="{x_obs}" y="18">observed ops/s per bucket, last {SPAN} s</text><text x="{x_pred}" y="18">forecast (+{}s ahead when made)</text>"#,
         settings.horizon
     );
+    // Panel backgrounds (grey = no data yet, pale yellow = no heat) and the time axis.
+    let (obs_w, pred_w, panel_h) = (obs_cols * CELL_W, pred_cols * CELL_W, buckets * CELL_H);
+    let _ = write!(
+        out,
+        r##"<rect x="{x_obs}" y="{top}" width="{obs_w}" height="{panel_h}" fill="#eee"/><rect x="{x_pred}" y="{top}" width="{pred_w}" height="{panel_h}" fill="#eee"/><text x="{x_obs}" y="{}">-{SPAN} s</text><text x="{}" y="{}" text-anchor="end">now</text><text x="{x_pred}" y="{}">-{SPAN} s</text><text x="{}" y="{}" text-anchor="end">+{} s</text>"##,
+        top + panel_h + 16,
+        x_obs + obs_w,
+        top + panel_h + 16,
+        top + panel_h + 16,
+        x_pred + pred_w,
+        top + panel_h + 16,
+        settings.horizon
+    );
     // Ownership strip: the shard owning each bucket's first slot.
     let per_bucket = SLOTS.div_ceil(buckets);
     for b in 0..buckets {
