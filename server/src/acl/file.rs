@@ -65,8 +65,12 @@ pub fn parse(data: &[u8], shown: &str) -> Result<BTreeMap<Vec<u8>, User>, String
             )),
             Ok(rules) => {
                 for r in rules {
-                    if let Err(e) = u.apply(trim(&r, b"\t\r\n")) {
-                        errors.push_str(&format!("{shown}:{linenum}: {e}. "));
+                    let r = trim(&r, b"\t\r\n");
+                    if let Err(e) = u.apply(r) {
+                        errors.push_str(&format!(
+                            "{shown}:{linenum}: Error in applying operation '{}': {e}. ",
+                            String::from_utf8_lossy(r)
+                        ));
                     }
                 }
             }
@@ -151,7 +155,7 @@ mod tests {
         let err = parse(b"user a on +nosuch\nfoo\nuser a on\n", "f.acl").expect_err("bad");
         assert_eq!(
             err,
-            "f.acl:1: Unknown command or category name in ACL. f.acl:2 should start with user keyword followed by the username. WARNING: Duplicate user 'a' found on line 3. WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
+            "f.acl:1: Error in applying operation '+nosuch': Unknown command or category name in ACL. f.acl:2 should start with user keyword followed by the username. WARNING: Duplicate user 'a' found on line 3. WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
         );
         let dir = tempfile::tempdir().expect("tmp");
         let missing = dir.path().join("none.acl");

@@ -96,10 +96,9 @@ fn setuser(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let rules = match merge_selector_args(&ops) {
         Ok(r) => r,
         Err(i) => {
-            // Redis indexes the whole argv with the rule's index (a quirk kept as is).
             return error_bytes(&[
                 b"ERR Unmatched parenthesis in acl selector starting at '",
-                c_str(&args[i], usize::MAX),
+                c_str(&args[3 + i], usize::MAX),
                 b"'.",
             ]);
         }
