@@ -498,6 +498,15 @@ impl<A: ApplyTarget> Group<A> {
         membership_result(res)
     }
 
+    /// Removes nodes entirely, voters or learners (a learner whose catch-up never finished).
+    pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), ProposeError> {
+        let res = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await;
+        membership_result(res)
+    }
+
     /// Why this group stopped for good (e.g. a failed log fsync), if it did. The server should
     /// take the node out of service (fail-stop) rather than retry.
     pub fn fatal(&self) -> Option<String> {

@@ -304,7 +304,7 @@ pub fn classify(args: &[Bytes]) -> (Kind, Option<u16>) {
 }
 
 /// Finds the entry for `args`, resolving a container's subcommand; errors are Redis's texts.
-fn lookup(args: &[Bytes]) -> Result<&'static Entry, Reply> {
+pub(crate) fn lookup(args: &[Bytes]) -> Result<&'static Entry, Reply> {
     let t = table();
     let Some(cmd) = t.get(&args[0]) else {
         return Err(unknown_command(args));

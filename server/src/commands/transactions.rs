@@ -4,9 +4,12 @@
 //! EXECABORT). EXEC runs them in order:
 //! - on a single node, while the connection holds the server's exclusive gate, so no other
 //!   request runs in between;
-//! - on a Raft leader, its writes are proposed together as one entry (applied in one go on
-//!   every replica, exactly once after a crash) and the array reply is assembled once that
-//!   entry is applied. Reads inside the transaction see the state before its writes.
+//! - on a Raft leader, its writes are proposed together as one atomic item of one entry
+//!   (applied as one batch on every replica, so no reader sees part of it; exactly once after
+//!   a crash) and the array reply is assembled once that entry is applied. Reads inside the
+//!   transaction see the state before its writes (a known difference from Redis, where a
+//!   read after a write in the same transaction sees that write); a read-only transaction runs
+//!   between two applies, so its reads see one state.
 //!
 //! WATCH remembers the version of each key's slot (and its expiry); EXEC aborts with a null
 //! array if any slot was written since or a watched key has expired. Slot granularity means a
@@ -99,6 +102,18 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
         let replies = m.queue.iter().map(|args| run_one(ctx, args)).collect();
         return Reply::Array(replies);
     }
+    let read_only = m
+        .queue
+        .iter()
+        .all(|args| crate::command::lookup(args).is_ok_and(|c| !c.spec.has_flag("write")));
+    if read_only {
+        // Raft, reads only: run them between two applies of every local shard (in index
+        // order, as nothing else takes more than one), so they see one state.
+        let dbs: Vec<_> = ctx.server.dbs.clone();
+        let _held: Vec<_> = dbs.iter().map(|d| d.hold_applies()).collect();
+        let replies = m.queue.iter().map(|args| run_one(ctx, args)).collect();
+        return Reply::Array(replies);
+    }
     // Raft: collect every write into this command's proposal; reads answer now.
     enum Part {
         Now(Reply),
@@ -132,7 +147,20 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                 .collect(),
         );
     }
+    // The writes go as one atomic item: applied in one batch on every replica, so no reader
+    // sees part of the transaction.
+    let writes = deferred::take();
+    if let Err(w) = deferred::push(deferred::atomic(writes)) {
+        drop(w);
+        return Reply::error("ERR EXEC could not queue its writes");
+    }
     deferred::set_combiner(Box::new(move |replies: Vec<Reply>| {
+        let replies = match replies.into_iter().next() {
+            Some(Reply::Array(subs)) => subs,
+            // Refused as a whole (TRYAGAIN during a slot move, MOVED, CLUSTERDOWN).
+            Some(other) => return other,
+            None => Vec::new(),
+        };
         let mut replies = replies.into_iter();
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {

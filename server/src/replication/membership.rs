@@ -1,26 +1,63 @@
-//! `CLUSTER MEET` / `CLUSTER FORGET` in Raft mode: membership changes run in the background
-//! (like Redis's handshake), in every shard the receiving node leads. (With several shards led
-//! by different nodes, send the command to each shard leader.)
+//! `CLUSTER MEET` / `CLUSTER FORGET` in Raft mode, and the reconciler that makes every shard's
+//! membership follow the cluster's.
+//!
+//! The metadata group's voters are the cluster's nodes. `MEET` (sent to any node; forwarded to
+//! the metadata leader) adds the new node there, learner then voter, like Redis's handshake in
+//! the background. `FORGET` marks the node `leaving` in the metadata. Then, every second, each
+//! node reconciles the shards it leads: a metadata voter missing from a shard is added
+//! (learner until caught up, then voter); a leaving node is removed; a leaving node that
+//! leads a shard first hands it to another node; once a leaving node is in no shard, the
+//! metadata leader drops it from group 0. Removal happens only for nodes marked leaving, so a
+//! stale view can delay a change but never remove a healthy member.
 
+use super::meta::MetaCmd;
 use super::Replication;
-use pinnacle_raft::NodeId;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use parking_lot::Mutex;
+use pinnacle_raft::{addr, NodeId};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long MEET waits for the new node to answer `INFO replication`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the shards' memberships are reconciled with the cluster's.
+const RECONCILE_EVERY: Duration = Duration::from_millis(1000);
+/// A voter whose last heartbeat ack is older than this is not a leadership target.
+const ALIVE: Duration = Duration::from_millis(500);
+
+/// Membership changes this node is running, by (group id, node): one at a time per pair.
+#[derive(Default)]
+pub(super) struct InFlight(Mutex<HashSet<(u64, NodeId)>>);
+
+impl InFlight {
+    fn start(&self, key: (u64, NodeId)) -> bool {
+        self.0.lock().insert(key)
+    }
+
+    fn done(&self, key: (u64, NodeId)) {
+        self.0.lock().remove(&key);
+    }
+}
 
 impl Replication {
     /// Adds the node whose client port is `host:port` (bus `bus`): learns its Raft id from
-    /// its `INFO replication`, adds it as a learner, and makes it a voter once it caught up.
+    /// its `INFO replication` and adds it to the metadata group; the reconciler then adds it
+    /// to every shard.
     pub fn meet(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
-        if !self.is_leader() {
-            return Err("ERR CLUSTER MEET must be sent to the Raft leader".into());
-        }
         let me = self.clone();
         tokio::runtime::Handle::current().spawn(async move {
+            if !me.meta.is_leader() {
+                let cmd = [
+                    "CLUSTER".to_string(),
+                    "MEET".into(),
+                    host.clone(),
+                    port.to_string(),
+                    bus.to_string(),
+                ];
+                me.forward_to_meta_leader(&cmd).await;
+                return;
+            }
             let addr = format!("{host}:{port}@{bus}");
             let id = match tokio::time::timeout(HELLO_TIMEOUT, node_id_of(&host, port)).await {
                 Ok(Ok(id)) => id,
@@ -33,72 +70,188 @@ impl Replication {
                     return;
                 }
             };
-            if me.meta.is_leader() {
-                // The slot map too, or the new node would route from a stale copy.
-                if let Err(e) = me.meta.add_learner(id, &addr).await {
-                    tracing::warn!(
-                        "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
-                    );
-                } else if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
-                    tracing::warn!(
-                        "CLUSTER MEET: promoting {id} in the metadata group failed: {e}"
-                    );
+            if me.meta_state().leaving.contains(&id) {
+                let cmd = MetaCmd::Leaving { id, leaving: false };
+                if let Err(e) = me.meta.propose(cmd.encode()).await {
+                    tracing::warn!("CLUSTER MEET: clearing node {id}'s leaving mark failed: {e}");
+                    return;
                 }
             }
-            for s in me.shards.iter().filter(|s| s.is_leader()) {
-                let i = s.index();
-                tracing::info!(
-                    "CLUSTER MEET: adding node {id} at {addr} to shard {i} as a learner"
+            tracing::info!("CLUSTER MEET: adding node {id} at {addr} to the metadata group");
+            if let Err(e) = me.meta.add_learner(id, &addr).await {
+                tracing::warn!(
+                    "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
                 );
-                if let Err(e) = s.group.add_learner(id, &addr).await {
-                    tracing::warn!("CLUSTER MEET: adding learner {id} to shard {i} failed: {e}");
-                    continue;
-                }
-                match s.group.add_voters(BTreeSet::from([id])).await {
-                    Ok(()) => tracing::info!("CLUSTER MEET: node {id} is a voter of shard {i}"),
-                    Err(e) => {
-                        tracing::warn!("CLUSTER MEET: promoting {id} in shard {i} failed: {e}")
-                    }
-                }
+            } else if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
+                tracing::warn!("CLUSTER MEET: promoting {id} in the metadata group failed: {e}");
             }
         });
         Ok(())
     }
 
-    /// Removes node `id` from the group.
+    /// Starts taking node `id` out of the cluster (see the module comment).
     pub fn forget(self: &Arc<Self>, id: NodeId) -> Result<(), String> {
         if id == self.id {
             return Err("ERR I tried hard but I can't forget myself...".into());
         }
-        if !self.is_leader() {
-            return Err("ERR CLUSTER FORGET must be sent to the Raft leader".into());
-        }
-        let known = self.shards.iter().any(|s| {
-            s.group
-                .metrics()
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .is_some()
-        });
+        let known = self
+            .meta
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+            || self.shards.iter().any(|s| {
+                s.group
+                    .metrics()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .is_some()
+            });
         if !known {
             return Err(format!("ERR Unknown node {id}"));
         }
+        let payload = MetaCmd::Leaving { id, leaving: true }.encode();
         let me = self.clone();
         tokio::runtime::Handle::current().spawn(async move {
-            for s in me.shards.iter().filter(|s| s.is_leader()) {
-                match s.group.remove_voters(BTreeSet::from([id])).await {
-                    Ok(()) => {
-                        tracing::info!("CLUSTER FORGET: node {id} removed from shard {}", s.index())
-                    }
-                    Err(e) => {
-                        tracing::warn!("CLUSTER FORGET {id} in shard {} failed: {e}", s.index())
-                    }
-                }
+            match me.meta.propose_anywhere(payload).await {
+                Ok(_) => tracing::info!("CLUSTER FORGET: node {id} is leaving"),
+                Err(e) => tracing::warn!("CLUSTER FORGET {id}: {e}"),
             }
         });
         Ok(())
     }
+
+    /// Sends `cmd` to the metadata leader's client port (MEET needs that node's view).
+    async fn forward_to_meta_leader(&self, cmd: &[String]) {
+        let Some(to) = self.meta.leader_addr().map(|a| addr::client_addr(&a)) else {
+            tracing::warn!("{}: no metadata leader to forward to", cmd.join(" "));
+            return;
+        };
+        let mut req = format!("*{}\r\n", cmd.len());
+        for a in cmd {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let res = tokio::time::timeout(HELLO_TIMEOUT, async {
+            let mut sock = tokio::net::TcpStream::connect(&to).await?;
+            sock.write_all(req.as_bytes()).await?;
+            let mut buf = [0u8; 512];
+            let n = sock.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .await;
+        match res {
+            Ok(Ok(reply)) if reply.starts_with('+') => {}
+            Ok(Ok(reply)) => tracing::warn!("{} via {to}: {}", cmd.join(" "), reply.trim()),
+            Ok(Err(e)) => tracing::warn!("{} via {to}: {e}", cmd.join(" ")),
+            Err(_) => tracing::warn!("{} via {to}: no answer", cmd.join(" ")),
+        }
+    }
+}
+
+/// The reconciler task (see the module comment).
+pub(super) async fn reconcile(repl: Weak<Replication>) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(r) = repl.upgrade() else { return };
+        reconcile_once(&r).await;
+    }
+}
+
+async fn reconcile_once(r: &Arc<Replication>) {
+    let leaving = r.meta_state().leaving.clone();
+    let meta_m = r.meta.metrics().membership_config.clone();
+    let meta_m = meta_m.membership();
+    // The nodes every shard should have, with their addresses.
+    let wanted: BTreeMap<NodeId, String> = meta_m
+        .voter_ids()
+        .filter(|id| !leaving.contains(id))
+        .filter_map(|id| meta_m.get_node(&id).map(|n| (id, n.addr.clone())))
+        .collect();
+    let mut in_some_shard: BTreeSet<NodeId> = BTreeSet::new();
+    for s in r.shards.iter() {
+        let m = s.group.metrics().membership_config.clone();
+        let m = m.membership();
+        in_some_shard.extend(m.nodes().map(|(id, _)| *id));
+        if !s.is_leader() {
+            continue;
+        }
+        let gid = super::shard::group_id(s.index());
+        if leaving.contains(&r.id) {
+            // Hand the shard to a live member that stays; the new leader then removes us.
+            let to = m
+                .voter_ids()
+                .filter(|v| *v != r.id && wanted.contains_key(v))
+                .filter(|v| s.group.peer_ack_age(*v).is_some_and(|age| age < ALIVE))
+                .min();
+            if let Some(to) = to {
+                tracing::info!("leaving: shard {} → node {to}", s.index());
+                if let Err(e) = s.group.transfer_leader(to).await {
+                    tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
+                }
+            }
+            continue;
+        }
+        let gone: BTreeSet<NodeId> = m
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| leaving.contains(id) && *id != r.id)
+            .collect();
+        for id in gone {
+            spawn_change(r, s.index(), gid, id, None);
+        }
+        for (id, at) in &wanted {
+            if !m.voter_ids().any(|v| v == *id) {
+                spawn_change(r, s.index(), gid, *id, Some(at.clone()));
+            }
+        }
+    }
+    // Last step of FORGET: a leaving node that is in no shard leaves the metadata group.
+    if r.meta.is_leader() {
+        for id in &leaving {
+            if *id != r.id && !in_some_shard.contains(id) && meta_m.get_node(id).is_some() {
+                spawn_change(r, usize::MAX, 0, *id, None);
+            }
+        }
+    }
+}
+
+/// Adds (`Some(addr)`) or removes node `id` in group `gid` (shard `index`, or the metadata
+/// group when `gid` is 0) in the background, unless such a change is already running.
+fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: Option<String>) {
+    if !r.membership_changes.start((gid, id)) {
+        return;
+    }
+    let r = r.clone();
+    tokio::spawn(async move {
+        let res = if gid == 0 {
+            r.meta.remove_nodes(BTreeSet::from([id])).await
+        } else {
+            let g = &r.shards[index].group;
+            match &add {
+                Some(at) => {
+                    tracing::info!("membership: adding node {id} at {at} to shard {index}");
+                    match g.add_learner(id, at).await {
+                        Ok(()) => g.add_voters(BTreeSet::from([id])).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                None => {
+                    tracing::info!("membership: removing node {id} from shard {index}");
+                    g.remove_nodes(BTreeSet::from([id])).await
+                }
+            }
+        };
+        match res {
+            Ok(()) if gid == 0 => tracing::info!("membership: node {id} left the cluster"),
+            Ok(()) => tracing::info!("membership: node {id} changed in shard {index}"),
+            Err(e) => tracing::warn!("membership change of node {id} in group {gid}: {e}"),
+        }
+        r.membership_changes.done((gid, id));
+    });
 }
 
 /// Asks the node at `host:port` for its Raft id (`raft_node_id` in `INFO replication`).

@@ -9,7 +9,7 @@ use crate::storage::slot::SLOTS;
 use bytes::{Buf, BufMut, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use pinnacle_raft::{ApplyError, ApplyTarget, Command};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -76,6 +76,9 @@ pub struct MetaState {
     pub migrating: BTreeMap<u16, u64>,
     /// Migrations by id (running ones and recent history).
     pub migrations: BTreeMap<u64, Migration>,
+    /// Nodes `CLUSTER FORGET` is taking out: they hand their shard leaderships away, shard
+    /// leaders drop them, then the metadata leader removes them from group 0.
+    pub leaving: BTreeSet<u64>,
 }
 
 impl MetaState {
@@ -85,6 +88,7 @@ impl MetaState {
             map: SlotMap::even(shards),
             migrating: BTreeMap::new(),
             migrations: BTreeMap::new(),
+            leaving: BTreeSet::new(),
         }
     }
 
@@ -128,6 +132,14 @@ pub enum MetaCmd {
         /// Leader time.
         now_ms: u64,
     },
+    /// Node `id` starts leaving the cluster (`CLUSTER FORGET`), or with `leaving: false` is
+    /// welcome again (`CLUSTER MEET` of a node with that id).
+    Leaving {
+        /// The node's Raft id.
+        id: u64,
+        /// Leaving or (re)joining.
+        leaving: bool,
+    },
 }
 
 impl MetaCmd {
@@ -167,6 +179,11 @@ impl MetaCmd {
                 b.put_u64(*id);
                 b.put_u64(*now_ms);
             }
+            MetaCmd::Leaving { id, leaving } => {
+                b.put_u8(4);
+                b.put_u64(*id);
+                b.put_u8(u8::from(*leaving));
+            }
         }
         b.to_vec()
     }
@@ -204,6 +221,10 @@ impl MetaCmd {
             3 => MetaCmd::Finish {
                 id: get_u64(&mut b)?,
                 now_ms: get_u64(&mut b)?,
+            },
+            4 => MetaCmd::Leaving {
+                id: get_u64(&mut b)?,
+                leaving: get_u8(&mut b)? == 1,
             },
             _ => return None,
         };
@@ -299,6 +320,14 @@ fn apply_cmd(st: &mut MetaState, index: u64, cmd: MetaCmd, shards: usize) -> Str
             }
             "+OK".into()
         }
+        MetaCmd::Leaving { id, leaving } => {
+            if leaving {
+                st.leaving.insert(id);
+            } else {
+                st.leaving.remove(&id);
+            }
+            "+OK".into()
+        }
     }
 }
 
@@ -382,7 +411,7 @@ impl ApplyTarget for MetaTarget {
 
 fn encode_state(st: &MetaState) -> Vec<u8> {
     let mut b = BytesMut::new();
-    b.put_u8(1);
+    b.put_u8(2);
     b.put_u64(st.map.epoch);
     for s in 0..SLOTS {
         b.put_u16(st.map.owner(s) as u16);
@@ -405,11 +434,17 @@ fn encode_state(st: &MetaState) -> Vec<u8> {
         b.put_u64(m.bytes);
         put_str(&mut b, &m.planner);
     }
+    b.put_u32(st.leaving.len() as u32);
+    for id in &st.leaving {
+        b.put_u64(*id);
+    }
     b.to_vec()
 }
 
 fn decode_state(mut b: &[u8]) -> Option<MetaState> {
-    if get_u8(&mut b)? != 1 {
+    // Version 1 images (before `leaving`) still load.
+    let version = get_u8(&mut b)?;
+    if !(1..=2).contains(&version) {
         return None;
     }
     let epoch = get_u64(&mut b)?;
@@ -454,10 +489,17 @@ fn decode_state(mut b: &[u8]) -> Option<MetaState> {
             },
         );
     }
+    let mut leaving = BTreeSet::new();
+    if version >= 2 {
+        for _ in 0..get_u32(&mut b)? {
+            leaving.insert(get_u64(&mut b)?);
+        }
+    }
     Some(MetaState {
         map: SlotMap::from_owners(owners, epoch),
         migrating,
         migrations,
+        leaving,
     })
 }
 
@@ -562,10 +604,17 @@ mod tests {
         let m = &st.migrations[&7];
         assert_eq!((m.state, m.keys, m.bytes), (MigState::Done, 20, 200));
         assert_eq!(st.map.epoch, 3);
+        let leave = |leaving| MetaCmd::Leaving { id: 4, leaving };
+        assert_eq!(cmd(&t, 16, leave(true)), "+OK");
+        assert!(t.state().leaving.contains(&4));
+        let st = t.state();
         let mut img = Vec::new();
         t.snapshot(&mut img).expect("snapshot");
         let t2 = MetaTarget::new(3);
         t2.install(&mut img.as_slice(), b"m").expect("install");
         assert_eq!(*t2.state(), *st);
+        assert_eq!(cmd(&t, 17, leave(false)), "+OK");
+        assert!(t.state().leaving.is_empty());
+        assert_eq!(MetaCmd::decode(&leave(true).encode()), Some(leave(true)));
     }
 }

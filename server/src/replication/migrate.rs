@@ -330,38 +330,42 @@ async fn move_slots(
     let mut batch_bytes = 0usize;
     let mut inflight = tokio::task::JoinSet::new();
     for &slot in slots {
-        let keys = db
-            .keys_in_slot(slot, usize::MAX)
-            .map_err(|e| e.to_string())?;
-        for key in keys {
-            let meta = db.peek(&key, now).map_err(|e| e.to_string())?;
-            let Some(meta) = meta else { continue };
-            let Some(value) = db.dump_value(&key).map_err(|e| e.to_string())? else {
-                continue;
+        // One scan of the slot's records per chunk (the slot is fenced: nothing changes it
+        // between chunks).
+        let mut after: Option<Bytes> = None;
+        loop {
+            let chunk = db
+                .dump_slot_chunk(slot, after.as_ref(), INGEST_KEYS, INGEST_BYTES)
+                .map_err(|e| e.to_string())?;
+            let Some((last, _, _)) = chunk.last() else {
+                break;
             };
-            let payload = dump::encode_value(&value);
-            let size = key.len() + payload.len();
-            let cmd = WriteCommand {
-                now_ms: now,
-                op: WriteOp::Restore {
-                    key,
-                    payload,
-                    expire_at: meta.expire_at,
-                    replace: false,
-                },
-            }
-            .encode();
-            items.push(shard_ctl::ingest(slot, &cmd));
-            moved += 1;
-            bytes += size as u64;
-            batch_bytes += size;
-            if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
-                if inflight.len() >= INGEST_IN_FLIGHT {
-                    join_one(&mut inflight).await?;
+            after = Some(last.clone());
+            for (key, meta, value) in chunk {
+                let payload = dump::encode_value(&value);
+                let size = key.len() + payload.len();
+                let cmd = WriteCommand {
+                    now_ms: now,
+                    op: WriteOp::Restore {
+                        key,
+                        payload,
+                        expire_at: meta.expire_at,
+                        replace: false,
+                    },
                 }
-                let (r2, batch) = (r.clone(), std::mem::take(&mut items));
-                inflight.spawn(async move { ingest(&r2, b, batch).await });
-                batch_bytes = 0;
+                .encode();
+                items.push(shard_ctl::ingest(slot, &cmd));
+                moved += 1;
+                bytes += size as u64;
+                batch_bytes += size;
+                if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
+                    if inflight.len() >= INGEST_IN_FLIGHT {
+                        join_one(&mut inflight).await?;
+                    }
+                    let (r2, batch) = (r.clone(), std::mem::take(&mut items));
+                    inflight.spawn(async move { ingest(&r2, b, batch).await });
+                    batch_bytes = 0;
+                }
             }
         }
     }

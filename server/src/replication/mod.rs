@@ -162,6 +162,8 @@ pub struct Replication {
     /// its slot map may be stale and it serves no keyed command.
     meta_at_start: u64,
     meta_caught_up: std::sync::atomic::AtomicBool,
+    /// Membership changes the reconciler is running.
+    membership_changes: membership::InFlight,
 }
 
 impl Replication {
@@ -211,10 +213,12 @@ impl Replication {
             meta,
             migrations: migrate::Local::default(),
             on_moved: std::sync::OnceLock::new(),
+            membership_changes: membership::InFlight::default(),
         });
         tokio::spawn(watch(Arc::downgrade(&repl)));
         tokio::spawn(spread::run(Arc::downgrade(&repl)));
         tokio::spawn(migrate::drive(Arc::downgrade(&repl)));
+        tokio::spawn(membership::reconcile(Arc::downgrade(&repl)));
         Ok(repl)
     }
 

@@ -37,10 +37,20 @@ pub(super) async fn run(repl: Weak<Replication>) {
 /// A shard this node leads and the node to hand it to, if the rule says so.
 fn pick(r: &Replication) -> Option<(usize, NodeId)> {
     let m0 = r.shards[0].group.metrics();
-    let voters: Vec<NodeId> = m0.membership_config.membership().voter_ids().collect();
+    // Nodes CLUSTER FORGET is taking out get no shard (and hand theirs away: membership.rs).
+    let leaving = r.meta_state().leaving.clone();
+    if leaving.contains(&r.id) {
+        return None;
+    }
+    let voters: Vec<NodeId> = m0
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|v| !leaving.contains(v))
+        .collect();
     let mut led: BTreeMap<NodeId, usize> = voters.iter().map(|v| (*v, 0)).collect();
     for s in &r.shards {
-        if let Some(l) = s.live_leader() {
+        if let Some(l) = s.live_leader().filter(|l| !leaving.contains(l)) {
             *led.entry(l).or_default() += 1;
         }
     }

@@ -210,8 +210,26 @@ impl Db {
         extra: Option<(Bytes, Bytes)>,
         sink: Option<&mut WriteBatch>,
     ) -> Result<(Reply, Written)> {
+        let (mut replies, written) = self.apply_core_all(std::slice::from_ref(cmd), extra, sink)?;
+        Ok((replies.pop().unwrap_or(Reply::Null), written))
+    }
+
+    /// [`Db::apply_core`] for several commands as one: each sees the earlier ones' effects,
+    /// and all effects go into one batch, so readers see all of them or none (a
+    /// transaction's writes, `MULTI`/`EXEC`). Time is the latest of the commands' times.
+    pub(super) fn apply_core_all(
+        &self,
+        cmds: &[WriteCommand],
+        extra: Option<(Bytes, Bytes)>,
+        sink: Option<&mut WriteBatch>,
+    ) -> Result<(Vec<Reply>, Written)> {
         let mut state = self.inner.apply.lock();
-        let now = cmd.now_ms.max(state.clock);
+        let now = cmds
+            .iter()
+            .map(|c| c.now_ms)
+            .max()
+            .unwrap_or(0)
+            .max(state.clock);
         let mut tx = Tx {
             db: self,
             now,
@@ -221,7 +239,10 @@ impl Db {
             next_version: state.next_version,
             expired: 0,
         };
-        let reply = apply_op(&mut tx, &cmd.op)?;
+        let mut reply = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            reply.push(apply_op(&mut tx, &cmd.op)?);
+        }
         if tx.batch.is_empty() {
             return Ok((reply, Written::Nothing));
         }

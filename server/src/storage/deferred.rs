@@ -74,6 +74,29 @@ pub fn take() -> Vec<DeferredWrite> {
     })
 }
 
+/// The writes of one transaction as one write applied atomically (see
+/// [`super::shard_ctl::atomic`]); its reply is the array of their (mapped) replies, or the
+/// one error that refused them all.
+pub fn atomic(writes: Vec<DeferredWrite>) -> DeferredWrite {
+    let cmds: Vec<Bytes> = writes.iter().map(|w| w.cmd.clone()).collect();
+    let maps: Vec<Option<ReplyMap>> = writes.into_iter().map(|w| w.map).collect();
+    DeferredWrite {
+        cmd: super::shard_ctl::atomic(&cmds),
+        map: Some(Box::new(move |reply| match reply {
+            Reply::Array(subs) if subs.len() == maps.len() => Reply::Array(
+                subs.into_iter()
+                    .zip(maps)
+                    .map(|(r, m)| match m {
+                        Some(f) => f(r),
+                        None => r,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })),
+    }
+}
+
 /// Queues `w`; gives it back if this thread is not collecting.
 pub(crate) fn push(w: DeferredWrite) -> Result<(), DeferredWrite> {
     QUEUE.with(|q| match q.borrow_mut().as_mut() {

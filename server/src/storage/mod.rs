@@ -324,6 +324,12 @@ impl Db {
         self.inner.lru.set_idle(key, now, idle_secs);
     }
 
+    /// Keeps replicated entries from being applied while the guard lives: reads made under
+    /// it see one state between two applies (a read-only `EXEC` on a Raft node).
+    pub fn hold_applies(&self) -> parking_lot::MutexGuard<'_, (u64, u32)> {
+        self.inner.raft_progress.lock()
+    }
+
     /// A consistent read view at the current state (multi-key reads).
     pub fn view(&self) -> ReadView<'_> {
         ReadView {

@@ -244,6 +244,30 @@ impl ApplyTarget for Db {
                 } else {
                     raw.slice(body_at..)
                 };
+                if let Some(parts) = shard_ctl::atomic_parts(&raw) {
+                    // A transaction: one batch, so readers see all of it or none.
+                    self.flush_sink(&mut sink, &mut progress, None)?;
+                    let cmds: Result<Vec<WriteCommand>, _> =
+                        parts.into_iter().map(WriteCommand::decode).collect();
+                    let reply = match cmds {
+                        Err(e) => Reply::error(format!("ERR undecodable replicated command: {e}")),
+                        Ok(cmds) => {
+                            let extra = (system_key(RAFT_PROGRESS), progress_record(pos));
+                            let (subs, written) = self
+                                .apply_core_all(&cmds, Some(extra), None)
+                                .map_err(io_err)?;
+                            if written != Written::Nothing {
+                                *progress = pos;
+                                for c in &cmds {
+                                    filled.extend_from_slice(c.op.filled_keys());
+                                }
+                            }
+                            Reply::Array(subs)
+                        }
+                    };
+                    replies.push(reply);
+                    continue;
+                }
                 let reply = match WriteCommand::decode(raw) {
                     Err(e) => Reply::error(format!("ERR undecodable replicated command: {e}")),
                     Ok(cmd) if is_blind(&cmd.op) => {

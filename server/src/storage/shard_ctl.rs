@@ -22,6 +22,8 @@ const TAGGED: u8 = 0xE0;
 const CONTROL: u8 = 0xE1;
 /// First byte of a migration's copy of a record into the target shard.
 const INGEST: u8 = 0xE2;
+/// First byte of a group of writes applied as one (a transaction), inside an optional tag.
+const ATOMIC: u8 = 0xE3;
 /// System key holding the fence bitmap.
 pub(super) const FENCES: &[u8] = b"shard-fences";
 /// What a refused write answers (Redis's text; every cluster client retries it).
@@ -75,6 +77,41 @@ pub fn ingest(slot: u16, cmd: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// Encoded `WriteCommand`s to apply as one: each sees the earlier ones' effects and readers
+/// see all or none of them (`MULTI`/`EXEC`). The reply is an array of their replies.
+pub fn atomic(cmds: &[Bytes]) -> Bytes {
+    let len = 5 + cmds.iter().map(|c| 4 + c.len()).sum::<usize>();
+    let mut b = BytesMut::with_capacity(len);
+    b.put_u8(ATOMIC);
+    b.put_u32(cmds.len() as u32);
+    for c in cmds {
+        b.put_u32(c.len() as u32);
+        b.put_slice(c);
+    }
+    b.freeze()
+}
+
+/// The commands of an [`atomic`] group (`raw` after any tag); `None` if `raw` is not one or
+/// is malformed.
+pub(super) fn atomic_parts(raw: &Bytes) -> Option<Vec<Bytes>> {
+    if raw.first() != Some(&ATOMIC) || raw.len() < 5 {
+        return None;
+    }
+    let n = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize;
+    let mut at = 5;
+    // Bounded by the bytes present, not by the declared count.
+    let mut out = Vec::with_capacity(n.min(raw.len() / 4));
+    for _ in 0..n {
+        let head = raw.get(at..at + 4)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        at += 4;
+        let end = at.checked_add(len).filter(|e| *e <= raw.len())?;
+        out.push(raw.slice(at..end));
+        at = end;
+    }
+    (at == raw.len()).then_some(out)
+}
+
 impl Control {
     /// The proposal item for this operation.
     pub fn encode(&self) -> Bytes {
@@ -113,6 +150,7 @@ pub(super) fn decode(raw: &[u8]) -> Item {
             }
         }
         Some(&TAGGED) | Some(&CONTROL) | Some(&INGEST) => Item::Bad,
+        // A transaction without a tag (a node outside cluster routing): applied as a write.
         _ => Item::Write(None),
     }
 }

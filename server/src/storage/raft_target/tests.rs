@@ -267,3 +267,54 @@ fn blind_writes_batched_together_are_seen_by_later_commands() {
     assert_eq!(replies(&out[0]), vec![Reply::Null, Reply::Null]);
     assert_eq!(string(&db, "a").as_deref(), Some(&b"8"[..]));
 }
+
+#[test]
+fn a_transaction_applies_as_one_item_and_sees_its_own_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let txn = shard_ctl::atomic(&[set("t", "1"), incr("t"), incr("t")]);
+    let tagged = shard_ctl::tag(crate::storage::slot::key_slot(b"t"), &txn);
+    let p = encode_proposal(&[incr("x"), tagged, txn.clone()]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 3,
+            payload: &p,
+        }],
+        b"m3",
+    )
+    .expect("apply");
+    let three = Reply::Array(vec![Reply::ok(), Reply::Integer(2), Reply::Integer(3)]);
+    assert_eq!(
+        replies(&out[0]),
+        vec![Reply::Integer(1), three.clone(), three]
+    );
+    assert_eq!(string(&db, "t").as_deref(), Some(&b"3"[..]));
+    // Replaying the entry applies nothing twice.
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 3,
+            payload: &p,
+        }],
+        b"m3",
+    )
+    .expect("replay");
+    assert_eq!(replies(&out[0]), vec![Reply::Null; 3]);
+    assert_eq!(string(&db, "t").as_deref(), Some(&b"3"[..]));
+}
+
+#[test]
+fn malformed_transactions_are_refused_whole() {
+    let txn = shard_ctl::atomic(&[set("t", "1"), incr("t")]);
+    assert_eq!(shard_ctl::atomic_parts(&txn).map(|p| p.len()), Some(2));
+    for cut in [1, 4, 6, txn.len() - 1] {
+        assert!(
+            shard_ctl::atomic_parts(&txn.slice(..cut)).is_none(),
+            "cut {cut}"
+        );
+    }
+    let mut long = txn.to_vec();
+    long.push(0);
+    assert!(shard_ctl::atomic_parts(&Bytes::from(long)).is_none());
+}

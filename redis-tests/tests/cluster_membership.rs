@@ -1,0 +1,301 @@
+//! A 4th node joins a sharded cluster with `CLUSTER MEET` (sent to any node), receives a
+//! replica of every shard and then slots (it ends up leading a shard, so CLUSTER SLOTS names
+//! it a master, and `PINN.MIGRATE` can move more slots to it); `CLUSTER FORGET` (sent to
+//! another node) hands its shard back and removes it everywhere. No acknowledged write is
+//! lost along the way.
+//!
+//! The cluster starts with `--shards 4` on 3 nodes: slots belong to shards, and a node gets
+//! slots by leading a shard, so a spare shard is what a new node can take over.
+
+use redis::cluster::ClusterClient;
+use redis::Commands;
+use redis_tests::cluster::Cluster;
+use redis_tests::process::free_port;
+use redis_tests::raw::RawConn;
+use redis_tests::{Builder, Server, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Bulk(b) | Value::Verbatim(b) | Value::Simple(b) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn conn(at: SocketAddr) -> Option<RawConn> {
+    RawConn::connect_addr(at, Duration::from_secs(5)).ok()
+}
+
+/// Master port → slot count, from `CLUSTER SLOTS` at `at`.
+fn masters_at(at: SocketAddr) -> Option<BTreeMap<u16, u32>> {
+    let v = conn(at)?.call_value(&["CLUSTER", "SLOTS"]).ok()?;
+    let Value::Array(ranges) = v else { return None };
+    let mut out = BTreeMap::new();
+    for r in ranges {
+        let Value::Array(f) = r else { return None };
+        let (Value::Int(a), Value::Int(b), Value::Array(m)) = (&f[0], &f[1], &f[2]) else {
+            return None;
+        };
+        let Value::Int(p) = m.get(1)? else {
+            return None;
+        };
+        *out.entry(*p as u16).or_default() += (*b - *a + 1) as u32;
+    }
+    Some(out)
+}
+
+/// Waits until `f` holds, failing with `what` and the last observation after `limit`.
+fn wait_for<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes `k:{i}` = `v{i}` for `range` through a cluster client, retrying refusals such as
+/// CLUSTERDOWN during an election (a write refused with an error was not applied).
+fn write_keys(urls: &[String], range: std::ops::Range<usize>) {
+    let client = ClusterClient::builder(urls.to_vec())
+        .retries(10)
+        .build()
+        .expect("cluster client");
+    let mut conn = client.get_connection().expect("cluster connection");
+    for i in range {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r: redis::RedisResult<()> = conn.set(format!("k:{i}"), format!("v{i}"));
+            match r {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("SET k:{i}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                    conn = client.get_connection().expect("cluster connection");
+                }
+                Err(e) => panic!("SET k:{i}: {e}"),
+            }
+        }
+    }
+}
+
+/// Reads every `k:{i}` of `range` back through a cluster client.
+fn check_keys(urls: &[String], range: std::ops::Range<usize>) {
+    let client = ClusterClient::builder(urls.to_vec())
+        .retries(10)
+        .build()
+        .expect("cluster client");
+    let mut conn = client.get_connection().expect("cluster connection");
+    for i in range {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r: redis::RedisResult<Option<String>> = conn.get(format!("k:{i}"));
+            match r {
+                Ok(v) => {
+                    assert_eq!(v, Some(format!("v{i}")), "k:{i}");
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("GET k:{i}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                    conn = client.get_connection().expect("cluster connection");
+                }
+                Err(e) => panic!("GET k:{i}: {e}"),
+            }
+        }
+    }
+}
+
+/// `shardN:` states from `INFO replication` at `s` (`Leader`, `Follower`, `Learner`, ...).
+fn shard_states(s: &Server) -> Vec<String> {
+    let Ok(mut c) = s.conn() else {
+        return Vec::new();
+    };
+    let Ok(v) = c.call_value(&["INFO", "replication"]) else {
+        return Vec::new();
+    };
+    text(&v)
+        .lines()
+        .filter(|l| l.starts_with("shard"))
+        .filter_map(|l| l.split("state=").nth(1))
+        .map(|r| r.split(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
+    let c = Cluster::builder(3).shards(4).start().expect("cluster");
+    let ports: Vec<u16> = c.ids().into_iter().map(|i| c.port(i)).collect();
+    let addrs: Vec<SocketAddr> = c.addrs();
+    let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
+    wait_for("3 masters", Duration::from_secs(60), || {
+        let m = masters_at(addrs[0]);
+        (m.as_ref().is_some_and(|m| m.len() == 3), m)
+    });
+    write_keys(&urls, 0..1500);
+
+    // Node 4 waits to be contacted; MEET goes to node 2 (forwarded to the metadata leader).
+    let port = free_port().expect("port");
+    let bus = free_port().expect("port");
+    let n4 = Builder::pinnacle()
+        .port(port)
+        .args([
+            "--node-id",
+            "4",
+            "--cluster-join",
+            "--shards",
+            "4",
+            "--cluster-port",
+            &bus.to_string(),
+        ])
+        .start()
+        .expect("node 4");
+    let meet = c
+        .call(
+            2,
+            &[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &port.to_string(),
+                &bus.to_string(),
+            ],
+        )
+        .expect("meet");
+    assert_eq!(meet, Value::Simple("OK".into()));
+
+    // It becomes a voter of every shard, then leads one: a 4th master with slots, everywhere.
+    wait_for("node 4 in every shard", Duration::from_secs(90), || {
+        let st = shard_states(&n4);
+        let ok = st.len() == 4 && st.iter().all(|s| s == "Follower" || s == "Leader");
+        (ok, st)
+    });
+    let at4: SocketAddr = ([127, 0, 0, 1], port).into();
+    let all: Vec<SocketAddr> = addrs.iter().copied().chain([at4]).collect();
+    wait_for(
+        "node 4 to own slots on every node",
+        Duration::from_secs(60),
+        || {
+            let seen: Vec<_> = all.iter().map(|a| masters_at(*a)).collect();
+            let ok = seen.iter().all(|m| {
+                m.as_ref().is_some_and(|m| {
+                    m.len() == 4
+                        && m.get(&port).is_some_and(|n| *n > 0)
+                        && m.values().sum::<u32>() == 16384
+                })
+            });
+            (ok, seen)
+        },
+    );
+    // Keys written before are served, some by node 4 itself; writes keep working.
+    let mut urls4 = urls.clone();
+    urls4.push(format!("redis://127.0.0.1:{port}"));
+    check_keys(&urls4, 0..1500);
+    write_keys(&urls4, 1500..2000);
+    let served_by_4 = (0..2000)
+        .filter(|i| {
+            let k = format!("k:{i}");
+            let mut conn = n4.conn().expect("conn");
+            matches!(conn.call_value(&["GET", k.as_str()]), Ok(Value::Bulk(_)))
+        })
+        .count();
+    assert!(served_by_4 > 0, "node 4 serves none of the keys");
+
+    // More slots to node 4 by migration (a node id names the shard it leads).
+    let m4 = masters_at(at4).expect("slots");
+    let donor = *m4.keys().find(|p| **p != port).expect("another master");
+    let donor_slot = {
+        let mut conn = conn(at4).expect("conn");
+        let Value::Array(ranges) = conn.call_value(&["CLUSTER", "SLOTS"]).expect("slots") else {
+            panic!("CLUSTER SLOTS")
+        };
+        ranges
+            .iter()
+            .find_map(|r| match r {
+                Value::Array(f) => match (&f[0], &f[2]) {
+                    (Value::Int(a), Value::Array(m))
+                        if m.get(1) == Some(&Value::Int(donor as i64)) =>
+                    {
+                        Some(*a)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("a donor slot")
+    };
+    let four = "0000000000000000000000000000000000000004";
+    let mig = c
+        .call(
+            1,
+            &[
+                "PINN.MIGRATE",
+                &format!("{}-{}", donor_slot, donor_slot + 9),
+                four,
+                "SYNC",
+            ],
+        )
+        .expect("migrate");
+    assert!(!matches!(mig, Value::Error(_)), "PINN.MIGRATE: {mig:?}");
+    let before = m4[&port];
+    wait_for(
+        "node 4 to own 10 more slots",
+        Duration::from_secs(30),
+        || {
+            let m = masters_at(at4);
+            (
+                m.as_ref()
+                    .is_some_and(|m| m.get(&port) == Some(&(before + 10))),
+                m,
+            )
+        },
+    );
+    check_keys(&urls4, 0..2000);
+
+    // FORGET via node 1: node 4 hands its shard over and leaves every group.
+    assert_eq!(
+        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
+        Value::Simple("OK".into())
+    );
+    wait_for(
+        "node 4 gone from every node's view",
+        Duration::from_secs(90),
+        || {
+            let seen: Vec<(Option<BTreeMap<u16, u32>>, bool)> = addrs
+                .iter()
+                .map(|a| {
+                    let nodes = conn(*a)
+                        .and_then(|mut c| c.call_value(&["CLUSTER", "NODES"]).ok())
+                        .map(|v| text(&v).contains(&format!(":{port}@")))
+                        .unwrap_or(true);
+                    (masters_at(*a), nodes)
+                })
+                .collect();
+            let ok = seen.iter().all(|(m, listed)| {
+                !listed
+                    && m.as_ref()
+                        .is_some_and(|m| !m.contains_key(&port) && m.values().sum::<u32>() == 16384)
+            });
+            (ok, seen)
+        },
+    );
+    let states = shard_states(&n4);
+    assert!(
+        !states.iter().any(|s| s == "Leader"),
+        "node 4 still leads a shard: {states:?}"
+    );
+    check_keys(&urls, 0..2000);
+    write_keys(&urls, 2000..2100);
+    let live: BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(live.len(), 3);
+}
