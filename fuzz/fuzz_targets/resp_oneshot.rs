@@ -2,12 +2,16 @@
 #![no_main]
 
 use pinnacle_fuzz::alloc_cap::{check_bounded, CapAlloc};
-use pinnacle_resp::fuzzing::{alloc_bound, request_oneshot};
+use pinnacle_resp::fuzzing::{alloc_bound, peak_bound, request_oneshot};
 
 #[global_allocator]
 static ALLOC: CapAlloc = CapAlloc;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let bound = alloc_bound(data.len());
-    check_bounded(data, bound, bound, request_oneshot);
+    check_bounded(
+        data,
+        alloc_bound(data.len()),
+        peak_bound(data.len()),
+        request_oneshot,
+    );
 });

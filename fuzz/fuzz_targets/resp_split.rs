@@ -3,13 +3,17 @@
 #![no_main]
 
 use pinnacle_fuzz::alloc_cap::{check_bounded, CapAlloc};
-use pinnacle_resp::fuzzing::{alloc_bound, request_split};
+use pinnacle_resp::fuzzing::{alloc_bound, peak_bound, request_split};
 
 #[global_allocator]
 static ALLOC: CapAlloc = CapAlloc;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // Two decodes of the whole stream are alive at once.
-    let bound = alloc_bound(data.len());
-    check_bounded(data, bound, 2 * bound, request_split);
+    check_bounded(
+        data,
+        alloc_bound(data.len()),
+        2 * peak_bound(data.len()),
+        request_split,
+    );
 });

@@ -5,5 +5,6 @@
 //! `tests/fuzz_corpus.rs` replays the committed corpus through the same functions.
 
 pub mod alloc_cap;
+#[cfg(feature = "command")]
 pub mod command;
 pub mod lsm_recovery;

@@ -13,11 +13,19 @@ use crate::{Protocol, ProtocolError, RequestDecoder};
 /// Outcome of decoding a whole stream: the commands, then the error that ended it, if any.
 type Outcome = (Vec<Vec<Vec<u8>>>, Option<ProtocolError>);
 
-/// Largest single allocation, and growth of live heap bytes, allowed while decoding `len`
-/// input bytes: what arrived (the buffer, plus the decoded copies), and a read chunk of
-/// headroom — never a length the stream merely declares.
+/// Largest single allocation allowed while decoding `len` input bytes: the read buffer (what
+/// arrived, plus a read chunk of headroom) or one request's argument vector (a 32-byte handle
+/// per argument, each at least two bytes of input, doubled by growth) — never a length or
+/// count the stream merely declares.
 pub fn alloc_bound(len: usize) -> usize {
-    4 * len + 4 * READ_CHUNK
+    32 * len + 4 * READ_CHUNK
+}
+
+/// Growth of live heap bytes allowed while decoding `len` input bytes: the buffer and every
+/// decoded argument, with the per-argument handles of the decoder and of the property's
+/// copies (linear in what arrived, whatever the headers declare).
+pub fn peak_bound(len: usize) -> usize {
+    128 * len + 4 * READ_CHUNK
 }
 
 fn check_error(e: &ProtocolError) {

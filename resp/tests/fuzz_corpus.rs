@@ -5,7 +5,7 @@
 mod alloc_cap;
 
 use alloc_cap::{check_bounded, replay, CapAlloc};
-use pinnacle_resp::fuzzing::{alloc_bound, request_oneshot, request_split};
+use pinnacle_resp::fuzzing::{alloc_bound, peak_bound, request_oneshot, request_split};
 
 #[global_allocator]
 static ALLOC: CapAlloc = CapAlloc;
@@ -13,8 +13,12 @@ static ALLOC: CapAlloc = CapAlloc;
 #[test]
 fn resp_oneshot_corpus_holds() {
     let n = replay(env!("CARGO_MANIFEST_DIR"), "resp_oneshot", |data| {
-        let bound = alloc_bound(data.len());
-        check_bounded(data, bound, bound, request_oneshot);
+        check_bounded(
+            data,
+            alloc_bound(data.len()),
+            peak_bound(data.len()),
+            request_oneshot,
+        );
     });
     assert!(n >= 10, "only {n} corpus files");
 }
@@ -22,8 +26,12 @@ fn resp_oneshot_corpus_holds() {
 #[test]
 fn resp_split_corpus_holds() {
     let n = replay(env!("CARGO_MANIFEST_DIR"), "resp_split", |data| {
-        let bound = alloc_bound(data.len());
-        check_bounded(data, bound, 2 * bound, request_split);
+        check_bounded(
+            data,
+            alloc_bound(data.len()),
+            2 * peak_bound(data.len()),
+            request_split,
+        );
     });
     assert!(n >= 10, "only {n} corpus files");
 }
