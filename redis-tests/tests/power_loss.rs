@@ -171,7 +171,7 @@ fn same_keys_everywhere(c: &Cluster) -> Result<usize, String> {
 }
 
 fn run(cycles: u64) {
-    let seed = env_u64("POWER_LOSS_SEED", 0x9_0E4_1055);
+    let seed = env_u64("POWER_LOSS_SEED", 0x90E4_1055);
     eprintln!("power_loss: seed {seed} (POWER_LOSS_SEED), {cycles} cycles");
     let Some((mnt, fs, mut mounted)) = mount(seed) else {
         return;

@@ -144,7 +144,7 @@ impl State {
     fn power_loss(&mut self) {
         let inos: Vec<u64> = self.inodes.keys().copied().collect();
         for ino in inos {
-            let keep_torn = self.next_rand() % 2 == 0;
+            let keep_torn = self.next_rand().is_multiple_of(2);
             let r = self.next_rand();
             let Some(n) = self.inodes.get_mut(&ino) else {
                 continue;
