@@ -104,6 +104,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Mutual TLS on the cluster bus (`--tls-cluster yes`): every node presents `cert`/`key`
+    /// (which must be signed by `ca` and valid for client and server use). The client port
+    /// the harness polls stays plain.
+    pub fn tls_cluster(self, ca: &Path, cert: &Path, key: &Path) -> ClusterBuilder {
+        let s = |p: &Path| p.display().to_string();
+        self.args(["--tls-cluster".to_string(), "yes".to_string()])
+            .args(["--tls-ca-cert-file".to_string(), s(ca)])
+            .args(["--tls-cert-file".to_string(), s(cert)])
+            .args(["--tls-key-file".to_string(), s(key)])
+    }
+
     /// Starts every node and waits until each answers PING (not until a leader exists: see
     /// [`Cluster::leader`]).
     pub fn start(self) -> Result<Cluster, Error> {

@@ -1,0 +1,497 @@
+//! TLS for clients (`--tls-port`, redis-cli `--tls`, redis-py `ssl=True`) and the cluster bus
+//! (`--tls-cluster yes`), and cluster-bus authentication (`--cluster-secret-file`), against
+//! certificates made here with rcgen (a CA, a server/node certificate, a client certificate,
+//! and a rogue CA with its own certificate).
+//!
+//! The bus tests send a forged leader's heartbeats (`pinnacle_raft::transport::probe`) from
+//! outside: a member that decoded them would adopt the forged term. The control test shows the
+//! same bytes do take over an unauthenticated cluster, so the secured tests could fail.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use redis_tests::cluster::Cluster;
+use redis_tests::process::{free_port, pinnacle_bin};
+use redis_tests::{tools, Builder, Value};
+
+/// One cluster at a time: three at once on two cores make elections flap.
+static CLUSTERS: Mutex<()> = Mutex::new(());
+
+/// A forged term no real election in a test reaches.
+const FORGED_TERM: u64 = 1_000_000;
+/// The id the forged leader claims.
+const FORGED_ID: u64 = 99;
+
+/// PEM files in a temporary folder.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    /// Server and node certificate (serverAuth + clientAuth) and its key.
+    cert: PathBuf,
+    key: PathBuf,
+    /// A client certificate signed by the CA.
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    /// A certificate for the same names signed by another CA.
+    rogue_cert: PathBuf,
+    rogue_key: PathBuf,
+}
+
+fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("ca")
+}
+
+fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, names: &[String]) -> (String, String) {
+    let mut p = CertificateParams::new(names.to_vec()).expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, ca).expect("sign");
+    (cert.pem(), key.serialize_pem())
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write pem");
+        p
+    };
+    let ca = new_ca("Pinnacle test CA");
+    let rogue_ca = new_ca("Rogue CA");
+    // Every address the tests use: localhost, and the cluster nodes' 127.0.0.x addresses.
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+    names.extend((1..=90).map(|i| format!("127.0.0.{i}")));
+    let (cert, key) = leaf(&ca, "pinnacle node", &names);
+    let (client_cert, client_key) = leaf(&ca, "pinnacle client", &[]);
+    let (rogue_cert, rogue_key) = leaf(&rogue_ca, "rogue", &names);
+    Pki {
+        ca: write("ca.crt", &ca.pem()),
+        cert: write("node.crt", &cert),
+        key: write("node.key", &key),
+        client_cert: write("client.crt", &client_cert),
+        client_key: write("client.key", &client_key),
+        rogue_cert: write("rogue.crt", &rogue_cert),
+        rogue_key: write("rogue.key", &rogue_key),
+        _dir: dir,
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Server TLS flags: certificate, key, CA.
+fn tls_args(pki: &Pki) -> Vec<String> {
+    vec![
+        "--tls-cert-file".into(),
+        s(&pki.cert),
+        "--tls-key-file".into(),
+        s(&pki.key),
+        "--tls-ca-cert-file".into(),
+        s(&pki.ca),
+    ]
+}
+
+/// `redis-cli --tls` with the CA (and a client certificate if given) against `port`.
+fn cli_tls(pki: &Pki, port: u16, client: Option<(&Path, &Path)>, args: &[&str]) -> Output {
+    let mut c = Command::new("redis-cli");
+    c.args(["--tls", "--cacert"])
+        .arg(&pki.ca)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some((cert, key)) = client {
+        c.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    c.args(args).stdin(Stdio::null());
+    c.output().expect("run redis-cli")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_cli_over_tls_requires_a_client_certificate_by_default() {
+    if !tools::available("tls_redis_cli", &["redis-cli"]) {
+        return;
+    }
+    let pki = pki();
+    let tls_port = free_port().expect("port");
+    let server = Builder::pinnacle()
+        .args(["--tls-port".to_string(), tls_port.to_string()])
+        .args(tls_args(&pki))
+        .start()
+        .expect("start");
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    assert_eq!(stdout(&cli_tls(&pki, tls_port, client, &["PING"])), "PONG");
+    assert_eq!(
+        stdout(&cli_tls(&pki, tls_port, client, &["SET", "k", "v"])),
+        "OK"
+    );
+    assert_eq!(stdout(&cli_tls(&pki, tls_port, client, &["GET", "k"])), "v");
+    // No client certificate: refused (the handshake or the first read fails).
+    let o = cli_tls(&pki, tls_port, None, &["GET", "k"]);
+    assert!(
+        !stdout(&o).contains('v'),
+        "served without a client cert: {o:?}"
+    );
+    // A certificate from another CA: refused too.
+    let rogue = Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path()));
+    let o = cli_tls(&pki, tls_port, rogue, &["GET", "k"]);
+    assert!(!stdout(&o).contains('v'), "served a rogue cert: {o:?}");
+    // The plain port keeps working alongside and sees the same data.
+    let mut c = server.conn().expect("plain conn");
+    assert_eq!(c.call(&["GET", "k"]).expect("GET"), b"$1\r\nv\r\n");
+}
+
+#[test]
+fn plaintext_on_the_tls_port_gets_nothing_useful_and_the_server_survives() {
+    if !tools::available("tls_plaintext", &["redis-cli"]) {
+        return;
+    }
+    let pki = pki();
+    let tls_port = free_port().expect("port");
+    let server = Builder::pinnacle()
+        .args(["--tls-port".to_string(), tls_port.to_string()])
+        .args(["--tls-auth-clients", "no"])
+        .args(tls_args(&pki))
+        .start()
+        .expect("start");
+    for junk in [
+        &b"PING\r\n"[..],
+        b"*1\r\n$4\r\nPING\r\n",
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..],
+    ] {
+        let mut sock = TcpStream::connect(("127.0.0.1", tls_port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let _ = sock.write_all(junk);
+        let mut got = Vec::new();
+        let _ = sock.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            !text.contains("PONG") && !text.contains("-ERR"),
+            "plaintext got {got:?}"
+        );
+    }
+    // Without client auth, redis-cli needs only the CA.
+    assert_eq!(stdout(&cli_tls(&pki, tls_port, None, &["PING"])), "PONG");
+    let mut c = server.conn().expect("plain conn");
+    assert_eq!(c.call(&["PING"]).expect("PING"), b"+PONG\r\n");
+}
+
+/// A server process started by hand (TLS-only: the harness waits on the plain port).
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn config_file_tls_only_with_optional_client_certs_and_redis_py() {
+    if !tools::available(
+        "tls_config_file",
+        &["redis-cli", "python3", "python3-redis"],
+    ) {
+        return;
+    }
+    let pki = pki();
+    let tls_port = free_port().expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("pinnacle.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\ntls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+             tls-ca-cert-file {}\ntls-auth-clients optional\n",
+            s(&pki.cert),
+            s(&pki.key),
+            s(&pki.ca)
+        ),
+    )
+    .expect("write conf");
+    let log = std::fs::File::create(dir.path().join("log")).expect("log");
+    let child = Command::new(pinnacle_bin())
+        .arg("--config")
+        .arg(&conf)
+        .arg("--dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn pinnacle");
+    let _server = Spawned(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stdout(&cli_tls(&pki, tls_port, None, &["PING"])) != "PONG" {
+        assert!(Instant::now() < deadline, "TLS port never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    assert!(
+        text.contains(&format!(
+            "Ready to accept TLS connections on 127.0.0.1:{tls_port}"
+        )) && !text.contains("Ready to accept connections"),
+        "port 0 must leave only the TLS listener:\n{text}"
+    );
+    // `optional`: with or without a client certificate.
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    assert_eq!(
+        stdout(&cli_tls(&pki, tls_port, client, &["SET", "a", "1"])),
+        "OK"
+    );
+    assert_eq!(stdout(&cli_tls(&pki, tls_port, None, &["GET", "a"])), "1");
+    // ...but a certificate that does not chain to the CA is refused.
+    let rogue = Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path()));
+    assert_ne!(stdout(&cli_tls(&pki, tls_port, rogue, &["GET", "a"])), "1");
+    // redis-py ssl=True, RESP2 and RESP3, with and without a client certificate.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/tls_check.py");
+    for (proto, cert) in [("2", true), ("3", false)] {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
+            .arg(tls_port.to_string())
+            .arg(proto)
+            .arg(&pki.ca);
+        if cert {
+            cmd.arg(&pki.client_cert).arg(&pki.client_key);
+        }
+        let out = cmd.output().expect("python3");
+        assert!(
+            out.status.success() && stdout(&out).ends_with("OK"),
+            "redis-py over TLS (RESP{proto}, cert {cert}): {out:?}"
+        );
+    }
+}
+
+#[test]
+fn redis_py_without_a_required_client_certificate_is_refused() {
+    if !tools::available("tls_redis_py_refused", &["python3", "python3-redis"]) {
+        return;
+    }
+    let pki = pki();
+    let tls_port = free_port().expect("port");
+    let _server = Builder::pinnacle()
+        .args(["--tls-port".to_string(), tls_port.to_string()])
+        .args(tls_args(&pki))
+        .start()
+        .expect("start");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/tls_check.py");
+    let with = Command::new("python3")
+        .arg(&script)
+        .arg(tls_port.to_string())
+        .arg("3")
+        .arg(&pki.ca)
+        .arg(&pki.client_cert)
+        .arg(&pki.client_key)
+        .output()
+        .expect("python3");
+    assert!(stdout(&with).ends_with("OK"), "{with:?}");
+    let without = Command::new("python3")
+        .arg(&script)
+        .arg(tls_port.to_string())
+        .arg("2")
+        .arg(&pki.ca)
+        .output()
+        .expect("python3");
+    assert!(
+        !without.status.success() && !stdout(&without).ends_with("OK"),
+        "served without the required client certificate: {without:?}"
+    );
+}
+
+/// Highest Raft term any node reports.
+fn max_term(c: &Cluster) -> u64 {
+    c.ids()
+        .iter()
+        .filter_map(|&i| c.info(i).ok())
+        .map(|info| info.term)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sends forged heartbeats for the meta group and the shard group to every node's bus port,
+/// as raw frames on plain TCP (or after `prefix`), and reads whatever comes back.
+fn inject(c: &Cluster, prefix: &[u8]) -> Vec<Vec<u8>> {
+    let mut answers = Vec::new();
+    for i in c.ids() {
+        let to = i as u64;
+        let mut bytes = prefix.to_vec();
+        bytes.extend(
+            pinnacle_raft::transport::probe::forged_heartbeats(FORGED_ID, to, &[0, 1], FORGED_TERM)
+                .expect("encode"),
+        );
+        let addr = SocketAddr::new(c.ip(i), c.bus_port(i));
+        let Ok(mut sock) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+            continue;
+        };
+        // A secured node hangs up at once; an open one keeps the connection: stop waiting.
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = sock.write_all(&bytes);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the node hangs up or stays quiet.
+        while let Ok(n) = sock.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        answers.push(got);
+    }
+    answers
+}
+
+/// Writes on the leader, then waits until every node holds `key`.
+fn write_replicates(c: &Cluster, key: &str) {
+    let leader = c.leader().expect("leader");
+    let r = c.call(leader, &["SET", key, "v"]).expect("SET");
+    assert_eq!(r, Value::Simple("OK".into()), "SET on the leader");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in c.ids() {
+        loop {
+            if c.keys(i)
+                .map(|k| k.contains(key.as_bytes()))
+                .unwrap_or(false)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} never reached node {i}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The cluster still has one of its own members as leader, in a real term.
+fn assert_not_taken_over(c: &Cluster) {
+    let term = max_term(c);
+    assert!(
+        term < FORGED_TERM,
+        "a forged frame was applied: term {term}"
+    );
+    let leader = c.leader().expect("leader");
+    let info = c.info(leader).expect("info");
+    assert_eq!(info.leader_id, Some(leader as u64));
+}
+
+#[test]
+fn tls_cluster_replicates_and_refuses_rogue_bus_connections() {
+    if !tools::available("tls_cluster", &["redis-cli"]) {
+        return;
+    }
+    let _one = CLUSTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let pki = pki();
+    let c = Cluster::builder(3)
+        .ip_base(60)
+        .shards(1)
+        .tls_cluster(&pki.ca, &pki.cert, &pki.key)
+        .start()
+        .expect("cluster");
+    write_replicates(&c, "over-tls");
+    // Plaintext frames on the TLS bus: never decoded.
+    let answers = inject(&c, &[]);
+    assert!(answers.iter().all(|a| a.len() < 200), "{answers:?}");
+    // A TLS peer without a certificate, and one with another CA's certificate.
+    for i in c.ids() {
+        let port = c.bus_port(i).to_string();
+        let host = c.ip(i).to_string();
+        for client in [None, Some((&pki.rogue_cert, &pki.rogue_key))] {
+            let mut cmd = Command::new("redis-cli");
+            cmd.args(["--tls", "--cacert"])
+                .arg(&pki.ca)
+                .args(["-h", &host, "-p", &port]);
+            if let Some((cert, key)) = client {
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+            let o = cmd.arg("PING").stdin(Stdio::null()).output().expect("cli");
+            assert!(!stdout(&o).contains("PONG"), "{o:?}");
+        }
+    }
+    assert!(
+        c.log_tail(1, 200_000)
+            .contains("refused an unauthenticated connection"),
+        "node 1 logged no refusal:\n{}",
+        c.log_tail(1, 3000)
+    );
+    assert_not_taken_over(&c);
+    write_replicates(&c, "after-rogues");
+}
+
+#[test]
+fn cluster_secret_refuses_peers_without_it() {
+    let _one = CLUSTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "correct horse battery staple\n").expect("write secret");
+    let c = Cluster::builder(3)
+        .ip_base(64)
+        .shards(1)
+        .args(["--cluster-secret-file".to_string(), s(&secret)])
+        .start()
+        .expect("cluster");
+    write_replicates(&c, "with-secret");
+    // No handshake at all.
+    let answers = inject(&c, &[]);
+    // Whatever came back is at most the node's challenge, never a frame.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.is_empty() || a.starts_with(b"PNBA")),
+        "{answers:?}"
+    );
+    // A handshake with a forged proof: 37 bytes of hello, then a wrong MAC, then frames.
+    let mut prefix = b"PNBA\x01".to_vec();
+    prefix.extend([7u8; 32]);
+    prefix.extend([0u8; 32]);
+    let answers = inject(&c, &prefix);
+    assert!(answers.iter().all(|a| a.len() <= 69), "{answers:?}");
+    assert_not_taken_over(&c);
+    write_replicates(&c, "after-rogues");
+}
+
+/// The control: the same forged frames DO take over a cluster whose bus is unauthenticated,
+/// so the two tests above would fail if the bus let them through.
+#[test]
+fn control_forged_frames_take_over_an_open_bus() {
+    let _one = CLUSTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let c = Cluster::builder(3)
+        .ip_base(68)
+        .shards(1)
+        .start()
+        .expect("cluster");
+    c.leader().expect("leader");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        inject(&c, &[]);
+        if max_term(&c) >= FORGED_TERM {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "forged heartbeats never took effect (term {}): the bus tests prove nothing",
+            max_term(&c)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
