@@ -115,7 +115,7 @@ async fn truncated_or_foreign_handshakes_are_refused() {
     let dial = tokio::spawn(async move { dial_handshake(&mut d, &s).await });
     let mut hello = [0u8; 37];
     a.read_exact(&mut hello).await.unwrap();
-    a.write_all(&[b'P', b'N']).await.unwrap();
+    a.write_all(b"PN").await.unwrap();
     drop(a);
     assert!(matches!(dial.await.unwrap(), Err(AuthError::Io(_))));
     assert!(Secret::new(b"").is_err());
@@ -161,7 +161,7 @@ async fn wrong_secret_or_no_secret_never_reaches_a_group() {
         .encode()
         .unwrap(),
     );
-    bytes.extend(std::iter::repeat(0u8).take(128));
+    bytes.extend(std::iter::repeat_n(0u8, 128));
     let _ = raw.write_all(&bytes).await;
     let mut sink = Vec::new();
     // The member closes the connection; whatever it sent is its challenge, never a HelloAck.
