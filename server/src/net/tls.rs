@@ -301,3 +301,68 @@ impl ServerCertVerifier for PeerVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::new(&Settings {
+            values,
+            config_file: None,
+        })
+        .expect("valid settings")
+    }
+
+    #[test]
+    fn missing_files_and_ca_are_refused_like_redis() {
+        assert!(client_acceptor(&config(&[])).expect("no tls").is_none());
+        let e = client_acceptor(&config(&[("tls-port", "6380")])).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("tls-cert-file")));
+        let e = client_acceptor(&config(&[
+            ("tls-port", "6380"),
+            ("tls-cert-file", "/nonexistent/cert.pem"),
+            ("tls-key-file", "/nonexistent/key.pem"),
+        ]))
+        .err();
+        assert!(e.is_some_and(|e| e.to_string().contains("/nonexistent/cert.pem")));
+        let e = bus_security(&config(&[("tls-cluster", "yes")])).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("tls-cluster needs tls-cert-file")));
+        assert!(Config::new(&Settings {
+            values: vec![("tls-auth-clients".into(), "sometimes".into())],
+            config_file: None,
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn bus_security_from_the_secret_settings() {
+        assert!(matches!(
+            bus_security(&config(&[])).expect("open"),
+            BusSecurity::Open
+        ));
+        assert!(matches!(
+            bus_security(&config(&[("cluster-secret", "s")])).expect("secret"),
+            BusSecurity::Secret(_)
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "\n").expect("write");
+        let path = file.display().to_string();
+        // Only a newline: an empty secret is refused rather than accepted as "no secret".
+        let e = bus_security(&config(&[("cluster-secret-file", &path)])).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("empty")));
+        std::fs::write(&file, "abc\n").expect("write");
+        assert!(matches!(
+            bus_security(&config(&[("cluster-secret-file", &path)])).expect("secret"),
+            BusSecurity::Secret(_)
+        ));
+        let e = bus_security(&config(&[("cluster-secret-file", "/nonexistent/s")])).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("cluster-secret-file")));
+    }
+}
