@@ -752,8 +752,10 @@ fn protected_mode_denies_non_loopback_clients_like_redis() {
 #[test]
 fn acls_are_node_local_on_a_raft_cluster() {
     let cluster = Cluster::start(3).expect("cluster");
-    let mut a = cluster.conn(0).expect("node 0");
-    let mut b = cluster.conn(1).expect("node 1");
+    let ids = cluster.ids();
+    let (n0, n1) = (ids[0], ids[1]);
+    let mut a = cluster.conn(n0).expect("node 0");
+    let mut b = cluster.conn(n1).expect("node 1");
     assert_eq!(
         a.call(&["ACL", "SETUSER", "u", "on", "nopass", "+get", "~*"])
             .expect("setuser"),
@@ -770,7 +772,7 @@ fn acls_are_node_local_on_a_raft_cluster() {
             .expect("pw"),
         b"+OK\r\n"
     );
-    let mut anon = cluster.conn(0).expect("anon");
+    let mut anon = cluster.conn(n0).expect("anon");
     for args in [
         &["CLUSTER", "INFO"][..],
         &["CLUSTER", "NODES"],
@@ -792,7 +794,7 @@ fn acls_are_node_local_on_a_raft_cluster() {
     let info = anon.call(&["CLUSTER", "INFO"]).expect("cluster info");
     assert!(show(&info).contains("cluster_state:"), "{}", show(&info));
     // Node 1 is untouched.
-    let mut anon1 = cluster.conn(1).expect("anon 1");
+    let mut anon1 = cluster.conn(n1).expect("anon 1");
     let info = anon1.call(&["CLUSTER", "INFO"]).expect("cluster info 1");
     assert!(show(&info).contains("cluster_state:"), "{}", show(&info));
 }

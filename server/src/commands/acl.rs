@@ -467,6 +467,10 @@ mod tests {
             "-ERR The 'default' user cannot be removed\r\n"
         );
         assert_eq!(n.run(&["ACL", "USERS"]), "*1\r\n$7\r\ndefault\r\n");
+        assert_eq!(
+            n.run(&["ACL", "SETUSER", "w", "on", "(+get"]),
+            "-ERR Unmatched parenthesis in acl selector starting at '(+get'.\r\n"
+        );
         assert_eq!(n.run(&["ACL", "GENPASS", "5"]).len(), "$2\r\nab\r\n".len());
     }
 }
