@@ -374,12 +374,19 @@ fn cluster_node_metrics_show_raft_progress() {
         .expect("start cluster");
     let leader = cluster.leader().expect("leader");
     let maddr = |i: usize| SocketAddr::new(cluster.ip(i), mport);
+    // A fresh node answers CLUSTERDOWN until its slot map replayed: wait until it serves a
+    // write (refusals count as rejected, not as calls).
+    let mut c = cluster.conn(leader).expect("conn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.call(&["SET", "{t}:warm", "1"]).expect("warm-up SET") != b"+OK\r\n" {
+        assert!(Instant::now() < deadline, "the leader never served a SET");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Group 1 is shard 0's (group 0 is the metadata group).
     let g = "{group=\"1\"}";
     let before = scrape(maddr(leader));
     assert_eq!(get(&before, &format!("pinnacle_raft_leader{g}")), 1.0);
     let commit0 = get(&before, &format!("pinnacle_raft_commit_index{g}"));
-    let mut c = cluster.conn(leader).expect("conn");
     let n = 200;
     pipelined_sets(&mut c, "{t}", n);
     let after = scrape(maddr(leader));
@@ -389,7 +396,7 @@ fn cluster_node_metrics_show_raft_progress() {
     assert!(get(&after, &format!("pinnacle_raft_applied_index{g}")) <= commit1);
     assert_eq!(
         get(&after, "pinnacle_commands_total{cmd=\"set\"}"),
-        n as f64
+        n as f64 + 1.0
     );
     // The leader reports both peers' lag for every group it leads.
     let lag_keys: Vec<&String> = after
