@@ -6,11 +6,12 @@
 //! fails under `REDIS_TESTS_STRICT=1` and is skipped (with a message) otherwise.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use redis_tests::cluster::Cluster;
 use redis_tests::process::{free_port, workspace_root};
 use redis_tests::Builder;
 
@@ -149,9 +150,20 @@ fn dashboard_page_under_load_renders_in_chromium() {
     assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     assert!(http_get(addr, "/nope").0.contains(" 404 "));
 
-    let out_dir = target_dir();
-    std::fs::create_dir_all(&out_dir).expect("create target/dashboard");
-    std::fs::write(out_dir.join("dashboard.html"), &html).expect("save page");
+    std::fs::write(target_dir_created().join("dashboard.html"), &html).expect("save page");
+    render_in_chromium(addr, "dashboard");
+}
+
+fn target_dir_created() -> PathBuf {
+    let dir = target_dir();
+    std::fs::create_dir_all(&dir).expect("create target/dashboard");
+    dir
+}
+
+/// Loads `http://addr/` in headless Chromium: the DOM must hold the SVG, and a 1400×1000
+/// screenshot is saved as `target/dashboard/<name>.png`.
+fn render_in_chromium(addr: SocketAddr, name: &str) {
+    let out_dir = target_dir_created();
     let Some(chrome) = chromium() else {
         assert!(
             !strict(),
@@ -187,7 +199,7 @@ fn dashboard_page_under_load_renders_in_chromium() {
         dom.status,
         String::from_utf8_lossy(&dom.stderr)
     );
-    let png = out_dir.join("dashboard.png");
+    let png = out_dir.join(format!("{name}.png"));
     let _ = std::fs::remove_file(&png);
     let mut shot = Command::new(&chrome);
     base(&mut shot);
@@ -216,4 +228,63 @@ fn dashboard_page_under_load_renders_in_chromium() {
         bytes.len()
     );
     eprintln!("screenshot: {} ({} bytes)", png.display(), bytes.len());
+}
+
+/// A 3-node Raft cluster with 3 shards: every node serves the page, which shows the three
+/// shards and who leads them.
+#[test]
+fn dashboard_on_a_three_shard_cluster() {
+    let ips: Vec<Ipv4Addr> = (11..=13).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let dport = port_free_on(&ips);
+    let cluster = Cluster::builder(3)
+        .shards(3)
+        .args(["--dashboard-port".to_string(), dport.to_string()])
+        .start()
+        .expect("start cluster");
+    cluster.leader().expect("leader");
+    // Some keyed traffic, spread over the slots (MOVED is followed by the client).
+    let mut client = cluster.client();
+    for i in 0..300 {
+        let _ = client.call(&["SET", &format!("k{i}"), "v"]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in cluster.ids() {
+        let addr = SocketAddr::new(cluster.ip(i), dport);
+        let html = loop {
+            let (status, _, body) = http_get(addr, "/");
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            // One row per shard, each with its slots and a known leader.
+            let rows = body.matches("<tr><td style=\"background:").count();
+            let led = !body.contains("<td>-</td><td>-</td></tr>");
+            if rows == 3 && led {
+                break body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i}: {rows} shard rows (leaders known: {led})"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        check_self_contained(&html);
+        if i == 1 {
+            std::fs::write(target_dir_created().join("cluster.html"), &html).expect("save");
+            render_in_chromium(addr, "cluster");
+        }
+    }
+}
+
+/// A port free on every one of `ips`.
+fn port_free_on(ips: &[Ipv4Addr]) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind((ips[0], 0)).expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let others: Vec<_> = ips[1..]
+            .iter()
+            .filter_map(|ip| TcpListener::bind((*ip, port)).ok())
+            .collect();
+        if port != 6379 && others.len() == ips.len() - 1 {
+            return port;
+        }
+    }
+    panic!("no port free on {ips:?}");
 }
