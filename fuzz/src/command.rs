@@ -60,6 +60,11 @@ fn node() -> &'static Node {
     })
 }
 
+/// The node's data directory (a test removes it when done; the process may leave it behind).
+pub fn data_dir() -> &'static std::path::Path {
+    &node().dir
+}
+
 /// Commands that reach outside the process (network, files, the process itself) or change
 /// node-wide settings every later input would inherit.
 fn denied(args: &[Bytes]) -> bool {

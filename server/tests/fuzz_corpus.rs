@@ -17,6 +17,7 @@ fn command_corpus_holds() {
     let n = replay(env!("CARGO_MANIFEST_DIR"), "command", |data| {
         measure(|| command::dispatch(data));
     });
+    let _ = std::fs::remove_dir_all(command::data_dir());
     assert!(n >= 10, "only {n} corpus files");
 }
 
