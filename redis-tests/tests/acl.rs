@@ -78,7 +78,7 @@ fn normalize(norm: Norm, reply: &[u8]) -> String {
         Norm::Raw => esc(reply),
         Norm::Shape => match parse_one(reply) {
             Ok(Value::Bulk(b)) => format!("bulk of {} hex chars", b.len()),
-            Ok(v) => format!("{}", shape(&v)),
+            Ok(v) => shape(&v).to_string(),
             Err(e) => format!("unparsable: {e}"),
         },
         _ => match parse_one(reply) {
