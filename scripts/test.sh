@@ -101,6 +101,8 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
         || die "fusermount3 is missing (apt-get install -y fuse3); the power-loss test needs it"
 fi
 
+# --- 2. build the server -------------------------------------------------------------------
+profile=${PINNACLE_TEST_PROFILE:-release}
 # First the failpoint build for redis-tests/tests/failpoints.rs, copied aside: in the same target
 # dir only the pinnacle crates compile twice, and the normal build below re-links
 # target/<profile>/pinnacle without failpoints.
