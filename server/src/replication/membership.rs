@@ -209,6 +209,19 @@ async fn reconcile_once(r: &Arc<Replication>) {
             }
         }
     }
+    if leaving.contains(&r.id) && r.meta.is_leader() {
+        // The metadata leader can't remove itself: hand group 0 over as well.
+        let to = wanted
+            .keys()
+            .copied()
+            .find(|v| *v != r.id && r.meta.peer_ack_age(*v).is_some_and(|age| age < ALIVE));
+        if let Some(to) = to {
+            tracing::info!("leaving: metadata group → node {to}");
+            if let Err(e) = r.meta.transfer_leader(to).await {
+                tracing::warn!("leader transfer of the metadata group to {to} failed: {e}");
+            }
+        }
+    }
     // Last step of FORGET: a leaving node that is in no shard leaves the metadata group.
     if r.meta.is_leader() {
         for id in &leaving {
@@ -228,7 +241,11 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: O
     let r = r.clone();
     tokio::spawn(async move {
         let res = if gid == 0 {
-            r.meta.remove_nodes(BTreeSet::from([id])).await
+            if is_voter(&r.meta, id) {
+                r.meta.remove_voters(BTreeSet::from([id])).await
+            } else {
+                r.meta.remove_nodes(BTreeSet::from([id])).await
+            }
         } else {
             let g = &r.shards[index].group;
             match &add {
@@ -241,7 +258,12 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: O
                 }
                 None => {
                     tracing::info!("membership: removing node {id} from shard {index}");
-                    g.remove_nodes(BTreeSet::from([id])).await
+                    // A voter is dropped entirely by RemoveVoters; RemoveNodes takes learners.
+                    if is_voter(g, id) {
+                        g.remove_voters(BTreeSet::from([id])).await
+                    } else {
+                        g.remove_nodes(BTreeSet::from([id])).await
+                    }
                 }
             }
         };
@@ -252,6 +274,14 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: O
         }
         r.membership_changes.done((gid, id));
     });
+}
+
+fn is_voter<A: pinnacle_raft::ApplyTarget>(g: &pinnacle_raft::Group<A>, id: NodeId) -> bool {
+    g.metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .any(|v| v == id)
 }
 
 /// Asks the node at `host:port` for its Raft id (`raft_node_id` in `INFO replication`).
