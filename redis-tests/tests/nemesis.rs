@@ -98,27 +98,24 @@ fn list_append_under_nemesis_sharded() {
     run_all(runs(b.name, &[22], 25, false, b), nemesis::list::run_once);
 }
 
-/// Multi-append transactions (1-3 RPUSHes in one MULTI/EXEC) and single reads. Ignored: a
-/// concurrent LRANGE saw the first RPUSH of a committed `MULTI; RPUSH a 336; RPUSH a 337;
-/// RPUSH a 338; EXEC` without the other two (seeds 21 and 22, G-single cycles): on a Raft node
-/// the writes of one EXEC entry are applied one by one and reads do not wait for the whole
-/// entry (server/src/storage/raft_target.rs `apply` holds `raft_progress` for the call, but
-/// the read path takes no lock), so transactions are not atomic to readers.
+/// Multi-append transactions (1-3 RPUSHes in one MULTI/EXEC) and single reads: no reader
+/// may see part of a transaction. (Seeds 21 and 22 once found G-single cycles here: a
+/// concurrent LRANGE saw the first RPUSH of a committed 3-RPUSH EXEC without the other two,
+/// because a Raft node applied an EXEC's writes one batch at a time. Now an EXEC's writes
+/// are one atomic item, applied as one batch: `storage/shard_ctl.rs` `atomic`.)
 #[test]
-#[ignore = "known server bug: an EXEC's writes are visible to concurrent reads one at a time"]
 fn list_append_multi_append_txns_under_nemesis() {
     let mut b = base("list-append-multi", 1, single_shard_faults(), 1000);
     b.max_mops = 3;
     run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
 }
 
-/// Jepsen's exact workload: 1-3 appends and reads mixed in one MULTI/EXEC. Ignored: besides
-/// the atomicity bug above, on a Raft node EXEC answers its reads at once from the leader's
-/// current state (server/src/commands/transactions.rs `exec`, "reads answer now"), so (1)
+/// Jepsen's exact workload: 1-3 appends and reads mixed in one MULTI/EXEC. Ignored: on a
+/// Raft node an EXEC with writes answers its reads at once from the leader's state before
+/// the transaction (server/src/commands/transactions.rs `exec`, "reads answer now"), so
 /// reads do not see the transaction's own earlier writes — `MULTI; RPUSH k 1; LRANGE k 0 -1;
-/// EXEC` answers `[1, []]` (`internal` anomalies) — and (2) the reads of one EXEC are not
-/// atomic against concurrent applies (two LRANGEs of one read-only EXEC saw states before and
-/// after another transaction: G-single cycles).
+/// EXEC` answers `[1, []]` (`internal` anomalies). (Read-only EXECs now run between two
+/// applies, and an EXEC's writes are one atomic item.)
 #[test]
 #[ignore = "known server bug: EXEC reads on a Raft node do not see the transaction's own writes"]
 fn list_append_mixed_txns_under_nemesis() {
