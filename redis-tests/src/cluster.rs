@@ -26,8 +26,8 @@ use tempfile::TempDir;
 
 pub use client::{LeaderClient, Outcome};
 pub use info::RaftInfo;
-pub use strace::Strace;
 use spawn::Spawner;
+pub use strace::Strace;
 
 use crate::frame::Value;
 use crate::process::{pinnacle_bin, START_TIMEOUT};

@@ -78,9 +78,7 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             cmd.spec.name
         ));
     }
-    if !ctx.client.authenticated
-        && !cmd.spec.has_flag("no_auth")
-        && ctx.server.acl_auth_required()
+    if !ctx.client.authenticated && !cmd.spec.has_flag("no_auth") && ctx.server.acl_auth_required()
     {
         ctx.server.stats.reject(cmd.index);
         return Reply::error("NOAUTH Authentication required.");
@@ -401,7 +399,10 @@ fn execute(
     ctx.server.stats.record(cmd.index, usec, reply.is_error());
     if ctx.server.config.latency_tracking() {
         // One relaxed add into the command's histogram (INFO latencystats, /metrics).
-        ctx.server.stats.latency.record(cmd.index, elapsed.as_nanos() as u64);
+        ctx.server
+            .stats
+            .latency
+            .record(cmd.index, elapsed.as_nanos() as u64);
     }
     ctx.client.last_cmd = cmd.spec.name;
     let threshold = ctx.server.config.slowlog_slower_than();
