@@ -1,5 +1,5 @@
 //! Differential test of consumer groups: seeded random sequences of XGROUP, XREADGROUP, XACK,
-//! XPENDING, XCLAIM, XAUTOCLAIM, XINFO (plus XADD/XDEL/XTRIM/DEL/RENAME/COPY around them)
+//! XPENDING, XCLAIM, XAUTOCLAIM, XINFO (plus XADD/XDEL/XTRIM/XSETID/DEL/RENAME/COPY around them)
 //! through our handlers and a real redis-server 7.0.15, reply bytes compared in RESP2 and
 //! RESP3.
 //!
@@ -305,7 +305,22 @@ fn group_cmd(r: &mut Rng, ms: &mut u64) -> String {
         35 => format!("XCLAIM {k} {g} {c} 0 {} JUSTID", r.pick(BAD_IDS)),
         36 => format!("XREADGROUP GROUP {g} {c} STREAMS {k} {}", r.pick(BAD_IDS)),
         37 => format!("XINFO STREAM {k} FULL COUNT {}", r.pick(&["x", "-1", "2"])),
-        38 => format!("TYPE {k}"),
+        38 if r.next(2) == 0 => format!("TYPE {k}"),
+        38 => format!(
+            "XSETID {k} {}{}",
+            r.pick(&["5-0", "9-9", "1-0", "0-1", "bad", &id]),
+            r.pick(&[
+                "",
+                "",
+                " ENTRIESADDED 100",
+                " ENTRIESADDED 0",
+                " ENTRIESADDED -1",
+                " MAXDELETEDID 1-0",
+                " MAXDELETEDID 99-0",
+                " ENTRIESADDED 50 MAXDELETEDID 0-1",
+                " FOO 1",
+            ])
+        ),
         _ => r
             .pick(&[
                 "XGROUP HELP",

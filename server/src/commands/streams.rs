@@ -31,6 +31,7 @@ coll_handlers! {
     "xrange" => xrange,
     "xrevrange" => xrevrange,
     "xdel" => xdel,
+    "xsetid" => xsetid,
     "xtrim" => xtrim,
     "xgroup|create" => groups::xgroup_create,
     "xgroup|setid" => groups::xgroup_setid,
@@ -217,6 +218,52 @@ fn xtrim(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         WriteOp::XTrim {
             key: a[1].clone(),
             trim,
+        },
+    )
+}
+
+fn xsetid(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
+    let last = match strict_id(&a[2]) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let (mut added, mut max_deleted) = (None, None);
+    let mut i = 3;
+    while i < a.len() {
+        let more = a.len() - 1 - i > 0;
+        if more && a[i].eq_ignore_ascii_case(b"entriesadded") {
+            match std::str::from_utf8(&a[i + 1])
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                Some(n) if n < 0 => return Reply::error("ERR entries_added must be positive"),
+                Some(n) => added = Some(n as u64),
+                None => return Reply::error("ERR value is not an integer or out of range"),
+            }
+        } else if more && a[i].eq_ignore_ascii_case(b"maxdeletedid") {
+            let d = match strict_id(&a[i + 1]) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            if last < d {
+                return Reply::error(
+                    "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
+                );
+            }
+            max_deleted = Some(d);
+        } else {
+            return syntax_error();
+        }
+        i += 2;
+    }
+    write(
+        db,
+        db.now_ms(),
+        WriteOp::XSetId {
+            key: a[1].clone(),
+            last,
+            added,
+            max_deleted,
         },
     )
 }

@@ -246,6 +246,7 @@ pub(super) fn apply_coll_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         WriteOp::XAdd { .. }
         | WriteOp::XTrim { .. }
         | WriteOp::XDel { .. }
+        | WriteOp::XSetId { .. }
         | WriteOp::XGroup { .. } => stream::apply(tx, op),
         WriteOp::ZStore { .. } | WriteOp::ZMPop { .. } | WriteOp::ZRangeStore { .. } => {
             zset_ops::apply(tx, op)

@@ -557,6 +557,50 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             }
             Reply::Integer(n)
         }
+        WriteOp::XSetId {
+            key,
+            last,
+            added,
+            max_deleted,
+        } => {
+            // Redis 7.0's checks and order (t_stream.c xsetidCommand; the check against the
+            // stream's own max_deleted_entry_id only came in 7.2).
+            let Some(mut m) = try_reply!(tx.get_coll(key, KeyType::Stream)?) else {
+                return Ok(Reply::error("ERR no such key"));
+            };
+            let mut st = state_of(&m);
+            if m.size > 0 {
+                // The top item: the last id added unless that entry was deleted (then a scan).
+                let top = if tx.sub_get(key, m.version, &st.last.to_field())?.is_some() {
+                    st.last
+                } else {
+                    head_ids(tx, key, m.version, |_| true)?
+                        .last()
+                        .map(|(id, _)| *id)
+                        .unwrap_or_default()
+                };
+                if *last < top {
+                    return Ok(Reply::error(
+                        "ERR The ID specified in XSETID is smaller than the target stream top item",
+                    ));
+                }
+                if added.is_some_and(|n| m.size > n) {
+                    return Ok(Reply::error(
+                        "ERR The entries_added specified in XSETID is smaller than the target stream length",
+                    ));
+                }
+            }
+            st.last = *last;
+            if let Some(n) = added {
+                st.added = *n;
+            }
+            if let Some(d) = max_deleted.filter(|d| *d != StreamId::default()) {
+                st.max_deleted = d;
+            }
+            m.value = st.encode();
+            tx.put(key, m);
+            Reply::ok()
+        }
         WriteOp::XGroup { op } => group_apply::apply(tx, op)?,
         _ => Reply::error("ERR not a stream operation"),
     })

@@ -456,6 +456,18 @@ pub enum WriteOp {
         /// The group operation.
         op: super::stream::group_op::GroupOp,
     },
+    /// `XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id]` (options validated by the
+    /// handler; the checks against the stream happen at apply).
+    XSetId {
+        /// Key.
+        key: Bytes,
+        /// The new last id.
+        last: super::stream::StreamId,
+        /// ENTRIESADDED.
+        added: Option<u64>,
+        /// MAXDELETEDID.
+        max_deleted: Option<super::stream::StreamId>,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -536,6 +548,7 @@ impl WriteOp {
             WriteOp::XTrim { .. } => 44,
             WriteOp::XDel { .. } => 45,
             WriteOp::XGroup { .. } => 46,
+            WriteOp::XSetId { .. } => 47,
         }
     }
 }

@@ -237,6 +237,12 @@ fn examples() -> Vec<WriteOp> {
                 ids: vec![crate::storage::stream::StreamId { ms: 1, seq: 2 }],
             },
         },
+        WriteOp::XSetId {
+            key: b("x"),
+            last: crate::storage::stream::StreamId { ms: 9, seq: 1 },
+            added: Some(4),
+            max_deleted: Some(crate::storage::stream::StreamId { ms: 3, seq: 0 }),
+        },
     ]
 }
 
@@ -244,7 +250,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=46).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=47).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);

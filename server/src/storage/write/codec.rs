@@ -329,6 +329,22 @@ impl WriteCommand {
                 put_list(&mut out, ids);
             }
             WriteOp::XGroup { op } => op.encode(&mut out),
+            WriteOp::XSetId {
+                key,
+                last,
+                added,
+                max_deleted,
+            } => {
+                put_bytes(&mut out, key);
+                out.put_u64(last.ms);
+                out.put_u64(last.seq);
+                out.put_u8(u8::from(added.is_some()));
+                out.put_u64(added.unwrap_or(0));
+                out.put_u8(u8::from(max_deleted.is_some()));
+                let d = max_deleted.unwrap_or_default();
+                out.put_u64(d.ms);
+                out.put_u64(d.seq);
+            }
         }
         out.freeze()
     }
@@ -601,6 +617,27 @@ impl WriteCommand {
             46 => WriteOp::XGroup {
                 op: crate::storage::stream::group_op::GroupOp::decode(r)?,
             },
+            47 => {
+                use crate::storage::stream::StreamId;
+                let key = bytes_(r)?;
+                let last = StreamId {
+                    ms: u64_(r)?,
+                    seq: u64_(r)?,
+                };
+                let has_added = bool_(r)?;
+                let added = u64_(r)?;
+                let has_deleted = bool_(r)?;
+                let deleted = StreamId {
+                    ms: u64_(r)?,
+                    seq: u64_(r)?,
+                };
+                WriteOp::XSetId {
+                    key,
+                    last,
+                    added: has_added.then_some(added),
+                    max_deleted: has_deleted.then_some(deleted),
+                }
+            }
             other => return Err(DecodeError::Opcode(other)),
         };
         if buf.has_remaining() {
