@@ -1,16 +1,16 @@
 //! A counting global allocator for the fuzz properties: "memory follows the bytes received,
-//! not the lengths they declare". While [`measure`] runs a closure it records the largest
-//! single allocation and the peak growth of live heap bytes, and refuses (null, so the process
-//! aborts with "memory allocation of N bytes failed") any single request above [`REFUSE`] so a
-//! declared 4 GiB length cannot take the machine down before the check.
+//! not the lengths they declare". While [`measure`] runs a closure it records, for its own
+//! thread, the largest single allocation and the peak growth of live heap bytes, and refuses
+//! (null, so the process aborts with "memory allocation of N bytes failed") any single request
+//! above [`REFUSE`] so a declared 4 GiB length cannot take the machine down before the check.
 //!
 //! Used by the targets in `fuzz/` and, through `#[path]`, by the corpus-replay tests of each
 //! crate (`*/tests/fuzz_corpus.rs`), so both check the same bounds.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// Single allocations above this are refused while measuring.
@@ -19,26 +19,39 @@ pub const REFUSE: usize = 1 << 30;
 /// The allocator; install it with `#[global_allocator]`.
 pub struct CapAlloc;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-static ARMED: AtomicBool = AtomicBool::new(false);
-// One measurement at a time (tests run in parallel threads).
+// Counted per thread: only the measuring thread's allocations count, so tests replaying
+// corpora in parallel (or the harness reading files meanwhile) don't show up in each other's
+// figures. Const-initialised cells without destructors are safe to touch from the allocator.
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+// One measurement at a time (keeps the libFuzzer and test set-ups alike).
 static MEASURING: Mutex<()> = Mutex::new(());
 
+fn armed() -> bool {
+    ARMED.try_with(Cell::get).unwrap_or(false)
+}
+
 fn note(size: usize) -> bool {
-    if !ARMED.load(Relaxed) {
+    if !armed() {
         return true;
     }
-    LARGEST.fetch_max(size, Relaxed);
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
     size <= REFUSE
 }
 
-fn grew(by: usize) {
-    let live = LIVE.fetch_add(by, Relaxed) + by;
-    if ARMED.load(Relaxed) {
-        PEAK.fetch_max(live, Relaxed);
+fn grew(by: isize) {
+    if !armed() {
+        return;
     }
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + by;
+        live.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
 }
 
 // SAFETY: every call forwards to `System` with the caller's layout; the counters only observe.
@@ -49,7 +62,7 @@ unsafe impl GlobalAlloc for CapAlloc {
         }
         let p = System.alloc(layout);
         if !p.is_null() {
-            grew(layout.size());
+            grew(layout.size() as isize);
         }
         p
     }
@@ -60,14 +73,14 @@ unsafe impl GlobalAlloc for CapAlloc {
         }
         let p = System.alloc_zeroed(layout);
         if !p.is_null() {
-            grew(layout.size());
+            grew(layout.size() as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size(), Relaxed);
+        grew(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -76,11 +89,7 @@ unsafe impl GlobalAlloc for CapAlloc {
         }
         let p = System.realloc(ptr, layout, new_size);
         if !p.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Relaxed);
-            }
+            grew(new_size as isize - layout.size() as isize);
         }
         p
     }
@@ -95,25 +104,25 @@ pub struct Usage {
     pub peak_growth: usize,
 }
 
-/// Runs `f`, recording its allocations (and those of any thread running meanwhile).
+/// Runs `f`, recording the allocations this thread makes meanwhile.
 pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Usage) {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let base = LIVE.load(Relaxed);
-    LARGEST.store(0, Relaxed);
-    PEAK.store(base, Relaxed);
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    LARGEST.with(|l| l.set(0));
     struct Disarm;
     impl Drop for Disarm {
         fn drop(&mut self) {
-            ARMED.store(false, Relaxed);
+            let _ = ARMED.try_with(|a| a.set(false));
         }
     }
-    ARMED.store(true, Relaxed);
+    ARMED.with(|a| a.set(true));
     let disarm = Disarm;
     let r = f();
     drop(disarm);
     let usage = Usage {
-        largest: LARGEST.load(Relaxed),
-        peak_growth: PEAK.load(Relaxed).saturating_sub(base),
+        largest: LARGEST.with(Cell::get),
+        peak_growth: PEAK.with(Cell::get).max(0) as usize,
     };
     (r, usage)
 }
