@@ -157,8 +157,12 @@ fn arm(c: &mut Cluster, victim: usize, point: &str, skip: u32, role: Role) {
         0 => format!("{point}=panic"),
         n => format!("{point}={n}*off->panic"),
     };
-    c.restart_with_env(victim, vec![("FAILPOINTS".into(), spec)])
-        .expect("restart armed");
+    if let Err(e) = c.restart_with_env(victim, vec![("FAILPOINTS".into(), spec)]) {
+        // It may fire while starting up (a snapshot built or a vote saved during start-up,
+        // sooner on a loaded machine); `wait_fired` then checks the log names the point.
+        assert!(exited(c, victim), "restart armed: {e:?}");
+        return;
+    }
     for _ in 0..12 {
         if exited(c, victim) {
             return; // fired already (e.g. on a vote save during the election)
@@ -305,6 +309,20 @@ fn install_case(bin: &PathBuf, point: &str) {
     let t0 = Instant::now();
     while writers.count() < 1500 && t0.elapsed() < Duration::from_secs(60) {
         thread::sleep(Duration::from_millis(50));
+    }
+    // The leader must have purged its log past the follower (snapshot 100 entries behind the
+    // purge point), or the follower catches up from the log and never installs.
+    while t0.elapsed() < Duration::from_secs(90) {
+        let snap = c
+            .current_leader()
+            .and_then(|l| c.info(l).ok())
+            .and_then(|i| i.fields.get("raft_snapshot_index").cloned())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if snap >= 300 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
     }
     c.set_env(
         victim,

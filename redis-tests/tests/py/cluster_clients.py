@@ -24,7 +24,7 @@ import time
 
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import ClusterError, ConnectionError, RedisError, TimeoutError
 from redis.retry import Retry
 
 
@@ -105,7 +105,10 @@ def write(host, port, proto, prefix, stopfile, ackfile):
             if outage_start is not None:
                 max_outage = max(max_outage, now - outage_start)
                 outage_start = None
-        except (ConnectionError, TimeoutError) as e:
+        # ClusterError("TTL exhausted"): redis-py gave up after 16 redirects/CLUSTERDOWN retries
+        # while a killed shard leader's followers elect (nothing was applied: every hop was a
+        # refusal). Retried like a connection error, and bounded by the same outage limit.
+        except (ConnectionError, TimeoutError, ClusterError) as e:
             reconnects += 1
             outage_start = outage_start or started
             if len(errors) < 20:
