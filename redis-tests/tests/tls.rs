@@ -365,9 +365,22 @@ fn inject(c: &Cluster, prefix: &[u8]) -> Vec<Vec<u8>> {
 
 /// Writes on the leader, then waits until every node holds `key`.
 fn write_replicates(c: &Cluster, key: &str) {
-    let leader = c.leader().expect("leader");
-    let r = c.call(leader, &["SET", key, "v"]).expect("SET");
-    assert_eq!(r, Value::Simple("OK".into()), "SET on the leader");
+    // A fresh leader (or one a vote just deposed) refuses with CLUSTERDOWN/MOVED: not
+    // applied, so ask the leader again.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader = c.leader().expect("leader");
+        let r = c.call(leader, &["SET", key, "v"]).expect("SET");
+        if r == Value::Simple("OK".into()) {
+            break;
+        }
+        let refused = matches!(&r, Value::Error(e) if e.starts_with(b"CLUSTERDOWN") || e.starts_with(b"MOVED"));
+        assert!(
+            refused && Instant::now() < until,
+            "SET on the leader: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in c.ids() {
         loop {
