@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod diffgen;
 pub mod frame;
+pub mod http;
 pub mod nemesis;
 pub mod process;
 pub mod proxy;

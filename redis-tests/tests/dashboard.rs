@@ -5,8 +5,7 @@
 //! Chromium (Debian's `chromium`) is installed by scripts/test.sh; without it the browser step
 //! fails under `REDIS_TESTS_STRICT=1` and is skipped (with a message) otherwise.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,21 +14,7 @@ use redis_tests::cluster::Cluster;
 use redis_tests::process::{free_port, workspace_root};
 use redis_tests::Builder;
 
-/// `GET path` over HTTP/1.0: (status line, headers, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head: {resp:?}"));
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_string(), body.to_string())
-}
+use redis_tests::http::get as http_get;
 
 /// The Chromium binary, if installed.
 fn chromium() -> Option<PathBuf> {

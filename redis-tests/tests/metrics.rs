@@ -9,8 +9,7 @@
 //! reaching every node, per-peer lag on the leader only).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use redis_tests::cluster::Cluster;
@@ -18,21 +17,7 @@ use redis_tests::frame::Value;
 use redis_tests::process::free_port;
 use redis_tests::{Builder, RawConn, Server};
 
-/// `GET path` over HTTP/1.0: (status line, headers, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head: {resp:?}"));
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_string(), body.to_string())
-}
+use redis_tests::http::get as http_get;
 
 /// Sample lines of an exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {

@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use pinnacle_linearizability::list_append::{
     append, bars, check_list_append, history_json_lines, read, ListRecorder, Mop,
 };
-use pinnacle_linearizability::render_html;
 use redis_tests::encode_command;
 use redis_tests::frame::{self, Value};
 use redis_tests::nemesis::Nemesis;
 use redis_tests::raw::RawConn;
 use redis_tests::rng::Rng;
 
-use super::support::{dump, heal, nodes_agree, reopen_all, start_cluster, Run};
+use super::support::{heal, nodes_agree, reopen_all, report_failure, start_cluster, Run};
 
 /// Hash tags: a transaction uses the keys of one.
 pub const TAGS: [&str; 4] = ["{la0}", "{la1}", "{la2}", "{la3}"];
@@ -369,29 +368,14 @@ pub fn run_once(run: &Run) -> Vec<String> {
         problems.push(format!("only {ok} ok transactions (want {})", run.min_ok));
     }
     if !problems.is_empty() {
-        let events: Vec<(u64, String)> = nem
-            .events()
-            .iter()
-            .map(|e| (e.t_ns, e.what.clone()))
-            .collect();
-        let html = render_html(
-            &format!("{} seed {}", run.name, run.seed),
-            &bars(&history),
-            &events,
-        );
-        let dir = dump(
+        report_failure(
             run,
             &mut c,
             &nem,
+            &bars(&history),
             &history_json_lines(&history),
-            &problems.join("\n"),
-            &html,
+            &mut problems,
         );
-        problems.push(format!(
-            "NEMESIS_SEED={} dumped to {}",
-            run.seed,
-            dir.display()
-        ));
     }
     problems
 }

@@ -8,14 +8,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pinnacle_linearizability::{
-    bars_of, check, list_append::register_json_lines, render_html, Op, Recorder, Ret, Verdict,
+    bars_of, check, list_append::register_json_lines, Op, Recorder, Ret, Verdict,
 };
 use redis_tests::cluster::{LeaderClient, Outcome};
 use redis_tests::frame::Value;
 use redis_tests::nemesis::Nemesis;
 use redis_tests::rng::Rng;
 
-use super::support::{dump, heal, nodes_agree, reopen_all, start_cluster, Run};
+use super::support::{heal, nodes_agree, reopen_all, report_failure, start_cluster, Run};
 
 /// Hash tags of the workload's keys (migrations move their slots).
 pub const TAGS: [&str; 4] = ["{r0}", "{r1}", "{r2}", "{r3}"];
@@ -214,29 +214,14 @@ pub fn run_once(run: &Run) -> Vec<String> {
         ));
     }
     if !problems.is_empty() {
-        let events: Vec<(u64, String)> = nem
-            .events()
-            .iter()
-            .map(|e| (e.t_ns, e.what.clone()))
-            .collect();
-        let html = render_html(
-            &format!("{} seed {}", run.name, run.seed),
-            &bars_of(&history),
-            &events,
-        );
-        let dir = dump(
+        report_failure(
             run,
             &mut c,
             &nem,
+            &bars_of(&history),
             &register_json_lines(&history),
-            &problems.join("\n"),
-            &html,
+            &mut problems,
         );
-        problems.push(format!(
-            "NEMESIS_SEED={} dumped to {}",
-            run.seed,
-            dir.display()
-        ));
     }
     problems
 }

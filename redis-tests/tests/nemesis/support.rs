@@ -182,6 +182,34 @@ pub fn dump_dir(run: &Run) -> PathBuf {
         .join(format!("{}-{}", run.name, run.seed))
 }
 
+/// For a failing run: writes the dump (with the HTML timeline of `bars` and the nemesis steps)
+/// and adds the replay line to `problems`.
+pub fn report_failure(
+    run: &Run,
+    c: &mut Cluster,
+    nem: &Nemesis,
+    bars: &[pinnacle_linearizability::Bar],
+    history_jsonl: &str,
+    problems: &mut Vec<String>,
+) {
+    let events: Vec<(u64, String)> = nem
+        .events()
+        .iter()
+        .map(|e| (e.t_ns, e.what.clone()))
+        .collect();
+    let html = pinnacle_linearizability::render_html(
+        &format!("{} seed {}", run.name, run.seed),
+        bars,
+        &events,
+    );
+    let dir = dump(run, c, nem, history_jsonl, &problems.join("\n"), &html);
+    problems.push(format!(
+        "NEMESIS_SEED={} dumped to {}",
+        run.seed,
+        dir.display()
+    ));
+}
+
 /// Writes the dump of a failing run and returns its folder: `history.jsonl` (client events
 /// and nemesis steps), `nemesis.txt`, `verdict.txt`, `timeline.html`, and `cluster/` (every
 /// node's log and data dir).
