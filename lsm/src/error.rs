@@ -24,6 +24,16 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The disk is full: the write was refused before anything of it was stored or made
+    /// visible, and the engine keeps running (a later write succeeds once space returns).
+    #[error("no space left on device for {path}: {source}")]
+    NoSpace {
+        /// The file that could not grow.
+        path: PathBuf,
+        /// The OS error (`ENOSPC` or `EDQUOT`).
+        #[source]
+        source: std::io::Error,
+    },
     /// An earlier fsync or write failed; the engine no longer accepts writes.
     #[error("engine stopped after a fatal error: {0}")]
     Stopped(String),
@@ -40,6 +50,31 @@ impl Error {
             source,
         }
     }
+    /// Like [`Error::io`], but a full disk becomes [`Error::NoSpace`]. Only for failures
+    /// that left nothing half-written (a refused reservation, a file removed again).
+    pub fn io_or_no_space(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        if is_no_space(&source) {
+            Error::NoSpace {
+                path: path.into(),
+                source,
+            }
+        } else {
+            Error::io(path, source)
+        }
+    }
+    /// True for [`Error::NoSpace`].
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+    }
+    /// True for [`Error::NoSpace`] and for I/O errors saying the disk is full (which may
+    /// have left a file half written: only for files that are discarded on failure).
+    pub(crate) fn out_of_space(&self) -> bool {
+        match self {
+            Error::NoSpace { .. } => true,
+            Error::Io { source, .. } => is_no_space(source),
+            _ => false,
+        }
+    }
     /// A corruption error at `offset` of `path`.
     pub fn corruption(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         Error::Corruption {
@@ -48,6 +83,14 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// True when `e` says the disk (or the user's quota) is full.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Result alias for engine operations.

@@ -25,6 +25,7 @@ mod mem_engine;
 mod memtable;
 mod options;
 pub mod sim_fs;
+mod space;
 mod sstable;
 mod version;
 pub mod vfs;
@@ -32,7 +33,7 @@ mod wal;
 
 pub use batch::{BatchOp, WriteBatch};
 pub use db::Lsm;
-pub use error::{Error, Result};
+pub use error::{is_no_space, Error, Result};
 pub use mem_engine::MemEngine;
 pub use options::{CompactionFilter, FilterDecision, Options, SyncPolicy};
 pub use sim_fs::{SimFs, SimOp};
@@ -112,6 +113,9 @@ pub struct Stats {
     pub block_cache_misses: u64,
     /// Times a writer was slowed or paused by a write stall.
     pub write_stalls: u64,
+    /// True while writes are refused because the disk is full (the last write attempt was
+    /// refused; the next one that fits clears it).
+    pub write_refused: bool,
     /// Last sequence number assigned.
     pub last_seq: u64,
     /// Bytes in the WAL segments not yet flushed (what a restart would replay).

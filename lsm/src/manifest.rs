@@ -6,6 +6,7 @@
 //! renaming it, with the directory fsynced after each step.
 
 use crate::coding::{get_bytes, get_u32, get_varint, put_bytes, put_varint};
+use crate::space::Reservation;
 use crate::sstable::FileMeta;
 use crate::vfs::{Vfs, WritableFile};
 use crate::{Error, Result};
@@ -13,6 +14,8 @@ use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
 const HEADER: usize = 12;
+// Manifest space is reserved this far ahead (edits are small).
+const RESERVE_STEP: u64 = 64 << 10;
 const TAG_LOG: u8 = 1;
 const TAG_NEXT_FILE: u8 = 2;
 const TAG_LAST_SEQ: u8 = 3;
@@ -271,6 +274,8 @@ pub(crate) fn load(
 pub(crate) struct ManifestWriter {
     file: Box<dyn WritableFile>,
     path: PathBuf,
+    // Space for the next edits, so a full disk refuses an edit whole instead of tearing it.
+    space: Reservation,
     /// The manifest's file number.
     pub(crate) id: u64,
 }
@@ -284,20 +289,36 @@ impl ManifestWriter {
         state: &ManifestState,
     ) -> Result<ManifestWriter> {
         let path = dir.join(manifest_name(id));
-        let mut file = vfs.create(&path).map_err(|e| Error::io(&path, e))?;
-        file.append(&frame(&state.snapshot_edit().encode()))
+        let mut file = vfs
+            .create(&path)
+            .map_err(|e| Error::io_or_no_space(&path, e))?;
+        let mut space = Reservation::for_file(&*file, RESERVE_STEP);
+        let first = frame(&state.snapshot_edit().encode());
+        space
+            .ensure(first.len() as u64)
+            .map_err(|e| Error::io_or_no_space(&path, e))?;
+        file.append(&first)
             .and_then(|_| file.sync())
             .map_err(|e| Error::io(&path, e))?;
         let tmp = dir.join("CURRENT.tmp");
         let cur = dir.join("CURRENT");
-        let mut t = vfs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // Until the rename, `CURRENT` names the old manifest: a full disk up to here leaves
+        // everything as it was (`NoSpace`).
+        let mut t = vfs
+            .create(&tmp)
+            .map_err(|e| Error::io_or_no_space(&tmp, e))?;
         t.append(format!("{}\n", manifest_name(id)).as_bytes())
-            .and_then(|_| t.sync())
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io_or_no_space(&tmp, e))?;
+        t.sync().map_err(|e| Error::io(&tmp, e))?;
         drop(t);
         vfs.rename(&tmp, &cur).map_err(|e| Error::io(&cur, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(ManifestWriter { file, path, id })
+        Ok(ManifestWriter {
+            file,
+            path,
+            space,
+            id,
+        })
     }
 
     /// A writer that fails every call (only used while the engine is being opened).
@@ -305,14 +326,20 @@ impl ManifestWriter {
         ManifestWriter {
             file: Box::new(crate::vfs::NullFile),
             path: PathBuf::new(),
+            space: Reservation::none(),
             id: 0,
         }
     }
 
-    /// Appends and fsyncs one edit.
+    /// Appends and fsyncs one edit. `Error::NoSpace` means nothing was written (the
+    /// manifest is intact and the edit may be retried).
     pub(crate) fn write(&mut self, e: &VersionEdit) -> Result<()> {
+        let rec = frame(&e.encode());
+        self.space
+            .ensure(self.file.len() + rec.len() as u64)
+            .map_err(|e| Error::io_or_no_space(&self.path, e))?;
         self.file
-            .append(&frame(&e.encode()))
+            .append(&rec)
             .and_then(|_| self.file.sync())
             .map_err(|e| Error::io(&self.path, e))
     }

@@ -49,6 +49,15 @@ struct Inode {
     truncated: bool,
     /// Open handles, so unlinked-but-open files stay readable.
     handles: usize,
+    /// Bytes from offset 0 whose space is reserved (`Allocator::allocate`).
+    reserved: u64,
+}
+
+impl Inode {
+    /// Space the file takes against [`SimFs::set_capacity`].
+    fn footprint(&self) -> u64 {
+        (self.data.len() as u64).max(self.reserved)
+    }
 }
 
 #[derive(Clone)]
@@ -78,6 +87,8 @@ struct Inner {
     crashes: u64,
     /// The operation that found the power gone when a `power_cut_after` budget ran out.
     cut_at: Option<(SimOp, PathBuf)>,
+    /// Disk size: appends beyond it write what fits and fail with "no space".
+    capacity: Option<u64>,
 }
 
 /// A simulated file system for crash and fault-injection tests (cheap to clone; clones share state).
@@ -183,6 +194,14 @@ impl Inner {
         }
     }
 
+    /// Bytes that can still be taken before the disk is full (`u64::MAX` if unlimited).
+    fn free(&self) -> u64 {
+        match self.capacity {
+            None => u64::MAX,
+            Some(cap) => cap.saturating_sub(self.inodes.values().map(Inode::footprint).sum()),
+        }
+    }
+
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
         self.live.get(path).copied().ok_or_else(|| not_found(path))
     }
@@ -260,6 +279,29 @@ impl SimFs {
         g.cut_at = None;
         g.faults.clear();
         g.crashes += 1;
+    }
+
+    /// Limits the disk to `bytes` (every file's length or reserved space counts; `None`:
+    /// unlimited). An append that does not fit writes what does and fails with
+    /// `ErrorKind::StorageFull`, as write(2) on a full disk does; a reservation that does
+    /// not fit fails whole.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.inner.lock().capacity = bytes;
+    }
+
+    /// Bytes taken by files (their length or reserved space, whichever is larger).
+    pub fn used_bytes(&self) -> u64 {
+        self.inner
+            .lock()
+            .inodes
+            .values()
+            .map(Inode::footprint)
+            .sum()
+    }
+
+    /// Bytes still free under [`SimFs::set_capacity`] (`u64::MAX` if unlimited).
+    pub fn free_bytes(&self) -> u64 {
+        self.inner.lock().free()
     }
 
     /// Cuts the power now: every later operation fails until [`SimFs::crash`] reboots.
@@ -410,13 +452,35 @@ impl WritableFile for SimWritable {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut g = self.fs.lock();
         g.begin(SimOp::Append, Some(self.epoch), &self.path)?;
+        let free = g.free();
         let node = g
             .inodes
             .get_mut(&self.ino)
             .ok_or_else(|| not_found(&self.path))?;
-        node.data.extend_from_slice(data);
-        self.len += data.len() as u64;
+        // Room: the reserved space past the end, then the free space.
+        let room = node
+            .reserved
+            .saturating_sub(node.data.len() as u64)
+            .saturating_add(free);
+        let fits = usize::try_from(room).map_or(data.len(), |r| r.min(data.len()));
+        node.data.extend_from_slice(&data[..fits]);
+        self.len += fits as u64;
+        if fits < data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("simfs: no space left for {}", self.path.display()),
+            ));
+        }
         Ok(())
+    }
+
+    fn allocator(&self) -> Option<Box<dyn crate::vfs::Allocator>> {
+        Some(Box::new(SimAllocator {
+            fs: self.fs.clone(),
+            path: self.path.clone(),
+            ino: self.ino,
+            epoch: self.epoch,
+        }))
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -439,6 +503,34 @@ impl WritableFile for SimWritable {
 
     fn len(&self) -> u64 {
         self.len
+    }
+}
+
+struct SimAllocator {
+    fs: Arc<Mutex<Inner>>,
+    path: PathBuf,
+    ino: u64,
+    epoch: u64,
+}
+
+impl crate::vfs::Allocator for SimAllocator {
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut g = self.fs.lock();
+        g.check_alive(self.epoch)?;
+        let free = g.free();
+        let node = g
+            .inodes
+            .get_mut(&self.ino)
+            .ok_or_else(|| not_found(&self.path))?;
+        let want = offset.saturating_add(len).max(node.reserved);
+        if want.saturating_sub(node.footprint()) > free {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("simfs: no space to reserve for {}", self.path.display()),
+            ));
+        }
+        node.reserved = want;
+        Ok(())
     }
 }
 
@@ -519,6 +611,7 @@ impl Vfs for SimFs {
             Some(&ino) => {
                 let node = g.inodes.entry(ino).or_default();
                 node.data.clear();
+                node.reserved = 0;
                 node.truncated = true;
                 ino
             }

@@ -20,6 +20,19 @@ pub trait WritableFile: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A handle that reserves disk space for this file ahead of its appends, so running out
+    /// of space shows up before a write instead of in the middle of one. `None` when the
+    /// file system cannot reserve (appends may then fail with "no space" at any point).
+    fn allocator(&self) -> Option<Box<dyn Allocator>> {
+        None
+    }
+}
+
+/// Reserves disk space for a file without changing its length (`fallocate` with
+/// `FALLOC_FL_KEEP_SIZE`); appends into reserved space do not run out of space.
+pub trait Allocator: Send {
+    /// Reserves the byte range `[offset, offset + len)` of the file.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// A file opened for positional reads.
@@ -83,6 +96,40 @@ impl WritableFile for RealWritable {
     }
     fn len(&self) -> u64 {
         self.len
+    }
+    fn allocator(&self) -> Option<Box<dyn Allocator>> {
+        let file = self.file.try_clone().ok()?;
+        Some(Box::new(RealAllocator { file }))
+    }
+}
+
+struct RealAllocator {
+    file: std::fs::File,
+}
+
+impl Allocator for RealAllocator {
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        loop {
+            // SAFETY: the descriptor is owned by `self.file` and open for the whole call.
+            let r = unsafe {
+                libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len)
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 

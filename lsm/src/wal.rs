@@ -7,12 +7,14 @@
 
 use crate::batch::{BatchOp, WriteBatch};
 use crate::coding::{get_bytes, get_u32, get_u64, get_varint, put_bytes, put_varint};
+use crate::space::Reservation;
 use crate::vfs::{Vfs, WritableFile};
 use crate::{Error, Result};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
-const HEADER: usize = 20;
+/// Bytes of a record's header (the record is this plus its payload).
+pub(crate) const HEADER: usize = 20;
 const TAG_DELETE: u8 = 0;
 const TAG_PUT: u8 = 1;
 const TAG_RANGE: u8 = 2;
@@ -105,7 +107,9 @@ impl WalWriter {
     /// Creates segment `id` in `dir` and makes its directory entry durable.
     pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, id: u64) -> Result<WalWriter> {
         let path = dir.join(segment_name(id));
-        let file = vfs.create(&path).map_err(|e| Error::io(&path, e))?;
+        let file = vfs
+            .create(&path)
+            .map_err(|e| Error::io_or_no_space(&path, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         Ok(WalWriter { file, path })
     }
@@ -116,6 +120,17 @@ impl WalWriter {
             file: Box::new(crate::vfs::NullFile),
             path: PathBuf::new(),
         }
+    }
+
+    /// A reservation handle for this segment's space (see [`crate::space`]), reserving
+    /// `step` bytes at a time.
+    pub(crate) fn reservation(&self, step: u64) -> Reservation {
+        Reservation::for_file(&*self.file, step)
+    }
+
+    /// The segment's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Appends framed records.

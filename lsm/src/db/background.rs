@@ -14,9 +14,12 @@ use crate::version::{LevelIter, TableHandle};
 use crate::wal::segment_name;
 use crate::{Error, Result, SyncPolicy};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+// A flush or compaction that ran out of disk space is retried after this long.
+const NO_SPACE_RETRY: Duration = Duration::from_secs(1);
 
 // Rewrite the manifest from a snapshot once it grows past this.
 const MANIFEST_ROLL_BYTES: u64 = 8 << 20;
@@ -81,13 +84,20 @@ impl Inner {
             return Ok(None);
         }
         let (id, mut b) = self.new_builder()?;
-        mem.for_each(|k, v| b.add(k, v))?;
-        for t in mem.range_tombstones() {
-            b.add_tombstone(t);
+        let built = mem.for_each(|k, v| b.add(k, v)).and_then(|()| {
+            for t in mem.range_tombstones() {
+                b.add_tombstone(t);
+            }
+            b.finish(id)
+        });
+        match built.and_then(|meta| self.sync_dir().map(|()| meta)) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) => {
+                // Nothing refers to the table yet; the memtable (and its WAL) still hold it all.
+                let _ = self.opts.vfs.remove(&self.path_of(&table_name(id)));
+                Err(e)
+            }
         }
-        let meta = b.finish(id)?;
-        self.sync_dir()?;
-        Ok(Some(meta))
     }
 
     /// Records `edit` in the manifest and installs the matching version. `mutate` may adjust
@@ -103,7 +113,10 @@ impl Inner {
         let mut edit = edit;
         edit.next_file = Some(self.next_file.load(Ordering::SeqCst));
         if let Err(e) = s.manifest.write(&edit) {
-            self.stop(&format!("manifest write failed: {e}"));
+            // `NoSpace`: refused before anything was written; the manifest is intact.
+            if !e.is_no_space() {
+                self.stop(&format!("manifest write failed: {e}"));
+            }
             return Err(e);
         }
         s.meta.apply(&edit);
@@ -131,6 +144,13 @@ impl Inner {
                     let p = self.path_of(&crate::manifest::manifest_name(old));
                     let _ = self.opts.vfs.remove(&p);
                 }
+                // Refused before `CURRENT` moved: the old manifest (which holds this edit)
+                // stays in use, and a later install tries the rewrite again.
+                Err(e) if e.is_no_space() => {
+                    tracing::warn!(error = %e, "no space to rewrite the manifest");
+                    let p = self.path_of(&crate::manifest::manifest_name(id));
+                    let _ = self.opts.vfs.remove(&p);
+                }
                 Err(e) => {
                     self.stop(&format!("manifest rewrite failed: {e}"));
                     return Err(e);
@@ -148,6 +168,10 @@ impl Inner {
         };
         let meta = match self.write_memtable(&imm) {
             Ok(m) => m,
+            Err(e) if e.out_of_space() => {
+                // The memtable stays queued; the flush loop retries once space returns.
+                return Err(self.no_space(&self.flush_no_space, "flush", e));
+            }
             Err(e) => {
                 self.stop(&format!("flush failed: {e}"));
                 return Err(e);
@@ -166,13 +190,24 @@ impl Inner {
             added.insert(meta.id, h);
             edit.added.push((0, meta));
         }
-        self.install(edit, &added, false, |cur| {
+        let installed = self.install(edit, &added, false, |cur| {
             cur.imms
                 .iter()
                 .filter(|m| !Arc::ptr_eq(m, &imm))
                 .cloned()
                 .collect()
-        })?;
+        });
+        if let Err(e) = installed {
+            if e.is_no_space() {
+                // Not in the manifest: the new table goes away with its handle.
+                for h in added.values() {
+                    h.mark_obsolete();
+                }
+                return Err(self.no_space(&self.flush_no_space, "flush", e));
+            }
+            return Err(e);
+        }
+        self.flush_no_space.store(false, Ordering::Release);
         Counters::add(&self.counters.flush_bytes, bytes);
         let wal = self.path_of(&segment_name(imm.wal_id));
         if let Err(e) = self.opts.vfs.remove(&wal) {
@@ -190,7 +225,9 @@ impl Inner {
             let mut w = self.writer.lock();
             self.check_stopped()?;
             if let Err(e) = self.rotate(&mut io, &mut w) {
-                self.stop(&format!("starting a new memtable failed: {e}"));
+                if !e.is_no_space() {
+                    self.stop(&format!("starting a new memtable failed: {e}"));
+                }
                 return Err(e);
             }
         }
@@ -237,8 +274,13 @@ impl Inner {
         drop(st);
         match self.run_task(&task, &handles, manual.is_some()) {
             Ok(()) => {
+                self.compact_no_space.store(false, Ordering::Release);
                 self.notify_bg();
                 Ok(true)
+            }
+            // Its outputs are gone and its inputs untouched: retried once space returns.
+            Err(e) if e.out_of_space() => {
+                Err(self.no_space(&self.compact_no_space, "compaction", e))
             }
             Err(e) => {
                 self.stop(&format!("compaction failed: {e}"));
@@ -327,7 +369,15 @@ impl Inner {
         for m in outs {
             edit.added.push((task.output_level, m));
         }
-        self.install(edit, &added, true, |cur| cur.imms.clone())?;
+        if let Err(e) = self.install(edit, &added, true, |cur| cur.imms.clone()) {
+            if e.is_no_space() {
+                // Not in the manifest: the outputs go away with their handles.
+                for h in added.values() {
+                    h.mark_obsolete();
+                }
+            }
+            return Err(e);
+        }
         for h in upper.iter().chain(&lower) {
             h.mark_obsolete();
         }
@@ -368,17 +418,49 @@ impl Inner {
         self.check_stopped()
     }
 
+    /// Records that `what` ran out of disk space (sets `flag`); returns `e`.
+    fn no_space(&self, flag: &AtomicBool, what: &str, e: Error) -> Error {
+        // The half-written file was discarded: to callers this is a clean refusal.
+        let e = match e {
+            Error::Io { path, source } if crate::is_no_space(&source) => {
+                Error::NoSpace { path, source }
+            }
+            e => e,
+        };
+        if !flag.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "disk full: {what} failed; retrying when space returns");
+        }
+        // Writers stalled on this work must notice that it cannot progress.
+        self.notify_bg();
+        e
+    }
+
+    /// Waits after a background step that did nothing (`idle`) or ran out of space (longer,
+    /// so a full disk is not hammered with doomed table writes).
+    fn bg_wait(&self, res: &Result<bool>, idle: Duration) -> bool {
+        let wait = match res {
+            Ok(true) => return true,
+            Err(e) if e.out_of_space() => NO_SPACE_RETRY,
+            _ => idle,
+        };
+        let mut g = self.bg_lock.lock();
+        if self.shutdown.load(Ordering::Acquire) {
+            return false;
+        }
+        self.bg_cv.wait_for(&mut g, wait);
+        true
+    }
+
     /// Background loop: flushes immutable memtables as they appear.
     pub(super) fn flush_loop(self: &Arc<Self>) {
         while !self.shutdown.load(Ordering::Acquire) {
-            let worked =
-                !self.stopped.load(Ordering::Acquire) && matches!(self.flush_one(), Ok(true));
-            if !worked {
-                let mut g = self.bg_lock.lock();
-                if self.shutdown.load(Ordering::Acquire) {
-                    break;
-                }
-                self.bg_cv.wait_for(&mut g, Duration::from_millis(50));
+            let res = if self.stopped.load(Ordering::Acquire) {
+                Ok(false)
+            } else {
+                self.flush_one()
+            };
+            if !self.bg_wait(&res, Duration::from_millis(50)) {
+                break;
             }
         }
     }
@@ -386,14 +468,13 @@ impl Inner {
     /// Background loop: runs compactions while the controller has work.
     pub(super) fn compaction_loop(self: &Arc<Self>) {
         while !self.shutdown.load(Ordering::Acquire) {
-            let worked = !self.stopped.load(Ordering::Acquire)
-                && matches!(self.compact_once(None), Ok(true));
-            if !worked {
-                let mut g = self.bg_lock.lock();
-                if self.shutdown.load(Ordering::Acquire) {
-                    break;
-                }
-                self.bg_cv.wait_for(&mut g, Duration::from_millis(100));
+            let res = if self.stopped.load(Ordering::Acquire) {
+                Ok(false)
+            } else {
+                self.compact_once(None)
+            };
+            if !self.bg_wait(&res, Duration::from_millis(100)) {
+                break;
             }
         }
     }

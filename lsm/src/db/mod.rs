@@ -14,6 +14,7 @@ use crate::iterators::{InternalIterator, MergeIter, UserIter};
 use crate::key::{self, MAX_SEQ};
 use crate::manifest::{ManifestState, ManifestWriter};
 use crate::memtable::{MemIter, MemTable};
+use crate::space::Reservation;
 use crate::sstable::{bloom, cache::BlockCache, table_name};
 use crate::version::{resolve, Version};
 use crate::wal::WalWriter;
@@ -43,6 +44,13 @@ struct Writer {
     pending: Vec<u8>,
     // Reused encoding buffer.
     payload: Vec<u8>,
+    // Disk space reserved for the active WAL segment; a record is framed only once its
+    // bytes fit, so a full disk refuses a write before it is applied (see `crate::space`).
+    space: Reservation,
+    // Bytes framed into the active segment (appended plus pending).
+    wal_end: u64,
+    // The active segment's path (for errors).
+    wal_path: PathBuf,
 }
 
 /// The open WAL segment; held across WAL I/O (never while waiting for `writer`'s holders
@@ -110,6 +118,11 @@ pub(crate) struct Inner {
     cache: Arc<BlockCache>,
     stopped: AtomicBool,
     stop_reason: Mutex<String>,
+    // The last write was refused for lack of disk space (cleared by the next accepted one).
+    write_refused: AtomicBool,
+    // The last flush (compaction) ran out of disk space; cleared by the next that succeeds.
+    flush_no_space: AtomicBool,
+    compact_no_space: AtomicBool,
     shutdown: AtomicBool,
     // Wakes background threads (work may be available) and stalled writers (progress made).
     bg_lock: Mutex<()>,
@@ -226,6 +239,7 @@ impl Inner {
             block_cache_hits: Counters::get(&c.cache_hits),
             block_cache_misses: Counters::get(&c.cache_misses),
             write_stalls: Counters::get(&c.write_stalls),
+            write_refused: self.write_refused.load(Ordering::Relaxed),
             last_seq: self.visible_seq.load(Ordering::SeqCst),
             wal_live_bytes: std::iter::once(&st.mem)
                 .chain(st.imms.iter())

@@ -62,6 +62,9 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
             last_seq: 0,
             pending: Vec::new(),
             payload: Vec::new(),
+            space: crate::space::Reservation::none(),
+            wal_end: 0,
+            wal_path: dir.to_path_buf(),
         }),
         wal_io: Mutex::new(WalIo {
             wal: WalWriter::placeholder(),
@@ -83,6 +86,9 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         cache: Arc::new(BlockCache::new(opts.block_cache_size)),
         stopped: AtomicBool::new(false),
         stop_reason: Mutex::new(String::new()),
+        write_refused: AtomicBool::new(false),
+        flush_no_space: AtomicBool::new(false),
+        compact_no_space: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
         bg_lock: Mutex::new(()),
         bg_cv: Condvar::new(),
@@ -182,8 +188,13 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         version: Arc::new(version),
     }));
     {
+        let mut w = inner.writer.lock();
+        w.last_seq = last_seq;
+        w.space = new_wal.reservation(inner.wal_reserve_step());
+        w.wal_end = 0;
+        w.wal_path = new_wal.path().to_path_buf();
+        drop(w);
         inner.wal_io.lock().wal = new_wal;
-        inner.writer.lock().last_seq = last_seq;
     }
     inner
         .durable_seq

@@ -51,20 +51,39 @@ impl Inner {
         if batch.is_empty() {
             return Ok(self.visible_seq.load(Ordering::SeqCst));
         }
-        self.maybe_stall();
+        self.maybe_stall()?;
         let mut w = self.writer.lock();
         self.check_stopped()?;
         let mut payload = std::mem::take(&mut w.payload);
         payload.clear();
         wal::encode_batch(&mut payload, &batch);
         let first = w.last_seq + 1;
-        let framed = wal::frame_record(&mut w.pending, first, &payload);
+        let record = (wal::HEADER + payload.len()) as u64;
+        let end = w.wal_end + record;
+        // The record's space is reserved before anything is applied: on a full disk the
+        // batch is refused whole (no sequence number, not visible, nothing in the WAL).
+        let framed = match w.space.ensure(end) {
+            Ok(()) => wal::frame_record(&mut w.pending, first, &payload),
+            Err(e) => Err(Error::NoSpace {
+                path: w.wal_path.clone(),
+                source: e,
+            }),
+        };
         let wal_bytes = payload.len() as u64;
         if payload.capacity() <= REUSE_LIMIT {
             w.payload = payload;
         }
         // A batch that cannot be framed uses no sequence numbers.
-        framed?;
+        if let Err(e) = framed {
+            if e.is_no_space() && !self.write_refused.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %e, "disk full: refusing writes until space returns");
+            }
+            return Err(e);
+        }
+        if self.write_refused.swap(false, Ordering::Relaxed) {
+            tracing::warn!("disk space available again: accepting writes");
+        }
+        w.wal_end = end;
         let seq = first + batch.len() as u64 - 1;
         let user_bytes = batch.payload_bytes();
         let mem = self.state.load().mem.clone();
@@ -79,8 +98,14 @@ impl Inner {
             let mut w = self.writer.lock();
             // Another writer may have rotated meanwhile.
             if self.state.load().mem.approx_size() >= self.opts.memtable_size {
-                if let Err(e) = self.rotate(&mut io, &mut w) {
-                    self.stop(&format!("starting a new memtable failed: {e}"));
+                match self.rotate(&mut io, &mut w) {
+                    Ok(()) => {}
+                    // No new segment could be created: nothing changed; the memtable stays
+                    // active and the next write tries again.
+                    Err(e) if e.is_no_space() => {
+                        tracing::warn!(error = %e, "no space for a new WAL segment");
+                    }
+                    Err(e) => self.stop(&format!("starting a new memtable failed: {e}")),
                 }
             }
         }
@@ -143,7 +168,15 @@ impl Inner {
         Ok(())
     }
 
+    /// How far ahead WAL space is reserved: a quarter memtable (a segment holds about one
+    /// memtable of records), between 4 KiB and 1 MiB.
+    pub(super) fn wal_reserve_step(&self) -> u64 {
+        (self.opts.memtable_size as u64 / 4).clamp(4 << 10, 1 << 20)
+    }
+
     /// Freezes the active memtable and starts a new one with a new WAL segment.
+    /// `Error::NoSpace` means the new segment could not be created and nothing changed;
+    /// any other error leaves the engine to be stopped by the caller.
     pub(super) fn rotate(&self, io: &mut WalIo, w: &mut Writer) -> Result<()> {
         if self.state.load().mem.is_empty() {
             return Ok(());
@@ -156,6 +189,9 @@ impl Inner {
             io.wal.sync()?;
         }
         io.dirty = false;
+        w.space = new_wal.reservation(self.wal_reserve_step());
+        w.wal_end = 0;
+        w.wal_path = new_wal.path().to_path_buf();
         io.wal = new_wal;
         {
             let _g = self.swap_lock.lock();
@@ -174,10 +210,11 @@ impl Inner {
     }
 
     /// Slows writers when L0 files pile up and blocks them while immutable memtables or L0
-    /// files are at their limits, until background work catches up. Never fails them.
-    fn maybe_stall(&self) {
+    /// files are at their limits, until background work catches up. Fails them only when
+    /// that work is blocked by a full disk (waiting could take forever).
+    fn maybe_stall(&self) -> Result<()> {
         if !self.opts.background_work {
-            return;
+            return Ok(());
         }
         let max_imm = self.opts.max_immutable_memtables.max(1);
         let stop = self.opts.l0_stop_trigger.max(1);
@@ -185,11 +222,25 @@ impl Inner {
         let mut counted = false;
         loop {
             if self.stopped.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire) {
-                return;
+                return Ok(());
             }
             let st = self.state.load();
             let l0 = st.version.levels.first().map_or(0, Vec::len);
             if st.imms.len() >= max_imm || l0 >= stop {
+                let blocked = (st.imms.len() >= max_imm
+                    && self.flush_no_space.load(Ordering::Acquire))
+                    || (l0 >= stop && self.compact_no_space.load(Ordering::Acquire));
+                if blocked {
+                    if !self.write_refused.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "disk full: flushes or compactions cannot run; refusing writes"
+                        );
+                    }
+                    return Err(Error::NoSpace {
+                        path: self.dir.clone(),
+                        source: std::io::ErrorKind::StorageFull.into(),
+                    });
+                }
                 if !counted {
                     Counters::add(&self.counters.write_stalls, 1);
                     counted = true;
@@ -209,7 +260,7 @@ impl Inner {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
-            return;
+            return Ok(());
         }
     }
 
