@@ -4,8 +4,9 @@
 //!   others, and the cluster goes on with a new leader;
 //! - slow fsync (400 ms per `fdatasync` of the leader's segment) → the register history stays
 //!   linearizable, and writes are fast again once the fault is removed;
-//! - disk full (a small tmpfs as one node's data dir) → writes get an error reply, reads are
-//!   served, and writes succeed again once space is freed.
+//! - disk full (a small tmpfs as a standalone node's data dir) → writes get Redis's
+//!   `-MISCONF` reply and are not applied, reads are served, and writes succeed again once
+//!   space is freed, without a restart.
 //!
 //! Needs strace (scripts/test.sh installs it) and root for the tmpfs mount; with
 //! `REDIS_TESTS_STRICT=1` a missing tool fails the test instead of skipping it.
@@ -309,10 +310,17 @@ fn can_mount(test: &str) -> bool {
 struct DiskFull {
     /// Writes acknowledged (before the first refusal, and after space returned).
     acked: usize,
-    /// The reply (or the failure to get one) of the first write not acknowledged.
+    /// The reply (`-` and the text of an error) or the failure to get one, of the first
+    /// write not acknowledged.
     refusal: String,
     /// A GET answered on a new connection while the disk was full.
     reads_served: bool,
+    /// The refused key read back (on a new connection, disk still full).
+    refused_read: String,
+    /// `aof_last_write_status` of INFO persistence while the disk was full, and after the
+    /// write that succeeded once space returned.
+    status_full: String,
+    status_after: String,
     /// A SET acknowledged (within 20 s) after space came back, before any restart.
     recovered: bool,
 }
@@ -355,12 +363,16 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
         match set(&mut conn, &k, &big, Duration::from_secs(10)) {
             Ok(Value::Simple(r)) if r == b"OK" => acked.push(k),
             other => {
-                refusal = Some(format!("{other:?}"));
+                let shown = match other {
+                    Ok(Value::Error(e)) => format!("-{}", String::from_utf8_lossy(&e)),
+                    other => format!("{other:?}"),
+                };
+                refusal = Some((k, shown));
                 break;
             }
         }
     }
-    let refusal = refusal.unwrap_or_else(|| {
+    let (refused_key, refusal) = refusal.unwrap_or_else(|| {
         panic!(
             "{} writes of 64 KiB acknowledged on a disk with ~256 KiB free",
             acked.len()
@@ -370,6 +382,12 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
         s.conn().and_then(|mut c| c.call_value(&["GET", "early"])),
         Ok(Value::Bulk(b)) if b == b"1"
     );
+    let refused_read = format!(
+        "{:?}",
+        s.conn()
+            .and_then(|mut c| c.call_value(&["GET", refused_key.as_str()]))
+    );
+    let status_full = aof_status(&s);
     std::fs::remove_file(&filler).expect("rm filler");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut recovered = false;
@@ -386,6 +404,7 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
         }
         thread::sleep(Duration::from_millis(200));
     }
+    let status_after = aof_status(&s);
     // Whatever the liveness: everything acknowledged survives a restart.
     drop(conn);
     s.restart().expect("restart");
@@ -404,6 +423,9 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
         acked: acked.len(),
         refusal,
         reads_served,
+        refused_read,
+        status_full,
+        status_after,
         recovered,
     };
     eprintln!("disk full: {r:?}");
@@ -420,23 +442,42 @@ fn disk_full_never_acknowledges_a_lost_write() {
     }
 }
 
-/// Redis's behaviour on a full disk (reliability.md §6 item 9): writes refused with an error
-/// reply (`-MISCONF ...`), reads served, writes accepted again once space returns — without a
-/// restart. Pinnacle today stops its storage engine on the first failed WAL write and closes
-/// the writing client (fail-stop until restart), so this is ignored until that is changed.
+/// Redis's behaviour on a full disk (reliability.md §6 item 9): writes refused with Redis's
+/// error reply (`-MISCONF Errors writing to the AOF file: No space left on device`) and not
+/// applied, reads served, `aof_last_write_status:err` in INFO persistence, and writes accepted
+/// again once space returns — without a restart. (The LSM reserves WAL space ahead with
+/// fallocate, so a write that does not fit is refused before it is applied.)
 #[test]
-#[ignore = "known gap: an ENOSPC WAL write stops the LSM engine until restart (no -MISCONF, no recovery)"]
 fn disk_full_refuses_writes_serves_reads_and_recovers() {
     if let Some(r) = disk_full_run("disk_full_refuses_writes_serves_reads_and_recovers") {
-        assert!(
-            r.refusal.starts_with("Ok(Error("),
-            "refused without an error reply: {r:?}"
+        assert_eq!(
+            r.refusal, "-MISCONF Errors writing to the AOF file: No space left on device",
+            "refused without Redis's reply: {r:?}"
         );
         assert!(r.reads_served, "reads not served on a full disk: {r:?}");
+        assert_eq!(r.refused_read, "Ok(Null)", "refused write applied: {r:?}");
+        assert_eq!(r.status_full, "err", "{r:?}");
         assert!(
             r.recovered,
             "writes not accepted after space returned: {r:?}"
         );
+        assert_eq!(r.status_after, "ok", "{r:?}");
+    }
+}
+
+/// `aof_last_write_status` from INFO persistence (or what went wrong asking for it).
+fn aof_status(s: &redis_tests::Server) -> String {
+    match s
+        .conn()
+        .and_then(|mut c| c.call_value(&["INFO", "persistence"]))
+    {
+        Ok(Value::Bulk(b)) => String::from_utf8_lossy(&b)
+            .lines()
+            .find_map(|l| l.strip_prefix("aof_last_write_status:"))
+            .unwrap_or("missing")
+            .trim()
+            .to_string(),
+        other => format!("{other:?}"),
     }
 }
 

@@ -142,7 +142,8 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
             // The LSM's write-ahead log is our append-only file.
             f("aof_enabled", &1);
             f("aof_rewrite_in_progress", &0);
-            f("aof_last_write_status", &"ok");
+            let refused = s.db.engine().stats().write_refused;
+            f("aof_last_write_status", &if refused { "err" } else { "ok" });
         }
         "stats" => {
             let st = &s.stats;

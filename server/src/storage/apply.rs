@@ -325,6 +325,10 @@ impl Db {
 
 /// The reply for a storage failure.
 pub fn storage_error(e: &StorageError) -> Reply {
+    if let StorageError::Engine(pinnacle_lsm::Error::NoSpace { .. }) = e {
+        // Redis's reply while its AOF cannot be written; the write was not applied.
+        return Reply::error("MISCONF Errors writing to the AOF file: No space left on device");
+    }
     Reply::error(format!("ERR {e}"))
 }
 
