@@ -9,6 +9,7 @@
 pub mod baselines;
 pub mod error;
 pub mod eval;
+pub mod fused;
 pub mod loss;
 pub mod model;
 pub mod synth;

@@ -112,17 +112,40 @@ fn column(v: Vec<f32>, dtype: DType) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (n, 1), &Device::Cpu)?.to_dtype(dtype)?)
 }
 
+/// One step's points as plain model-unit coordinates (what both the candle loss and the
+/// hand-written pass in [`crate::fused`] consume).
+#[derive(Debug, Clone, Default)]
+pub struct Points {
+    /// Data points: time, position, observed `u`.
+    pub data_t: Vec<f32>,
+    /// See `data_t`.
+    pub data_x: Vec<f32>,
+    /// See `data_t`.
+    pub data_u: Vec<f32>,
+    /// Collocation points (time, position).
+    pub colloc_t: Vec<f32>,
+    /// See `colloc_t`.
+    pub colloc_x: Vec<f32>,
+    /// Times of the boundary pairs `u(t, 0)`, `u(t, 1)`.
+    pub bc_t: Vec<f32>,
+    /// Initial-condition points: time, position, observed `u`.
+    pub ic_t: Vec<f32>,
+    /// See `ic_t`.
+    pub ic_x: Vec<f32>,
+    /// See `ic_t`.
+    pub ic_u: Vec<f32>,
+}
+
 /// Samples one step's points: `n_data` observations from `series`, collocation points over the
 /// window plus `horizon` seconds (where the forecast is read), boundary points, and the
 /// window's first row as the initial condition.
-pub fn sample_batch(
+pub fn sample_points(
     series: &HeatSeries,
     units: &Units,
     horizon: f64,
     cfg: &LossConfig,
-    dtype: DType,
     rng: &mut fastrand::Rng,
-) -> Result<Batch> {
+) -> Points {
     let n_rows = series.rows.len();
     let buckets = series.buckets();
     let total = n_rows * buckets;
@@ -133,30 +156,50 @@ pub fn sample_batch(
     } else {
         (0..cfg.n_data).map(|_| rng.usize(0..total)).collect()
     };
-    let (mut dt, mut dx, mut du) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pts = Points::default();
     for p in picks {
         let (i, b) = (p / buckets, p % buckets);
-        dt.push(t_row(i));
-        dx.push(xb(b));
-        du.push(series.rows[i][b] / units.u_scale);
+        pts.data_t.push(t_row(i));
+        pts.data_x.push(xb(b));
+        pts.data_u.push(series.rows[i][b] / units.u_scale);
     }
     let t_end = t_row(n_rows - 1) + (horizon / units.t_span) as f32;
-    let (ct, cx) = latin_hypercube(cfg.n_colloc.max(1), t_end, rng);
-    let bt: Vec<f32> = (0..cfg.n_boundary.max(1))
+    (pts.colloc_t, pts.colloc_x) = latin_hypercube(cfg.n_colloc.max(1), t_end, rng);
+    pts.bc_t = (0..cfg.n_boundary.max(1))
         .map(|_| rng.f32() * t_end)
         .collect();
-    let ic_t = vec![t_row(0); buckets];
-    let ic_x: Vec<f32> = (0..buckets).map(xb).collect();
-    let ic_u: Vec<f32> = series.rows[0].iter().map(|h| h / units.u_scale).collect();
-    Ok(Batch {
-        data_in: inputs(&dt, &dx, dtype)?,
-        data_u: column(du, dtype)?,
-        colloc_in: inputs(&ct, &cx, dtype)?,
-        bc_left: inputs(&bt, &vec![0.0; bt.len()], dtype)?,
-        bc_right: inputs(&bt, &vec![1.0; bt.len()], dtype)?,
-        ic_in: inputs(&ic_t, &ic_x, dtype)?,
-        ic_u: column(ic_u, dtype)?,
-    })
+    pts.ic_t = vec![t_row(0); buckets];
+    pts.ic_x = (0..buckets).map(xb).collect();
+    pts.ic_u = series.rows[0].iter().map(|h| h / units.u_scale).collect();
+    pts
+}
+
+impl Batch {
+    /// The points as candle tensors of `dtype`.
+    pub fn new(pts: &Points, dtype: DType) -> Result<Self> {
+        let n_b = pts.bc_t.len();
+        Ok(Batch {
+            data_in: inputs(&pts.data_t, &pts.data_x, dtype)?,
+            data_u: column(pts.data_u.clone(), dtype)?,
+            colloc_in: inputs(&pts.colloc_t, &pts.colloc_x, dtype)?,
+            bc_left: inputs(&pts.bc_t, &vec![0.0; n_b], dtype)?,
+            bc_right: inputs(&pts.bc_t, &vec![1.0; n_b], dtype)?,
+            ic_in: inputs(&pts.ic_t, &pts.ic_x, dtype)?,
+            ic_u: column(pts.ic_u.clone(), dtype)?,
+        })
+    }
+}
+
+/// [`sample_points`] as candle tensors.
+pub fn sample_batch(
+    series: &HeatSeries,
+    units: &Units,
+    horizon: f64,
+    cfg: &LossConfig,
+    dtype: DType,
+    rng: &mut fastrand::Rng,
+) -> Result<Batch> {
+    Batch::new(&sample_points(series, units, horizon, cfg, rng), dtype)
 }
 
 fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -23,9 +23,6 @@ pub struct FastTanh;
 pub fn fast_tanh_f32(x: f32) -> f32 {
     // Beyond ±7.9 tanh is 1 to f32 precision.
     let x = x.clamp(-7.905_311, 7.905_311);
-    if x.abs() < 4e-4 {
-        return x;
-    }
     let x2 = x * x;
     let mut p = -2.760_768_5e-16_f32;
     p = p * x2 + 2.000_188e-13;
@@ -38,7 +35,14 @@ pub fn fast_tanh_f32(x: f32) -> f32 {
     q = q * x2 + 1.185_347e-4;
     q = q * x2 + 2.268_434_6e-3;
     q = q * x2 + 4.893_525e-3;
-    (x * p / q).clamp(-1.0, 1.0)
+    let r = (x * p / q).clamp(-1.0, 1.0);
+    // Near 0 tanh(x) = x to f32 precision. A select rather than an early return keeps the
+    // function branch-free, so loops over it vectorise.
+    if x.abs() < 4e-4 {
+        x
+    } else {
+        r
+    }
 }
 
 impl CustomOp1 for FastTanh {
@@ -108,7 +112,7 @@ pub struct Mlp {
 }
 
 /// Shapes (in, out) of every layer.
-fn layer_shapes() -> Vec<(usize, usize)> {
+pub(crate) fn layer_shapes() -> Vec<(usize, usize)> {
     let mut s = vec![(2, HIDDEN)];
     s.extend(std::iter::repeat_n((HIDDEN, HIDDEN), RESIDUAL_LAYERS));
     s.push((HIDDEN, 1));
@@ -170,6 +174,11 @@ impl Mlp {
             .step_by(2)
             .map(|v| v.as_tensor().clone())
             .collect();
+        Self { w, b }
+    }
+
+    /// An MLP from its weight and bias tensors, layer by layer.
+    pub(crate) fn from_parts(w: Vec<Tensor>, b: Vec<Tensor>) -> Self {
         Self { w, b }
     }
 

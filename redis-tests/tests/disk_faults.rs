@@ -2,6 +2,8 @@
 //! - fsync EIO on the leader's Raft log segment (`strace -P <segment> -e inject=fdatasync:
 //!   error=EIO`) → that node fail-stops (exits); a write it acknowledged must survive on the
 //!   others, and the cluster goes on with a new leader;
+//! - ENOSPC on the leader's Raft log writes (`inject=pwrite64:error=ENOSPC`) → the same
+//!   fail-stop (Raft mode does not refuse-and-recover on a full disk yet);
 //! - slow fsync (400 ms per `fdatasync` of the leader's segment) → the register history stays
 //!   linearizable, and writes are fast again once the fault is removed;
 //! - disk full (a small tmpfs as a standalone node's data dir) → writes get Redis's
@@ -98,6 +100,28 @@ fn fsync_eio_on_the_leaders_log_fail_stops_it() {
     if !strace_available("fsync_eio_on_the_leaders_log_fail_stops_it") {
         return;
     }
+    leader_log_fault_fail_stops_it("fdatasync,fsync", "fdatasync,fsync:error=EIO");
+}
+
+/// Raft mode on a full disk: the Raft log store treats a failed append like a failed fsync
+/// (it poisons itself; openraft stops the group), so a leader whose log write gets ENOSPC
+/// exits without acknowledging the entry, and the others go on. (Unlike the standalone
+/// engine, a Raft node does not refuse-and-recover: see redis-tests/README.md.)
+#[test]
+fn enospc_on_the_leaders_log_fail_stops_it() {
+    if !strace_available("enospc_on_the_leaders_log_fail_stops_it") {
+        return;
+    }
+    leader_log_fault_fail_stops_it(
+        "pwrite64,write,pwritev,writev",
+        "pwrite64,write,pwritev,writev:error=ENOSPC",
+    );
+}
+
+/// Injects `inject` into the `trace` syscalls on every active log segment of the leader, then
+/// checks: the leader exits (fail-stop), acknowledged writes survive on the others, the
+/// write in flight is acknowledged only if it survived, and the node rejoins after restart.
+fn leader_log_fault_fail_stops_it(trace: &str, inject: &str) {
     let _g = serial();
     let mut c = Cluster::builder(3).start().expect("cluster");
     let l = c.settled_leader().expect("leader");
@@ -112,18 +136,15 @@ fn fsync_eio_on_the_leaders_log_fail_stops_it() {
         args.push("-P".into());
         args.push(s.display().to_string());
     }
-    args.extend(
-        [
-            "-e",
-            "trace=fdatasync,fsync",
-            "-e",
-            "inject=fdatasync,fsync:error=EIO",
-        ]
-        .map(String::from),
-    );
+    args.extend([
+        "-e".to_string(),
+        format!("trace={trace}"),
+        "-e".to_string(),
+        format!("inject={inject}"),
+    ]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let _strace = c.strace(l, &argv).expect("strace");
-    eprintln!("strace attached to leader node{l}: fdatasync/fsync of {segs:?} fail with EIO");
+    eprintln!("strace attached to leader node{l}: {inject} on {segs:?}");
     // The write in flight on the leader.
     let mut conn = c.conn(l).expect("conn");
     let reply = set(&mut conn, "eio:k", "in-flight", Duration::from_secs(15));
@@ -132,7 +153,7 @@ fn fsync_eio_on_the_leaders_log_fail_stops_it() {
     while !c.has_exited(l) {
         assert!(
             Instant::now() < deadline,
-            "node{l} still runs 20 s after its log fsync failed (reply {reply:?}); log:\n{}",
+            "node{l} still runs 20 s after its log {inject} (reply {reply:?}); log:\n{}",
             c.log_tail(l, 3000)
         );
         thread::sleep(Duration::from_millis(100));
