@@ -13,152 +13,10 @@
 //! boundary, initial condition), then `N` rows each of `∂/∂t`, `∂/∂x`, `∂²/∂x²` of the
 //! collocation points.
 
-use candle_core::{DType, Device, Tensor, Var};
-
-use crate::error::{PinnError, Result};
 use crate::loss::{LossConfig, LossTerms, Points};
-use crate::model::{fast_tanh_f32, init_vars, layer_shapes, Mlp, HIDDEN, RESIDUAL_LAYERS};
-
-const H: usize = HIDDEN;
-/// Offset of `w0` (2×H) in the flat parameters.
-const W0: usize = 0;
-/// Offset of `b0`.
-const B0: usize = W0 + 2 * H;
-
-/// Offset of `w_l` (H×H) for a residual layer `l` in `1..=RESIDUAL_LAYERS`.
-const fn w_res(l: usize) -> usize {
-    B0 + H + (l - 1) * (H * H + H)
-}
-
-/// Offset of `b_l` for a residual layer.
-const fn b_res(l: usize) -> usize {
-    w_res(l) + H * H
-}
-
-/// Offset of the output weights (H×1).
-const W_OUT: usize = w_res(RESIDUAL_LAYERS + 1);
-/// Offset of the output bias.
-const B_OUT: usize = W_OUT + H;
-/// Number of parameters.
-pub const PARAMS: usize = B_OUT + 1;
-
-/// The MLP's parameters as one flat vector, in the order `w0, b0, w1, b1, …` with every `w`
-/// row-major (in, out), as in [`crate::model::Mlp`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    /// The values.
-    pub values: Vec<f32>,
-}
-
-impl Params {
-    /// The same initial weights as [`init_vars`] with `seed`.
-    pub fn init(seed: u64) -> Result<Self> {
-        Self::from_vars(&init_vars(seed, DType::F32)?)
-    }
-
-    /// Copies candle parameters (in `init_vars` order, any float dtype).
-    pub fn from_vars(vars: &[Var]) -> Result<Self> {
-        let mut values = Vec::with_capacity(PARAMS);
-        for v in vars {
-            let t = v.as_tensor().flatten_all()?.to_dtype(DType::F32)?;
-            values.extend(t.to_vec1::<f32>()?);
-        }
-        if values.len() != PARAMS {
-            return Err(PinnError::Config(format!(
-                "expected {PARAMS} parameters, got {}",
-                values.len()
-            )));
-        }
-        Ok(Self { values })
-    }
-
-    /// The parameters as candle tensors of `dtype`, in `init_vars` order.
-    pub fn to_tensors(&self, dtype: DType) -> Result<Vec<Tensor>> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        for (fan_in, fan_out) in layer_shapes() {
-            let w = &self.values[at..at + fan_in * fan_out];
-            at += fan_in * fan_out;
-            let b = &self.values[at..at + fan_out];
-            at += fan_out;
-            out.push(Tensor::from_slice(w, (fan_in, fan_out), &Device::Cpu)?.to_dtype(dtype)?);
-            out.push(Tensor::from_slice(b, fan_out, &Device::Cpu)?.to_dtype(dtype)?);
-        }
-        Ok(out)
-    }
-
-    /// A candle MLP with a copy of these weights (what the serving side holds).
-    pub fn to_mlp(&self) -> Result<Mlp> {
-        let t = self.to_tensors(DType::F32)?;
-        let w = t.iter().step_by(2).cloned().collect();
-        let b = t.iter().skip(1).step_by(2).cloned().collect();
-        Ok(Mlp::from_parts(w, b))
-    }
-
-    /// Moves the time origin later by `delta` model units without changing the function in
-    /// absolute time (see [`crate::model::shift_time`]): the input is `2t − 1`, so the first
-    /// bias absorbs `2·delta·w0[t]`.
-    pub fn shift_time(&mut self, delta: f64) {
-        let (w, b) = self.values.split_at_mut(B0);
-        for (b, &w) in b[..H].iter_mut().zip(&w[..H]) {
-            *b += (2.0 * delta) as f32 * w;
-        }
-    }
-
-    /// Multiplies the output layer (so `u`) by `factor`.
-    pub fn scale_output(&mut self, factor: f32) {
-        for v in &mut self.values[W_OUT..] {
-            *v *= factor;
-        }
-    }
-}
-
-/// Adam (no weight decay) over flat parameters; the same update as `candle_nn::AdamW` with
-/// `weight_decay = 0`.
-#[derive(Debug, Clone)]
-pub struct Adam {
-    lr: f64,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    t: i32,
-}
-
-impl Adam {
-    const BETA1: f64 = 0.9;
-    const BETA2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
-    /// Zero moments for `n` parameters.
-    pub fn new(n: usize, lr: f64) -> Self {
-        Self {
-            lr,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            t: 0,
-        }
-    }
-
-    /// Changes the learning rate (the moments are kept).
-    pub fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    /// One update of `theta` by `grad`.
-    pub fn step(&mut self, theta: &mut [f32], grad: &[f32]) {
-        self.t += 1;
-        let scale_m = (1.0 / (1.0 - Self::BETA1.powi(self.t))) as f32;
-        let scale_v = (1.0 / (1.0 - Self::BETA2.powi(self.t))) as f32;
-        let (b1, b2) = (Self::BETA1 as f32, Self::BETA2 as f32);
-        let (c1, c2) = ((1.0 - Self::BETA1) as f32, (1.0 - Self::BETA2) as f32);
-        let (lr, eps) = (self.lr as f32, Self::EPS as f32);
-        for (((th, &g), m), v) in theta.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
-            *m = *m * b1 + g * c1;
-            *v = *v * b2 + g * g * c2;
-            let adjusted = (*m * scale_m) / ((*v * scale_v).sqrt() + eps);
-            *th -= adjusted * lr;
-        }
-    }
-}
+use crate::model::{fast_tanh_f32, RESIDUAL_LAYERS};
+use crate::params::{b_res, w_res, B0, B_OUT, H, W0, W_OUT};
+pub use crate::params::{Adam, Params, PARAMS};
 
 /// Buffers of one step, kept between steps (sizes follow the point counts).
 #[derive(Debug, Default)]
@@ -213,7 +71,11 @@ impl Workspace {
 fn matmul_rows(dst: &mut [f32], a: &[f32], w: &[f32], w_t: bool, acc: bool) {
     let rows = a.len() / H;
     assert!(dst.len() == rows * H && a.len() == rows * H && w.len() == H * H);
-    let (w_rs, w_cs) = if w_t { (1, H as isize) } else { (H as isize, 1) };
+    let (w_rs, w_cs) = if w_t {
+        (1, H as isize)
+    } else {
+        (H as isize, 1)
+    };
     // SAFETY: the lengths are checked above, so every index gemm forms (row < rows, column and
     // depth < H, with the strides given) is inside its slice; dst does not alias a or w.
     unsafe {
@@ -344,13 +206,24 @@ fn loss_and_grad_impl(
     forward_first(th, &ws.inp, &mut ws.s[0], rows);
     for l in 1..=RESIDUAL_LAYERS {
         let (before, after) = ws.s.split_at_mut(l);
-        forward_residual(th, l, &before[l - 1], &mut ws.zg[l - 1], &mut after[0], rows);
+        forward_residual(
+            th,
+            l,
+            &before[l - 1],
+            &mut ws.zg[l - 1],
+            &mut after[0],
+            rows,
+        );
     }
 
     // Output layer: u = h·w + b on value rows, tangents without the bias.
     let w_out: &[f32; H] = th[W_OUT..W_OUT + H].try_into().expect("H weights");
     let b_out = th[B_OUT];
-    for (r, (u, h)) in ws.u.iter_mut().zip(rows_of(&ws.s[RESIDUAL_LAYERS])).enumerate() {
+    for (r, (u, h)) in
+        ws.u.iter_mut()
+            .zip(rows_of(&ws.s[RESIDUAL_LAYERS]))
+            .enumerate()
+    {
         let mut acc = 0.0f32;
         for j in 0..H {
             acc += h[j] * w_out[j];
@@ -427,7 +300,14 @@ fn forward_first(th: &[f32], inp: &[f32], s0: &mut [f32], rows: Rows) {
 /// Residual layer `l`: `h' = h + tanh(h·w + b)` on value rows and the tangent rules
 /// `h'_t = h_t + g'·z_t`, `h'_x = h_x + g'·z_x`, `h'_xx = h_xx + g''·z_x² + g'·z_xx`.
 #[inline(always)]
-fn forward_residual(th: &[f32], l: usize, sin: &[f32], zg: &mut [f32], sout: &mut [f32], rows: Rows) {
+fn forward_residual(
+    th: &[f32],
+    l: usize,
+    sin: &[f32],
+    zg: &mut [f32],
+    sout: &mut [f32],
+    rows: Rows,
+) {
     let Rows { n, v, .. } = rows;
     matmul_rows(zg, sin, &th[w_res(l)..b_res(l)], false, false);
     let b: &[f32; H] = th[b_res(l)..b_res(l) + H].try_into().expect("H biases");
@@ -467,7 +347,11 @@ fn loss_terms(u: &[f32], du: &mut [f32], pts: &Points, cfg: &LossConfig, rows: R
     let Rows { n, v, .. } = rows;
     let (nd, nb, ni) = (pts.data_t.len(), pts.bc_t.len(), pts.ic_t.len());
     let nu = cfg.nu as f32;
-    let (lr, lb, li) = (cfg.lambda_r as f32, cfg.lambda_b as f32, cfg.lambda_i as f32);
+    let (lr, lb, li) = (
+        cfg.lambda_r as f32,
+        cfg.lambda_b as f32,
+        cfg.lambda_i as f32,
+    );
     // PDE residual at the collocation points.
     let mut pde = 0.0f64;
     let c_pde = 2.0 * lr / n as f32;
@@ -605,7 +489,8 @@ fn backward_first(th: &[f32], inp: &[f32], s0: &[f32], g: &[f32], grad: &mut [f3
 mod tests {
     use super::*;
     use crate::loss::{loss, Batch};
-    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    use crate::model::{layer_shapes, Mlp};
+    use candle_core::{DType, Var};
 
     fn points(rng: &mut fastrand::Rng) -> Points {
         let f = |rng: &mut fastrand::Rng, k: usize| (0..k).map(|_| rng.f32()).collect::<Vec<_>>();
@@ -653,14 +538,23 @@ mod tests {
             .map(|t| Var::from_tensor(t).unwrap())
             .collect();
         let mlp = Mlp::from_parts(
-            vars.iter().step_by(2).map(|v| v.as_tensor().clone()).collect(),
-            vars.iter().skip(1).step_by(2).map(|v| v.as_tensor().clone()).collect(),
+            vars.iter()
+                .step_by(2)
+                .map(|v| v.as_tensor().clone())
+                .collect(),
+            vars.iter()
+                .skip(1)
+                .step_by(2)
+                .map(|v| v.as_tensor().clone())
+                .collect(),
         );
         let (total, want) = loss(&mlp, &Batch::new(&pts, DType::F64).unwrap(), &cfg).unwrap();
         let grads = total.backward().unwrap();
         let mut expect = Vec::new();
         for v in &vars {
-            let g = grads.get(v.as_tensor()).expect("every parameter has a gradient");
+            let g = grads
+                .get(v.as_tensor())
+                .expect("every parameter has a gradient");
             expect.extend(g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
         }
 
@@ -672,50 +566,37 @@ mod tests {
         assert!(close(got.bc, want.bc), "{got:?} vs {want:?}");
         assert!(close(got.ic, want.ic), "{got:?} vs {want:?}");
         assert!(close(got.total, want.total), "{got:?} vs {want:?}");
-        assert!(got.pde > 1e-4 && got.bc > 1e-6, "every term is exercised: {got:?}");
+        assert!(
+            got.pde > 1e-4 && got.bc > 1e-6,
+            "every term is exercised: {got:?}"
+        );
 
         assert_eq!(grad.len(), expect.len());
         let scale = expect.iter().fold(0.0f64, |m, g| m.max(g.abs()));
         let mut worst = 0.0f64;
         for (i, (&g, &e)) in grad.iter().zip(&expect).enumerate() {
             let err = (g as f64 - e).abs();
-            assert!(err <= 1e-4 * scale + 1e-4 * e.abs(), "param {i}: {g} vs {e}");
+            assert!(
+                err <= 1e-4 * scale + 1e-4 * e.abs(),
+                "param {i}: {g} vs {e}"
+            );
             worst = worst.max(err);
         }
         assert!(scale > 1e-3, "gradients are not trivially zero");
         // Every layer's weights and biases receive gradient.
-        for (i, off) in [W0, B0, w_res(1), b_res(3), W_OUT, B_OUT].into_iter().enumerate() {
-            assert!(grad[off..].iter().take(H).any(|g| g.abs() > 0.0), "block {i}");
+        for (i, off) in [W0, B0, w_res(1), b_res(3), W_OUT, B_OUT]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(
+                grad[off..].iter().take(H).any(|g| g.abs() > 0.0),
+                "block {i}"
+            );
         }
         // Running again on the reused workspace gives the same numbers.
         let mut again = Vec::new();
         loss_and_grad(&p, &pts, &cfg, &mut ws, &mut again);
         assert_eq!(grad, again);
-    }
-
-    #[test]
-    fn adam_matches_candle_adamw_without_decay() {
-        let start = vec![0.5f32, -1.0, 2.0, 0.0];
-        let var = Var::from_tensor(&Tensor::new(start.as_slice(), &Device::Cpu).unwrap()).unwrap();
-        let cfg = ParamsAdamW {
-            lr: 0.01,
-            weight_decay: 0.0,
-            ..ParamsAdamW::default()
-        };
-        let mut reference = AdamW::new(vec![var.clone()], cfg).unwrap();
-        let mut ours = Adam::new(4, 0.01);
-        let mut theta = start;
-        for _ in 0..5 {
-            // Loss Σ θ³ has gradient 3θ².
-            let loss = var.as_tensor().powf(3.0).unwrap().sum_all().unwrap();
-            reference.backward_step(&loss).unwrap();
-            let grad: Vec<f32> = theta.iter().map(|t| 3.0 * t * t).collect();
-            ours.step(&mut theta, &grad);
-        }
-        let want = var.as_tensor().to_vec1::<f32>().unwrap();
-        for (a, b) in theta.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "{theta:?} vs {want:?}");
-        }
     }
 
     #[test]

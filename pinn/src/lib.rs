@@ -12,6 +12,7 @@ pub mod eval;
 pub mod fused;
 pub mod loss;
 pub mod model;
+pub mod params;
 pub mod synth;
 pub mod telemetry;
 pub mod trainer;
