@@ -110,14 +110,9 @@ fn list_append_multi_append_txns_under_nemesis() {
     run_all(runs(b.name, &[21], 25, false, b), nemesis::list::run_once);
 }
 
-/// Jepsen's exact workload: 1-3 appends and reads mixed in one MULTI/EXEC. Ignored: on a
-/// Raft node an EXEC with writes answers its reads at once from the leader's state before
-/// the transaction (server/src/commands/transactions.rs `exec`, "reads answer now"), so
-/// reads do not see the transaction's own earlier writes — `MULTI; RPUSH k 1; LRANGE k 0 -1;
-/// EXEC` answers `[1, []]` (`internal` anomalies). (Read-only EXECs now run between two
-/// applies, and an EXEC's writes are one atomic item.)
+/// Jepsen's exact workload: 1-3 appends and reads mixed in one MULTI/EXEC (reads run when the
+/// transaction's entry is applied, so they see its earlier appends).
 #[test]
-#[ignore = "known server bug: EXEC reads on a Raft node do not see the transaction's own writes"]
 fn list_append_mixed_txns_under_nemesis() {
     let mut b = base("list-append-mixed", 1, single_shard_faults(), 1000);
     b.mixed_txns = true;

@@ -95,6 +95,8 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("Aborting startup because of ACL errors: {e}");
     }
     pinnacle_server::pinn::init(&server);
+    // Raft mode: reads queued in a MULTI with writes run when its entry is applied.
+    pinnacle_server::commands::transactions::install_tx_reader(&server);
     let opts = net::NetOptions {
         blocking_commands: sync == SyncPolicy::Always,
     };

@@ -4,22 +4,24 @@
 //! EXECABORT). EXEC runs them in order:
 //! - on a single node, while the connection holds the server's exclusive gate, so no other
 //!   request runs in between;
-//! - on a Raft leader, its writes are proposed together as one atomic item of one entry
-//!   (applied as one batch on every replica, so no reader sees part of it; exactly once after
-//!   a crash) and the array reply is assembled once that entry is applied. Reads inside the
-//!   transaction see the state before its writes (a known difference from Redis, where a
-//!   read after a write in the same transaction sees that write); a read-only transaction runs
-//!   between two applies, so its reads see one state.
+//! - on a Raft leader, its writes and its data reads are proposed together as one atomic
+//!   item of one entry (applied as one batch on every replica, so no reader sees part of it;
+//!   exactly once after a crash), and the array reply is assembled once that entry is applied.
+//!   The reads run at apply time against the transaction's state so far
+//!   ([`crate::storage::tx_read`]), so a read after a write sees it, as in Redis. A read-only
+//!   transaction runs between two applies, so its reads see one state.
 //!
 //! WATCH remembers the version of each key's slot (and its expiry); EXEC aborts with a null
 //! array if any slot was written since or a watched key has expired. Slot granularity means a
 //! write to another key of the same slot also aborts, which is safe (EXEC may be retried).
 
-use crate::command::client::{MultiState, Watched};
-use crate::command::{call, Ctx, Handler};
-use crate::storage::deferred;
+use crate::command::client::{Client, ClientHandle, MultiState, Watched};
+use crate::command::{call, Ctx, Handler, Server};
+use crate::storage::deferred::{self, DeferredWrite};
+use crate::storage::write::{WriteCommand, WriteOp};
 use bytes::Bytes;
-use pinnacle_resp::Reply;
+use pinnacle_resp::{Protocol, Reply};
+use std::sync::Arc;
 
 /// Handlers of this family.
 pub const HANDLERS: &[(&str, Handler)] = &[
@@ -123,7 +125,27 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
         Hidden,
     }
     let mut parts = Vec::with_capacity(m.queue.len());
+    let resp3 = ctx.client.protocol == Protocol::Resp3;
     for args in &m.queue {
+        if reads_data(args) {
+            // Runs when the entry is applied, after the writes queued before it.
+            let read = WriteCommand {
+                now_ms: ctx.db().now_ms(),
+                op: WriteOp::TxRead {
+                    resp3,
+                    args: args.clone(),
+                },
+            };
+            if deferred::push(DeferredWrite {
+                cmd: read.encode(),
+                map: None,
+            })
+            .is_ok()
+            {
+                parts.push(Part::Write);
+                continue;
+            }
+        }
         let before = deferred::len();
         let r = run_one(ctx, args);
         let added = deferred::len() - before;
@@ -176,6 +198,53 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     }));
     // Placeholder; the connection answers with the combined reply.
     Reply::NullArray
+}
+
+/// True for a command that reads the keyspace and writes nothing (`readonly` flag): in a
+/// transaction with writes on a Raft node it runs at apply time.
+fn reads_data(args: &[Bytes]) -> bool {
+    crate::command::lookup(args)
+        .is_ok_and(|c| c.spec.has_flag("readonly") && !c.spec.has_flag("write"))
+}
+
+/// Lets every keyspace of `server` run transaction reads at apply time (Raft mode).
+pub fn install_tx_reader(server: &Arc<Server>) {
+    for (shard, db) in server.dbs.iter().enumerate() {
+        let weak = Arc::downgrade(server);
+        db.set_tx_reader(Box::new(move |_db, resp3, args| match weak.upgrade() {
+            Some(server) => read_at_apply(&server, shard, resp3, args),
+            None => Reply::error("ERR server shutting down"),
+        }));
+    }
+}
+
+/// Runs a transaction's read `args` on `shard` while its entry is applied: the handler alone
+/// (access, arity and routing were checked when it was queued), as a client of that protocol.
+fn read_at_apply(server: &Server, shard: usize, resp3: bool, args: &[Bytes]) -> Reply {
+    let cmd = match crate::command::lookup(args) {
+        Ok(c) => c,
+        Err(reply) => return reply,
+    };
+    let Some(handler) = cmd.handler else {
+        return Reply::error("ERR unknown command");
+    };
+    let handle = Arc::new(ClientHandle::new(0, String::new(), String::new()));
+    let mut client = Client::new(handle, true);
+    client.protocol = if resp3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
+    client.shard = shard;
+    let mut ctx = Ctx {
+        server,
+        client: &mut client,
+    };
+    let r = handler(&mut ctx, args);
+    match ctx.client.blocked.take() {
+        Some(spec) => spec.timeout_reply,
+        None => r,
+    }
 }
 
 /// Runs one queued request inside EXEC: blocking commands don't block (Redis runs them as

@@ -105,6 +105,11 @@ impl Db {
     /// [`super::deferred`]) and a placeholder is returned; a thread that is not collecting
     /// (the expiry sweeper) hands it to the background proposer and forgets it.
     pub fn apply_then(&self, cmd: &WriteCommand, map: Option<super::deferred::ReplyMap>) -> Reply {
+        if super::tx_read::active() {
+            // A read run inside an entry being applied must not write (it runs on every
+            // replica); read handlers never get here.
+            return Reply::error("ERR a transaction read tried to write");
+        }
         if let Some(background) = self.inner.replicated.get() {
             let w = super::deferred::DeferredWrite {
                 cmd: cmd.encode(),
@@ -334,6 +339,9 @@ pub fn storage_error(e: &StorageError) -> Reply {
 
 fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     let now = tx.now;
+    if let WriteOp::TxRead { resp3, args } = op {
+        return Ok(tx.db.run_tx_read(&tx.batch, *resp3, args));
+    }
     if op.opcode() >= super::hash::FIRST_OPCODE {
         return super::coll::apply_coll_op(tx, op);
     }

@@ -24,6 +24,7 @@ mod scan;
 pub mod set;
 pub mod slot;
 pub mod stream;
+pub mod tx_read;
 pub mod write;
 pub mod zset;
 pub mod zset_ops;
@@ -127,6 +128,10 @@ pub(crate) struct DbInner {
     raft_progress: Mutex<(u64, u32)>,
     /// Slots whose client writes this shard refuses (slot migration; see [`shard_ctl`]).
     fences: shard_ctl::Fences,
+    /// `engine`'s id for [`tx_read`] overlays.
+    engine_id: usize,
+    /// Runs the reads of a transaction at apply time (Raft mode; see [`tx_read`]).
+    tx_reader: OnceLock<tx_read::TxReader>,
 }
 
 /// Called with the keys a visible write filled (wakes blocked clients).
@@ -210,6 +215,7 @@ impl Db {
         state: ApplyState,
         lru_bits: u32,
     ) -> Db {
+        let (engine, engine_id) = tx_read::OverlayEngine::wrap(engine);
         Db {
             inner: Arc::new(DbInner {
                 engine,
@@ -225,6 +231,8 @@ impl Db {
                 flushes: AtomicU64::new(0),
                 raft_progress: Mutex::new((0, 0)),
                 fences: shard_ctl::Fences::default(),
+                engine_id,
+                tx_reader: OnceLock::new(),
             }),
         }
     }

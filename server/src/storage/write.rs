@@ -468,6 +468,15 @@ pub enum WriteOp {
         /// MAXDELETEDID.
         max_deleted: Option<super::stream::StreamId>,
     },
+    /// A read-only command queued in a `MULTI` with writes (Raft mode): run at apply time
+    /// against the transaction's state so far, so it sees the earlier writes (see
+    /// [`super::tx_read`]). Writes nothing.
+    TxRead {
+        /// The reply protocol of the client that queued it.
+        resp3: bool,
+        /// The command as sent.
+        args: Vec<Bytes>,
+    },
 }
 
 /// Set algebra of `SSTORE` (stored: never renumber).
@@ -549,6 +558,7 @@ impl WriteOp {
             WriteOp::XDel { .. } => 45,
             WriteOp::XGroup { .. } => 46,
             WriteOp::XSetId { .. } => 47,
+            WriteOp::TxRead { .. } => 48,
         }
     }
 }

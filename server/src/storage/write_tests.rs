@@ -243,6 +243,10 @@ fn examples() -> Vec<WriteOp> {
             added: Some(4),
             max_deleted: Some(crate::storage::stream::StreamId { ms: 3, seq: 0 }),
         },
+        WriteOp::TxRead {
+            resp3: true,
+            args: vec![b("LRANGE"), b("l"), b("0"), b("-1")],
+        },
     ]
 }
 
@@ -250,7 +254,7 @@ fn examples() -> Vec<WriteOp> {
 fn opcodes_are_frozen() {
     // Stored in Raft logs: never renumber, only append.
     let codes: Vec<u8> = examples().iter().map(WriteOp::opcode).collect();
-    assert_eq!(codes, (1..=47).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=48).collect::<Vec<u8>>());
     assert_eq!(crate::storage::zset::RemRange::Lex as u8, 2);
     assert_eq!(crate::storage::zset::ZADD_INCR, 32);
     assert_eq!(SetOpKind::Inter as u8, 0);

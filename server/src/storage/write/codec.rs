@@ -329,6 +329,10 @@ impl WriteCommand {
                 put_list(&mut out, ids);
             }
             WriteOp::XGroup { op } => op.encode(&mut out),
+            WriteOp::TxRead { resp3, args } => {
+                out.put_u8(u8::from(*resp3));
+                put_list(&mut out, args);
+            }
             WriteOp::XSetId {
                 key,
                 last,
@@ -638,6 +642,10 @@ impl WriteCommand {
                     max_deleted: has_deleted.then_some(deleted),
                 }
             }
+            48 => WriteOp::TxRead {
+                resp3: bool_(r)?,
+                args: list_(r)?,
+            },
             other => return Err(DecodeError::Opcode(other)),
         };
         if buf.has_remaining() {
