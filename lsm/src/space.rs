@@ -77,3 +77,85 @@ impl Reservation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Reserves up to `cap` bytes; counts calls.
+    struct Fake {
+        cap: Option<u64>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl Allocator for Fake {
+        fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match self.cap {
+                None => Err(io::ErrorKind::Unsupported.into()),
+                Some(cap) if offset + len > cap => Err(io::ErrorKind::StorageFull.into()),
+                Some(_) => Ok(()),
+            }
+        }
+    }
+
+    fn with(cap: Option<u64>, step: u64) -> (Reservation, Arc<AtomicU64>) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let alloc = Fake {
+            cap,
+            calls: calls.clone(),
+        };
+        let r = Reservation {
+            alloc: Some(Box::new(alloc)),
+            reserved: 0,
+            step,
+        };
+        (r, calls)
+    }
+
+    #[test]
+    fn reserves_in_steps_then_exactly_then_refuses() {
+        let (mut r, calls) = with(Some(1500), 1024);
+        r.ensure(100).unwrap();
+        assert_eq!(r.reserved, 1024);
+        r.ensure(1000).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "within the step: no call");
+        // A whole step does not fit any more: exactly what is needed does.
+        r.ensure(1100).unwrap();
+        assert_eq!(r.reserved, 1100);
+        let e = r.ensure(1600).unwrap_err();
+        assert!(is_no_space(&e));
+        assert_eq!(r.reserved, 1100, "a refused reservation changes nothing");
+        // Retried by the next call.
+        let before = calls.load(Ordering::Relaxed);
+        assert!(r.ensure(1600).is_err());
+        assert!(calls.load(Ordering::Relaxed) > before);
+    }
+
+    #[test]
+    fn a_file_system_that_cannot_reserve_is_not_a_full_disk() {
+        let (mut r, calls) = with(None, 1024);
+        r.ensure(10).unwrap();
+        r.ensure(1 << 30).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "gives up after one try");
+    }
+
+    #[test]
+    fn real_files_reserve_without_growing() {
+        use crate::vfs::{RealFs, Vfs};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut f = RealFs.create(&p).unwrap();
+        let mut r = Reservation::for_file(&*f, 1 << 20);
+        r.ensure(10).unwrap();
+        f.append(b"0123456789").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 10, "KEEP_SIZE");
+        if r.alloc.is_some() {
+            use std::os::unix::fs::MetadataExt;
+            // 512-byte blocks: the whole step is allocated.
+            assert!(std::fs::metadata(&p).unwrap().blocks() * 512 >= 1 << 20);
+        }
+    }
+}
