@@ -227,7 +227,11 @@ impl Inner {
             if let Err(e) = self.rotate(&mut io, &mut w) {
                 if !e.is_no_space() {
                     self.stop(&format!("starting a new memtable failed: {e}"));
+                    return Err(e);
                 }
+                // No room for a new segment: at least make everything written so far durable
+                // in the current one (what a flush before exit is for).
+                self.write_pending(&mut io, Some(&mut w), true)?;
                 return Err(e);
             }
         }

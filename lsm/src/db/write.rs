@@ -131,7 +131,12 @@ impl Inner {
     /// durable. `w` is the writer if the caller holds it; otherwise the buffer is taken
     /// under a short lock so writers keep buffering during the I/O. An I/O error stops the
     /// engine, since the records may be half written.
-    fn write_pending(&self, io: &mut WalIo, w: Option<&mut Writer>, sync: bool) -> Result<()> {
+    pub(super) fn write_pending(
+        &self,
+        io: &mut WalIo,
+        w: Option<&mut Writer>,
+        sync: bool,
+    ) -> Result<()> {
         let spare = std::mem::take(&mut io.spare);
         let (mut buf, upto) = match w {
             Some(w) => (std::mem::replace(&mut w.pending, spare), w.last_seq),
