@@ -245,6 +245,9 @@ fn reactive_planner_moves_a_hot_shards_slots() {
             ("threshold", "1.3"),
             ("train", "no"),
             ("confirm", "2"),
+            // The debug build under load may serve the storm at well under the default
+            // 100 ops/s floor; the floor has its own unit test.
+            ("min-heat", "1"),
         ] {
             let r = c
                 .call(i, &["PINN.CONFIG", "SET", k, v])

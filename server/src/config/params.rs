@@ -217,6 +217,7 @@ pub(super) static PARAMS: &[Param] = &[
     // its own shard (see the issue notes), and an automatic move must never surprise a client.
     p("pinn-planner", Kind::Enum(PLANNERS), "off"),
     p("pinn-threshold", Kind::Float(1.0, 100.0), "1.5"),
+    p("pinn-min-heat", Kind::Float(0.0, 1e9), "100"),
     p("pinn-hysteresis", Kind::Float(0.0, 0.9), "0.1"),
     p("pinn-horizon", Kind::Int(1, 60), "10"),
     p("pinn-train-interval", Kind::Int(1, 3600), "5"),

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// Remote counts older than this are not merged.
 const FRESH: Duration = Duration::from_secs(3);
+/// A peer's counts are current for the planner when they are at most this many seconds
+/// behind this node's: peers fold at the same instant as this node, so the one before is
+/// often the newest there is.
+const MAX_LAG: u64 = 1;
 /// Largest `PINN.HEAT` reply accepted (every slot active is ~200 KB).
 const MAX_REPLY: usize = 4 << 20;
 
@@ -107,6 +111,14 @@ impl Exchange {
         }
     }
 
+    /// True when `addr`'s latest counts were received lately and cover second `t` or the one
+    /// before (what [`merge`](Self::merge) joins is then current enough to plan on).
+    pub fn is_current(&self, addr: &str, t: u64) -> bool {
+        self.remote
+            .get(addr)
+            .is_some_and(|r| r.received.elapsed() < FRESH && r.t + MAX_LAG >= t)
+    }
+
     fn pull(&mut self, addr: &str, password: Option<&str>) -> Result<SlotCounts, String> {
         if !self.conns.contains_key(addr) {
             let sock: SocketAddr = addr
@@ -196,6 +208,16 @@ mod tests {
         ex.ingest("a:1", 11, vec![(5, 4)]);
         ex.merge(|s, c| got.push((s, c)));
         assert_eq!(got, vec![(5, 2), (5, 2), (5, 4)]);
+    }
+
+    #[test]
+    fn only_recent_seconds_are_current() {
+        let mut ex = Exchange::default();
+        assert!(!ex.is_current("a:1", 10), "never heard from");
+        ex.ingest("a:1", 9, vec![(5, 2)]);
+        assert!(ex.is_current("a:1", 9) && ex.is_current("a:1", 10));
+        assert!(!ex.is_current("a:1", 11), "two seconds behind");
+        assert!(!ex.is_current("b:1", 9));
     }
 
     #[test]

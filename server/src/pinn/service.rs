@@ -4,13 +4,15 @@
 
 use super::exchange::Exchange;
 use super::mover::{self, in_flight, MoveTarget, ShardInfo, SlotMover};
-use super::planner::{range_heat, PinnPlanner, Plan, Planner, ReactivePlanner, Trigger, View};
+use super::planner::{
+    cooling_ranges, range_heat, PinnPlanner, Plan, Planner, ReactivePlanner, Trigger, View,
+};
 use super::settings::{PlannerKind, Settings};
 use crate::command::Server;
 use arc_swap::ArcSwap;
 use pinnacle_pinn::{
     bucket_of, Ewma, Forecast, Forecaster, HeatSeries, HeavyHitter, LinearStencil, OpKind,
-    Persistence, RoundReport, Scoreboard, SlotCounters, SpaceSaving, Trainer, TrainerOptions,
+    Persistence, RoundReport, Row, Scoreboard, SlotCounters, SpaceSaving, Trainer, TrainerOptions,
     Window, SLOTS,
 };
 use std::cell::Cell;
@@ -31,6 +33,9 @@ const FORECASTS_KEPT: usize = 2 * WINDOW;
 const SMOOTHING: f32 = 0.5;
 /// Nice value of the trainer thread.
 const TRAINER_NICE: i32 = 10;
+/// The tick thread pulls the other leaders' counts this long after folding its own, so they
+/// have folded the same second (all nodes fold on the second boundary).
+const PULL_DELAY: Duration = Duration::from_millis(200);
 
 /// An observed row for the dashboard: `(second, heat per bucket)`.
 pub type ObservedRow = (u64, Vec<f32>);
@@ -356,36 +361,41 @@ impl PinnService {
 
     /// The once-a-second step for second `t`: fold, score, forecast, plan.
     pub fn tick(&self, t: u64) {
-        self.tick_with(t, mover::mover().as_deref());
+        self.tick_after(t, mover::mover().as_deref(), PULL_DELAY);
     }
 
     /// [`tick`](Self::tick) moving slots through `mover` (the installed one in production).
     pub fn tick_with(&self, t: u64, mover: Option<&dyn SlotMover>) {
+        self.tick_after(t, mover, Duration::ZERO);
+    }
+
+    /// Folds this node's second, pulls the other leaders' `pull_delay` later, then merges,
+    /// forecasts and plans.
+    fn tick_after(&self, t: u64, mover: Option<&dyn SlotMover>, pull_delay: Duration) {
         self.refresh();
+        let s = self.settings();
+        let row = {
+            let mut st = self.state.lock();
+            self.fold_local(&mut st, t, &s)
+        };
         if let Some(m) = mover {
+            if m.shards().iter().any(|sh| !sh.local_leader) {
+                std::thread::sleep(pull_delay);
+            }
             self.pull_peers(m);
         }
-        let s = self.settings();
         let plan = {
             let mut st = self.state.lock();
-            self.fold(&mut st, t, &s, mover)
+            self.fold(&mut st, t, &s, mover, row)
         };
         if let (Some((plan, decision)), Some(mover)) = (plan, mover) {
             self.start_move(mover, plan, decision);
         }
     }
 
-    /// Folds the counters into the window and runs the forecasts and the planner; returns a
-    /// move to start once the state lock is released.
-    fn fold(
-        &self,
-        st: &mut State,
-        t: u64,
-        s: &Settings,
-        mover: Option<&dyn SlotMover>,
-    ) -> Option<(Plan, Decision)> {
-        let mut row = self.counters.fold_slots(t, s.buckets, &mut st.scratch);
-        let total: u64 = row.reads.iter().chain(&row.writes).sum();
+    /// Folds this node's counters of second `t` (exported by `PINN.HEAT` from now on).
+    fn fold_local(&self, st: &mut State, t: u64, s: &Settings) -> Row {
+        let row = self.counters.fold_slots(t, s.buckets, &mut st.scratch);
         let local: Vec<(u16, u32)> = st
             .scratch
             .iter()
@@ -394,6 +404,21 @@ impl PinnService {
             .map(|(slot, &c)| (slot as u16, c.min(u32::MAX as u64) as u32))
             .collect();
         st.local_last = (t, local);
+        row
+    }
+
+    /// Merges the other leaders' counts into this node's `row` of second `t`, pushes it into
+    /// the window and runs the forecasts and the planner; returns a move to start once the
+    /// state lock is released.
+    fn fold(
+        &self,
+        st: &mut State,
+        t: u64,
+        s: &Settings,
+        mover: Option<&dyn SlotMover>,
+        mut row: Row,
+    ) -> Option<(Plan, Decision)> {
+        let total: u64 = row.reads.iter().chain(&row.writes).sum();
         // The other leaders' last second joins ours: the window is the cluster's heat.
         let mut remote_total = 0u64;
         self.exchange.lock().merge(|slot, c| {
@@ -455,7 +480,22 @@ impl PinnService {
         };
         let mover = mover?;
         let shards = mover.shards();
-        let running = mover.migrations().iter().filter(|m| in_flight(m)).count();
+        let history = mover.migrations();
+        let running = history.iter().filter(|m| in_flight(m)).count();
+        let cooling = cooling_ranges(&history, (t + 1) * 1000, s.cooldown);
+        let complete = {
+            let ex = self.exchange.lock();
+            shards.iter().all(|sh| {
+                sh.local_leader
+                    || sh
+                        .leader_addr
+                        .as_deref()
+                        .is_some_and(|a| ex.is_current(a, t))
+            })
+        };
+        if !complete {
+            tracing::debug!("PINN: second {t}: a shard's heat is missing or stale; no decision");
+        }
         let predicted = selected
             .as_deref()
             .and_then(|m| models.iter().find(|(n, _)| n == m))
@@ -463,6 +503,8 @@ impl PinnService {
         let view = View {
             observed: &st.observed,
             predicted: predicted.as_deref(),
+            complete,
+            cooling: &cooling,
         };
         let plan = st.trigger.plan(t, planner, &view, &shards, s, running)?;
         let from_slots = shards[plan.from].slots.clone();

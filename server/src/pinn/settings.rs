@@ -33,6 +33,7 @@ pub const PARAMS: &[&str] = &[
     "pinn-train",
     "pinn-planner",
     "pinn-threshold",
+    "pinn-min-heat",
     "pinn-hysteresis",
     "pinn-horizon",
     "pinn-train-interval",
@@ -60,6 +61,8 @@ pub struct Settings {
     pub planner: PlannerKind,
     /// A shard is hot above `threshold` × the mean shard heat.
     pub threshold: f64,
+    /// ... and above this many operations per second (an absolute floor).
+    pub min_heat: f64,
     /// A destination must stay under `(1 − hysteresis)` × the threshold after a move.
     pub hysteresis: f64,
     /// Forecast horizon, seconds.
@@ -98,6 +101,7 @@ impl Default for Settings {
             train: true,
             planner: PlannerKind::Off,
             threshold: 1.5,
+            min_heat: 100.0,
             hysteresis: 0.1,
             horizon: 10,
             train_interval: 5,
@@ -134,6 +138,7 @@ impl Settings {
                 _ => d.planner,
             },
             threshold: num("pinn-threshold", d.threshold),
+            min_heat: num("pinn-min-heat", d.min_heat),
             hysteresis: num("pinn-hysteresis", d.hysteresis),
             horizon: int("pinn-horizon", d.horizon).max(1),
             train_interval: int("pinn-train-interval", d.train_interval).max(1),
