@@ -94,16 +94,25 @@ impl Db {
     /// Turns this keyspace into a Raft replica: `apply` now defers writes (see
     /// [`super::deferred`]) and `background` proposes those made off a connection.
     pub fn enable_replication(&self, background: super::BackgroundProposer) -> super::Result<()> {
-        let progress = self
+        let _ = self.inner.replicated.set(background);
+        Ok(())
+    }
+
+    /// Loads the stored apply progress and fences. Runs when the Raft group opens
+    /// ([`ApplyTarget::applied_meta`]), before it replays a single entry: Raft's own applied
+    /// state is stored after an apply's data, so a restart can replay entries whose effects
+    /// are already stored, and only the progress tells them apart. (Loaded later, as it once
+    /// was, a replayed `RPUSH` was applied twice on a restarted node: replicas diverged.)
+    fn load_apply_progress(&self) -> super::Result<()> {
+        let mut progress = self.inner.raft_progress.lock();
+        *progress = self
             .inner
             .engine
             .get(&system_key(RAFT_PROGRESS))?
             .and_then(|raw| decode_progress(&raw))
             .unwrap_or((0, 0));
-        *self.inner.raft_progress.lock() = progress;
         let fences = self.inner.engine.get(&shard_ctl::key())?;
         self.inner.fences.load(fences.as_deref());
-        let _ = self.inner.replicated.set(background);
         Ok(())
     }
 
@@ -309,6 +318,7 @@ impl ApplyTarget for Db {
     }
 
     fn applied_meta(&self) -> Result<Option<Vec<u8>>, ApplyError> {
+        self.load_apply_progress().map_err(io_err)?;
         let e = &self.inner.engine;
         if e.get(&system_key(RAFT_INSTALLING))
             .map_err(lsm_err)?
