@@ -101,9 +101,9 @@ impl Inner {
                 match self.rotate(&mut io, &mut w) {
                     Ok(()) => {}
                     // No new segment could be created: nothing changed; the memtable stays
-                    // active and the next write tries again.
+                    // active and the next write tries again (debug: that is every write).
                     Err(e) if e.is_no_space() => {
-                        tracing::warn!(error = %e, "no space for a new WAL segment");
+                        tracing::debug!(error = %e, "no space for a new WAL segment");
                     }
                     Err(e) => self.stop(&format!("starting a new memtable failed: {e}")),
                 }
