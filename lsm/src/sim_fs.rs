@@ -284,7 +284,7 @@ impl SimFs {
     /// Limits the disk to `bytes` (every file's length or reserved space counts; `None`:
     /// unlimited). An append that does not fit writes what does and fails with
     /// `ErrorKind::StorageFull`, as write(2) on a full disk does; a reservation that does
-    /// not fit fails whole.
+    /// not fit fails whole; creating a file fails once not a byte is free.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.inner.lock().capacity = bytes;
     }
@@ -605,6 +605,13 @@ impl Vfs for SimFs {
                 "simfs: {} is a directory",
                 path.display()
             )));
+        }
+        if g.free() == 0 && !g.live.contains_key(&path) {
+            // Not a byte left: no room for a new directory entry either.
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("simfs: no space to create {}", path.display()),
+            ));
         }
         let ino = match g.live.get(&path) {
             // Like O_TRUNC: the same inode (and its hard links) is emptied.

@@ -7,9 +7,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::sim::{dump_lsm, key, opts, Rng, DIR};
+use common::sim::{dump_lsm, key, opts, opts_with, Rng, DIR};
 use common::{b, Model};
-use pinnacle_lsm::{Engine, Error, Lsm, SimFs, WriteBatch};
+use pinnacle_lsm::{Engine, Error, Lsm, SimFs, SyncPolicy, WriteBatch};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +71,10 @@ fn a_write_that_does_not_fit_is_refused_whole_and_writes_resume_when_space_retur
         e.write(put(key(i), big.clone())),
         Err(Error::NoSpace { .. })
     ));
-    // A manual flush on a full disk fails cleanly too.
+    // A manual flush on a full disk fails cleanly too (no room for a new WAL segment).
     match e.flush() {
-        Ok(()) | Err(Error::NoSpace { .. }) => {}
-        Err(other) => panic!("flush on a full disk: {other:?}"),
+        Err(Error::NoSpace { .. }) => {}
+        other => panic!("flush on a full disk: {other:?}"),
     }
     assert_eq!(dump_lsm(&e).unwrap(), model.map);
     // Space returns: the next write succeeds, without a restart.
@@ -87,6 +87,46 @@ fn a_write_that_does_not_fit_is_refused_whole_and_writes_resume_when_space_retur
     assert_eq!(dump_lsm(&e).unwrap(), model.map);
     drop(e);
     for seed in 0..3 {
+        crash_and_check(&fs, seed, &model);
+    }
+}
+
+/// Under a relaxed sync policy, a flush (what the server does before exiting) that finds no
+/// room for a new WAL segment still makes everything written so far durable.
+#[test]
+fn a_flush_on_a_full_disk_still_syncs_the_wal() {
+    let fs = SimFs::new();
+    let dir = Path::new(DIR);
+    let lazy = opts_with(&fs, false, SyncPolicy::EveryMillis(3_600_000));
+    let e = Lsm::open(dir, lazy).unwrap();
+    let mut model = Model::default();
+    for i in 0..50 {
+        let wb = put(key(i), b(format!("v{i}")));
+        model.apply(&wb);
+        e.write(wb).unwrap();
+    }
+    fs.set_capacity(Some(fs.used_bytes()));
+    assert!(matches!(e.flush(), Err(Error::NoSpace { .. })));
+    // Every WAL byte is durable, whatever a power loss tears off now.
+    let wals: Vec<_> = fs
+        .files()
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    assert!(!wals.is_empty());
+    for (p, len) in wals {
+        assert_eq!(
+            fs.durable_len(&p).unwrap(),
+            len,
+            "{} not synced",
+            p.display()
+        );
+    }
+    // The power goes out before anything else runs.
+    fs.power_cut();
+    drop(e);
+    fs.set_capacity(None);
+    for seed in 0..4 {
         crash_and_check(&fs, seed, &model);
     }
 }
