@@ -556,6 +556,51 @@ fn sweep_deletes_expired_through_apply() {
 }
 
 #[test]
+fn sweep_finds_expired_keys_past_collection_elements() {
+    // The sweep seeks past each slot's sub-keys: keys in the slots after a big collection, and
+    // in its own slot, are still examined.
+    let db = Db::in_memory();
+    let now = db.now_ms();
+    let mut expired = 0;
+    for i in 0..60 {
+        db.apply(&WriteCommand {
+            now_ms: now - 10,
+            op: WriteOp::HSet {
+                key: Bytes::from(format!("{{t{i}}}big")),
+                pairs: (0..40)
+                    .map(|f| (Bytes::from(format!("f{f}")), Bytes::from_static(b"v")))
+                    .collect(),
+                nx: false,
+            },
+        });
+        if i % 2 == 0 {
+            expired += 1;
+            db.apply(&WriteCommand {
+                now_ms: now - 10,
+                op: WriteOp::Set {
+                    key: Bytes::from(format!("{{t{i}}}x")),
+                    value: Bytes::from_static(b"v"),
+                    cond: crate::storage::SetCond::Always,
+                    get: false,
+                    expire: crate::storage::ExpireSpec::At(now - 1),
+                },
+            });
+        }
+    }
+    let mut cursor = crate::storage::expire::SweepCursor::default();
+    let (examined, deleted) = db.sweep_step(&mut cursor).expect("sweep");
+    assert_eq!((examined, deleted), (90, expired));
+    assert_eq!(db.key_counts().expect("counts"), (60, 0));
+    let view = db.view();
+    let big = view
+        .coll(b"{t7}big", crate::storage::KeyType::Hash)
+        .expect("read")
+        .expect("a hash")
+        .expect("exists");
+    assert_eq!(view.sub_all(b"{t7}big", &big).expect("fields").len(), 40);
+}
+
+#[test]
 fn compaction_filter_drops_only_expired_metadata() {
     use crate::storage::encoding::{meta_key, system_key, Meta};
     use crate::storage::expire::ExpiryFilter;

@@ -3,7 +3,7 @@
 
 use super::encoding::{
     decode_meta_key, decode_sub_key, keyspace_end, keyspace_start, meta_key_in_slot, raw_expire_at,
-    KeyType, Meta,
+    slot_meta_start, KeyType, Meta,
 };
 use super::write::{WriteCommand, WriteOp};
 use super::{Db, DbInner};
@@ -86,6 +86,10 @@ impl CompactionFilter for ExpiryFilter {
 const SAMPLE: usize = 200;
 /// Pause between sweep cycles.
 const INTERVAL: Duration = Duration::from_millis(100);
+/// The sweep thread's CPU use is kept under one core divided by this.
+const MAX_SHARE: u32 = 10;
+/// Longest pause between cycles however slow the last one was.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// Longest a cycle keeps stepping while it finds many expired keys.
 const CYCLE_BUDGET: Duration = Duration::from_millis(25);
 
@@ -101,29 +105,41 @@ impl Db {
     /// leader sweeps), and returns `(examined, deleted)`.
     pub fn sweep_step(&self, cursor: &mut SweepCursor) -> super::Result<(usize, usize)> {
         let now = self.now_ms();
-        let start = match cursor.last.take() {
+        let mut from = match cursor.last.take() {
             Some(k) => Bound::Excluded(k),
             None => Bound::Included(keyspace_start()),
         };
-        let iter = self
-            .inner
-            .engine
-            .scan((start, Bound::Excluded(keyspace_end())), None)?;
         let mut examined = 0;
         let mut expired = Vec::new();
         let mut last = None;
-        for item in iter {
-            let (k, v) = item?;
-            let Some((_, user_key)) = decode_meta_key(&k) else {
-                continue;
-            };
-            examined += 1;
-            if matches!(raw_expire_at(&v), Some(at) if at != 0 && at <= now) {
-                expired.push(Bytes::copy_from_slice(user_key));
+        'scan: loop {
+            let iter = self
+                .inner
+                .engine
+                .scan((from, Bound::Excluded(keyspace_end())), None)?;
+            let mut next_slot = None;
+            for item in iter {
+                let (k, v) = item?;
+                let Some((_, user_key)) = decode_meta_key(&k) else {
+                    // A slot's metadata records come before its sub-keys (and their
+                    // tombstones), which can be millions: seek to the next slot instead.
+                    next_slot = k.get(..2).map(|s| u16::from_be_bytes([s[0], s[1]]) + 1);
+                    break;
+                };
+                examined += 1;
+                if matches!(raw_expire_at(&v), Some(at) if at != 0 && at <= now) {
+                    expired.push(Bytes::copy_from_slice(user_key));
+                }
+                last = Some(k);
+                if examined >= SAMPLE {
+                    break 'scan;
+                }
             }
-            last = Some(k);
-            if examined >= SAMPLE {
-                break;
+            match next_slot {
+                Some(slot) if slot < super::slot::SLOTS => {
+                    from = Bound::Included(slot_meta_start(slot))
+                }
+                _ => break,
             }
         }
         // A short page means we reached the end: start over next time.
@@ -145,8 +161,9 @@ pub(crate) fn start_sweeper(db: Weak<DbInner>) {
         .name("expiry-sweep".into())
         .spawn(move || {
             let mut cursor = SweepCursor::default();
+            let mut pause = INTERVAL;
             loop {
-                std::thread::sleep(INTERVAL);
+                std::thread::sleep(pause);
                 let Some(inner) = db.upgrade() else { return };
                 let db = Db::from_inner(inner);
                 let started = Instant::now();
@@ -165,6 +182,10 @@ pub(crate) fn start_sweeper(db: Weak<DbInner>) {
                         }
                     }
                 }
+                // A step walks the scan's skipped records too (tombstones of popped or deleted
+                // elements until compaction drops them), so one can take far longer than the
+                // sample suggests: keep the sweep under ~1/MAX_SHARE of a core.
+                pause = (started.elapsed() * (MAX_SHARE - 1)).clamp(INTERVAL, MAX_PAUSE);
             }
         });
     if let Err(e) = spawned {
