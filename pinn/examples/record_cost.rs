@@ -3,6 +3,7 @@
 //! the once-a-second fold, and one live-sized training round.
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p pinnacle-pinn --example record_cost`
+//! (`-- --rounds-only` for the training rounds alone; `--n-colloc N` to change N_r).
 
 use pinnacle_pinn::{synth, OpKind, SlotCounters, TrainConfig, TrainState, SLOTS};
 use std::hint::black_box;
@@ -97,7 +98,20 @@ fn rounds() -> anyhow::Result<()> {
     // Live-sized rounds: 60 rows × 64 buckets, default TrainConfig (200 steps, N_d 512,
     // N_r 1024), warm-started, as the trainer thread runs them every 5 s.
     let trace = synth::travelling_hot_spot(120, 64, 7);
-    let mut state = TrainState::new(TrainConfig::default())?;
+    let mut cfg = TrainConfig::default();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--n-colloc")
+        .and_then(|i| args.get(i + 1))
+    {
+        cfg.loss.n_colloc = n.parse()?;
+    }
+    println!(
+        "N_d {}, N_r {}, {} steps per round",
+        cfg.loss.n_data, cfg.loss.n_colloc, cfg.steps_per_round
+    );
+    let mut state = TrainState::new(cfg)?;
     for k in 0..4 {
         let window = trace.slice(k * 5, 60 + k * 5);
         let cpu = thread_cpu();
