@@ -649,3 +649,152 @@ fn raft_leader_orders_pushes_with_replicated_writes() {
         b">3\r\n$7\r\nmessage\r\n$4\r\nraft\r\n$5\r\nother\r\n"
     );
 }
+
+/// `CLIENT LIST TYPE` and `CLIENT KILL TYPE`: a subscribed client is of type `pubsub`, the
+/// others `normal`, no client is a `master` or `replica` (checked against redis-server too).
+#[test]
+fn client_type_filters_tell_subscribers_apart() {
+    if !redis_tests::tools::available(
+        "client_type_filters_tell_subscribers_apart",
+        &["redis-server"],
+    ) {
+        return;
+    }
+    let reference = Builder::redis_cluster()
+        .start()
+        .expect("start redis-server");
+    let subject = Server::subject().expect("start server under test");
+    let ids = |c: &mut RawConn, t: &str| -> Vec<i64> {
+        let text = match c.call_value(&["CLIENT", "LIST", "TYPE", t]).expect("LIST") {
+            Value::Bulk(b) | Value::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+            other => panic!("CLIENT LIST TYPE {t}: {other:?}"),
+        };
+        let mut v: Vec<i64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id="))
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect();
+        v.sort();
+        v
+    };
+    for server in [&reference, &subject] {
+        let name = server.kind().name();
+        let mut sub = server.conn().expect("connect");
+        let mut psub = server.conn().expect("connect");
+        let mut admin = server.conn().expect("connect");
+        let id = |c: &mut RawConn| match c.call_value(&["CLIENT", "ID"]).expect("ID") {
+            Value::Int(n) => n,
+            other => panic!("CLIENT ID: {other:?}"),
+        };
+        let (sub_id, psub_id, admin_id) = (id(&mut sub), id(&mut psub), id(&mut admin));
+        sub.call(&["SUBSCRIBE", "news"]).expect("SUBSCRIBE");
+        psub.call(&["PSUBSCRIBE", "n*"]).expect("PSUBSCRIBE");
+        assert_eq!(ids(&mut admin, "pubsub"), vec![sub_id, psub_id], "[{name}]");
+        assert_eq!(ids(&mut admin, "normal"), vec![admin_id], "[{name}]");
+        assert_eq!(ids(&mut admin, "master"), Vec::<i64>::new(), "[{name}]");
+        assert_eq!(ids(&mut admin, "slave"), Vec::<i64>::new(), "[{name}]");
+        assert_eq!(
+            show(
+                &admin
+                    .call(&["CLIENT", "LIST", "TYPE", "bogus"])
+                    .expect("LIST")
+            ),
+            "-ERR Unknown client type 'bogus'\\r\\n",
+            "[{name}]"
+        );
+        // Unsubscribed from everything: normal again.
+        sub.call(&["UNSUBSCRIBE"]).expect("UNSUBSCRIBE");
+        assert_eq!(ids(&mut admin, "pubsub"), vec![psub_id], "[{name}]");
+        assert_eq!(
+            admin
+                .call(&["CLIENT", "KILL", "TYPE", "pubsub"])
+                .expect("KILL"),
+            b":1\r\n",
+            "[{name}]"
+        );
+        assert!(closed_within(&mut psub, Duration::from_secs(5)), "[{name}]");
+        assert_eq!(
+            ids(&mut admin, "normal"),
+            vec![sub_id, admin_id],
+            "[{name}]"
+        );
+    }
+}
+
+/// In a cluster a PUBLISH reaches the subscribers of every node (Redis Cluster's bus relays
+/// it); its reply counts the receivers on the node that took it, as Redis Cluster does.
+#[test]
+fn publish_reaches_subscribers_on_every_node() {
+    let c = redis_tests::cluster::Cluster::start(3).expect("cluster");
+    let mut subs = Vec::new();
+    for node in c.ids() {
+        let mut s = c.conn(node).expect("connect");
+        s.call(&["SUBSCRIBE", "news"]).expect("SUBSCRIBE");
+        let mut p = c.conn(node).expect("connect");
+        p.call(&["PSUBSCRIBE", "ne*"]).expect("PSUBSCRIBE");
+        subs.push((s, p));
+    }
+    let mut publisher = c.conn(1).expect("connect");
+    // The relay learns its peers within a second of start: publish until the first message
+    // arrives everywhere (liveness), then check every later message arrives exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut warm = 0;
+    'warm: loop {
+        warm += 1;
+        let r = publisher
+            .call(&["PUBLISH", "news", &format!("warm{warm}")])
+            .expect("PUBLISH");
+        assert_eq!(r, b":2\r\n", "node 1's own subscriber and pattern");
+        std::thread::sleep(Duration::from_millis(200));
+        let mut everywhere = true;
+        for (s, _) in subs.iter_mut() {
+            everywhere &= matches!(s.peek(Duration::from_millis(10)), Ok(Peek::Data(_)));
+        }
+        if everywhere {
+            break 'warm;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "messages never reached every node"
+        );
+    }
+    // Drain the warm-up messages, then publish from every node.
+    std::thread::sleep(Duration::from_millis(500));
+    for (s, p) in subs.iter_mut() {
+        for c in [s, p] {
+            while let Ok(Peek::Data(_)) = c.peek(Duration::from_millis(200)) {}
+        }
+    }
+    for from in c.ids() {
+        let mut publisher = c.conn(from).expect("connect");
+        for i in 0..5 {
+            let msg = format!("from{from}-{i}");
+            let r = publisher.call(&["PUBLISH", "news", &msg]).expect("PUBLISH");
+            assert_eq!(r, b":2\r\n", "local receivers on node {from}");
+        }
+        for (node, (s, p)) in c.ids().into_iter().zip(subs.iter_mut()) {
+            for i in 0..5 {
+                let msg = format!("from{from}-{i}");
+                let want = encode_command(&["message", "news", &msg]);
+                let got = s
+                    .read_reply_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("node {node} missed {msg}: {e}"));
+                assert_eq!(show(&got), show(&want), "node {node}, in order");
+                let want = encode_command(&["pmessage", "ne*", "news", &msg]);
+                let got = p
+                    .read_reply_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("node {node} missed pattern {msg}: {e}"));
+                assert_eq!(show(&got), show(&want), "node {node} pattern, in order");
+            }
+        }
+    }
+    // Nothing arrived twice.
+    for (node, (s, p)) in c.ids().into_iter().zip(subs.iter_mut()) {
+        for c in [s, p] {
+            assert!(
+                matches!(c.peek(Duration::from_millis(300)), Ok(Peek::Nothing)),
+                "node {node}: an extra message"
+            );
+        }
+    }
+}

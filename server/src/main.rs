@@ -124,6 +124,13 @@ fn main() -> anyhow::Result<()> {
             ));
             let waiters = server.waiters.clone();
             repl.set_on_moved(Box::new(move |slots| waiters.notify_slots(slots)));
+            // PUBLISH reaches the subscribers of every node, as in Redis Cluster.
+            let peers = repl.clone();
+            let me = Arc::downgrade(&server);
+            server.pubsub.start_relay(
+                Box::new(move || peers.peer_client_addrs()),
+                Arc::new(move || me.upgrade().and_then(|s| s.config.requirepass())),
+            );
             let _ = server.replication.set(repl);
         }
         let mut tasks = Vec::new();

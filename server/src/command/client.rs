@@ -203,6 +203,16 @@ impl ClientHandle {
     }
 
     /// The `CLIENT LIST` / `CLIENT INFO` line (without the trailing newline).
+    /// Redis's client type name: `pubsub` while subscribed to anything, else `normal`
+    /// (this server has no replication clients).
+    pub fn kind(&self) -> &'static str {
+        if self.live.lock().subs != (0, 0, 0) {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+
     pub fn info_line(&self) -> String {
         let live = self.live.lock().clone();
         let s = |b: &Option<Bytes>| {

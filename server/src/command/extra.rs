@@ -242,6 +242,18 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
         &[]
     ),
     pinn_cmd!(
+        "pinn.publishlocal",
+        3,
+        &["pubsub", "loading", "stale", "fast"],
+        &["@pubsub", "@fast"],
+        "Delivers a message to this node's subscribers only (nodes relay PUBLISH to each other with it).",
+        "O(N+M) with N the clients subscribed to the channel here and M the patterns",
+        &[(
+            "arguments",
+            Lit::Arr(&[arg!("channel", "string"), arg!("message", "string")]),
+        )]
+    ),
+    pinn_cmd!(
         "pinn.migrations",
         -1,
         READ,

@@ -50,19 +50,36 @@ fn publish_self(ctx: &mut Ctx<'_>, cmd: &'static str) {
     ctx.client.publish(0, 0);
 }
 
+/// The client type a `TYPE` filter names, in Redis's spelling (`slave` is `replica`);
+/// `Err` is Redis's error for an unknown one.
+fn client_type(t: &[u8]) -> Result<&'static str, Reply> {
+    for (name, kind) in [
+        (&b"normal"[..], "normal"),
+        (b"master", "master"),
+        (b"replica", "replica"),
+        (b"slave", "replica"),
+        (b"pubsub", "pubsub"),
+    ] {
+        if t.eq_ignore_ascii_case(name) {
+            return Ok(kind);
+        }
+    }
+    Err(error_bytes(&[
+        b"ERR Unknown client type '",
+        c_str(t, usize::MAX),
+        b"'",
+    ]))
+}
+
 fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<&'static str> = None;
     let mut i = 2;
     while i < args.len() {
         if args[i].eq_ignore_ascii_case(b"type") && i + 1 < args.len() {
-            let t = &args[i + 1];
-            let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
-            if !known.iter().any(|k| t.eq_ignore_ascii_case(k)) {
-                return error_bytes(&[b"ERR Unknown client type '", c_str(t, usize::MAX), b"'"]);
-            }
-            // Every client of ours is a normal one.
-            if !t.eq_ignore_ascii_case(b"normal") {
-                ids = Some(vec![]);
+            match client_type(&args[i + 1]) {
+                Ok(k) => kind = Some(k),
+                Err(e) => return e,
             }
             i += 2;
         } else if args[i].eq_ignore_ascii_case(b"id") && i + 1 < args.len() {
@@ -86,7 +103,9 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let clients: Vec<Arc<ClientHandle>> = ctx.server.clients.lock().values().cloned().collect();
     let mut out = String::new();
     for c in clients {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
+            || kind.is_some_and(|k| k != c.kind())
+        {
             continue;
         }
         out.push_str(&c.info_line());
@@ -108,7 +127,7 @@ struct KillFilter {
     id: Option<u64>,
     addr: Option<Bytes>,
     laddr: Option<Bytes>,
-    normal_only: Option<bool>,
+    kind: Option<&'static str>,
     skipme: bool,
 }
 
@@ -143,11 +162,10 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 _ => return Reply::error("ERR client-id should be greater than 0"),
             }
         } else if opt.eq_ignore_ascii_case(b"type") {
-            let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
-            if !known.iter().any(|k| val.eq_ignore_ascii_case(k)) {
-                return error_bytes(&[b"ERR Unknown client type '", c_str(val, usize::MAX), b"'"]);
+            match client_type(val) {
+                Ok(k) => f.kind = Some(k),
+                Err(e) => return e,
             }
-            f.normal_only = Some(val.eq_ignore_ascii_case(b"normal"));
         } else if opt.eq_ignore_ascii_case(b"addr") {
             f.addr = Some(val.clone());
         } else if opt.eq_ignore_ascii_case(b"laddr") {
@@ -177,7 +195,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             || f.laddr
                 .as_ref()
                 .is_some_and(|a| &a[..] != c.laddr.as_bytes())
-            || f.normal_only == Some(false);
+            || f.kind.is_some_and(|k| k != c.kind());
         if !skip {
             if c.id == ctx.client.id {
                 ctx.client.close_after_reply = true;

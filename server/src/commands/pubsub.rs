@@ -17,6 +17,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("sunsubscribe", sunsubscribe),
     ("publish", publish),
     ("spublish", spublish),
+    ("pinn.publishlocal", publish_local),
     ("pubsub|channels", pubsub_channels),
     ("pubsub|numsub", pubsub_numsub),
     ("pubsub|numpat", pubsub_numpat),
@@ -78,6 +79,16 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         .server
         .pubsub
         .publish(ctx.server, Kind::Channel, &args[1], &args[2]);
+    Reply::Integer(n)
+}
+
+/// `PINN.PUBLISHLOCAL channel message`: what another node relays of a PUBLISH (see
+/// [`crate::pubsub::relay`]); delivered here only.
+fn publish_local(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let n = ctx
+        .server
+        .pubsub
+        .deliver(ctx.server, Kind::Channel, &args[1], &args[2]);
     Reply::Integer(n)
 }
 

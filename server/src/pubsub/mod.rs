@@ -7,6 +7,7 @@
 //! connection's own task.
 
 mod outbox;
+pub mod relay;
 
 pub use outbox::{Limits, Outbox};
 
@@ -121,6 +122,8 @@ pub struct PubSub {
     registry: Mutex<Registry>,
     /// The last `client-output-buffer-limit` text seen and its parsed pubsub class.
     limits: Mutex<(String, Limits)>,
+    /// Raft mode: forwards PUBLISH to the other nodes (set once at start).
+    relay: std::sync::OnceLock<Arc<relay::Relay>>,
 }
 
 /// A push frame of bulk strings (or a null in place of `None`) followed by an integer.
@@ -298,8 +301,39 @@ impl PubSub {
     }
 
     /// PUBLISH (`Kind::Channel`) or SPUBLISH (`Kind::Shard`): queues the message for every
-    /// subscriber (and, for PUBLISH, every matching pattern); returns how many received it.
+    /// subscriber here (and, for PUBLISH, every matching pattern) and, for PUBLISH in a
+    /// cluster, forwards it to every other node; returns how many received it here (as Redis
+    /// Cluster counts).
     pub fn publish(
+        &self,
+        server: &crate::command::Server,
+        kind: Kind,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> i64 {
+        if kind == Kind::Channel {
+            if let Some(relay) = self.relay.get() {
+                relay.forward(channel, payload);
+            }
+        }
+        self.deliver(server, kind, channel, payload)
+    }
+
+    /// Starts forwarding PUBLISH to the nodes `peers` names (Raft mode; once).
+    pub fn start_relay(&self, peers: relay::PeerList, password: relay::Password) {
+        let r = Arc::new(relay::Relay::default());
+        if self.relay.set(r.clone()).is_ok() {
+            r.start(peers, password);
+        }
+    }
+
+    /// The PUBLISH relay, if this node forwards to others.
+    pub fn relay(&self) -> Option<&relay::Relay> {
+        self.relay.get().map(|r| &**r)
+    }
+
+    /// [`PubSub::publish`] for this node's subscribers only (a message another node relayed).
+    pub fn deliver(
         &self,
         server: &crate::command::Server,
         kind: Kind,

@@ -195,6 +195,24 @@ impl Replication {
     }
 }
 
+impl Replication {
+    /// The client addresses (`host:port`) of every other cluster member.
+    pub fn peer_client_addrs(&self) -> Vec<String> {
+        let t = self.topology();
+        t.members
+            .iter()
+            .filter(|m| m.id != t.me && m.port != 0)
+            .map(|m| {
+                if m.ip.contains(':') {
+                    format!("[{}]:{}", m.ip, m.port)
+                } else {
+                    format!("{}:{}", m.ip, m.port)
+                }
+            })
+            .collect()
+    }
+}
+
 fn split(a: &str) -> (String, u16) {
     match a.rsplit_once(':') {
         Some((h, p)) => (
