@@ -7,7 +7,8 @@
 #     against both in the same run, alternating which server goes first on every pass;
 #   - prints one markdown table per -P: rps of each, pinnacle/redis ratio, p50 of each.
 # Environment: BENCH_N (default 100000), BENCH_RUNS (default 1: with more, the run with the median
-# rps is kept per test), BENCH_PIPELINES (default "1 16"), PINNACLE_BIN (skip the build).
+# rps is kept per test), BENCH_PIPELINES (default "1 16"), PINNACLE_BIN (skip the build),
+# PINNACLE_ARGS (extra pinnacle flags, e.g. "--config f.conf"; default none: default settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,9 @@ while [ "$r_port" = "$p_port" ] || [ "$r_port" = 6379 ] || [ "$p_port" = 6379 ];
     r_port=$(free_port)
 done
 mkdir -p "$work/pinnacle" "$work/redis"
-"$PINNACLE_BIN" --port "$p_port" --bind 127.0.0.1 --dir "$work/pinnacle" >"$work/pinnacle.log" 2>&1 &
+# shellcheck disable=SC2086 # PINNACLE_ARGS is a list of flags
+"$PINNACLE_BIN" --port "$p_port" --bind 127.0.0.1 --dir "$work/pinnacle" ${PINNACLE_ARGS:-} \
+    >"$work/pinnacle.log" 2>&1 &
 p_pid=$!
 pids+=("$p_pid")
 redis-server --port "$r_port" --bind 127.0.0.1 --dir "$work/redis" --save '' \
@@ -66,6 +69,7 @@ echo "# pinnacle pid $p_pid port $p_port; redis-server pid $r_pid port $r_port"
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); redis-server $(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p'); pinnacle $PINNACLE_BIN ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "# pinnacle flags: ${PINNACLE_ARGS:-(defaults)}"
 echo "# command: redis-benchmark -h 127.0.0.1 -p PORT -c 50 -n $N -P {${PIPELINES// /,}} --csv (runs: $RUNS)"
 
 results="$work/results.csv"

@@ -115,12 +115,7 @@ fn lrange(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         let Some((s, e)) = range(start, stop, m.size) else {
             return Ok(Reply::Array(Vec::new()));
         };
-        let from = (m.head + s).to_be_bytes();
-        let to = (m.head + e + 1).to_be_bytes();
-        let items = v.sub_range(&a[1], &m, &from, &to)?;
-        Ok(Reply::Array(
-            items.into_iter().map(|(_, x)| Reply::Bulk(x)).collect(),
-        ))
+        Ok(Reply::Array(v.list_range(&a[1], &m, s, e)?))
     })
 }
 

@@ -49,8 +49,12 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 tx.sub_put(key, m.version, f, v.clone());
             }
             big |= m.size > MAX_LISTPACK_ENTRIES;
-            m.enc = if big { BIG } else { StrEnc::Auto };
-            tx.put_coll(key, m);
+            let enc = if big { BIG } else { StrEnc::Auto };
+            // Overwriting existing fields leaves the metadata as it was: don't rewrite it.
+            if added > 0 || enc != m.enc {
+                m.enc = enc;
+                tx.put_coll(key, m);
+            }
             Reply::Integer(if *nx { 1 } else { added })
         }
         WriteOp::HDel { key, fields } => {

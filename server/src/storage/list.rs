@@ -5,12 +5,13 @@
 
 use super::apply::Tx;
 use super::coll::LIST_MID;
-use super::encoding::{KeyType, Meta};
+use super::encoding::{self, KeyType, Meta};
 use super::hash::try_reply;
 use super::write::WriteOp;
-use super::Result;
+use super::{ReadView, Result};
 use bytes::Bytes;
 use pinnacle_resp::Reply;
+use std::ops::Bound;
 
 fn idx(i: u64) -> [u8; 8] {
     i.to_be_bytes()
@@ -62,6 +63,24 @@ fn rewrite(tx: &mut Tx<'_>, key: &Bytes, m: &Meta, elems: Vec<Bytes>) {
         push(tx, key, &mut nm, false, e);
     }
     tx.put_coll(key, nm);
+}
+
+impl ReadView<'_> {
+    /// Elements at offsets `s..=e` of the list `meta` as bulk replies (LRANGE): one range scan,
+    /// keeping only the values.
+    pub fn list_range(&self, key: &[u8], meta: &Meta, s: u64, e: u64) -> Result<Vec<Reply>> {
+        let from = encoding::sub_key(key, meta.version, &idx(meta.head + s));
+        let to = encoding::sub_key(key, meta.version, &idx(meta.head + e + 1));
+        let iter = self.db.inner.engine.scan(
+            (Bound::Included(from), Bound::Excluded(to)),
+            Some(&self.snap),
+        )?;
+        let mut out = Vec::with_capacity((e - s + 1).min(1 << 16) as usize);
+        for item in iter {
+            out.push(Reply::Bulk(item?.1));
+        }
+        Ok(out)
+    }
 }
 
 /// Converts a Redis index (negative from the tail) into an offset, if in range.
