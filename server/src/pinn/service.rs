@@ -884,6 +884,8 @@ mod tests {
     /// tested with the cluster.
     struct Recorder {
         started: parking_lot::Mutex<Vec<MigrationRecord>>,
+        /// Address of shard 0's leader when another node leads it.
+        remote_zero: Option<String>,
     }
 
     impl SlotMover for Recorder {
@@ -903,13 +905,16 @@ mod tests {
             [zero, owned_by_1]
                 .into_iter()
                 .enumerate()
-                .map(|(index, slots)| ShardInfo {
-                    index,
-                    id: format!("{index:040x}"),
-                    slots,
-                    leader_node: None,
-                    leader_addr: None,
-                    local_leader: true,
+                .map(|(index, slots)| {
+                    let remote = self.remote_zero.clone().filter(|_| index == 0);
+                    ShardInfo {
+                        index,
+                        id: format!("{index:040x}"),
+                        slots,
+                        leader_node: None,
+                        local_leader: remote.is_none(),
+                        leader_addr: remote,
+                    }
                 })
                 .collect()
         }
@@ -961,6 +966,7 @@ mod tests {
         });
         let mover = Recorder {
             started: parking_lot::Mutex::new(Vec::new()),
+            remote_zero: None,
         };
         // Shard 1 (slots 8192-16383) serves two hot slots; shard 0 a little background.
         for k in 0..8u64 {
@@ -985,6 +991,54 @@ mod tests {
         assert!(d.plan.heat_from > d.plan.threshold, "{d:?}");
         assert!(d.observed_later.is_some(), "scored {} s later", 3);
         assert!(d.predictions.iter().any(|(m, _)| m == "persistence"));
+    }
+
+    #[test]
+    fn no_move_while_another_leaders_counts_are_missing() {
+        let svc = PinnService::new(Settings {
+            planner: PlannerKind::Reactive,
+            ..Settings::default()
+        });
+        // Shard 0 is led by a node nobody listens for (its pulls fail at once).
+        let peer = "127.0.0.1:1".to_string();
+        let mover = Recorder {
+            started: parking_lot::Mutex::new(Vec::new()),
+            remote_zero: Some(peer.clone()),
+        };
+        let hot = |svc: &PinnService| {
+            for &(slot, n) in &[(9000u16, 300u32), (9001, 200), (12000, 10)] {
+                for _ in 0..n {
+                    svc.record(slot, false, 8);
+                }
+            }
+        };
+        for k in 0..10u64 {
+            hot(&svc);
+            svc.tick_with(1000 + k, Some(&mover));
+        }
+        assert!(mover.migrations().is_empty(), "shard 0's heat is unknown");
+        // A report two seconds old is stale too.
+        for k in 10..16u64 {
+            svc.ingest(&peer, 1000 + k - 2, vec![(100, 20)]);
+            hot(&svc);
+            svc.tick_with(1000 + k, Some(&mover));
+        }
+        assert!(mover.migrations().is_empty(), "shard 0's heat is stale");
+        // Current reports: after the settle and confirmation seconds, shard 1's leader moves.
+        for k in 16..30u64 {
+            svc.ingest(&peer, 1000 + k - 1, vec![(100, 20)]);
+            hot(&svc);
+            svc.tick_with(1000 + k, Some(&mover));
+            if !mover.migrations().is_empty() {
+                break;
+            }
+        }
+        let moves = mover.migrations();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(
+            (moves[0].to, moves[0].slots.clone()),
+            (0, vec![(9000, 9000)])
+        );
     }
 
     #[test]
