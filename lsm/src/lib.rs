@@ -176,4 +176,10 @@ pub trait Engine: Send + Sync {
     fn checkpoint(&self, dir: &Path) -> Result<()>;
     /// Current counters.
     fn stats(&self) -> Stats;
+    /// False while writes are refused for lack of disk space and a fresh attempt to reserve
+    /// room for one still fails (how a caller refuses writes up front, and learns that space
+    /// returned without writing).
+    fn has_space(&self) -> bool {
+        true
+    }
 }

@@ -77,8 +77,13 @@ fn a_write_that_does_not_fit_is_refused_whole_and_writes_resume_when_space_retur
         other => panic!("flush on a full disk: {other:?}"),
     }
     assert_eq!(dump_lsm(&e).unwrap(), model.map);
-    // Space returns: the next write succeeds, without a restart.
+    // The probe a server asks before taking a write says so too, and keeps refusing.
+    assert!(!e.has_space());
+    assert!(e.stats().write_refused);
+    // Space returns: the probe sees it without any write, then the next write succeeds.
     fs.set_capacity(None);
+    assert!(e.has_space());
+    assert!(!e.stats().write_refused);
     let wb = put(key(i), b("after"));
     model.apply(&wb);
     e.write(wb).expect("write after space returned");

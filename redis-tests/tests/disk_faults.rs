@@ -342,6 +342,11 @@ struct DiskFull {
     /// write that succeeded once space returned.
     status_full: String,
     status_after: String,
+    /// Once not even a small record fits: PING, and `MULTI; SET; EXEC` (SET's reply, EXEC's).
+    ping_full: String,
+    txn_full: (String, String),
+    /// `aof_last_write_status` right after space returned, before any write.
+    status_freed: String,
     /// A SET acknowledged (within 20 s) after space came back, before any restart.
     recovered: bool,
 }
@@ -409,7 +414,27 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
             .and_then(|mut c| c.call_value(&["GET", refused_key.as_str()]))
     );
     let status_full = aof_status(&s);
+    // Take the last bytes too, so not even a small record fits.
+    let filler2 = mnt.join("filler2");
+    let _ = Command::new("fallocate")
+        .args(["-l", &fs_free(&mnt).max(4096).to_string()])
+        .arg(&filler2)
+        .status();
+    let shown = |v: Result<Value, redis_tests::Error>| match v {
+        Ok(Value::Error(e)) => format!("-{}", String::from_utf8_lossy(&e)),
+        Ok(Value::Simple(b)) => format!("+{}", String::from_utf8_lossy(&b)),
+        other => format!("{other:?}"),
+    };
+    let mut c = s.conn().expect("conn");
+    let ping_full = shown(c.call_value(&["PING"]));
+    let _ = c.call_value(&["MULTI"]);
+    let queued = shown(c.call_value(&["SET", "in-txn", "1"]));
+    let exec = shown(c.call_value(&["EXEC"]));
+    let txn_full = (queued, exec);
+    drop(c);
     std::fs::remove_file(&filler).expect("rm filler");
+    let _ = std::fs::remove_file(&filler2);
+    let status_freed = aof_status(&s);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut recovered = false;
     while Instant::now() < deadline {
@@ -447,6 +472,9 @@ fn disk_full_run(test: &str) -> Option<DiskFull> {
         refused_read,
         status_full,
         status_after,
+        ping_full,
+        txn_full,
+        status_freed,
         recovered,
     };
     eprintln!("disk full: {r:?}");
@@ -483,6 +511,21 @@ fn disk_full_refuses_writes_serves_reads_and_recovers() {
             "writes not accepted after space returned: {r:?}"
         );
         assert_eq!(r.status_after, "ok", "{r:?}");
+        // As Redis: PING and writes refused up front, so a transaction is refused whole.
+        let misconf = "-MISCONF Errors writing to the AOF file: No space left on device";
+        assert_eq!(r.ping_full, misconf, "{r:?}");
+        assert_eq!(
+            r.txn_full,
+            (
+                misconf.to_string(),
+                "-EXECABORT Transaction discarded because of previous errors.".to_string()
+            ),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.status_freed, "ok",
+            "space returned, before any write: {r:?}"
+        );
     }
 }
 

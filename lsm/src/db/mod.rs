@@ -51,6 +51,9 @@ struct Writer {
     wal_end: u64,
     // The active segment's path (for errors).
     wal_path: PathBuf,
+    // Size of the last record refused for lack of space: what `probe_space` must find room
+    // for before writes are taken again.
+    refused_len: u64,
 }
 
 /// The open WAL segment; held across WAL I/O (never while waiting for `writer`'s holders
@@ -356,6 +359,10 @@ impl Engine for Lsm {
 
     fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    fn has_space(&self) -> bool {
+        self.inner.probe_space()
     }
 }
 

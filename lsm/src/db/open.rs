@@ -65,6 +65,7 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
             space: crate::space::Reservation::none(),
             wal_end: 0,
             wal_path: dir.to_path_buf(),
+            refused_len: 0,
         }),
         wal_io: Mutex::new(WalIo {
             wal: WalWriter::placeholder(),

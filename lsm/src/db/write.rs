@@ -75,6 +75,9 @@ impl Inner {
         }
         // A batch that cannot be framed uses no sequence numbers.
         if let Err(e) = framed {
+            if e.is_no_space() {
+                w.refused_len = record;
+            }
             if e.is_no_space() && !self.write_refused.swap(true, Ordering::Relaxed) {
                 tracing::error!(error = %e, "disk full: refusing writes until space returns");
             }
@@ -110,6 +113,26 @@ impl Inner {
             }
         }
         Ok(seq)
+    }
+
+    /// True unless writes are refused for lack of space and reserving room for the record
+    /// that was refused (at least a small one) still fails; a success ends the refusal. Like
+    /// Redis, which refuses every write until its failed AOF write goes through.
+    pub(crate) fn probe_space(&self) -> bool {
+        // A record's header plus a small batch.
+        const PROBE: u64 = 4096;
+        if !self.write_refused.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut w = self.writer.lock();
+        let end = w.wal_end + w.refused_len.max(PROBE);
+        if w.space.ensure(end).is_err() {
+            return false;
+        }
+        if self.write_refused.swap(false, Ordering::Relaxed) {
+            tracing::warn!("disk space available again: accepting writes");
+        }
+        true
     }
 
     /// Makes every write up to `seq` durable per the sync policy. The first caller appends

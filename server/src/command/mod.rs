@@ -98,6 +98,10 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.server.stats.reject(cmd.index);
         return err;
     }
+    if let Some(err) = disk_refusal(ctx, cmd) {
+        ctx.server.stats.reject(cmd.index);
+        return err;
+    }
     if let route::Route::Served { slot: Some(slot) } = route {
         // Heat telemetry for the PINN (relaxed atomics; keys sampled).
         let bytes = args.iter().map(Bytes::len).sum();
@@ -132,6 +136,34 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ctx.client.ran_in_multi = true;
     }
     execute(ctx, cmd, handler, args)
+}
+
+/// Redis's refusal while its AOF cannot be written (here: the disk is full): write commands,
+/// an `EXEC` with queued writes, and `PING` answer `-MISCONF` up front, so a transaction is
+/// refused whole (queued writes make `EXEC` abort) rather than half applied. Each check also
+/// probes whether space returned.
+fn disk_refusal(ctx: &mut Ctx<'_>, cmd: &Entry) -> Option<Reply> {
+    let name = cmd.spec.name;
+    let exec_writes = name == "exec"
+        && ctx.client.multi.as_ref().is_some_and(|m| {
+            m.queue
+                .iter()
+                .any(|a| lookup(a).is_ok_and(|c| c.spec.has_flag("write")))
+        });
+    if !(cmd.spec.has_flag("write") || name == "ping" || exec_writes)
+        || ctx.server.dbs.iter().all(|d| d.has_space())
+    {
+        return None;
+    }
+    let msg = crate::storage::apply::MISCONF_NO_SPACE;
+    if exec_writes {
+        ctx.client.multi = None;
+        ctx.client.watched.clear();
+        return Some(Reply::error(format!(
+            "EXECABORT Transaction discarded because of: {msg}"
+        )));
+    }
+    Some(Reply::error(msg))
 }
 
 /// Raft mode: picks the shard the command runs on and refuses what this node must not serve.

@@ -328,11 +328,14 @@ impl Db {
     }
 }
 
+/// Redis's reply while its AOF cannot be written (here: the disk is full); nothing applied.
+pub const MISCONF_NO_SPACE: &str =
+    "MISCONF Errors writing to the AOF file: No space left on device";
+
 /// The reply for a storage failure.
 pub fn storage_error(e: &StorageError) -> Reply {
     if let StorageError::Engine(pinnacle_lsm::Error::NoSpace { .. }) = e {
-        // Redis's reply while its AOF cannot be written; the write was not applied.
-        return Reply::error("MISCONF Errors writing to the AOF file: No space left on device");
+        return Reply::error(MISCONF_NO_SPACE);
     }
     Reply::error(format!("ERR {e}"))
 }

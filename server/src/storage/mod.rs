@@ -332,6 +332,11 @@ impl Db {
         self.inner.lru.set_idle(key, now, idle_secs);
     }
 
+    /// False while the disk is full and writes are refused (probes for returned space).
+    pub fn has_space(&self) -> bool {
+        self.inner.engine.has_space()
+    }
+
     /// Keeps replicated entries from being applied while the guard lives: reads made under
     /// it see one state between two applies (a read-only `EXEC` on a Raft node).
     pub fn hold_applies(&self) -> parking_lot::MutexGuard<'_, (u64, u32)> {

@@ -187,6 +187,10 @@ impl Engine for OverlayEngine {
     fn stats(&self) -> Stats {
         self.inner.stats()
     }
+
+    fn has_space(&self) -> bool {
+        self.inner.has_space()
+    }
 }
 
 /// The engine's ordered scan with the pending batch laid over it.
