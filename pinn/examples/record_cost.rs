@@ -3,8 +3,14 @@
 //! the once-a-second fold, and one live-sized training round.
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p pinnacle-pinn --example record_cost`
-//! (`-- --rounds-only` for the training rounds alone; `--n-colloc N` to change N_r).
+//! (`-- --rounds-only` for the training rounds alone; `--n-colloc N` to change N_r; `--candle`
+//! also times the same steps through candle's autograd and `AdamW`, the trainer before the
+//! hand-written pass, for a before/after on the same machine at the same time).
 
+use candle_core::DType;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use pinnacle_pinn::loss::{loss, sample_batch, Units};
+use pinnacle_pinn::model::{init_vars, Mlp};
 use pinnacle_pinn::{synth, OpKind, SlotCounters, TrainConfig, TrainState, SLOTS};
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -111,6 +117,9 @@ fn rounds() -> anyhow::Result<()> {
         "N_d {}, N_r {}, {} steps per round",
         cfg.loss.n_data, cfg.loss.n_colloc, cfg.steps_per_round
     );
+    if args.iter().any(|a| a == "--candle") {
+        candle_rounds(&trace, &cfg)?;
+    }
     let mut state = TrainState::new(cfg)?;
     for k in 0..4 {
         let window = trace.slice(k * 5, 60 + k * 5);
@@ -125,6 +134,49 @@ fn rounds() -> anyhow::Result<()> {
             r.ms_per_step,
             r.steps,
             r.accepted
+        );
+    }
+    Ok(())
+}
+
+/// The same rounds through candle's autograd and `AdamW` (weight decay 0): the previous trainer.
+fn candle_rounds(trace: &pinnacle_pinn::HeatSeries, cfg: &TrainConfig) -> anyhow::Result<()> {
+    let vars = init_vars(cfg.seed, DType::F32)?;
+    let mlp = Mlp::from_vars(&vars);
+    let params = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: 0.0,
+        ..ParamsAdamW::default()
+    };
+    let mut opt = AdamW::new(vars.clone(), params)?;
+    let mut rng = fastrand::Rng::with_seed(cfg.seed);
+    for k in 0..4 {
+        let window = trace.slice(k * 5, 60 + k * 5);
+        let n: usize = window.rows.iter().map(Vec::len).sum();
+        let units = Units {
+            origin: window.t0,
+            t_span: cfg.t_span,
+            u_scale: (window.rows.iter().flatten().sum::<f32>() / n as f32).max(1e-3),
+        };
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        for _ in 0..cfg.steps_per_round {
+            let batch = sample_batch(
+                &window,
+                &units,
+                cfg.horizon,
+                &cfg.loss,
+                DType::F32,
+                &mut rng,
+            )?;
+            let (total, _) = loss(&mlp, &batch, &cfg.loss)?;
+            opt.backward_step(&total)?;
+        }
+        let cpu = thread_cpu() - cpu;
+        println!(
+            "candle round {}: {:.0} ms wall, {:.0} ms CPU",
+            k + 1,
+            wall.elapsed().as_secs_f64() * 1e3,
+            cpu.as_secs_f64() * 1e3
         );
     }
     Ok(())

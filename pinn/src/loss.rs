@@ -38,7 +38,8 @@ impl Default for LossConfig {
             lambda_b: 0.1,
             lambda_i: 10.0,
             n_data: 512,
-            // 2048 is the design figure; 1024 is what fits 200 steps into the 5 s cadence.
+            // 2048 is the design figure; with 1024 a 200-step round takes ~1.1 s of CPU, with
+            // 2048 ~2.0 s (BENCHMARKS.md, "PINN live wiring").
             n_colloc: 1024,
             n_boundary: 64,
         }

@@ -368,10 +368,10 @@ pub struct Trainer {
 impl Trainer {
     /// Starts the trainer thread reading rows from `window`.
     ///
-    /// candle's CPU matmul splits each product over `RAYON_NUM_THREADS` threads (default: every
-    /// core) whatever pool it runs in; set `RAYON_NUM_THREADS=1` at process start, before any
-    /// thread exists, to keep training on one core (it was also faster on our 2-core machine:
-    /// 13 ms per Adam step against 23 ms with two threads).
+    /// Training steps run on this one thread (the hand-written pass calls `gemm` without
+    /// parallelism). candle's CPU matmul, still used for forecasts, splits each product over
+    /// `RAYON_NUM_THREADS` threads (default: every core) whatever pool it runs in; set
+    /// `RAYON_NUM_THREADS=1` at process start, before any thread exists.
     pub fn spawn(window: Arc<Mutex<Window>>, cfg: TrainConfig) -> Result<Self> {
         Self::spawn_with(window, cfg, TrainerOptions::default())
     }
