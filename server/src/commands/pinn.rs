@@ -328,6 +328,8 @@ fn stats_reply() -> Reply {
         ("forecast_error", Reply::Map(errors)),
         ("decisions", int(svc.decisions().len() as u64)),
         ("cooling_slots", int(svc.cooling_slots() as u64)),
+        // Seconds with a shard's heat missing or stale, where the planner decided nothing.
+        ("planner_skipped", int(svc.planner_skipped())),
         ("hot_keys", Reply::Array(hot)),
     ])
 }

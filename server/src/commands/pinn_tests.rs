@@ -140,7 +140,7 @@ fn predict_a_shard_and_a_slot() {
 fn stats_lists_every_field() {
     let mut n = TestNode::new();
     let r = n.run(&["PINN.STATS"]);
-    assert!(r.starts_with("*34\r\n$7\r\nenabled\r\n:"), "{r:?}");
+    assert!(r.starts_with("*36\r\n$7\r\nenabled\r\n:"), "{r:?}");
     for k in [
         "training",
         "planner",
@@ -152,12 +152,13 @@ fn stats_lists_every_field() {
         "best_model",
         "forecast_error",
         "hot_keys",
+        "planner_skipped",
     ] {
         assert!(r.contains(&format!("\r\n{k}\r\n")), "{k} in {r:?}");
     }
     n.resp3();
     let r = n.run(&["PINN.STATS"]);
-    assert!(r.starts_with("%17\r\n$7\r\nenabled\r\n#"), "{r:?}");
+    assert!(r.starts_with("%18\r\n$7\r\nenabled\r\n#"), "{r:?}");
 }
 
 #[test]
@@ -265,7 +266,7 @@ fn train_runs_a_round_on_recorded_traffic() {
         svc.tick(2_000_000_000 + k);
     }
     let r = n.run(&["PINN.TRAIN"]);
-    assert!(r.starts_with("*34\r\n$7\r\nenabled\r\n:1\r\n"), "{r:?}");
+    assert!(r.starts_with("*36\r\n$7\r\nenabled\r\n:1\r\n"), "{r:?}");
     assert!(
         r.contains("$10\r\nlast_round\r\n*18\r\n$5\r\nround\r\n:"),
         "{r:?}"

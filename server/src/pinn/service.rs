@@ -710,6 +710,11 @@ impl PinnService {
     pub fn cooling_slots(&self) -> usize {
         self.state.lock().trigger.cooling()
     }
+
+    /// Seconds the planner skipped because a shard's heat was missing or stale.
+    pub fn planner_skipped(&self) -> u64 {
+        self.state.lock().trigger.skipped()
+    }
 }
 
 /// The model the planner should follow: lowest recent error among those forecasting now,
