@@ -177,6 +177,7 @@ fn check_commands(c: &Cluster, i: usize) {
         "buckets",
         "best_model",
         "forecast_error",
+        "planner_skipped",
     ] {
         assert!(st.contains_key(f), "PINN.STATS lacks {f}: {v:?}");
     }
