@@ -319,3 +319,75 @@ fn malformed_transactions_are_refused_whole() {
     long.push(0);
     assert!(shard_ctl::atomic_parts(&Bytes::from(long)).is_none());
 }
+
+fn ingest(key: &str, value: &str) -> Bytes {
+    let key = Bytes::copy_from_slice(key.as_bytes());
+    let slot = crate::storage::slot::key_slot(&key);
+    let payload = crate::storage::dump::encode_value(&crate::storage::dump::Value::String(
+        Bytes::copy_from_slice(value.as_bytes()),
+    ));
+    shard_ctl::ingest(
+        slot,
+        &cmd(WriteOp::Restore {
+            key,
+            payload,
+            expire_at: 0,
+            replace: false,
+        }),
+    )
+}
+
+/// A migration's copy: consecutive ingest items are applied as one batch, but each sees the
+/// ones before it, any other item sees all of them, replies stay in order, and a replay after
+/// a restart applies none of them again.
+#[test]
+fn ingest_runs_apply_in_order_as_one_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p1 = encode_proposal(&[
+        ingest("k1", "v1"),
+        ingest("k2", "v2"),
+        ingest("k1", "other"), // present: RESTORE without REPLACE refuses it
+        incr("n"),
+        ingest("k3", "v3"),
+        cmd(WriteOp::Append {
+            key: Bytes::from_static(b"k3"),
+            value: Bytes::from_static(b"+"),
+        }),
+    ]);
+    {
+        let db = open(dir.path());
+        let out = ApplyTarget::apply(
+            &db,
+            &[Command {
+                index: 1,
+                payload: &p1,
+            }],
+            b"m1",
+        )
+        .expect("apply");
+        let r = replies(&out[0]);
+        assert_eq!(r.len(), 6, "{r:?}");
+        assert_eq!((&r[0], &r[1]), (&Reply::ok(), &Reply::ok()), "{r:?}");
+        assert!(r[2].is_error(), "{r:?}");
+        assert_eq!(r[3], Reply::Integer(1));
+        assert_eq!(r[4], Reply::ok());
+        assert_eq!(r[5], Reply::Integer(3));
+        assert_eq!(string(&db, "k1").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(string(&db, "k3").as_deref(), Some(&b"v3+"[..]));
+        db.engine().flush().expect("flush");
+    }
+    let db = open(dir.path());
+    assert_eq!(db.applied_meta().expect("meta"), Some(b"m1".to_vec()));
+    // Replayed as if the meta had been lost: nothing is applied twice.
+    ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 1,
+            payload: &p1,
+        }],
+        b"m1",
+    )
+    .expect("replay");
+    assert_eq!(string(&db, "n").as_deref(), Some(&b"1"[..]));
+    assert_eq!(string(&db, "k3").as_deref(), Some(&b"v3+"[..]));
+}
