@@ -85,9 +85,10 @@ for run in $(seq 1 "$RUNS"); do
             redis-cli -p "$port" FLUSHALL >/dev/null
             out="$work/$who-$P-$run.csv"
             redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$N" -P "$P" --csv >"$out" 2>"$work/err"
-            if ! [ -s "$out" ]; then
-                echo "ERROR: redis-benchmark against $who (-P $P) produced no output:" >&2
-                cat "$work/err" >&2
+            # redis-benchmark prints error replies ("Error from server: ...") on stderr.
+            if ! [ -s "$out" ] || [ -s "$work/err" ]; then
+                echo "ERROR: redis-benchmark against $who (-P $P) failed or got error replies:" >&2
+                head -20 "$work/err" >&2
                 exit 1
             fi
             python3 - "$who" "$P" "$run" "$out" >>"$results" <<'EOF'
