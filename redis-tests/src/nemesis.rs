@@ -415,12 +415,19 @@ impl Nemesis {
         if r.is_error() {
             return Ok(());
         }
+        // Gone from the shard and then from the metadata group (FORGET's last step): only then
+        // may its data be wiped and its id reused.
         wait(Duration::from_secs(20), || {
             c.current_leader()
                 .and_then(|l| c.info(l).ok())
-                .is_some_and(|i| !i.fields.contains_key(&format!("raft_peer{f}")))
+                .is_some_and(|i| {
+                    !i.fields.contains_key(&format!("raft_peer{f}"))
+                        && i.fields
+                            .get("raft_meta_members")
+                            .is_some_and(|m| !m.split(',').any(|id| id == f.to_string()))
+                })
         })
-        .map_err(|_| Error::Timeout(format!("node{f} still a peer 20 s after FORGET")))?;
+        .map_err(|_| Error::Timeout(format!("node{f} still a member 20 s after FORGET")))?;
         self.note(format!(
             "member: node{f} removed; restarting it wiped with --cluster-join"
         ));

@@ -318,6 +318,15 @@ impl Replication {
     /// per shard.
     pub fn info(&self) -> String {
         let mut out = self.shards[0].status().info();
+        // The metadata group's members: a FORGOTTEN node is gone from the cluster (and may be
+        // wiped or reused) only once it has left this group too, after every shard.
+        let meta = self.meta.metrics().membership_config.clone();
+        let ids: Vec<String> = meta
+            .membership()
+            .nodes()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        out.push_str(&format!("raft_meta_members:{}\r\n", ids.join(",")));
         if self.shards.len() > 1 {
             for s in &self.shards {
                 let st = s.status();
