@@ -33,3 +33,23 @@ wait_ready() { # port
     echo "ERROR: server on port $1 did not answer PING" >&2
     exit 1
 }
+
+start_pair() { # pinnacle flags...: starts pinnacle and redis-server (AOF everysec) on free ports
+    p_port=$(free_port)
+    r_port=$(free_port)
+    while [ "$r_port" = "$p_port" ] || [ "$r_port" = 6379 ] || [ "$p_port" = 6379 ]; do
+        p_port=$(free_port)
+        r_port=$(free_port)
+    done
+    mkdir -p "$work/pinnacle" "$work/redis"
+    "$PINNACLE_BIN" --port "$p_port" --bind 127.0.0.1 --dir "$work/pinnacle" "$@" \
+        >"$work/pinnacle.log" 2>&1 &
+    p_pid=$!
+    pids+=("$p_pid")
+    redis-server --port "$r_port" --bind 127.0.0.1 --dir "$work/redis" --save '' \
+        --appendonly yes --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
+    r_pid=$!
+    pids+=("$r_pid")
+    wait_ready "$p_port"
+    wait_ready "$r_port"
+}

@@ -19,24 +19,8 @@ PIPELINES=${BENCH_PIPELINES:-1 16}
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh pinnacle-bench-suite
 
-p_port=$(free_port)
-r_port=$(free_port)
-while [ "$r_port" = "$p_port" ] || [ "$r_port" = 6379 ] || [ "$p_port" = 6379 ]; do
-    p_port=$(free_port)
-    r_port=$(free_port)
-done
-mkdir -p "$work/pinnacle" "$work/redis"
 # shellcheck disable=SC2086 # PINNACLE_ARGS is a list of flags
-"$PINNACLE_BIN" --port "$p_port" --bind 127.0.0.1 --dir "$work/pinnacle" ${PINNACLE_ARGS:-} \
-    >"$work/pinnacle.log" 2>&1 &
-p_pid=$!
-pids+=("$p_pid")
-redis-server --port "$r_port" --bind 127.0.0.1 --dir "$work/redis" --save '' \
-    --appendonly yes --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
-r_pid=$!
-pids+=("$r_pid")
-wait_ready "$p_port"
-wait_ready "$r_port"
+start_pair ${PINNACLE_ARGS:-}
 echo "# pinnacle pid $p_pid port $p_port; redis-server pid $r_pid port $r_port"
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,20 +17,7 @@ RUNS=${BENCH_RUNS:-1}
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh pinnacle-bench
 
-p_port=$(free_port)
-r_port=$(free_port)
-while [ "$r_port" = "$p_port" ]; do r_port=$(free_port); done
-mkdir -p "$work/pinnacle" "$work/redis"
-"$PINNACLE_BIN" --port "$p_port" --bind 127.0.0.1 --dir "$work/pinnacle" --appendfsync everysec \
-    >"$work/pinnacle.log" 2>&1 &
-p_pid=$!
-pids+=("$p_pid")
-redis-server --port "$r_port" --bind 127.0.0.1 --dir "$work/redis" --save '' \
-    --appendonly yes --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
-r_pid=$!
-pids+=("$r_pid")
-wait_ready "$p_port"
-wait_ready "$r_port"
+start_pair --appendfsync everysec
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); redis-server $(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p'); pinnacle $PINNACLE_BIN"
