@@ -8,13 +8,16 @@
 #   - prints one markdown table per -P: rps of each, pinnacle/redis ratio, p50 of each.
 # Environment: BENCH_N (default 100000), BENCH_RUNS (default 1: with more, the run with the median
 # rps is kept per test), BENCH_PIPELINES (default "1 16"), PINNACLE_BIN (skip the build),
-# PINNACLE_ARGS (extra pinnacle flags, e.g. "--config f.conf"; default none: default settings).
+# PINNACLE_ARGS (extra pinnacle flags, e.g. "--config f.conf"; default none: default settings),
+# BENCH_TESTS (redis-benchmark -t list, e.g. "mset,lrange"; default none: the whole suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${BENCH_N:-100000}
 RUNS=${BENCH_RUNS:-1}
 PIPELINES=${BENCH_PIPELINES:-1 16}
+tests_flag=()
+[ -n "${BENCH_TESTS:-}" ] && tests_flag=(-t "$BENCH_TESTS")
 
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh pinnacle-bench-suite
@@ -26,7 +29,7 @@ echo "# pinnacle pid $p_pid port $p_port; redis-server pid $r_pid port $r_port"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); redis-server $(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p'); pinnacle $PINNACLE_BIN ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "# pinnacle flags: ${PINNACLE_ARGS:-(defaults)}"
-echo "# command: redis-benchmark -h 127.0.0.1 -p PORT -c 50 -n $N -P {${PIPELINES// /,}} --csv (runs: $RUNS)"
+echo "# command: redis-benchmark -h 127.0.0.1 -p PORT -c 50 -n $N -P {${PIPELINES// /,}} --csv ${tests_flag[*]:-} (runs: $RUNS)"
 
 results="$work/results.csv"
 : >"$results"
@@ -40,7 +43,7 @@ for run in $(seq 1 "$RUNS"); do
             port=$p_port; [ "$who" = redis ] && port=$r_port
             redis-cli -p "$port" FLUSHALL >/dev/null
             out="$work/$who-$P-$run.csv"
-            redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$N" -P "$P" --csv >"$out" 2>"$work/err"
+            redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$N" -P "$P" --csv "${tests_flag[@]}" >"$out" 2>"$work/err"
             # redis-benchmark prints error replies ("Error from server: ...") on stderr.
             if ! [ -s "$out" ] || [ -s "$work/err" ]; then
                 echo "ERROR: redis-benchmark against $who (-P $P) failed or got error replies:" >&2

@@ -23,13 +23,19 @@ pub(crate) struct MergePolicy<'a> {
 impl MergePolicy<'_> {
     // Some snapshot x with lo <= x < hi.
     fn snapshot_in(&self, lo: u64, hi: u64) -> bool {
-        let i = self.snapshots.partition_point(|&x| x < lo);
-        self.snapshots.get(i).is_some_and(|&x| x < hi)
+        snapshot_in(self.snapshots, lo, hi)
     }
     // No snapshot reads below `seq`.
     fn none_below(&self, seq: u64) -> bool {
         self.snapshots.first().is_none_or(|&x| x >= seq)
     }
+}
+
+/// True when some snapshot `x` in `snapshots` (ascending) has `lo <= x < hi`: a version at
+/// `lo` shadowed by one at `hi` is still read by that snapshot.
+pub(crate) fn snapshot_in(snapshots: &[u64], lo: u64, hi: u64) -> bool {
+    let i = snapshots.partition_point(|&x| x < lo);
+    snapshots.get(i).is_some_and(|&x| x < hi)
 }
 
 /// Creates the next output table: returns its id and builder.

@@ -2,9 +2,10 @@
 
 use super::{Inner, State};
 use crate::compact::controller::{self, CompactionTask, ControllerOptions, LevelsState};
-use crate::compact::run::{merge, MergePolicy};
+use crate::compact::run::{merge, snapshot_in, MergePolicy};
 use crate::counters::Counters;
 use crate::iterators::InternalIterator;
+use crate::key;
 use crate::manifest::{ManifestWriter, VersionEdit};
 use crate::memtable::MemTable;
 use crate::sstable::builder::TableBuilder;
@@ -84,12 +85,35 @@ impl Inner {
             return Ok(None);
         }
         let (id, mut b) = self.new_builder()?;
-        let built = mem.for_each(|k, v| b.add(k, v)).and_then(|()| {
-            for t in mem.range_tombstones() {
-                b.add_tombstone(t);
-            }
-            b.finish(id)
-        });
+        // Versions shadowed by a newer version of the same key with no snapshot between them
+        // are never read again (readers without a snapshot retry across the install, which
+        // bumps the compaction epoch): a key overwritten many times (a list's metadata, a
+        // counter) becomes one record instead of one per write.
+        let snapshots = self.snapshots.list();
+        let mut cur_user: Vec<u8> = Vec::new();
+        let mut prev_seq = u64::MAX;
+        let built = mem
+            .for_each(|k, v| {
+                let (u, s, _) = key::split(k);
+                if prev_seq != u64::MAX && u == cur_user.as_slice() {
+                    let needed = snapshot_in(&snapshots, s, prev_seq);
+                    prev_seq = s;
+                    if !needed {
+                        return Ok(());
+                    }
+                } else {
+                    cur_user.clear();
+                    cur_user.extend_from_slice(u);
+                    prev_seq = s;
+                }
+                b.add(k, v)
+            })
+            .and_then(|()| {
+                for t in mem.range_tombstones() {
+                    b.add_tombstone(t);
+                }
+                b.finish(id)
+            });
         match built.and_then(|meta| self.sync_dir().map(|()| meta)) {
             Ok(meta) => Ok(Some(meta)),
             Err(e) => {
@@ -190,7 +214,9 @@ impl Inner {
             added.insert(meta.id, h);
             edit.added.push((0, meta));
         }
-        let installed = self.install(edit, &added, false, |cur| {
+        // The table may lack versions the memtable had (see `write_memtable`): bump the
+        // epoch like a compaction so readers without a snapshot retry.
+        let installed = self.install(edit, &added, true, |cur| {
             cur.imms
                 .iter()
                 .filter(|m| !Arc::ptr_eq(m, &imm))

@@ -118,6 +118,40 @@ fn snapshots_see_the_past_through_compaction() {
 }
 
 #[test]
+fn flush_drops_shadowed_versions_but_keeps_snapshot_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_memtable = Options {
+        memtable_size: 1 << 20,
+        ..opts()
+    };
+    let e = Lsm::open(dir.path(), one_memtable).unwrap();
+    let big = "x".repeat(1000);
+    put(&e, "a", &format!("old{big}"));
+    let snap = e.snapshot();
+    for i in 0..200 {
+        put(&e, "a", &format!("{i}{big}"));
+    }
+    let mut b = WriteBatch::new();
+    b.delete("b");
+    e.write(b).unwrap();
+    put(&e, "b", "live");
+    e.flush().unwrap();
+    // The snapshot's version and the newest survive; the 199 in between do not.
+    assert!(e.stats().flush_bytes_written < 10_000);
+    assert_eq!(get(&e, "a"), Some(format!("199{big}")));
+    assert_eq!(get(&e, "b").as_deref(), Some("live"));
+    assert_eq!(
+        e.get_at(b"a", &snap).unwrap(),
+        Some(Bytes::from(format!("old{big}")))
+    );
+    assert_eq!(e.get_at(b"b", &snap).unwrap(), None);
+    drop(snap);
+    drop(e);
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    assert_eq!(get(&e, "a"), Some(format!("199{big}")));
+}
+
+#[test]
 fn iterator_pins_files_across_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let e = Lsm::open(dir.path(), opts()).unwrap();
