@@ -155,7 +155,11 @@ impl Writers {
             );
         }
         for key in &self.lin_keys {
-            existing += usize::from(get(key).is_some());
+            // Recorded: the final state must follow from the history too.
+            let pending = self.rec.invoke(u64::MAX, key.clone(), Op::Get);
+            let got = get(key);
+            existing += usize::from(got.is_some());
+            pending.ok(Ret::Value(got.map(|v| v.into_bytes().into())));
         }
         let mut redirects: BTreeMap<&str, u64> = BTreeMap::new();
         for l in &logs {
@@ -249,12 +253,15 @@ fn writer(
             }
         } else {
             let key = &lin[rng.below(lin.len() as u64) as usize];
-            let r = rng.below(3);
+            let r = rng.below(4);
             let value = ((w as u64 + 1) * 1_000_000_000 + seq * 1_000).to_string();
+            // DEL makes keys go missing at the source mid-migration while other writers'
+            // writes to them are in flight: the race that once lost an acknowledged INCR.
             let (op, args): (Op, Vec<&str>) = match r {
                 0 => (Op::Get, vec!["GET", key]),
                 1 => (Op::Set(value.clone().into()), vec!["SET", key, &value]),
-                _ => (Op::Incr, vec!["INCR", key]),
+                2 => (Op::Incr, vec!["INCR", key]),
+                _ => (Op::Del, vec!["DEL", key]),
             };
             let pending = rec.invoke(w as u64, key.clone(), op);
             match client.call(&args) {

@@ -71,6 +71,11 @@ pub struct Client {
     pub shard: usize,
     /// The slot the current command was routed for (an EXEC: its transaction's), in Raft mode.
     pub routed_slot: Option<u16>,
+    /// The keys the current command's writes need present at the source of a migrating slot
+    /// (see `storage::shard_ctl`), set by routing.
+    pub guard: Option<Vec<Bytes>>,
+    /// EXEC is running its queued commands: they were routed as one with it.
+    pub in_exec: bool,
     /// `CLIENT NO-EVICT on`.
     pub no_evict: bool,
     /// The connection is a MONITOR.
@@ -285,6 +290,8 @@ impl Client {
             asking: false,
             shard: 0,
             routed_slot: None,
+            guard: None,
+            in_exec: false,
             no_evict: false,
             monitor: false,
             close_after_reply: false,

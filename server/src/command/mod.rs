@@ -178,6 +178,11 @@ fn cluster_refusal(
     asking: bool,
 ) -> Option<Reply> {
     let repl = ctx.server.replication.get()?;
+    if ctx.client.in_exec {
+        // Queued in a transaction: EXEC was routed (shard, slot, guard) for all of it.
+        return None;
+    }
+    ctx.client.guard = None;
     let slot = match route {
         route::Route::Served { slot } => *slot,
         _ => None,
@@ -225,6 +230,10 @@ fn cluster_refusal(
 /// Redis's rules for a slot being migrated (redis-wire §2.2, steps 3, 6 and 7): `None` when
 /// the slot is not moving or this node leads neither end; `Some(None)` to serve (the shard
 /// to use is set), `Some(Some(error))` for `ASK`/`TRYAGAIN`.
+///
+/// At the source, a write is not sent away for missing keys here: the applied state may lag
+/// a write still in flight that creates them. It is proposed guarded with its keys and the
+/// apply decides (see `storage::shard_ctl`); the connection turns that refusal into `ASK`.
 fn migration_route(
     ctx: &mut Ctx<'_>,
     cmd: &Entry,
@@ -236,9 +245,14 @@ fn migration_route(
     let st = repl.meta_state();
     let m = st.migration_of(slot)?;
     let (from, to) = (repl.shard(m.from), repl.shard(m.to));
-    let mut keys: Vec<&Bytes> = match cmd.spec.key_positions(args) {
-        Some(p) => p.iter().filter_map(|i| args.get(*i)).collect(),
-        None => Vec::new(),
+    let (mut keys, write) = if cmd.spec.name == "exec" {
+        exec_keys(ctx)
+    } else {
+        let keys: Vec<Bytes> = match cmd.spec.key_positions(args) {
+            Some(p) => p.iter().filter_map(|i| args.get(*i)).cloned().collect(),
+            None => Vec::new(),
+        };
+        (keys, cmd.spec.has_flag("write"))
     };
     keys.sort();
     keys.dedup();
@@ -260,17 +274,39 @@ fn migration_route(
     }
     if from.is_leader() {
         let here = present(m.from);
-        if here == keys.len() || keys.is_empty() {
+        if here > 0 && here < keys.len() {
+            return Some(Some(tryagain()));
+        }
+        // Queued in MULTI: nothing is written now, so the applied state may decide (EXEC is
+        // guarded).
+        let queueing = ctx.client.multi.is_some() && cmd.spec.name != "exec";
+        if write && !queueing {
+            ctx.client.shard = m.from;
+            ctx.client.guard = Some(keys);
+            return Some(None);
+        }
+        if here == keys.len() {
             ctx.client.shard = m.from;
             return Some(None);
         }
-        if here > 0 {
-            return Some(Some(tryagain()));
-        }
         let target = repl.leader_client_addr(m.to)?;
-        return Some(Some(Reply::error(format!("ASK {slot} {target}"))));
+        let ask = route::redirect_text("ASK", slot, &target);
+        return Some(Some(Reply::error(ask)));
     }
     None
+}
+
+/// Every key a transaction queued, and whether it queued a write.
+fn exec_keys(ctx: &Ctx<'_>) -> (Vec<Bytes>, bool) {
+    let (mut keys, mut write) = (Vec::new(), false);
+    for args in ctx.client.multi.iter().flat_map(|m| m.queue.iter()) {
+        let Ok(c) = lookup(args) else { continue };
+        write |= c.spec.has_flag("write");
+        if let Some(p) = c.spec.key_positions(args) {
+            keys.extend(p.iter().filter_map(|i| args.get(*i)).cloned());
+        }
+    }
+    (keys, write)
 }
 
 /// The one slot of every key a transaction queued (`None` if keyless); keys in several slots

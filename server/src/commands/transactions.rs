@@ -88,7 +88,15 @@ fn watch_broken(ctx: &Ctx<'_>, watched: &[Watched]) -> bool {
     })
 }
 
-fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
+fn exec(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    // Its queued commands run without routing of their own (see `cluster_refusal`).
+    let was = std::mem::replace(&mut ctx.client.in_exec, true);
+    let reply = exec_queued(ctx, args);
+    ctx.client.in_exec = was;
+    reply
+}
+
+fn exec_queued(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     let Some(m) = ctx.client.multi.take() else {
         return Reply::error("ERR EXEC without MULTI");
     };

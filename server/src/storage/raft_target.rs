@@ -182,6 +182,46 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Checks a guarded write to `slot` (see [`shard_ctl`]): `None` if every key exists here
+    /// (apply it), else its refusal. Marks the slot exporting first, persisted before the
+    /// write's own batch (everything earlier in the log already recorded its progress, so a
+    /// replay after a crash between the two starts at this entry and marks it again).
+    fn guard(&self, slot: u16, keys: &[Bytes], body: &Bytes) -> Result<Option<Reply>, ApplyError> {
+        if self.inner.fences.mark_exporting(slot) {
+            let mut b = WriteBatch::new();
+            b.put(shard_ctl::key(), self.inner.fences.image());
+            let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
+            self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        }
+        // The time the write itself will judge expiry by (see `apply_core_all`).
+        let decoded = match shard_ctl::atomic_parts(body) {
+            Some(parts) => parts
+                .into_iter()
+                .filter_map(|p| WriteCommand::decode(p).ok())
+                .map(|c| c.now_ms)
+                .max(),
+            None => WriteCommand::decode(body.clone()).ok().map(|c| c.now_ms),
+        };
+        let now = decoded
+            .unwrap_or(0)
+            .max(self.inner.clock.load(Ordering::Acquire));
+        let mut here = 0;
+        for k in keys {
+            if self.peek(k, now).map_err(io_err)?.is_some() {
+                here += 1;
+            }
+        }
+        Ok(if here == keys.len() {
+            None
+        } else if here == 0 {
+            Some(Reply::error(format!("{}{slot}", shard_ctl::ABSENT)))
+        } else {
+            Some(Reply::error(shard_ctl::REFUSED))
+        })
+    }
+}
+
 impl ApplyTarget for Db {
     fn apply(&self, cmds: &[Command<'_>], meta: &[u8]) -> Result<Vec<Vec<u8>>, ApplyError> {
         // Held for the whole call: a snapshot sees the state after a whole call, matching meta.
@@ -213,11 +253,32 @@ impl ApplyTarget for Db {
                     }
                     shard_ctl::Item::Ingest(_) => 3,
                     shard_ctl::Item::Write(Some(slot))
-                        if self.inner.fences.fenced.contains(slot) =>
+                        if self.inner.fences.fenced.contains(slot)
+                            || self.inner.fences.exporting.contains(slot) =>
                     {
-                        // Refused: the slot is moving or moved away (nothing written).
+                        // Refused: the slot is moving or moved away, or its migration is not
+                        // yet known where this was routed (nothing written).
                         replies.push(Reply::error(shard_ctl::REFUSED));
                         continue;
+                    }
+                    shard_ctl::Item::Guarded {
+                        slot,
+                        keys,
+                        body_at,
+                    } => {
+                        if self.inner.fences.fenced.contains(slot) {
+                            replies.push(Reply::error(shard_ctl::REFUSED));
+                            continue;
+                        }
+                        // Its keys' presence must count the writes before it in this call.
+                        self.flush_sink(&mut sink, &mut progress, None)?;
+                        match self.guard(slot, &keys, &raw.slice(body_at..))? {
+                            None => body_at,
+                            Some(refusal) => {
+                                replies.push(refusal);
+                                continue;
+                            }
+                        }
                     }
                     shard_ctl::Item::Write(Some(_)) => 3,
                     shard_ctl::Item::Write(None) => 0,

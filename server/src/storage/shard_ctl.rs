@@ -8,6 +8,16 @@
 //! - Control entries fence slots (the source, before copying a slot) and accept them (the
 //!   target, before receiving a slot it may have given away earlier).
 //!
+//! - While a slot migrates, the source's leader proposes client writes to it *guarded* with
+//!   the keys they touch. Applied, a guarded write runs only if all its keys exist here, is
+//!   refused with [`ABSENT`] (the client is sent to the target with `ASK`) if none does, and
+//!   `-TRYAGAIN` if some do. The first guarded write marks the slot *exporting*: from then on
+//!   unguarded writes to it (from a node that has not yet seen the migration) are refused too.
+//!   So once a key was found missing here, it can never be created here again, and a client
+//!   that wrote it at the target through `ASK` never has its write shadowed by the copy.
+//!   (Deciding `ASK` when routing, from the applied state, was not enough: a write to the same
+//!   key still in flight could create it here after the client had been sent away.)
+//!
 //! The fence set is stored under one system key, written in the same batch as the change and
 //! its Raft progress record, so a restart replays exactly as the first run applied.
 
@@ -24,10 +34,15 @@ const CONTROL: u8 = 0xE1;
 const INGEST: u8 = 0xE2;
 /// First byte of a group of writes applied as one (a transaction), inside an optional tag.
 const ATOMIC: u8 = 0xE3;
+/// First byte of a guarded write (a tagged write that needs its keys present here).
+const GUARDED: u8 = 0xE4;
 /// System key holding the fence bitmap.
 pub(super) const FENCES: &[u8] = b"shard-fences";
 /// What a refused write answers (Redis's text; every cluster client retries it).
 pub const REFUSED: &str = "TRYAGAIN Multiple keys request during rehashing of slot";
+/// What a guarded write whose keys are all missing answers, followed by the slot; the
+/// connection turns it into `ASK <slot> <target>` (never sent to a client as is).
+pub const ABSENT: &str = "PINNACLE-ABSENT ";
 
 const WORDS: usize = SLOTS as usize / 64;
 
@@ -51,6 +66,15 @@ pub(super) enum Item {
     /// An encoded `WriteCommand` (after the 3-byte tag if tagged), with the slot it was
     /// routed for if tagged.
     Write(Option<u16>),
+    /// A guarded write to `slot`: it needs `keys` present; the body starts at `body_at`.
+    Guarded {
+        /// The slot it was routed for.
+        slot: u16,
+        /// The keys it touches.
+        keys: Vec<Bytes>,
+        /// Offset of the encoded `WriteCommand` (or atomic group).
+        body_at: usize,
+    },
     /// A migration's copy of a record of this slot (the `WriteCommand` after 3 bytes).
     Ingest(u16),
     /// A control operation.
@@ -66,6 +90,41 @@ pub fn tag(slot: u16, cmd: &[u8]) -> Bytes {
     b.put_u16(slot);
     b.put_slice(cmd);
     b.freeze()
+}
+
+/// `cmd` (an encoded `WriteCommand`, or an [`atomic`] group) tagged with the slot it was
+/// routed for and guarded with the keys it touches (see the module docs).
+pub fn guarded(slot: u16, keys: &[Bytes], cmd: &[u8]) -> Bytes {
+    let len = 5 + keys.iter().map(|k| 4 + k.len()).sum::<usize>() + cmd.len();
+    let mut b = BytesMut::with_capacity(len);
+    b.put_u8(GUARDED);
+    b.put_u16(slot);
+    b.put_u16(keys.len() as u16);
+    for k in keys {
+        b.put_u32(k.len() as u32);
+        b.put_slice(k);
+    }
+    b.put_slice(cmd);
+    b.freeze()
+}
+
+/// Decodes a [`guarded`] item's header: (slot, keys, body offset).
+fn decode_guarded(raw: &[u8]) -> Option<(u16, Vec<Bytes>, usize)> {
+    let head = raw.get(1..5)?;
+    let slot = u16::from_be_bytes([head[0], head[1]]);
+    let n = u16::from_be_bytes([head[2], head[3]]) as usize;
+    let mut at = 5;
+    // Bounded by the bytes present, not by the declared count.
+    let mut keys = Vec::with_capacity(n.min(raw.len() / 4));
+    for _ in 0..n {
+        let l = raw.get(at..at + 4)?;
+        let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        at += 4;
+        let end = at.checked_add(len).filter(|e| *e <= raw.len())?;
+        keys.push(Bytes::copy_from_slice(&raw[at..end]));
+        at = end;
+    }
+    Some((slot, keys, at))
 }
 
 /// `cmd` (an encoded `WriteCommand`) as a migration's copy into slot `slot` of the target.
@@ -135,6 +194,14 @@ pub(super) fn decode(raw: &[u8]) -> Item {
     match raw.first() {
         Some(&TAGGED) if raw.len() >= 3 => Item::Write(Some(u16::from_be_bytes([raw[1], raw[2]]))),
         Some(&INGEST) if raw.len() >= 3 => Item::Ingest(u16::from_be_bytes([raw[1], raw[2]])),
+        Some(&GUARDED) => match decode_guarded(raw) {
+            Some((slot, keys, body_at)) => Item::Guarded {
+                slot,
+                keys,
+                body_at,
+            },
+            None => Item::Bad,
+        },
         Some(&CONTROL) if raw.len() >= 2 && raw.len().is_multiple_of(2) => {
             let slots: Vec<u16> = raw[2..]
                 .chunks_exact(2)
@@ -230,14 +297,16 @@ impl SlotSet {
     }
 }
 
-/// A shard's migration state: slots whose client writes it refuses, and slots whose ingests
-/// it refuses.
+/// A shard's migration state: slots whose client writes it refuses, slots whose ingests it
+/// refuses, and slots it is exporting (unguarded client writes refused).
 #[derive(Default)]
 pub(crate) struct Fences {
     /// Client writes refused.
     pub(crate) fenced: SlotSet,
     /// Migration copies refused.
     pub(crate) sealed: SlotSet,
+    /// A guarded write was applied: unguarded client writes refused.
+    pub(crate) exporting: SlotSet,
 }
 
 impl Fences {
@@ -249,25 +318,43 @@ impl Fences {
             Control::Accept(s) => {
                 self.fenced.set(s, false);
                 self.sealed.set(s, false);
+                self.exporting.set(s, false);
             }
             Control::Seal(s) => self.sealed.set(s, true),
-            Control::Drop(_) => {}
+            // The slot is fenced from now on; a later move back starts with `Accept`.
+            Control::Drop(s) => self.exporting.set(s, false),
         }
+    }
+
+    /// Marks `slot` exporting; true if it was not yet (the caller persists the image).
+    pub(super) fn mark_exporting(&self, slot: u16) -> bool {
+        if self.exporting.contains(slot) {
+            return false;
+        }
+        self.exporting.set(&[slot], true);
+        true
     }
 
     /// The stored form.
     pub(super) fn image(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(WORDS * 16);
+        let mut b = BytesMut::with_capacity(WORDS * 24);
         self.fenced.image_into(&mut b);
         self.sealed.image_into(&mut b);
+        self.exporting.image_into(&mut b);
         b.freeze()
     }
 
-    /// Replaces both sets with a stored image (`None` = empty).
+    /// Replaces the sets with a stored image (`None` = empty; an image written before the
+    /// exporting set existed has none).
     pub(super) fn load(&self, image: Option<&[u8]>) {
-        self.fenced
-            .load(image.map(|i| &i[..i.len().min(WORDS * 8)]));
-        self.sealed.load(image.and_then(|i| i.get(WORDS * 8..)));
+        let part = |n: usize| {
+            image.and_then(|i| {
+                i.get((n * WORDS * 8).min(i.len())..((n + 1) * WORDS * 8).min(i.len()))
+            })
+        };
+        self.fenced.load(part(0));
+        self.sealed.load(part(1));
+        self.exporting.load(part(2));
     }
 }
 
@@ -309,5 +396,52 @@ mod tests {
         assert!(f.fenced.list().is_empty());
         let i = ingest(3, b"\x01x");
         assert!(matches!(decode(&i), Item::Ingest(3)));
+    }
+
+    #[test]
+    fn guarded_items_round_trip() {
+        let keys = vec![Bytes::from_static(b"a{t}"), Bytes::new()];
+        let g = guarded(77, &keys, b"\x01body");
+        match decode(&g) {
+            Item::Guarded {
+                slot,
+                keys: k,
+                body_at,
+            } => {
+                assert_eq!((slot, k), (77, keys));
+                assert_eq!(&g[body_at..], b"\x01body");
+            }
+            _ => panic!("not decoded as guarded"),
+        }
+        // A declared key count or length beyond the bytes present is malformed, not a panic.
+        assert!(matches!(decode(&[GUARDED, 0, 1, 0, 9]), Item::Bad));
+        assert!(matches!(
+            decode(&[GUARDED, 0, 1, 0, 1, 0, 0, 0, 200, 1]),
+            Item::Bad
+        ));
+        assert!(matches!(decode(&[GUARDED, 0]), Item::Bad));
+    }
+
+    #[test]
+    fn exporting_set_persists_and_old_images_load() {
+        let f = Fences::default();
+        f.apply(&Control::Fence(vec![1]));
+        assert!(f.mark_exporting(40));
+        assert!(!f.mark_exporting(40));
+        let img = f.image();
+        f.load(None);
+        f.load(Some(&img));
+        assert_eq!(f.exporting.list(), vec![40]);
+        assert_eq!(f.fenced.list(), vec![1]);
+        // An image from before the exporting set: two parts.
+        f.load(Some(&img[..WORDS * 16]));
+        assert!(f.exporting.list().is_empty());
+        assert_eq!(f.fenced.list(), vec![1]);
+        f.load(Some(&img));
+        f.apply(&Control::Accept(vec![40]));
+        assert!(f.exporting.list().is_empty());
+        assert!(f.mark_exporting(41));
+        f.apply(&Control::Drop(vec![41]));
+        assert!(f.exporting.list().is_empty());
     }
 }

@@ -45,6 +45,8 @@ struct Queued {
     /// How several writes' replies make the one reply.
     combine: Option<Combiner>,
     slot: Option<u16>,
+    /// Keys its writes need present (a migrating slot's source; see `shard_ctl`).
+    guard: Option<Vec<Bytes>>,
     /// The shard its writes are proposed to.
     shard: usize,
     /// Where its reply goes in the output buffer.
@@ -164,6 +166,7 @@ pub(super) async fn run_batch(
                 writes,
                 combine,
                 slot: client.routed_slot.or(slot),
+                guard: client.guard.take(),
                 shard: client.shard,
                 at: out.len(),
                 send,
@@ -203,9 +206,10 @@ async fn drain(
             .filter(|q| q.shard == sh)
             .flat_map(|q| {
                 // Tagged with the routed slot: a shard handing that slot over refuses it.
-                q.writes.iter().map(move |w| match q.slot {
-                    Some(slot) => shard_ctl::tag(slot, &w.cmd),
-                    None => w.cmd.clone(),
+                q.writes.iter().map(move |w| match (q.slot, &q.guard) {
+                    (Some(slot), Some(keys)) => shard_ctl::guarded(slot, keys, &w.cmd),
+                    (Some(slot), None) => shard_ctl::tag(slot, &w.cmd),
+                    (None, _) => w.cmd.clone(),
                 })
             })
             .collect();
@@ -236,17 +240,24 @@ async fn drain(
             }
         };
         let mut mapped = Vec::with_capacity(q.writes.len());
+        let mut absent = None;
         for w in q.writes {
             let r = replies.next().unwrap_or(Reply::NullArray);
+            if let Some(ask) = ask_for_absent(repl, &r) {
+                // Its keys are missing at this source: the whole command goes to the target.
+                absent.get_or_insert(ask);
+                continue;
+            }
             mapped.push(match w.map {
                 Some(f) => f(r),
                 None => r,
             });
         }
-        let reply = match q.combine {
-            Some(c) => c(mapped),
+        let reply = match (absent, q.combine) {
+            (Some(ask), _) => ask,
+            (None, Some(c)) => c(mapped),
             // One write per command otherwise; should a handler make several, the last answers.
-            None => mapped.pop().unwrap_or(Reply::NullArray),
+            (None, None) => mapped.pop().unwrap_or(Reply::NullArray),
         };
         if let Reply::Error(msg) = &reply {
             server.stats.record_error(msg);
@@ -258,6 +269,24 @@ async fn drain(
     spliced.extend_from_slice(&out[pos..]);
     *out = spliced;
     Ok(())
+}
+
+/// The client's reply to a guarded write refused for missing keys (`shard_ctl::ABSENT`):
+/// `ASK` to the slot's target, or `TRYAGAIN` if the migration is no longer known here.
+fn ask_for_absent(repl: &Replication, r: &Reply) -> Option<Reply> {
+    let Reply::Error(msg) = r else { return None };
+    let slot: u16 = std::str::from_utf8(msg.strip_prefix(shard_ctl::ABSENT.as_bytes())?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let target = repl
+        .meta_state()
+        .migration_of(slot)
+        .and_then(|m| repl.leader_client_addr(m.to));
+    Some(match target {
+        Some(addr) => Reply::error(format!("ASK {slot} {addr}")),
+        None => Reply::error(shard_ctl::REFUSED),
+    })
 }
 
 /// Runs every future to completion concurrently; results in input order.

@@ -390,3 +390,88 @@ fn ingest_items_apply_in_order_and_replay_once() {
     assert_eq!(string(&db, "n").as_deref(), Some(&b"1"[..]));
     assert_eq!(string(&db, "k3").as_deref(), Some(&b"v3+"[..]));
 }
+
+/// The lost-INCR race of a migration: an unguarded write creating `c` is still in flight when
+/// the source leader routes a second write to `c`. Guarded, that second write is decided when
+/// applied, after the first: it runs here. A write to a key missing at apply is refused with
+/// `ABSENT` (the client is sent to the target), and from then on the source never creates it.
+#[test]
+fn guarded_writes_decide_ask_when_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+    let slot = crate::storage::slot::key_slot(b"{s}");
+    let guarded = |k: &str, c: Bytes| shard_ctl::guarded(slot, &[key(k)], &c);
+    let p = encode_proposal(&[
+        // In flight from before the migration was seen: unguarded, creates c.
+        shard_ctl::tag(slot, &incr("c{s}")),
+        // Routed when c looked missing: guarded, and c exists by now.
+        guarded("c{s}", incr("c{s}")),
+        // d is missing: refused, and the slot is now exporting.
+        guarded("d{s}", incr("d{s}")),
+        // An unguarded write after that (a node that has not seen the migration): refused.
+        shard_ctl::tag(slot, &incr("d{s}")),
+        // Two keys, one present: TRYAGAIN, as Redis does for a mixed request.
+        guarded("c{s}", incr("c{s}")),
+    ]);
+    let mixed = shard_ctl::guarded(slot, &[key("c{s}"), key("d{s}")], &incr("c{s}"));
+    let p2 = encode_proposal(&[mixed, guarded("c{s}", incr("c{s}"))]);
+    let db = open(dir.path());
+    let out = ApplyTarget::apply(
+        &db,
+        &[
+            Command {
+                index: 1,
+                payload: &p,
+            },
+            Command {
+                index: 2,
+                payload: &p2,
+            },
+        ],
+        b"m2",
+    )
+    .expect("apply");
+    let absent = Reply::error(format!("{}{slot}", shard_ctl::ABSENT));
+    let refused = Reply::error(shard_ctl::REFUSED);
+    assert_eq!(
+        replies(&out[0]),
+        vec![
+            Reply::Integer(1),
+            Reply::Integer(2),
+            absent,
+            refused.clone(),
+            Reply::Integer(3)
+        ]
+    );
+    assert_eq!(replies(&out[1]), vec![refused.clone(), Reply::Integer(4)]);
+    assert_eq!(string(&db, "d{s}"), None);
+    // The exporting mark survives a restart; the slot's return (`Accept`) clears it.
+    drop(db);
+    let db = open(dir.path());
+    db.applied_meta().expect("meta");
+    let p3 = encode_proposal(&[shard_ctl::tag(slot, &incr("d{s}"))]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 3,
+            payload: &p3,
+        }],
+        b"m3",
+    )
+    .expect("apply");
+    assert_eq!(replies(&out[0]), vec![refused]);
+    let p4 = encode_proposal(&[
+        shard_ctl::Control::Accept(vec![slot]).encode(),
+        shard_ctl::tag(slot, &incr("d{s}")),
+    ]);
+    let out = ApplyTarget::apply(
+        &db,
+        &[Command {
+            index: 4,
+            payload: &p4,
+        }],
+        b"m4",
+    )
+    .expect("apply");
+    assert_eq!(replies(&out[0]), vec![Reply::ok(), Reply::Integer(1)]);
+}
