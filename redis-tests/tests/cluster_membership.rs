@@ -299,3 +299,137 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
     let live: BTreeSet<u16> = ports.iter().copied().collect();
     assert_eq!(live.len(), 3);
 }
+
+/// `CLUSTER MEET` of `node` (its address in `c`) sent to node `via`.
+fn meet(c: &Cluster, via: usize, node: usize) -> Value {
+    c.call(
+        via,
+        &[
+            "CLUSTER".to_string(),
+            "MEET".into(),
+            c.ip(node).to_string(),
+            c.port(node).to_string(),
+            c.announced_bus_port(node).to_string(),
+        ],
+    )
+    .unwrap_or_else(|e| Value::Error(format!("transport: {e}").into_bytes()))
+}
+
+/// True once some node logged that the metadata group dropped `node` (FORGET's last step).
+fn removal_finished(c: &Cluster, node: usize) -> bool {
+    let line = format!("membership: node {node} left the cluster");
+    c.ids()
+        .into_iter()
+        .filter(|i| *i != node)
+        .any(|i| c.log_since_start(i).contains(&line))
+}
+
+/// Rejoining under a Raft id that some group still counts as a voter is unsafe (the wiped
+/// node forgot its votes and log), so MEET refuses a node id until FORGET has taken it out
+/// of every shard and of the metadata group. Then the same id at the same address is
+/// accepted, becomes a voter everywhere again, and no acknowledged write is lost.
+#[test]
+fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
+    let mut c = Cluster::builder(3).shards(2).start().expect("cluster");
+    let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
+    c.leader_within(Duration::from_secs(30)).expect("leader");
+    write_keys(&urls, 0..300);
+    c.wait_converged(Duration::from_secs(30))
+        .expect("converged");
+    let f = 3;
+
+    // A live member: MEET of its id is refused outright.
+    let r = meet(&c, 1, f);
+    let Value::Error(e) = &r else {
+        panic!("MEET of a current member was accepted: {r:?}")
+    };
+    let e = String::from_utf8_lossy(e);
+    assert!(e.contains("already a member"), "{e}");
+
+    // FORGET it, wipe it at once and keep asking MEET to take it back.
+    assert_eq!(
+        c.call(1, &["CLUSTER", "FORGET", "3"]).expect("forget"),
+        Value::Simple("OK".into())
+    );
+    c.restart_wiped_joining(f).expect("restart wiped");
+    let started = Instant::now();
+    let mut refusals = Vec::new();
+    loop {
+        let via = if refusals.len() % 2 == 0 { 1 } else { 2 };
+        let r = meet(&c, via, f);
+        match &r {
+            Value::Simple(ok) if ok.as_slice() == b"OK" => {
+                assert!(
+                    removal_finished(&c, f),
+                    "MEET accepted node {f} before FORGET removed it from the metadata group \
+                     (refusals so far: {refusals:?})"
+                );
+                break;
+            }
+            Value::Error(e) => {
+                let e = String::from_utf8_lossy(e).into_owned();
+                assert!(
+                    e.contains("still leaving")
+                        || e.contains("transport")
+                        || e.contains("being added or removed")
+                        || e.contains("already a member")
+                        || e.contains("no metadata leader"),
+                    "unexpected MEET refusal: {e}"
+                );
+                refusals.push(e.clone());
+            }
+            other => panic!("MEET: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "MEET still refused 30 s after FORGET ({} times): first {:?}, last {:?}",
+            refusals.len(),
+            refusals.first(),
+            refusals.last()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kinds: BTreeSet<&String> = refusals.iter().collect();
+    eprintln!(
+        "MEET refused {} times over {:?} before the removal finished: {kinds:?}",
+        refusals.len(),
+        started.elapsed(),
+    );
+    assert!(
+        !refusals.is_empty(),
+        "the first MEET right after FORGET was accepted: nothing showed the refusal"
+    );
+
+    // It is a voter of every group again and serves as before; nothing was lost.
+    let n3: SocketAddr = c.addr(f);
+    wait_for(
+        "node 3 back in the metadata group and every shard",
+        Duration::from_secs(30),
+        || {
+            let info = c.info(f).ok();
+            let members = c
+                .info(1)
+                .ok()
+                .and_then(|i| i.fields.get("raft_meta_members").cloned());
+            let shard_states: Vec<String> = info
+                .as_ref()
+                .map(|i| {
+                    (0..2)
+                        .filter_map(|s| i.fields.get(&format!("shard{s}")).cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ok = members
+                .as_deref()
+                .is_some_and(|m| m.split(',').any(|id| id == "3"))
+                && shard_states.len() == 2
+                && shard_states
+                    .iter()
+                    .all(|s| s.contains("state=Follower") || s.contains("state=Leader"));
+            (ok, (members, shard_states, n3))
+        },
+    );
+    check_keys(&urls, 0..300);
+    write_keys(&urls, 300..400);
+    check_keys(&urls, 0..400);
+}

@@ -122,6 +122,15 @@ fn main() -> anyhow::Result<()> {
                     tokio::runtime::Handle::current(),
                 ),
             ));
+            // Each node records its TLS port in the metadata; with `tls-cluster yes` TLS
+            // clients are redirected to TLS ports, as in Redis.
+            repl.set_tls_port(tls_port);
+            if tls_bus {
+                let r = repl.clone();
+                pinnacle_server::command::route::set_tls_resolver(Box::new(move |a| {
+                    r.tls_client_addr(a)
+                }));
+            }
             let waiters = server.waiters.clone();
             repl.set_on_moved(Box::new(move |slots| waiters.notify_slots(slots)));
             // PUBLISH reaches the subscribers of every node, as in Redis Cluster.

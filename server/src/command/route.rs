@@ -8,6 +8,41 @@ use bytes::Bytes;
 // the same slot the router computes.
 pub use crate::storage::slot::{crc16, key_slot, SLOTS};
 
+tokio::task_local! {
+    /// Set for the task serving a connection that arrived on the TLS port.
+    static TLS_CLIENT: ();
+}
+
+/// Maps a node's plain client address (`host:port`) to its TLS one, if it has one.
+pub type TlsResolver = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+static TLS_RESOLVER: std::sync::OnceLock<TlsResolver> = std::sync::OnceLock::new();
+
+/// Runs `conn` (a TLS connection's task) so that redirects built in it name TLS ports.
+pub async fn serve_tls_client<F: std::future::Future>(conn: F) -> F::Output {
+    TLS_CLIENT.scope((), conn).await
+}
+
+/// True inside a TLS connection's task (see [`serve_tls_client`]).
+pub fn on_tls_client() -> bool {
+    TLS_CLIENT.try_with(|_| ()).is_ok()
+}
+
+/// Installs how redirects for TLS clients find the TLS port (Raft mode with
+/// `tls-cluster yes`: Redis names TLS ports to TLS clients only then).
+pub fn set_tls_resolver(f: TlsResolver) {
+    let _ = TLS_RESOLVER.set(f);
+}
+
+/// `kind slot host:port` (`MOVED`/`ASK`, without the leading `-`), naming the node's TLS port
+/// when the calling connection is TLS and the node announced one.
+pub fn redirect_text(kind: &str, slot: u16, addr: &str) -> String {
+    let tls = on_tls_client()
+        .then(|| TLS_RESOLVER.get().and_then(|f| f(addr)))
+        .flatten();
+    format!("{kind} {slot} {}", tls.as_deref().unwrap_or(addr))
+}
+
 /// Where a command goes, decided before it runs (Redis's `getNodeByQuery` outcomes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(dead_code)] // MOVED/ASK/TRYAGAIN/CLUSTERDOWN come with the multi-node slot map.
@@ -56,8 +91,8 @@ impl Route {
     pub fn error(&self) -> Option<String> {
         Some(match self {
             Route::Served { .. } => return None,
-            Route::Moved { slot, addr } => format!("MOVED {slot} {addr}"),
-            Route::Ask { slot, addr } => format!("ASK {slot} {addr}"),
+            Route::Moved { slot, addr } => redirect_text("MOVED", *slot, addr),
+            Route::Ask { slot, addr } => redirect_text("ASK", *slot, addr),
             Route::TryAgain => "TRYAGAIN Multiple keys request during rehashing of slot".into(),
             Route::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
             Route::ClusterDown(ClusterDown::Down) => "CLUSTERDOWN The cluster is down".into(),
@@ -138,5 +173,33 @@ mod tests {
             r.error().as_deref(),
             Some("CROSSSLOT Keys in request don't hash to the same slot")
         );
+    }
+
+    #[tokio::test]
+    async fn redirects_name_tls_ports_only_to_tls_clients() {
+        set_tls_resolver(Box::new(|a| {
+            (a == "127.0.0.1:7001").then(|| "127.0.0.1:7101".to_string())
+        }));
+        assert_eq!(
+            redirect_text("MOVED", 5, "127.0.0.1:7001"),
+            "MOVED 5 127.0.0.1:7001"
+        );
+        let tls = serve_tls_client(async {
+            (
+                on_tls_client(),
+                redirect_text("ASK", 6, "127.0.0.1:7001"),
+                redirect_text("MOVED", 7, "127.0.0.1:7002"),
+            )
+        })
+        .await;
+        assert_eq!(
+            tls,
+            (
+                true,
+                "ASK 6 127.0.0.1:7101".to_string(),
+                "MOVED 7 127.0.0.1:7002".to_string()
+            )
+        );
+        assert!(!on_tls_client());
     }
 }

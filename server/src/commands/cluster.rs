@@ -99,11 +99,28 @@ fn keyslot(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(key_slot(&args[2]) as i64)
 }
 
+/// True when TLS ports are what this client should see (Redis's `shouldReturnTlsInfo`): the
+/// cluster runs `tls-cluster yes` and the client came in over TLS.
+fn tls_view(ctx: &Ctx<'_>) -> bool {
+    crate::command::route::on_tls_client()
+        && ctx.server.config.get("tls-cluster").as_deref() == Some("yes")
+}
+
+/// The client port of `m` for this client: its TLS port for a TLS client (if it announced
+/// one), its plain port otherwise.
+fn client_port(m: &Member, tls: bool) -> u16 {
+    if tls && m.tls_port != 0 {
+        m.tls_port
+    } else {
+        m.port
+    }
+}
+
 /// `[ip, port, id, {}]` of a Raft-mode member.
-fn member_entry(m: &Member) -> Reply {
+fn member_entry(m: &Member, tls: bool) -> Reply {
     Reply::Array(vec![
         bulk(&m.ip),
-        Reply::Integer(m.port as i64),
+        Reply::Integer(client_port(m, tls) as i64),
         bulk(&cluster_id(m.id)),
         Reply::Map(vec![]),
     ])
@@ -112,6 +129,7 @@ fn member_entry(m: &Member) -> Reply {
 fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
+        let tls = tls_view(ctx);
         let mut out = Vec::with_capacity(t.ranges.len());
         for &(start, end, shard) in &t.ranges {
             let sv = &t.shards[shard];
@@ -128,7 +146,7 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
             let range = vec![
                 Reply::Integer(start as i64),
                 Reply::Integer(end as i64),
-                member_entry(master),
+                member_entry(master, tls),
             ];
             out.push(Reply::Array(range));
         }
@@ -151,6 +169,8 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
+        // Redis lists `tls-port` (when the node has one) under `tls-cluster yes`.
+        let tls_cluster = ctx.server.config.get("tls-cluster").as_deref() == Some("yes");
         let entries = t
             .shards
             .iter()
@@ -172,9 +192,14 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                         } else {
                             "loading"
                         };
-                        Reply::Map(vec![
-                            (bulk("id"), bulk(&cluster_id(m.id))),
-                            (bulk("port"), Reply::Integer(m.port as i64)),
+                        let mut fields = vec![(bulk("id"), bulk(&cluster_id(m.id)))];
+                        if m.port != 0 {
+                            fields.push((bulk("port"), Reply::Integer(m.port as i64)));
+                        }
+                        if tls_cluster && m.tls_port != 0 {
+                            fields.push((bulk("tls-port"), Reply::Integer(m.tls_port as i64)));
+                        }
+                        fields.extend([
                             (bulk("ip"), bulk(&m.ip)),
                             (bulk("endpoint"), bulk(&m.ip)),
                             (
@@ -183,7 +208,8 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                             ),
                             (bulk("replication-offset"), Reply::Integer(sm.offset as i64)),
                             (bulk("health"), bulk(health)),
-                        ])
+                        ]);
+                        Reply::Map(fields)
                     })
                     .collect();
                 Reply::Map(vec![
@@ -216,6 +242,7 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
 fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
     if let Some(repl) = ctx.server.replication.get() {
         let t = repl.topology();
+        let tls = tls_view(ctx);
         // A node leading nothing is shown as a replica of shard 0's leader.
         let leader0 = t.shards.first().and_then(|s| s.leader).map(cluster_id);
         let now = Server::unix_ms();
@@ -231,7 +258,7 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Reply {
                 "{} {}:{}@{} {me}{role} {master} 0 {now} {} connected",
                 cluster_id(m.id),
                 m.ip,
-                m.port,
+                client_port(m, tls),
                 m.cport,
                 t.term
             ));

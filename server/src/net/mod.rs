@@ -138,7 +138,9 @@ async fn serve_with(
                 let _ = stream.shutdown().await;
                 return;
             }
-            conn::run(server, stream, peer.to_string(), local, opts).await;
+            let conn = conn::run(server, stream, peer.to_string(), local, opts);
+            // Redirects built for this client name TLS ports.
+            crate::command::route::serve_tls_client(conn).await;
         });
     }
 }

@@ -40,53 +40,152 @@ impl InFlight {
     }
 }
 
+/// A membership change slot held by `CLUSTER MEET`; released when dropped.
+struct Claim {
+    repl: Arc<Replication>,
+    key: (u64, NodeId),
+}
+
+impl Claim {
+    /// Takes `key`, unless a change of that (group, node) is already running.
+    fn take(repl: &Arc<Replication>, key: (u64, NodeId)) -> Option<Claim> {
+        repl.membership_changes.start(key).then(|| Claim {
+            repl: repl.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.repl.membership_changes.done(self.key);
+    }
+}
+
+/// What `CLUSTER MEET` may do with a node id (see [`Replication::meet_check`]).
+#[derive(Debug, PartialEq, Eq)]
+enum MeetPlan {
+    /// Unknown to every group: add it, learner then voter.
+    Join,
+    /// A metadata learner from an earlier MEET that did not finish: promote it.
+    Promote,
+}
+
 impl Replication {
     /// Adds the node whose client port is `host:port` (bus `bus`): learns its Raft id from
     /// its `INFO replication` and adds it to the metadata group; the reconciler then adds it
-    /// to every shard.
+    /// to every shard. Blocks until the metadata leader (this node, or the one the command is
+    /// forwarded to) has decided; refuses a node id that is still in any group (see
+    /// [`Replication::meet_check`]).
     pub fn meet(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
         let me = self.clone();
-        tokio::runtime::Handle::current().spawn(async move {
-            if !me.meta.is_leader() {
-                let cmd = [
-                    "CLUSTER".to_string(),
-                    "MEET".into(),
-                    host.clone(),
-                    port.to_string(),
-                    bus.to_string(),
-                ];
-                me.forward_to_meta_leader(&cmd).await;
-                return;
+        block_on(async move { me.meet_async(host, port, bus).await })
+    }
+
+    async fn meet_async(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
+        if !self.meta.is_leader() {
+            let cmd = [
+                "CLUSTER".to_string(),
+                "MEET".into(),
+                host.clone(),
+                port.to_string(),
+                bus.to_string(),
+            ];
+            return self.forward_to_meta_leader(&cmd).await;
+        }
+        let addr = format!("{host}:{port}@{bus}");
+        let id = match tokio::time::timeout(HELLO_TIMEOUT, node_id_of(&host, port)).await {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => return Err(format!("ERR CLUSTER MEET {host}:{port}: {e}")),
+            Err(_) => return Err(format!("ERR CLUSTER MEET {host}:{port}: no answer")),
+        };
+        // Serialised with the reconciler's removal of this node from the metadata group (same
+        // key), and checked only once held: a removal cannot be half done under us.
+        let Some(claim) = Claim::take(self, (0, id)) else {
+            return Err(format!(
+                "ERR node {id} is being added or removed right now; try CLUSTER MEET again later"
+            ));
+        };
+        let plan = self.meet_check(id)?;
+        if self.meta_state().leaving.contains(&id) {
+            // Its removal finished: welcome it back (the reconciler adds it to no shard while
+            // it is marked leaving, and removes no node that is not).
+            let cmd = MetaCmd::Leaving { id, leaving: false };
+            if let Err(e) = self.meta.propose(cmd.encode()).await {
+                return Err(format!(
+                    "ERR CLUSTER MEET: clearing node {id}'s leaving mark failed: {e}"
+                ));
             }
-            let addr = format!("{host}:{port}@{bus}");
-            let id = match tokio::time::timeout(HELLO_TIMEOUT, node_id_of(&host, port)).await {
-                Ok(Ok(id)) => id,
-                Ok(Err(e)) => {
-                    tracing::warn!("CLUSTER MEET {host}:{port}: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!("CLUSTER MEET {host}:{port}: no answer");
-                    return;
-                }
-            };
-            if me.meta_state().leaving.contains(&id) {
-                let cmd = MetaCmd::Leaving { id, leaving: false };
-                if let Err(e) = me.meta.propose(cmd.encode()).await {
-                    tracing::warn!("CLUSTER MEET: clearing node {id}'s leaving mark failed: {e}");
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            if plan == MeetPlan::Join {
+                tracing::info!("CLUSTER MEET: adding node {id} at {addr} to the metadata group");
+                if let Err(e) = me.meta.add_learner(id, &addr).await {
+                    tracing::warn!(
+                        "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
+                    );
                     return;
                 }
             }
-            tracing::info!("CLUSTER MEET: adding node {id} at {addr} to the metadata group");
-            if let Err(e) = me.meta.add_learner(id, &addr).await {
-                tracing::warn!(
-                    "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
-                );
-            } else if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
+            if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
                 tracing::warn!("CLUSTER MEET: promoting {id} in the metadata group failed: {e}");
             }
         });
         Ok(())
+    }
+
+    /// Whether node `id` may be (re)added. A node id still in any group is refused: a node
+    /// wiped and restarted under the id of a voter would rejoin with its votes and log
+    /// forgotten (it could vote twice in a term). It may come back once `CLUSTER FORGET` has
+    /// taken it out of every shard and of the metadata group, as this node has applied.
+    fn meet_check(&self, id: NodeId) -> Result<MeetPlan, String> {
+        let leaving = self.meta_state().leaving.contains(&id);
+        let meta = self.meta.metrics().membership_config.clone();
+        let meta = meta.membership();
+        let mut groups = Vec::new();
+        let meta_voter = meta.voter_ids().any(|v| v == id);
+        if meta.get_node(&id).is_some() {
+            groups.push("the metadata group".to_string());
+        }
+        let mut unsettled = Vec::new();
+        for s in self.shards.iter() {
+            let m = s.group.metrics();
+            if m.membership_config.membership().get_node(&id).is_some() {
+                groups.push(format!("shard {}", s.index()));
+            }
+            // A membership change this node has not applied may still be undone.
+            let at = m.membership_config.log_id().as_ref().map_or(0, |l| l.index);
+            if at > m.last_applied.as_ref().map_or(0, |l| l.index) {
+                unsettled.push(s.index());
+            }
+        }
+        let only_meta_learner = groups.len() == 1 && !meta_voter && meta.get_node(&id).is_some();
+        if leaving && !groups.is_empty() {
+            return Err(format!(
+                "ERR node {id} is still leaving the cluster (CLUSTER FORGET has not finished: \
+                 it is in {}); CLUSTER MEET it again once it has left every group",
+                groups.join(", ")
+            ));
+        }
+        if leaving && !unsettled.is_empty() {
+            return Err(format!(
+                "ERR node {id} is still leaving the cluster (membership changes of shards {unsettled:?} \
+                 are not applied here yet); try CLUSTER MEET again"
+            ));
+        }
+        if only_meta_learner {
+            return Ok(MeetPlan::Promote);
+        }
+        if !groups.is_empty() {
+            return Err(format!(
+                "ERR node {id} is already a member of the cluster (it is in {}); to add it back \
+                 with a new data directory, CLUSTER FORGET it and wait until it has left every group",
+                groups.join(", ")
+            ));
+        }
+        Ok(MeetPlan::Join)
     }
 
     /// Starts taking node `id` out of the cluster (see the module comment).
@@ -112,41 +211,70 @@ impl Replication {
         if !known {
             return Err(format!("ERR Unknown node {id}"));
         }
+        // Answered once the mark is committed: an OK FORGET is not lost with a leader that
+        // dies right after (the node may be wiped as soon as it has left every group).
         let payload = MetaCmd::Leaving { id, leaving: true }.encode();
         let me = self.clone();
-        tokio::runtime::Handle::current().spawn(async move {
-            match me.meta.propose_anywhere(payload).await {
-                Ok(_) => tracing::info!("CLUSTER FORGET: node {id} is leaving"),
-                Err(e) => tracing::warn!("CLUSTER FORGET {id}: {e}"),
+        block_on(async move {
+            match tokio::time::timeout(HELLO_TIMEOUT, me.meta.propose_anywhere(payload)).await {
+                Ok(Ok(_)) => {
+                    tracing::info!("CLUSTER FORGET: node {id} is leaving");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(format!("ERR CLUSTER FORGET {id}: {e}; try again")),
+                Err(_) => Err(format!(
+                    "ERR CLUSTER FORGET {id}: the metadata group did not commit it in time; try again"
+                )),
             }
-        });
-        Ok(())
+        })
     }
 
-    /// Sends `cmd` to the metadata leader's client port (MEET needs that node's view).
-    async fn forward_to_meta_leader(&self, cmd: &[String]) {
+    /// Sends `cmd` to the metadata leader's client port (MEET needs that node's view) and
+    /// returns its answer.
+    async fn forward_to_meta_leader(&self, cmd: &[String]) -> Result<(), String> {
         let Some(to) = self.meta.leader_addr().map(|a| addr::client_addr(&a)) else {
-            tracing::warn!("{}: no metadata leader to forward to", cmd.join(" "));
-            return;
+            return Err(format!(
+                "ERR {}: no metadata leader to forward to; try again",
+                cmd[..2].join(" ")
+            ));
         };
         let mut req = format!("*{}\r\n", cmd.len());
         for a in cmd {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
-        let res = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let res = tokio::time::timeout(2 * HELLO_TIMEOUT, async {
             let mut sock = tokio::net::TcpStream::connect(&to).await?;
             sock.write_all(req.as_bytes()).await?;
-            let mut buf = [0u8; 512];
-            let n = sock.read(&mut buf).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.ends_with(b"\r\n") && buf.len() < 16 * 1024 {
+                let n = sock.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
         })
         .await;
+        let what = cmd[..2].join(" ");
         match res {
-            Ok(Ok(reply)) if reply.starts_with('+') => {}
-            Ok(Ok(reply)) => tracing::warn!("{} via {to}: {}", cmd.join(" "), reply.trim()),
-            Ok(Err(e)) => tracing::warn!("{} via {to}: {e}", cmd.join(" ")),
-            Err(_) => tracing::warn!("{} via {to}: no answer", cmd.join(" ")),
+            Ok(Ok(reply)) if reply.starts_with('+') => Ok(()),
+            Ok(Ok(reply)) if reply.starts_with('-') => Err(reply[1..].trim_end().to_string()),
+            Ok(Ok(reply)) => Err(format!("ERR {what} via {to}: {}", reply.trim_end())),
+            Ok(Err(e)) => Err(format!("ERR {what} via {to}: {e}")),
+            Err(_) => Err(format!("ERR {what} via {to}: no answer")),
         }
+    }
+}
+
+/// Runs `fut` to completion from a command handler (on a runtime worker thread).
+fn block_on<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => Err("ERR this CLUSTER subcommand needs the server's runtime".into()),
     }
 }
 
@@ -162,6 +290,7 @@ pub(super) async fn reconcile(repl: Weak<Replication>) {
 }
 
 async fn reconcile_once(r: &Arc<Replication>) {
+    announce_tls_port(r);
     let leaving = r.meta_state().leaving.clone();
     let meta_m = r.meta.metrics().membership_config.clone();
     let meta_m = meta_m.membership();
@@ -232,6 +361,34 @@ async fn reconcile_once(r: &Arc<Replication>) {
     }
 }
 
+/// Records this node's TLS client port in the metadata when it differs from what is there
+/// (first start, a restart with another `--tls-port`), once this node is a metadata voter.
+fn announce_tls_port(r: &Arc<Replication>) {
+    let want = r.own_tls_port();
+    let st = r.meta_state();
+    let have = st.tls_ports.get(&r.id).copied().unwrap_or(0);
+    if want == have || st.leaving.contains(&r.id) || !is_voter(&r.meta, r.id) {
+        return;
+    }
+    // Not a group id: this key only keeps one announcement in flight.
+    let key = (u64::MAX, r.id);
+    if !r.membership_changes.start(key) {
+        return;
+    }
+    let r = r.clone();
+    tokio::spawn(async move {
+        let cmd = MetaCmd::TlsPort {
+            id: r.id,
+            port: want,
+        };
+        match r.meta.propose_anywhere(cmd.encode()).await {
+            Ok(_) => tracing::info!("metadata: this node's TLS port is {want}"),
+            Err(e) => tracing::debug!("announcing the TLS port: {e}"),
+        }
+        r.membership_changes.done(key);
+    });
+}
+
 /// Adds (`Some(addr)`) or removes node `id` in group `gid` (shard `index`, or the metadata
 /// group when `gid` is 0) in the background, unless such a change is already running.
 fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: Option<String>) {
@@ -240,6 +397,12 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, add: O
     }
     let r = r.clone();
     tokio::spawn(async move {
+        // Decided from a view taken before the change slot was ours: a CLUSTER MEET may have
+        // welcomed the node back (removals) or FORGET marked it (additions) since.
+        if r.meta_state().leaving.contains(&id) == add.is_some() {
+            r.membership_changes.done((gid, id));
+            return;
+        }
         let res = if gid == 0 {
             if is_voter(&r.meta, id) {
                 r.meta.remove_voters(BTreeSet::from([id])).await

@@ -79,6 +79,9 @@ pub struct MetaState {
     /// Nodes `CLUSTER FORGET` is taking out: they hand their shard leaderships away, shard
     /// leaders drop them, then the metadata leader removes them from group 0.
     pub leaving: BTreeSet<u64>,
+    /// Each node's TLS client port, as it announced it (CLUSTER SLOTS/SHARDS/NODES and
+    /// redirects for TLS clients); a node without one has no entry.
+    pub tls_ports: BTreeMap<u64, u16>,
 }
 
 impl MetaState {
@@ -89,6 +92,7 @@ impl MetaState {
             migrating: BTreeMap::new(),
             migrations: BTreeMap::new(),
             leaving: BTreeSet::new(),
+            tls_ports: BTreeMap::new(),
         }
     }
 
@@ -140,6 +144,13 @@ pub enum MetaCmd {
         /// Leaving or (re)joining.
         leaving: bool,
     },
+    /// Node `id` serves TLS clients on `port` (0: no TLS port). Each node announces its own.
+    TlsPort {
+        /// The node's Raft id.
+        id: u64,
+        /// Its TLS client port.
+        port: u16,
+    },
 }
 
 impl MetaCmd {
@@ -184,6 +195,11 @@ impl MetaCmd {
                 b.put_u64(*id);
                 b.put_u8(u8::from(*leaving));
             }
+            MetaCmd::TlsPort { id, port } => {
+                b.put_u8(5);
+                b.put_u64(*id);
+                b.put_u16(*port);
+            }
         }
         b.to_vec()
     }
@@ -225,6 +241,10 @@ impl MetaCmd {
             4 => MetaCmd::Leaving {
                 id: get_u64(&mut b)?,
                 leaving: get_u8(&mut b)? == 1,
+            },
+            5 => MetaCmd::TlsPort {
+                id: get_u64(&mut b)?,
+                port: get_u16(&mut b)?,
             },
             _ => return None,
         };
@@ -328,6 +348,14 @@ fn apply_cmd(st: &mut MetaState, index: u64, cmd: MetaCmd, shards: usize) -> Str
             }
             "+OK".into()
         }
+        MetaCmd::TlsPort { id, port } => {
+            if port == 0 {
+                st.tls_ports.remove(&id);
+            } else {
+                st.tls_ports.insert(id, port);
+            }
+            "+OK".into()
+        }
     }
 }
 
@@ -411,7 +439,7 @@ impl ApplyTarget for MetaTarget {
 
 fn encode_state(st: &MetaState) -> Vec<u8> {
     let mut b = BytesMut::new();
-    b.put_u8(2);
+    b.put_u8(3);
     b.put_u64(st.map.epoch);
     for s in 0..SLOTS {
         b.put_u16(st.map.owner(s) as u16);
@@ -438,13 +466,18 @@ fn encode_state(st: &MetaState) -> Vec<u8> {
     for id in &st.leaving {
         b.put_u64(*id);
     }
+    b.put_u32(st.tls_ports.len() as u32);
+    for (id, port) in &st.tls_ports {
+        b.put_u64(*id);
+        b.put_u16(*port);
+    }
     b.to_vec()
 }
 
 fn decode_state(mut b: &[u8]) -> Option<MetaState> {
-    // Version 1 images (before `leaving`) still load.
+    // Version 1 images (before `leaving`) and 2 (before `tls_ports`) still load.
     let version = get_u8(&mut b)?;
-    if !(1..=2).contains(&version) {
+    if !(1..=3).contains(&version) {
         return None;
     }
     let epoch = get_u64(&mut b)?;
@@ -495,11 +528,19 @@ fn decode_state(mut b: &[u8]) -> Option<MetaState> {
             leaving.insert(get_u64(&mut b)?);
         }
     }
+    let mut tls_ports = BTreeMap::new();
+    if version >= 3 {
+        for _ in 0..get_u32(&mut b)? {
+            let id = get_u64(&mut b)?;
+            tls_ports.insert(id, get_u16(&mut b)?);
+        }
+    }
     Some(MetaState {
         map: SlotMap::from_owners(owners, epoch),
         migrating,
         migrations,
         leaving,
+        tls_ports,
     })
 }
 
@@ -616,5 +657,30 @@ mod tests {
         assert_eq!(cmd(&t, 17, leave(false)), "+OK");
         assert!(t.state().leaving.is_empty());
         assert_eq!(MetaCmd::decode(&leave(true).encode()), Some(leave(true)));
+    }
+
+    #[test]
+    fn tls_ports_apply_snapshot_and_old_images() {
+        let t = MetaTarget::new(3);
+        let tls = |id, port| MetaCmd::TlsPort { id, port };
+        assert_eq!(MetaCmd::decode(&tls(2, 7002).encode()), Some(tls(2, 7002)));
+        assert_eq!(cmd(&t, 1, tls(1, 6380)), "+OK");
+        assert_eq!(cmd(&t, 2, tls(2, 6381)), "+OK");
+        assert_eq!(cmd(&t, 3, tls(2, 0)), "+OK");
+        assert_eq!(
+            t.state().tls_ports.iter().collect::<Vec<_>>(),
+            vec![(&1, &6380)]
+        );
+        let mut img = Vec::new();
+        t.snapshot(&mut img).expect("snapshot");
+        let t2 = MetaTarget::new(3);
+        t2.install(&mut img.as_slice(), b"m").expect("install");
+        assert_eq!(*t2.state(), *t.state());
+        // A version 2 image (written before TLS ports existed) still loads, with none.
+        let mut v2 = encode_state(&MetaState::initial(3));
+        let n = v2.len();
+        v2.truncate(n - 4);
+        v2[0] = 2;
+        assert_eq!(decode_state(&v2), Some(MetaState::initial(3)));
     }
 }

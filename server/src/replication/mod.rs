@@ -99,7 +99,9 @@ impl Redirect {
     /// The error for a command on `slot` (`None` = keyless).
     pub fn error(&self, slot: Option<u16>) -> Reply {
         match (self, slot) {
-            (Redirect::Leader(addr), Some(slot)) => Reply::error(format!("MOVED {slot} {addr}")),
+            (Redirect::Leader(addr), Some(slot)) => {
+                Reply::error(crate::command::route::redirect_text("MOVED", slot, addr))
+            }
             (Redirect::Leader(_), None) => {
                 Reply::error("READONLY You can't write against a read only replica.")
             }
@@ -164,6 +166,8 @@ pub struct Replication {
     meta_caught_up: std::sync::atomic::AtomicBool,
     /// Membership changes the reconciler is running.
     membership_changes: membership::InFlight,
+    /// This node's TLS client port (0: none), announced in the metadata (`topology`).
+    tls_port: std::sync::atomic::AtomicU16,
 }
 
 impl Replication {
@@ -214,6 +218,7 @@ impl Replication {
             migrations: migrate::Local::default(),
             on_moved: std::sync::OnceLock::new(),
             membership_changes: membership::InFlight::default(),
+            tls_port: std::sync::atomic::AtomicU16::new(0),
         });
         tokio::spawn(watch(Arc::downgrade(&repl)));
         tokio::spawn(spread::run(Arc::downgrade(&repl)));

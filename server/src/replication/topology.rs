@@ -46,6 +46,8 @@ pub struct Member {
     pub port: u16,
     /// Cluster-bus port.
     pub cport: u16,
+    /// TLS client port from the metadata (0: none announced).
+    pub tls_port: u16,
     /// True if it leads at least one shard (a `master`).
     pub leader: bool,
     /// False while a learner.
@@ -119,7 +121,8 @@ impl Topology {
 impl Replication {
     /// Every shard's membership and leader, and the slot map, as this node sees them.
     pub fn topology(&self) -> Topology {
-        let map = self.slot_map();
+        let meta = self.meta_state();
+        let map = meta.map.clone();
         let mut addrs: std::collections::BTreeMap<NodeId, String> = Default::default();
         let mut shards = Vec::with_capacity(self.shards.len());
         let mut term = 0;
@@ -177,6 +180,7 @@ impl Replication {
                     ip,
                     port,
                     cport,
+                    tls_port: meta.tls_ports.get(id).copied().unwrap_or(0),
                     leader: leaders.contains(id),
                     voter: in0.is_some_and(|m| m.voter),
                     offset: in0.map_or(0, |m| m.offset),
@@ -196,6 +200,32 @@ impl Replication {
 }
 
 impl Replication {
+    /// Sets this node's TLS client port (0: none), which the reconciler records in the
+    /// metadata so that every node can name it to TLS clients.
+    pub fn set_tls_port(&self, port: u16) {
+        self.tls_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This node's TLS client port (0: none).
+    pub fn own_tls_port(&self) -> u16 {
+        self.tls_port.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The TLS address (`host:tls-port`) of the member whose plain client address is
+    /// `plain` (`host:port`, as redirects name it), if it announced a TLS port.
+    pub fn tls_client_addr(&self, plain: &str) -> Option<String> {
+        let st = self.meta_state();
+        let m = self.meta.metrics();
+        let m = m.membership_config.membership();
+        let (id, _) = m
+            .nodes()
+            .find(|(_, n)| addr::client_addr(&n.addr) == plain)?;
+        let port = *st.tls_ports.get(id).filter(|p| **p != 0)?;
+        let (host, _) = plain.rsplit_once(':')?;
+        Some(format!("{host}:{port}"))
+    }
+
     /// The client addresses (`host:port`) of every other cluster member.
     pub fn peer_client_addrs(&self) -> Vec<String> {
         let t = self.topology();
