@@ -13,6 +13,7 @@
 //! contiguous nodes where a skiplist insert chased ~20 scattered ones (crossbeam's
 //! `search_position` was 23-30% of server CPU under SET).
 
+use crate::batch::BatchOp;
 use crate::iterators::InternalIterator;
 use crate::key::{self, Kind, MemKey, MemKeyRef, RangeTombstone};
 use crate::sstable::bloom;
@@ -24,6 +25,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+// The value of a point delete.
+static EMPTY: Bytes = Bytes::new();
 
 // Per-entry overhead charged against the memtable size (skiplist node + key/value headers).
 const ENTRY_OVERHEAD: usize = 48;
@@ -75,7 +79,8 @@ impl MemTable {
         }
     }
 
-    /// Inserts a point record.
+    /// Inserts a point record (tests; the write path uses [`MemTable::put_many`]).
+    #[cfg(test)]
     pub(crate) fn put(&self, user: &[u8], seq: u64, kind: Kind, value: Bytes) {
         let mut charge = user.len() + 8 + value.len() + ENTRY_OVERHEAD;
         if self.index_put(user, seq, kind, &value) {
@@ -84,6 +89,43 @@ impl MemTable {
         self.size.fetch_add(charge, Ordering::Relaxed);
         self.map.write().insert(MemKey::new(user, seq, kind), value);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Inserts the point records of a batch numbered from `first_seq` (range deletes are
+    /// skipped: the caller records them), with one lock of the ordered map and one update of
+    /// the size and sequence counters for the whole batch (per-record locking bounced the
+    /// lock's cache line between threads).
+    pub(crate) fn put_batch(&self, first_seq: u64, ops: &mut [BatchOp]) {
+        let mut charge = 0;
+        let mut last = 0;
+        for (seq, op) in (first_seq..).zip(ops.iter()) {
+            let (user, kind, value) = match op {
+                BatchOp::Put(k, v) => (k, Kind::Put, v),
+                BatchOp::Delete(k) => (k, Kind::Delete, &EMPTY),
+                BatchOp::DeleteRange(..) => continue,
+            };
+            charge += user.len() + 8 + value.len() + ENTRY_OVERHEAD;
+            if self.index_put(user, seq, kind, value) {
+                charge += user.len() + INDEX_OVERHEAD;
+            }
+            last = seq;
+        }
+        self.size.fetch_add(charge, Ordering::Relaxed);
+        {
+            let mut map = self.map.write();
+            for (seq, op) in (first_seq..).zip(ops.iter_mut()) {
+                match op {
+                    BatchOp::Put(k, v) => {
+                        map.insert(MemKey::new(k, seq, Kind::Put), std::mem::take(v));
+                    }
+                    BatchOp::Delete(k) => {
+                        map.insert(MemKey::new(k, seq, Kind::Delete), Bytes::new());
+                    }
+                    BatchOp::DeleteRange(..) => {}
+                }
+            }
+        }
+        self.max_seq.fetch_max(last, Ordering::Relaxed);
     }
 
     fn shard(&self, hash: u64) -> &RwLock<HashTable<Newest>> {

@@ -4,12 +4,11 @@
 use super::{Inner, State, WalIo, Writer};
 use crate::batch::{BatchOp, WriteBatch};
 use crate::counters::Counters;
-use crate::key::{Kind, RangeTombstone};
+use crate::key::RangeTombstone;
 use crate::memtable::MemTable;
 use crate::options::SyncPolicy;
 use crate::wal::{self, WalWriter};
 use crate::{Error, Result};
-use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +21,12 @@ const REUSE_LIMIT: usize = 4 << 20;
 pub(crate) fn apply_batch(mem: &MemTable, first_seq: u64, batch: WriteBatch) {
     // Even a batch of empty range deletes uses up its sequence numbers.
     mem.note_seq(first_seq + batch.len().saturating_sub(1) as u64);
-    for (seq, op) in (first_seq..).zip(batch.into_ops()) {
-        match op {
-            BatchOp::Put(k, v) => mem.put(&k, seq, Kind::Put, v),
-            BatchOp::Delete(k) => mem.put(&k, seq, Kind::Delete, Bytes::new()),
-            BatchOp::DeleteRange(start, end) => {
-                if start < end {
-                    mem.delete_range(RangeTombstone { start, end, seq });
-                }
+    let mut ops = batch.into_ops();
+    mem.put_batch(first_seq, &mut ops);
+    for (seq, op) in (first_seq..).zip(ops) {
+        if let BatchOp::DeleteRange(start, end) = op {
+            if start < end {
+                mem.delete_range(RangeTombstone { start, end, seq });
             }
         }
     }

@@ -259,7 +259,7 @@ impl Meta {
     }
     /// The stored form.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(META_HEADER + 16 + self.value.len());
+        let mut out = BytesMut::with_capacity(META_HEADER + 24 + self.value.len());
         // Collections reuse the top bits: `StrEnc::Raw` marks one Redis would have converted to
         // its big encoding (hashtable/skiplist), which it never converts back.
         let enc = (self.enc as u8) << 6;
