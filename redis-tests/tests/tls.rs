@@ -508,3 +508,169 @@ fn control_forged_frames_take_over_an_open_bus() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Every leaf of a reply as text (numbers in decimal), depth first.
+fn leaves(v: &Value) -> Vec<String> {
+    match v {
+        Value::Int(n) => vec![n.to_string()],
+        Value::Map(kv) => kv
+            .iter()
+            .flat_map(|(k, v)| leaves(k).into_iter().chain(leaves(v)))
+            .collect(),
+        other => match (other.as_list(), other.as_bytes()) {
+            (Some(items), _) => items.iter().flat_map(leaves).collect(),
+            (None, Some(b)) => vec![String::from_utf8_lossy(b).into_owned()],
+            _ => vec![format!("{other:?}")],
+        },
+    }
+}
+
+/// The leaves of `args`'s reply from `n` over a plain connection (empty on error).
+fn plain_leaves(n: &redis_tests::Server, args: &[&str]) -> Vec<String> {
+    n.conn()
+        .and_then(|mut c| c.call_value(args))
+        .map(|v| leaves(&v))
+        .unwrap_or_default()
+}
+
+/// Lines of `redis-cli --tls ... args` output at TLS port `port` (CA only: the nodes run
+/// `--tls-auth-clients no`).
+fn cli_lines(pki: &Pki, port: u16, args: &[&str]) -> Vec<String> {
+    let o = cli_tls(pki, port, None, args);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// A 3-node cluster with `tls-cluster yes` and a different TLS port on every node: each node
+/// records its TLS port in the metadata group, so any node names its peers' TLS ports. TLS
+/// clients see TLS ports (MOVED/ASK, CLUSTER SLOTS/NODES), plain clients plain ones, CLUSTER
+/// SHARDS lists both, and `redis-cli --tls -c` follows MOVED to the owner's TLS port.
+#[test]
+fn tls_clients_are_redirected_to_tls_ports() {
+    if !tools::available("tls_cluster_ports", &["redis-cli"]) {
+        return;
+    }
+    let _one = CLUSTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let pki = pki();
+    let port = |_| free_port().expect("port");
+    let plain: Vec<u16> = (0..3).map(port).collect();
+    let tls: Vec<u16> = (0..3).map(port).collect();
+    let bus: Vec<u16> = (0..3).map(port).collect();
+    let peers = (0..3)
+        .map(|i| format!("{}@127.0.0.1:{}@{}", i + 1, plain[i], bus[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<_> = (0..3)
+        .map(|i| {
+            Builder::pinnacle()
+                .port(plain[i])
+                .args([
+                    "--node-id".to_string(),
+                    (i + 1).to_string(),
+                    "--cluster-peers".into(),
+                    peers.clone(),
+                    "--cluster-port".into(),
+                    bus[i].to_string(),
+                    "--shards".into(),
+                    "3".into(),
+                    "--tls-port".into(),
+                    tls[i].to_string(),
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ])
+                .args(tls_args(&pki))
+                .start()
+                .expect("node")
+        })
+        .collect();
+    // Every node knows every TLS port (from the metadata) and three masters own slots.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = nodes.iter().all(|n| {
+            let shards = plain_leaves(n, &["CLUSTER", "SHARDS"]);
+            let masters = plain_leaves(n, &["CLUSTER", "NODES"]).concat();
+            masters.matches("master").count() == 3
+                && tls.iter().all(|t| shards.contains(&t.to_string()))
+        });
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TLS ports never reached every node's view"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A key that node 1 does not serve.
+    let mut c1 = nodes[0].conn().expect("conn");
+    let (key, plain_moved) = (0..1000)
+        .map(|i| format!("key:{i}"))
+        .find_map(|k| match c1.call_value(&["GET", k.as_str()]) {
+            Ok(Value::Error(e)) if e.starts_with(b"MOVED ") => {
+                Some((k, String::from_utf8_lossy(&e).into_owned()))
+            }
+            _ => None,
+        })
+        .expect("a key owned elsewhere");
+    // Plain client: the plain port of the owner.
+    let owner = plain
+        .iter()
+        .position(|p| plain_moved.ends_with(&format!("127.0.0.1:{p}")))
+        .unwrap_or_else(|| panic!("MOVED to no plain port: {plain_moved}"));
+    // TLS client: the same redirect names the owner's TLS port.
+    let tls_moved = cli_lines(&pki, tls[0], &["GET", &key]).join(" ");
+    let slot = plain_moved.split(' ').nth(1).expect("slot");
+    assert!(
+        tls_moved.contains(&format!("MOVED {slot} 127.0.0.1:{}", tls[owner])),
+        "TLS client got `{tls_moved}`, plain client `{plain_moved}`; TLS ports {tls:?}"
+    );
+    // CLUSTER SLOTS and NODES: TLS ports for TLS clients, plain ports for plain ones.
+    let tls_slots = cli_lines(&pki, tls[1], &["CLUSTER", "SLOTS"]);
+    let tls_nodes = cli_lines(&pki, tls[1], &["CLUSTER", "NODES"]).join("\n");
+    for i in 0..3 {
+        assert!(
+            tls_slots.contains(&tls[i].to_string()) && !tls_slots.contains(&plain[i].to_string()),
+            "CLUSTER SLOTS over TLS: {tls_slots:?}"
+        );
+        assert!(
+            tls_nodes.contains(&format!("127.0.0.1:{}@{}", tls[i], bus[i])),
+            "CLUSTER NODES over TLS: {tls_nodes}"
+        );
+    }
+    let plain_slots = plain_leaves(&nodes[1], &["CLUSTER", "SLOTS"]);
+    let plain_nodes = plain_leaves(&nodes[1], &["CLUSTER", "NODES"]).concat();
+    for i in 0..3 {
+        assert!(
+            plain_slots.contains(&plain[i].to_string())
+                && !plain_slots.contains(&tls[i].to_string()),
+            "plain CLUSTER SLOTS: {plain_slots:?}"
+        );
+        assert!(
+            plain_nodes.contains(&format!("127.0.0.1:{}@{}", plain[i], bus[i])),
+            "plain CLUSTER NODES: {plain_nodes}"
+        );
+    }
+    // CLUSTER SHARDS lists `port` then `tls-port`, as Redis does under tls-cluster.
+    let shards = cli_lines(&pki, tls[2], &["CLUSTER", "SHARDS"]);
+    for i in 0..3 {
+        let at = shards
+            .iter()
+            .position(|l| *l == plain[i].to_string())
+            .unwrap_or_else(|| panic!("no port {} in CLUSTER SHARDS: {shards:?}", plain[i]));
+        assert_eq!(shards[at - 1], "port", "{shards:?}");
+        assert_eq!(shards[at + 1], "tls-port", "{shards:?}");
+        assert_eq!(shards[at + 2], tls[i].to_string(), "{shards:?}");
+    }
+    // redis-cli --tls -c follows MOVED to the TLS port (a plain port would fail the handshake).
+    for (i, t) in tls.iter().enumerate() {
+        let v = format!("v{i}");
+        let set = cli_tls(&pki, *t, None, &["-c", "SET", &key, &v]);
+        assert_eq!(stdout(&set), "OK", "SET via TLS port {t}: {set:?}");
+        let get = cli_tls(&pki, *t, None, &["-c", "GET", &key]);
+        assert_eq!(stdout(&get), v, "GET via TLS port {t}: {get:?}");
+    }
+}
