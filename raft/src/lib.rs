@@ -47,6 +47,7 @@
 
 pub mod addr;
 pub mod apply;
+pub mod clock;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -156,6 +156,7 @@ async fn wrong_secret_or_no_secret_never_reaches_a_group() {
         Frame::Request {
             id: 1,
             group: 7,
+            sent_ms: 0,
             body: end(),
         }
         .encode()

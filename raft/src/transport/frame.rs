@@ -2,8 +2,9 @@
 //!
 //! Every frame is `len u32 BE | version u8 | kind u8 | rest`, `len` counting the bytes after
 //! itself. Kinds: `HELLO` (`from u64 | to u64`), `HELLO_ACK` (`id u64`), `REQUEST`
-//! (`request id u64 | group u64 | bincode(RpcRequest)`), `RESPONSE` (`request id u64 |
-//! bincode(RpcResponse)`); integers big-endian. The enums below are encoded by variant position:
+//! (`request id u64 | group u64 | sent_ms i64 | bincode(RpcRequest)`), `RESPONSE` (`request id
+//! u64 | sent_ms i64 | bincode(RpcResponse)`); integers big-endian. `sent_ms` is the sender's
+//! wall clock (see [`crate::clock`]). The enums below are encoded by variant position:
 //! append new variants at the end, never reorder (a test freezes the tags).
 
 use std::io;
@@ -18,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::types::{GroupId, NodeId, TypeConfig, Vote};
 
 /// Protocol version carried by every frame.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// `sent_ms` of a frame from a node that does not send it (version 1).
+pub(crate) const NO_TIME: i64 = i64::MIN;
 /// Largest frame accepted (snapshot chunks are 1 MiB, append batches are bounded by openraft).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -115,10 +118,12 @@ pub(crate) enum Frame {
     Request {
         id: u64,
         group: GroupId,
+        sent_ms: i64,
         body: RpcRequest,
     },
     Response {
         id: u64,
+        sent_ms: i64,
         body: RpcResponse,
     },
 }
@@ -154,15 +159,22 @@ impl Frame {
                 put_header(&mut out, HELLO_ACK);
                 out.extend_from_slice(&id.to_be_bytes());
             }
-            Frame::Request { id, group, body } => {
+            Frame::Request {
+                id,
+                group,
+                sent_ms,
+                body,
+            } => {
                 put_header(&mut out, REQUEST);
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&group.to_be_bytes());
+                out.extend_from_slice(&sent_ms.to_be_bytes());
                 bincode::serialize_into(&mut out, body).map_err(|e| invalid(e.to_string()))?;
             }
-            Frame::Response { id, body } => {
+            Frame::Response { id, sent_ms, body } => {
                 put_header(&mut out, RESPONSE);
                 out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&sent_ms.to_be_bytes());
                 bincode::serialize_into(&mut out, body).map_err(|e| invalid(e.to_string()))?;
             }
         }
@@ -174,13 +186,15 @@ impl Frame {
         if buf.len() < 2 {
             return Err(invalid("short frame"));
         }
-        if buf[0] != VERSION {
+        if buf[0] != VERSION && buf[0] != 1 {
             return Err(invalid(format!(
                 "unsupported cluster-bus version {}",
                 buf[0]
             )));
         }
         let rest = &buf[2..];
+        // Version 1 had no send time: the body starts 8 bytes earlier.
+        let t = usize::from(buf[0] != 1) * 8;
         let u64_at = |i: usize| -> io::Result<u64> {
             rest.get(i..i + 8)
                 .and_then(|b| b.try_into().ok())
@@ -194,19 +208,21 @@ impl Frame {
             }),
             HELLO_ACK => Ok(Frame::HelloAck { id: u64_at(0)? }),
             REQUEST => {
-                let body = bincode::deserialize(rest.get(16..).unwrap_or_default())
+                let body = bincode::deserialize(rest.get(16 + t..).unwrap_or_default())
                     .map_err(|e| invalid(e.to_string()))?;
                 Ok(Frame::Request {
                     id: u64_at(0)?,
                     group: u64_at(8)?,
+                    sent_ms: if t == 0 { NO_TIME } else { u64_at(16)? as i64 },
                     body,
                 })
             }
             RESPONSE => {
-                let body = bincode::deserialize(rest.get(8..).unwrap_or_default())
+                let body = bincode::deserialize(rest.get(8 + t..).unwrap_or_default())
                     .map_err(|e| invalid(e.to_string()))?;
                 Ok(Frame::Response {
                     id: u64_at(0)?,
+                    sent_ms: if t == 0 { NO_TIME } else { u64_at(8)? as i64 },
                     body,
                 })
             }
@@ -334,11 +350,13 @@ pub mod fuzzing {
             Frame::Request {
                 id: 1,
                 group: 0,
+                sent_ms: 1_765_000_000_000 + 1,
                 body: RpcRequest::Append(append),
             },
             Frame::Request {
                 id: 2,
                 group: 3,
+                sent_ms: 1_765_000_000_000 + 2,
                 body: RpcRequest::StreamAppend {
                     stream: 9,
                     req: heartbeat,
@@ -347,16 +365,19 @@ pub mod fuzzing {
             Frame::Request {
                 id: 3,
                 group: 0,
+                sent_ms: 1_765_000_000_000 + 3,
                 body: RpcRequest::Vote(vote.clone()),
             },
             Frame::Request {
                 id: 4,
                 group: 0,
+                sent_ms: 1_765_000_000_000 + 4,
                 body: RpcRequest::PreVote(vote),
             },
             Frame::Request {
                 id: 5,
                 group: 1,
+                sent_ms: 1_765_000_000_000 + 5,
                 body: RpcRequest::SnapshotChunk {
                     vote: Vote::new_committed(2, 1),
                     transfer: 7,
@@ -368,43 +389,53 @@ pub mod fuzzing {
             Frame::Request {
                 id: 6,
                 group: 1,
+                sent_ms: 1_765_000_000_000 + 6,
                 body: RpcRequest::StreamEnd { stream: 9 },
             },
             Frame::Request {
                 id: 7,
                 group: 2,
+                sent_ms: 1_765_000_000_000 + 7,
                 body: RpcRequest::Propose(b"*1\r\n$4\r\nPING\r\n".to_vec()),
             },
             Frame::Response {
                 id: 1,
+                sent_ms: -1,
                 body: RpcResponse::Append(AppendEntriesResponse::Success),
             },
             Frame::Response {
                 id: 2,
+                sent_ms: -2,
                 body: RpcResponse::Append(AppendEntriesResponse::HigherVote(Vote::new(4, 3))),
             },
             Frame::Response {
                 id: 3,
+                sent_ms: -3,
                 body: RpcResponse::SnapshotAck,
             },
             Frame::Response {
                 id: 4,
+                sent_ms: -4,
                 body: RpcResponse::Error("no such group".into()),
             },
             Frame::Response {
                 id: 5,
+                sent_ms: -5,
                 body: RpcResponse::NoGroup,
             },
             Frame::Response {
                 id: 6,
+                sent_ms: -6,
                 body: RpcResponse::StreamAppend(Ok(Some(log_id(2, 3)))),
             },
             Frame::Response {
                 id: 7,
+                sent_ms: -7,
                 body: RpcResponse::Proposed(ProposeOutcome::Applied(b"+OK\r\n".to_vec())),
             },
             Frame::Response {
                 id: 8,
+                sent_ms: -8,
                 body: RpcResponse::Proposed(ProposeOutcome::NotLeader),
             },
         ];
@@ -446,6 +477,7 @@ mod tests {
         let f = Frame::Request {
             id: 9,
             group: 4,
+            sent_ms: 123,
             body: chunk,
         };
         let bytes = f.encode().unwrap();
@@ -457,12 +489,25 @@ mod tests {
             Frame::Request {
                 id: 9,
                 group: 4,
+                sent_ms: 123,
                 body:
                     RpcRequest::SnapshotChunk {
                         transfer: 7,
                         last: true,
                         ..
                     },
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        // A version 1 frame (no send time) from an older node still decodes.
+        let mut v1 = bytes[..4 + 2 + 16].to_vec();
+        v1[4] = 1;
+        v1.extend_from_slice(&bytes[4 + 2 + 24..]);
+        match Frame::decode(&v1[4..]).unwrap() {
+            Frame::Request {
+                id: 9,
+                sent_ms: NO_TIME,
+                ..
             } => {}
             other => panic!("{other:?}"),
         }

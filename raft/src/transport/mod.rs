@@ -273,6 +273,7 @@ impl Transport {
         let bytes = Frame::Request {
             id,
             group,
+            sent_ms: crate::clock::own_wall_ms(),
             body: req,
         }
         .encode()
@@ -533,13 +534,20 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: BoxedIo)
                     }
                 };
                 let Some(c) = conn.upgrade() else { break };
+                if let Frame::Request { sent_ms, .. } | Frame::Response { sent_ms, .. } = &frame {
+                    if *sent_ms != frame::NO_TIME {
+                        crate::clock::global().observe(peer, *sent_ms);
+                    }
+                }
                 match frame {
-                    Frame::Response { id, body } => {
+                    Frame::Response { id, body, .. } => {
                         if let Some(tx) = c.pending.lock().remove(&id) {
                             let _ = tx.send(body);
                         }
                     }
-                    Frame::Request { id, group, body } => {
+                    Frame::Request {
+                        id, group, body, ..
+                    } => {
                         let svc = inner
                             .upgrade()
                             .and_then(|i| i.groups.read().get(&group).cloned());
@@ -552,7 +560,12 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: BoxedIo)
                                 Some(f) => f.await,
                                 None => RpcResponse::NoGroup,
                             };
-                            match (Frame::Response { id, body: resp }).encode() {
+                            let frame = Frame::Response {
+                                id,
+                                sent_ms: crate::clock::own_wall_ms(),
+                                body: resp,
+                            };
+                            match frame.encode() {
                                 Ok(b) => {
                                     let _ = out.send(b);
                                 }

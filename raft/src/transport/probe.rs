@@ -29,6 +29,7 @@ pub fn forged_heartbeats(
             Frame::Request {
                 id: i as u64 + 1,
                 group,
+                sent_ms: crate::clock::own_wall_ms(),
                 body: RpcRequest::Append(req),
             }
             .encode()?,

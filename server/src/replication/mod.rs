@@ -332,6 +332,18 @@ impl Replication {
             .map(|(id, _)| id.to_string())
             .collect();
         out.push_str(&format!("raft_meta_members:{}\r\n", ids.join(",")));
+        // The cluster clock (T12): this node's correction and each peer's measured offset.
+        let clock = pinnacle_raft::clock::global();
+        let offsets: Vec<String> = clock
+            .offsets()
+            .iter()
+            .map(|(id, ms)| format!("{id}={ms}"))
+            .collect();
+        out.push_str(&format!(
+            "cluster_clock_correction_ms:{}\r\ncluster_clock_peer_offsets_ms:{}\r\n",
+            clock.correction_ms(),
+            offsets.join(",")
+        ));
         if self.shards.len() > 1 {
             for s in &self.shards {
                 let st = s.status();

@@ -42,7 +42,6 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Memtable size the keyspace runs with.
 const MEMTABLE_BYTES: usize = 16 << 20;
@@ -146,12 +145,11 @@ pub struct Db {
     inner: Arc<DbInner>,
 }
 
-/// Current wall-clock time in Unix milliseconds.
+/// Current time in Unix milliseconds, on the cluster's clock: this node's wall clock plus the
+/// correction its cluster-bus peers' clocks suggest (none on a single node). Expiry follows
+/// the leader's time, so a leader whose clock runs ahead must not expire keys early (T12).
 pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    pinnacle_raft::clock::cluster_wall_ms()
 }
 
 impl Db {
