@@ -665,6 +665,25 @@ fn tls_clients_are_redirected_to_tls_ports() {
         assert_eq!(shards[at + 1], "tls-port", "{shards:?}");
         assert_eq!(shards[at + 2], tls[i].to_string(), "{shards:?}");
     }
+    // PUBLISH reaches node 2's subscriber through the relay, which dials node 2's TLS port
+    // (its link shows up there with the TLS port as `laddr`).
+    let mut sub = nodes[1].conn().expect("conn");
+    sub.call_value(&["SUBSCRIBE", "news"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        cli_tls(&pki, tls[0], None, &["PUBLISH", "news", "over-tls"]);
+        match sub.read_reply_timeout(Duration::from_millis(500)) {
+            Ok(r) if String::from_utf8_lossy(&r).contains("over-tls") => break,
+            _ => assert!(Instant::now() < deadline, "PUBLISH never reached node 2"),
+        }
+    }
+    let list = plain_leaves(&nodes[1], &["CLIENT", "LIST"]).concat();
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&format!("laddr=127.0.0.1:{} ", tls[1]))
+                && l.contains("cmd=pinn.publishlocal")),
+        "no relay link on node 2's TLS port: {list}"
+    );
     // redis-cli --tls -c follows MOVED to the TLS port (a plain port would fail the handshake).
     for (i, t) in tls.iter().enumerate() {
         let v = format!("v{i}");

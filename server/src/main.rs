@@ -114,6 +114,10 @@ fn main() -> anyhow::Result<()> {
             } else {
                 port
             };
+            // PUBLISH is relayed over TLS with the bus's certificate when the bus runs TLS.
+            if let pinnacle_raft::transport::BusSecurity::Tls(t) = &bus_security {
+                pinnacle_server::pubsub::relay::set_tls_client(t.client.clone());
+            }
             let repl =
                 start_replication(&cli, bus_base, &bind, &dir, &server, bus_security).await?;
             pinnacle_server::pinn::mover::set_mover(Arc::new(

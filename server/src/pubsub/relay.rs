@@ -2,7 +2,9 @@
 //! node, as in Redis Cluster (where the cluster bus carries it).
 //!
 //! Each node forwards what its clients publish to every other node's client port as
-//! `PINN.PUBLISHLOCAL channel message`, which delivers there without forwarding again. One
+//! `PINN.PUBLISHLOCAL channel message`, which delivers there without forwarding again. With
+//! `tls-cluster yes` (see [`set_tls_client`]) it dials peers' TLS ports with the node's bus
+//! certificate, as Redis's TLS bus carries PUBLISH encrypted; otherwise their plain ports. One
 //! connection and one bounded queue per peer: publishers never wait for a peer, and order is
 //! kept per publishing node. Like pub/sub itself this is at most once: a peer that is down, or
 //! so slow that its queue is full, misses messages (counted in [`Relay::dropped`]).
@@ -13,12 +15,53 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::rustls;
 
-/// The other nodes' client addresses (`host:port`), asked again every second.
-pub type PeerList = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+/// Another node's client ports (0: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its client host (an IP; IPv6 without brackets).
+    pub host: String,
+    /// Plain client port.
+    pub port: u16,
+    /// TLS client port.
+    pub tls_port: u16,
+}
+
+/// Where a link dials: `host:port`, over TLS or not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Target {
+    addr: String,
+    host: String,
+    tls: bool,
+}
+
+impl Peer {
+    /// The TLS port when this node relays over TLS and the peer has one, else the plain port.
+    fn target(&self, tls: bool) -> Option<Target> {
+        let (port, tls) = match (tls && self.tls_port != 0, self.port) {
+            (true, _) => (self.tls_port, true),
+            (false, 0) => return None,
+            (false, p) => (p, false),
+        };
+        let addr = if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        };
+        Some(Target {
+            addr,
+            host: self.host.clone(),
+            tls,
+        })
+    }
+}
+
+/// The other nodes, asked again every second.
+pub type PeerList = Box<dyn Fn() -> Vec<Peer> + Send + Sync>;
 /// The password to send with `AUTH` (`requirepass`), asked at every connect.
 pub type Password = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
@@ -32,10 +75,23 @@ const RETRY: Duration = Duration::from_millis(200);
 /// How often the peer list is refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// The client side of the bus's mutual TLS, once set: links then dial TLS ports.
+static TLS_CLIENT: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+
+/// Relays over TLS with `config` (the bus's client configuration under `tls-cluster yes`: it
+/// presents this node's certificate, which peers' client ports accept as a CA-signed client).
+pub fn set_tls_client(config: Arc<rustls::ClientConfig>) {
+    let _ = TLS_CLIENT.set(tokio_rustls::TlsConnector::from(config));
+}
+
+/// A link's byte stream: plain TCP or TLS over it.
+trait LinkIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> LinkIo for T {}
+
 /// Forwards published messages to the other nodes.
 #[derive(Default)]
 pub struct Relay {
-    links: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
+    links: Mutex<HashMap<Target, mpsc::Sender<Bytes>>>,
     forwarded: AtomicU64,
     dropped: AtomicU64,
 }
@@ -74,17 +130,18 @@ impl Relay {
             loop {
                 tick.tick().await;
                 let Some(relay) = relay.upgrade() else { return };
-                let want = peers();
+                let tls = TLS_CLIENT.get().is_some();
+                let want: Vec<Target> = peers().iter().filter_map(|p| p.target(tls)).collect();
                 let mut links = relay.links.lock();
                 // Dropping a sender ends that link's task.
-                links.retain(|addr, _| want.contains(addr));
-                for addr in want {
-                    if links.contains_key(&addr) {
+                links.retain(|t, _| want.contains(t));
+                for t in want {
+                    if links.contains_key(&t) {
                         continue;
                     }
                     let (tx, rx) = mpsc::channel(QUEUE);
-                    links.insert(addr.clone(), tx);
-                    tokio::spawn(run_link(addr, rx, password.clone(), Arc::downgrade(&relay)));
+                    links.insert(t.clone(), tx);
+                    tokio::spawn(run_link(t, rx, password.clone(), Arc::downgrade(&relay)));
                 }
             }
         });
@@ -105,15 +162,16 @@ fn encode(channel: &[u8], message: &[u8]) -> Bytes {
 
 /// Sends `rx`'s messages to `addr`, reconnecting as needed, until the relay drops the link.
 async fn run_link(
-    addr: String,
+    to: Target,
     mut rx: mpsc::Receiver<Bytes>,
     password: Password,
     relay: std::sync::Weak<Relay>,
 ) {
+    let addr = &to.addr;
     loop {
-        match connect(&addr, password().as_deref()).await {
+        match connect(&to, password().as_deref()).await {
             Ok(stream) => {
-                let (rd, mut wr) = stream.into_split();
+                let (rd, mut wr) = tokio::io::split(stream);
                 // The peer's replies are read and thrown away, so its output never backs up.
                 let reader = tokio::spawn(async move {
                     let mut rd = rd;
@@ -159,13 +217,25 @@ async fn run_link(
     }
 }
 
-/// Connects to `addr` and authenticates with `password`, if any.
-async fn connect(addr: &str, password: Option<&str>) -> std::io::Result<TcpStream> {
+/// Connects to `to` (with the TLS handshake if it is a TLS port) and authenticates with
+/// `password`, if any.
+async fn connect(to: &Target, password: Option<&str>) -> std::io::Result<Box<dyn LinkIo>> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&to.addr))
         .await
         .map_err(|_| timed_out())??;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn LinkIo> = match (to.tls, TLS_CLIENT.get()) {
+        (true, Some(connector)) => {
+            let name = rustls_pki_types::ServerName::try_from(to.host.clone())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+                .await
+                .map_err(|_| timed_out())??;
+            Box::new(tls)
+        }
+        _ => Box::new(tcp),
+    };
     let Some(pw) = password else {
         return Ok(stream);
     };
@@ -189,6 +259,32 @@ async fn connect(addr: &str, password: Option<&str>) -> std::io::Result<TcpStrea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_dial_tls_ports_only_when_relaying_over_tls() {
+        let p = |port, tls_port| Peer {
+            host: "127.0.0.2".into(),
+            port,
+            tls_port,
+        };
+        let t = |addr: &str, tls| {
+            Some(Target {
+                addr: addr.into(),
+                host: "127.0.0.2".into(),
+                tls,
+            })
+        };
+        assert_eq!(p(7001, 7101).target(false), t("127.0.0.2:7001", false));
+        assert_eq!(p(7001, 7101).target(true), t("127.0.0.2:7101", true));
+        assert_eq!(p(7001, 0).target(true), t("127.0.0.2:7001", false));
+        assert_eq!(p(0, 7101).target(false), None);
+        let v6 = Peer {
+            host: "::1".into(),
+            port: 7001,
+            tls_port: 0,
+        };
+        assert_eq!(v6.target(false).map(|t| t.addr), Some("[::1]:7001".into()));
+    }
 
     #[test]
     fn the_forwarded_command_is_valid_resp() {

@@ -226,18 +226,16 @@ impl Replication {
         Some(format!("{host}:{port}"))
     }
 
-    /// The client addresses (`host:port`) of every other cluster member.
-    pub fn peer_client_addrs(&self) -> Vec<String> {
+    /// Every other cluster member's client ports (the pub/sub relay's peers).
+    pub fn peer_client_addrs(&self) -> Vec<crate::pubsub::relay::Peer> {
         let t = self.topology();
         t.members
             .iter()
-            .filter(|m| m.id != t.me && m.port != 0)
-            .map(|m| {
-                if m.ip.contains(':') {
-                    format!("[{}]:{}", m.ip, m.port)
-                } else {
-                    format!("{}:{}", m.ip, m.port)
-                }
+            .filter(|m| m.id != t.me && (m.port != 0 || m.tls_port != 0))
+            .map(|m| crate::pubsub::relay::Peer {
+                host: m.ip.clone(),
+                port: m.port,
+                tls_port: m.tls_port,
             })
             .collect()
     }
