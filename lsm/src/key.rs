@@ -147,8 +147,14 @@ pub(crate) fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
     a[i..].cmp(&b[i..])
 }
 
-/// Internal keys up to this many bytes are stored inside the skiplist node itself.
-const INLINE: usize = 32;
+/// Internal keys up to this many bytes are stored inside the skiplist node itself: 38 is
+/// what fits beside the tag and length in the 40 bytes the `Heap` variant takes anyway (a
+/// list's element keys under a short name fit; a heap key costs a shared-count update per
+/// copy, and iterators copy keys out in batches).
+const INLINE: usize = 38;
+
+// Inline keys must not make every memtable entry bigger.
+const _: () = assert!(std::mem::size_of::<MemKey>() == 40);
 
 /// An owned internal key as stored in the memtable's skiplist. Short keys live inline so a
 /// skiplist search does not chase a second pointer per node it compares.

@@ -168,6 +168,11 @@ pub trait Engine: Send + Sync {
     fn snapshot(&self) -> Snapshot;
     /// Ordered iteration over `range`, at `snap` or (if `None`) at a fresh snapshot.
     fn scan(&self, range: KeyRange, snap: Option<&Snapshot>) -> Result<DbIter>;
+    /// Like [`Engine::scan`] for a caller that wants only the values: the yielded keys may be
+    /// empty (the engine then skips copying each key out).
+    fn scan_values(&self, range: KeyRange, snap: Option<&Snapshot>) -> Result<DbIter> {
+        self.scan(range, snap)
+    }
     /// Writes every memtable to SSTables and waits until that is durable.
     fn flush(&self) -> Result<()>;
     /// Compacts every file overlapping `[start, end)` (`None` = unbounded) down the levels.

@@ -343,6 +343,10 @@ impl InternalIterator for MemIter {
     fn value_bytes(&self) -> Bytes {
         self.buf[self.pos].1.clone()
     }
+    fn take_value(&mut self) -> Bytes {
+        // The buffer's copy is not read again once the caller moves on.
+        std::mem::take(&mut self.buf[self.pos].1)
+    }
     fn next(&mut self) -> Result<()> {
         self.pos += 1;
         if self.pos >= self.buf.len() && !self.exhausted {

@@ -196,6 +196,10 @@ impl Inner {
     }
 
     fn scan_in(&self, st: Arc<State>, snap: u64, range: KeyRange) -> DbIter {
+        Box::new(self.user_iter(st, snap, range))
+    }
+
+    fn user_iter(&self, st: Arc<State>, snap: u64, range: KeyRange) -> UserIter {
         let mut sources: Vec<Box<dyn InternalIterator>> = Vec::new();
         let mut tombs = Vec::new();
         for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
@@ -206,13 +210,7 @@ impl Inner {
         }
         st.version.iterators(&mut sources);
         st.version.range_tombstones(&mut tombs);
-        Box::new(UserIter::new(
-            MergeIter::new(sources),
-            snap,
-            tombs,
-            range,
-            Box::new(st),
-        ))
+        UserIter::new(MergeIter::new(sources), snap, tombs, range, Box::new(st))
     }
 
     fn stats(&self) -> Stats {
@@ -342,6 +340,14 @@ impl Engine for Lsm {
             None => self.inner.read_view(),
         };
         Ok(self.inner.scan_in(st, seq, range))
+    }
+
+    fn scan_values(&self, range: KeyRange, snap: Option<&Snapshot>) -> Result<DbIter> {
+        let (st, seq) = match snap {
+            Some(s) => (self.inner.state.load_full(), s.seq().min(MAX_SEQ)),
+            None => self.inner.read_view(),
+        };
+        Ok(Box::new(self.inner.user_iter(st, seq, range).values_only()))
     }
 
     fn flush(&self) -> Result<()> {

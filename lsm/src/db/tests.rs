@@ -152,6 +152,39 @@ fn flush_drops_shadowed_versions_but_keeps_snapshot_ones() {
 }
 
 #[test]
+fn scan_values_matches_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    for i in 0..600 {
+        put(&e, &format!("k{:04}", i % 400), &format!("v{i}"));
+        if i % 150 == 149 {
+            e.flush().unwrap();
+        }
+    }
+    let mut b = WriteBatch::new();
+    b.delete("k0007").delete_range("k0100", "k0120");
+    e.write(b).unwrap();
+    let range = || {
+        (
+            Bound::Included(Bytes::from_static(b"k0005")),
+            Bound::Excluded(Bytes::from_static(b"k0300")),
+        )
+    };
+    let want: Vec<Bytes> = e
+        .scan(range(), None)
+        .unwrap()
+        .map(|r| r.unwrap().1)
+        .collect();
+    let got: Vec<Bytes> = e
+        .scan_values(range(), None)
+        .unwrap()
+        .map(|r| r.unwrap().1)
+        .collect();
+    assert_eq!(want.len(), 295 - 1 - 20);
+    assert_eq!(got, want);
+}
+
+#[test]
 fn iterator_pins_files_across_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let e = Lsm::open(dir.path(), opts()).unwrap();

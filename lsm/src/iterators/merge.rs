@@ -70,6 +70,11 @@ impl InternalIterator for MergeIter {
             .as_ref()
             .map_or_else(Bytes::new, |c| c.it.value_bytes())
     }
+    fn take_value(&mut self) -> Bytes {
+        self.current
+            .as_mut()
+            .map_or_else(Bytes::new, |c| c.it.take_value())
+    }
     fn next(&mut self) -> Result<()> {
         let Some(mut cur) = self.current.take() else {
             return Ok(());

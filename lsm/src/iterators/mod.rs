@@ -24,6 +24,11 @@ pub(crate) trait InternalIterator: Send {
     fn value_bytes(&self) -> Bytes {
         Bytes::copy_from_slice(self.value())
     }
+    /// Like [`InternalIterator::value_bytes`], for a caller that reads the current value no
+    /// more and moves on: a buffering source may hand over its copy instead of cloning it.
+    fn take_value(&mut self) -> Bytes {
+        self.value_bytes()
+    }
     /// Advances to the next record.
     fn next(&mut self) -> Result<()>;
     /// Positions on the first record `>= ikey`.

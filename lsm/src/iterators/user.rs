@@ -16,6 +16,10 @@ pub(crate) struct UserIter {
     end: Bound<Bytes>,
     started: bool,
     done: bool,
+    /// Yield empty keys (callers that want only the values save a key copy per record).
+    values_only: bool,
+    /// The current user key (reused across records).
+    cur: Vec<u8>,
     // Keeps the memtables and the version (and so the files) alive while iterating.
     _pin: Box<dyn Send + Sync>,
 }
@@ -38,8 +42,16 @@ impl UserIter {
             end: range.1,
             started: false,
             done: false,
+            values_only: false,
+            cur: Vec::new(),
             _pin: pin,
         }
+    }
+
+    /// Yields `(Bytes::new(), value)`: no key is copied out.
+    pub(crate) fn values_only(mut self) -> UserIter {
+        self.values_only = true;
+        self
     }
 
     fn past_end(&self, user: &[u8]) -> bool {
@@ -82,20 +94,26 @@ impl UserIter {
                 self.inner.next()?;
                 continue;
             }
-            let user = Bytes::copy_from_slice(u);
             let live = kind == Kind::Put as u8
                 && (self.tombs.is_empty() || self.tombs.max_covering(u, self.snap) < seq);
+            self.cur.clear();
+            self.cur.extend_from_slice(u);
             let value = if live {
-                Some(self.inner.value_bytes())
+                Some(self.inner.take_value())
             } else {
                 None
             };
             // Skip the older versions of this key.
             self.inner.next()?;
-            while self.inner.valid() && key::user_key(self.inner.key()) == user.as_ref() {
+            while self.inner.valid() && key::user_key(self.inner.key()) == self.cur.as_slice() {
                 self.inner.next()?;
             }
             if let Some(v) = value {
+                let user = if self.values_only {
+                    Bytes::new()
+                } else {
+                    Bytes::copy_from_slice(&self.cur)
+                };
                 return Ok(Some((user, v)));
             }
         }

@@ -71,7 +71,7 @@ impl ReadView<'_> {
     pub fn list_range(&self, key: &[u8], meta: &Meta, s: u64, e: u64) -> Result<Vec<Reply>> {
         let from = encoding::sub_key(key, meta.version, &idx(meta.head + s));
         let to = encoding::sub_key(key, meta.version, &idx(meta.head + e + 1));
-        let iter = self.db.inner.engine.scan(
+        let iter = self.db.inner.engine.scan_values(
             (Bound::Included(from), Bound::Excluded(to)),
             Some(&self.snap),
         )?;

@@ -172,6 +172,18 @@ impl Engine for OverlayEngine {
         }))
     }
 
+    fn scan_values(
+        &self,
+        range: KeyRange,
+        snap: Option<&Snapshot>,
+    ) -> pinnacle_lsm::Result<DbIter> {
+        match current(self.id) {
+            None => self.inner.scan_values(range, snap),
+            // The merge with the overlay needs the keys.
+            Some(_) => self.scan(range, snap),
+        }
+    }
+
     fn flush(&self) -> pinnacle_lsm::Result<()> {
         self.inner.flush()
     }
