@@ -427,7 +427,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             }
         },
         WriteOp::MSet { pairs } => {
-            for (k, v) in pairs {
+            for (k, v) in last_writes(pairs) {
                 tx.put(k, Meta::string(v.clone(), 0));
             }
             Reply::ok()
@@ -438,7 +438,7 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                     return Ok(Reply::Integer(0));
                 }
             }
-            for (k, v) in pairs {
+            for (k, v) in last_writes(pairs) {
                 tx.put(k, Meta::string(v.clone(), 0));
             }
             Reply::Integer(1)
@@ -664,6 +664,26 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
         }
         _ => super::coll::apply_coll_op(tx, op)?,
     })
+}
+
+/// The pairs of an MSET whose key does not come again later in it: the last value wins, and
+/// the earlier ones would be records shadowed inside the same batch (never visible, yet
+/// logged, inserted and flushed).
+fn last_writes(pairs: &[(Bytes, Bytes)]) -> impl Iterator<Item = &(Bytes, Bytes)> {
+    let n = pairs.len();
+    let keep: Vec<bool> = if n <= 16 {
+        (0..n)
+            .map(|i| !pairs[i + 1..].iter().any(|(k, _)| *k == pairs[i].0))
+            .collect()
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        let mut keep = vec![false; n];
+        for i in (0..n).rev() {
+            keep[i] = seen.insert(&pairs[i].0);
+        }
+        keep
+    };
+    pairs.iter().zip(keep).filter_map(|(p, k)| k.then_some(p))
 }
 
 fn too_long() -> Reply {

@@ -528,3 +528,25 @@ fn replaying_the_log_on_another_replica_gives_the_same_state_and_replies() {
     }
     assert!(follower.get(b"c", at).expect("read").is_some());
 }
+
+#[test]
+fn mset_repeated_keys_keep_the_last_value() {
+    let db = crate::storage::Db::in_memory();
+    let mut pairs = vec![(b("k"), b("1")), (b("j"), b("x")), (b("k"), b("2"))];
+    let cmd = |pairs: Vec<(Bytes, Bytes)>| WriteCommand {
+        now_ms: 1,
+        op: WriteOp::MSet { pairs },
+    };
+    assert_eq!(db.apply(&cmd(pairs.clone())), Reply::ok());
+    assert_eq!(db.get(b"k", 1).expect("read").expect("k").value, b("2"));
+    assert_eq!(db.get(b"j", 1).expect("read").expect("j").value, b("x"));
+    // Past the small-input path: 40 pairs over 3 keys.
+    for i in 0..40 {
+        pairs.push((b(["a", "b", "k"][i % 3]), Bytes::from(i.to_string())));
+    }
+    assert_eq!(db.apply(&cmd(pairs)), Reply::ok());
+    for (key, want) in [("a", "39"), ("b", "37"), ("k", "38"), ("j", "x")] {
+        let got = db.get(key.as_bytes(), 1).expect("read").expect("present");
+        assert_eq!(got.value, b(want), "{key}");
+    }
+}
