@@ -33,6 +33,8 @@ pub(super) struct Tx<'a> {
     pub(super) next_version: u64,
     /// Expired records this command removes.
     pub(super) expired: u64,
+    /// A key with an expiry was written (the expiry sweeper is told once it is visible).
+    pub(super) expiry_written: bool,
 }
 
 impl Tx<'_> {
@@ -63,6 +65,7 @@ impl Tx<'_> {
             self.delete(key);
             return;
         }
+        self.expiry_written |= meta.expire_at != 0;
         self.batch.put(encoding::meta_key(key), meta.encode());
         self.overlay.insert(key.clone(), Some(meta));
         self.db.inner.lru.touch(key, self.now);
@@ -243,6 +246,7 @@ impl Db {
             subs: HashMap::new(),
             next_version: state.next_version,
             expired: 0,
+            expiry_written: false,
         };
         let mut reply = Vec::with_capacity(cmds.len());
         for cmd in cmds {
@@ -282,6 +286,9 @@ impl Db {
                 Written::Seq(seq)
             }
         };
+        if tx.expiry_written {
+            super::expire::note_expiry_written();
+        }
         self.inner.expired.fetch_add(tx.expired, Ordering::Relaxed);
         if persist {
             state.persisted_clock = bound;

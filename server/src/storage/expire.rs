@@ -97,6 +97,23 @@ const CYCLE_BUDGET: Duration = Duration::from_millis(25);
 #[derive(Default)]
 pub struct SweepCursor {
     last: Option<Bytes>,
+    /// [`EXPIRY_WRITES`] when the current pass over the keyspace started.
+    pass_writes: u64,
+    /// The current pass saw a key with an expiry.
+    pass_saw_expiry: bool,
+    /// Set when a whole pass saw no key with an expiry: the [`EXPIRY_WRITES`] at its start.
+    /// Until a key with an expiry is written again there is nothing to sweep.
+    quiet_since: Option<u64>,
+}
+
+/// Bumped by every write of a key with an expiry (any keyspace of the process: a sweeper
+/// only compares it with itself, so other keyspaces' writes just make it look again).
+static EXPIRY_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Records that a key with an expiry was written; call once the write is visible (a pass
+/// that started after this sees the key).
+pub(crate) fn note_expiry_written() {
+    EXPIRY_WRITES.fetch_add(1, Ordering::SeqCst);
 }
 
 impl Db {
@@ -105,6 +122,17 @@ impl Db {
     /// leader sweeps), and returns `(examined, deleted)`.
     pub fn sweep_step(&self, cursor: &mut SweepCursor) -> super::Result<(usize, usize)> {
         let now = self.now_ms();
+        // On a single node every write goes through `apply`, which counts expiries; a Raft
+        // node also ingests migrated records, so it always sweeps.
+        let counted = self.inner.replicated.get().is_none();
+        if cursor.last.is_none() {
+            let writes = EXPIRY_WRITES.load(Ordering::SeqCst);
+            if counted && cursor.quiet_since == Some(writes) {
+                return Ok((0, 0));
+            }
+            cursor.pass_writes = writes;
+            cursor.pass_saw_expiry = false;
+        }
         let mut from = match cursor.last.take() {
             Some(k) => Bound::Excluded(k),
             None => Bound::Included(keyspace_start()),
@@ -127,8 +155,13 @@ impl Db {
                     break;
                 };
                 examined += 1;
-                if matches!(raw_expire_at(&v), Some(at) if at != 0 && at <= now) {
-                    expired.push(Bytes::copy_from_slice(user_key));
+                match raw_expire_at(&v) {
+                    Some(at) if at != 0 && at <= now => {
+                        cursor.pass_saw_expiry = true;
+                        expired.push(Bytes::copy_from_slice(user_key));
+                    }
+                    Some(0) | None => {}
+                    Some(_) => cursor.pass_saw_expiry = true,
                 }
                 last = Some(k);
                 if examined >= SAMPLE {
@@ -144,6 +177,11 @@ impl Db {
         }
         // A short page means we reached the end: start over next time.
         cursor.last = if examined >= SAMPLE { last } else { None };
+        if cursor.last.is_none() {
+            // A whole pass is done: with no key left to expire, rest until one is written.
+            let rest = !cursor.pass_saw_expiry;
+            cursor.quiet_since = rest.then_some(cursor.pass_writes);
+        }
         let deleted = expired.len();
         if !expired.is_empty() {
             self.apply(&WriteCommand {
@@ -190,5 +228,51 @@ pub(crate) fn start_sweeper(db: Weak<DbInner>) {
         });
     if let Err(e) = spawned {
         tracing::error!("could not start the expiry sweeper: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{ExpireSpec, SetCond};
+
+    fn set(db: &Db, now: u64, key: &str, expire: ExpireSpec) {
+        db.apply(&WriteCommand {
+            now_ms: now,
+            op: WriteOp::Set {
+                key: Bytes::from(key.to_string()),
+                value: Bytes::from_static(b"v"),
+                cond: SetCond::Always,
+                get: false,
+                expire,
+            },
+        });
+    }
+
+    #[test]
+    fn sweep_rests_until_a_key_with_an_expiry_is_written() {
+        let db = Db::in_memory();
+        let now = db.now_ms() - 10;
+        set(&db, now, "plain", ExpireSpec::Clear);
+        let mut cursor = SweepCursor::default();
+        assert_eq!(db.sweep_step(&mut cursor).expect("sweep"), (1, 0));
+        // Nothing can expire: the next pass is skipped (unless another test's keyspace wrote
+        // an expiry meanwhile, which only makes it look again).
+        let before = EXPIRY_WRITES.load(Ordering::SeqCst);
+        let got = db.sweep_step(&mut cursor).expect("sweep");
+        if EXPIRY_WRITES.load(Ordering::SeqCst) == before {
+            assert_eq!(got, (0, 0));
+        }
+        // A key with an expiry wakes it; it is swept once due, and the sweep rests again only
+        // after a pass that saw no expiry.
+        set(&db, now, "ttl", ExpireSpec::At(now + 5));
+        assert_eq!(db.sweep_step(&mut cursor).expect("sweep"), (2, 1));
+        assert_eq!(db.key_counts().expect("counts"), (1, 0));
+        assert_eq!(db.sweep_step(&mut cursor).expect("sweep"), (1, 0));
+        let before = EXPIRY_WRITES.load(Ordering::SeqCst);
+        let got = db.sweep_step(&mut cursor).expect("sweep");
+        if EXPIRY_WRITES.load(Ordering::SeqCst) == before {
+            assert_eq!(got, (0, 0));
+        }
     }
 }
