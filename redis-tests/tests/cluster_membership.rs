@@ -371,6 +371,7 @@ fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
                 assert!(
                     e.contains("still leaving")
                         || e.contains("transport")
+                        || e.contains("does not lead the metadata group")
                         || e.contains("being added or removed")
                         || e.contains("already a member")
                         || e.contains("no metadata leader"),

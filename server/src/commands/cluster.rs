@@ -48,7 +48,9 @@ fn meet(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
     if host.parse::<std::net::IpAddr>().is_err() {
         return Reply::error(format!("ERR Invalid node address specified: {host}:{port}"));
     }
-    match repl.meet(host, port, bus) {
+    let forwarded =
+        ctx.client.name.as_deref() == Some(crate::replication::topology::FORWARDED_MEET.as_bytes());
+    match repl.meet(host, port, bus, forwarded) {
         Ok(()) => Reply::ok(),
         Err(e) => Reply::error(e),
     }

@@ -11,6 +11,7 @@
 //! stale view can delay a change but never remove a healthy member.
 
 use super::meta::MetaCmd;
+use super::topology::FORWARDED_MEET;
 use super::Replication;
 use parking_lot::Mutex;
 use pinnacle_raft::{addr, NodeId};
@@ -77,12 +78,32 @@ impl Replication {
     /// to every shard. Blocks until the metadata leader (this node, or the one the command is
     /// forwarded to) has decided; refuses a node id that is still in any group (see
     /// [`Replication::meet_check`]).
-    pub fn meet(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
+    /// `forwarded`: the command came from another node ([`FORWARDED_MEET`]).
+    pub fn meet(
+        self: &Arc<Self>,
+        host: String,
+        port: u16,
+        bus: u16,
+        forwarded: bool,
+    ) -> Result<(), String> {
         let me = self.clone();
-        block_on(async move { me.meet_async(host, port, bus).await })
+        block_on(async move { me.meet_async(host, port, bus, forwarded).await })
     }
 
-    async fn meet_async(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
+    async fn meet_async(
+        self: &Arc<Self>,
+        host: String,
+        port: u16,
+        bus: u16,
+        forwarded: bool,
+    ) -> Result<(), String> {
+        if !self.meta.is_leader() && forwarded {
+            return Err(
+                "ERR CLUSTER MEET: this node does not lead the metadata group \
+                        (an election is running); try again"
+                    .into(),
+            );
+        }
         if !self.meta.is_leader() {
             let cmd = [
                 "CLUSTER".to_string(),
@@ -238,7 +259,11 @@ impl Replication {
                 cmd[..2].join(" ")
             ));
         };
-        let mut req = format!("*{}\r\n", cmd.len());
+        let mut req = format!(
+            "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n${}\r\n{FORWARDED_MEET}\r\n*{}\r\n",
+            FORWARDED_MEET.len(),
+            cmd.len()
+        );
         for a in cmd {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
@@ -247,14 +272,20 @@ impl Replication {
             sock.write_all(req.as_bytes()).await?;
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
-            while !buf.ends_with(b"\r\n") && buf.len() < 16 * 1024 {
+            // Two one-line replies: SETNAME's, then MEET's.
+            let lines = |b: &[u8]| b.windows(2).filter(|w| w == b"\r\n").count();
+            while lines(&buf) < 2 && buf.len() < 16 * 1024 {
                 let n = sock.read(&mut chunk).await?;
                 if n == 0 {
                     break;
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            Ok::<_, std::io::Error>(match text.split_once("\r\n") {
+                Some((setname, rest)) if setname.starts_with('+') => rest.to_string(),
+                _ => text,
+            })
         })
         .await;
         let what = cmd[..2].join(" ");
