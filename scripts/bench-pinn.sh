@@ -127,6 +127,6 @@ echo "storm: shard $STORM_SHARD, quiet ${QUIET}s, ramp ${RAMP}s to ${PEAK} ops/s
 python3 scripts/pinn_bench_report.py "$THRESHOLD" "${runs[@]}"
 for r in "${runs[@]}"; do
     printf '\n%s PINN.STATS (storm shard leader): ' "$(cat "$r/planner")"
-    tr '\n' ' ' <"$r/stats.txt" | cut -c1-600
+    tr '\n' ' ' <"$r/stats.txt" | cut -c1-1400
 done
 echo

@@ -1,11 +1,15 @@
 //! Offline evaluation of the PINN against its baselines on synthetic traces.
 //!
 //! `cargo run --release -p pinnacle-pinn --example eval -- [--rounds N] [--steps N]
-//!  [--colloc N] [--lambda-r X] [--buckets N] [--trace NAME]...`
+//!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
+//!  [--velocity-lr X] [--trace NAME]...`
 //!
 //! Each trace is replayed as the live trainer would see it: a round of Adam steps every 5 s on
 //! the last 60 s, warm-started, then a +10 s forecast scored when that second arrives. Prints
-//! forecast MSE relative to persistence on the same forecasts.
+//! forecast MSE relative to persistence on the same forecasts: the PINN's field ("pinn warm"),
+//! the last row plus its predicted change ("change"), the one of those two with the lower
+//! recent error ("served", what the server offers the planner as the PINN), the baselines, and
+//! "selected" (the model with the lowest recent error of all, what the planner acts on).
 
 use std::time::Instant;
 
@@ -39,6 +43,8 @@ fn main() -> Result<()> {
             "--lambda-r" => cfg.train.loss.lambda_r = parse(args.next(), &a)?,
             "--buckets" => buckets = parse(args.next(), &a)?,
             "--warmup" => cfg.warmup_rounds = parse(args.next(), &a)?,
+            "--learn-velocity" => cfg.train.learn_velocity = true,
+            "--velocity-lr" => cfg.train.velocity_lr_scale = parse(args.next(), &a)?,
             "--trace" => traces.push(parse(args.next(), &a)?),
             other => bail!("unknown argument {other}"),
         }
@@ -71,10 +77,12 @@ fn main() -> Result<()> {
         (cfg.warmup_rounds + 1) * cfg.train.steps_per_round
     );
     println!(
-        "{:<10} {:>14} {:>10} {:>7} {:>7} {:>9} {:>12} {:>8} {:>8}",
+        "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8} {:>8}",
         "trace",
         "pinn 1st round",
         "pinn warm",
+        "change",
+        "served",
         "ewma",
         "linear",
         "selected",
@@ -95,10 +103,12 @@ fn main() -> Result<()> {
         };
         let persist = r.warm.mse("persistence").map_or(f64::NAN, |p| p.0);
         println!(
-            "{:<10} {:>14} {:>10} {:>7} {:>7} {:>9} {:>12.1} {:>8.2} {:>8}",
+            "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12.1} {:>8.2} {:>8}",
             name,
             ratio(&r.first, "pinn"),
             ratio(&r.warm, "pinn"),
+            ratio(&r.warm, "pinn-change"),
+            ratio(&r.warm, "pinn-served"),
             ratio(&r.warm, "ewma"),
             ratio(&r.warm, "linear"),
             ratio(&r.warm, "selected"),
@@ -107,12 +117,14 @@ fn main() -> Result<()> {
             r.rejected
         );
         eprintln!(
-            "  {name}: {:.1} s, final loss terms data {:.4} pde {:.4} bc {:.4} ic {:.4}",
+            "  {name}: {:.1} s, final loss terms data {:.4} pde {:.4} bc {:.4} ic {:.4}, velocity units a {:.3} b {:.3}",
             t.elapsed().as_secs_f64(),
             r.last_terms.data,
             r.last_terms.pde,
             r.last_terms.bc,
-            r.last_terms.ic
+            r.last_terms.ic,
+            r.last_velocity[0],
+            r.last_velocity[1]
         );
         all_ms.push(r.ms_per_step);
     }

@@ -60,6 +60,19 @@ impl Scoreboard {
             .map(|&(s, n)| (s / n.max(1) as f64, n))
     }
 
+    /// The recent (exponentially weighted) error of `model`.
+    pub fn recent(&self, model: &str) -> Option<f64> {
+        self.recent.get(model).copied()
+    }
+
+    /// Of `models`, the one with the lowest recent error (the first if none was scored).
+    pub fn best_of<'a>(&self, models: &[&'a str]) -> Option<&'a str> {
+        models.iter().copied().min_by(|a, b| {
+            let e = |m: &str| self.recent(m).unwrap_or(f64::INFINITY);
+            e(a).total_cmp(&e(b))
+        })
+    }
+
     /// The model with the lowest recent error (what the planner should act on).
     pub fn best(&self) -> Option<(&str, f64)> {
         self.recent
@@ -73,6 +86,15 @@ impl Scoreboard {
         self.totals.keys().map(String::as_str)
     }
 }
+
+/// The PINN's field `u(t + h)` as a forecast.
+pub const PINN_FIELD: &str = "pinn";
+/// The last observed row plus the PINN's predicted change ([`Forecaster::forecast_change`]).
+///
+/// [`Forecaster::forecast_change`]: crate::trainer::Forecaster::forecast_change
+pub const PINN_CHANGE: &str = "pinn-change";
+/// Whichever of the two had the lower recent error.
+pub const PINN_SERVED: &str = "pinn-served";
 
 /// How the offline evaluation replays a trace.
 #[derive(Debug, Clone)]
@@ -129,6 +151,8 @@ pub struct EvalResult {
     pub rejected: usize,
     /// Final loss terms.
     pub last_terms: crate::loss::LossTerms,
+    /// The PDE's velocity units `(a, b)` after the last round.
+    pub last_velocity: [f32; 2],
 }
 
 /// Replays `trace` as the live system would: every `round_every` seconds a training round on
@@ -148,6 +172,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut rejected = 0;
     let mut served = None;
     let mut last_terms = Default::default();
+    let mut last_velocity = [0.0; 2];
     for k in 0..cfg.rounds {
         let now = cfg.first_round_at + k * cfg.round_every;
         if now + cfg.horizon > trace.rows.len() {
@@ -159,6 +184,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         let (report, model) = state.round(&window)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3 / report.steps as f64);
         last_terms = report.terms;
+        last_velocity = report.velocity;
         if !report.accepted {
             rejected += 1;
         }
@@ -169,11 +195,25 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         let buckets = window.buckets();
         let mut forecasts: Vec<(&str, Vec<f32>)> = Vec::new();
         if let Some(m) = &served {
-            forecasts.push(("pinn", m.forecast(target as f64, buckets)?));
+            forecasts.push((PINN_FIELD, m.forecast(target as f64, buckets)?));
+            let last_t = window.t0 + window.rows.len() as u64 - 1;
+            let last = &window.rows[window.rows.len() - 1];
+            forecasts.push((
+                PINN_CHANGE,
+                m.forecast_change(last, last_t as f64, target as f64)?,
+            ));
         }
         for b in &baselines {
             if let Ok(f) = b.forecast(&window, cfg.horizon) {
                 forecasts.push((b.name(), f));
+            }
+        }
+        // "pinn-served" is the PINN's own choice between its field and its change added to
+        // the last row, by their recent errors (past scores only), as the server serves it.
+        if let Some(pick) = all.best_of(&[PINN_FIELD, PINN_CHANGE]) {
+            if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
+                let f = f.clone();
+                forecasts.push((PINN_SERVED, f));
             }
         }
         // "selected" follows whichever model has had the lowest recent error on the forecasts
@@ -185,7 +225,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         }
         let actual = &trace.rows[(target - trace.t0) as usize];
         for (m, f) in &forecasts {
-            if *m != "selected" {
+            if *m != "selected" && *m != PINN_SERVED {
                 all.submit(target, m, f.clone());
             }
         }
@@ -209,6 +249,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         ms_per_step: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
         rejected,
         last_terms,
+        last_velocity,
     })
 }
 
@@ -231,6 +272,8 @@ mod tests {
         s.observe(11, &[5.0, 5.0]);
         assert_eq!(s.mse("a"), Some((1.0, 2)));
         assert_eq!(s.models().count(), 2);
+        assert_eq!(s.best_of(&["b", "a"]), Some("a"));
+        assert_eq!(s.best_of(&["c", "b"]), Some("b"), "unscored models lose");
     }
 
     #[test]
@@ -254,7 +297,15 @@ mod tests {
         };
         let trace = crate::synth::travelling_hot_spot(cfg.seconds(), 8, 1);
         let r = evaluate(&trace, &cfg).unwrap();
-        for m in ["pinn", "persistence", "ewma", "linear", "selected"] {
+        for m in [
+            PINN_FIELD,
+            PINN_CHANGE,
+            PINN_SERVED,
+            "persistence",
+            "ewma",
+            "linear",
+            "selected",
+        ] {
             assert_eq!(r.warm.mse(m).map(|s| s.1), Some(2), "{m}");
             assert_eq!(r.first.mse(m).map(|s| s.1), Some(1), "{m}");
         }

@@ -16,7 +16,7 @@
 use crate::loss::{LossConfig, LossTerms, Points};
 use crate::model::{fast_tanh_f32, RESIDUAL_LAYERS};
 use crate::params::{b_res, w_res, B0, B_OUT, H, W0, W_OUT};
-pub use crate::params::{Adam, Params, PARAMS};
+pub use crate::params::{Adam, Params, PARAMS, TRAINABLE, VELOCITY};
 
 /// Buffers of one step, kept between steps (sizes follow the point counts).
 #[derive(Debug, Default)]
@@ -142,8 +142,8 @@ fn rows_of_mut(b: &mut [f32]) -> &mut [[f32; H]] {
     b.as_chunks_mut::<H>().0
 }
 
-/// The loss terms at `pts` and, in `grad` (resized to [`PARAMS`]), the gradient of the
-/// weighted total with respect to every parameter.
+/// The loss terms at `pts` and, in `grad` (resized to [`TRAINABLE`]), the gradient of the
+/// weighted total with respect to every parameter, the velocity units `(a, b)` last.
 pub fn loss_and_grad(
     p: &Params,
     pts: &Points,
@@ -186,7 +186,7 @@ fn loss_and_grad_impl(
     let rows = Rows { n, v, r: v + 3 * n };
     ws.prepare(rows);
     grad.clear();
-    grad.resize(PARAMS, 0.0);
+    grad.resize(TRAINABLE, 0.0);
     let th = &p.values;
 
     // Inputs, normalised to [-1, 1].
@@ -231,7 +231,8 @@ fn loss_and_grad_impl(
         *u = if r < v { acc + b_out } else { acc };
     }
 
-    let terms = loss_terms(&ws.u, &mut ws.du, pts, cfg, rows);
+    let (terms, gvel) = loss_terms(&ws.u, &mut ws.du, pts, cfg, p.velocity(), rows);
+    grad[VELOCITY..VELOCITY + 2].copy_from_slice(&gvel);
 
     // Output layer backward.
     let top = rows_of(&ws.s[RESIDUAL_LAYERS]);
@@ -342,8 +343,16 @@ fn forward_residual(
     }
 }
 
-/// The loss terms from the stacked outputs `u`, and their adjoints `du` (of the weighted total).
-fn loss_terms(u: &[f32], du: &mut [f32], pts: &Points, cfg: &LossConfig, rows: Rows) -> LossTerms {
+/// The loss terms from the stacked outputs `u`, their adjoints `du` (of the weighted total),
+/// and the gradient of the velocity units `(a, b)`.
+fn loss_terms(
+    u: &[f32],
+    du: &mut [f32],
+    pts: &Points,
+    cfg: &LossConfig,
+    [a, b]: [f32; 2],
+    rows: Rows,
+) -> (LossTerms, [f32; 2]) {
     let Rows { n, v, .. } = rows;
     let (nd, nb, ni) = (pts.data_t.len(), pts.bc_t.len(), pts.ic_t.len());
     let nu = cfg.nu as f32;
@@ -355,15 +364,18 @@ fn loss_terms(u: &[f32], du: &mut [f32], pts: &Points, cfg: &LossConfig, rows: R
     // PDE residual at the collocation points.
     let mut pde = 0.0f64;
     let c_pde = 2.0 * lr / n as f32;
+    let (mut ga, mut gb) = (0.0f64, 0.0f64);
     for i in 0..n {
         let (uu, ut, ux, uxx) = (u[i], u[v + i], u[v + n + i], u[v + 2 * n + i]);
-        let r = ut + uu * ux - nu * uxx;
+        let r = ut + (a + b * uu) * ux - nu * uxx;
         pde += (r * r) as f64;
         let c = c_pde * r;
-        du[i] = c * ux;
+        du[i] = c * b * ux;
         du[v + i] = c;
-        du[v + n + i] = c * uu;
+        du[v + n + i] = c * (a + b * uu);
         du[v + 2 * n + i] = -nu * c;
+        ga += (c * ux) as f64;
+        gb += (c * uu * ux) as f64;
     }
     let mut at = n;
     let sq_err = |targets: &[f32], weight: f32, du: &mut [f32], at: &mut usize| -> f64 {
@@ -393,13 +405,14 @@ fn loss_terms(u: &[f32], du: &mut [f32], pts: &Points, cfg: &LossConfig, rows: R
     let pde = pde / n.max(1) as f64;
     let bc = bc / nb.max(1) as f64;
     let total = data + cfg.lambda_r * pde + cfg.lambda_b * bc + cfg.lambda_i * ic;
-    LossTerms {
+    let terms = LossTerms {
         data: data as f32,
         pde: pde as f32,
         bc: bc as f32,
         ic: ic as f32,
         total: total as f32,
-    }
+    };
+    (terms, [ga as f32, gb as f32])
 }
 
 /// Adjoints of a residual layer's pre-activations `dz` from those of its outputs `g` (the
@@ -488,7 +501,7 @@ fn backward_first(th: &[f32], inp: &[f32], s0: &[f32], g: &[f32], grad: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::{loss, Batch};
+    use crate::loss::{loss_with_velocity, Batch};
     use crate::model::{layer_shapes, Mlp};
     use candle_core::{DType, Var};
 
@@ -548,10 +561,26 @@ mod tests {
                 .map(|v| v.as_tensor().clone())
                 .collect(),
         );
-        let (total, want) = loss(&mlp, &Batch::new(&pts, DType::F64).unwrap(), &cfg).unwrap();
+        // Velocity units away from (0, 1), so their gradients and the u·u_x rule both show.
+        let mut p = p;
+        p.values[VELOCITY] = 0.3;
+        p.values[VELOCITY + 1] = 0.7;
+        let vel: Vec<Var> = p
+            .velocity()
+            .iter()
+            .map(|&c| Var::new(c as f64, &candle_core::Device::Cpu).unwrap())
+            .collect();
+        let (total, want) = loss_with_velocity(
+            &mlp,
+            &Batch::new(&pts, DType::F64).unwrap(),
+            &cfg,
+            vel[0].as_tensor(),
+            vel[1].as_tensor(),
+        )
+        .unwrap();
         let grads = total.backward().unwrap();
         let mut expect = Vec::new();
-        for v in &vars {
+        for v in vars.iter().chain(&vel) {
             let g = grads
                 .get(v.as_tensor())
                 .expect("every parameter has a gradient");
@@ -612,5 +641,7 @@ mod tests {
         for (a, b) in before.iter().zip(&after) {
             assert!((2.0 * a - b).abs() < 1e-5, "{a} vs {b}");
         }
+        // Twice the u per unit of heat: half the velocity per unit of u, the same PDE.
+        assert_eq!(q.velocity(), [0.0, 0.5]);
     }
 }

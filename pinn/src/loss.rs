@@ -207,11 +207,28 @@ fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok((a - b)?.sqr()?.mean_all()?)
 }
 
-/// The total loss as a tensor (for `backward()`) and its terms as numbers.
+/// The total loss as a tensor (for `backward()`) and its terms as numbers, with Burgers' on
+/// `u` itself (velocity units `a = 0`, `b = 1`).
 pub fn loss(mlp: &Mlp, batch: &Batch, cfg: &LossConfig) -> Result<(Tensor, LossTerms)> {
+    let dtype = batch.data_u.dtype();
+    let a = Tensor::new(0.0f64, &Device::Cpu)?.to_dtype(dtype)?;
+    let b = Tensor::new(1.0f64, &Device::Cpu)?.to_dtype(dtype)?;
+    loss_with_velocity(mlp, batch, cfg, &a, &b)
+}
+
+/// [`loss`] with Burgers' holding for the velocity `v = a + b·u` (scalar tensors `a`, `b`; see
+/// [`crate::params::Params`]): residual `u_t + (a + b·u)·u_x − ν·u_xx`.
+pub fn loss_with_velocity(
+    mlp: &Mlp,
+    batch: &Batch,
+    cfg: &LossConfig,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<(Tensor, LossTerms)> {
     let data = mse(&mlp.forward(&batch.data_in)?, &batch.data_u)?;
     let tg = mlp.forward_tangents(&batch.colloc_in)?;
-    let residual = ((tg.u_t + (&tg.u * &tg.u_x)?)? - (tg.u_xx * cfg.nu)?)?;
+    let velocity = tg.u.broadcast_mul(b)?.broadcast_add(a)?;
+    let residual = ((tg.u_t + (&velocity * &tg.u_x)?)? - (tg.u_xx * cfg.nu)?)?;
     let pde = residual.sqr()?.mean_all()?;
     let bc = mse(
         &mlp.forward(&batch.bc_left)?,

@@ -26,14 +26,24 @@ pub(crate) const fn b_res(l: usize) -> usize {
 pub(crate) const W_OUT: usize = w_res(RESIDUAL_LAYERS + 1);
 /// Offset of the output bias.
 pub(crate) const B_OUT: usize = W_OUT + H;
-/// Number of parameters.
+/// Number of parameters of the MLP.
 pub const PARAMS: usize = B_OUT + 1;
+/// Offset of the PDE's velocity units `(a, b)` after the MLP's parameters (see [`Params`]).
+pub const VELOCITY: usize = PARAMS;
+/// Number of trained values: the MLP's parameters and the two velocity units.
+pub const TRAINABLE: usize = PARAMS + 2;
+/// The velocity units `(a, b)` a fresh model starts from: Burgers' on `u` itself.
+pub const UNIT_VELOCITY: [f32; 2] = [0.0, 1.0];
 
 /// The MLP's parameters as one flat vector, in the order `w0, b0, w1, b1, …` with every `w`
-/// row-major (in, out), as in [`crate::model::Mlp`].
+/// row-major (in, out), as in [`crate::model::Mlp`], followed by the velocity units `(a, b)`:
+/// Burgers' equation holds for the velocity `v = a + b·u` (`v_t + v·v_x = ν·v_xx`, i.e.
+/// `u_t + (a + b·u)·u_x − ν·u_xx = 0` per unit of `u`). `(0, 1)` is Burgers' on `u` itself;
+/// which heat moves how fast around the ring is a unit the data decides, so they are trained
+/// with the weights (a change of units and of Galilean frame of the same equation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
-    /// The values.
+    /// The values ([`TRAINABLE`] of them).
     pub values: Vec<f32>,
 }
 
@@ -56,6 +66,7 @@ impl Params {
                 values.len()
             )));
         }
+        values.extend(UNIT_VELOCITY);
         Ok(Self { values })
     }
 
@@ -92,11 +103,20 @@ impl Params {
         }
     }
 
-    /// Multiplies the output layer (so `u`) by `factor`.
+    /// Multiplies the output layer (so `u`) by `factor`; the velocity per unit of `u` is
+    /// divided by it, so the PDE the weights satisfy is unchanged.
     pub fn scale_output(&mut self, factor: f32) {
-        for v in &mut self.values[W_OUT..] {
+        for v in &mut self.values[W_OUT..PARAMS] {
             *v *= factor;
         }
+        if factor != 0.0 {
+            self.values[VELOCITY + 1] /= factor;
+        }
+    }
+
+    /// The velocity units `(a, b)`.
+    pub fn velocity(&self) -> [f32; 2] {
+        [self.values[VELOCITY], self.values[VELOCITY + 1]]
     }
 }
 

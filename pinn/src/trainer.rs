@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 use crate::error::{PinnError, Result};
-use crate::fused::{loss_and_grad, Adam, Params, Workspace, PARAMS};
+use crate::fused::{loss_and_grad, Adam, Params, Workspace, TRAINABLE, VELOCITY};
 use crate::loss::{sample_points, LossConfig, LossTerms, Units};
 use crate::model::Mlp;
+use crate::params::UNIT_VELOCITY;
 use crate::telemetry::{HeatSeries, Window};
 
 /// Everything the trainer can be configured with.
@@ -37,6 +38,12 @@ pub struct TrainConfig {
     pub min_rows: usize,
     /// Seed of the weight initialisation and the point sampling.
     pub seed: u64,
+    /// Train the PDE's velocity units `(a, b)` with the weights (see [`Params`]); when false
+    /// (the default, the residual) they stay `(0, 1)`: Burgers' on `u` itself.
+    pub learn_velocity: bool,
+    /// Learning rate of the velocity units relative to `lr` (4: at 1 the offline hot spot's
+    /// `a` took ~4,000 steps to reach its speed).
+    pub velocity_lr_scale: f32,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +58,8 @@ impl Default for TrainConfig {
             max_loss_growth: 10.0,
             min_rows: 5,
             seed: 0x5eed,
+            learn_velocity: false,
+            velocity_lr_scale: 4.0,
         }
     }
 }
@@ -74,6 +83,8 @@ pub struct RoundReport {
     pub ms_per_step: f64,
     /// Whether the new weights replaced the served model.
     pub accepted: bool,
+    /// The PDE's velocity units `(a, b)` after the round (`v = a + b·u`, model units).
+    pub velocity: [f32; 2],
     /// Why the round was rejected, if it was.
     pub rejected_because: Option<String>,
 }
@@ -93,6 +104,20 @@ impl Forecaster {
         let u = self.mlp.row(self.units.time(at), buckets)?;
         Ok(u.into_iter()
             .map(|v| (v * self.units.u_scale).max(0.0))
+            .collect())
+    }
+
+    /// Persistence plus the model's predicted change: `last` (the observed row of second
+    /// `from`) plus `u(at) − u(from)`. A model with no dynamics gives persistence, and the
+    /// network's misfit of the current field cancels out; only its predicted motion is used.
+    pub fn forecast_change(&self, last: &[f32], from: f64, at: f64) -> Result<Vec<f32>> {
+        let b = last.len();
+        let now = self.mlp.row(self.units.time(from), b)?;
+        let later = self.mlp.row(self.units.time(at), b)?;
+        Ok(last
+            .iter()
+            .zip(now.iter().zip(&later))
+            .map(|(&h, (&u0, &u1))| (h + (u1 - u0) * self.units.u_scale).max(0.0))
             .collect())
     }
 
@@ -127,7 +152,7 @@ impl TrainState {
             ));
         }
         let params = Params::init(cfg.seed)?;
-        let opt = Adam::new(PARAMS, cfg.lr);
+        let opt = Adam::new(TRAINABLE, cfg.lr);
         let rng = fastrand::Rng::with_seed(cfg.seed);
         Ok(Self {
             cfg,
@@ -179,6 +204,10 @@ impl TrainState {
                 .shift_time((new.origin as f64 - old.origin as f64) / self.cfg.t_span);
             self.params.scale_output(old.u_scale / new.u_scale);
         }
+        if !self.cfg.learn_velocity {
+            // Burgers' on `u` itself, in this window's units.
+            self.params.values[VELOCITY..].copy_from_slice(&UNIT_VELOCITY);
+        }
         self.units = Some(new);
         Ok(new)
     }
@@ -224,6 +253,9 @@ impl TrainState {
             if step == 0 {
                 first_loss = terms.total;
             }
+            if !self.cfg.learn_velocity {
+                self.grad[VELOCITY..].fill(0.0);
+            }
             if step + tail >= steps {
                 acc.data += terms.data;
                 acc.pde += terms.pde;
@@ -232,7 +264,14 @@ impl TrainState {
                 acc.total += terms.total;
                 acc_n += 1.0;
             }
+            let before = self.params.velocity();
             self.opt.step(&mut self.params.values, &self.grad);
+            let k = self.cfg.velocity_lr_scale;
+            if k != 1.0 {
+                for (v, b) in self.params.values[VELOCITY..].iter_mut().zip(before) {
+                    *v = b + k * (*v - b);
+                }
+            }
         }
         let n = acc_n.max(1.0);
         let terms = LossTerms {
@@ -259,7 +298,7 @@ impl TrainState {
             self.params = backup;
             self.units = backup_units;
             // The moments saw the diverging steps; start them afresh.
-            self.opt = Adam::new(PARAMS, self.cfg.lr);
+            self.opt = Adam::new(TRAINABLE, self.cfg.lr);
         }
         let report = RoundReport {
             round: self.rounds,
@@ -270,6 +309,7 @@ impl TrainState {
             duration,
             ms_per_step: duration.as_secs_f64() * 1e3 / steps as f64,
             accepted,
+            velocity: self.params.velocity(),
             rejected_because: failure,
         };
         let model = if accepted {
@@ -327,6 +367,10 @@ pub struct TrainerOptions {
     /// Nice value for the trainer thread (Linux; 0 leaves it alone), so serving threads win
     /// the CPU when both want it.
     pub nice: i32,
+    /// Run the trainer thread under `SCHED_IDLE` (Linux): it gets a core only when no normal
+    /// thread wants it, so training never takes CPU from serving, and rounds stretch (or
+    /// wait) while the machine is busy. Applied after `nice`; falls back to `nice` if refused.
+    pub sched_idle: bool,
 }
 
 /// candle splits every matmul over `RAYON_NUM_THREADS` threads (default: every core), read from
@@ -336,6 +380,30 @@ pub fn single_threaded_matmul() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+}
+
+/// Applies [`TrainerOptions`]' `nice` and `sched_idle` to the calling thread.
+fn lower_priority(nice: i32, sched_idle: bool) {
+    renice_current_thread(nice);
+    if sched_idle && !sched_idle_current_thread() {
+        eprintln!("pinn-trainer: SCHED_IDLE refused; running at nice {nice}");
+    }
+}
+
+/// Moves the calling thread to `SCHED_IDLE` (Linux); false if that was refused.
+fn sched_idle_current_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscalls on the calling thread's own id; `param` outlives the call.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param)
+        };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// Lowers the calling thread's scheduling priority (Linux `setpriority` on the thread id).
@@ -388,15 +456,20 @@ impl Trainer {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         // A one-thread pool keeps candle's matmuls on this thread: training uses one core.
+        // The rounds run on the pool's worker thread, not on `pinn-trainer`: that worker gets
+        // the low priority (before, only `pinn-trainer`, which just waits, was reniced).
+        let (nice, idle) = (opts.nice, opts.sched_idle);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
+            .thread_name(|_| "pinn-train".into())
+            .start_handler(move |_| lower_priority(nice, idle))
             .build()
             .map_err(|e| PinnError::Config(format!("trainer thread pool: {e}")))?;
         let (s, l, st) = (served.clone(), last.clone(), stop.clone());
         let handle = std::thread::Builder::new()
             .name("pinn-trainer".into())
             .spawn(move || {
-                renice_current_thread(opts.nice);
+                lower_priority(opts.nice, opts.sched_idle);
                 let mut next = Instant::now() + state.config().interval;
                 loop {
                     let wait = next.saturating_duration_since(Instant::now());
@@ -575,6 +648,38 @@ mod tests {
     }
 
     #[test]
+    fn the_change_forecast_adds_the_models_motion_to_the_last_row() {
+        let mut st = TrainState::new(small_cfg()).unwrap();
+        let (_, m) = st.round(&wave(0, 10, 8)).unwrap();
+        let m = m.unwrap();
+        let last = vec![500.0f32; 8];
+        // No time passes: no change.
+        assert_eq!(m.forecast_change(&last, 9.0, 9.0).unwrap(), last);
+        let field_now = m.forecast(9.0, 8).unwrap();
+        let field_later = m.forecast(19.0, 8).unwrap();
+        let change = m.forecast_change(&last, 9.0, 19.0).unwrap();
+        for b in 0..8 {
+            let want = 500.0 + field_later[b] - field_now[b];
+            assert!((change[b] - want).abs() < 1e-2, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn velocity_units_train_only_when_asked() {
+        let mut st = TrainState::new(small_cfg()).unwrap();
+        let (r, _) = st.round(&wave(0, 10, 8)).unwrap();
+        assert_eq!(r.velocity, UNIT_VELOCITY);
+        let cfg = TrainConfig {
+            learn_velocity: true,
+            ..small_cfg()
+        };
+        let mut st = TrainState::new(cfg).unwrap();
+        let (r, _) = st.round(&wave(0, 10, 8)).unwrap();
+        assert!(r.accepted);
+        assert_ne!(r.velocity, UNIT_VELOCITY, "the PDE's units moved");
+    }
+
+    #[test]
     fn a_diverging_round_keeps_the_old_model() {
         let mut st = TrainState::new(small_cfg()).unwrap();
         let (r, _) = st.round(&wave(0, 10, 8)).unwrap();
@@ -607,9 +712,11 @@ mod tests {
         let open = Arc::new(AtomicBool::new(false));
         let o = open.clone();
         let gate: Gate = Arc::new(move || o.load(Ordering::Relaxed));
+        // Not SCHED_IDLE here: on a busy test machine the round could wait for minutes.
         let opts = TrainerOptions {
             gate: Some(gate),
             nice: 5,
+            sched_idle: false,
         };
         let trainer = Trainer::spawn_with(window, cfg, opts).unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -620,6 +727,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(trainer.last_report().is_some(), "gate open: rounds run");
+        // The thread that runs the rounds (the pool's worker) has the lower priority.
+        #[cfg(target_os = "linux")]
+        {
+            let nices: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| {
+                    let p = t.ok()?.path();
+                    let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+                    let stat = std::fs::read_to_string(p.join("stat")).ok()?;
+                    // Field 19 is the nice value; the name in field 2 has no spaces here.
+                    let nice = stat.split_whitespace().nth(18)?.to_string();
+                    (comm.trim() == "pinn-train").then_some(nice)
+                })
+                .collect();
+            assert!(nices.iter().any(|n| n == "5"), "pinn-train nice: {nices:?}");
+        }
         let mut cfg = small_cfg();
         cfg.loss.nu = 0.05;
         trainer.reconfigure(cfg).unwrap();

@@ -261,6 +261,9 @@ fn round_reply(r: &RoundReport) -> Reply {
             ]),
         ),
         ("first_loss", dbl(r.first_loss as f64)),
+        // The PDE's velocity units (v = a + b·u); (0, 1) unless learn_velocity is on.
+        ("velocity_a", dbl(r.velocity[0] as f64)),
+        ("velocity_b", dbl(r.velocity[1] as f64)),
         ("train_ms", dbl(r.duration.as_secs_f64() * 1e3)),
         ("ms_per_step", dbl(r.ms_per_step)),
         ("accepted", Reply::Boolean(r.accepted)),

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use pinnacle_pinn::{
     bucket_of, Ewma, Forecast, Forecaster, HeatSeries, HeavyHitter, LinearStencil, OpKind,
     Persistence, RoundReport, Row, Scoreboard, SlotCounters, SpaceSaving, Trainer, TrainerOptions,
-    Window, SLOTS,
+    Window, PINN_CHANGE, PINN_FIELD, SLOTS,
 };
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -324,6 +324,7 @@ impl PinnService {
                             && ops >= gate.min_ops.load(Ordering::Relaxed).max(1)
                     })),
                     nice: TRAINER_NICE,
+                    sched_idle: false,
                 };
                 let cfg = self.settings().train_config();
                 match Trainer::spawn_with(self.window.clone(), cfg, opts) {
@@ -745,7 +746,15 @@ pub fn bucket_forecasts(
         let start = Instant::now();
         if let Ok(v) = f.forecast((last + horizon) as f64, buckets) {
             fwd = Some(start.elapsed().as_secs_f64() * 1e6);
-            out.push(("pinn".to_string(), v));
+            out.push((PINN_FIELD.to_string(), v));
+        }
+        // The last row plus the PINN's predicted change: persistence where the network sees
+        // no motion, whatever its misfit of the current field (a hot-key storm's one-bucket
+        // spike, which a smooth MLP under Burgers' cannot hold).
+        if let Some(row) = series.rows.last() {
+            if let Ok(v) = f.forecast_change(row, last as f64, (last + horizon) as f64) {
+                out.push((PINN_CHANGE.to_string(), v));
+            }
         }
     }
     let baselines: [&dyn Forecast; 3] = [&Persistence, &Ewma::default(), &LinearStencil::default()];
