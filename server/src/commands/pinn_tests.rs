@@ -268,7 +268,12 @@ fn train_runs_a_round_on_recorded_traffic() {
     let r = n.run(&["PINN.TRAIN"]);
     assert!(r.starts_with("*36\r\n$7\r\nenabled\r\n:1\r\n"), "{r:?}");
     assert!(
-        r.contains("$10\r\nlast_round\r\n*18\r\n$5\r\nround\r\n:"),
+        r.contains("$10\r\nlast_round\r\n*22\r\n$5\r\nround\r\n:"),
+        "{r:?}"
+    );
+    // Burgers' on u itself unless learn_velocity is on: velocity units (0, 1).
+    assert!(
+        r.contains("$10\r\nvelocity_a\r\n$1\r\n0\r\n$10\r\nvelocity_b\r\n$1\r\n1\r\n"),
         "{r:?}"
     );
     assert!(r.contains("$5\r\nsteps\r\n:3\r\n"), "{r:?}");
@@ -276,8 +281,8 @@ fn train_runs_a_round_on_recorded_traffic() {
     n.resp3();
     let r = n.run(&["PINN.PREDICT", "0"]);
     assert!(
-        r.contains("$4\r\npinn\r\n,"),
-        "the trained model forecasts: {r:?}"
+        r.contains("$4\r\npinn\r\n,") && r.contains("$11\r\npinn-change\r\n,"),
+        "the trained model forecasts its field and its change: {r:?}"
     );
     assert_eq!(
         n.run(&["PINN.CONFIG", "SET", "train-steps", "200"]),
