@@ -700,3 +700,134 @@ fn tls_clients_are_redirected_to_tls_ports() {
         assert_eq!(stdout(&get), v, "GET via TLS port {t}: {get:?}");
     }
 }
+
+/// Nodes with no plain port at all (`--port 0`, `tls-cluster yes`, client certificates
+/// required): the cluster forms over TLS, `redis-cli --tls -c` works through every node,
+/// PUBLISH is relayed between TLS ports, and a 4th TLS-only node joins by `CLUSTER MEET`
+/// sent to a node that forwards it to the metadata leader (both hops over TLS).
+#[test]
+fn tls_only_nodes_relay_publish_and_meet_over_tls() {
+    if !tools::available("tls_only_cluster", &["redis-cli"]) {
+        return;
+    }
+    let _one = CLUSTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = |_| free_port().expect("port");
+    let tls: Vec<u16> = (0..4).map(port).collect();
+    let bus: Vec<u16> = (0..4).map(port).collect();
+    let peers = (0..3)
+        .map(|i| format!("{}@127.0.0.1:{}@{}", i + 1, tls[i], bus[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    let cli = |i: usize, args: &[&str]| stdout(&cli_tls(&pki, tls[i], client, args));
+    let spawn = |i: usize, join: bool| {
+        let log =
+            std::fs::File::create(dir.path().join(format!("node{}.log", i + 1))).expect("log");
+        let mut cmd = Command::new(pinnacle_bin());
+        cmd.args(["--node-id", &(i + 1).to_string(), "--port", "0"])
+            .args(["--tls-port", &tls[i].to_string()])
+            .args(["--cluster-port", &bus[i].to_string()])
+            .args(["--shards", "3", "--tls-cluster", "yes"])
+            .args(tls_args(&pki))
+            .arg("--dir")
+            .arg(dir.path().join(format!("n{}", i + 1)));
+        if join {
+            cmd.arg("--cluster-join");
+        } else {
+            cmd.args(["--cluster-peers", &peers]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn pinnacle");
+        Spawned(child)
+    };
+    let _nodes: Vec<Spawned> = (0..3).map(|i| spawn(i, false)).collect();
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("three masters", &|| {
+        cli(0, &["CLUSTER", "NODES"]).matches("master").count() == 3
+    });
+    for i in 0..3 {
+        let v = format!("t{i}");
+        wait("SET over TLS", &|| {
+            cli(i, &["-c", "SET", &format!("k{i}"), &v]) == "OK"
+        });
+        assert_eq!(cli((i + 1) % 3, &["-c", "GET", &format!("k{i}")]), v);
+    }
+    // PUBLISH on node 1 reaches a subscriber of node 2 (relay over TLS; no plain port exists).
+    let mut sub = Command::new("redis-cli")
+        .args(["--tls", "--cacert"])
+        .arg(&pki.ca)
+        .arg("--cert")
+        .arg(&pki.client_cert)
+        .arg("--key")
+        .arg(&pki.client_key)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls[1].to_string(),
+            "SUBSCRIBE",
+            "news",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("subscriber");
+    // Lines the subscriber prints, as they come.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = sub.stdout.take().expect("subscriber stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    wait("node 2's subscriber", &|| {
+        cli(1, &["PUBSUB", "NUMSUB", "news"]).lines().nth(1) == Some("1")
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // PUBLISH answers node 1's own receivers (none); node 2's come by the relay.
+        cli(0, &["PUBLISH", "news", "hello"]);
+        if rx
+            .recv_timeout(Duration::from_millis(500))
+            .is_ok_and(|l| l == "hello")
+            || rx.try_iter().any(|l| l == "hello")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PUBLISH never reached node 2");
+    }
+    let _ = sub.kill();
+    let _ = sub.wait();
+    // A 4th TLS-only node joins: MEET sent to node 2 names its TLS port.
+    let _n4 = spawn(3, true);
+    wait("node 4 up", &|| cli(3, &["PING"]) == "PONG");
+    let meet = cli(
+        1,
+        &[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &tls[3].to_string(),
+            &bus[3].to_string(),
+        ],
+    );
+    assert_eq!(meet, "OK", "CLUSTER MEET over TLS");
+    wait("node 4 in every node's view", &|| {
+        (0..3).all(|i| cli(i, &["CLUSTER", "NODES"]).contains(&format!(":{}@", tls[3])))
+    });
+}

@@ -267,27 +267,29 @@ impl Replication {
         for a in cmd {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
-        let res = tokio::time::timeout(2 * HELLO_TIMEOUT, async {
-            let mut sock = tokio::net::TcpStream::connect(&to).await?;
-            sock.write_all(req.as_bytes()).await?;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            // Two one-line replies: SETNAME's, then MEET's.
-            let lines = |b: &[u8]| b.windows(2).filter(|w| w == b"\r\n").count();
-            while lines(&buf) < 2 && buf.len() < 16 * 1024 {
-                let n = sock.read(&mut chunk).await?;
-                if n == 0 {
-                    break;
+        let (host, port) = match to.rsplit_once(':') {
+            Some((h, p)) => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse().unwrap_or(0),
+            ),
+            None => (to.as_str(), 0),
+        };
+        // Two one-line replies: SETNAME's, then MEET's.
+        let two_lines = |b: &[u8]| b.windows(2).filter(|w| w == b"\r\n").count() >= 2;
+        let res = tokio::time::timeout(
+            2 * HELLO_TIMEOUT,
+            ask_node(host, port, req.as_bytes(), two_lines),
+        )
+        .await
+        .map(|r| {
+            r.map(|buf| {
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                match text.split_once("\r\n") {
+                    Some((setname, rest)) if setname.starts_with('+') => rest.to_string(),
+                    _ => text,
                 }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            Ok::<_, std::io::Error>(match text.split_once("\r\n") {
-                Some((setname, rest)) if setname.starts_with('+') => rest.to_string(),
-                _ => text,
             })
-        })
-        .await;
+        });
         let what = cmd[..2].join(" ");
         match res {
             Ok(Ok(reply)) if reply.starts_with('+') => Ok(()),
@@ -478,30 +480,66 @@ fn is_voter<A: pinnacle_raft::ApplyTarget>(g: &pinnacle_raft::Group<A>, id: Node
         .any(|v| v == id)
 }
 
-/// Asks the node at `host:port` for its Raft id (`raft_node_id` in `INFO replication`).
-async fn node_id_of(host: &str, port: u16) -> std::io::Result<NodeId> {
-    let mut sock = tokio::net::TcpStream::connect((host, port)).await?;
-    sock.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
-        .await?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 64 * 1024 {
+/// Sends `req` to the client port `host:port` and reads until `enough` holds (or the node
+/// closes, or 64 KiB). Plain TCP first; if that gives nothing useful and node-to-node TLS is
+/// on (`tls-cluster yes`), again over TLS: a TLS-only node names its TLS port.
+async fn ask_node(
+    host: &str,
+    port: u16,
+    req: &[u8],
+    enough: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Vec<u8>> {
+    let mut last = Err(std::io::Error::other("not asked"));
+    for tls in [false, true] {
+        if tls && !crate::pubsub::relay::tls_enabled() {
             break;
         }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(rest) = text.split("raft_node_id:").nth(1) {
-            if let Some((id, _)) = rest.split_once("\r\n") {
-                return id.trim().parse().map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad raft_node_id")
-                });
+        let res = async {
+            let mut sock = crate::pubsub::relay::dial(host, port, tls).await?;
+            sock.write_all(req).await?;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !enough(&buf) && buf.len() < 64 * 1024 {
+                let n = sock.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
             }
+            Ok::<_, std::io::Error>(buf)
+        }
+        .await;
+        match res {
+            Ok(buf) if enough(&buf) => return Ok(buf),
+            other => last = other,
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "the node is not in Raft mode (no raft_node_id in INFO replication)",
-    ))
+    last
+}
+
+/// Asks the node at `host:port` for its Raft id (`raft_node_id` in `INFO replication`).
+async fn node_id_of(host: &str, port: u16) -> std::io::Result<NodeId> {
+    let id_line = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        text.split("raft_node_id:")
+            .nth(1)
+            .and_then(|rest| rest.split_once("\r\n"))
+            .map(|(id, _)| id.trim().to_string())
+    };
+    let buf = ask_node(
+        host,
+        port,
+        b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n",
+        |b| id_line(b).is_some(),
+    )
+    .await?;
+    match id_line(&buf) {
+        Some(id) => id
+            .parse()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad raft_node_id")),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the node is not in Raft mode (no raft_node_id in INFO replication)",
+        )),
+    }
 }
