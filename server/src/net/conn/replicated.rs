@@ -284,7 +284,7 @@ fn ask_for_absent(repl: &Replication, r: &Reply) -> Option<Reply> {
         .migration_of(slot)
         .and_then(|m| repl.leader_client_addr(m.to));
     Some(match target {
-        Some(addr) => Reply::error(format!("ASK {slot} {addr}")),
+        Some(addr) => Reply::error(crate::command::route::redirect_text("ASK", slot, &addr)),
         None => Reply::error(shard_ctl::REFUSED),
     })
 }
