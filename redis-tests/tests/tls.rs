@@ -691,6 +691,30 @@ fn tls_clients_are_redirected_to_tls_ports() {
             "PUBLISH never reached node 2 over its TLS port (received: {got}): {list}"
         );
     }
+    // redis-py RedisCluster with ssl=True (RESP2 and RESP3) discovers the TLS ports and
+    // follows MOVED over TLS.
+    if tools::available("tls_cluster_redis_py", &["python3", "python3-redis"]) {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/tls_cluster_check.py");
+        let mut want = tls.clone();
+        want.sort();
+        let want: Vec<String> = want.iter().map(u16::to_string).collect();
+        for proto in ["2", "3"] {
+            let out = Command::new("python3")
+                .arg(&script)
+                .arg(tls[0].to_string())
+                .arg(&pki.ca)
+                .arg(proto)
+                .output()
+                .expect("python3");
+            let text = stdout(&out);
+            assert!(
+                out.status.success() && text.ends_with("OK"),
+                "redis-py RedisCluster over TLS (RESP{proto}): {out:?}"
+            );
+            assert_eq!(text.lines().next(), Some(want.join(" ").as_str()), "{text}");
+        }
+    }
     // redis-cli --tls -c follows MOVED to the TLS port (a plain port would fail the handshake).
     for (i, t) in tls.iter().enumerate() {
         let v = format!("v{i}");
