@@ -170,9 +170,25 @@ fn config_get_and_set_share_the_config_parameters() {
         "*2\r\n$7\r\nhorizon\r\n$2\r\n10\r\n"
     );
     let all = n.run(&["PINN.CONFIG", "GET", "*"]);
-    assert!(all.starts_with("*38\r\n$7\r\nenabled\r\n"), "{all:?}");
+    assert!(all.starts_with("*40\r\n$7\r\nenabled\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nmin-heat\r\n$3\r\n100\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nlambda-r\r\n$1\r\n1\r\n"), "{all:?}");
+    assert!(
+        all.contains("$14\r\nlearn-velocity\r\n$2\r\nno\r\n"),
+        "{all:?}"
+    );
+    assert_eq!(
+        n.run(&["PINN.CONFIG", "SET", "learn-velocity", "yes"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        n.run(&["CONFIG", "GET", "pinn-learn-velocity"]),
+        "*2\r\n$19\r\npinn-learn-velocity\r\n$3\r\nyes\r\n"
+    );
+    assert_eq!(
+        n.run(&["PINN.CONFIG", "SET", "learn-velocity", "no"]),
+        "+OK\r\n"
+    );
     assert_eq!(n.run(&["PINN.CONFIG", "SET", "cooldown", "61"]), "+OK\r\n");
     assert_eq!(
         n.run(&["CONFIG", "GET", "pinn-cooldown"]),

@@ -43,6 +43,7 @@ pub const PARAMS: &[&str] = &[
     "pinn-lambda-r",
     "pinn-lambda-b",
     "pinn-lambda-i",
+    "pinn-learn-velocity",
     "pinn-max-migrations",
     "pinn-cooldown",
     "pinn-confirm",
@@ -82,6 +83,8 @@ pub struct Settings {
     pub lambda_b: f64,
     /// Weight of the initial condition.
     pub lambda_i: f64,
+    /// Train Burgers' velocity units `v = a + b·u` with the weights (off: the issue's residual).
+    pub learn_velocity: bool,
     /// Most migrations in flight at once.
     pub max_migrations: usize,
     /// Seconds a moved slot stays put.
@@ -111,6 +114,7 @@ impl Default for Settings {
             lambda_r: 1.0,
             lambda_b: 0.1,
             lambda_i: 10.0,
+            learn_velocity: false,
             max_migrations: 1,
             cooldown: 60,
             confirm: 2,
@@ -148,6 +152,7 @@ impl Settings {
             lambda_r: num("pinn-lambda-r", d.lambda_r),
             lambda_b: num("pinn-lambda-b", d.lambda_b),
             lambda_i: num("pinn-lambda-i", d.lambda_i),
+            learn_velocity: flag("pinn-learn-velocity", d.learn_velocity),
             max_migrations: int("pinn-max-migrations", d.max_migrations as u64).max(1) as usize,
             cooldown: int("pinn-cooldown", d.cooldown),
             confirm: int("pinn-confirm", d.confirm as u64).max(1) as u32,
@@ -171,6 +176,7 @@ impl Settings {
             steps_per_round: self.train_steps,
             interval: Duration::from_secs(self.train_interval),
             horizon: self.horizon as f64,
+            learn_velocity: self.learn_velocity,
             ..base
         }
     }
@@ -210,8 +216,10 @@ mod tests {
             ("pinn-threshold", "2.5"),
             ("pinn-nu", "0.05"),
             ("pinn-train", "no"),
+            ("pinn-learn-velocity", "yes"),
         ]);
         let s = Settings::from_config(&c);
+        assert!(s.train_config().learn_velocity);
         assert_eq!(s.planner, PlannerKind::Reactive);
         assert_eq!(s.threshold, 2.5);
         assert!(!s.train);
