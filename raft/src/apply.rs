@@ -38,6 +38,12 @@ pub trait ApplyTarget: Send + Sync + 'static {
     /// Replaces all data with the image read from `input` and stores `meta`, atomically: a crash
     /// during install leaves either the old data or the new.
     fn install(&self, input: &mut dyn Read, meta: &[u8]) -> Result<(), ApplyError>;
+
+    /// How long to hold each apply before running it (test builds: a failpoint), awaited
+    /// without blocking a runtime thread.
+    fn apply_delay(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An in-memory [`ApplyTarget`] that records every command it applied; replies are

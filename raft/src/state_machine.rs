@@ -278,6 +278,9 @@ impl<A: ApplyTarget> RaftStateMachine<TypeConfig> for StateMachine<A> {
                 buf.push(item?);
             }
             if buf.len() >= CHUNK || (done && !buf.is_empty()) {
+                if let Some(d) = self.inner.target.apply_delay() {
+                    tokio::time::sleep(d).await;
+                }
                 self.apply_chunk(std::mem::take(&mut buf))?;
             }
             if done {

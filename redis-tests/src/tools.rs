@@ -59,3 +59,27 @@ pub fn available(test: &str, tools: &[&str]) -> bool {
     eprintln!("{msg}");
     false
 }
+
+/// The failpoint-enabled server (`--features failpoints`): `$PINNACLE_FAILPOINTS_BIN`, else
+/// `target/failpoints/release/pinnacle` (scripts/test.sh builds it). Missing: a panic under
+/// `REDIS_TESTS_STRICT=1`, else `None` with a message (the test skips).
+pub fn failpoints_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("PINNACLE_FAILPOINTS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::process::workspace_root().join("target/failpoints/release/pinnacle")
+        });
+    if bin.exists() {
+        return Some(bin);
+    }
+    let why = format!(
+        "failpoint binary {} missing: CARGO_TARGET_DIR=target/failpoints cargo build --release \
+         -p pinnacle-server --features failpoints (or set PINNACLE_FAILPOINTS_BIN)",
+        bin.display()
+    );
+    if std::env::var(STRICT_ENV).is_ok_and(|v| v == "1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}

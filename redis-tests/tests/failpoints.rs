@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use redis_tests::cluster::{Cluster, LeaderClient, Outcome};
 use redis_tests::frame::Value;
-use redis_tests::process::workspace_root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -43,22 +42,7 @@ const FIRE_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The failpoint-enabled server, or None (skip) when it is missing and not strict.
 fn fp_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("PINNACLE_FAILPOINTS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/failpoints/release/pinnacle"));
-    if bin.exists() {
-        return Some(bin);
-    }
-    let why = format!(
-        "failpoint binary {} missing: CARGO_TARGET_DIR=target/failpoints cargo build --release \
-         -p pinnacle-server --features failpoints (or set PINNACLE_FAILPOINTS_BIN)",
-        bin.display()
-    );
-    if std::env::var("REDIS_TESTS_STRICT").is_ok_and(|v| v == "1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
+    redis_tests::tools::failpoints_bin()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

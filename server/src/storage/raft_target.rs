@@ -378,6 +378,20 @@ impl ApplyTarget for Db {
         Ok(out)
     }
 
+    /// `FAILPOINTS=server::apply::delay=return(<ms>)` holds every apply of this node's shards
+    /// (redis-tests/tests/migration_race.rs).
+    fn apply_delay(&self) -> Option<std::time::Duration> {
+        #[cfg(feature = "failpoints")]
+        let delay = fail::eval("server::apply::delay", |arg| {
+            arg.and_then(|ms| ms.parse::<u64>().ok())
+        })
+        .flatten()
+        .map(std::time::Duration::from_millis);
+        #[cfg(not(feature = "failpoints"))]
+        let delay = None;
+        delay
+    }
+
     fn applied_meta(&self) -> Result<Option<Vec<u8>>, ApplyError> {
         self.load_apply_progress().map_err(io_err)?;
         let e = &self.inner.engine;
