@@ -156,6 +156,37 @@ struct Sink {
 
 impl Db {
     /// Writes the sink (with its progress record, and `meta` if given) as one batch.
+    /// Applies the ingest items collected in `run` as one batch (each sees the earlier ones,
+    /// one progress record for the last), putting their replies in place.
+    fn flush_run(
+        &self,
+        run: &mut IngestRun,
+        replies: &mut [Reply],
+        progress: &mut (u64, u32),
+        filled: &mut Vec<Bytes>,
+    ) -> io::Result<()> {
+        if run.cmds.is_empty() {
+            return Ok(());
+        }
+        let cmds = std::mem::take(&mut run.cmds);
+        let extra = (system_key(RAFT_PROGRESS), progress_record(run.last));
+        let (subs, written) = self
+            .apply_core_all(&cmds, Some(extra), None)
+            .map_err(io_err)?;
+        if written != Written::Nothing {
+            *progress = run.last;
+            for c in &cmds {
+                filled.extend_from_slice(c.op.filled_keys());
+            }
+        }
+        for (at, r) in run.at.drain(..).zip(subs) {
+            if let Some(slot) = replies.get_mut(at) {
+                *slot = r;
+            }
+        }
+        Ok(())
+    }
+
     fn flush_sink(
         &self,
         sink: &mut Sink,
@@ -222,6 +253,17 @@ impl Db {
     }
 }
 
+/// Ingest items (a slot migration's copy: RESTORE without REPLACE) waiting to be applied
+/// together: one engine batch per run instead of one per record.
+#[derive(Default)]
+struct IngestRun {
+    cmds: Vec<WriteCommand>,
+    /// Where each one's reply goes in the entry's reply list.
+    at: Vec<usize>,
+    /// Position of the last one (stored as the progress with the batch).
+    last: (u64, u32),
+}
+
 impl ApplyTarget for Db {
     fn apply(&self, cmds: &[Command<'_>], meta: &[u8]) -> Result<Vec<Vec<u8>>, ApplyError> {
         // Held for the whole call: a snapshot sees the state after a whole call, matching meta.
@@ -232,6 +274,8 @@ impl ApplyTarget for Db {
         let mut sink = Sink::default();
         // Keys filled by this call's writes, announced once everything is written.
         let mut filled: Vec<Bytes> = Vec::new();
+        // Consecutive records of a migration's copy, applied as one batch.
+        let mut run = IngestRun::default();
         for c in cmds {
             let Some(list) = decode_proposal(c.payload) else {
                 // Deterministic on every replica; the proposer sees a count mismatch.
@@ -246,12 +290,34 @@ impl ApplyTarget for Db {
                     replies.push(Reply::Null);
                     continue;
                 }
-                let body_at = match shard_ctl::decode(&raw) {
+                let item = shard_ctl::decode(&raw);
+                if !matches!(item, shard_ctl::Item::Ingest(_)) {
+                    // Anything else sees the copied records first.
+                    self.flush_run(&mut run, &mut replies, &mut progress, &mut filled)?;
+                }
+                let body_at = match item {
                     shard_ctl::Item::Ingest(slot) if self.inner.fences.sealed.contains(slot) => {
                         replies.push(Reply::error("ERR slot sealed: the copy is complete"));
                         continue;
                     }
-                    shard_ctl::Item::Ingest(_) => 3,
+                    shard_ctl::Item::Ingest(_) => {
+                        match WriteCommand::decode(raw.slice(3..)) {
+                            Err(e) => replies.push(Reply::error(format!(
+                                "ERR undecodable replicated command: {e}"
+                            ))),
+                            Ok(cmd) => {
+                                if run.cmds.is_empty() {
+                                    // The copy reads (RESTORE skips present keys).
+                                    self.flush_sink(&mut sink, &mut progress, None)?;
+                                }
+                                run.cmds.push(cmd);
+                                run.at.push(replies.len());
+                                run.last = pos;
+                                replies.push(Reply::Null);
+                            }
+                        }
+                        continue;
+                    }
                     shard_ctl::Item::Write(Some(slot))
                         if self.inner.fences.fenced.contains(slot)
                             || self.inner.fences.exporting.contains(slot) =>
@@ -364,6 +430,7 @@ impl ApplyTarget for Db {
                 };
                 replies.push(reply);
             }
+            self.flush_run(&mut run, &mut replies, &mut progress, &mut filled)?;
             out.push(encode_list(&replies));
         }
         fail::fail_point!("server::apply::before_applied_state");

@@ -337,10 +337,11 @@ fn ingest(key: &str, value: &str) -> Bytes {
     )
 }
 
-/// A migration's copy: ingest items apply in order, each seeing the ones before it, any other
-/// item sees them, replies stay in order, and a replay after a restart applies none again.
+/// A migration's copy: consecutive ingest items are applied as one batch, but each sees the
+/// ones before it, any other item sees all of them, replies stay in order, and a replay after
+/// a restart applies none of them again.
 #[test]
-fn ingest_items_apply_in_order_and_replay_once() {
+fn ingest_runs_apply_in_order_as_one_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p1 = encode_proposal(&[
         ingest("k1", "v1"),
