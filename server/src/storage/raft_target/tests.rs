@@ -392,6 +392,11 @@ fn ingest_runs_apply_in_order_as_one_batch() {
     assert_eq!(string(&db, "k3").as_deref(), Some(&b"v3+"[..]));
 }
 
+/// Applies one entry (`index`, `payload`) and returns its replies per command.
+fn apply_one(db: &Db, index: u64, payload: &[u8], meta: &[u8]) -> Vec<Vec<u8>> {
+    ApplyTarget::apply(db, &[Command { index, payload }], meta).expect("apply")
+}
+
 /// The lost-INCR race of a migration: an unguarded write creating `c` is still in flight when
 /// the source leader routes a second write to `c`. Guarded, that second write is decided when
 /// applied, after the first: it runs here. A write to a key missing at apply is refused with
@@ -451,28 +456,12 @@ fn guarded_writes_decide_ask_when_applied() {
     let db = open(dir.path());
     db.applied_meta().expect("meta");
     let p3 = encode_proposal(&[shard_ctl::tag(slot, &incr("d{s}"))]);
-    let out = ApplyTarget::apply(
-        &db,
-        &[Command {
-            index: 3,
-            payload: &p3,
-        }],
-        b"m3",
-    )
-    .expect("apply");
+    let out = apply_one(&db, 3, &p3, b"m3");
     assert_eq!(replies(&out[0]), vec![refused]);
     let p4 = encode_proposal(&[
         shard_ctl::Control::Accept(vec![slot]).encode(),
         shard_ctl::tag(slot, &incr("d{s}")),
     ]);
-    let out = ApplyTarget::apply(
-        &db,
-        &[Command {
-            index: 4,
-            payload: &p4,
-        }],
-        b"m4",
-    )
-    .expect("apply");
+    let out = apply_one(&db, 4, &p4, b"m4");
     assert_eq!(replies(&out[0]), vec![Reply::ok(), Reply::Integer(1)]);
 }
