@@ -324,9 +324,10 @@ fn removal_finished(c: &Cluster, node: usize) -> bool {
         .any(|i| c.log_since_start(i).contains(&line))
 }
 
-/// Rejoining under a Raft id that some group still counts as a voter is unsafe (the wiped
-/// node forgot its votes and log), so MEET refuses a node id until FORGET has taken it out
-/// of every shard and of the metadata group. Then the same id at the same address is
+/// MEET of a live member is a no-op answered OK. Rejoining under a Raft id that some group
+/// still counts as a voter is unsafe (the wiped node forgot its votes and log), so MEET
+/// refuses a leaving node id until FORGET has taken it out of every shard and of the
+/// metadata group. Then the same id at the same address is
 /// accepted, becomes a voter everywhere again, and no acknowledged write is lost.
 #[test]
 fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
@@ -338,13 +339,19 @@ fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
         .expect("converged");
     let f = 3;
 
-    // A live member: MEET of its id is refused outright.
-    let r = meet(&c, 1, f);
-    let Value::Error(e) = &r else {
-        panic!("MEET of a current member was accepted: {r:?}")
+    // A live member: MEET is answered OK (idempotent, as in Redis) and changes nothing.
+    let members = |via: usize| {
+        c.info(via)
+            .ok()
+            .and_then(|i| i.fields.get("raft_meta_members").cloned())
     };
-    let e = String::from_utf8_lossy(e);
-    assert!(e.contains("already a member"), "{e}");
+    let before = members(1);
+    assert_eq!(before.as_deref(), Some("1,2,3"));
+    for via in [1, 2, 3] {
+        assert_eq!(meet(&c, via, f), Value::Simple("OK".into()), "MEET via {via}");
+    }
+    assert_eq!(members(1), before);
+    assert_eq!(members(3), before);
 
     // FORGET it, wipe it at once and keep asking MEET to take it back.
     assert_eq!(
@@ -373,7 +380,6 @@ fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
                         || e.contains("transport")
                         || e.contains("does not lead the metadata group")
                         || e.contains("being added or removed")
-                        || e.contains("already a member")
                         || e.contains("no metadata leader"),
                     "unexpected MEET refusal: {e}"
                 );

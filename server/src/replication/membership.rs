@@ -70,13 +70,16 @@ enum MeetPlan {
     Join,
     /// A metadata learner from an earlier MEET that did not finish: promote it.
     Promote,
+    /// Already a member that is not leaving: nothing to do (MEET is idempotent, as in Redis).
+    Member,
 }
 
 impl Replication {
     /// Adds the node whose client port is `host:port` (bus `bus`): learns its Raft id from
     /// its `INFO replication` and adds it to the metadata group; the reconciler then adds it
     /// to every shard. Blocks until the metadata leader (this node, or the one the command is
-    /// forwarded to) has decided; refuses a node id that is still in any group (see
+    /// forwarded to) has decided. A live member is answered OK with no change, as Redis does;
+    /// a node that is still leaving (FORGET not finished) is refused (see
     /// [`Replication::meet_check`]).
     /// `forwarded`: the command came from another node ([`FORWARDED_MEET`]).
     pub fn meet(
@@ -120,14 +123,27 @@ impl Replication {
             Ok(Err(e)) => return Err(format!("ERR CLUSTER MEET {host}:{port}: {e}")),
             Err(_) => return Err(format!("ERR CLUSTER MEET {host}:{port}: no answer")),
         };
+        // Every committed metadata entry applied here first: a FORGET acknowledged just
+        // before (its leaving mark) must not be mistaken for a live member.
+        if let Err(e) = self.meta.read_barrier().await {
+            return Err(format!("ERR CLUSTER MEET: {e}; try again"));
+        }
         // Serialised with the reconciler's removal of this node from the metadata group (same
         // key), and checked only once held: a removal cannot be half done under us.
         let Some(claim) = Claim::take(self, (0, id)) else {
+            if !self.meta_state().leaving.contains(&id) {
+                // Only an earlier MEET adds a node that is not leaving: it is on its way in.
+                return Ok(());
+            }
             return Err(format!(
                 "ERR node {id} is being added or removed right now; try CLUSTER MEET again later"
             ));
         };
         let plan = self.meet_check(id)?;
+        if plan == MeetPlan::Member {
+            tracing::info!("CLUSTER MEET: node {id} at {addr} is already a member");
+            return Ok(());
+        }
         if self.meta_state().leaving.contains(&id) {
             // Its removal finished: welcome it back (the reconciler adds it to no shard while
             // it is marked leaving, and removes no node that is not).
@@ -157,10 +173,11 @@ impl Replication {
         Ok(())
     }
 
-    /// Whether node `id` may be (re)added. A node id still in any group is refused: a node
-    /// wiped and restarted under the id of a voter would rejoin with its votes and log
-    /// forgotten (it could vote twice in a term). It may come back once `CLUSTER FORGET` has
-    /// taken it out of every shard and of the metadata group, as this node has applied.
+    /// What MEET does with node `id`. A member that is not leaving needs nothing
+    /// ([`MeetPlan::Member`]). A leaving node still in any group is refused: a node wiped and
+    /// restarted under the id of a voter would rejoin with its votes and log forgotten (it
+    /// could vote twice in a term). It may come back once `CLUSTER FORGET` has taken it out
+    /// of every shard and of the metadata group, as this node has applied.
     fn meet_check(&self, id: NodeId) -> Result<MeetPlan, String> {
         let leaving = self.meta_state().leaving.contains(&id);
         let meta = self.meta.metrics().membership_config.clone();
@@ -200,11 +217,7 @@ impl Replication {
             return Ok(MeetPlan::Promote);
         }
         if !groups.is_empty() {
-            return Err(format!(
-                "ERR node {id} is already a member of the cluster (it is in {}); to add it back \
-                 with a new data directory, CLUSTER FORGET it and wait until it has left every group",
-                groups.join(", ")
-            ));
+            return Ok(MeetPlan::Member);
         }
         Ok(MeetPlan::Join)
     }
