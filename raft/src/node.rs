@@ -359,7 +359,6 @@ impl<A: ApplyTarget> Group<A> {
     /// proposal to the leader it knows of over the cluster bus (one hop; the leader does not
     /// forward again). A transport failure after sending is `Indeterminate`.
     pub async fn propose_anywhere(&self, payload: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
-        use crate::transport::frame::{ProposeOutcome, RpcRequest, RpcResponse};
         let (leader, addr) = match self.propose(payload.clone()).await {
             Err(ProposeError::NotLeader {
                 leader: Some(l),
@@ -367,10 +366,23 @@ impl<A: ApplyTarget> Group<A> {
             }) if l != self.me => (l, a),
             other => return other,
         };
+        self.propose_to(leader, &addr, payload).await
+    }
+
+    /// Sends `payload` straight to `leader` (bus address `addr`) over the cluster bus, as a
+    /// forwarded proposal: for a node outside the group, which learns its leader elsewhere
+    /// (the cluster metadata). A transport failure after sending is `Indeterminate`.
+    pub async fn propose_to(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, ProposeError> {
+        use crate::transport::frame::{ProposeOutcome, RpcRequest, RpcResponse};
         let req = RpcRequest::Propose(payload);
         match self
             .transport
-            .call(leader, &addr, self.id, req, FORWARD_TIMEOUT)
+            .call(leader, addr, self.id, req, FORWARD_TIMEOUT)
             .await
         {
             Ok(RpcResponse::Proposed(ProposeOutcome::Applied(r))) => Ok(r),

@@ -1,8 +1,9 @@
-//! A 4th node joins a sharded cluster with `CLUSTER MEET` (sent to any node), receives a
-//! replica of every shard and then slots (it ends up leading a shard, so CLUSTER SLOTS names
-//! it a master, and `PINN.MIGRATE` can move more slots to it); `CLUSTER FORGET` (sent to
-//! another node) hands its shard back and removes it everywhere. No acknowledged write is
-//! lost along the way.
+//! A 4th node joins a sharded cluster with `CLUSTER MEET` (sent to any node), receives
+//! replicas of the shards its placement gives it (every shard keeps exactly 3 replicas, so
+//! each node drops one) and then slots (it ends up leading a shard, so CLUSTER SLOTS names it
+//! a master, and `PINN.MIGRATE` can move more slots to it); `CLUSTER FORGET` (sent to another
+//! node) hands its shards back and removes it everywhere. No acknowledged write is lost along
+//! the way.
 //!
 //! The cluster starts with `--shards 4` on 3 nodes: slots belong to shards, and a node gets
 //! slots by leading a shard, so a spare shard is what a new node can take over.
@@ -116,6 +117,23 @@ fn check_keys(urls: &[String], range: std::ops::Range<usize>) {
     }
 }
 
+/// Each shard's voters (`shardN:...,voters=a|b|c`) from `INFO replication` at `at`.
+fn shard_voters(at: SocketAddr) -> Vec<BTreeSet<u64>> {
+    let Some(Ok(v)) = conn(at).map(|mut c| c.call_value(&["INFO", "replication"])) else {
+        return Vec::new();
+    };
+    text(&v)
+        .lines()
+        .filter(|l| l.starts_with("shard"))
+        .filter_map(|l| l.split("voters=").nth(1))
+        .map(|r| {
+            r.split('|')
+                .filter_map(|id| id.trim().parse().ok())
+                .collect()
+        })
+        .collect()
+}
+
 /// `shardN:` states from `INFO replication` at `s` (`Leader`, `Follower`, `Learner`, ...).
 fn shard_states(s: &Server) -> Vec<String> {
     let Ok(mut c) = s.conn() else {
@@ -174,14 +192,28 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         .expect("meet");
     assert_eq!(meet, Value::Simple("OK".into()));
 
-    // It becomes a voter of every shard, then leads one: a 4th master with slots, everywhere.
-    wait_for("node 4 in every shard", Duration::from_secs(90), || {
-        let st = shard_states(&n4);
-        let ok = st.len() == 4 && st.iter().all(|s| s == "Follower" || s == "Leader");
-        (ok, st)
-    });
+    // Every shard ends on exactly 3 nodes (4 shards × 3 replicas: 3 per node), node 4 in 3 of
+    // them, and every node, node 4 included, sees the same placement.
     let at4: SocketAddr = ([127, 0, 0, 1], port).into();
     let all: Vec<SocketAddr> = addrs.iter().copied().chain([at4]).collect();
+    wait_for(
+        "3 replicas per shard, 3 shards per node, on every node",
+        Duration::from_secs(120),
+        || {
+            let seen: Vec<Vec<BTreeSet<u64>>> = all.iter().map(|a| shard_voters(*a)).collect();
+            let first = &seen[0];
+            let per_node = |id: u64| first.iter().filter(|v| v.contains(&id)).count();
+            let ok = first.len() == 4
+                && first.iter().all(|v| v.len() == 3)
+                && (1..=4).all(|id| per_node(id) == 3)
+                && seen.iter().all(|s| s == first);
+            (ok, seen)
+        },
+    );
+    let outside = shard_voters(at4)
+        .iter()
+        .position(|v| !v.contains(&4))
+        .expect("a shard without node 4");
     wait_for(
         "node 4 to own slots on every node",
         Duration::from_secs(60),
@@ -202,6 +234,35 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
     urls4.push(format!("redis://127.0.0.1:{port}"));
     check_keys(&urls4, 0..1500);
     write_keys(&urls4, 1500..2000);
+    // Node 4 holds no replica of one shard: it redirects that shard's keys to the leader the
+    // shard published, and the key is there.
+    let mut conn4 = n4.conn().expect("conn");
+    let (outside_key, moved) = (0..2000)
+        .find_map(|i| {
+            let k = format!("k:{i}");
+            match conn4.call_value(&["GET", k.as_str()]) {
+                Ok(Value::Error(e)) if e.starts_with(b"MOVED") => {
+                    Some((k, String::from_utf8_lossy(&e).into_owned()))
+                }
+                _ => None,
+            }
+        })
+        .expect("a key node 4 redirects");
+    let to: SocketAddr = moved
+        .split(' ')
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("MOVED target in {moved:?}"));
+    let leader_port = to.port();
+    assert_ne!(leader_port, port, "{moved}");
+    assert_eq!(
+        conn(to)
+            .expect("conn")
+            .call_value(&["GET", outside_key.as_str()])
+            .expect("GET"),
+        Value::Bulk(format!("v{}", &outside_key[2..]).into_bytes()),
+        "{outside_key} at {to} (shard {outside} is not on node 4)"
+    );
     let served_by_4 = (0..2000)
         .filter(|i| {
             let k = format!("k:{i}");
@@ -294,6 +355,15 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         !states.iter().any(|s| s == "Leader"),
         "node 4 still leads a shard: {states:?}"
     );
+    // Back to 3 nodes: every shard on all three again.
+    wait_for("every shard on nodes 1-3", Duration::from_secs(60), || {
+        let seen: Vec<Vec<BTreeSet<u64>>> = addrs.iter().map(|a| shard_voters(*a)).collect();
+        let want: BTreeSet<u64> = [1, 2, 3].into();
+        let ok = seen
+            .iter()
+            .all(|s| s.len() == 4 && s.iter().all(|v| *v == want));
+        (ok, seen)
+    });
     check_keys(&urls, 0..2000);
     write_keys(&urls, 2000..2100);
     let live: BTreeSet<u16> = ports.iter().copied().collect();
@@ -348,7 +418,11 @@ fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
     let before = members(1);
     assert_eq!(before.as_deref(), Some("1,2,3"));
     for via in [1, 2, 3] {
-        assert_eq!(meet(&c, via, f), Value::Simple("OK".into()), "MEET via {via}");
+        assert_eq!(
+            meet(&c, via, f),
+            Value::Simple("OK".into()),
+            "MEET via {via}"
+        );
     }
     assert_eq!(members(1), before);
     assert_eq!(members(3), before);

@@ -215,7 +215,10 @@ fn cluster_refusal(
         return None;
     }
     let refusal = match slot {
-        Some(_) if write || !ctx.client.readonly => Some(sh.redirect().error(slot)),
+        // A node outside the shard's group (more nodes than replicas) holds no copy to read.
+        Some(_) if write || !ctx.client.readonly || sh.outside_leader().is_some() => {
+            Some(sh.redirect().error(slot))
+        }
         None if write => Some(sh.redirect().error(None)),
         _ => None,
     };

@@ -4,6 +4,7 @@
 //! The state is small (16384 owners and a bounded migration history), so it lives in memory:
 //! a restart rebuilds it from the group's snapshot file and log.
 
+use super::shard_info::ShardInfo;
 use super::slot_map::SlotMap;
 use crate::storage::slot::SLOTS;
 use bytes::{Buf, BufMut, BytesMut};
@@ -82,6 +83,8 @@ pub struct MetaState {
     /// Each node's TLS client port, as it announced it (CLUSTER SLOTS/SHARDS/NODES and
     /// redirects for TLS clients); a node without one has no entry.
     pub tls_ports: BTreeMap<u64, u16>,
+    /// What each shard's leader last published about its group (for nodes outside it).
+    pub shard_info: BTreeMap<usize, ShardInfo>,
 }
 
 impl MetaState {
@@ -93,6 +96,7 @@ impl MetaState {
             migrations: BTreeMap::new(),
             leaving: BTreeSet::new(),
             tls_ports: BTreeMap::new(),
+            shard_info: BTreeMap::new(),
         }
     }
 
@@ -151,6 +155,13 @@ pub enum MetaCmd {
         /// Its TLS client port.
         port: u16,
     },
+    /// Shard `shard`'s leader publishes its term, itself and its group's members.
+    ShardInfo {
+        /// Shard index.
+        shard: usize,
+        /// What it published.
+        info: ShardInfo,
+    },
 }
 
 impl MetaCmd {
@@ -200,6 +211,11 @@ impl MetaCmd {
                 b.put_u64(*id);
                 b.put_u16(*port);
             }
+            MetaCmd::ShardInfo { shard, info } => {
+                b.put_u8(6);
+                b.put_u16(*shard as u16);
+                info.encode(&mut b);
+            }
         }
         b.to_vec()
     }
@@ -245,6 +261,10 @@ impl MetaCmd {
             5 => MetaCmd::TlsPort {
                 id: get_u64(&mut b)?,
                 port: get_u16(&mut b)?,
+            },
+            6 => MetaCmd::ShardInfo {
+                shard: get_u16(&mut b)? as usize,
+                info: ShardInfo::decode(&mut b)?,
             },
             _ => return None,
         };
@@ -356,6 +376,21 @@ fn apply_cmd(st: &mut MetaState, index: u64, cmd: MetaCmd, shards: usize) -> Str
             }
             "+OK".into()
         }
+        MetaCmd::ShardInfo { shard, info } => {
+            if shard >= shards {
+                return format!("-ERR no shard {shard}");
+            }
+            // A deposed leader's late publication never replaces its successor's.
+            if st
+                .shard_info
+                .get(&shard)
+                .is_some_and(|old| old.term > info.term)
+            {
+                return "+OK".into();
+            }
+            st.shard_info.insert(shard, info);
+            "+OK".into()
+        }
     }
 }
 
@@ -439,7 +474,7 @@ impl ApplyTarget for MetaTarget {
 
 fn encode_state(st: &MetaState) -> Vec<u8> {
     let mut b = BytesMut::new();
-    b.put_u8(3);
+    b.put_u8(4);
     b.put_u64(st.map.epoch);
     for s in 0..SLOTS {
         b.put_u16(st.map.owner(s) as u16);
@@ -471,13 +506,19 @@ fn encode_state(st: &MetaState) -> Vec<u8> {
         b.put_u64(*id);
         b.put_u16(*port);
     }
+    b.put_u32(st.shard_info.len() as u32);
+    for (shard, info) in &st.shard_info {
+        b.put_u16(*shard as u16);
+        info.encode(&mut b);
+    }
     b.to_vec()
 }
 
 fn decode_state(mut b: &[u8]) -> Option<MetaState> {
-    // Version 1 images (before `leaving`) and 2 (before `tls_ports`) still load.
+    // Version 1 images (before `leaving`), 2 (before `tls_ports`) and 3 (before
+    // `shard_info`) still load.
     let version = get_u8(&mut b)?;
-    if !(1..=3).contains(&version) {
+    if !(1..=4).contains(&version) {
         return None;
     }
     let epoch = get_u64(&mut b)?;
@@ -535,12 +576,20 @@ fn decode_state(mut b: &[u8]) -> Option<MetaState> {
             tls_ports.insert(id, get_u16(&mut b)?);
         }
     }
+    let mut shard_info = BTreeMap::new();
+    if version >= 4 {
+        for _ in 0..get_u32(&mut b)? {
+            let shard = get_u16(&mut b)? as usize;
+            shard_info.insert(shard, ShardInfo::decode(&mut b)?);
+        }
+    }
     Some(MetaState {
         map: SlotMap::from_owners(owners, epoch),
         migrating,
         migrations,
         leaving,
         tls_ports,
+        shard_info,
     })
 }
 
@@ -565,11 +614,11 @@ fn get_u16(b: &mut &[u8]) -> Option<u16> {
     (b.remaining() >= 2).then(|| b.get_u16())
 }
 
-fn get_u32(b: &mut &[u8]) -> Option<u32> {
+pub(super) fn get_u32(b: &mut &[u8]) -> Option<u32> {
     (b.remaining() >= 4).then(|| b.get_u32())
 }
 
-fn get_u64(b: &mut &[u8]) -> Option<u64> {
+pub(super) fn get_u64(b: &mut &[u8]) -> Option<u64> {
     (b.remaining() >= 8).then(|| b.get_u64())
 }
 
@@ -676,11 +725,46 @@ mod tests {
         let t2 = MetaTarget::new(3);
         t2.install(&mut img.as_slice(), b"m").expect("install");
         assert_eq!(*t2.state(), *t.state());
-        // A version 2 image (written before TLS ports existed) still loads, with none.
-        let mut v2 = encode_state(&MetaState::initial(3));
-        let n = v2.len();
-        v2.truncate(n - 4);
+        // A version 2 image (written before TLS ports existed) still loads, with none; so
+        // does a version 3 image (before shard info).
+        let mut v3 = encode_state(&MetaState::initial(3));
+        let n = v3.len();
+        v3.truncate(n - 4);
+        v3[0] = 3;
+        assert_eq!(decode_state(&v3), Some(MetaState::initial(3)));
+        let mut v2 = v3.clone();
+        v2.truncate(n - 8);
         v2[0] = 2;
         assert_eq!(decode_state(&v2), Some(MetaState::initial(3)));
+    }
+
+    #[test]
+    fn shard_info_newer_term_wins_and_survives_snapshots() {
+        let t = MetaTarget::new(3);
+        let info = |term, leader| MetaCmd::ShardInfo {
+            shard: 1,
+            info: ShardInfo {
+                term,
+                leader,
+                voters: vec![1, 2, 4],
+                learners: vec![],
+            },
+        };
+        assert_eq!(MetaCmd::decode(&info(3, 2).encode()), Some(info(3, 2)));
+        assert_eq!(cmd(&t, 1, info(3, 2)), "+OK");
+        assert_eq!(cmd(&t, 2, info(5, 4)), "+OK");
+        // Late, from the deposed leader: ignored.
+        assert_eq!(cmd(&t, 3, info(3, 2)), "+OK");
+        assert_eq!(t.state().shard_info[&1].leader, 4);
+        let bad = MetaCmd::ShardInfo {
+            shard: 3,
+            info: t.state().shard_info[&1].clone(),
+        };
+        assert_eq!(cmd(&t, 4, bad), "-ERR no shard 3");
+        let mut img = Vec::new();
+        t.snapshot(&mut img).expect("snapshot");
+        let t2 = MetaTarget::new(3);
+        t2.install(&mut img.as_slice(), b"m").expect("install");
+        assert_eq!(*t2.state(), *t.state());
     }
 }

@@ -160,11 +160,14 @@ impl Replication {
         let payload = storage::raft_target_proposal(&items);
         let deadline = Instant::now() + STEP_DEADLINE;
         loop {
-            match self.shards[shard]
-                .group
-                .propose_anywhere(payload.clone())
-                .await
-            {
+            let s = &self.shards[shard];
+            // Outside the target's group (more nodes than replicas), its leader is the one
+            // published in the metadata.
+            let res = match s.outside_leader() {
+                Some((leader, at)) => s.group.propose_to(leader, &at, payload.clone()).await,
+                None => s.group.propose_anywhere(payload.clone()).await,
+            };
+            match res {
                 Ok(raw) => {
                     return reply_codec::decode_list(raw)
                         .ok_or_else(|| "ERR malformed shard reply".to_string())

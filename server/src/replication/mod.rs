@@ -13,7 +13,9 @@ mod membership;
 pub mod meta;
 pub mod migrate;
 pub mod mover;
+mod reconcile;
 pub mod shard;
+pub mod shard_info;
 pub mod slot_map;
 mod spread;
 mod status;
@@ -189,6 +191,8 @@ impl Replication {
         }
         let mut nopts = NodeOptions::new(opts.node_id, opts.bus_listen, opts.dir.clone());
         nopts.security = opts.security.clone();
+        // A joining node may be a wiped old voter: it votes only once a leader added it.
+        nopts.joining = opts.join;
         if let Some(n) = opts.snapshot_after {
             nopts.snapshot_after_entries = n.max(1);
             nopts.keep_after_snapshot = nopts.keep_after_snapshot.min(n);
@@ -220,10 +224,14 @@ impl Replication {
             membership_changes: membership::InFlight::default(),
             tls_port: std::sync::atomic::AtomicU16::new(0),
         });
+        repl.node.transport().register(
+            pinnacle_raft::transport::APP_GROUP,
+            Arc::new(membership::MeetService(Arc::downgrade(&repl))),
+        );
         tokio::spawn(watch(Arc::downgrade(&repl)));
         tokio::spawn(spread::run(Arc::downgrade(&repl)));
         tokio::spawn(migrate::drive(Arc::downgrade(&repl)));
-        tokio::spawn(membership::reconcile(Arc::downgrade(&repl)));
+        tokio::spawn(reconcile::reconcile(Arc::downgrade(&repl)));
         Ok(repl)
     }
 
@@ -282,9 +290,18 @@ impl Replication {
     }
 
     /// The shard keyless keyspace commands (DBSIZE, SCAN, FLUSHALL, ...) run on: the first
-    /// shard this node leads, as a Redis master answers for its own slots; shard 0 otherwise.
+    /// shard this node leads, as a Redis master answers for its own slots; else the first it
+    /// replicates (a replica answers for its master's); shard 0 otherwise.
     pub fn home_shard(&self) -> usize {
-        self.shards.iter().position(|s| s.is_leader()).unwrap_or(0)
+        self.shards
+            .iter()
+            .position(|s| s.is_leader())
+            .or_else(|| {
+                self.shards
+                    .iter()
+                    .position(|s| s.outside_leader().is_none())
+            })
+            .unwrap_or(0)
     }
 
     /// The client address (`ip:port`) of shard `i`'s live leader (this node's own if it
@@ -345,16 +362,25 @@ impl Replication {
             offsets.join(",")
         ));
         if self.shards.len() > 1 {
+            let topo = self.topology();
             for s in &self.shards {
                 let st = s.status();
+                // The shard's voters (its own view inside the group, the published one outside).
+                let voters: Vec<String> = topo.shards[s.index()]
+                    .members
+                    .iter()
+                    .filter(|m| m.voter)
+                    .map(|m| m.id.to_string())
+                    .collect();
                 out.push_str(&format!(
-                    "shard{}:group={},state={},leader={},term={},applied={}\r\n",
+                    "shard{}:group={},state={},leader={},term={},applied={},voters={}\r\n",
                     s.index(),
                     shard::group_id(s.index()),
                     st.state,
                     st.leader.map(|l| l.to_string()).unwrap_or_default(),
                     st.term,
                     st.applied,
+                    voters.join("|"),
                 ));
             }
         }
@@ -375,6 +401,7 @@ async fn watch(repl: std::sync::Weak<Replication>) {
     loop {
         tick.tick().await;
         let Some(r) = repl.upgrade() else { return };
+        let st = r.meta_state();
         if let Some(why) = r.meta.fatal() {
             tracing::error!("the metadata raft group failed, stopping the node: {why}");
             std::process::exit(1);
@@ -387,7 +414,9 @@ async fn watch(repl: std::sync::Weak<Replication>) {
                 );
                 std::process::exit(1);
             }
+            s.set_outside(r.outside_leader(&st, s.index()));
             s.refresh();
         }
+        r.publish_shard_info();
     }
 }

@@ -38,6 +38,9 @@ pub struct Shard {
     leader: AtomicBool,
     /// Where to send clients while this node does not lead it.
     redirect: RwLock<Redirect>,
+    /// The published leader (id, full Raft address) while this node is outside the group
+    /// (`shard_info`); `None` while it is a member and knows from Raft.
+    outside: RwLock<Option<(NodeId, String)>>,
     proposer: OnceLock<batch::Proposer>,
     barriers: OnceLock<batch::Barriers>,
     counters: Counters,
@@ -68,6 +71,7 @@ impl Shard {
             read_mode,
             leader: AtomicBool::new(false),
             redirect: RwLock::new(Redirect::Down),
+            outside: RwLock::new(None),
             proposer: OnceLock::new(),
             barriers: OnceLock::new(),
             counters: Counters::default(),
@@ -136,8 +140,24 @@ impl Shard {
             return Some(self.me);
         }
         match self.redirect() {
-            Redirect::Leader(_) => self.group.leader(),
+            Redirect::Leader(_) => match &*self.outside.read() {
+                Some((id, _)) => Some(*id),
+                None => self.group.leader(),
+            },
             Redirect::Down => None,
+        }
+    }
+
+    /// The published leader (id, full Raft address) if this node is outside the group.
+    pub fn outside_leader(&self) -> Option<(NodeId, String)> {
+        self.outside.read().clone()
+    }
+
+    /// Sets the published leader to redirect to while this node is outside the group.
+    pub(super) fn set_outside(&self, outside: Option<(NodeId, String)>) {
+        let mut o = self.outside.write();
+        if *o != outside {
+            *o = outside;
         }
     }
 
@@ -145,6 +165,13 @@ impl Shard {
     pub(super) fn refresh(&self) {
         let leader = self.group.leader();
         let is_leader = leader == Some(self.me) && self.group.is_leader();
+        if !is_leader {
+            if let Some((_, at)) = &*self.outside.read() {
+                *self.redirect.write() = Redirect::Leader(addr::client_addr(at));
+                self.leader.store(false, Ordering::Release);
+                return;
+            }
+        }
         // A follower trusts the leader it knows of only while it hears from it.
         let alive = is_leader
             || matches!(

@@ -5,6 +5,7 @@
 //! least-loaded live voter hands one of them to that voter (openraft leader transfer). Counts
 //! only fall towards the minimum, so it never flaps, and one shard never moves at all.
 
+use super::shard_info::placement;
 use super::Replication;
 use pinnacle_raft::NodeId;
 use std::collections::BTreeMap;
@@ -36,18 +37,12 @@ pub(super) async fn run(repl: Weak<Replication>) {
 
 /// A shard this node leads and the node to hand it to, if the rule says so.
 fn pick(r: &Replication) -> Option<(usize, NodeId)> {
-    let m0 = r.shards[0].group.metrics();
-    // Nodes CLUSTER FORGET is taking out get no shard (and hand theirs away: membership.rs).
+    // Nodes CLUSTER FORGET is taking out get no shard (and hand theirs away: reconcile.rs).
     let leaving = r.meta_state().leaving.clone();
     if leaving.contains(&r.id) {
         return None;
     }
-    let voters: Vec<NodeId> = m0
-        .membership_config
-        .membership()
-        .voter_ids()
-        .filter(|v| !leaving.contains(v))
-        .collect();
+    let voters = r.cluster_nodes();
     let mut led: BTreeMap<NodeId, usize> = voters.iter().map(|v| (*v, 0)).collect();
     for s in &r.shards {
         if let Some(l) = s.live_leader().filter(|l| !leaving.contains(l)) {
@@ -56,6 +51,8 @@ fn pick(r: &Replication) -> Option<(usize, NodeId)> {
     }
     let mine = led.get(&r.id).copied().unwrap_or(0);
     for s in r.shards.iter().filter(|s| s.is_leader()) {
+        // Only to a node the shard's placement keeps (else the reconciler hands it back).
+        let want = placement(s.index(), &voters);
         let m = s.group.metrics();
         let last = m.last_log_index.unwrap_or(0);
         let Some(rep) = m.replication.as_ref() else {
@@ -64,7 +61,7 @@ fn pick(r: &Replication) -> Option<(usize, NodeId)> {
         // The least-loaded voter that is alive and has this shard's whole log.
         let target = led
             .iter()
-            .filter(|(v, n)| **v != r.id && mine > **n + 1)
+            .filter(|(v, n)| **v != r.id && mine > **n + 1 && want.contains(v))
             .filter(|(v, _)| {
                 let caught_up = rep
                     .get(v)

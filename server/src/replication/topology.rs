@@ -127,10 +127,44 @@ impl Replication {
     pub fn topology(&self) -> Topology {
         let meta = self.meta_state();
         let map = meta.map.clone();
-        let mut addrs: std::collections::BTreeMap<NodeId, String> = Default::default();
+        // Every node of the cluster is in the metadata group (shards may live on 3 of them).
+        let meta_m = self.meta.metrics().membership_config.clone();
+        let meta_voters: std::collections::BTreeSet<NodeId> =
+            meta_m.membership().voter_ids().collect();
+        let mut addrs: std::collections::BTreeMap<NodeId, String> = meta_m
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
         let mut shards = Vec::with_capacity(self.shards.len());
         let mut term = 0;
         for s in &self.shards {
+            if let (Some((leader, _)), Some(info)) =
+                (s.outside_leader(), meta.shard_info.get(&s.index()))
+            {
+                // Outside this shard's group: what its leader published.
+                term = term.max(info.term);
+                let voters = info.voters.iter().map(|id| (*id, true));
+                let learners = info.learners.iter().map(|id| (*id, false));
+                let mut members: Vec<ShardMember> = voters
+                    .chain(learners)
+                    .map(|(id, voter)| ShardMember {
+                        id,
+                        leader: id == leader,
+                        voter,
+                        offset: 0,
+                    })
+                    .collect();
+                members.sort_by_key(|mb| (!mb.leader, mb.id));
+                shards.push(ShardView {
+                    index: s.index(),
+                    slots: map.ranges_of(s.index()),
+                    leader: Some(leader),
+                    known_leader: Some(leader),
+                    members,
+                });
+                continue;
+            }
             let m = s.group.metrics();
             term = term.max(m.current_term);
             let membership = m.membership_config.membership();
@@ -186,7 +220,7 @@ impl Replication {
                     cport,
                     tls_port: meta.tls_ports.get(id).copied().unwrap_or(0),
                     leader: leaders.contains(id),
-                    voter: in0.is_some_and(|m| m.voter),
+                    voter: meta_voters.contains(id) && in0.is_none_or(|m| m.voter),
                     offset: in0.map_or(0, |m| m.offset),
                 }
             })
