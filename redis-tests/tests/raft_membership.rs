@@ -1,6 +1,7 @@
-//! CLUSTER MEET / FORGET in Raft mode: a node started with `--cluster-join` is added as a
-//! learner, catches up, becomes a voter (so the group survives losing two of the first three
-//! nodes' majority), and FORGET takes it out again.
+//! CLUSTER MEET / FORGET in Raft mode: a node started with `--cluster-join` joins the cluster;
+//! the one shard keeps 3 replicas, so the 4th node holds none and redirects to its leader; once
+//! FORGET takes one of the first three out, the 4th node is added to the shard as a learner,
+//! catches up and becomes a voter in its place.
 
 use redis_tests::cluster::Cluster;
 use redis_tests::process::free_port;
@@ -33,7 +34,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
+fn fourth_node_waits_outside_the_shard_until_forget_makes_room() {
     let c = Cluster::start(3).expect("cluster");
     let l = c.settled_leader().expect("leader");
     for i in 0..200 {
@@ -71,7 +72,34 @@ fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
         .expect("meet"),
         Value::Simple("OK".into())
     );
-    // It catches up (learner), then shows up as a voter the leader replicates to.
+    // The shard stays on nodes 1-3: node 4 holds no replica and redirects to the leader the
+    // shard published in the cluster's metadata.
+    wait_until(
+        "node 4 to redirect to the leader",
+        Duration::from_secs(20),
+        || {
+            let want = format!("MOVED 5398 {}", c.addr(c.leader().expect("leader")));
+            matches!(call(&n4, &["GET", "m:1"]), Value::Error(e) if e == want.as_bytes())
+        },
+    );
+    for _ in 0..10 {
+        let l = c.leader().expect("leader");
+        let info = c.info(l).expect("info");
+        assert!(
+            !info.fields.contains_key("raft_peer4"),
+            "node 4 was added to the shard: {:?}",
+            info.fields
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // FORGET of a follower: node 4 takes its place, learner then voter, with the whole data.
+    let l = c.leader().expect("leader");
+    let victim = c.ids().into_iter().find(|i| *i != l).expect("a follower");
+    assert_eq!(
+        c.call(l, &["CLUSTER", "FORGET", &victim.to_string()])
+            .expect("forget"),
+        Value::Simple("OK".into())
+    );
     wait_until("node 4 to catch up", Duration::from_secs(20), || {
         let info = info_replication(&n4);
         info_field(&info, "raft_leader_id").as_deref()
@@ -105,16 +133,17 @@ fn meet_adds_a_caught_up_voter_and_forget_removes_it() {
         c.call(l, &["CLUSTER", "FORGET", "99"]).expect("forget"),
         Value::Error(e) if e == b"ERR Unknown node 99"
     ));
-    assert_eq!(
-        c.call(l, &["CLUSTER", "FORGET", "4"]).expect("forget"),
-        Value::Simple("OK".into())
+    let peer = format!("raft_peer{victim}");
+    wait_until(
+        "the forgotten node to leave",
+        Duration::from_secs(20),
+        || {
+            let l = c.leader().expect("leader");
+            c.info(l)
+                .map(|i| !i.fields.contains_key(&peer))
+                .unwrap_or(false)
+        },
     );
-    wait_until("node 4 to leave", Duration::from_secs(20), || {
-        let l = c.leader().expect("leader");
-        c.info(l)
-            .map(|i| !i.fields.contains_key("raft_peer4"))
-            .unwrap_or(false)
-    });
     // The three remaining nodes still commit writes.
     let l = c.leader().expect("leader");
     assert_eq!(
