@@ -428,6 +428,9 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
                     },
                 )
             }),
+            RpcRequest::App(_) => Box::pin(async {
+                RpcResponse::Error("an application request for a Raft group".into())
+            }),
             RpcRequest::TransferLeader(r) => Box::pin(async move {
                 raft.handle_transfer_leader(r)
                     .await

@@ -601,7 +601,8 @@ impl Cluster {
             if let Ok(mut c) = RawConn::connect_addr(addr, POLL_TIMEOUT) {
                 if c.send_command(&["PING"]).is_ok() {
                     if let Ok(r) = c.read_reply_timeout(POLL_TIMEOUT) {
-                        if r == b"+PONG\r\n" {
+                        // A node behind `requirepass` answers too, with NOAUTH.
+                        if r == b"+PONG\r\n" || r.starts_with(b"-NOAUTH") {
                             return Ok(());
                         }
                     }

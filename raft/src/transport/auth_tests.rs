@@ -186,3 +186,50 @@ async fn wrong_secret_or_no_secret_never_reaches_a_group() {
     assert!(friend.call(2, &addr, 7, end(), T).await.is_ok());
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// `identify` learns a node's id over an authenticated connection (no session is opened on
+/// either side), and learns nothing from a node with another secret.
+#[tokio::test]
+async fn identify_needs_the_secret_and_opens_no_session() {
+    let (a, _) = secured(1, b"cluster secret").await;
+    let (b, hits) = secured(42, b"cluster secret").await;
+    let (outsider, _) = secured(3, b"another secret").await;
+    let at = b.local_addr().to_string();
+    assert_eq!(a.identify(&at).await.unwrap(), 42);
+    // The Redis form `ip:port@cport` is dialed at its bus port.
+    let redis_form = format!("127.0.0.1:6379@{}", b.local_addr().port());
+    assert_eq!(a.identify(&redis_form).await.unwrap(), 42);
+    assert!(outsider.identify(&at).await.is_err());
+    // The acceptor counts the refusal on its own task.
+    let start = Instant::now();
+    while b.refused_count() == 0 && start.elapsed() < T {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.refused_count(), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert!(b.live(1).is_none(), "identify left a session behind");
+}
+
+/// An [`APP_GROUP`] service answers application requests from authenticated peers.
+#[tokio::test]
+async fn app_requests_reach_the_app_service() {
+    struct Echo;
+    impl GroupService for Echo {
+        fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture {
+            Box::pin(async move {
+                match req {
+                    RpcRequest::App(b) => RpcResponse::App(Ok([b, vec![from as u8]].concat())),
+                    other => RpcResponse::Error(format!("unexpected {other:?}")),
+                }
+            })
+        }
+    }
+    let (a, _) = secured(1, b"cluster secret").await;
+    let (b, _) = secured(2, b"cluster secret").await;
+    b.register(APP_GROUP, Arc::new(Echo));
+    let at = b.local_addr().to_string();
+    match a.call(2, &at, APP_GROUP, RpcRequest::App(vec![7]), T).await {
+        Ok(RpcResponse::App(Ok(v))) => assert_eq!(v, vec![7, 1]),
+        other => panic!("{other:?}"),
+    }
+}

@@ -69,6 +69,9 @@ pub enum RpcRequest {
     },
     /// A proposal forwarded to the leader by a member that does not lead the group.
     Propose(Vec<u8>),
+    /// An application request (opaque bytes) for the service registered under
+    /// [`super::APP_GROUP`]: node-to-node calls that need the bus's authentication.
+    App(Vec<u8>),
 }
 
 /// The outcome of a forwarded [`RpcRequest::Propose`].
@@ -103,6 +106,8 @@ pub enum RpcResponse {
     StreamAppend(StreamAppendResult<TypeConfig>),
     /// Outcome of a forwarded proposal.
     Proposed(ProposeOutcome),
+    /// The application service's answer to [`RpcRequest::App`]: bytes, or an error text.
+    App(Result<Vec<u8>, String>),
 }
 
 /// A decoded frame.
@@ -438,6 +443,17 @@ pub mod fuzzing {
                 sent_ms: -8,
                 body: RpcResponse::Proposed(ProposeOutcome::NotLeader),
             },
+            Frame::Request {
+                id: 8,
+                group: u64::MAX,
+                sent_ms: 1_765_000_000_000 + 8,
+                body: RpcRequest::App(b"meet\n127.0.0.1\n7004\n17004".to_vec()),
+            },
+            Frame::Response {
+                id: 9,
+                sent_ms: -9,
+                body: RpcResponse::App(Err("ERR try again".into())),
+            },
         ];
         frames
             .iter()
@@ -473,6 +489,10 @@ mod tests {
         assert_eq!(&end[..4], &6u32.to_le_bytes());
         let sa = bincode::serialize(&RpcResponse::StreamAppend(Ok(None))).unwrap();
         assert_eq!(&sa[..4], &7u32.to_le_bytes());
+        let app = bincode::serialize(&RpcRequest::App(vec![1])).unwrap();
+        assert_eq!(&app[..4], &8u32.to_le_bytes());
+        let app = bincode::serialize(&RpcResponse::App(Ok(vec![1]))).unwrap();
+        assert_eq!(&app[..4], &9u32.to_le_bytes());
 
         let f = Frame::Request {
             id: 9,

@@ -33,6 +33,10 @@ pub use self::auth::{BusSecurity, BusTls, Secret};
 use self::frame::{read_frame, Frame, RpcRequest, RpcResponse};
 use crate::types::{GroupId, NodeId};
 
+/// The group id under which an application registers the [`GroupService`] that answers
+/// [`frame::RpcRequest::App`] (no Raft group has it).
+pub const APP_GROUP: GroupId = u64::MAX;
+
 /// Why a call to a peer failed.
 #[derive(Debug, Error)]
 pub enum CallError {
@@ -346,10 +350,8 @@ impl Transport {
             .cloned()
     }
 
-    async fn dial(&self, peer: NodeId, addr: &str) -> io::Result<Arc<Conn>> {
-        // `ip:port@cport` (Redis form) is dialed at `ip:cport`; a bare address as-is.
-        let bus = crate::addr::bus_addr(addr);
-        let addr = bus.as_str();
+    /// Connects to the bus address `addr` and authenticates (secret or TLS).
+    async fn open(&self, addr: &str) -> io::Result<BoxedIo> {
         let target: SocketAddr = tokio::net::lookup_host(addr)
             .await?
             .find(|a| a.is_ipv4() == self.inner.bind_ip.is_ipv4())
@@ -364,7 +366,7 @@ impl Transport {
         sock.bind(SocketAddr::new(self.inner.bind_ip, 0))?;
         let tcp = sock.connect(target).await?;
         tcp.set_nodelay(true)?;
-        let mut stream: BoxedIo = match &self.inner.security {
+        Ok(match &self.inner.security {
             BusSecurity::Open => Box::new(tcp),
             BusSecurity::Secret(secret) => {
                 let mut tcp = tcp;
@@ -377,7 +379,14 @@ impl Transport {
                 let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
                 Box::new(connector.connect(name, tcp).await?)
             }
-        };
+        })
+    }
+
+    async fn dial(&self, peer: NodeId, addr: &str) -> io::Result<Arc<Conn>> {
+        // `ip:port@cport` (Redis form) is dialed at `ip:cport`; a bare address as-is.
+        let bus = crate::addr::bus_addr(addr);
+        let addr = bus.as_str();
+        let mut stream = self.open(addr).await?;
         stream
             .write_all(
                 &Frame::Hello {

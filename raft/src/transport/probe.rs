@@ -1,5 +1,6 @@
 //! Raw cluster-bus frames an outsider could send, for the bus-security tests and tools: a
 //! process that has not authenticated must get none of them decoded, let alone applied.
+//! Also [`super::Transport::identify`]: which node answers at a bus address.
 
 use std::io;
 
@@ -36,4 +37,27 @@ pub fn forged_heartbeats(
         );
     }
     Ok(out)
+}
+
+impl super::Transport {
+    /// Asks the node whose bus is at `addr` (a bus address or `ip:port@cport`) for its id,
+    /// over an authenticated connection: the hello names no node ([`NodeId::MAX`]), so the
+    /// peer answers with its own id and hangs up instead of opening a session. Only a node
+    /// that holds the cluster's secret or certificate can answer.
+    pub async fn identify(&self, addr: &str) -> io::Result<NodeId> {
+        let bus = crate::addr::bus_addr(addr);
+        let mut stream = self.open(&bus).await?;
+        let hello = Frame::Hello {
+            from: self.id(),
+            to: NodeId::MAX,
+        };
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &hello.encode()?).await?;
+        match super::frame::read_frame(&mut stream).await? {
+            Some(Frame::HelloAck { id }) => Ok(id),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{bus} did not say who it is: {other:?}"),
+            )),
+        }
+    }
 }

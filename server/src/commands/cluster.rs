@@ -48,9 +48,7 @@ fn meet(ctx: &mut Ctx<'_>, a: &[Bytes]) -> Reply {
     if host.parse::<std::net::IpAddr>().is_err() {
         return Reply::error(format!("ERR Invalid node address specified: {host}:{port}"));
     }
-    let forwarded =
-        ctx.client.name.as_deref() == Some(crate::replication::topology::FORWARDED_MEET.as_bytes());
-    match repl.meet(host, port, bus, forwarded) {
+    match repl.meet(host, port, bus) {
         Ok(()) => Reply::ok(),
         Err(e) => Reply::error(e),
     }

@@ -2,7 +2,7 @@
 //! membership follow the cluster's.
 //!
 //! The metadata group's voters are the cluster's nodes. `MEET` (sent to any node; forwarded to
-//! the metadata leader) adds the new node there, learner then voter, like Redis's handshake in
+//! the metadata leader over the cluster bus) adds the new node there, learner then voter, like Redis's handshake in
 //! the background. `FORGET` marks the node `leaving` in the metadata. Then, every second, each
 //! node reconciles the shards it leads: a metadata voter missing from a shard is added
 //! (learner until caught up, then voter); a leaving node is removed; a leaving node that
@@ -11,16 +11,16 @@
 //! stale view can delay a change but never remove a healthy member.
 
 use super::meta::MetaCmd;
-use super::topology::FORWARDED_MEET;
 use super::Replication;
 use parking_lot::Mutex;
-use pinnacle_raft::{addr, NodeId};
+use pinnacle_raft::transport::frame::{RpcRequest, RpcResponse};
+use pinnacle_raft::transport::{GroupService, HandlerFuture, APP_GROUP};
+use pinnacle_raft::NodeId;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long MEET waits for the new node to answer `INFO replication`.
+/// How long MEET waits for the new node to say who it is on the cluster bus.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Membership changes this node is running, by (group id, node): one at a time per pair.
@@ -71,22 +71,19 @@ enum MeetPlan {
 }
 
 impl Replication {
-    /// Adds the node whose client port is `host:port` (bus `bus`): learns its Raft id from
-    /// its `INFO replication` and adds it to the metadata group; the reconciler then adds it
+    /// Adds the node whose client port is `host:port` (bus `bus`): learns its Raft id over
+    /// the cluster bus (so only a node with the cluster's secret or certificate answers) and
+    /// adds it to the metadata group; the reconciler then adds it
     /// to every shard. Blocks until the metadata leader (this node, or the one the command is
     /// forwarded to) has decided. A live member is answered OK with no change, as Redis does;
     /// a node that is still leaving (FORGET not finished) is refused (see
     /// [`Replication::meet_check`]).
-    /// `forwarded`: the command came from another node ([`FORWARDED_MEET`]).
-    pub fn meet(
-        self: &Arc<Self>,
-        host: String,
-        port: u16,
-        bus: u16,
-        forwarded: bool,
-    ) -> Result<(), String> {
+    /// A node that does not lead the metadata group forwards the command to the one that
+    /// does over the cluster bus ([`MeetService`]), which is authenticated like Raft traffic:
+    /// no client password is needed between nodes.
+    pub fn meet(self: &Arc<Self>, host: String, port: u16, bus: u16) -> Result<(), String> {
         let me = self.clone();
-        block_on(async move { me.meet_async(host, port, bus, forwarded).await })
+        block_on(async move { me.meet_async(host, port, bus, false).await })
     }
 
     async fn meet_async(
@@ -104,20 +101,15 @@ impl Replication {
             );
         }
         if !self.meta.is_leader() {
-            let cmd = [
-                "CLUSTER".to_string(),
-                "MEET".into(),
-                host.clone(),
-                port.to_string(),
-                bus.to_string(),
-            ];
-            return self.forward_to_meta_leader(&cmd).await;
+            return self.forward_meet(&host, port, bus).await;
         }
         let addr = format!("{host}:{port}@{bus}");
-        let id = match tokio::time::timeout(HELLO_TIMEOUT, node_id_of(&host, port)).await {
+        let id = match tokio::time::timeout(HELLO_TIMEOUT, self.node.transport().identify(&addr))
+            .await
+        {
             Ok(Ok(id)) => id,
-            Ok(Err(e)) => return Err(format!("ERR CLUSTER MEET {host}:{port}: {e}")),
-            Err(_) => return Err(format!("ERR CLUSTER MEET {host}:{port}: no answer")),
+            Ok(Err(e)) => return Err(format!("ERR CLUSTER MEET {host}:{port}@{bus}: {e}")),
+            Err(_) => return Err(format!("ERR CLUSTER MEET {host}:{port}@{bus}: no answer")),
         };
         // Every committed metadata entry applied here first: a FORGET acknowledged just
         // before (its leaving mark) must not be mistaken for a live member.
@@ -259,54 +251,77 @@ impl Replication {
         })
     }
 
-    /// Sends `cmd` to the metadata leader's client port (MEET needs that node's view) and
-    /// returns its answer.
-    async fn forward_to_meta_leader(&self, cmd: &[String]) -> Result<(), String> {
-        let Some(to) = self.meta.leader_addr().map(|a| addr::client_addr(&a)) else {
-            return Err(format!(
-                "ERR {}: no metadata leader to forward to; try again",
-                cmd[..2].join(" ")
-            ));
+    /// Sends the MEET to the metadata leader over the cluster bus ([`MeetService`] there)
+    /// and returns its answer.
+    async fn forward_meet(&self, host: &str, port: u16, bus: u16) -> Result<(), String> {
+        let (Some(leader), Some(to)) = (self.meta.leader(), self.meta.leader_addr()) else {
+            return Err("ERR CLUSTER MEET: no metadata leader to forward to; try again".into());
         };
-        let mut req = format!(
-            "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n${}\r\n{FORWARDED_MEET}\r\n*{}\r\n",
-            FORWARDED_MEET.len(),
-            cmd.len()
-        );
-        for a in cmd {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        let (host, port) = match to.rsplit_once(':') {
-            Some((h, p)) => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse().unwrap_or(0),
-            ),
-            None => (to.as_str(), 0),
-        };
-        // Two one-line replies: SETNAME's, then MEET's.
-        let two_lines = |b: &[u8]| b.windows(2).filter(|w| w == b"\r\n").count() >= 2;
-        let res = tokio::time::timeout(
-            2 * HELLO_TIMEOUT,
-            ask_node(host, port, req.as_bytes(), two_lines),
-        )
-        .await
-        .map(|r| {
-            r.map(|buf| {
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                match text.split_once("\r\n") {
-                    Some((setname, rest)) if setname.starts_with('+') => rest.to_string(),
-                    _ => text,
-                }
-            })
-        });
-        let what = cmd[..2].join(" ");
+        let req = RpcRequest::App(MeetRequest::encode(host, port, bus));
+        let res = self
+            .node
+            .transport()
+            .call(leader, &to, APP_GROUP, req, 2 * HELLO_TIMEOUT)
+            .await;
         match res {
-            Ok(Ok(reply)) if reply.starts_with('+') => Ok(()),
-            Ok(Ok(reply)) if reply.starts_with('-') => Err(reply[1..].trim_end().to_string()),
-            Ok(Ok(reply)) => Err(format!("ERR {what} via {to}: {}", reply.trim_end())),
-            Ok(Err(e)) => Err(format!("ERR {what} via {to}: {e}")),
-            Err(_) => Err(format!("ERR {what} via {to}: no answer")),
+            Ok(RpcResponse::App(Ok(_))) => Ok(()),
+            Ok(RpcResponse::App(Err(e))) => Err(e),
+            Ok(other) => Err(format!(
+                "ERR CLUSTER MEET via node {leader}: unexpected answer {other:?}"
+            )),
+            Err(e) => Err(format!(
+                "ERR CLUSTER MEET via node {leader}: {e}; try again"
+            )),
         }
+    }
+}
+
+/// A `CLUSTER MEET` forwarded over the bus: `host`, `port`, `bus`, one per line.
+struct MeetRequest;
+
+impl MeetRequest {
+    fn encode(host: &str, port: u16, bus: u16) -> Vec<u8> {
+        format!("{host}\n{port}\n{bus}").into_bytes()
+    }
+
+    fn decode(b: &[u8]) -> Option<(String, u16, u16)> {
+        let text = std::str::from_utf8(b).ok()?;
+        let mut parts = text.split('\n');
+        let host = parts.next()?.to_string();
+        let port = parts.next()?.parse().ok()?;
+        let bus = parts.next()?.parse().ok()?;
+        host.parse::<std::net::IpAddr>()
+            .is_ok()
+            .then_some((host, port, bus))
+    }
+}
+
+/// Answers MEETs forwarded by other nodes over the cluster bus (registered under
+/// [`APP_GROUP`]). The bus authenticated the sender (cluster secret or certificate), as it
+/// does for every Raft message. A forwarded MEET is never forwarded again, so two nodes with
+/// different views of the leader cannot bounce it.
+pub(super) struct MeetService(pub(super) Weak<Replication>);
+
+impl GroupService for MeetService {
+    fn handle(&self, from: NodeId, req: RpcRequest) -> HandlerFuture {
+        let repl = self.0.upgrade();
+        Box::pin(async move {
+            let RpcRequest::App(body) = req else {
+                return RpcResponse::Error("not an application request".into());
+            };
+            let Some((host, port, bus)) = MeetRequest::decode(&body) else {
+                return RpcResponse::App(Err("ERR malformed forwarded CLUSTER MEET".into()));
+            };
+            let Some(repl) = repl else {
+                return RpcResponse::App(Err("ERR this node is shutting down".into()));
+            };
+            tracing::info!("CLUSTER MEET {host}:{port}@{bus} forwarded by node {from}");
+            RpcResponse::App(
+                repl.meet_async(host, port, bus, true)
+                    .await
+                    .map(|()| Vec::new()),
+            )
+        })
     }
 }
 
@@ -320,66 +335,20 @@ fn block_on<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Res
     }
 }
 
-/// Sends `req` to the client port `host:port` and reads until `enough` holds (or the node
-/// closes, or 64 KiB). Plain TCP first; if that gives nothing useful and node-to-node TLS is
-/// on (`tls-cluster yes`), again over TLS: a TLS-only node names its TLS port.
-async fn ask_node(
-    host: &str,
-    port: u16,
-    req: &[u8],
-    enough: impl Fn(&[u8]) -> bool,
-) -> std::io::Result<Vec<u8>> {
-    let mut last = Err(std::io::Error::other("not asked"));
-    for tls in [false, true] {
-        if tls && !crate::pubsub::relay::tls_enabled() {
-            break;
-        }
-        let res = async {
-            let mut sock = crate::pubsub::relay::dial(host, port, tls).await?;
-            sock.write_all(req).await?;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !enough(&buf) && buf.len() < 64 * 1024 {
-                let n = sock.read(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Ok::<_, std::io::Error>(buf)
-        }
-        .await;
-        match res {
-            Ok(buf) if enough(&buf) => return Ok(buf),
-            other => last = other,
-        }
-    }
-    last
-}
+#[cfg(test)]
+mod tests {
+    use super::MeetRequest;
 
-/// Asks the node at `host:port` for its Raft id (`raft_node_id` in `INFO replication`).
-async fn node_id_of(host: &str, port: u16) -> std::io::Result<NodeId> {
-    let id_line = |b: &[u8]| {
-        let text = String::from_utf8_lossy(b);
-        text.split("raft_node_id:")
-            .nth(1)
-            .and_then(|rest| rest.split_once("\r\n"))
-            .map(|(id, _)| id.trim().to_string())
-    };
-    let buf = ask_node(
-        host,
-        port,
-        b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n",
-        |b| id_line(b).is_some(),
-    )
-    .await?;
-    match id_line(&buf) {
-        Some(id) => id
-            .parse()
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad raft_node_id")),
-        None => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the node is not in Raft mode (no raft_node_id in INFO replication)",
-        )),
+    #[test]
+    fn forwarded_meet_round_trips_and_refuses_garbage() {
+        let b = MeetRequest::encode("127.0.0.1", 7004, 17004);
+        assert_eq!(
+            MeetRequest::decode(&b),
+            Some(("127.0.0.1".to_string(), 7004, 17004))
+        );
+        assert_eq!(MeetRequest::decode(b"not-an-ip\n1\n2"), None);
+        assert_eq!(MeetRequest::decode(b"127.0.0.1\n70000\n2"), None);
+        assert_eq!(MeetRequest::decode(b"127.0.0.1"), None);
+        assert_eq!(MeetRequest::decode(&[0xff, 0xfe]), None);
     }
 }
