@@ -282,6 +282,9 @@ pub struct RaftService<A: ApplyTarget> {
     streams: crate::pipeline::Sessions<A>,
     incoming: Arc<Mutex<HashMap<(NodeId, u64), Incoming>>>,
     contact: LeaderContact,
+    /// Grant no vote or pre-vote while this node is not in the group's membership (see
+    /// [`crate::NodeOptions::joining`]).
+    members_only_vote: bool,
 }
 
 /// When this node last received appends (heartbeats included) and from whom: a follower's
@@ -308,13 +311,39 @@ impl<A: ApplyTarget> RaftService<A> {
 
     /// Like [`RaftService::new`], recording incoming appends in `contact`.
     pub fn with_contact(raft: Raft<A>, sm: StateMachine<A>, contact: LeaderContact) -> Arc<Self> {
+        Self::with_vote_guard(raft, sm, contact, false)
+    }
+
+    /// Like [`RaftService::with_contact`]; with `members_only_vote`, vote and pre-vote requests
+    /// are refused until the group's membership (from an entry or snapshot a leader sent, or
+    /// from [`crate::Group::initialize`]) includes this node.
+    pub fn with_vote_guard(
+        raft: Raft<A>,
+        sm: StateMachine<A>,
+        contact: LeaderContact,
+        members_only_vote: bool,
+    ) -> Arc<Self> {
         Arc::new(RaftService {
             streams: crate::pipeline::Sessions::new(raft.clone()),
             raft,
             sm,
             incoming: Arc::default(),
             contact,
+            members_only_vote,
         })
+    }
+
+    /// The refusal a node outside the group's membership gives a (pre-)vote request, if it
+    /// votes only as a member: its own vote (lower than the candidate's, so not a grant) and
+    /// no log, which the candidate ignores.
+    fn outsider_refusal(&self) -> Option<RpcResponse> {
+        if !self.members_only_vote {
+            return None;
+        }
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let m = self.raft.metrics().borrow_watched().clone();
+        let member = m.membership_config.membership().get_node(&m.id).is_some();
+        (!member).then(|| RpcResponse::Vote(openraft::raft::VoteResponse::new(m.vote, None, false)))
     }
 }
 
@@ -393,6 +422,15 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
         let err = |e: &dyn std::fmt::Display| RpcResponse::Error(e.to_string());
         if matches!(req, RpcRequest::Append(_) | RpcRequest::StreamAppend { .. }) {
             self.contact.record(from);
+        }
+        if matches!(req, RpcRequest::Vote(_) | RpcRequest::PreVote(_)) {
+            if let Some(refusal) = self.outsider_refusal() {
+                tracing::debug!(
+                    "refused a vote request from node {from}: this node joined empty and is \
+                     not in the group's membership yet"
+                );
+                return Box::pin(async move { refusal });
+            }
         }
         match req {
             RpcRequest::Append(r) => Box::pin(async move {

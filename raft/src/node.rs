@@ -47,6 +47,11 @@ pub struct NodeOptions {
     pub segment_bytes: u64,
     /// How cluster-bus connections are authenticated (default: not at all).
     pub security: crate::transport::BusSecurity,
+    /// The node starts empty to be added to its groups by their leaders (the server's
+    /// `--cluster-join`): a group grants no vote or pre-vote until its membership includes
+    /// this node. A wiped node restarted under the id of a voter has forgotten its votes; it
+    /// must not vote again in a term in which it may already have voted.
+    pub joining: bool,
 }
 
 impl NodeOptions {
@@ -75,6 +80,7 @@ impl NodeOptions {
             keep_after_snapshot: 1_000,
             segment_bytes: LogStoreOptions::default().segment_bytes,
             security: Default::default(),
+            joining: false,
         }
     }
 
@@ -238,7 +244,12 @@ impl RaftNode {
         let contact = LeaderContact::default();
         self.transport.register(
             group,
-            RaftService::with_contact(raft.clone(), sm.clone(), contact.clone()),
+            RaftService::with_vote_guard(
+                raft.clone(),
+                sm.clone(),
+                contact.clone(),
+                self.opts.joining,
+            ),
         );
         self.groups.lock().insert(group, Arc::new(raft.clone()));
         Ok(Group {

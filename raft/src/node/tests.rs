@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::apply::MemTarget;
 
+mod join;
 mod status;
 
 const G: GroupId = 1;
