@@ -56,6 +56,30 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+    /// Drops every put or delete shadowed by a later put or delete of the same key (a list's
+    /// metadata rewritten by each of a pipeline's pushes): readers see a batch whole, so only
+    /// the last write of a key is ever visible, and the others would only be logged, inserted
+    /// and flushed. A batch with a range delete is left as it is (order matters there).
+    pub fn drop_shadowed(&mut self) {
+        if self.ops.len() < 3 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.ops.len());
+        let mut keep = Vec::with_capacity(self.ops.len());
+        for op in self.ops.iter().rev() {
+            match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => keep.push(seen.insert(k.as_ref())),
+                BatchOp::DeleteRange(..) => return,
+            }
+        }
+        drop(seen);
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        // `keep` runs from the last op to the first.
+        let mut it = keep.into_iter().rev();
+        self.ops.retain(|_| it.next().unwrap_or(true));
+    }
     /// Bytes of keys and values carried, for write-amplification accounting.
     pub fn payload_bytes(&self) -> u64 {
         self.ops
@@ -66,5 +90,39 @@ impl WriteBatch {
                 BatchOp::DeleteRange(s, e) => s.len() + e.len(),
             } as u64)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_shadowed_keeps_the_last_write_of_each_key_in_order() {
+        let mut b = WriteBatch::new();
+        b.put("m", "1")
+            .put("a", "x")
+            .put("m", "2")
+            .delete("a")
+            .put("b", "y");
+        b.put("m", "3");
+        b.drop_shadowed();
+        assert_eq!(
+            b.ops(),
+            &[
+                BatchOp::Delete(Bytes::from("a")),
+                BatchOp::Put(Bytes::from("b"), Bytes::from("y")),
+                BatchOp::Put(Bytes::from("m"), Bytes::from("3")),
+            ]
+        );
+    }
+
+    #[test]
+    fn drop_shadowed_leaves_batches_with_range_deletes() {
+        let mut b = WriteBatch::new();
+        b.put("a", "1").delete_range("a", "b").put("a", "2");
+        let before = b.clone();
+        b.drop_shadowed();
+        assert_eq!(b, before);
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 mod replicated;
+mod run;
 
 /// Replies are written out once this much is buffered, even mid-batch, so a long pipeline
 /// doesn't build an unbounded output buffer.
@@ -304,6 +305,26 @@ fn run_commands(
     unauth_out: &mut usize,
     held: &mut Option<Vec<Bytes>>,
 ) -> After {
+    let mut run = run::Run::default();
+    let after = run_commands_in(
+        server, client, decoder, buf, out, unauth_out, held, &mut run,
+    );
+    // Queued writes were accepted: they are applied even if the connection closes now.
+    run.drain(server, out);
+    after
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_commands_in(
+    server: &Server,
+    client: &mut Client,
+    decoder: &mut RequestDecoder,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    unauth_out: &mut usize,
+    held: &mut Option<Vec<Bytes>>,
+    run: &mut run::Run,
+) -> After {
     for _ in 0..BATCH_COMMANDS {
         if out.len() >= OUT_FLUSH_AT {
             return After::More;
@@ -314,7 +335,12 @@ fn run_commands(
         };
         match next {
             Ok(Some(args)) => {
-                let reply = {
+                let queue = run::joins(client, &args);
+                if !queue {
+                    // It may read what the run wrote.
+                    run.drain(server, out);
+                }
+                let (reply, writes) = {
                     // EXEC runs alone; everything else shares the gate.
                     let is_exec = args[0].eq_ignore_ascii_case(b"exec");
                     let _gate = if is_exec {
@@ -323,7 +349,16 @@ fn run_commands(
                         Gate::Shared(server.exec_gate.read())
                     };
                     let mut ctx = Ctx { server, client };
-                    call(&mut ctx, &args)
+                    if queue {
+                        crate::storage::run::begin();
+                    }
+                    let reply = call(&mut ctx, &args);
+                    let writes = if queue {
+                        crate::storage::run::end()
+                    } else {
+                        Vec::new()
+                    };
+                    (reply, writes)
                 };
                 client.rerun_deadline = None;
                 if client.close_silently {
@@ -332,6 +367,12 @@ fn run_commands(
                 if client.blocked.is_some() {
                     return After::Block(args);
                 }
+                if !writes.is_empty() {
+                    run.queue(writes, client);
+                    continue;
+                }
+                // Replies stay in order: the queued writes' replies come first.
+                run.drain(server, out);
                 // Push frames queued so far (its own confirmations, messages) precede the reply.
                 crate::pubsub::flush_own(client, out);
                 if client.take_reply_allowed() {

@@ -209,3 +209,38 @@ async fn config_set_proto_max_bulk_len_applies_to_open_connections() {
     assert_eq!(read_n(&mut s, want.len()).await.0, want);
     assert!(closed(&mut s).await);
 }
+
+/// A pipeline's plain writes are applied as one run (`net::conn::run`): each still sees the
+/// earlier ones, reads see all of them, and the replies (errors, skipped ones, mapped ones)
+/// stay in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_run_in_order() {
+    let (_, addr) = start(&[]).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let cmds = [
+        "LPUSH l a b",
+        "RPUSH l c",
+        "LPOP l",
+        "INCR n",
+        "INCR n",
+        "LPUSH n x",
+        "LRANGE l 0 -1",
+        "HMSET h f v",
+        "HSET h f w g x",
+        "INCRBY n notanint",
+        "CLIENT REPLY SKIP",
+        "INCR n",
+        "GET n",
+        "RPOP l 5",
+        "EXISTS l",
+    ];
+    let wire: String = cmds.iter().map(|c| format!("{c}\r\n")).collect();
+    s.write_all(wire.as_bytes()).await.expect("write");
+    let want: &[u8] = b":2\r\n:3\r\n$1\r\nb\r\n:1\r\n:2\r\n\
+        -WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
+        *2\r\n$1\r\na\r\n$1\r\nc\r\n+OK\r\n:1\r\n\
+        -ERR value is not an integer or out of range\r\n\
+        $1\r\n3\r\n*2\r\n$1\r\nc\r\n$1\r\na\r\n:0\r\n";
+    let (got, _) = read_n(&mut s, want.len()).await;
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+}

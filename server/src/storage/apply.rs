@@ -123,6 +123,12 @@ impl Db {
             }
             return Reply::Null;
         }
+        if super::run::collecting() {
+            // A pipelined run of plain writes on a single node: applied together by
+            // `Db::apply_run` before anything else of the batch runs.
+            super::run::push(self, cmd.clone(), map);
+            return Reply::Null;
+        }
         let reply = self.apply_direct(cmd);
         match map {
             Some(f) => f(reply),
@@ -135,6 +141,15 @@ impl Db {
         let Some(seq) = seq else { return reply };
         // Visible in the memtable now (durability follows; a woken reader sees the data).
         self.notify_filled(&cmd.op);
+        match self.sync_or_group(seq) {
+            Ok(()) => reply,
+            Err(e) => storage_error(&e),
+        }
+    }
+
+    /// Inside [`Db::group_durable`], leaves the sync of `seq` to the end of the group;
+    /// otherwise waits until `seq` is durable.
+    pub(super) fn sync_or_group(&self, seq: u64) -> std::result::Result<(), StorageError> {
         let grouped = GROUP_SEQ.with(|g| match g.get() {
             Some(max) => {
                 g.set(Some(max.max(seq)));
@@ -143,12 +158,9 @@ impl Db {
             None => false,
         });
         if grouped {
-            return reply;
+            return Ok(());
         }
-        match self.sync_to(seq) {
-            Ok(()) => reply,
-            Err(e) => storage_error(&e),
-        }
+        self.sync_to(seq)
     }
 
     /// Runs `f` (a pipelined batch of commands on this thread) and then makes every write
@@ -257,6 +269,8 @@ impl Db {
         }
         state.next_version = state.next_version.max(tx.next_version);
         let mut batch = std::mem::take(&mut tx.batch);
+        // A pipeline's run or a transaction rewrites the same metadata once per command.
+        batch.drop_shadowed();
         let persist = now > state.persisted_clock || state.next_version != state.persisted_version;
         let bound = now + CLOCK_SLACK_MS;
         if persist {

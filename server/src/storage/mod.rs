@@ -17,6 +17,7 @@ pub mod list;
 pub mod lru;
 pub mod num;
 mod raft_target;
+pub mod run;
 pub mod shard_ctl;
 pub use raft_target::encode_proposal as raft_target_proposal;
 pub mod reply_codec;

@@ -1,0 +1,78 @@
+//! A single node's write runs (see [`crate::storage::run`]): consecutive plain writes of a
+//! pipelined batch are queued and applied as one before anything else of the batch runs.
+
+use crate::command::{Client, Server};
+use crate::storage::run::RunWrite;
+use crate::storage::Db;
+use bytes::{Bytes, BytesMut};
+use pinnacle_resp::{Protocol, Reply};
+
+/// Commands whose handlers read nothing and build exactly one write (so their queued reply
+/// is the command's reply): what redis-benchmark's write tests send.
+const JOIN: &[&str] = &[
+    "set", "mset", "incr", "decr", "incrby", "decrby", "lpush", "rpush", "lpushx", "rpushx",
+    "lpop", "rpop", "hset", "hmset", "hsetnx", "sadd", "srem", "zadd", "zincrby", "zrem",
+];
+
+/// True if the request `args` from `client` may join the run. Clients with subscriptions
+/// (push frames interleave with replies), in a transaction or not yet authenticated (their
+/// output is counted per reply) run every command on its own.
+pub(super) fn joins(client: &Client, args: &[Bytes]) -> bool {
+    client.authenticated
+        && client.pubsub.is_none()
+        && client.multi.is_none()
+        && JOIN
+            .iter()
+            .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()))
+}
+
+/// One queued command: its write and how its reply is sent.
+struct Queued {
+    /// False under `CLIENT REPLY OFF|SKIP`.
+    send: bool,
+    protocol: Protocol,
+}
+
+/// The writes queued so far in this batch.
+#[derive(Default)]
+pub(super) struct Run {
+    writes: Vec<RunWrite>,
+    cmds: Vec<Queued>,
+}
+
+impl Run {
+    /// Queues the write(s) of one command (only its last write's reply is its reply).
+    pub(super) fn queue(&mut self, writes: Vec<RunWrite>, client: &mut Client) {
+        let send = client.take_reply_allowed();
+        let n = writes.len();
+        self.writes.extend(writes);
+        // Commands that joined build exactly one write; should one build several, the
+        // earlier replies are dropped in `drain`.
+        for i in 0..n {
+            self.cmds.push(Queued {
+                send: send && i + 1 == n,
+                protocol: client.protocol,
+            });
+        }
+    }
+
+    /// Applies the queued writes and appends their replies to `out`, in order.
+    pub(super) fn drain(&mut self, server: &Server, out: &mut BytesMut) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let replies = {
+            // Writes share the transaction gate with every other command (EXEC runs alone).
+            let _gate = server.exec_gate.read();
+            Db::apply_run(std::mem::take(&mut self.writes))
+        };
+        for (reply, q) in replies.into_iter().zip(self.cmds.drain(..)) {
+            if let Reply::Error(msg) = &reply {
+                server.stats.record_error(msg);
+            }
+            if q.send {
+                reply.encode(q.protocol, out);
+            }
+        }
+    }
+}
