@@ -233,6 +233,10 @@ async fn pipelined_writes_run_in_order() {
         "GET n",
         "RPOP l 5",
         "EXISTS l",
+        "ZADD z 1 a 2 b",
+        "ZPOPMIN z",
+        "SET s x",
+        "ZPOPMIN s 0",
     ];
     let wire: String = cmds.iter().map(|c| format!("{c}\r\n")).collect();
     s.write_all(wire.as_bytes()).await.expect("write");
@@ -240,7 +244,42 @@ async fn pipelined_writes_run_in_order() {
         -WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
         *2\r\n$1\r\na\r\n$1\r\nc\r\n+OK\r\n:1\r\n\
         -ERR value is not an integer or out of range\r\n\
-        $1\r\n3\r\n*2\r\n$1\r\nc\r\n$1\r\na\r\n:0\r\n";
+        $1\r\n3\r\n*2\r\n$1\r\nc\r\n$1\r\na\r\n:0\r\n\
+        :2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n+OK\r\n\
+        -WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    let (got, _) = read_n(&mut s, want.len()).await;
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+}
+
+/// Pops in one run read the stored elements ahead with one scan (`list::read_ahead`); pops at
+/// both ends, of two lists, with a count and after a push in the same run still see the list
+/// as Redis would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_pops_read_ahead() {
+    let (_, addr) = start(&[]).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(b"RPUSH a 1 2 3 4 5\r\nRPUSH b x y z\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_n(&mut s, 8).await.0, b":5\r\n:3\r\n");
+    let cmds = [
+        "LPOP a",
+        "RPOP a",
+        "LPOP b",
+        "LPUSH a 0",
+        "LPOP a",
+        "LPOP a 2",
+        "RPOP b",
+        "LPOP a",
+        "LPOP a",
+        "LPOP b",
+        "EXISTS a",
+        "EXISTS b",
+    ];
+    let wire: String = cmds.iter().map(|c| format!("{c}\r\n")).collect();
+    s.write_all(wire.as_bytes()).await.expect("write");
+    let want: &[u8] = b"$1\r\n1\r\n$1\r\n5\r\n$1\r\nx\r\n:4\r\n$1\r\n0\r\n\
+        *2\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\nz\r\n$1\r\n4\r\n$-1\r\n$1\r\ny\r\n:0\r\n:0\r\n";
     let (got, _) = read_n(&mut s, want.len()).await;
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
 }

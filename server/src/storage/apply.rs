@@ -35,6 +35,9 @@ pub(super) struct Tx<'a> {
     pub(super) expired: u64,
     /// A key with an expiry was written (the expiry sweeper is told once it is visible).
     pub(super) expiry_written: bool,
+    /// How many list elements this Tx's commands pop at most: a pop reads that many ahead
+    /// with one range scan instead of one point lookup each (see `list::pop`).
+    pub(super) pop_ahead: u64,
 }
 
 impl Tx<'_> {
@@ -259,6 +262,7 @@ impl Db {
             next_version: state.next_version,
             expired: 0,
             expiry_written: false,
+            pop_ahead: super::list::pops(cmds),
         };
         let mut reply = Vec::with_capacity(cmds.len());
         for cmd in cmds {

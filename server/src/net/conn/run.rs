@@ -8,10 +8,38 @@ use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{Protocol, Reply};
 
 /// Commands whose handlers read nothing and build exactly one write (so their queued reply
-/// is the command's reply): what redis-benchmark's write tests send.
+/// is the command's reply) and whose apply reads only through the `Tx` (metadata and single
+/// sub-keys, which see the run's earlier writes): what redis-benchmark's write tests send, and
+/// their neighbours. Not ZPOPMIN/ZPOPMAX or SPOP: they scan stored state, which would miss a
+/// ZADD/SADD earlier in the same run.
 const JOIN: &[&str] = &[
-    "set", "mset", "incr", "decr", "incrby", "decrby", "lpush", "rpush", "lpushx", "rpushx",
-    "lpop", "rpop", "hset", "hmset", "hsetnx", "sadd", "srem", "zadd", "zincrby", "zrem",
+    "set",
+    "setnx",
+    "getset",
+    "append",
+    "mset",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "lpush",
+    "rpush",
+    "lpushx",
+    "rpushx",
+    "lpop",
+    "rpop",
+    "lmove",
+    "rpoplpush",
+    "hset",
+    "hmset",
+    "hsetnx",
+    "hdel",
+    "hincrby",
+    "sadd",
+    "srem",
+    "zadd",
+    "zincrby",
+    "zrem",
 ];
 
 /// True if the request `args` from `client` may join the run. Clients with subscriptions
