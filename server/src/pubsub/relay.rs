@@ -84,25 +84,6 @@ pub fn set_tls_client(config: Arc<rustls::ClientConfig>) {
     let _ = TLS_CLIENT.set(tokio_rustls::TlsConnector::from(config));
 }
 
-/// True once links dial TLS ports ([`set_tls_client`]).
-pub fn tls_enabled() -> bool {
-    TLS_CLIENT.get().is_some()
-}
-
-/// A client connection from this node to another node's client port `host:port`, over TLS
-/// (with the bus certificate; needs [`set_tls_client`]) or not. No AUTH is sent.
-pub async fn dial(host: &str, port: u16, tls: bool) -> std::io::Result<Box<dyn LinkIo>> {
-    let peer = Peer {
-        host: host.to_string(),
-        port: if tls { 0 } else { port },
-        tls_port: if tls { port } else { 0 },
-    };
-    let to = peer
-        .target(tls && tls_enabled())
-        .ok_or_else(|| std::io::Error::other("TLS is not configured for node-to-node links"))?;
-    connect(&to, None).await
-}
-
 /// A link's byte stream: plain TCP or TLS over it.
 pub trait LinkIo: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> LinkIo for T {}

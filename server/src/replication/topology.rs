@@ -8,10 +8,6 @@
 use super::Replication;
 use pinnacle_raft::{addr, NodeId};
 
-/// The connection name a forwarded `CLUSTER MEET` arrives under: it is never forwarded again
-/// (two nodes that each think the other leads must not bounce it between them).
-pub const FORWARDED_MEET: &str = "pinnacle-meet-forward";
-
 /// A node's 40-hex cluster id in Raft mode.
 pub fn cluster_id(raft_id: NodeId) -> String {
     format!("{raft_id:040x}")
