@@ -283,3 +283,17 @@ async fn pipelined_pops_read_ahead() {
     let (got, _) = read_n(&mut s, want.len()).await;
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
 }
+
+/// A pipeline longer than one run (`MAX_RUN`) is applied as several, still in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_pipelines_span_several_runs() {
+    let (_, addr) = start(&[]).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let mut wire = "INCR n\r\n".repeat(150);
+    wire.push_str("GET n\r\n");
+    s.write_all(wire.as_bytes()).await.expect("write");
+    let mut want: String = (1..=150).map(|i| format!(":{i}\r\n")).collect();
+    want.push_str("$3\r\n150\r\n");
+    let (got, _) = read_n(&mut s, want.len()).await;
+    assert_eq!(String::from_utf8_lossy(&got), want);
+}

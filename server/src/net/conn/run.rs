@@ -54,6 +54,10 @@ pub(super) fn joins(client: &Client, args: &[Bytes]) -> bool {
             .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()))
 }
 
+/// Most commands in one run: their replies reach the output buffer only when the run is
+/// applied, so the batch's output-size check (`OUT_FLUSH_AT`) sees them at most this late.
+const MAX_RUN: usize = 64;
+
 /// One queued command: its write and how its reply is sent.
 struct Queued {
     /// False under `CLIENT REPLY OFF|SKIP`.
@@ -69,8 +73,15 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// Queues the write(s) of one command (only its last write's reply is its reply).
-    pub(super) fn queue(&mut self, writes: Vec<RunWrite>, client: &mut Client) {
+    /// Queues the write(s) of one command (only its last write's reply is its reply); a run
+    /// that reached [`MAX_RUN`] commands is applied at once.
+    pub(super) fn queue(
+        &mut self,
+        writes: Vec<RunWrite>,
+        client: &mut Client,
+        server: &Server,
+        out: &mut BytesMut,
+    ) {
         let send = client.take_reply_allowed();
         let n = writes.len();
         self.writes.extend(writes);
@@ -81,6 +92,9 @@ impl Run {
                 send: send && i + 1 == n,
                 protocol: client.protocol,
             });
+        }
+        if self.cmds.len() >= MAX_RUN {
+            self.drain(server, out);
         }
     }
 
