@@ -372,12 +372,18 @@ impl Replication {
                     .filter(|m| m.voter)
                     .map(|m| m.id.to_string())
                     .collect();
+                // A node outside the group (more nodes than replicas) holds no replica: its
+                // group's own view is stale, the leader is the published one.
+                let (state, leader) = match s.outside_leader() {
+                    Some((id, _)) => ("Outside".to_string(), Some(id)),
+                    None => (st.state, st.leader),
+                };
                 out.push_str(&format!(
                     "shard{}:group={},state={},leader={},term={},applied={},voters={}\r\n",
                     s.index(),
                     shard::group_id(s.index()),
-                    st.state,
-                    st.leader.map(|l| l.to_string()).unwrap_or_default(),
+                    state,
+                    leader.map(|l| l.to_string()).unwrap_or_default(),
                     st.term,
                     st.applied,
                     voters.join("|"),
