@@ -95,35 +95,25 @@ impl Tx<'_> {
 
     /// Stores one element.
     pub(super) fn sub_put(&mut self, key: &[u8], version: u64, field: &[u8], value: Bytes) {
-        let sk = encoding::sub_key(key, version, field);
-        self.batch.put(sk.clone(), value.clone());
-        self.subs.insert(sk, Some(value));
+        self.pend_put(encoding::sub_key(key, version, field), value);
     }
 
     /// Removes one element.
     pub(super) fn sub_del(&mut self, key: &[u8], version: u64, field: &[u8]) {
-        let sk = encoding::sub_key(key, version, field);
-        self.batch.delete(sk.clone());
-        self.subs.insert(sk, None);
+        self.pend_del(encoding::sub_key(key, version, field));
     }
 
-    /// Every element of a collection as stored before this command (callers read a whole
-    /// collection before writing any of it).
+    /// Every element of a collection, with this Tx's earlier writes (a transaction's earlier
+    /// commands) applied.
     pub(super) fn sub_all(&self, key: &[u8], version: u64) -> Result<Vec<(Bytes, Bytes)>> {
         let start = encoding::sub_prefix(key, version);
         let plen = start.len();
         let end = encoding::sub_prefix(key, version.wrapping_add(1));
-        let iter = self
-            .db
-            .inner
-            .engine
-            .scan((Bound::Included(start), Bound::Excluded(end)), None)?;
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            out.push((k.slice(plen..), v));
-        }
-        Ok(out)
+        Ok(self
+            .scan_merged(start, end)?
+            .into_iter()
+            .map(|(k, v)| (k.slice(plen..), v))
+            .collect())
     }
 
     /// Puts `meta` (read from `src`) at `dst`; a collection's elements are rewritten under

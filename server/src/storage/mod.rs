@@ -26,6 +26,7 @@ pub mod set;
 pub mod slot;
 pub mod stream;
 pub mod tx_read;
+mod tx_scan;
 pub mod write;
 pub mod zset;
 pub mod zset_ops;

@@ -202,8 +202,8 @@ impl Group {
     }
 }
 
-/// Records `(field, value)` of `key`@`version` with `from <= field < to`, as stored before
-/// this command, at most `limit`.
+/// Records `(field, value)` of `key`@`version` with `from <= field < to`, with this Tx's
+/// earlier writes applied, at most `limit`.
 pub(in crate::storage::stream) fn scan(
     tx: &Tx<'_>,
     key: &[u8],
@@ -213,13 +213,22 @@ pub(in crate::storage::stream) fn scan(
     limit: usize,
 ) -> Result<Vec<(Bytes, Bytes)>> {
     let plen = encoding::sub_prefix(key, version).len();
-    let iter = tx.db.inner.engine.scan(
-        (
-            Bound::Included(encoding::sub_key(key, version, from)),
-            Bound::Excluded(encoding::sub_key(key, version, to)),
-        ),
-        None,
-    )?;
+    let start = encoding::sub_key(key, version, from);
+    let end = encoding::sub_key(key, version, to);
+    // A transaction's earlier commands may have written here: read the merged view.
+    if tx.pending_in(&start, &end) {
+        return Ok(tx
+            .scan_merged(start, end)?
+            .into_iter()
+            .take(limit)
+            .map(|(k, v)| (k.slice(plen..), v))
+            .collect());
+    }
+    let iter = tx
+        .db
+        .inner
+        .engine
+        .scan((Bound::Included(start), Bound::Excluded(end)), None)?;
     let mut out = Vec::new();
     for item in iter {
         if out.len() >= limit {

@@ -194,7 +194,7 @@ impl Tx<'_> {
         // A listpack stores -0 as the integer 0; only the skiplist keeps the sign.
         let new = if !big && new == 0.0 { 0.0 } else { new };
         if let Some(o) = old {
-            self.batch.delete(score_key(key, m.version, o, member));
+            self.pend_del(score_key(key, m.version, o, member));
         } else {
             m.size += 1;
         }
@@ -204,8 +204,7 @@ impl Tx<'_> {
             member,
             Bytes::copy_from_slice(&new.to_bits().to_be_bytes()),
         );
-        self.batch
-            .put(score_key(key, m.version, new, member), Bytes::new());
+        self.pend_put(score_key(key, m.version, new, member), Bytes::new());
         if member.len() > MAX_LISTPACK_VALUE || m.size > MAX_LISTPACK_ENTRIES {
             m.enc = BIG;
         }
@@ -213,13 +212,29 @@ impl Tx<'_> {
 
     pub(super) fn zset_del(&mut self, key: &[u8], m: &mut Meta, member: &[u8], score: f64) {
         self.sub_del(key, m.version, member);
-        self.batch.delete(score_key(key, m.version, score, member));
+        self.pend_del(score_key(key, m.version, score, member));
         m.size -= 1;
     }
 
-    /// All entries of a sorted set as stored before this command.
+    /// All entries of a sorted set in score order, with this Tx's earlier writes applied.
     pub(super) fn zset_entries(&self, key: &[u8], version: u64) -> Result<Vec<(f64, Bytes)>> {
-        scan_index(&*self.db.inner.engine, None, key, version)
+        let start = score_prefix(key, version);
+        let plen = start.len();
+        let end = score_prefix(key, version.wrapping_add(1));
+        Ok(self
+            .scan_merged(start, end)?
+            .into_iter()
+            .filter_map(|(k, _)| decode_entry(plen, &k))
+            .collect())
+    }
+
+    /// True if this Tx wrote to the score index of `key`@`version` (a transaction's earlier
+    /// command): index walks must then see the merged view.
+    fn zset_pending(&self, key: &[u8], version: u64) -> bool {
+        self.pending_in(
+            &score_prefix(key, version),
+            &score_prefix(key, version.wrapping_add(1)),
+        )
     }
 }
 
@@ -468,6 +483,8 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
                 let mut all = tx.zset_entries(key, m.version)?;
                 all.reverse();
                 all
+            } else if tx.zset_pending(key, m.version) {
+                tx.zset_entries(key, m.version)?
             } else {
                 // The lowest scores are the first index records: read only those.
                 let mut first = Vec::new();

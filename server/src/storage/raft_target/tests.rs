@@ -465,3 +465,73 @@ fn guarded_writes_decide_ask_when_applied() {
     let out = apply_one(&db, 4, &p4, b"m4");
     assert_eq!(replies(&out[0]), vec![Reply::ok(), Reply::Integer(1)]);
 }
+
+/// A transaction's range reads see its earlier commands (Redis: `ZADD` then `ZPOPMIN` in one
+/// `MULTI` pops what was added). These ops walk the LSM's ranges; a Raft node applies the
+/// whole transaction as one batch, so they must merge the batch's pending records.
+#[test]
+fn range_reads_in_a_transaction_see_its_earlier_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    let zadd = |key: &str, pairs: &[(f64, &str)]| {
+        cmd(WriteOp::ZAdd {
+            key: b(key),
+            flags: 0,
+            pairs: pairs.iter().map(|(s, m)| (*s, b(m))).collect(),
+        })
+    };
+    let zpop = |key: &str, max: bool, count: u64| {
+        cmd(WriteOp::ZPop {
+            key: b(key),
+            max,
+            count,
+        })
+    };
+    let push = |key: &str, elems: &[&str]| {
+        cmd(WriteOp::LPush {
+            key: b(key),
+            elems: elems.iter().map(|e| b(e)).collect(),
+            left: false,
+            xx: false,
+        })
+    };
+    let lrem = |key: &str, value: &str| {
+        cmd(WriteOp::LRem {
+            key: b(key),
+            count: 0,
+            elem: b(value),
+        })
+    };
+    // One committed member first, so the pops must merge stored and pending records.
+    let first = encode_proposal(&[zadd("{z}a", &[(5.0, "old")])]);
+    apply_one(&db, 1, &first, b"m1");
+    let txn = shard_ctl::atomic(&[
+        zadd("{z}a", &[(1.0, "x"), (9.0, "y")]),
+        zpop("{z}a", false, 1),
+        zpop("{z}a", true, 1),
+        zadd("{z}b", &[(2.0, "p")]),
+        zpop("{z}b", false, 5),
+        push("{z}l", &["a", "b", "a"]),
+        lrem("{z}l", "a"),
+    ]);
+    let out = apply_one(&db, 2, &encode_proposal(&[txn]), b"m2");
+    let pair = |m: &str, s: f64| vec![Reply::Bulk(b(m)), Reply::Double(s)];
+    assert_eq!(
+        replies(&out[0]),
+        vec![Reply::Array(vec![
+            Reply::Integer(2),
+            Reply::Array(pair("x", 1.0)),
+            Reply::Array(pair("y", 9.0)),
+            Reply::Integer(1),
+            Reply::Array(pair("p", 2.0)),
+            Reply::Integer(3),
+            Reply::Integer(2),
+        ])]
+    );
+    // What the pops took is gone for good; what they left is there.
+    let out = apply_one(&db, 3, &encode_proposal(&[zpop("{z}a", false, 10)]), b"m3");
+    assert_eq!(replies(&out[0]), vec![Reply::Array(pair("old", 5.0))]);
+    let out = apply_one(&db, 4, &encode_proposal(&[zpop("{z}b", false, 10)]), b"m4");
+    assert_eq!(replies(&out[0]), vec![Reply::Array(vec![])]);
+}
