@@ -2,13 +2,16 @@
 //!
 //! `cargo run --release -p pinnacle-pinn --example eval -- [--rounds N] [--steps N]
 //!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
-//!  [--velocity-lr X] [--trace NAME]...`
+//!  [--velocity-lr X] [--recent F] [--recent-rows N] [--fast-alpha X]
+//!  [--trace NAME]...`
 //!
 //! Each trace is replayed as the live trainer would see it: a round of Adam steps every 5 s on
 //! the last 60 s, warm-started, then a +10 s forecast scored when that second arrives. Prints
 //! forecast MSE relative to persistence on the same forecasts: the PINN's field ("pinn warm"),
 //! the last row plus its predicted change ("change"), the one of those two with the lower
-//! recent error ("served", what the server offers the planner as the PINN), the baselines, and
+//! recent error ("served", what the server offers the planner as the PINN), the same choice
+//! with a faster-forgetting error average scored only on seconds already observed ("fast",
+//! `--fast-alpha`), the per-bucket choice between the two ("bucket"), the baselines, and
 //! "selected" (the model with the lowest recent error of all, what the planner acts on).
 
 use std::time::Instant;
@@ -40,11 +43,14 @@ fn main() -> Result<()> {
             "--rounds" => cfg.rounds = parse(args.next(), &a)?,
             "--steps" => cfg.train.steps_per_round = parse(args.next(), &a)?,
             "--colloc" => cfg.train.loss.n_colloc = parse(args.next(), &a)?,
+            "--recent" => cfg.train.loss.recent_fraction = parse(args.next(), &a)?,
+            "--recent-rows" => cfg.train.loss.recent_rows = parse(args.next(), &a)?,
             "--lambda-r" => cfg.train.loss.lambda_r = parse(args.next(), &a)?,
             "--buckets" => buckets = parse(args.next(), &a)?,
             "--warmup" => cfg.warmup_rounds = parse(args.next(), &a)?,
             "--learn-velocity" => cfg.train.learn_velocity = true,
             "--velocity-lr" => cfg.train.velocity_lr_scale = parse(args.next(), &a)?,
+            "--fast-alpha" => cfg.fast_alpha = parse(args.next(), &a)?,
             "--trace" => traces.push(parse(args.next(), &a)?),
             other => bail!("unknown argument {other}"),
         }
@@ -77,12 +83,14 @@ fn main() -> Result<()> {
         (cfg.warmup_rounds + 1) * cfg.train.steps_per_round
     );
     println!(
-        "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8} {:>8}",
+        "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8} {:>8}",
         "trace",
         "pinn 1st round",
         "pinn warm",
         "change",
         "served",
+        "bucket",
+        "fast",
         "ewma",
         "linear",
         "selected",
@@ -103,12 +111,14 @@ fn main() -> Result<()> {
         };
         let persist = r.warm.mse("persistence").map_or(f64::NAN, |p| p.0);
         println!(
-            "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12.1} {:>8.2} {:>8}",
+            "{:<10} {:>14} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12.1} {:>8.2} {:>8}",
             name,
             ratio(&r.first, "pinn"),
             ratio(&r.warm, "pinn"),
             ratio(&r.warm, "pinn-change"),
             ratio(&r.warm, "pinn-served"),
+            ratio(&r.warm, "pinn-bucket"),
+            ratio(&r.warm, "pinn-fast"),
             ratio(&r.warm, "ewma"),
             ratio(&r.warm, "linear"),
             ratio(&r.warm, "selected"),

@@ -25,11 +25,20 @@ pub struct Scoreboard {
     pending: VecDeque<(u64, String, Vec<f32>)>,
     totals: BTreeMap<String, (f64, u64)>,
     recent: BTreeMap<String, f64>,
+    alpha: Option<f64>,
 }
 
 impl Scoreboard {
     /// Weight of the newest error in the recent-error average.
     const RECENT_ALPHA: f64 = 0.2;
+
+    /// An empty board whose recent-error average weighs the newest error by `alpha`.
+    pub fn with_alpha(alpha: f64) -> Self {
+        Self {
+            alpha: Some(alpha.clamp(0.0, 1.0)),
+            ..Self::default()
+        }
+    }
 
     /// Records `model`'s forecast for second `target`.
     pub fn submit(&mut self, target: u64, model: &str, forecast: Vec<f32>) {
@@ -46,8 +55,9 @@ impl Scoreboard {
                 let tot = self.totals.entry(model.clone()).or_insert((0.0, 0));
                 tot.0 += e;
                 tot.1 += 1;
+                let alpha = self.alpha.unwrap_or(Self::RECENT_ALPHA);
                 let r = self.recent.entry(model.clone()).or_insert(e);
-                *r += Self::RECENT_ALPHA * (e - *r);
+                *r += alpha * (e - *r);
             }
             *target > t
         });
@@ -95,6 +105,65 @@ pub const PINN_FIELD: &str = "pinn";
 pub const PINN_CHANGE: &str = "pinn-change";
 /// Whichever of the two had the lower recent error.
 pub const PINN_SERVED: &str = "pinn-served";
+/// Whichever of the field and the change had the lower recent error, the recent error
+/// forgetting faster ([`EvalConfig::fast_alpha`]) so the early rounds' misfit fades sooner.
+pub const PINN_FAST: &str = "pinn-fast";
+/// Per bucket, whichever of the field and the change had the lower recent error there.
+pub const PINN_BUCKET: &str = "pinn-bucket";
+
+/// Per-bucket choice between two forecasts (the PINN's field and its change) by each bucket's
+/// recent squared error, scored only once a forecast's target second has been observed.
+#[derive(Debug, Default, Clone)]
+pub struct BucketChooser {
+    pending: VecDeque<(u64, [Vec<f32>; 2])>,
+    err: [Vec<f64>; 2],
+}
+
+impl BucketChooser {
+    /// Weight of the newest error in each bucket's recent error.
+    const ALPHA: f64 = 0.2;
+
+    /// Scores the pending forecasts whose target is at or before `t`, reading rows by `row`.
+    pub fn observe_until<'a>(&mut self, t: u64, row: impl Fn(u64) -> Option<&'a [f32]>) {
+        while let Some((target, _)) = self.pending.front() {
+            if *target > t {
+                break;
+            }
+            let Some((target, f)) = self.pending.pop_front() else {
+                break;
+            };
+            let Some(actual) = row(target) else {
+                continue;
+            };
+            for (k, fk) in f.iter().enumerate() {
+                if self.err[k].len() != actual.len() {
+                    self.err[k] = fk
+                        .iter()
+                        .zip(actual)
+                        .map(|(a, b)| ((a - b) as f64).powi(2))
+                        .collect();
+                    continue;
+                }
+                for ((e, a), b) in self.err[k].iter_mut().zip(fk).zip(actual) {
+                    *e += Self::ALPHA * (((a - b) as f64).powi(2) - *e);
+                }
+            }
+        }
+    }
+
+    /// The per-bucket pick between `a` and `b` (`a` where nothing was scored yet); remembers
+    /// both for scoring at `target`.
+    pub fn choose(&mut self, target: u64, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let out = (0..a.len())
+            .map(|i| match (self.err[0].get(i), self.err[1].get(i)) {
+                (Some(ea), Some(eb)) if eb < ea => b[i],
+                _ => a[i],
+            })
+            .collect();
+        self.pending.push_back((target, [a.to_vec(), b.to_vec()]));
+        out
+    }
+}
 
 /// How the offline evaluation replays a trace.
 #[derive(Debug, Clone)]
@@ -113,6 +182,8 @@ pub struct EvalConfig {
     pub horizon: usize,
     /// Rounds before the PINN's forecasts count as warmed up.
     pub warmup_rounds: usize,
+    /// Weight of the newest error in [`PINN_FAST`]'s choice.
+    pub fast_alpha: f64,
 }
 
 impl Default for EvalConfig {
@@ -125,6 +196,7 @@ impl Default for EvalConfig {
             rounds: 10,
             horizon: 10,
             warmup_rounds: 4,
+            fast_alpha: 0.5,
         }
     }
 }
@@ -171,6 +243,9 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut ms = Vec::new();
     let mut rejected = 0;
     let mut served = None;
+    let mut chooser = BucketChooser::default();
+    let mut fast = Scoreboard::with_alpha(cfg.fast_alpha);
+    let mut fast_seen = 0usize;
     let mut last_terms = Default::default();
     let mut last_velocity = [0.0; 2];
     for k in 0..cfg.rounds {
@@ -216,6 +291,36 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
                 forecasts.push((PINN_SERVED, f));
             }
         }
+        // Unlike "pinn-served" (scored as soon as it is made, so its choice also sees the
+        // last round's error at a second still ahead), "pinn-fast" only sees seconds before
+        // `now`, as a live server would.
+        for t in fast_seen..now {
+            fast.observe(trace.t0 + t as u64, &trace.rows[t]);
+        }
+        fast_seen = now;
+        if let Some(pick) = fast.best_of(&[PINN_FIELD, PINN_CHANGE]) {
+            if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
+                let f = f.clone();
+                forecasts.push((PINN_FAST, f));
+            }
+        }
+        // "pinn-bucket": per bucket, field or change by that bucket's recent error, scored
+        // only on targets already observed (rows before `now`).
+        chooser.observe_until(trace.t0 + now as u64 - 1, |t| {
+            trace.rows.get((t - trace.t0) as usize).map(Vec::as_slice)
+        });
+        let field = forecasts
+            .iter()
+            .find(|(m, _)| *m == PINN_FIELD)
+            .map(|f| f.1.clone());
+        let change = forecasts
+            .iter()
+            .find(|(m, _)| *m == PINN_CHANGE)
+            .map(|f| f.1.clone());
+        if let (Some(a), Some(b)) = (field, change) {
+            let f = chooser.choose(target, &a, &b);
+            forecasts.push((PINN_BUCKET, f));
+        }
         // "selected" follows whichever model has had the lowest recent error on the forecasts
         // scored so far (only the past: what the live planner can know), persistence at first.
         let pick = all.best().map_or("persistence", |b| b.0).to_string();
@@ -225,11 +330,15 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         }
         let actual = &trace.rows[(target - trace.t0) as usize];
         for (m, f) in &forecasts {
-            if *m != "selected" && *m != PINN_SERVED {
+            if *m != "selected" && *m != PINN_SERVED && *m != PINN_BUCKET && *m != PINN_FAST {
                 all.submit(target, m, f.clone());
+            }
+            if *m == PINN_FIELD || *m == PINN_CHANGE {
+                fast.submit(target, m, f.clone());
             }
         }
         all.observe(target, actual);
+
         let board = if k == 0 {
             &mut first
         } else if k >= cfg.warmup_rounds {
@@ -277,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn bucket_chooser_picks_per_bucket_after_scoring() {
+        let mut c = BucketChooser::default();
+        assert_eq!(c.choose(5, &[1.0, 1.0], &[2.0, 2.0]), vec![1.0, 1.0]);
+        let actual = [1.0f32, 2.0];
+        c.observe_until(4, |_| Some(&actual[..]));
+        assert_eq!(
+            c.choose(6, &[1.0, 1.0], &[2.0, 2.0]),
+            vec![1.0, 1.0],
+            "target 5 is not observed yet"
+        );
+        c.observe_until(5, |_| Some(&actual[..]));
+        assert_eq!(c.choose(7, &[1.0, 1.0], &[2.0, 2.0]), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn fast_board_forgets_sooner() {
+        let mut slow = Scoreboard::default();
+        let mut fast = Scoreboard::with_alpha(0.9);
+        for (t, e) in [(1u64, 10.0f32), (2, 0.0)] {
+            for b in [&mut slow, &mut fast] {
+                b.submit(t, "m", vec![e]);
+                b.observe(t, &[0.0]);
+            }
+        }
+        assert!(fast.recent("m") < slow.recent("m"));
+    }
+
+    #[test]
     fn offline_evaluation_runs_end_to_end() {
         let cfg = EvalConfig {
             train: TrainConfig {
@@ -301,6 +438,8 @@ mod tests {
             PINN_FIELD,
             PINN_CHANGE,
             PINN_SERVED,
+            PINN_FAST,
+            PINN_BUCKET,
             "persistence",
             "ewma",
             "linear",

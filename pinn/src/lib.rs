@@ -19,7 +19,7 @@ pub mod trainer;
 
 pub use baselines::{Ewma, Forecast, LinearStencil, Persistence};
 pub use error::{PinnError, Result};
-pub use eval::{Scoreboard, PINN_CHANGE, PINN_FIELD, PINN_SERVED};
+pub use eval::{Scoreboard, PINN_BUCKET, PINN_CHANGE, PINN_FIELD, PINN_SERVED};
 pub use loss::{LossConfig, LossTerms};
 pub use telemetry::{
     bucket_of, bucket_slots, HeatSeries, HeavyHitter, OpKind, Row, SlotCounters, SpaceSaving,

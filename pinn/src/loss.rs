@@ -28,6 +28,12 @@ pub struct LossConfig {
     pub n_colloc: usize,
     /// Boundary points per step.
     pub n_boundary: usize,
+    /// Fraction of the data points drawn from the window's last `recent_rows` rows (the rest
+    /// uniformly from the whole window): the forecast extrapolates from the window's end, so
+    /// that is where the fit matters most. 0 samples the window uniformly.
+    pub recent_fraction: f64,
+    /// Rows counted as recent by `recent_fraction`.
+    pub recent_rows: usize,
 }
 
 impl Default for LossConfig {
@@ -42,6 +48,8 @@ impl Default for LossConfig {
             // 2048 ~2.0 s (BENCHMARKS.md, "PINN live wiring").
             n_colloc: 1024,
             n_boundary: 64,
+            recent_fraction: 0.0,
+            recent_rows: 10,
         }
     }
 }
@@ -155,7 +163,18 @@ pub fn sample_points(
     let picks: Vec<usize> = if cfg.n_data >= total {
         (0..total).collect()
     } else {
-        (0..cfg.n_data).map(|_| rng.usize(0..total)).collect()
+        let recent_rows = cfg.recent_rows.clamp(1, n_rows);
+        let n_recent = (cfg.n_data as f64 * cfg.recent_fraction.clamp(0.0, 1.0)).round() as usize;
+        let recent_start = (n_rows - recent_rows) * buckets;
+        (0..cfg.n_data)
+            .map(|k| {
+                if k < n_recent {
+                    rng.usize(recent_start..total)
+                } else {
+                    rng.usize(0..total)
+                }
+            })
+            .collect()
     };
     let mut pts = Points::default();
     for p in picks {
@@ -297,5 +316,30 @@ mod tests {
             "an untrained net does not fit the data"
         );
         assert!(total.backward().is_ok());
+    }
+
+    #[test]
+    fn recent_fraction_draws_from_the_window_end() {
+        let series = HeatSeries {
+            t0: 0,
+            rows: (0..60).map(|i| vec![i as f32; 8]).collect(),
+        };
+        let units = Units {
+            origin: 0,
+            t_span: 80.0,
+            u_scale: 1.0,
+        };
+        let cfg = LossConfig {
+            n_data: 200,
+            recent_fraction: 0.5,
+            recent_rows: 10,
+            ..LossConfig::default()
+        };
+        let mut rng = fastrand::Rng::with_seed(3);
+        let pts = sample_points(&series, &units, 10.0, &cfg, &mut rng);
+        // The row index is the observed value here.
+        let recent = pts.data_u.iter().filter(|&&u| u >= 50.0).count();
+        assert!(recent >= 100, "{recent} of 200 from the last 10 rows");
+        assert!(recent < 200, "the rest spread over the window");
     }
 }
