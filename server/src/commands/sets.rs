@@ -132,6 +132,17 @@ fn spop(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         None
     };
     let now = db.now_ms();
+    if count != Some(0) && crate::storage::deferred::collecting() {
+        // A Raft node: what the set holds when this entry is applied may include writes not
+        // applied yet (an earlier SADD of the same EXEC or pipeline), so the members are
+        // chosen then, with this seed, identically on every replica.
+        let op = WriteOp::SPopAt {
+            key: a[1].clone(),
+            count,
+            seed: crate::storage::random_u64(),
+        };
+        return write(db, now, op);
+    }
     let all = match members(db, &a[1]) {
         Err(r) => return r,
         Ok(None) => {

@@ -53,6 +53,27 @@ fn remove_members(tx: &mut Tx<'_>, key: &Bytes, members: &[Bytes]) -> Result<Opt
     Ok(Some(removed))
 }
 
+/// `n` distinct members of `all` picked by a generator seeded with `seed` (all of them when
+/// `n` covers the set): the same on every replica.
+fn choose(mut all: Vec<Bytes>, n: u64, seed: u64) -> Vec<Bytes> {
+    let n = (n.min(all.len() as u64)) as usize;
+    let mut state = seed;
+    // splitmix64: a small, well-mixed generator; the choice only needs to be deterministic.
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in 0..n {
+        let j = i + (next() % (all.len() - i) as u64) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(n);
+    all
+}
+
 /// Applies a set write op.
 pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     Ok(match op {
@@ -82,6 +103,26 @@ pub(super) fn apply(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             try_reply!(tx.get_coll(key, KeyType::Set)?);
             let removed = remove_members(tx, key, members)?.unwrap_or_default();
             if *count {
+                Reply::Set(removed.into_iter().map(Reply::Bulk).collect())
+            } else {
+                removed.into_iter().next().map_or(Reply::Null, Reply::Bulk)
+            }
+        }
+        WriteOp::SPopAt { key, count, seed } => {
+            let Some(m) = try_reply!(tx.get_coll(key, KeyType::Set)?) else {
+                return Ok(match count {
+                    Some(_) => Reply::Set(Vec::new()),
+                    None => Reply::Null,
+                });
+            };
+            let all: Vec<Bytes> = tx
+                .sub_all(key, m.version)?
+                .into_iter()
+                .map(|(member, _)| member)
+                .collect();
+            let chosen = choose(all, count.unwrap_or(1), *seed);
+            let removed = remove_members(tx, key, &chosen)?.unwrap_or_default();
+            if count.is_some() {
                 Reply::Set(removed.into_iter().map(Reply::Bulk).collect())
             } else {
                 removed.into_iter().next().map_or(Reply::Null, Reply::Bulk)

@@ -250,6 +250,17 @@ pub enum WriteOp {
         /// `SPOP key count` form (set reply) rather than a single bulk.
         count: bool,
     },
+    /// `SPOP` on a Raft node: the members are chosen when the entry is applied, from the set
+    /// as the transaction sees it (an earlier `SADD` of the same `EXEC` or pipeline included),
+    /// with the leader's `seed`, so every replica removes the same ones.
+    SPopAt {
+        /// Key.
+        key: Bytes,
+        /// `SPOP key count` form: how many (set reply); `None`: one (bulk reply).
+        count: Option<u64>,
+        /// The leader's random seed.
+        seed: u64,
+    },
     /// `SMOVE`.
     SMove {
         /// Source key.
@@ -559,6 +570,7 @@ impl WriteOp {
             WriteOp::XGroup { .. } => 46,
             WriteOp::XSetId { .. } => 47,
             WriteOp::TxRead { .. } => 48,
+            WriteOp::SPopAt { .. } => 49,
         }
     }
 }

@@ -108,6 +108,16 @@ fn examples() -> Vec<WriteOp> {
             members: vec![b("m")],
             count: true,
         },
+        WriteOp::SPopAt {
+            key: b("s"),
+            count: Some(3),
+            seed: 42,
+        },
+        WriteOp::SPopAt {
+            key: b("s"),
+            count: None,
+            seed: u64::MAX,
+        },
         WriteOp::SMove {
             src: b("s"),
             dst: b("t"),

@@ -534,4 +534,35 @@ fn range_reads_in_a_transaction_see_its_earlier_writes() {
     assert_eq!(replies(&out[0]), vec![Reply::Array(pair("old", 5.0))]);
     let out = apply_one(&db, 4, &encode_proposal(&[zpop("{z}b", false, 10)]), b"m4");
     assert_eq!(replies(&out[0]), vec![Reply::Array(vec![])]);
+    // SPOP on a Raft node chooses when applied: it sees the SADD before it.
+    let sadd = cmd(WriteOp::SAdd {
+        key: b("{z}s"),
+        members: vec![b("m1"), b("m2"), b("m3")],
+    });
+    let spop = |count, seed| {
+        cmd(WriteOp::SPopAt {
+            key: b("{z}s"),
+            count,
+            seed,
+        })
+    };
+    let txn = shard_ctl::atomic(&[sadd, spop(None, 7), spop(Some(5), 8), spop(None, 9)]);
+    let out = apply_one(&db, 5, &encode_proposal(&[txn]), b"m5");
+    let Reply::Array(r) = &replies(&out[0])[0] else {
+        panic!("not an array: {out:?}")
+    };
+    let (Reply::Bulk(one), Reply::Set(rest)) = (&r[1], &r[2]) else {
+        panic!("SPOP replies: {r:?}")
+    };
+    let mut all: Vec<Bytes> = rest
+        .iter()
+        .map(|x| match x {
+            Reply::Bulk(m) => m.clone(),
+            other => panic!("member {other:?}"),
+        })
+        .collect();
+    all.push(one.clone());
+    all.sort();
+    assert_eq!(all, vec![b("m1"), b("m2"), b("m3")]);
+    assert_eq!((&r[0], &r[3]), (&Reply::Integer(3), &Reply::Null));
 }

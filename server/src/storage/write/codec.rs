@@ -158,6 +158,17 @@ impl WriteCommand {
                 put_list(&mut out, members);
                 out.put_u8(u8::from(*count));
             }
+            WriteOp::SPopAt { key, count, seed } => {
+                put_bytes(&mut out, key);
+                match count {
+                    None => out.put_u8(0),
+                    Some(n) => {
+                        out.put_u8(1);
+                        out.put_u64(*n);
+                    }
+                }
+                out.put_u64(*seed);
+            }
             WriteOp::SMove { src, dst, member } => {
                 put_bytes(&mut out, src);
                 put_bytes(&mut out, dst);
@@ -642,6 +653,11 @@ impl WriteCommand {
                     max_deleted: has_deleted.then_some(deleted),
                 }
             }
+            49 => WriteOp::SPopAt {
+                key: bytes_(r)?,
+                count: if bool_(r)? { Some(u64_(r)?) } else { None },
+                seed: u64_(r)?,
+            },
             48 => WriteOp::TxRead {
                 resp3: bool_(r)?,
                 args: list_(r)?,
