@@ -11,6 +11,7 @@
 mod batch;
 mod membership;
 pub mod meta;
+mod meta_image;
 pub mod migrate;
 pub mod mover;
 mod reconcile;

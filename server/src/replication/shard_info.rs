@@ -12,6 +12,7 @@
 //! deposed leader never overwrites its successor's.
 
 use super::meta::{self, MetaCmd};
+use super::meta_image;
 use super::Replication;
 use bytes::{BufMut, BytesMut};
 use pinnacle_raft::NodeId;
@@ -71,16 +72,16 @@ impl ShardInfo {
 
     /// Reads the wire form (`None` if truncated).
     pub(super) fn decode(b: &mut &[u8]) -> Option<ShardInfo> {
-        let term = meta::get_u64(b)?;
-        let leader = meta::get_u64(b)?;
+        let term = meta_image::get_u64(b)?;
+        let leader = meta_image::get_u64(b)?;
         let mut lists = [Vec::new(), Vec::new()];
         for list in &mut lists {
-            let n = meta::get_u32(b)? as usize;
+            let n = meta_image::get_u32(b)? as usize;
             if b.len() < n.checked_mul(8)? {
                 return None;
             }
             for _ in 0..n {
-                list.push(meta::get_u64(b)?);
+                list.push(meta_image::get_u64(b)?);
             }
         }
         let [voters, learners] = lists;
