@@ -417,6 +417,14 @@ impl Stats {
         }
     }
 
+    /// Counts a failure of command `idx` whose call was already recorded (a write of a
+    /// pipelined run: its error reply is known only once the run is applied).
+    pub fn mark_failed(&self, idx: usize) {
+        if let Some(s) = self.cmds.get(idx) {
+            s.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records a command refused before it ran.
     pub fn reject(&self, idx: usize) {
         if let Some(s) = self.cmds.get(idx) {

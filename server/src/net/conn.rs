@@ -368,7 +368,7 @@ fn run_commands_in(
                     return After::Block(args);
                 }
                 if !writes.is_empty() {
-                    run.queue(writes, client, server, out);
+                    run.queue(writes, &args, client, server, out);
                     continue;
                 }
                 // Replies stay in order: the queued writes' replies come first.

@@ -63,6 +63,8 @@ struct Queued {
     /// False under `CLIENT REPLY OFF|SKIP`.
     send: bool,
     protocol: Protocol,
+    /// The command's stats slot (its failure is counted when the run's replies are known).
+    stat: Option<usize>,
 }
 
 /// The writes queued so far in this batch.
@@ -78,11 +80,13 @@ impl Run {
     pub(super) fn queue(
         &mut self,
         writes: Vec<RunWrite>,
+        args: &[Bytes],
         client: &mut Client,
         server: &Server,
         out: &mut BytesMut,
     ) {
         let send = client.take_reply_allowed();
+        let stat = crate::command::lookup(args).ok().map(|e| e.index);
         let n = writes.len();
         self.writes.extend(writes);
         // Commands that joined build exactly one write; should one build several, the
@@ -91,6 +95,7 @@ impl Run {
             self.cmds.push(Queued {
                 send: send && i + 1 == n,
                 protocol: client.protocol,
+                stat: stat.filter(|_| i + 1 == n),
             });
         }
         if self.cmds.len() >= MAX_RUN {
@@ -111,6 +116,10 @@ impl Run {
         for (reply, q) in replies.into_iter().zip(self.cmds.drain(..)) {
             if let Reply::Error(msg) = &reply {
                 server.stats.record_error(msg);
+                // `execute` counted the call before the reply existed: count it failed now.
+                if let Some(idx) = q.stat {
+                    server.stats.mark_failed(idx);
+                }
             }
             if q.send {
                 reply.encode(q.protocol, out);
