@@ -395,6 +395,8 @@ fn run_commands_in(
             }
             Ok(None) => return After::NeedInput,
             Err(e) => {
+                // The queued writes came first: their replies precede the error.
+                run.drain(server, out);
                 if let Reply::Error(msg) = e.to_reply() {
                     server.stats.record_error(&msg);
                 }
