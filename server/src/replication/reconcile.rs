@@ -62,10 +62,7 @@ async fn reconcile_once(r: &Arc<Replication>) {
                 .filter(alive)
                 .min();
             if let Some(to) = to {
-                tracing::info!("leaving: shard {} → node {to}", s.index());
-                if let Err(e) = s.group.transfer_leader(to).await {
-                    tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
-                }
+                hand_over(s, to, "leaving").await;
             }
             continue;
         }
@@ -92,10 +89,7 @@ async fn reconcile_once(r: &Arc<Replication>) {
         if !want.contains(&r.id) {
             let to = want.iter().copied().filter(alive).min();
             if let Some(to) = to {
-                tracing::info!("placement: shard {} → node {to}", s.index());
-                if let Err(e) = s.group.transfer_leader(to).await {
-                    tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
-                }
+                hand_over(s, to, "placement").await;
             }
             continue;
         }
@@ -157,6 +151,14 @@ fn announce_tls_port(r: &Arc<Replication>) {
         }
         r.membership_changes.done(key);
     });
+}
+
+/// Transfers the leadership of shard `s` to node `to`, logging `why`.
+async fn hand_over(s: &super::shard::Shard, to: NodeId, why: &str) {
+    tracing::info!("{why}: shard {} → node {to}", s.index());
+    if let Err(e) = s.group.transfer_leader(to).await {
+        tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
+    }
 }
 
 /// A membership change of one node in one group.
