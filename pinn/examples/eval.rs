@@ -10,9 +10,11 @@
 //! forecast MSE relative to persistence on the same forecasts: the PINN's field ("pinn warm"),
 //! the last row plus its predicted change ("change"), the one of those two with the lower
 //! recent error ("served", what the server offers the planner as the PINN), the same choice
-//! with a faster-forgetting error average scored only on seconds already observed ("fast",
-//! `--fast-alpha`), the per-bucket choice between the two ("bucket"), the baselines, and
-//! "selected" (the model with the lowest recent error of all, what the planner acts on).
+//! with a faster-forgetting error average ("fast", `--fast-alpha`), the per-bucket choice
+//! between the two ("bucket"), the baselines, and "selected" (the model with the lowest recent
+//! error of all, what the planner acts on). Every choice learns a forecast's error only once
+//! its target second is observed, as a live server does (until 2026-12-06 "served" and
+//! "selected" also saw the previous round's error at a second still ahead).
 
 use std::time::Instant;
 

@@ -26,6 +26,7 @@ pub struct Scoreboard {
     totals: BTreeMap<String, (f64, u64)>,
     recent: BTreeMap<String, f64>,
     alpha: Option<f64>,
+    newest_scored: Option<u64>,
 }
 
 impl Scoreboard {
@@ -58,6 +59,7 @@ impl Scoreboard {
                 let alpha = self.alpha.unwrap_or(Self::RECENT_ALPHA);
                 let r = self.recent.entry(model.clone()).or_insert(e);
                 *r += alpha * (e - *r);
+                self.newest_scored = Some(self.newest_scored.map_or(t, |n| n.max(t)));
             }
             *target > t
         });
@@ -68,6 +70,12 @@ impl Scoreboard {
         self.totals
             .get(model)
             .map(|&(s, n)| (s / n.max(1) as f64, n))
+    }
+
+    /// The newest target second at which any forecast was scored: a board that chooses a
+    /// forecast at second `now` must not have scored anything at or after `now`.
+    pub fn newest_scored(&self) -> Option<u64> {
+        self.newest_scored
     }
 
     /// The recent (exponentially weighted) error of `model`.
@@ -208,6 +216,15 @@ impl EvalConfig {
     }
 }
 
+/// What the boards that choose a forecast had learned when one round chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChoiceAudit {
+    /// The round's `now`: its window ends at second `now - 1`, the newest row it can know.
+    pub now: u64,
+    /// The newest target second any choosing board had scored a forecast at.
+    pub newest_scored: Option<u64>,
+}
+
 /// The outcome of one trace.
 #[derive(Debug, Clone)]
 pub struct EvalResult {
@@ -215,8 +232,10 @@ pub struct EvalResult {
     pub warm: Scoreboard,
     /// Scores of the first round only (200 steps from scratch).
     pub first: Scoreboard,
-    /// Scores of every round, which pick the model the "selected" forecast follows.
+    /// Scores of every forecast of every round (reporting only: no choice reads it).
     pub all: Scoreboard,
+    /// Per round, what the choosing boards had seen when they chose.
+    pub choices: Vec<ChoiceAudit>,
     /// Mean milliseconds per Adam step.
     pub ms_per_step: f64,
     /// Rounds the trainer rejected.
@@ -235,6 +254,14 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut warm = Scoreboard::default();
     let mut first = Scoreboard::default();
     let mut all = Scoreboard::default();
+    // The boards that drive a choice ("pinn-served" and "selected" by `live`, "pinn-fast" by
+    // `fast`) learn a forecast's error only once its target is a row before the choosing
+    // round's `now`, as a live server does. Scoring at once (as `first`, `warm` and `all` do,
+    // which gives the same numbers as scoring after the trace) would let round k see round
+    // k - 1's error at second now + horizon - round_every - 1, still in the future whenever the
+    // horizon exceeds the round interval (10 s vs 5 s): that flattered the PINN's choices.
+    let mut live = Scoreboard::default();
+    let mut choices = Vec::new();
     let baselines: Vec<Box<dyn Forecast>> = vec![
         Box::new(Persistence),
         Box::new(Ewma::default()),
@@ -245,7 +272,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut served = None;
     let mut chooser = BucketChooser::default();
     let mut fast = Scoreboard::with_alpha(cfg.fast_alpha);
-    let mut fast_seen = 0usize;
+    let mut seen = 0usize;
     let mut last_terms = Default::default();
     let mut last_velocity = [0.0; 2];
     for k in 0..cfg.rounds {
@@ -283,21 +310,24 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
                 forecasts.push((b.name(), f));
             }
         }
+        for (t, row) in trace.rows.iter().enumerate().take(now).skip(seen) {
+            live.observe(trace.t0 + t as u64, row);
+            fast.observe(trace.t0 + t as u64, row);
+        }
+        seen = now;
+        choices.push(ChoiceAudit {
+            now: trace.t0 + now as u64,
+            newest_scored: live.newest_scored().max(fast.newest_scored()),
+        });
         // "pinn-served" is the PINN's own choice between its field and its change added to
-        // the last row, by their recent errors (past scores only), as the server serves it.
-        if let Some(pick) = all.best_of(&[PINN_FIELD, PINN_CHANGE]) {
+        // the last row, by their recent errors on observed seconds, as the server serves it.
+        if let Some(pick) = live.best_of(&[PINN_FIELD, PINN_CHANGE]) {
             if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
                 let f = f.clone();
                 forecasts.push((PINN_SERVED, f));
             }
         }
-        // Unlike "pinn-served" (scored as soon as it is made, so its choice also sees the
-        // last round's error at a second still ahead), "pinn-fast" only sees seconds before
-        // `now`, as a live server would.
-        for t in fast_seen..now {
-            fast.observe(trace.t0 + t as u64, &trace.rows[t]);
-        }
-        fast_seen = now;
+        // "pinn-fast": the same choice with a faster-forgetting recent error.
         if let Some(pick) = fast.best_of(&[PINN_FIELD, PINN_CHANGE]) {
             if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
                 let f = f.clone();
@@ -323,19 +353,21 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         }
         // "selected" follows whichever model has had the lowest recent error on the forecasts
         // scored so far (only the past: what the live planner can know), persistence at first.
-        let pick = all.best().map_or("persistence", |b| b.0).to_string();
+        let pick = live.best().map_or("persistence", |b| b.0).to_string();
         if let Some((_, f)) = forecasts.iter().find(|(m, _)| *m == pick) {
             let f = f.clone();
             forecasts.push(("selected", f));
         }
         let actual = &trace.rows[(target - trace.t0) as usize];
         for (m, f) in &forecasts {
+            // The choices themselves are not candidates ("selected" would follow itself).
             if *m != "selected" && *m != PINN_SERVED && *m != PINN_BUCKET && *m != PINN_FAST {
-                all.submit(target, m, f.clone());
+                live.submit(target, m, f.clone());
             }
             if *m == PINN_FIELD || *m == PINN_CHANGE {
                 fast.submit(target, m, f.clone());
             }
+            all.submit(target, m, f.clone());
         }
         all.observe(target, actual);
 
@@ -355,6 +387,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         warm,
         first,
         all,
+        choices,
         ms_per_step: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
         rejected,
         last_terms,
@@ -411,6 +444,64 @@ mod tests {
             }
         }
         assert!(fast.recent("m") < slow.recent("m"));
+    }
+
+    /// A small, quick configuration whose horizon (10 s) exceeds the round interval (5 s), so
+    /// a round's forecast targets a second after the next round's `now`.
+    fn lookahead_prone(rounds: usize, warmup_rounds: usize) -> EvalConfig {
+        EvalConfig {
+            train: TrainConfig {
+                steps_per_round: 3,
+                loss: crate::loss::LossConfig {
+                    n_data: 32,
+                    n_colloc: 32,
+                    n_boundary: 4,
+                    ..Default::default()
+                },
+                ..TrainConfig::default()
+            },
+            first_round_at: 12,
+            rounds,
+            warmup_rounds,
+            ..EvalConfig::default()
+        }
+    }
+
+    #[test]
+    fn choices_never_see_an_unobserved_second() {
+        let cfg = lookahead_prone(4, 1);
+        assert!(cfg.horizon > cfg.round_every);
+        let trace = crate::synth::travelling_hot_spot(cfg.seconds(), 8, 1);
+        let r = evaluate(&trace, &cfg).unwrap();
+        assert_eq!(r.choices.len(), cfg.rounds);
+        for c in &r.choices {
+            assert!(
+                c.newest_scored.is_none_or(|s| s < c.now),
+                "a choice saw a second not yet observed: {c:?}"
+            );
+        }
+        // Not vacuous: round 0's target (second 21) is observed by round 2 (now 22).
+        assert!(r.choices.iter().any(|c| c.newest_scored.is_some()));
+    }
+
+    #[test]
+    fn a_round_cannot_follow_the_previous_rounds_unarrived_error() {
+        // Round 1 chooses at second 17; round 0's forecasts target second 21, so nothing is
+        // scored yet and "selected" must still be persistence and "pinn-served" the field,
+        // whatever round 0's errors turn out to be.
+        let cfg = lookahead_prone(2, 1);
+        let trace = crate::synth::travelling_hot_spot(cfg.seconds(), 8, 1);
+        let r = evaluate(&trace, &cfg).unwrap();
+        // Round 0's errors favour some model other than persistence, so a board that had
+        // scored them (the old lookahead) would have chosen differently at round 1.
+        let mse = |m: &str| r.first.mse(m).map(|s| s.0).unwrap_or(f64::INFINITY);
+        let round0_best = ["pinn", "pinn-change", "persistence", "ewma", "linear"]
+            .into_iter()
+            .min_by(|a, b| mse(a).total_cmp(&mse(b)));
+        assert_ne!(round0_best, Some("persistence"));
+        assert_eq!(r.warm.mse("selected"), r.warm.mse("persistence"));
+        assert_eq!(r.warm.mse(PINN_SERVED), r.warm.mse(PINN_FIELD));
+        assert_eq!(r.warm.mse(PINN_FAST), r.warm.mse(PINN_FIELD));
     }
 
     #[test]
