@@ -27,6 +27,15 @@ use crate::types::{GroupId, NodeId, Raft, TypeConfig};
 /// How many appends may be in flight per stream.
 const DEPTH: usize = 64;
 
+/// The least time a stream waits for its next answer before it gives up. openraft asks for
+/// `heartbeat_interval` (50 ms, so 37.5 ms soft) per answer, but a follower answers an append
+/// only after its log flush, and one fsync on a loaded disk takes longer than that: each such
+/// timeout restarted replication (re-sending everything in flight) and, measured with
+/// `redis-benchmark --cluster` on a busy machine, left writes at a few thousand per second.
+/// A lost connection still fails the stream at once (`CallError::Closed`); commits need only a
+/// majority, so one slow follower never holds them up while its stream waits.
+const MIN_ANSWER_WAIT: Duration = Duration::from_millis(500);
+
 static STREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 
 type Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
@@ -44,6 +53,7 @@ pub(crate) fn open<'s, S>(
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
 {
+    let ttl = ttl.max(MIN_ANSWER_WAIT);
     Box::pin(async move {
         let stream = STREAM_SEQ.fetch_add(1, Ordering::Relaxed);
         let (ptx, prx) = mpsc::channel::<Result<PendingCall, RPCError<TypeConfig>>>(DEPTH);
@@ -101,10 +111,17 @@ struct Session {
     tx: mpsc::UnboundedSender<Queued>,
 }
 
-/// Follower side: one live stream per sending peer, fed to `Raft::stream_append`.
+/// Live streams kept per sending peer. A leader runs one replication stream per follower, but
+/// openraft's heartbeat worker sends each heartbeat as a stream of its own, so a follower sees
+/// a short-lived second stream every heartbeat interval; older streams (ended without a
+/// `StreamEnd`, e.g. by a lost connection) are dropped first once this many are open.
+const STREAMS_PER_PEER: usize = 4;
+
+/// Follower side: each live stream of each sending peer, fed to `Raft::stream_append`.
 pub(crate) struct Sessions<A: ApplyTarget> {
     raft: Raft<A>,
-    map: Mutex<HashMap<NodeId, Session>>,
+    /// Per peer, its streams oldest first.
+    map: Mutex<HashMap<NodeId, VecDeque<Session>>>,
 }
 
 impl<A: ApplyTarget> Sessions<A> {
@@ -116,6 +133,11 @@ impl<A: ApplyTarget> Sessions<A> {
     }
 
     /// Queues `req` (call in arrival order); the future answers it once Raft has.
+    ///
+    /// A new stream id opens a session beside the peer's others rather than replacing them:
+    /// replacing the replication stream at every heartbeat (the old behaviour) split one
+    /// stream's requests over two concurrent `stream_append` calls, which could reorder them,
+    /// answer a conflict and make the leader restart replication every 50 ms under load.
     pub(crate) fn push(
         &self,
         from: NodeId,
@@ -125,20 +147,22 @@ impl<A: ApplyTarget> Sessions<A> {
         let (reply, wait) = oneshot::channel();
         {
             let mut map = self.map.lock();
-            let stale = map
-                .get(&from)
-                .is_none_or(|s| s.stream != stream || s.tx.is_closed());
-            if stale {
-                // A leader runs one stream per follower: a new id replaces (and ends) the old.
-                map.insert(
-                    from,
-                    Session {
+            let streams = map.entry(from).or_default();
+            streams.retain(|s| !s.tx.is_closed());
+            let pos = match streams.iter().position(|s| s.stream == stream) {
+                Some(pos) => pos,
+                None => {
+                    if streams.len() >= STREAMS_PER_PEER {
+                        streams.pop_front();
+                    }
+                    streams.push_back(Session {
                         stream,
                         tx: self.spawn(),
-                    },
-                );
-            }
-            if let Some(s) = map.get(&from) {
+                    });
+                    streams.len() - 1
+                }
+            };
+            if let Some(s) = streams.get(pos) {
                 if let Err(mpsc::error::SendError((_, reply))) = s.tx.send((req, reply)) {
                     let _ = reply.send(RpcResponse::Error("append stream ended".into()));
                 }
@@ -150,12 +174,21 @@ impl<A: ApplyTarget> Sessions<A> {
         })
     }
 
-    /// Drops `from`'s stream `stream` if it is the live one.
+    /// Drops `from`'s stream `stream` (requests already queued on it are still answered).
     pub(crate) fn end(&self, from: NodeId, stream: u64) {
         let mut map = self.map.lock();
-        if map.get(&from).is_some_and(|s| s.stream == stream) {
-            map.remove(&from);
+        if let Some(streams) = map.get_mut(&from) {
+            streams.retain(|s| s.stream != stream);
+            if streams.is_empty() {
+                map.remove(&from);
+            }
         }
+    }
+
+    /// How many streams `from` has open here.
+    #[cfg(test)]
+    pub(crate) fn open_streams(&self, from: NodeId) -> usize {
+        self.map.lock().get(&from).map_or(0, VecDeque::len)
     }
 
     fn spawn(&self) -> mpsc::UnboundedSender<Queued> {

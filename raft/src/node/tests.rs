@@ -10,6 +10,7 @@ use crate::apply::MemTarget;
 
 mod join;
 mod status;
+mod streams;
 
 const G: GroupId = 1;
 
