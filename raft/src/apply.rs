@@ -39,6 +39,16 @@ pub trait ApplyTarget: Send + Sync + 'static {
     /// during install leaves either the old data or the new.
     fn install(&self, input: &mut dyn Read, meta: &[u8]) -> Result<(), ApplyError>;
 
+    /// Drops all data and the stored `meta`, durably: afterwards `applied_meta` is `None`, as
+    /// for a replica that never applied anything ([`crate::RaftNode::reset_group`]). Targets
+    /// that are never reset may keep this default, which refuses.
+    fn clear(&self) -> Result<(), ApplyError> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this state machine cannot be cleared",
+        ))
+    }
+
     /// How long to hold each apply before running it (test builds: a failpoint), awaited
     /// without blocking a runtime thread.
     fn apply_delay(&self) -> Option<std::time::Duration> {
@@ -100,6 +110,11 @@ impl ApplyTarget for MemTarget {
             applied,
             meta: Some(meta.to_vec()),
         };
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<(), ApplyError> {
+        *self.state.lock() = MemState::default();
         Ok(())
     }
 }

@@ -52,6 +52,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 mod pipeline;
+mod reset;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod status;

@@ -218,7 +218,9 @@ impl RaftNode {
         if self.groups.lock().contains_key(&group) {
             return Err(NodeError::GroupExists(group));
         }
-        let dir = self.opts.dir.join(format!("group-{group}"));
+        let dir = self.group_dir(group);
+        // A reset interrupted by a crash is finished before the log is read (see `reset`).
+        let was_reset = crate::reset::recover(&dir, &*target)?;
         let log = LogStore::open(
             &dir.join("log"),
             LogStoreOptions {
@@ -248,7 +250,7 @@ impl RaftNode {
                 raft.clone(),
                 sm.clone(),
                 contact.clone(),
-                self.opts.joining,
+                self.opts.joining || was_reset,
             ),
         );
         self.groups.lock().insert(group, Arc::new(raft.clone()));
@@ -260,7 +262,32 @@ impl RaftNode {
             sm,
             log: health,
             contact,
+            was_reset,
         })
+    }
+
+    fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.opts.dir.join(format!("group-{group}"))
+    }
+
+    /// Drops this node's replica of group `group`, which must be closed
+    /// ([`RaftNode::close_group`]): its log (not the vote), snapshots and `target`'s data, in
+    /// a crash-safe order (see `reset.rs`). Reopened, the group is empty and waits for a leader
+    /// to add this node back and catch it up. Only for a group that committed a membership
+    /// without this node, which this node has not been added back to.
+    pub async fn reset_group<A: ApplyTarget>(
+        &self,
+        group: GroupId,
+        target: Arc<A>,
+    ) -> Result<(), NodeError> {
+        if self.groups.lock().contains_key(&group) {
+            return Err(NodeError::GroupExists(group));
+        }
+        let dir = self.group_dir(group);
+        tokio::task::spawn_blocking(move || crate::reset::reset(&dir, &*target))
+            .await
+            .map_err(|e| NodeError::Io(std::io::Error::other(e)))??;
+        Ok(())
     }
 
     /// Stops group `group` on this node (its data stays on disk).
@@ -291,6 +318,8 @@ pub struct Group<A: ApplyTarget> {
     sm: StateMachine<A>,
     log: LogHealth,
     contact: LeaderContact,
+    /// This node's replica was dropped once ([`RaftNode::reset_group`]): never initialize.
+    was_reset: bool,
 }
 
 impl<A: ApplyTarget> Clone for Group<A> {
@@ -303,6 +332,7 @@ impl<A: ApplyTarget> Clone for Group<A> {
             sm: self.sm.clone(),
             log: self.log.clone(),
             contact: self.contact.clone(),
+            was_reset: self.was_reset,
         }
     }
 }
@@ -333,6 +363,10 @@ impl<A: ApplyTarget> Group<A> {
     /// [`crate::addr`]) if this node is pristine; a
     /// no-op if it already has state. Every member may call it with the same map.
     pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<(), NodeError> {
+        if self.was_reset {
+            // Its members formed it long ago; it comes back only through a leader.
+            return Ok(());
+        }
         let init = self
             .raft
             .is_initialized()

@@ -11,7 +11,7 @@
 //! Entries since the last purge are also kept in memory for the log readers (replication); the
 //! snapshot policy bounds them.
 
-mod metafile;
+pub(crate) mod metafile;
 mod segment;
 mod writer;
 

@@ -9,6 +9,7 @@ use super::*;
 use crate::apply::MemTarget;
 
 mod join;
+mod reset;
 mod status;
 mod streams;
 

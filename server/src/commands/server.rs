@@ -124,8 +124,22 @@ fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-fn debug(_: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
+    if sub.eq_ignore_ascii_case(b"shardkeys") && args.len() == 2 {
+        // Live keys in each shard keyspace this node holds on disk, whatever its role in the
+        // shard (unlike DBSIZE, which answers for one shard): shows which replicas were dropped.
+        let counts: Result<Vec<Reply>, _> = ctx
+            .server
+            .dbs
+            .iter()
+            .map(|db| db.dbsize().map(|n| Reply::Integer(n as i64)))
+            .collect();
+        return match counts {
+            Ok(c) => Reply::Array(c),
+            Err(e) => Reply::error(format!("ERR {e}")),
+        };
+    }
     if sub.eq_ignore_ascii_case(b"sleep") && args.len() == 3 {
         // Like Redis's strtod: garbage reads as 0.
         let secs: f64 = std::str::from_utf8(&args[2])

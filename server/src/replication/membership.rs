@@ -177,7 +177,7 @@ impl Replication {
         }
         let mut unsettled = Vec::new();
         for s in self.shards.iter() {
-            let m = s.group.metrics();
+            let m = s.group().metrics();
             if m.membership_config.membership().get_node(&id).is_some() {
                 groups.push(format!("shard {}", s.index()));
             }
@@ -223,7 +223,7 @@ impl Replication {
             .get_node(&id)
             .is_some()
             || self.shards.iter().any(|s| {
-                s.group
+                s.group()
                     .metrics()
                     .membership_config
                     .membership()
@@ -309,6 +309,12 @@ impl GroupService for MeetService {
             let RpcRequest::App(body) = req else {
                 return RpcResponse::Error("not an application request".into());
             };
+            if let Some(shard) = super::evict::decode_query(&body) {
+                return RpcResponse::App(match &repl {
+                    Some(r) => super::evict::answer(r, shard, from),
+                    None => Err("ERR this node is shutting down".into()),
+                });
+            }
             let Some((host, port, bus)) = MeetRequest::decode(&body) else {
                 return RpcResponse::App(Err("ERR malformed forwarded CLUSTER MEET".into()));
             };

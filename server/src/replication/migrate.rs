@@ -164,8 +164,8 @@ impl Replication {
             // Outside the target's group (more nodes than replicas), its leader is the one
             // published in the metadata.
             let res = match s.outside_leader() {
-                Some((leader, at)) => s.group.propose_to(leader, &at, payload.clone()).await,
-                None => s.group.propose_anywhere(payload.clone()).await,
+                Some((leader, at)) => s.group().propose_to(leader, &at, payload.clone()).await,
+                None => s.group().propose_anywhere(payload.clone()).await,
             };
             match res {
                 Ok(raw) => {
@@ -279,7 +279,7 @@ async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
         .collect();
     // Slots move in small groups: one fence/flip round trip for many near-empty slots, while
     // a group's writers wait no longer than a copy of about GROUP_KEYS keys.
-    let db = r.shards[a].group.target().clone();
+    let db = r.shards[a].group().target().clone();
     let mut group = Vec::new();
     let mut group_keys = 0u64;
     for (i, slot) in todo.iter().enumerate() {
@@ -326,7 +326,7 @@ async fn move_slots(
         .read_barrier()
         .await
         .map_err(|_| "lost the source shard's leadership".to_string())?;
-    let db = r.shards[a].group.target().clone();
+    let db = r.shards[a].group().target().clone();
     let now = db.now_ms();
     let (mut moved, mut bytes) = (0u64, 0u64);
     let mut items = Vec::new();

@@ -9,6 +9,7 @@
 //! leader. Shard leaders are spread over the nodes by leader transfer ([`spread`]).
 
 mod batch;
+mod evict;
 mod membership;
 pub mod meta;
 mod meta_image;
@@ -209,7 +210,7 @@ impl Replication {
         if !opts.join {
             meta.initialize(&opts.peers).await?;
             for s in &shards {
-                s.group.initialize(&opts.peers).await?;
+                s.group().initialize(&opts.peers).await?;
             }
         }
         let meta_at_start = meta.metrics().last_log_index.unwrap_or(0);
@@ -310,7 +311,7 @@ impl Replication {
     pub fn leader_client_addr(&self, i: usize) -> Option<String> {
         let s = self.shards.get(i)?;
         if s.is_leader() {
-            let m = s.group.metrics();
+            let m = s.group().metrics();
             let me = m.membership_config.membership().get_node(&self.id)?;
             return Some(pinnacle_raft::addr::client_addr(&me.addr));
         }
@@ -327,7 +328,7 @@ impl Replication {
             .chain(
                 self.shards
                     .iter()
-                    .map(|s| (shard::group_id(s.index()), s.group.status())),
+                    .map(|s| (shard::group_id(s.index()), s.group().status())),
             )
             .collect()
     }
@@ -414,7 +415,14 @@ async fn watch(repl: std::sync::Weak<Replication>) {
             std::process::exit(1);
         }
         for s in &r.shards {
-            if let Some(why) = s.group.fatal() {
+            // A group closed to drop this node's replica (`evict`) reports itself stopped: not
+            // a failure. `evicting` is set before the close and cleared after the new group
+            // is in place, so one of the two checks sees it.
+            let g = s.group();
+            let closed = |g: &Arc<pinnacle_raft::Group<Db>>| {
+                s.evicting.load(std::sync::atomic::Ordering::Acquire) || !Arc::ptr_eq(g, &s.group())
+            };
+            if let Some(why) = g.fatal().filter(|_| !closed(&g)) {
                 tracing::error!(
                     "raft group of shard {} failed, stopping the node: {why}",
                     s.index()
@@ -425,5 +433,6 @@ async fn watch(repl: std::sync::Weak<Replication>) {
             s.refresh();
         }
         r.publish_shard_info();
+        evict::check(&r);
     }
 }

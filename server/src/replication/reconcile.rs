@@ -40,7 +40,7 @@ async fn reconcile_once(r: &Arc<Replication>) {
     let nodes: Vec<NodeId> = wanted.keys().copied().collect();
     let mut in_some_shard: BTreeSet<NodeId> = BTreeSet::new();
     for s in r.shards.iter() {
-        let m = s.group.metrics().membership_config.clone();
+        let m = s.group().metrics().membership_config.clone();
         let m = m.membership();
         match (s.outside_leader(), st.shard_info.get(&s.index())) {
             // Outside the group, this node's own view of it is stale: use the published one.
@@ -53,7 +53,7 @@ async fn reconcile_once(r: &Arc<Replication>) {
             continue;
         }
         let gid = super::shard::group_id(s.index());
-        let alive = |v: &NodeId| s.group.peer_ack_age(*v).is_some_and(|age| age < ALIVE);
+        let alive = |v: &NodeId| s.group().peer_ack_age(*v).is_some_and(|age| age < ALIVE);
         if leaving.contains(&r.id) {
             // Hand the shard to a live member that stays; the new leader then removes us.
             let to = m
@@ -156,7 +156,7 @@ fn announce_tls_port(r: &Arc<Replication>) {
 /// Transfers the leadership of shard `s` to node `to`, logging `why`.
 async fn hand_over(s: &super::shard::Shard, to: NodeId, why: &str) {
     tracing::info!("{why}: shard {} → node {to}", s.index());
-    if let Err(e) = s.group.transfer_leader(to).await {
+    if let Err(e) = s.group().transfer_leader(to).await {
         tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
     }
 }
@@ -200,7 +200,7 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, change
                 r.meta.remove_nodes(BTreeSet::from([id])).await
             }
         } else {
-            let g = &r.shards[index].group;
+            let g = r.shards[index].group();
             match &change {
                 Change::Add(at) => {
                     tracing::info!("membership: adding node {id} at {at} to shard {index}");
@@ -212,7 +212,7 @@ fn spawn_change(r: &Arc<Replication>, index: usize, gid: u64, id: NodeId, change
                 Change::RemoveLeaving | Change::RemoveMisplaced => {
                     tracing::info!("membership: removing node {id} from shard {index}");
                     // A voter is dropped entirely by RemoveVoters; RemoveNodes takes learners.
-                    if is_voter(g, id) {
+                    if is_voter(&g, id) {
                         g.remove_voters(BTreeSet::from([id])).await
                     } else {
                         g.remove_nodes(BTreeSet::from([id])).await

@@ -31,7 +31,13 @@ pub fn group_id(index: usize) -> u64 {
 /// One shard's group on this node.
 pub struct Shard {
     index: usize,
-    pub(super) group: Group<Db>,
+    /// Replaced when this node drops its replica (`evict`): the group is reopened empty.
+    group: RwLock<Arc<Group<Db>>>,
+    /// Set while the group is closed for dropping this node's replica (`evict`).
+    pub(super) evicting: AtomicBool,
+    /// Set while `evict` looks at this shard (and for a pause after, so it asks the leader at
+    /// most about once a second).
+    pub(super) evict_busy: AtomicBool,
     me: NodeId,
     read_mode: ReadMode,
     /// Mirror of "this node leads the shard", kept by the watcher.
@@ -66,7 +72,9 @@ impl Shard {
             .await?;
         let shard = Arc::new(Shard {
             index,
-            group,
+            group: RwLock::new(Arc::new(group)),
+            evicting: AtomicBool::new(false),
+            evict_busy: AtomicBool::new(false),
             me: node.id(),
             read_mode,
             leader: AtomicBool::new(false),
@@ -120,8 +128,13 @@ impl Shard {
     }
 
     /// The shard's Raft group.
-    pub fn group(&self) -> &Group<Db> {
-        &self.group
+    pub fn group(&self) -> Arc<Group<Db>> {
+        self.group.read().clone()
+    }
+
+    /// Puts the reopened group in place of the closed one (`evict`).
+    pub(super) fn replace_group(&self, group: Group<Db>) {
+        *self.group.write() = Arc::new(group);
     }
 
     /// True if this node believes it leads the shard (reads still pass a barrier).
@@ -142,7 +155,7 @@ impl Shard {
         match self.redirect() {
             Redirect::Leader(_) => match &*self.outside.read() {
                 Some((id, _)) => Some(*id),
-                None => self.group.leader(),
+                None => self.group().leader(),
             },
             Redirect::Down => None,
         }
@@ -163,8 +176,8 @@ impl Shard {
 
     /// Re-reads leadership and the redirect target from the group.
     pub(super) fn refresh(&self) {
-        let leader = self.group.leader();
-        let is_leader = leader == Some(self.me) && self.group.is_leader();
+        let leader = self.group().leader();
+        let is_leader = leader == Some(self.me) && self.group().is_leader();
         if !is_leader {
             if let Some((_, at)) = &*self.outside.read() {
                 *self.redirect.write() = Redirect::Leader(addr::client_addr(at));
@@ -175,10 +188,10 @@ impl Shard {
         // A follower trusts the leader it knows of only while it hears from it.
         let alive = is_leader
             || matches!(
-                (leader, self.group.last_leader_contact()),
+                (leader, self.group().last_leader_contact()),
                 (Some(l), Some((from, age))) if from == l && age < LEADER_SILENCE
             );
-        let redirect = match self.group.leader_addr() {
+        let redirect = match self.group().leader_addr() {
             Some(a) if alive => Redirect::Leader(addr::client_addr(&a)),
             _ => Redirect::Down,
         };
@@ -204,12 +217,13 @@ impl Shard {
         let payload = storage::raft_target_proposal(&cmds);
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         let res = loop {
-            let res = tokio::time::timeout_at(deadline, self.group.propose(payload.clone())).await;
+            let res =
+                tokio::time::timeout_at(deadline, self.group().propose(payload.clone())).await;
             // A leader that can't take writes yet (just elected, before its first commit)
             // refuses without appending: waiting a little beats sending clients away.
             let refused_by_itself =
                 matches!(&res, Ok(Err(ProposeError::NotLeader { addr: None, .. })))
-                    && self.group.leader() == Some(self.me);
+                    && self.group().leader() == Some(self.me);
             if refused_by_itself && tokio::time::Instant::now() + FRESH_LEADER_RETRY < deadline {
                 tokio::time::sleep(FRESH_LEADER_RETRY).await;
                 continue;
@@ -250,8 +264,8 @@ impl Shard {
         loop {
             let barrier = async {
                 match self.read_mode {
-                    ReadMode::Index => self.group.read_barrier().await,
-                    ReadMode::Lease => self.group.lease_read_barrier().await,
+                    ReadMode::Index => self.group().read_barrier().await,
+                    ReadMode::Lease => self.group().lease_read_barrier().await,
                 }
             };
             match tokio::time::timeout_at(deadline, barrier).await {
@@ -263,7 +277,7 @@ impl Shard {
                 // A quorum round that failed (acks late on a busy machine) while this node
                 // still leads: try again rather than send the client away.
                 Ok(Err(ReadError::Unavailable(_)))
-                    if self.group.is_leader()
+                    if self.group().is_leader()
                         && tokio::time::Instant::now() + BARRIER_RETRY < deadline =>
                 {
                     tokio::time::sleep(BARRIER_RETRY).await;
@@ -278,7 +292,7 @@ impl Shard {
 
     /// This shard's part of `INFO replication`.
     pub(super) fn status(&self) -> status::Status {
-        let m = self.group.metrics();
+        let m = self.group().metrics();
         let membership = m.membership_config.membership();
         let client = |n: &NodeId| {
             membership

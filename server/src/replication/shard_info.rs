@@ -136,7 +136,7 @@ impl Replication {
         }
         let st = self.meta_state();
         for s in self.shards.iter().filter(|s| s.is_leader()) {
-            let m = s.group.metrics();
+            let m = s.group().metrics();
             let membership = m.membership_config.membership();
             let mut voters: Vec<NodeId> = membership.voter_ids().collect();
             let mut learners: Vec<NodeId> = membership.learner_ids().collect();

@@ -28,7 +28,7 @@ pub(super) async fn run(repl: Weak<Replication>) {
         }
         if let Some((shard, to)) = pick(&r) {
             tracing::info!("spreading leaders: shard {shard} → node {to}");
-            if let Err(e) = r.shards[shard].group.transfer_leader(to).await {
+            if let Err(e) = r.shards[shard].group().transfer_leader(to).await {
                 tracing::warn!("leader transfer of shard {shard} to node {to} failed: {e}");
             }
         }
@@ -53,7 +53,7 @@ fn pick(r: &Replication) -> Option<(usize, NodeId)> {
     for s in r.shards.iter().filter(|s| s.is_leader()) {
         // Only to a node the shard's placement keeps (else the reconciler hands it back).
         let want = placement(s.index(), &voters);
-        let m = s.group.metrics();
+        let m = s.group().metrics();
         let last = m.last_log_index.unwrap_or(0);
         let Some(rep) = m.replication.as_ref() else {
             continue;
@@ -67,7 +67,7 @@ fn pick(r: &Replication) -> Option<(usize, NodeId)> {
                     .get(v)
                     .and_then(|l| l.as_ref())
                     .is_some_and(|l| l.index >= last);
-                let alive = s.group.peer_ack_age(**v).is_some_and(|age| age < ALIVE);
+                let alive = s.group().peer_ack_age(**v).is_some_and(|age| age < ALIVE);
                 caught_up && alive
             })
             .min_by_key(|(v, n)| (**n, **v))

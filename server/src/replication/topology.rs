@@ -161,7 +161,7 @@ impl Replication {
                 });
                 continue;
             }
-            let m = s.group.metrics();
+            let m = s.group().metrics();
             term = term.max(m.current_term);
             let membership = m.membership_config.membership();
             let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();

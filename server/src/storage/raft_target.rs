@@ -522,14 +522,7 @@ impl ApplyTarget for Db {
             ));
         }
         // 1. Mark the data as mid-install and clear it, durably.
-        let mut b = WriteBatch::new();
-        b.delete_range(Bytes::from_static(&[0x00]), Bytes::from_static(&[0xFF]));
-        for name in [APPLIED_STATE, RAFT_PROGRESS, RAFT_META, shard_ctl::FENCES] {
-            b.delete(system_key(name));
-        }
-        b.put(system_key(RAFT_INSTALLING), Bytes::from_static(b"1"));
-        let seq = e.write_deferred(b).map_err(lsm_err)?;
-        e.sync_to(seq).map_err(lsm_err)?;
+        self.wipe(true)?;
         fail::fail_point!("server::install::mid");
         // 2. Load the image.
         let mut batch = WriteBatch::new();
@@ -565,7 +558,46 @@ impl ApplyTarget for Db {
         let seq = e.write_deferred(batch).map_err(lsm_err)?;
         e.sync_to(seq).map_err(lsm_err)?;
         self.inner.last_seq.fetch_max(seq, Ordering::Release);
-        self.reload_apply_state(&mut state).map_err(io_err)?;
+        self.reload_after_wipe(&mut state, &mut progress)
+    }
+
+    fn clear(&self) -> Result<(), ApplyError> {
+        let mut progress = self.inner.raft_progress.lock();
+        let mut state = self.inner.apply.lock();
+        self.wipe(false)?;
+        self.reload_after_wipe(&mut state, &mut progress)
+    }
+}
+
+impl Db {
+    /// Deletes every key and Raft record in one durable batch (a range delete, not a loop
+    /// over keys); `installing` marks the data as no state until an install completes.
+    fn wipe(&self, installing: bool) -> Result<(), ApplyError> {
+        let e = &self.inner.engine;
+        let mut b = WriteBatch::new();
+        b.delete_range(Bytes::from_static(&[0x00]), Bytes::from_static(&[0xFF]));
+        for name in [APPLIED_STATE, RAFT_PROGRESS, RAFT_META, shard_ctl::FENCES] {
+            b.delete(system_key(name));
+        }
+        if installing {
+            b.put(system_key(RAFT_INSTALLING), Bytes::from_static(b"1"));
+        } else {
+            b.delete(system_key(RAFT_INSTALLING));
+        }
+        let seq = e.write_deferred(b).map_err(lsm_err)?;
+        e.sync_to(seq).map_err(lsm_err)?;
+        self.inner.last_seq.fetch_max(seq, Ordering::Release);
+        Ok(())
+    }
+
+    /// Re-reads the in-memory apply state, fences and progress after the data was replaced.
+    fn reload_after_wipe(
+        &self,
+        state: &mut ApplyState,
+        progress: &mut (u64, u32),
+    ) -> Result<(), ApplyError> {
+        let e = &self.inner.engine;
+        self.reload_apply_state(state).map_err(io_err)?;
         let fences = e.get(&shard_ctl::key()).map_err(lsm_err)?;
         self.inner.fences.load(fences.as_deref());
         // Every key may have changed: WATCHes abort.

@@ -1,0 +1,250 @@
+//! A node removed from a shard's Raft group drops its copy of that shard (keyspace and Raft
+//! log), and a node added back catches up from the leader, not from what it had.
+//!
+//! 3 nodes with `--shards 4` hold every shard; a 4th node joins with `CLUSTER MEET`, so each
+//! shard keeps 3 replicas and each of nodes 1-3 leaves one shard's group. `DEBUG SHARDKEYS`
+//! (each shard keyspace's live keys on that node's disk, whatever its role) shows the left
+//! shard's keys gone from that node while its members hold them all, and every key stays
+//! readable through the cluster. `CLUSTER FORGET 4` then puts every shard back on nodes 1-3:
+//! the nodes re-added to a shard they had dropped get it whole again, and every key reads back
+//! from every node with `READONLY` (a follower serves its own copy).
+
+use redis::cluster::ClusterClient;
+use redis::Commands;
+use redis_tests::cluster::Cluster;
+use redis_tests::process::free_port;
+use redis_tests::raw::RawConn;
+use redis_tests::{Builder, Value};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn conn(at: SocketAddr) -> Option<RawConn> {
+    RawConn::connect_addr(at, Duration::from_secs(5)).ok()
+}
+
+/// Waits until `f` holds, failing with `what` and the last observation after `limit`.
+fn wait_for<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `op` on key `k:{i}` through a cluster client for every `i` in `range`, retrying
+/// refusals such as CLUSTERDOWN during an election (a refused write was not applied).
+fn each_key(
+    urls: &[String],
+    range: std::ops::Range<usize>,
+    op: impl Fn(&mut redis::cluster::ClusterConnection, usize) -> redis::RedisResult<()>,
+) {
+    let client = ClusterClient::builder(urls.to_vec())
+        .retries(10)
+        .build()
+        .expect("cluster client");
+    let mut conn = client.get_connection().expect("cluster connection");
+    for i in range {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match op(&mut conn, i) {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("k:{i}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                    conn = client.get_connection().expect("cluster connection");
+                }
+                Err(e) => panic!("k:{i}: {e}"),
+            }
+        }
+    }
+}
+
+fn write_keys(urls: &[String], range: std::ops::Range<usize>) {
+    each_key(urls, range, |c, i| c.set(format!("k:{i}"), format!("v{i}")));
+}
+
+fn check_keys(urls: &[String], range: std::ops::Range<usize>) {
+    each_key(urls, range, |c, i| {
+        let v: Option<String> = c.get(format!("k:{i}"))?;
+        assert_eq!(v, Some(format!("v{i}")), "k:{i}");
+        Ok(())
+    });
+}
+
+/// Each shard's voters (`shardN:...,voters=a|b|c`) from `INFO replication` at `at`.
+fn shard_voters(at: SocketAddr) -> Vec<BTreeSet<u64>> {
+    let Some(Ok(Value::Bulk(v))) = conn(at).map(|mut c| c.call_value(&["INFO", "replication"]))
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&v)
+        .lines()
+        .filter(|l| l.starts_with("shard"))
+        .filter_map(|l| l.split("voters=").nth(1))
+        .map(|r| {
+            r.split('|')
+                .filter_map(|id| id.trim().parse().ok())
+                .collect()
+        })
+        .collect()
+}
+
+/// `DEBUG SHARDKEYS` at `at`: live keys in each shard keyspace on that node's disk.
+fn shard_keys(at: SocketAddr) -> Vec<i64> {
+    match conn(at).map(|mut c| c.call_value(&["DEBUG", "SHARDKEYS"])) {
+        Some(Ok(Value::Array(v))) => v
+            .iter()
+            .map(|x| match x {
+                Value::Int(n) => *n,
+                other => panic!("DEBUG SHARDKEYS: {other:?}"),
+            })
+            .collect(),
+        other => panic!("DEBUG SHARDKEYS at {at}: {other:?}"),
+    }
+}
+
+/// A node's id, each shard's voters as it sees them, and its `DEBUG SHARDKEYS`.
+type NodeView = (u64, Vec<BTreeSet<u64>>, Vec<i64>);
+
+/// Per node (`ids[k]` at `addrs[k]`): every shard it is a voter of holds `total`'s share
+/// (the same count on each member, summing to `total` over the shards), every other shard
+/// none. Returns whether that holds and what was seen.
+fn copies_match(ids: &[u64], addrs: &[SocketAddr], total: i64) -> (bool, Vec<NodeView>) {
+    let seen: Vec<_> = ids
+        .iter()
+        .zip(addrs)
+        .map(|(id, a)| (*id, shard_voters(*a), shard_keys(*a)))
+        .collect();
+    let voters = &seen[0].1;
+    if voters.len() != 4 || !seen.iter().all(|(_, v, k)| v == voters && k.len() == 4) {
+        return (false, seen);
+    }
+    let mut ok = true;
+    let mut sum = 0;
+    for (shard, members) in voters.iter().enumerate() {
+        let held: Vec<i64> = seen
+            .iter()
+            .filter(|(id, _, _)| members.contains(id))
+            .map(|(_, _, k)| k[shard])
+            .collect();
+        let dropped = seen
+            .iter()
+            .filter(|(id, _, _)| !members.contains(id))
+            .all(|(_, _, k)| k[shard] == 0);
+        ok &= dropped && !held.is_empty() && held.iter().all(|n| *n == held[0]);
+        sum += held.first().copied().unwrap_or(0);
+    }
+    (ok && sum == total, seen)
+}
+
+#[test]
+fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
+    let c = Cluster::builder(3).shards(4).start().expect("cluster");
+    let addrs: Vec<SocketAddr> = c.addrs();
+    let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
+    write_keys(&urls, 0..1200);
+    wait_for(
+        "every node holds every key",
+        Duration::from_secs(60),
+        || copies_match(&[1, 2, 3], &addrs, 1200),
+    );
+
+    // Node 4 joins: each shard moves one replica to it.
+    let port = free_port().expect("port");
+    let bus = free_port().expect("port");
+    let _n4 = Builder::pinnacle()
+        .port(port)
+        .args([
+            "--node-id",
+            "4",
+            "--cluster-join",
+            "--shards",
+            "4",
+            "--cluster-port",
+            &bus.to_string(),
+        ])
+        .start()
+        .expect("node 4");
+    let meet = c
+        .call(
+            2,
+            &[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &port.to_string(),
+                &bus.to_string(),
+            ],
+        )
+        .expect("meet");
+    assert_eq!(meet, Value::Simple("OK".into()));
+    let at4: SocketAddr = ([127, 0, 0, 1], port).into();
+    let all: Vec<SocketAddr> = addrs.iter().copied().chain([at4]).collect();
+    wait_for(
+        "3 replicas per shard, each node's left shard dropped, node 4 caught up",
+        Duration::from_secs(120),
+        || {
+            let (ok, seen) = copies_match(&[1, 2, 3, 4], &all, 1200);
+            // 4 shards × 3 replicas over 4 nodes: 3 shards each.
+            let three = seen.first().is_some_and(|(_, v, _)| {
+                v.iter().all(|m| m.len() == 3)
+                    && (1..=4u64).all(|id| v.iter().filter(|m| m.contains(&id)).count() == 3)
+            });
+            (ok && three, seen)
+        },
+    );
+    // Each of nodes 1-3 really left a shard (the check above is not vacuous).
+    let voters = shard_voters(addrs[0]);
+    for id in 1..=3u64 {
+        assert!(
+            voters.iter().any(|m| !m.contains(&id)),
+            "node {id}: {voters:?}"
+        );
+    }
+    let mut urls4 = urls.clone();
+    urls4.push(format!("redis://127.0.0.1:{port}"));
+    check_keys(&urls4, 0..1200);
+    write_keys(&urls4, 1200..1500);
+
+    // FORGET 4: every shard goes back to nodes 1-3, including the ones they had dropped.
+    assert_eq!(
+        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
+        Value::Simple("OK".into())
+    );
+    wait_for(
+        "every shard whole on nodes 1-3 again",
+        Duration::from_secs(120),
+        || {
+            let (ok, seen) = copies_match(&[1, 2, 3], &addrs, 1500);
+            let want: BTreeSet<u64> = [1, 2, 3].into();
+            let back = seen
+                .first()
+                .is_some_and(|(_, v, _)| v.iter().all(|m| *m == want));
+            (ok && back, seen)
+        },
+    );
+    check_keys(&urls, 0..1500);
+    // Every node's own copy (leader or follower) has every key.
+    for at in &addrs {
+        let mut rc = conn(*at).expect("conn");
+        assert_eq!(
+            rc.call_value(&["READONLY"]).expect("READONLY"),
+            Value::Simple("OK".into())
+        );
+        for i in 0..1500 {
+            let k = format!("k:{i}");
+            let v = rc.call_value(&["GET", k.as_str()]).expect("GET");
+            assert_eq!(v, Value::Bulk(format!("v{i}").into_bytes()), "{k} at {at}");
+        }
+    }
+    write_keys(&urls, 1500..1600);
+    check_keys(&urls, 0..1600);
+}
