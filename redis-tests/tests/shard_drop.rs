@@ -201,12 +201,39 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
             (ok && three, seen)
         },
     );
-    // Each of nodes 1-3 really left a shard (the check above is not vacuous).
+    // Each of nodes 1-3 really left a shard (the check above is not vacuous), and its Raft
+    // log of that group is gone too (only the vote is left, next to the reset mark); the
+    // groups it still belongs to were not reset.
     let voters = shard_voters(addrs[0]);
-    for id in 1..=3u64 {
+    for id in 1..=3usize {
+        let left = voters
+            .iter()
+            .position(|m| !m.contains(&(id as u64)))
+            .unwrap_or_else(|| panic!("node {id} left no shard: {voters:?}"));
+        for (shard, members) in voters.iter().enumerate() {
+            let group = c.dir(id).join("raft").join(format!("group-{}", shard + 1));
+            if members.contains(&(id as u64)) {
+                assert!(
+                    !group.join("reset").exists(),
+                    "{} was reset",
+                    group.display()
+                );
+            }
+        }
+        let group = c.dir(id).join("raft").join(format!("group-{}", left + 1));
         assert!(
-            voters.iter().any(|m| !m.contains(&id)),
-            "node {id}: {voters:?}"
+            group.join("reset").exists(),
+            "no reset mark in {}",
+            group.display()
+        );
+        let log: Vec<String> = std::fs::read_dir(group.join("log"))
+            .expect("log dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            log.iter().all(|f| f == "vote"),
+            "{}: {log:?}",
+            group.display()
         );
     }
     let mut urls4 = urls.clone();
