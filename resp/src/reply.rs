@@ -146,32 +146,71 @@ fn line(out: &mut BytesMut, tag: u8, s: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
+/// `tag`, the decimal `n` and CRLF, appended with one copy.
 fn header(out: &mut BytesMut, tag: u8, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    let mut buf = [0u8; 24];
+    let start = header_into(&mut buf, tag, n);
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// Writes `tag`, the decimal `n` and CRLF at the end of `buf` (right to left, so no digit
+/// count is needed first); returns where they start. `i64::MIN` takes 22 of the 24 bytes.
+#[inline]
+fn header_into(buf: &mut [u8; 24], tag: u8, n: i64) -> usize {
+    buf[22] = b'\r';
+    buf[23] = b'\n';
+    let mut i = 22;
     let mut v = n.unsigned_abs();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    out.reserve(24);
-    out.put_u8(tag);
     if n < 0 {
-        out.put_u8(b'-');
+        i -= 1;
+        buf[i] = b'-';
     }
-    out.put_slice(&digits[i..]);
-    out.put_slice(b"\r\n");
+    i -= 1;
+    buf[i] = tag;
+    i
 }
 
+/// Values up to this many bytes are framed in a stack buffer and appended with one copy: an
+/// LRANGE reply is hundreds of short bulks, and one `put_slice` per piece (five per element,
+/// each a call with its own capacity check and `memcpy`) was most of its encoding cost.
+const SMALL_BULK: usize = 64;
+
 fn bulk(out: &mut BytesMut, b: &[u8]) {
-    out.reserve(b.len() + 16);
-    header(out, b'$', b.len() as i64);
-    out.put_slice(b);
-    out.put_slice(b"\r\n");
+    let n = b.len();
+    if n > SMALL_BULK {
+        out.reserve(n + 24);
+        header(out, b'$', n as i64);
+        out.extend_from_slice(b);
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    // `$`, at most two digits (n <= 64), CRLF, the value, CRLF.
+    let mut buf = [0u8; SMALL_BULK + 7];
+    buf[0] = b'$';
+    let mut i = if n >= 10 {
+        buf[1] = b'0' + (n / 10) as u8;
+        buf[2] = b'0' + (n % 10) as u8;
+        3
+    } else {
+        buf[1] = b'0' + n as u8;
+        2
+    };
+    buf[i] = b'\r';
+    buf[i + 1] = b'\n';
+    i += 2;
+    buf[i..i + n].copy_from_slice(b);
+    i += n;
+    buf[i] = b'\r';
+    buf[i + 1] = b'\n';
+    out.extend_from_slice(&buf[..i + 2]);
 }
 
 fn seq(out: &mut BytesMut, tag: u8, items: &[Reply], proto: Protocol) {
@@ -193,6 +232,37 @@ mod tests {
             r.to_bytes(Protocol::Resp2).to_vec(),
             r.to_bytes(Protocol::Resp3).to_vec(),
         )
+    }
+
+    #[test]
+    fn bulk_and_integer_framing_at_every_length_boundary() {
+        // Short bulks take the stack-buffer path, longer ones the piecewise one: both must
+        // frame exactly as `$len CRLF value CRLF`, whatever the byte values.
+        for n in 0..=300usize {
+            let v: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let mut want = format!("${n}\r\n").into_bytes();
+            want.extend_from_slice(&v);
+            want.extend_from_slice(b"\r\n");
+            let (r2, r3) = both(&Reply::Bulk(Bytes::from(v)));
+            assert_eq!((&r2, &r3), (&want, &want), "bulk of {n} bytes");
+        }
+        let ints = [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        for n in ints.into_iter().chain((-1000..1000).map(|i| i * 37)) {
+            let want = format!(":{n}\r\n").into_bytes();
+            assert_eq!(Reply::Integer(n).to_bytes(Protocol::Resp2).to_vec(), want);
+        }
     }
 
     #[test]
