@@ -144,7 +144,25 @@ pub(crate) fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
         }
         i += 8;
     }
-    a[i..].cmp(&b[i..])
+    // The up to seven bytes left: a slice compare here is a libc `memcmp` call, which costs
+    // more than the word loop itself. With eight or more in common, one word ending at `n`
+    // covers them (its first bytes were already found equal, so the first difference in it
+    // decides); shorter keys go byte by byte.
+    if i < n {
+        if n >= 8 {
+            let (x, y) = (be64(&a[n - 8..]), be64(&b[n - 8..]));
+            if x != y {
+                return x.cmp(&y);
+            }
+        } else {
+            for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+                if x != y {
+                    return x.cmp(y);
+                }
+            }
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Internal keys up to this many bytes are stored inside the skiplist node itself: 38 is
@@ -349,6 +367,19 @@ mod tests {
             for b in &keys {
                 assert_eq!(compare_bytes(a, b), a.cmp(b), "{a:?} vs {b:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        // Shared prefixes and every tail length, where the word loop hands over to bytes.
+        #[test]
+        fn compare_bytes_matches_slices_at_every_tail(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+            a in proptest::collection::vec(0u8..3, 0..12),
+            b in proptest::collection::vec(0u8..3, 0..12),
+        ) {
+            let (x, y) = ([&prefix[..], &a].concat(), [&prefix[..], &b].concat());
+            proptest::prop_assert_eq!(compare_bytes(&x, &y), x.cmp(&y));
         }
     }
 

@@ -271,9 +271,11 @@ impl MemTable {
             let last = buf.last().map(|(k, _): &(MemKey, Bytes)| k.clone());
             buf.clear();
             match &last {
-                None if first => self.fetch_bound(Bound::Unbounded, BATCH, &mut buf),
+                None if first => {
+                    self.fetch_bound(Bound::Unbounded, Bound::Unbounded, BATCH, &mut buf)
+                }
                 None => return Ok(()),
-                Some(k) => self.fetch(k.as_slice(), false, BATCH, &mut buf),
+                Some(k) => self.fetch(k.as_slice(), false, Bound::Unbounded, BATCH, &mut buf),
             }
             first = false;
             for (k, v) in &buf {
@@ -285,26 +287,59 @@ impl MemTable {
         }
     }
 
-    /// Up to `n` entries strictly after (or from, when `inclusive`) `from`.
-    fn fetch(&self, from: &[u8], inclusive: bool, n: usize, out: &mut Vec<(MemKey, Bytes)>) {
+    /// Up to `n` entries strictly after (or from, when `inclusive`) `from`, within `upper`.
+    fn fetch(
+        &self,
+        from: &[u8],
+        inclusive: bool,
+        upper: Bound<&[u8]>,
+        n: usize,
+        out: &mut Vec<(MemKey, Bytes)>,
+    ) {
         let lower = if inclusive {
             Bound::Included(MemKeyRef::new(from))
         } else {
             Bound::Excluded(MemKeyRef::new(from))
         };
-        self.fetch_bound(lower, n, out);
+        self.fetch_bound(lower, upper.map(MemKeyRef::new), n, out);
     }
 
-    /// Up to `n` entries from `lower` on.
-    fn fetch_bound(&self, lower: Bound<&MemKeyRef>, n: usize, out: &mut Vec<(MemKey, Bytes)>) {
+    /// Up to `n` entries from `lower` on, up to `upper`.
+    fn fetch_bound(
+        &self,
+        lower: Bound<&MemKeyRef>,
+        upper: Bound<&MemKeyRef>,
+        n: usize,
+        out: &mut Vec<(MemKey, Bytes)>,
+    ) {
+        if empty_range(lower, upper) {
+            return;
+        }
         let map = self.map.read();
-        let range: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) = (lower, Bound::Unbounded);
+        let range: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) = (lower, upper);
         for (k, v) in map.range::<MemKeyRef, _>(range) {
             if out.len() >= n {
                 break;
             }
             out.push((k.clone(), v.clone()));
         }
+    }
+}
+
+/// True when no internal key is inside `(lower, upper)` (`BTreeMap::range` panics on an
+/// inverted range, which a seek past a scan's end would ask for).
+fn empty_range(lower: Bound<&MemKeyRef>, upper: Bound<&MemKeyRef>) -> bool {
+    let (l, l_in, u, u_in) = match (lower, upper) {
+        (Bound::Included(l), Bound::Included(u)) => (l, true, u, true),
+        (Bound::Included(l), Bound::Excluded(u)) => (l, true, u, false),
+        (Bound::Excluded(l), Bound::Included(u)) => (l, false, u, true),
+        (Bound::Excluded(l), Bound::Excluded(u)) => (l, false, u, false),
+        _ => return false,
+    };
+    match key::compare(&l.0, &u.0) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => !(l_in && u_in),
+        std::cmp::Ordering::Greater => true,
     }
 }
 
@@ -315,18 +350,48 @@ pub(crate) struct MemIter {
     buf: Vec<(MemKey, Bytes)>,
     pos: usize,
     exhausted: bool,
+    /// The internal key past which the scan wants nothing: a batch stops there instead of
+    /// copying out entries the scan only reads to find it has ended (LRANGE 0 99 copied 128).
+    upper: Bound<Box<[u8]>>,
 }
 
 const MEM_BATCH: usize = 128;
 
 impl MemIter {
+    /// Iterates the whole memtable.
+    #[cfg(test)]
     pub(crate) fn new(mem: Arc<MemTable>) -> MemIter {
+        MemIter::bounded(mem, Bound::Unbounded)
+    }
+
+    /// Iterates the records of user keys up to `end`.
+    pub(crate) fn bounded(mem: Arc<MemTable>, end: Bound<&[u8]>) -> MemIter {
+        let upper = match end {
+            Bound::Unbounded => Bound::Unbounded,
+            // The newest version of `e` sorts first of its versions: below it is below `e`.
+            Bound::Excluded(e) => Bound::Excluded(key::encode(e, key::MAX_SEQ, Kind::Put).into()),
+            // The oldest possible version of `e` sorts last.
+            Bound::Included(e) => Bound::Included(key::encode(e, 0, Kind::Delete).into()),
+        };
         MemIter {
             mem,
             buf: Vec::new(),
             pos: 0,
             exhausted: true,
+            upper,
         }
+    }
+
+    /// Refills the buffer from `from` on.
+    fn refill(&mut self, from: &[u8], inclusive: bool) {
+        self.buf.clear();
+        self.pos = 0;
+        // Room for a whole batch up front: growing to it reallocated six times per scan.
+        self.buf.reserve(MEM_BATCH);
+        let upper = self.upper.as_ref().map(|u| &u[..]);
+        self.mem
+            .fetch(from, inclusive, upper, MEM_BATCH, &mut self.buf);
+        self.exhausted = self.buf.len() < MEM_BATCH;
     }
 }
 
@@ -354,19 +419,12 @@ impl InternalIterator for MemIter {
                 Some(l) => l.0.clone(),
                 None => return Ok(()),
             };
-            self.buf.clear();
-            self.pos = 0;
-            self.mem
-                .fetch(last.as_slice(), false, MEM_BATCH, &mut self.buf);
-            self.exhausted = self.buf.len() < MEM_BATCH;
+            self.refill(last.as_slice(), false);
         }
         Ok(())
     }
     fn seek(&mut self, ikey: &[u8]) -> Result<()> {
-        self.buf.clear();
-        self.pos = 0;
-        self.mem.fetch(ikey, true, MEM_BATCH, &mut self.buf);
-        self.exhausted = self.buf.len() < MEM_BATCH;
+        self.refill(ikey, true);
         Ok(())
     }
 }
@@ -429,5 +487,44 @@ mod tests {
             it.next().unwrap();
         }
         assert_eq!(n, 1000);
+    }
+
+    #[test]
+    fn bounded_iterator_stops_at_the_end_key_across_batches() {
+        let m = Arc::new(MemTable::new(1));
+        for i in 0..1000u32 {
+            // Two versions of every key: the bound must keep or drop both.
+            m.put(&i.to_be_bytes(), u64::from(i) + 1, Kind::Put, Bytes::new());
+            m.put(
+                &i.to_be_bytes(),
+                u64::from(i) + 5000,
+                Kind::Delete,
+                Bytes::new(),
+            );
+        }
+        let users = |end: Bound<&[u8]>, from: u32| {
+            let mut it = MemIter::bounded(m.clone(), end);
+            it.seek(&key::encode(&from.to_be_bytes(), key::MAX_SEQ, Kind::Put))
+                .unwrap();
+            let mut got = Vec::new();
+            while it.valid() {
+                got.push(key::user_key(it.key()).to_vec());
+                it.next().unwrap();
+            }
+            got
+        };
+        let want = |r: std::ops::Range<u32>| -> Vec<Vec<u8>> {
+            r.flat_map(|i| [i.to_be_bytes().to_vec(), i.to_be_bytes().to_vec()])
+                .collect()
+        };
+        let e = 300u32.to_be_bytes();
+        assert_eq!(users(Bound::Excluded(&e), 10), want(10..300));
+        assert_eq!(users(Bound::Included(&e), 10), want(10..301));
+        assert_eq!(users(Bound::Unbounded, 990), want(990..1000));
+        // A seek at or past the end finds nothing (and must not panic in the B-tree).
+        assert!(users(Bound::Excluded(&e), 300).is_empty());
+        assert!(users(Bound::Included(&e), 301).is_empty());
+        assert!(users(Bound::Excluded(&e), 700).is_empty());
+        assert_eq!(users(Bound::Included(&e), 300), want(300..301));
     }
 }

@@ -204,11 +204,12 @@ impl Inner {
         let mut tombs = Vec::new();
         for m in std::iter::once(&st.mem).chain(st.imms.iter()) {
             if !m.is_empty() {
-                sources.push(Box::new(MemIter::new(m.clone())));
+                let end = range.1.as_ref().map(|e| &e[..]);
+                sources.push(Box::new(MemIter::bounded(m.clone(), end)));
             }
             tombs.extend(m.range_tombstones());
         }
-        st.version.iterators(&mut sources);
+        st.version.iterators(&range, &mut sources);
         st.version.range_tombstones(&mut tombs);
         UserIter::new(MergeIter::new(sources), snap, tombs, range, Box::new(st))
     }
