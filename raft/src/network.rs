@@ -285,6 +285,18 @@ pub struct RaftService<A: ApplyTarget> {
     /// Grant no vote or pre-vote while this node is not in the group's membership (see
     /// [`crate::NodeOptions::joining`]).
     members_only_vote: bool,
+    /// Set when the group opened with nothing on disk: see [`RaftService::fresh_refusal`].
+    fresh: Option<FreshGuard>,
+}
+
+/// What a group that opened empty knows about whether it may vote yet.
+#[derive(Default)]
+struct FreshGuard {
+    /// The commit index of the first leader append received since opening: every entry
+    /// acknowledged before this node lost its disk is at or below it.
+    catch_up_to: Mutex<Option<u64>>,
+    /// The log reached `catch_up_to`: the guard is off for good.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// When this node last received appends (heartbeats included) and from whom: a follower's
@@ -330,7 +342,56 @@ impl<A: ApplyTarget> RaftService<A> {
             incoming: Arc::default(),
             contact,
             members_only_vote,
+            fresh: None,
         })
+    }
+
+    /// Marks the group as opened with nothing on disk (no vote, log or snapshot), which turns
+    /// on [`RaftService::fresh_refusal`].
+    pub(crate) fn opened_empty(mut self: Arc<Self>) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.fresh = Some(FreshGuard::default());
+        }
+        self
+    }
+
+    /// Notes a leader's append (with its commit index) for [`RaftService::fresh_refusal`].
+    fn note_leader_commit(&self, commit: Option<u64>) {
+        if let Some(f) = &self.fresh {
+            f.catch_up_to.lock().get_or_insert(commit.unwrap_or(0));
+        }
+    }
+
+    /// The refusal a group that opened empty gives a (pre-)vote request from a candidate whose
+    /// log holds more than the group's first entry, until a leader has reached this node and
+    /// its log holds everything that leader had committed then.
+    ///
+    /// An empty start is either a new cluster's first start (every log holds at most the
+    /// membership entry `initialize` wrote, index 0, so nothing is refused and the first
+    /// election runs as before; the first leader's commit index is reached at once) or a voter
+    /// whose data folder was wiped and which was started again under its old id without
+    /// `CLUSTER FORGET` (with `--cluster-peers`, not `--cluster-join`). Such a node has
+    /// forgotten its votes and the entries it acknowledged: voting again in a term it already
+    /// voted in could elect two leaders in one term, and voting for a candidate that lacks
+    /// entries committed with its old acknowledgements would lose them. Any candidate of an
+    /// existing cluster has a longer log, so the wiped node stays out of elections until it
+    /// holds every entry committed before it came back.
+    fn fresh_refusal(&self, candidate_last: Option<u64>) -> Option<RpcResponse> {
+        use std::sync::atomic::Ordering;
+        let f = self.fresh.as_ref()?;
+        if f.caught_up.load(Ordering::Acquire) || candidate_last.unwrap_or(0) == 0 {
+            return None;
+        }
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let m = self.raft.metrics().borrow_watched().clone();
+        let target = *f.catch_up_to.lock();
+        if target.is_some_and(|t| m.last_log_index.unwrap_or(0) >= t) {
+            f.caught_up.store(true, Ordering::Release);
+            return None;
+        }
+        Some(RpcResponse::Vote(openraft::raft::VoteResponse::new(
+            m.vote, None, false,
+        )))
     }
 
     /// The refusal a node outside the group's membership gives a (pre-)vote request, if it
@@ -422,6 +483,21 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
         let err = |e: &dyn std::fmt::Display| RpcResponse::Error(e.to_string());
         if matches!(req, RpcRequest::Append(_) | RpcRequest::StreamAppend { .. }) {
             self.contact.record(from);
+            let commit = match &req {
+                RpcRequest::Append(r) => r.leader_commit.as_ref().map(|l| l.index),
+                RpcRequest::StreamAppend { req, .. } => req.leader_commit.as_ref().map(|l| l.index),
+                _ => None,
+            };
+            self.note_leader_commit(commit);
+        }
+        if let RpcRequest::Vote(v) | RpcRequest::PreVote(v) = &req {
+            if let Some(refusal) = self.fresh_refusal(v.last_log_id.as_ref().map(|l| l.index)) {
+                tracing::debug!(
+                    "refused a vote request from node {from}: this group started empty and \
+                     does not hold what the cluster had committed yet"
+                );
+                return Box::pin(async move { refusal });
+            }
         }
         if matches!(req, RpcRequest::Vote(_) | RpcRequest::PreVote(_)) {
             if let Some(refusal) = self.outsider_refusal() {

@@ -102,6 +102,12 @@ impl NodeOptions {
             // entries under the same (term, index) and acknowledged writes would be lost
             // (found by the whole-cluster SIGKILL tests in redis-tests).
             enable_leader_restore: Some(false),
+            // A follower whose log went back to empty (a voter restarted on a wiped data
+            // folder under its old id) is replicated to again from scratch instead of being
+            // left behind for good. What makes that safe is the vote guard of a group that
+            // opened empty (`RaftService::fresh_refusal`): such a node votes only once it
+            // holds everything committed before it came back.
+            allow_log_reversion: Some(true),
             ..Default::default()
         };
         cfg.validate().map_err(|e| NodeError::Config(e.to_string()))
@@ -228,6 +234,7 @@ impl RaftNode {
             },
         )?;
         let health = log.health();
+        let pristine_log = log.is_pristine();
         // May install a snapshot into the target (see `StateMachine::open`): a blocking thread.
         let sm = {
             let dir = dir.clone();
@@ -235,6 +242,9 @@ impl RaftNode {
                 .await
                 .map_err(|e| NodeError::Io(std::io::Error::other(e)))??
         };
+        // Nothing on disk at all: a new cluster's first start, or a wiped voter (see
+        // `RaftService::fresh_refusal`).
+        let opened_empty = pristine_log && sm.is_empty();
         let cfg = Arc::new(self.opts.raft_config(group)?);
         let net = NetworkFactory {
             transport: self.transport.clone(),
@@ -244,15 +254,19 @@ impl RaftNode {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let contact = LeaderContact::default();
-        self.transport.register(
-            group,
-            RaftService::with_vote_guard(
+        self.transport.register(group, {
+            let service = RaftService::with_vote_guard(
                 raft.clone(),
                 sm.clone(),
                 contact.clone(),
                 self.opts.joining || was_reset,
-            ),
-        );
+            );
+            if opened_empty {
+                service.opened_empty()
+            } else {
+                service
+            }
+        });
         self.groups.lock().insert(group, Arc::new(raft.clone()));
         Ok(Group {
             id: group,

@@ -158,6 +158,11 @@ impl<A: ApplyTarget> StateMachine<A> {
         Ok(())
     }
 
+    /// True if nothing was ever applied or installed: no snapshot and no applied entry.
+    pub fn is_empty(&self) -> bool {
+        self.inner.current.lock().is_none() && self.inner.applied.lock().last_applied.is_none()
+    }
+
     /// The application's target.
     pub fn target(&self) -> &Arc<A> {
         &self.inner.target

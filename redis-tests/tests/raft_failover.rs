@@ -20,6 +20,45 @@ use redis_tests::rng::Rng;
 mod support;
 use support::*;
 
+/// A follower whose data folder is wiped and which is restarted under its old id without
+/// `CLUSTER FORGET` (an operator mistake) stays out of elections until the leader reaches it
+/// (it forgot its votes), catches up from the leader, and then votes again: with the leader
+/// killed afterwards, the new leader needs its vote.
+#[test]
+fn a_wiped_follower_restarted_under_its_id_catches_up_and_votes_again() {
+    let _serial = serial();
+    let mut c = Cluster::start(3).expect("cluster");
+    c.leader().expect("leader");
+    let mut client = c.client();
+    let mut expect = BTreeMap::new();
+    for n in 0..200 {
+        let (k, v) = (format!("wipe:{n}"), format!("val:{n}"));
+        write(&mut client, &k, &v);
+        expect.insert(k, v);
+    }
+    let leader = c.leader().expect("leader");
+    let wiped = others_ids(&c, leader)[0];
+    c.restart_wiped(wiped).expect("restart wiped");
+    for n in 200..300 {
+        let (k, v) = (format!("wipe:{n}"), format!("val:{n}"));
+        write(&mut client, &k, &v);
+        expect.insert(k, v);
+    }
+    let keys = assert_nodes_agree(&c);
+    assert_eq!(keys.len(), expect.len(), "node{wiped} did not catch up");
+
+    let leader = c.leader().expect("leader");
+    c.kill9(leader).expect("kill leader");
+    let new = c
+        .wait_leader_change(leader, ELECTION)
+        .expect("a new leader from the two survivors (one of them the wiped node)");
+    eprintln!("node{wiped} was wiped; node{leader} killed; node{new} leads");
+    // A just-elected leader may refuse until its first entry commits: `write` retries.
+    write(&mut client, "wipe:after", "x");
+    expect.insert("wipe:after".into(), "x".into());
+    assert_values_on_leader(&c, &expect);
+}
+
 #[test]
 fn leader_sigkill_keeps_acknowledged_write_and_restarted_node_catches_up() {
     let _serial = serial();

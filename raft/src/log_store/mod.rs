@@ -258,6 +258,12 @@ impl LogStore {
         Ok(LogStore { shared, writer })
     }
 
+    /// True if nothing was ever stored here: no vote, no entry, no purge point.
+    pub fn is_pristine(&self) -> bool {
+        let m = self.shared.mem.read();
+        m.vote.is_none() && m.entries.is_empty() && m.purged.is_none()
+    }
+
     /// The reason the store failed, if it did (a failed write or fsync is permanent).
     pub fn failure(&self) -> Option<String> {
         self.shared.poisoned.lock().clone()

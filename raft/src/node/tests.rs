@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::apply::MemTarget;
 
+mod fresh;
 mod join;
 mod reset;
 mod status;

@@ -71,6 +71,18 @@ impl Cluster {
         self.wait_ready(i)
     }
 
+    /// SIGKILLs node `i`, deletes its data directory and starts it again with its usual
+    /// arguments (`--cluster-peers`, not `--cluster-join`): a voter that lost its disk and was
+    /// restarted under its old id without `CLUSTER FORGET`. Waits for PING.
+    pub fn restart_wiped(&mut self, i: usize) -> Result<(), Error> {
+        self.kill9(i)?;
+        let dir = self.node(i).dir.clone();
+        std::fs::remove_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)?;
+        self.spawn(i)?;
+        self.wait_ready(i)
+    }
+
     /// The bus port other nodes reach node `i` on (its proxy's when there are proxies).
     pub fn announced_bus_port(&self, i: usize) -> u16 {
         self.proxies

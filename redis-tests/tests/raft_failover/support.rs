@@ -70,6 +70,11 @@ pub fn others(c: &Cluster, except: usize) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Every node id but `except`.
+pub fn others_ids(c: &Cluster, except: usize) -> Vec<usize> {
+    c.ids().into_iter().filter(|&i| i != except).collect()
+}
+
 /// `SET key value` through a fresh leader-finding client; returns the node that acknowledged
 /// it (the leader). A just-elected leader may refuse writes until its first entry commits.
 pub fn write_leader(c: &Cluster, key: &str, value: &str) -> usize {

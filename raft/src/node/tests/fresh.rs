@@ -1,0 +1,91 @@
+//! A group that opened with nothing on disk, without `joining` (a new cluster's first start,
+//! or a voter whose data folder was wiped and which was restarted under its old id), grants
+//! no (pre-)vote to a candidate whose log is past a new cluster's first entry until a leader
+//! has sent it appends: a wiped voter has forgotten the votes it cast.
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+
+use super::join::{log_id, pristine, CANDIDATE};
+use super::*;
+use crate::transport::frame::{RpcRequest, RpcResponse};
+use crate::transport::Transport;
+use crate::types::Vote;
+
+/// Asks node `to` for a (pre-)vote in `term` from a candidate whose last log index is `last`.
+async fn granted(
+    from: &Transport,
+    to: NodeId,
+    addr: &str,
+    term: u64,
+    last: u64,
+    pre: bool,
+) -> bool {
+    let req = VoteRequest::new(Vote::new(term, CANDIDATE), Some(log_id(term, last)));
+    let req = if pre {
+        RpcRequest::PreVote(req)
+    } else {
+        RpcRequest::Vote(req)
+    };
+    match from.call(to, addr, G, req, Duration::from_secs(5)).await {
+        Ok(RpcResponse::Vote(r)) => r.vote_granted,
+        other => panic!("vote request to node {to}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reached_it() {
+    let root = tempfile::tempdir().unwrap();
+    let cand = Transport::bind(CANDIDATE, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (m, addr) = pristine(5, root.path().join("n5"), false).await;
+
+    // A candidate of a new cluster (its log holds at most the first entry) is answered as
+    // before: the first election needs the empty nodes' votes.
+    assert!(
+        granted(&cand, 5, &addr, 1, 0, true).await,
+        "bootstrap pre-vote"
+    );
+    // A candidate of an existing cluster is refused, pre-vote and vote alike.
+    assert!(!granted(&cand, 5, &addr, 40, 7, true).await, "pre-vote");
+    assert!(!granted(&cand, 5, &addr, 40, 7, false).await, "vote");
+
+    // A leader's append (a heartbeat here) lifts the rule: that leader's term is past every
+    // election this node may have voted in before it lost its disk.
+    let hb = AppendEntriesRequest {
+        vote: Vote::new_committed(41, CANDIDATE),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    };
+    let r = cand
+        .call(5, &addr, G, RpcRequest::Append(hb), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(r, RpcResponse::Append(_)), "append: {r:?}");
+    // (Once that leader's lease, which this node now honours, has run out.)
+    let start = Instant::now();
+    while !granted(&cand, 5, &addr, 50, 7, false).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no vote granted after a leader's append"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    m.node.shutdown().await;
+
+    // Reopened, the group is no longer empty (it voted): nothing is refused any more.
+    let mut o = NodeOptions::new(5, "127.0.0.1:0".parse().unwrap(), root.path().join("n5"));
+    o.joining = false;
+    let node = RaftNode::start(o).await.unwrap();
+    let addr = node.addr().to_string();
+    let _group = node
+        .open_group(G, Arc::new(MemTarget::default()))
+        .await
+        .unwrap();
+    assert!(
+        granted(&cand, 5, &addr, 60, 7, true).await,
+        "pre-vote after restart"
+    );
+    node.shutdown().await;
+}
