@@ -323,17 +323,19 @@ impl<A: ApplyTarget> RaftService<A> {
 
     /// Like [`RaftService::new`], recording incoming appends in `contact`.
     pub fn with_contact(raft: Raft<A>, sm: StateMachine<A>, contact: LeaderContact) -> Arc<Self> {
-        Self::with_vote_guard(raft, sm, contact, false)
+        Self::with_vote_guard(raft, sm, contact, false, false)
     }
 
     /// Like [`RaftService::with_contact`]; with `members_only_vote`, vote and pre-vote requests
     /// are refused until the group's membership (from an entry or snapshot a leader sent, or
-    /// from [`crate::Group::initialize`]) includes this node.
+    /// from [`crate::Group::initialize`]) includes this node; `opened_empty` (the group had
+    /// no vote, log or snapshot on disk) turns on [`RaftService::fresh_refusal`].
     pub fn with_vote_guard(
         raft: Raft<A>,
         sm: StateMachine<A>,
         contact: LeaderContact,
         members_only_vote: bool,
+        opened_empty: bool,
     ) -> Arc<Self> {
         Arc::new(RaftService {
             streams: crate::pipeline::Sessions::new(raft.clone()),
@@ -342,17 +344,8 @@ impl<A: ApplyTarget> RaftService<A> {
             incoming: Arc::default(),
             contact,
             members_only_vote,
-            fresh: None,
+            fresh: opened_empty.then(FreshGuard::default),
         })
-    }
-
-    /// Marks the group as opened with nothing on disk (no vote, log or snapshot), which turns
-    /// on [`RaftService::fresh_refusal`].
-    pub(crate) fn opened_empty(mut self: Arc<Self>) -> Arc<Self> {
-        if let Some(s) = Arc::get_mut(&mut self) {
-            s.fresh = Some(FreshGuard::default());
-        }
-        self
     }
 
     /// Notes a leader's append (with its commit index) for [`RaftService::fresh_refusal`].

@@ -254,19 +254,16 @@ impl RaftNode {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let contact = LeaderContact::default();
-        self.transport.register(group, {
-            let service = RaftService::with_vote_guard(
+        self.transport.register(
+            group,
+            RaftService::with_vote_guard(
                 raft.clone(),
                 sm.clone(),
                 contact.clone(),
                 self.opts.joining || was_reset,
-            );
-            if opened_empty {
-                service.opened_empty()
-            } else {
-                service
-            }
-        });
+                opened_empty,
+            ),
+        );
         self.groups.lock().insert(group, Arc::new(raft.clone()));
         Ok(Group {
             id: group,

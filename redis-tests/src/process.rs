@@ -101,6 +101,24 @@ impl Builder {
         Builder::of(Kind::Pinnacle)
     }
 
+    /// A pinnacle node `id` that starts empty with `--cluster-join` and `--shards shards` on
+    /// free client and bus ports, to be added with `CLUSTER MEET 127.0.0.1 <port> <bus>`;
+    /// returns the builder (more flags may follow) and the two ports.
+    pub fn pinnacle_joining(id: u64, shards: usize) -> Result<(Builder, u16, u16), Error> {
+        let port = free_port()?;
+        let bus = free_port()?;
+        let b = Builder::pinnacle().port(port).args([
+            "--node-id".to_string(),
+            id.to_string(),
+            "--cluster-join".to_string(),
+            "--shards".to_string(),
+            shards.to_string(),
+            "--cluster-port".to_string(),
+            bus.to_string(),
+        ]);
+        Ok((b, port, bus))
+    }
+
     /// A standalone redis-server with persistence off (`--save '' --appendonly no`).
     pub fn redis() -> Builder {
         Builder::of(Kind::Redis)

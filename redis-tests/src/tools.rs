@@ -83,3 +83,24 @@ pub fn failpoints_bin() -> Option<PathBuf> {
     eprintln!("SKIPPED: {why}");
     None
 }
+
+/// Polls `f` every 200 ms until it holds; after `limit`, panics with `what` and the last
+/// observation `f` returned (a test helper: the panic is the test's failure).
+pub fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> (bool, T),
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -6,7 +6,6 @@
 //! and node 4 becomes a member everywhere.
 
 use redis_tests::cluster::Cluster;
-use redis_tests::process::free_port;
 use redis_tests::raw::RawConn;
 use redis_tests::{Builder, Value};
 use std::net::SocketAddr;
@@ -62,22 +61,10 @@ fn meet_sent_to_metadata_followers_works_behind_requirepass() {
         .expect("call");
     assert!(text(&noauth).starts_with("NOAUTH"), "{noauth:?}");
 
-    let port = free_port().expect("port");
-    let bus = free_port().expect("port");
-    let _n4 = Builder::pinnacle()
+    let (n4, port, bus) = Builder::pinnacle_joining(4, 2).expect("port");
+    let _n4 = n4
         .requirepass(PASS)
-        .port(port)
-        .args([
-            "--node-id",
-            "4",
-            "--cluster-join",
-            "--shards",
-            "2",
-            "--cluster-port",
-            &bus.to_string(),
-            "--cluster-secret-file",
-            &secret,
-        ])
+        .args(["--cluster-secret-file", &secret])
         .start()
         .expect("node 4");
     let meet = [

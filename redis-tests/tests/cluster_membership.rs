@@ -11,8 +11,8 @@
 use redis::cluster::ClusterClient;
 use redis::Commands;
 use redis_tests::cluster::Cluster;
-use redis_tests::process::free_port;
 use redis_tests::raw::RawConn;
+use redis_tests::tools::wait_until;
 use redis_tests::{Builder, Server, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -47,22 +47,6 @@ fn masters_at(at: SocketAddr) -> Option<BTreeMap<u16, u32>> {
         *out.entry(*p as u16).or_default() += (*b - *a + 1) as u32;
     }
     Some(out)
-}
-
-/// Waits until `f` holds, failing with `what` and the last observation after `limit`.
-fn wait_for<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (ok, seen) = f();
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Writes `k:{i}` = `v{i}` for `range` through a cluster client, retrying refusals such as
@@ -156,28 +140,15 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
     let ports: Vec<u16> = c.ids().into_iter().map(|i| c.port(i)).collect();
     let addrs: Vec<SocketAddr> = c.addrs();
     let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
-    wait_for("3 masters", Duration::from_secs(60), || {
+    wait_until("3 masters", Duration::from_secs(60), || {
         let m = masters_at(addrs[0]);
         (m.as_ref().is_some_and(|m| m.len() == 3), m)
     });
     write_keys(&urls, 0..1500);
 
     // Node 4 waits to be contacted; MEET goes to node 2 (forwarded to the metadata leader).
-    let port = free_port().expect("port");
-    let bus = free_port().expect("port");
-    let n4 = Builder::pinnacle()
-        .port(port)
-        .args([
-            "--node-id",
-            "4",
-            "--cluster-join",
-            "--shards",
-            "4",
-            "--cluster-port",
-            &bus.to_string(),
-        ])
-        .start()
-        .expect("node 4");
+    let (n4, port, bus) = Builder::pinnacle_joining(4, 4).expect("port");
+    let n4 = n4.start().expect("node 4");
     let meet = c
         .call(
             2,
@@ -196,7 +167,7 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
     // them, and every node, node 4 included, sees the same placement.
     let at4: SocketAddr = ([127, 0, 0, 1], port).into();
     let all: Vec<SocketAddr> = addrs.iter().copied().chain([at4]).collect();
-    wait_for(
+    wait_until(
         "3 replicas per shard, 3 shards per node, on every node",
         Duration::from_secs(120),
         || {
@@ -214,7 +185,7 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         .iter()
         .position(|v| !v.contains(&4))
         .expect("a shard without node 4");
-    wait_for(
+    wait_until(
         "node 4 to own slots on every node",
         Duration::from_secs(60),
         || {
@@ -309,7 +280,7 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         .expect("migrate");
     assert!(!matches!(mig, Value::Error(_)), "PINN.MIGRATE: {mig:?}");
     let before = m4[&port];
-    wait_for(
+    wait_until(
         "node 4 to own 10 more slots",
         Duration::from_secs(30),
         || {
@@ -328,7 +299,7 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
         Value::Simple("OK".into())
     );
-    wait_for(
+    wait_until(
         "node 4 gone from every node's view",
         Duration::from_secs(90),
         || {
@@ -356,7 +327,7 @@ fn fourth_node_joins_gets_a_shard_and_slots_then_is_forgotten() {
         "node 4 still leads a shard: {states:?}"
     );
     // Back to 3 nodes: every shard on all three again.
-    wait_for("every shard on nodes 1-3", Duration::from_secs(60), || {
+    wait_until("every shard on nodes 1-3", Duration::from_secs(60), || {
         let seen: Vec<Vec<BTreeSet<u64>>> = addrs.iter().map(|a| shard_voters(*a)).collect();
         let want: BTreeSet<u64> = [1, 2, 3].into();
         let ok = seen
@@ -485,7 +456,7 @@ fn meet_of_a_forgotten_node_waits_until_its_removal_finished() {
 
     // It is a voter of every group again and serves as before; nothing was lost.
     let n3: SocketAddr = c.addr(f);
-    wait_for(
+    wait_until(
         "node 3 back in the metadata group and every shard",
         Duration::from_secs(30),
         || {

@@ -9,6 +9,7 @@
 use redis::cluster::ClusterClient;
 use redis::Commands;
 use redis_tests::cluster::Cluster;
+use redis_tests::tools::wait_until;
 use redis_tests::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,21 +114,6 @@ fn meta_members(c: &Cluster, i: usize) -> Option<String> {
         .and_then(|info| info.fields.get("raft_meta_members").cloned())
 }
 
-fn wait_for<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (ok, seen) = f();
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {seen:?}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Sends `args` to node `via` until it answers OK (elections and a cut-off metadata leader
 /// make it answer "try again" or time out for a while).
 fn until_ok(c: &Cluster, via: usize, args: &[String], limit: Duration) {
@@ -161,7 +147,7 @@ fn forget_and_meet_while_a_minority_is_partitioned_lose_nothing() {
         .start()
         .expect("cluster");
     let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
-    wait_for(
+    wait_until(
         "every slot served on node 1",
         Duration::from_secs(30),
         || {
@@ -186,7 +172,7 @@ fn forget_and_meet_while_a_minority_is_partitioned_lose_nothing() {
     until_ok(&c, 1, &forget, Duration::from_secs(15));
     thread::sleep(Duration::from_secs(3));
     c.heal().expect("heal");
-    wait_for(
+    wait_until(
         "node 5 out of the metadata group",
         Duration::from_secs(45),
         || {
@@ -208,7 +194,7 @@ fn forget_and_meet_while_a_minority_is_partitioned_lose_nothing() {
     until_ok(&c, 2, &meet, Duration::from_secs(20));
     thread::sleep(Duration::from_secs(3));
     c.heal().expect("heal");
-    wait_for(
+    wait_until(
         "node 5 a member on every node",
         Duration::from_secs(45),
         || {
@@ -226,7 +212,7 @@ fn forget_and_meet_while_a_minority_is_partitioned_lose_nothing() {
         .collect();
 
     // Every node names each slot exactly once, and they all agree.
-    wait_for(
+    wait_until(
         "one slot map, each slot once, on every node",
         Duration::from_secs(30),
         || {

@@ -12,8 +12,8 @@
 use redis::cluster::ClusterClient;
 use redis::Commands;
 use redis_tests::cluster::Cluster;
-use redis_tests::process::free_port;
 use redis_tests::raw::RawConn;
+use redis_tests::tools::wait_until;
 use redis_tests::{Builder, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,22 +21,6 @@ use std::time::{Duration, Instant};
 
 fn conn(at: SocketAddr) -> Option<RawConn> {
     RawConn::connect_addr(at, Duration::from_secs(5)).ok()
-}
-
-/// Waits until `f` holds, failing with `what` and the last observation after `limit`.
-fn wait_for<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (ok, seen) = f();
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Runs `op` on key `k:{i}` through a cluster client for every `i` in `range`, retrying
@@ -151,28 +135,15 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
     let addrs: Vec<SocketAddr> = c.addrs();
     let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
     write_keys(&urls, 0..1200);
-    wait_for(
+    wait_until(
         "every node holds every key",
         Duration::from_secs(60),
         || copies_match(&[1, 2, 3], &addrs, 1200),
     );
 
     // Node 4 joins: each shard moves one replica to it.
-    let port = free_port().expect("port");
-    let bus = free_port().expect("port");
-    let _n4 = Builder::pinnacle()
-        .port(port)
-        .args([
-            "--node-id",
-            "4",
-            "--cluster-join",
-            "--shards",
-            "4",
-            "--cluster-port",
-            &bus.to_string(),
-        ])
-        .start()
-        .expect("node 4");
+    let (n4, port, bus) = Builder::pinnacle_joining(4, 4).expect("port");
+    let _n4 = n4.start().expect("node 4");
     let meet = c
         .call(
             2,
@@ -188,7 +159,7 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
     assert_eq!(meet, Value::Simple("OK".into()));
     let at4: SocketAddr = ([127, 0, 0, 1], port).into();
     let all: Vec<SocketAddr> = addrs.iter().copied().chain([at4]).collect();
-    wait_for(
+    wait_until(
         "3 replicas per shard, each node's left shard dropped, node 4 caught up",
         Duration::from_secs(120),
         || {
@@ -246,7 +217,7 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
         c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
         Value::Simple("OK".into())
     );
-    wait_for(
+    wait_until(
         "every shard whole on nodes 1-3 again",
         Duration::from_secs(120),
         || {

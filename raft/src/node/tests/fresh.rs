@@ -3,34 +3,13 @@
 //! no (pre-)vote to a candidate whose log is past a new cluster's first entry until a leader
 //! has sent it appends: a wiped voter has forgotten the votes it cast.
 
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::AppendEntriesRequest;
 
-use super::join::{log_id, pristine, CANDIDATE};
+use super::join::{granted_with_log as granted, pristine, CANDIDATE};
 use super::*;
 use crate::transport::frame::{RpcRequest, RpcResponse};
 use crate::transport::Transport;
 use crate::types::Vote;
-
-/// Asks node `to` for a (pre-)vote in `term` from a candidate whose last log index is `last`.
-async fn granted(
-    from: &Transport,
-    to: NodeId,
-    addr: &str,
-    term: u64,
-    last: u64,
-    pre: bool,
-) -> bool {
-    let req = VoteRequest::new(Vote::new(term, CANDIDATE), Some(log_id(term, last)));
-    let req = if pre {
-        RpcRequest::PreVote(req)
-    } else {
-        RpcRequest::Vote(req)
-    };
-    match from.call(to, addr, G, req, Duration::from_secs(5)).await {
-        Ok(RpcResponse::Vote(r)) => r.vote_granted,
-        other => panic!("vote request to node {to}: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reached_it() {

@@ -14,7 +14,7 @@ use crate::types::{LogId, Vote};
 /// A node id no member has: the candidate asking for votes.
 pub(super) const CANDIDATE: NodeId = 9;
 
-pub(super) fn log_id(term: u64, index: u64) -> LogId {
+fn log_id(term: u64, index: u64) -> LogId {
     let c: CommittedLeaderIdOf<TypeConfig> =
         LeaderIdOf::<TypeConfig>::new(term, CANDIDATE).to_committed();
     LogId::new(c, index)
@@ -23,7 +23,20 @@ pub(super) fn log_id(term: u64, index: u64) -> LogId {
 /// Asks node `to` (bus `addr`) for a vote (or pre-vote) in `term` from a candidate whose log
 /// is far ahead of anyone's; true if granted.
 async fn granted(from: &Transport, to: NodeId, addr: &str, term: u64, pre: bool) -> bool {
-    let req = VoteRequest::new(Vote::new(term, CANDIDATE), Some(log_id(term, 1 << 40)));
+    granted_with_log(from, to, addr, term, 1 << 40, pre).await
+}
+
+/// Asks node `to` (bus `addr`) for a vote (or pre-vote) in `term` from a candidate whose last
+/// log index is `last`; true if granted.
+pub(super) async fn granted_with_log(
+    from: &Transport,
+    to: NodeId,
+    addr: &str,
+    term: u64,
+    last: u64,
+    pre: bool,
+) -> bool {
+    let req = VoteRequest::new(Vote::new(term, CANDIDATE), Some(log_id(term, last)));
     let req = if pre {
         RpcRequest::PreVote(req)
     } else {
