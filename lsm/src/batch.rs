@@ -64,7 +64,8 @@ impl WriteBatch {
         if self.ops.len() < 3 {
             return;
         }
-        let mut seen = std::collections::HashSet::with_capacity(self.ops.len());
+        let mut seen: std::collections::HashSet<&[u8], foldhash::fast::RandomState> =
+            std::collections::HashSet::with_capacity_and_hasher(self.ops.len(), Default::default());
         let mut keep = Vec::with_capacity(self.ops.len());
         for op in self.ops.iter().rev() {
             match op {

@@ -87,7 +87,7 @@ impl Tx<'_> {
         field: &[u8],
     ) -> Result<Option<Bytes>> {
         let sk = encoding::sub_key(key, version, field);
-        if let Some(v) = self.subs.get(&sk) {
+        if let Some(v) = self.subs().get(&sk) {
             return Ok(v.clone());
         }
         Ok(self.db.inner.engine.get(&sk)?)

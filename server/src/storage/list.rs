@@ -62,9 +62,10 @@ fn read_ahead(tx: &mut Tx<'_>, key: &Bytes, m: &Meta, left: bool, at: u64) -> Re
         .inner
         .engine
         .scan((Bound::Included(from), Bound::Excluded(to)), None)?;
+    let subs = tx.subs();
     for item in iter {
         let (k, v) = item?;
-        tx.subs.entry(k).or_insert(Some(v));
+        subs.entry(k).or_insert(Some(v));
     }
     Ok(())
 }
@@ -74,7 +75,7 @@ fn pop(tx: &mut Tx<'_>, key: &Bytes, m: &mut Meta, left: bool) -> Result<Bytes> 
     let at = if left { m.head } else { m.head + m.size - 1 };
     if tx.pop_ahead > 1 {
         let sk = encoding::sub_key(key, m.version, &idx(at));
-        if !tx.subs.contains_key(&sk) {
+        if !tx.subs().contains_key(&sk) {
             read_ahead(tx, key, m, left, at)?;
         }
     }
