@@ -53,6 +53,7 @@ pub mod network;
 pub mod node;
 mod pipeline;
 mod reset;
+pub mod runtime;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod status;

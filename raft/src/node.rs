@@ -52,6 +52,9 @@ pub struct NodeOptions {
     /// this node. A wiped node restarted under the id of a voter has forgotten its votes; it
     /// must not vote again in a term in which it may already have voted.
     pub joining: bool,
+    /// Where the node's tasks run: the bus, every group's Raft core and replication streams
+    /// (see [`crate::runtime`]). `None`: the runtime that calls [`RaftNode::start`].
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl NodeOptions {
@@ -81,6 +84,7 @@ impl NodeOptions {
             segment_bytes: LogStoreOptions::default().segment_bytes,
             security: Default::default(),
             joining: false,
+            runtime: None,
         }
     }
 
@@ -191,7 +195,11 @@ impl RaftNode {
     /// Binds the cluster bus; groups are opened with [`RaftNode::open_group`].
     pub async fn start(opts: NodeOptions) -> Result<RaftNode, NodeError> {
         std::fs::create_dir_all(&opts.dir)?;
-        let transport = Transport::bind_secure(opts.id, opts.listen, opts.security.clone()).await?;
+        let rt = opts
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        let transport = Transport::bind_on(opts.id, opts.listen, opts.security.clone(), rt)?;
         Ok(RaftNode {
             opts,
             transport,
@@ -250,9 +258,17 @@ impl RaftNode {
             transport: self.transport.clone(),
             group,
         };
-        let raft = openraft::Raft::new(self.opts.id, cfg, net, log, sm.clone())
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        // openraft spawns the group's core, log and state-machine workers and later every
+        // replication stream from the runtime it is created on: the node's Raft runtime.
+        let raft = {
+            let (id, sm) = (self.opts.id, sm.clone());
+            self.transport
+                .runtime()
+                .spawn(async move { openraft::Raft::new(id, cfg, net, log, sm).await })
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?
+                .map_err(|e| NodeError::Raft(e.to_string()))?
+        };
         let contact = LeaderContact::default();
         self.transport.register(
             group,

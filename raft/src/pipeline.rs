@@ -58,7 +58,8 @@ where
         let stream = STREAM_SEQ.fetch_add(1, Ordering::Relaxed);
         let (ptx, prx) = mpsc::channel::<Result<PendingCall, RPCError<TypeConfig>>>(DEPTH);
         let me = transport.id();
-        tokio::spawn(async move {
+        let rt = transport.runtime().clone();
+        rt.spawn(async move {
             let mut input = input;
             while let Some(req) = input.next().await {
                 let res = transport

@@ -67,6 +67,10 @@ pub struct Cli {
     /// Raft entries between snapshots (the log is purged behind a snapshot).
     #[arg(long)]
     pub raft_snapshot_after: Option<u64>,
+    /// Raft mode: worker threads of the runtime the cluster bus and Raft run on, apart from
+    /// the client connections' (0: share the clients' runtime).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub raft_threads: u16,
     /// Raft mode: number of shards (Raft groups, each owning an equal part of the 16384
     /// slots). Every node of a cluster must get the same value.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -466,6 +470,7 @@ mod tests {
             cluster_port: None,
             raft_read: "index".into(),
             raft_snapshot_after: None,
+            raft_threads: 2,
             shards: 3,
             metrics_port: None,
             dashboard_port: None,

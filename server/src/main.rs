@@ -105,6 +105,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    // Raft and the cluster bus get threads of their own (see pinnacle_raft::runtime).
+    let raft_runtime = match cli.raft_threads {
+        n if raft_mode && n > 0 => {
+            Some(pinnacle_raft::runtime::build(n as usize).context("starting the Raft runtime")?)
+        }
+        _ => None,
+    };
+    let raft_handle = raft_runtime.as_ref().map(|r| r.handle().clone());
     runtime.block_on(async {
         if raft_mode {
             // Redis derives the bus port from the TLS port when the bus runs TLS.
@@ -118,8 +126,16 @@ fn main() -> anyhow::Result<()> {
             if let pinnacle_raft::transport::BusSecurity::Tls(t) = &bus_security {
                 pinnacle_server::pubsub::relay::set_tls_client(t.client.clone());
             }
-            let repl =
-                start_replication(&cli, bus_base, &bind, &dir, &server, bus_security).await?;
+            let repl = start_replication(
+                &cli,
+                bus_base,
+                &bind,
+                &dir,
+                &server,
+                bus_security,
+                raft_handle,
+            )
+            .await?;
             pinnacle_server::pinn::mover::set_mover(Arc::new(
                 replication::mover::ClusterMover::new(
                     repl.clone(),
@@ -251,6 +267,7 @@ async fn start_replication(
     dir: &std::path::Path,
     server: &Server,
     security: pinnacle_raft::transport::BusSecurity,
+    runtime: Option<tokio::runtime::Handle>,
 ) -> anyhow::Result<Arc<replication::Replication>> {
     let node_id = cli
         .node_id
@@ -288,6 +305,7 @@ async fn start_replication(
         join: cli.cluster_join,
         shards: cli.shards as usize,
         security,
+        runtime,
     };
     tracing::info!(
         "raft node {node_id}: cluster bus on {ip}:{bus_port}, reads by {:?}",

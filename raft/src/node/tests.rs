@@ -11,6 +11,7 @@ use crate::apply::MemTarget;
 mod fresh;
 mod join;
 mod reset;
+mod runtime;
 mod status;
 mod streams;
 

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -140,6 +141,8 @@ struct Inner {
     security: BusSecurity,
     /// Connections refused by authentication (no secret, bad certificate).
     refused: AtomicU64,
+    /// Where every bus task runs and every bus socket is registered (see [`Transport::bind_on`]).
+    rt: Handle,
 }
 
 /// A byte stream a connection runs on (plain TCP or TLS over it).
@@ -167,6 +170,20 @@ impl Transport {
         listen: SocketAddr,
         security: BusSecurity,
     ) -> io::Result<Transport> {
+        Transport::bind_on(id, listen, security, Handle::current())
+    }
+
+    /// Like [`Transport::bind_secure`], with every socket and task of the bus on `rt`: the
+    /// node's Raft runtime, so that heartbeats and votes are not queued behind client work on
+    /// the caller's runtime.
+    pub fn bind_on(
+        id: NodeId,
+        listen: SocketAddr,
+        security: BusSecurity,
+        rt: Handle,
+    ) -> io::Result<Transport> {
+        // The listener registers with the I/O driver of the runtime entered here.
+        let _entered = rt.enter();
         let sock = if listen.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -189,12 +206,13 @@ impl Transport {
             dials: AtomicU64::new(0),
             security,
             refused: AtomicU64::new(0),
+            rt: rt.clone(),
         });
         let t = Transport {
             inner: inner.clone(),
             local_addr,
         };
-        let acc = tokio::spawn(accept_loop(Arc::downgrade(&inner), listener));
+        let acc = rt.spawn(accept_loop(Arc::downgrade(&inner), listener));
         *inner.accept_task.lock() = Some(acc);
         Ok(t)
     }
@@ -207,6 +225,11 @@ impl Transport {
     /// The address peers connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The runtime the bus's tasks run on.
+    pub fn runtime(&self) -> &Handle {
+        &self.inner.rt
     }
 
     /// How many outgoing connections this node has opened (successful handshakes).
@@ -324,14 +347,25 @@ impl Transport {
                 ));
             }
         }
-        let res = tokio::time::timeout(timeout.min(HELLO_TIMEOUT), self.dial(peer, addr)).await;
+        // Dialed on the bus runtime, so the socket belongs to its I/O driver whoever calls.
+        let mut dial = {
+            let (me, addr) = (self.clone(), addr.to_string());
+            self.inner
+                .rt
+                .spawn(async move { me.dial(peer, &addr).await })
+        };
+        let res = tokio::time::timeout(timeout.min(HELLO_TIMEOUT), &mut dial).await;
         let err = match res {
-            Ok(Ok(c)) => {
+            Ok(Ok(Ok(c))) => {
                 *st = DialState::default();
                 return Ok(c);
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "connect timed out".to_string(),
+            Ok(Ok(Err(e))) => e.to_string(),
+            Ok(Err(e)) => format!("dial task failed: {e}"),
+            Err(_) => {
+                dial.abort();
+                "connect timed out".to_string()
+            }
         };
         st.failures += 1;
         let backoff = BACKOFF_MIN
@@ -427,7 +461,7 @@ async fn accept_loop(inner: std::sync::Weak<Inner>, listener: TcpListener) {
             }
         };
         let Some(inner) = inner.upgrade() else { return };
-        tokio::spawn(async move {
+        inner.rt.clone().spawn(async move {
             if let Err(e) = accept_one(inner, stream).await {
                 tracing::debug!("cluster bus: rejected connection from {from}: {e}");
             }
@@ -507,7 +541,7 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: BoxedIo)
     });
     let writer = {
         let conn = Arc::downgrade(&conn);
-        tokio::spawn(async move {
+        inner.rt.spawn(async move {
             let mut w = BufWriter::with_capacity(256 << 10, wr);
             while let Some(first) = rx.recv().await {
                 if w.write_all(&first).await.is_err() {
@@ -530,8 +564,9 @@ fn start_conn(inner: &Arc<Inner>, peer: NodeId, dialer: NodeId, stream: BoxedIo)
     };
     let reader = {
         let conn = Arc::downgrade(&conn);
+        let rt = inner.rt.clone();
         let inner = Arc::downgrade(inner);
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut rd = tokio::io::BufReader::with_capacity(256 << 10, rd);
             loop {
                 let frame = match read_frame(&mut rd).await {

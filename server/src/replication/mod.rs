@@ -65,6 +65,8 @@ pub struct ReplOptions {
     pub shards: usize,
     /// How cluster-bus connections are authenticated (secret or mutual TLS).
     pub security: pinnacle_raft::transport::BusSecurity,
+    /// Runtime for the cluster bus and Raft (`None`: the caller's).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Errors starting Raft mode.
@@ -193,6 +195,7 @@ impl Replication {
         }
         let mut nopts = NodeOptions::new(opts.node_id, opts.bus_listen, opts.dir.clone());
         nopts.security = opts.security.clone();
+        nopts.runtime = opts.runtime.clone();
         // A joining node may be a wiped old voter: it votes only once a leader added it.
         nopts.joining = opts.join;
         if let Some(n) = opts.snapshot_after {
