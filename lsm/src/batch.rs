@@ -44,6 +44,11 @@ impl WriteBatch {
     pub fn ops(&self) -> &[BatchOp] {
         &self.ops
     }
+    /// Operation `i`, to overwrite in place (a writer that reserved a key's place in the
+    /// order and settles its value later).
+    pub fn op_mut(&mut self, i: usize) -> Option<&mut BatchOp> {
+        self.ops.get_mut(i)
+    }
     /// Consumes the batch into its operations.
     pub fn into_ops(self) -> Vec<BatchOp> {
         self.ops

@@ -78,7 +78,7 @@ pub(crate) fn is(arg: &[u8], name: &str) -> bool {
 
 /// Applies `op` stamped with `now` and returns the reply.
 pub(crate) fn write(db: &Db, now: u64, op: WriteOp) -> Reply {
-    db.apply(&WriteCommand { now_ms: now, op })
+    db.apply_owned(WriteCommand { now_ms: now, op }, None)
 }
 
 /// [`write`], then `map` on the reply. On a Raft node the reply arrives after the handler
@@ -89,7 +89,7 @@ pub(crate) fn write_then(
     op: WriteOp,
     map: impl FnOnce(Reply) -> Reply + Send + 'static,
 ) -> Reply {
-    db.apply_then(&WriteCommand { now_ms: now, op }, Some(Box::new(map)))
+    db.apply_owned(WriteCommand { now_ms: now, op }, Some(Box::new(map)))
 }
 
 /// `ERR invalid expire time in '<cmd>' command`.

@@ -31,6 +31,9 @@ pub(super) struct Tx<'a> {
     pub(super) now: u64,
     pub(super) batch: WriteBatch,
     pub(super) overlay: FastMap<Bytes, Option<Meta>>,
+    /// Batch position of each metadata record this Tx writes, whose value is the overlay's
+    /// at the end (see `Tx::set_meta`).
+    pub(super) meta_at: FastMap<Bytes, usize>,
     /// Pending sub-key writes (LSM key → value, `None` = deleted), so reads see them; only
     /// those up to the first of `unindexed` (see `Tx::subs`).
     pub(super) subs: FastMap<Bytes, Option<Bytes>>,
@@ -78,14 +81,49 @@ impl Tx<'_> {
             return;
         }
         self.expiry_written |= meta.expire_at != 0;
-        self.batch.put(encoding::meta_key(key), meta.encode());
-        self.overlay.insert(key.clone(), Some(meta));
         self.db.inner.lru.touch(key, self.now);
+        self.set_meta(key, Some(meta));
     }
 
     pub(super) fn delete(&mut self, key: &Bytes) {
-        self.batch.delete(encoding::meta_key(key));
-        self.overlay.insert(key.clone(), None);
+        self.set_meta(key, None);
+    }
+
+    /// Records `key`'s new metadata (`None`: deleted) in the overlay. Its record takes the
+    /// batch position of the key's first write in this Tx and is encoded once, by
+    /// [`Tx::settle_metas`]: a run of sixteen pushes to one list encoded sixteen records and
+    /// dropped fifteen as shadowed.
+    fn set_meta(&mut self, key: &Bytes, meta: Option<Meta>) {
+        if !self.meta_at.contains_key(key) {
+            self.meta_at.insert(key.clone(), self.batch.len());
+            // A placeholder holding the record's key; its value is settled later.
+            self.batch.delete(encoding::meta_key(key));
+        }
+        match self.overlay.get_mut(key) {
+            Some(slot) => *slot = meta,
+            None => {
+                self.overlay.insert(key.clone(), meta);
+            }
+        }
+    }
+
+    /// Writes each pending metadata record's final value at its place in the batch. Called
+    /// before anything reads the batch or writes a metadata record around `set_meta` (a
+    /// range delete, a raw delete), so the order of writes to one key is kept.
+    pub(super) fn settle_metas(&mut self) {
+        for (key, i) in self.meta_at.drain() {
+            let (Some(state), Some(op)) = (self.overlay.get(&key), self.batch.op_mut(i)) else {
+                continue;
+            };
+            let mk = match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => std::mem::take(k),
+                BatchOp::DeleteRange(..) => continue,
+            };
+            *op = match state {
+                Some(m) => BatchOp::Put(mk, m.encode()),
+                None => BatchOp::Delete(mk),
+            };
+        }
     }
 
     /// The string at `key`: `Ok(None)` if absent, `Err(reply)` if another type.
@@ -146,6 +184,19 @@ impl Db {
             Some(f) => f(reply),
             None => reply,
         }
+    }
+
+    /// [`Db::apply_then`] of a command the caller gives up: a pipelined run queues it
+    /// without a copy (cloning its arguments cost an allocation per command).
+    pub fn apply_owned(&self, cmd: WriteCommand, map: Option<super::deferred::ReplyMap>) -> Reply {
+        if super::run::collecting()
+            && !super::tx_read::active()
+            && self.inner.replicated.get().is_none()
+        {
+            super::run::push(self, cmd, map);
+            return Reply::Null;
+        }
+        self.apply_then(&cmd, map)
     }
 
     fn apply_direct(&self, cmd: &WriteCommand) -> Reply {
@@ -267,6 +318,7 @@ impl Db {
             now,
             batch: WriteBatch::new(),
             overlay: FastMap::default(),
+            meta_at: FastMap::default(),
             subs: FastMap::default(),
             unindexed: Vec::new(),
             next_version: state.next_version,
@@ -278,6 +330,7 @@ impl Db {
         for cmd in cmds {
             reply.push(apply_op(&mut tx, &cmd.op)?);
         }
+        tx.settle_metas();
         if tx.batch.is_empty() {
             return Ok((reply, Written::Nothing));
         }
@@ -378,6 +431,7 @@ pub fn storage_error(e: &StorageError) -> Reply {
 fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
     let now = tx.now;
     if let WriteOp::TxRead { resp3, args } = op {
+        tx.settle_metas();
         return Ok(tx.db.run_tx_read(&tx.batch, *resp3, args));
     }
     if op.opcode() >= super::hash::FIRST_OPCODE {
@@ -678,12 +732,15 @@ fn apply_op(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Reply> {
             Reply::ok()
         }
         WriteOp::FlushAll => {
+            tx.settle_metas();
             tx.batch
                 .delete_range(encoding::keyspace_start(), encoding::keyspace_end());
             tx.overlay.clear();
             Reply::ok()
         }
         WriteOp::DelExpired { keys } => {
+            // Its deletes bypass the overlay: earlier writes of these keys stay before them.
+            tx.settle_metas();
             let mut n = 0;
             for k in keys {
                 let mk = encoding::meta_key(k);

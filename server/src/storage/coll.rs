@@ -86,11 +86,15 @@ impl Tx<'_> {
         version: u64,
         field: &[u8],
     ) -> Result<Option<Bytes>> {
-        let sk = encoding::sub_key(key, version, field);
-        if let Some(v) = self.subs().get(&sk) {
+        self.sub_get_key(&encoding::sub_key(key, version, field))
+    }
+
+    /// [`Tx::sub_get`] of an encoded sub-key.
+    pub(super) fn sub_get_key(&mut self, sk: &Bytes) -> Result<Option<Bytes>> {
+        if let Some(v) = self.subs().get(sk) {
             return Ok(v.clone());
         }
-        Ok(self.db.inner.engine.get(&sk)?)
+        Ok(self.db.inner.engine.get(sk)?)
     }
 
     /// Stores one element.

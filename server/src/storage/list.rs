@@ -73,16 +73,15 @@ fn read_ahead(tx: &mut Tx<'_>, key: &Bytes, m: &Meta, left: bool, at: u64) -> Re
 /// Pops one element from an end (the list must not be empty).
 fn pop(tx: &mut Tx<'_>, key: &Bytes, m: &mut Meta, left: bool) -> Result<Bytes> {
     let at = if left { m.head } else { m.head + m.size - 1 };
-    if tx.pop_ahead > 1 {
-        let sk = encoding::sub_key(key, m.version, &idx(at));
-        if !tx.subs().contains_key(&sk) {
-            read_ahead(tx, key, m, left, at)?;
-        }
+    // Encoded once for the look-ahead check, the read and the delete.
+    let sk = encoding::sub_key(key, m.version, &idx(at));
+    if tx.pop_ahead > 1 && !tx.subs().contains_key(&sk) {
+        read_ahead(tx, key, m, left, at)?;
     }
     // Pops left to this Tx (a later pop of another list reads ahead only as far).
     tx.pop_ahead = tx.pop_ahead.saturating_sub(1);
-    let v = tx.sub_get(key, m.version, &idx(at))?.unwrap_or_default();
-    tx.sub_del(key, m.version, &idx(at));
+    let v = tx.sub_get_key(&sk)?.unwrap_or_default();
+    tx.pend_del(sk);
     if left {
         m.head += 1;
     }

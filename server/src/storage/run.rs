@@ -70,7 +70,8 @@ impl Db {
         let mut rest = writes.into_iter().peekable();
         while let Some(first) = rest.next() {
             let db = first.db.clone();
-            let mut group = vec![first];
+            let mut group = Vec::with_capacity(rest.len() + 1);
+            group.push(first);
             while let Some(w) = rest.next_if(|w| Db::same(&w.db, &db)) {
                 group.push(w);
             }
