@@ -24,6 +24,12 @@ impl WriteBatch {
     pub fn new() -> Self {
         Self::default()
     }
+    /// An empty batch with room for `n` operations.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(n),
+        }
+    }
     /// Adds a put.
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
         self.ops.push(BatchOp::Put(key.into(), value.into()));

@@ -360,6 +360,17 @@ impl RequestDecoder {
     /// line arriving in small pieces is not scanned again from its start.
     fn find(&mut self, buf: &[u8], byte: u8) -> Option<usize> {
         let from = self.scanned.min(buf.len());
+        // A header (`*3`, `$5`) ends within a few bytes: look at those directly, since
+        // `memchr2`'s set-up cost more than the search (~100 instructions per call, four calls
+        // per pipelined request).
+        let near = buf.len().min(from + 8);
+        for (i, &b) in buf[from..near].iter().enumerate() {
+            if b == byte || b == 0 {
+                self.scanned = from + i;
+                return (b == byte).then_some(from + i);
+            }
+        }
+        let from = near;
         match memchr::memchr2(byte, 0, &buf[from..]) {
             Some(i) => {
                 self.scanned = from + i;
