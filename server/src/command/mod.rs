@@ -283,7 +283,14 @@ fn migration_route(
         // Queued in MULTI: nothing is written now, so the applied state may decide (EXEC is
         // guarded).
         let queueing = ctx.client.multi.is_some() && cmd.spec.name != "exec";
-        if write && !queueing {
+        // Once the fence is applied here, the slot's records here are final (later writes to
+        // it are refused when applied): keys missing now never appear, so the applied state
+        // may decide, as for a read.
+        let fenced = here == 0
+            && !keys.is_empty()
+            && cmd.spec.name != "exec"
+            && ctx.server.shard_db(m.from).is_fenced(slot);
+        if write && !queueing && !fenced {
             ctx.client.shard = m.from;
             ctx.client.guard = Some(keys);
             return Some(None);
@@ -370,6 +377,22 @@ pub fn classify(args: &[Bytes]) -> (Kind, Option<u16>) {
         None
     };
     (kind, slot)
+}
+
+/// The keys `args` names (`None` if it names none, is unknown or has the wrong arity).
+pub fn request_keys(args: &[Bytes]) -> Option<Vec<Bytes>> {
+    let cmd = lookup(args).ok()?;
+    if !arity_ok(cmd.spec.arity, args.len()) {
+        return None;
+    }
+    let keys: Vec<Bytes> = cmd
+        .spec
+        .key_positions(args)?
+        .iter()
+        .filter_map(|i| args.get(*i))
+        .cloned()
+        .collect();
+    (!keys.is_empty()).then_some(keys)
 }
 
 /// Finds the entry for `args`, resolving a container's subcommand; errors are Redis's texts.

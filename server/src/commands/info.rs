@@ -193,6 +193,8 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
         "replication" if s.replication.get().is_some() => {
             if let Some(r) = s.replication.get() {
                 out.push_str(&r.info());
+                // Requests that waited for a slot migration's copy on this node.
+                out.push_str(&format!("migration_copy_waits:{}\r\n", r.copy_waits()));
             }
         }
         "replication" => {

@@ -5,9 +5,10 @@
 //!    routing follows Redis (§2.2 of redis-wire.md): A serves keys it has, answers `ASK` for
 //!    keys it lacks and `TRYAGAIN` for a mix; B serves `ASKING` requests.
 //! 2. The leader of A drives it ([`drive`]), a small group of slots at a time: fence them in A's log
-//!    (tagged client writes to it are refused from that entry on; on this node they wait
-//!    instead of reaching the fence), read the slot after a read barrier, ingest its records
-//!    into B (`RESTORE` without `REPLACE`: never overwrites what clients wrote at B after
+//!    (tagged client writes to it are refused from that entry on; on this node requests
+//!    for keys it holds wait instead of reaching the fence, requests for keys it lacks get
+//!    `ASK` at once: those keys are not in the copy), read the slot after a read barrier,
+//!    ingest its records into B (`RESTORE` without `REPLACE`: never overwrites what clients wrote at B after
 //!    `ASK`), seal the slot at B (later ingests are refused, so a deposed driver can't
 //!    overwrite writes made after the flip), flip ownership in the metadata group (epoch + 1),
 //!    then drop the slot from A (the fence stays: A refuses stale-routed writes to it).
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pinnacle_resp::Reply;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ pub struct Local {
     copying: Mutex<HashSet<u16>>,
     any_copying: AtomicBool,
     copy_done: tokio::sync::Notify,
+    /// Requests that waited for a copy here (`INFO replication`: `migration_copy_waits`).
+    copy_waits: AtomicU64,
     /// Migrations this node drives now.
     driving: Mutex<HashSet<u64>>,
 }
@@ -85,8 +88,35 @@ impl Replication {
             && self.migrations.copying.lock().contains(&slot)
     }
 
+    /// True if a request naming `keys` (`None`: unknown, e.g. `EXEC`) must wait for the copy
+    /// of `slot`, which a driver on this node runs. It need not when it names keys and none
+    /// exists at the source: they are not in the copy, so it is answered now as before the
+    /// copy (`ASK`); nor once this node has applied the flip. A write is proposed guarded and
+    /// refused as absent when applied, also after the fence (nothing creates a fenced slot's
+    /// keys at the source any more); one that finds a key after all (created by a write in
+    /// flight) is refused with `TRYAGAIN`. Waiting there held every write to the slot for the
+    /// whole copy of its group (issue 5: SET p99 about 100 ms during any migration).
+    pub fn copy_must_wait(&self, slot: u16, keys: Option<&[Bytes]>) -> bool {
+        let Some(keys) = keys.filter(|k| !k.is_empty()) else {
+            return true;
+        };
+        // No migration of it any more: the flip is applied here, routing answers `MOVED`.
+        let Some(from) = self.meta_state().migration_of(slot).map(|m| m.from) else {
+            return false;
+        };
+        let db = self.shards[from].group().target().clone();
+        let now = db.now_ms();
+        keys.iter().any(|k| !matches!(db.peek(k, now), Ok(None)))
+    }
+
+    /// Requests that waited for a slot copy on this node so far.
+    pub fn copy_waits(&self) -> u64 {
+        self.migrations.copy_waits.load(Ordering::Relaxed)
+    }
+
     /// Waits (up to `limit`) until no driver on this node copies `slot`.
     pub async fn wait_copied(&self, slot: u16, limit: Duration) {
+        self.migrations.copy_waits.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let done = self.migrations.copy_done.notified();

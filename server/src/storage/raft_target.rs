@@ -225,6 +225,31 @@ impl Db {
             let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
             self.inner.last_seq.fetch_max(seq, Ordering::Release);
         }
+        let here = self.present(keys, body)?;
+        Ok(if here == keys.len() {
+            None
+        } else if here == 0 {
+            Some(Reply::error(format!("{}{slot}", shard_ctl::ABSENT)))
+        } else {
+            Some(Reply::error(shard_ctl::REFUSED))
+        })
+    }
+
+    /// The refusal of a guarded write to a fenced slot: `ABSENT` (the client is sent to the
+    /// target with `ASK`) if it names keys and none exists here, else `TRYAGAIN`. From the
+    /// fence on, this shard's records of the slot are final (every later client write to it is
+    /// refused), so a key missing now is not in the copy and never appears here: the target
+    /// decides it. Nothing is written (unlike [`Db::guard`], the slot is not marked).
+    fn fenced_refusal(&self, slot: u16, keys: &[Bytes], body: &Bytes) -> Result<Reply, ApplyError> {
+        Ok(if !keys.is_empty() && self.present(keys, body)? == 0 {
+            Reply::error(format!("{}{slot}", shard_ctl::ABSENT))
+        } else {
+            Reply::error(shard_ctl::REFUSED)
+        })
+    }
+
+    /// How many of `keys` exist here, judged at the time the guarded write `body` will use.
+    fn present(&self, keys: &[Bytes], body: &Bytes) -> Result<usize, ApplyError> {
         // The time the write itself will judge expiry by (see `apply_core_all`).
         let decoded = match shard_ctl::atomic_parts(body) {
             Some(parts) => parts
@@ -243,13 +268,7 @@ impl Db {
                 here += 1;
             }
         }
-        Ok(if here == keys.len() {
-            None
-        } else if here == 0 {
-            Some(Reply::error(format!("{}{slot}", shard_ctl::ABSENT)))
-        } else {
-            Some(Reply::error(shard_ctl::REFUSED))
-        })
+        Ok(here)
     }
 }
 
@@ -332,12 +351,16 @@ impl ApplyTarget for Db {
                         keys,
                         body_at,
                     } => {
-                        if self.inner.fences.fenced.contains(slot) {
-                            replies.push(Reply::error(shard_ctl::REFUSED));
-                            continue;
-                        }
                         // Its keys' presence must count the writes before it in this call.
                         self.flush_sink(&mut sink, &mut progress, None)?;
+                        if self.inner.fences.fenced.contains(slot) {
+                            replies.push(self.fenced_refusal(
+                                slot,
+                                &keys,
+                                &raw.slice(body_at..),
+                            )?);
+                            continue;
+                        }
                         match self.guard(slot, &keys, &raw.slice(body_at..))? {
                             None => body_at,
                             Some(refusal) => {

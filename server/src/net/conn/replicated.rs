@@ -123,12 +123,19 @@ pub(super) async fn run_batch(
         }
         if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
             // A migration is copying this slot: wait, then route again (MOVED after it).
-            // Reads wait too: once the target serves writes, this copy may be stale.
-            if let Err(a) = drain(server, repl, &mut queue, out).await {
-                return a;
+            // Reads wait too: once the target serves writes, this copy may be stale. Keys
+            // missing here are answered at once (`ASK`); inside MULTI everything waits.
+            let keys = match client.multi {
+                None => crate::command::request_keys(&args),
+                Some(_) => None,
+            };
+            if repl.copy_must_wait(s, keys.as_deref()) {
+                if let Err(a) = drain(server, repl, &mut queue, out).await {
+                    return a;
+                }
+                repl.wait_copied(s, std::time::Duration::from_secs(10))
+                    .await;
             }
-            repl.wait_copied(s, std::time::Duration::from_secs(10))
-                .await;
         }
         deferred::begin();
         let reply = {

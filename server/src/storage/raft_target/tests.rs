@@ -466,6 +466,50 @@ fn guarded_writes_decide_ask_when_applied() {
     assert_eq!(replies(&out[0]), vec![Reply::ok(), Reply::Integer(1)]);
 }
 
+/// Once a slot is fenced (its copy to the target has begun), a guarded write whose keys are
+/// all missing here is refused as `ABSENT` (the client is sent to the target with `ASK`, as
+/// before the fence), not `TRYAGAIN`: the slot's records here are final, so those keys are not
+/// in the copy. A write that finds a key is still `TRYAGAIN` (it must wait for the copy), and
+/// neither writes anything.
+#[test]
+fn fenced_slots_refuse_missing_keys_as_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+    let slot = crate::storage::slot::key_slot(b"{f}");
+    let guarded = |keys: &[&str], c: Bytes| {
+        let keys: Vec<Bytes> = keys.iter().map(|k| key(k)).collect();
+        shard_ctl::guarded(slot, &keys, &c)
+    };
+    let db = open(dir.path());
+    let p = encode_proposal(&[
+        shard_ctl::tag(slot, &incr("c{f}")),
+        shard_ctl::Control::Fence(vec![slot]).encode(),
+        // Missing here: the target decides.
+        guarded(&["d{f}"], incr("d{f}")),
+        // Present, or partly: refused until the slot has moved.
+        guarded(&["c{f}"], incr("c{f}")),
+        guarded(&["c{f}", "d{f}"], incr("c{f}")),
+        // Keyless: nothing to decide by.
+        guarded(&[], incr("c{f}")),
+    ]);
+    let out = apply_one(&db, 1, &p, b"m1");
+    let absent = Reply::error(format!("{}{slot}", shard_ctl::ABSENT));
+    let refused = Reply::error(shard_ctl::REFUSED);
+    assert_eq!(
+        replies(&out[0]),
+        vec![
+            Reply::Integer(1),
+            Reply::ok(),
+            absent,
+            refused.clone(),
+            refused.clone(),
+            refused
+        ]
+    );
+    assert_eq!(string(&db, "c{f}").as_deref(), Some(&b"1"[..]));
+    assert_eq!(string(&db, "d{f}"), None);
+}
+
 /// A transaction's range reads see its earlier commands (Redis: `ZADD` then `ZPOPMIN` in one
 /// `MULTI` pops what was added). These ops walk the LSM's ranges; a Raft node applies the
 /// whole transaction as one batch, so they must merge the batch's pending records.
