@@ -235,12 +235,16 @@ impl RaftNode {
         let dir = self.group_dir(group);
         // A reset interrupted by a crash is finished before the log is read (see `reset`).
         let was_reset = crate::reset::recover(&dir, &*target)?;
-        let log = LogStore::open(
-            &dir.join("log"),
-            LogStoreOptions {
-                segment_bytes: self.opts.segment_bytes,
-            },
-        )?;
+        // Opened on the Raft runtime: its writer thread (every vote and append waits for its
+        // fsync) inherits that runtime's priority.
+        let log = {
+            let (path, segment_bytes) = (dir.join("log"), self.opts.segment_bytes);
+            self.transport
+                .runtime()
+                .spawn_blocking(move || LogStore::open(&path, LogStoreOptions { segment_bytes }))
+                .await
+                .map_err(|e| NodeError::Io(std::io::Error::other(e)))??
+        };
         let health = log.health();
         let pristine_log = log.is_pristine();
         // May install a snapshot into the target (see `StateMachine::open`): a blocking thread.
