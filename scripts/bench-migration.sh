@@ -200,6 +200,15 @@ for r in $(seq 1 "$QUIET_RUNS"); do
     echo "    run $r: p99 SET/GET ms, error lines: $q"
 done
 
+# Keys in the range now (the loaded ones plus what the quiet runs wrote there: redis-benchmark
+# --cluster 7.0 puts all of a node's keys into one slot, the node's first, here slot
+# $first_start), and the fullest slot.
+range_keys() { # port -> "total fullest-slot count"
+    seq "$first_start" "$last" | sed 's/^/CLUSTER COUNTKEYSINSLOT /' | cli "$1" |
+        awk -v s="$first_start" '{t += $1; if ($1 > m) {m = $1; ms = s + NR - 1}} END {print t, ms, m}'
+}
+read -r before_keys full_slot full_keys <<<"$(range_keys "$src_port")"
+echo "==> keys in slots $first_start-$last before migrating: $before_keys (fullest: slot $full_slot, $full_keys keys)"
 echo "==> migrating $first_start-$last: shard $src_shard -> shard $tgt_shard (port $tgt_port), with the benchmark looping"
 : >"$work/during.txt"
 (
@@ -233,6 +242,7 @@ field() { printf '%s' "$rec" | awk -v f="$1" '{for (i = 1; i < NF; i++) if ($i =
 keys=$(field keys) bytes=$(field bytes) dur=$(field duration_ms) state=$(field state)
 wall=$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b-a}')
 echo "    migration $id: state $state, keys $keys, bytes $bytes, duration_ms $dur (PINN.MIGRATE wall time ${wall} s)"
+echo "    keys in slots $first_start-$last now, at the target: $(range_keys "$tgt_port" | cut -d' ' -f1) (before: $before_keys)"
 awk -v k="$keys" -v b="$bytes" -v d="$dur" 'BEGIN{ if (d > 0) printf "    throughput: %.0f keys/s, %.1f MB/s (bytes / duration_ms)\n", k / (d / 1000), b / 1e6 / (d / 1000) }'
 for p in "${ports[@]}"; do
     led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | tr '\n' ' ')
