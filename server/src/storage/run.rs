@@ -26,6 +26,9 @@ pub struct RunWrite {
 
 thread_local! {
     static RUN: RefCell<Option<Vec<RunWrite>>> = const { RefCell::new(None) };
+    // An emptied queue kept for the next command: a fresh one cost an allocation and a free
+    // per pipelined command.
+    static SPARE: RefCell<Vec<RunWrite>> = const { RefCell::new(Vec::new()) };
 }
 
 /// True while this thread queues writes into a run.
@@ -38,7 +41,7 @@ pub fn begin() {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         if r.is_none() {
-            *r = Some(Vec::new());
+            *r = Some(SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())));
         }
     });
 }
@@ -46,6 +49,17 @@ pub fn begin() {
 /// Stops queueing and returns what the current command queued.
 pub fn end() -> Vec<RunWrite> {
     RUN.with(|r| r.borrow_mut().take()).unwrap_or_default()
+}
+
+/// Hands back a queue returned by [`end`] once its writes were moved out, for reuse.
+pub fn recycle(mut v: Vec<RunWrite>) {
+    v.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.capacity() == 0 {
+            *s = v;
+        }
+    });
 }
 
 /// Queues one write of the current command.

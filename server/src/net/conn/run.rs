@@ -81,7 +81,7 @@ impl Run {
     /// that reached [`MAX_RUN`] commands is applied at once.
     pub(super) fn queue(
         &mut self,
-        writes: Vec<RunWrite>,
+        mut writes: Vec<RunWrite>,
         args: &[Bytes],
         client: &mut Client,
         server: &Server,
@@ -89,7 +89,8 @@ impl Run {
     ) {
         let send = client.take_reply_allowed();
         let n = writes.len();
-        self.writes.extend(writes);
+        self.writes.append(&mut writes);
+        crate::storage::run::recycle(writes);
         // Commands that joined build exactly one write; should one build several, the
         // earlier replies are dropped in `drain`.
         for i in 0..n {
