@@ -3,7 +3,14 @@
 //! `cargo run --release -p pinnacle-pinn --example eval -- [--rounds N] [--steps N]
 //!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
 //!  [--velocity-lr X] [--recent F] [--recent-rows N] [--fast-alpha X]
+//!  [--forced] [--lambda-f X] [--source-lr X] [--source-memory S]
+//!  [--lr X] [--seed N]
 //!  [--trace NAME]...`
+//!
+//! `--forced` trains forced Burgers' (a learned source `s(x)`, see `pinnacle_pinn::loss`);
+//! `--seed` changes the weight initialisation and point sampling only, never the traces.
+//! Traces: hot-spot, burgers, storm, diurnal, noise (the default five) and ramp (a storm still
+//! building up, `synth::growing_bump`).
 //!
 //! Each trace is replayed as the live trainer would see it: a round of Adam steps every 5 s on
 //! the last 60 s, warm-started, then a +10 s forecast scored when that second arrives. Prints
@@ -53,6 +60,12 @@ fn main() -> Result<()> {
             "--learn-velocity" => cfg.train.learn_velocity = true,
             "--velocity-lr" => cfg.train.velocity_lr_scale = parse(args.next(), &a)?,
             "--fast-alpha" => cfg.fast_alpha = parse(args.next(), &a)?,
+            "--forced" => cfg.train.loss.forced = true,
+            "--lambda-f" => cfg.train.loss.lambda_f = parse(args.next(), &a)?,
+            "--source-lr" => cfg.train.source_lr_scale = parse(args.next(), &a)?,
+            "--source-memory" => cfg.train.loss.source_memory = parse(args.next(), &a)?,
+            "--seed" => cfg.train.seed = parse(args.next(), &a)?,
+            "--lr" => cfg.train.lr = parse(args.next(), &a)?,
             "--trace" => traces.push(parse(args.next(), &a)?),
             other => bail!("unknown argument {other}"),
         }
@@ -72,6 +85,7 @@ fn main() -> Result<()> {
             "storm" => synth::hot_key_storm(secs, buckets, cfg.first_round_at + 10, 3),
             "diurnal" => synth::diurnal(secs, buckets, 4),
             "noise" => synth::noise(secs, buckets, 5),
+            "ramp" => synth::growing_bump(secs, buckets, cfg.first_round_at - 10, 6),
             other => bail!("unknown trace {other}"),
         })
     };
@@ -129,14 +143,15 @@ fn main() -> Result<()> {
             r.rejected
         );
         eprintln!(
-            "  {name}: {:.1} s, final loss terms data {:.4} pde {:.4} bc {:.4} ic {:.4}, velocity units a {:.3} b {:.3}",
+            "  {name}: {:.1} s, final loss terms data {:.4} pde {:.4} bc {:.4} ic {:.4}, velocity units a {:.3} b {:.3}, source max {:.1}/s",
             t.elapsed().as_secs_f64(),
             r.last_terms.data,
             r.last_terms.pde,
             r.last_terms.bc,
             r.last_terms.ic,
             r.last_velocity[0],
-            r.last_velocity[1]
+            r.last_velocity[1],
+            r.last_source_max
         );
         all_ms.push(r.ms_per_step);
     }

@@ -244,6 +244,8 @@ pub struct EvalResult {
     pub last_terms: crate::loss::LossTerms,
     /// The PDE's velocity units `(a, b)` after the last round.
     pub last_velocity: [f32; 2],
+    /// The largest source bin after the last round (heat per second; 0 unforced).
+    pub last_source_max: f32,
 }
 
 /// Replays `trace` as the live system would: every `round_every` seconds a training round on
@@ -275,6 +277,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
     let mut seen = 0usize;
     let mut last_terms = Default::default();
     let mut last_velocity = [0.0; 2];
+    let mut last_source_max = 0.0;
     for k in 0..cfg.rounds {
         let now = cfg.first_round_at + k * cfg.round_every;
         if now + cfg.horizon > trace.rows.len() {
@@ -287,6 +290,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         ms.push(t.elapsed().as_secs_f64() * 1e3 / report.steps as f64);
         last_terms = report.terms;
         last_velocity = report.velocity;
+        last_source_max = report.source_max;
         if !report.accepted {
             rejected += 1;
         }
@@ -392,6 +396,7 @@ pub fn evaluate(trace: &HeatSeries, cfg: &EvalConfig) -> Result<EvalResult> {
         rejected,
         last_terms,
         last_velocity,
+        last_source_max,
     })
 }
 

@@ -13,10 +13,10 @@
 //! boundary, initial condition), then `N` rows each of `∂/∂t`, `∂/∂x`, `∂²/∂x²` of the
 //! collocation points.
 
-use crate::loss::{LossConfig, LossTerms, Points};
+use crate::loss::{source_bin, LossConfig, LossTerms, Points};
 use crate::model::{fast_tanh_f32, RESIDUAL_LAYERS};
 use crate::params::{b_res, w_res, B0, B_OUT, H, W0, W_OUT};
-pub use crate::params::{Adam, Params, PARAMS, TRAINABLE, VELOCITY};
+pub use crate::params::{Adam, Params, PARAMS, SOURCE, SOURCE_BINS, TRAINABLE, VELOCITY};
 
 /// Buffers of one step, kept between steps (sizes follow the point counts).
 #[derive(Debug, Default)]
@@ -143,7 +143,8 @@ fn rows_of_mut(b: &mut [f32]) -> &mut [[f32; H]] {
 }
 
 /// The loss terms at `pts` and, in `grad` (resized to [`TRAINABLE`]), the gradient of the
-/// weighted total with respect to every parameter, the velocity units `(a, b)` last.
+/// weighted total with respect to every parameter, then the velocity units `(a, b)`, then the
+/// source bins (zero unless `pts` was sampled forced).
 pub fn loss_and_grad(
     p: &Params,
     pts: &Points,
@@ -231,7 +232,15 @@ fn loss_and_grad_impl(
         *u = if r < v { acc + b_out } else { acc };
     }
 
-    let (terms, gvel) = loss_terms(&ws.u, &mut ws.du, pts, cfg, p.velocity(), rows);
+    let (terms, gvel) = loss_terms(
+        &ws.u,
+        &mut ws.du,
+        pts,
+        cfg,
+        (p.velocity(), p.source()),
+        &mut grad[SOURCE..SOURCE + SOURCE_BINS],
+        rows,
+    );
     grad[VELOCITY..VELOCITY + 2].copy_from_slice(&gvel);
 
     // Output layer backward.
@@ -344,13 +353,15 @@ fn forward_residual(
 }
 
 /// The loss terms from the stacked outputs `u`, their adjoints `du` (of the weighted total),
-/// and the gradient of the velocity units `(a, b)`.
+/// the gradient of the velocity units `(a, b)` (returned) and of the source bins (into
+/// `gsrc`, which starts zeroed).
 fn loss_terms(
     u: &[f32],
     du: &mut [f32],
     pts: &Points,
     cfg: &LossConfig,
-    [a, b]: [f32; 2],
+    ([a, b], src): ([f32; 2], &[f32]),
+    gsrc: &mut [f32],
     rows: Rows,
 ) -> (LossTerms, [f32; 2]) {
     let Rows { n, v, .. } = rows;
@@ -365,11 +376,22 @@ fn loss_terms(
     let mut pde = 0.0f64;
     let c_pde = 2.0 * lr / n as f32;
     let (mut ga, mut gb) = (0.0f64, 0.0f64);
+    let forced = pts.colloc_w.len() == n && n > 0;
     for i in 0..n {
         let (uu, ut, ux, uxx) = (u[i], u[v + i], u[v + n + i], u[v + 2 * n + i]);
-        let r = ut + (a + b * uu) * ux - nu * uxx;
+        let mut r = ut + (a + b * uu) * ux - nu * uxx;
+        let bin = if forced {
+            let k = source_bin(pts.colloc_x[i]);
+            r -= src[k] * pts.colloc_w[i];
+            Some(k)
+        } else {
+            None
+        };
         pde += (r * r) as f64;
         let c = c_pde * r;
+        if let Some(k) = bin {
+            gsrc[k] -= c * pts.colloc_w[i];
+        }
         du[i] = c * b * ux;
         du[v + i] = c;
         du[v + n + i] = c * (a + b * uu);
@@ -404,12 +426,24 @@ fn loss_terms(
     debug_assert_eq!(at, n + nd + 2 * nb + ni);
     let pde = pde / n.max(1) as f64;
     let bc = bc / nb.max(1) as f64;
-    let total = data + cfg.lambda_r * pde + cfg.lambda_b * bc + cfg.lambda_i * ic;
+    // The source regulariser λ_f·mean(s²).
+    let mut source = 0.0f64;
+    if forced {
+        let c = 2.0 * cfg.lambda_f as f32 / src.len() as f32;
+        for (g, &s) in gsrc.iter_mut().zip(src) {
+            source += (s * s) as f64;
+            *g += c * s;
+        }
+        source /= src.len() as f64;
+    }
+    let total =
+        data + cfg.lambda_r * pde + cfg.lambda_b * bc + cfg.lambda_i * ic + cfg.lambda_f * source;
     let terms = LossTerms {
         data: data as f32,
         pde: pde as f32,
         bc: bc as f32,
         ic: ic as f32,
+        source: source as f32,
         total: total as f32,
     };
     (terms, [ga as f32, gb as f32])
@@ -517,6 +551,7 @@ mod tests {
             ic_t: vec![0.05; 8],
             ic_x: (0..8).map(|b| (b as f32 + 0.5) / 8.0).collect(),
             ic_u: f(rng, 8),
+            colloc_w: Vec::new(),
         }
     }
 
@@ -600,7 +635,9 @@ mod tests {
             "every term is exercised: {got:?}"
         );
 
-        assert_eq!(grad.len(), expect.len());
+        // Unforced: the source bins (last) get no gradient; everything before them matches.
+        assert_eq!(grad.len(), expect.len() + SOURCE_BINS);
+        assert!(grad[SOURCE..].iter().all(|&g| g == 0.0));
         let scale = expect.iter().fold(0.0f64, |m, g| m.max(g.abs()));
         let mut worst = 0.0f64;
         for (i, (&g, &e)) in grad.iter().zip(&expect).enumerate() {

@@ -9,6 +9,8 @@
 pub mod baselines;
 pub mod error;
 pub mod eval;
+#[cfg(test)]
+mod forced_tests;
 pub mod fused;
 pub mod loss;
 pub mod model;

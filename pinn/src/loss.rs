@@ -1,6 +1,13 @@
 //! The physics-informed loss `L = L_data + λ_r·L_PDE + λ_b·L_BC + λ_i·L_IC` with the viscous
 //! Burgers' residual `u_t + u·u_x − ν·u_xx`, and the sampling of its points from a heat window.
 //!
+//! Optionally forced ([`LossConfig::forced`]): the residual is `u_t + u·u_x − ν·u_xx − f(t, x)`
+//! with a learned source `f(t, x) = s(x)·w(t)`, `s` one value per ring bin
+//! ([`crate::params::SOURCE_BINS`]) and `w(t) = exp(min(0, t − t_now)/memory)` (1 from the
+//! window's last row on, so through the forecast horizon), plus `λ_f·mean(s²)`. Unforced
+//! Burgers' on the periodic ring conserves total heat, so a PINN under it cannot carry a
+//! ramp (a storm building up) past the window; a positive source can.
+//!
 //! Everything is nondimensional: time in units of the model's time span, position in units of
 //! the ring, heat divided by the window's mean heat, so `u` is of order one and the PDE term is
 //! of the same order as the data term (in physical units it is ~1e-4 and would barely act).
@@ -9,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 use crate::model::{inputs, Mlp};
+use crate::params::SOURCE_BINS;
 use crate::telemetry::HeatSeries;
 
 /// Weights and sizes of the loss.
@@ -34,6 +42,13 @@ pub struct LossConfig {
     pub recent_fraction: f64,
     /// Rows counted as recent by `recent_fraction`.
     pub recent_rows: usize,
+    /// Forced Burgers': subtract the learned source `f(t, x) = s(x)·w(t)` in the residual.
+    pub forced: bool,
+    /// Weight of the source regulariser `mean(s²)` (forced only).
+    pub lambda_f: f64,
+    /// Seconds over which the source fades into the window's past (`w(t)` above); 0 keeps it
+    /// constant over the whole window.
+    pub source_memory: f64,
 }
 
 impl Default for LossConfig {
@@ -50,6 +65,9 @@ impl Default for LossConfig {
             n_boundary: 64,
             recent_fraction: 0.0,
             recent_rows: 10,
+            forced: false,
+            lambda_f: 1e-3,
+            source_memory: 0.0,
         }
     }
 }
@@ -65,7 +83,9 @@ pub struct LossTerms {
     pub bc: f32,
     /// Mean squared error against the first row of the window.
     pub ic: f32,
-    /// `data + λ_r·pde + λ_b·bc + λ_i·ic`.
+    /// Mean squared source bin `mean(s²)` (0 unless forced).
+    pub source: f32,
+    /// `data + λ_r·pde + λ_b·bc + λ_i·ic + λ_f·source`.
     pub total: f32,
 }
 
@@ -93,6 +113,8 @@ pub struct Batch {
     data_in: Tensor,
     data_u: Tensor,
     colloc_in: Tensor,
+    /// (N, SOURCE_BINS): each collocation point's source weight `w(t)` in its bin's column.
+    colloc_src: Option<Tensor>,
     bc_left: Tensor,
     bc_right: Tensor,
     ic_in: Tensor,
@@ -135,6 +157,8 @@ pub struct Points {
     pub colloc_t: Vec<f32>,
     /// See `colloc_t`.
     pub colloc_x: Vec<f32>,
+    /// The source's time weight `w(t)` at each collocation point; empty when not forced.
+    pub colloc_w: Vec<f32>,
     /// Times of the boundary pairs `u(t, 0)`, `u(t, 1)`.
     pub bc_t: Vec<f32>,
     /// Initial-condition points: time, position, observed `u`.
@@ -184,7 +208,24 @@ pub fn sample_points(
         pts.data_u.push(series.rows[i][b] / units.u_scale);
     }
     let t_end = t_row(n_rows - 1) + (horizon / units.t_span) as f32;
+    // Collocation (and boundary) points cover the window *and* the forecast horizon: the PDE
+    // is what constrains the network where the forecast is read.
     (pts.colloc_t, pts.colloc_x) = latin_hypercube(cfg.n_colloc.max(1), t_end, rng);
+    if cfg.forced {
+        let t_now = t_row(n_rows - 1);
+        let memory = (cfg.source_memory / units.t_span) as f32;
+        pts.colloc_w = pts
+            .colloc_t
+            .iter()
+            .map(|&t| {
+                if memory > 0.0 {
+                    ((t - t_now).min(0.0) / memory).exp()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+    }
     pts.bc_t = (0..cfg.n_boundary.max(1))
         .map(|_| rng.f32() * t_end)
         .collect();
@@ -194,14 +235,31 @@ pub fn sample_points(
     pts
 }
 
+/// The source bin of ring position `x` (periodic).
+#[inline]
+pub fn source_bin(x: f32) -> usize {
+    ((x.rem_euclid(1.0) * SOURCE_BINS as f32) as usize).min(SOURCE_BINS - 1)
+}
+
 impl Batch {
     /// The points as candle tensors of `dtype`.
     pub fn new(pts: &Points, dtype: DType) -> Result<Self> {
         let n_b = pts.bc_t.len();
+        let colloc_src = if pts.colloc_w.is_empty() {
+            None
+        } else {
+            let n = pts.colloc_x.len();
+            let mut m = vec![0.0f32; n * SOURCE_BINS];
+            for (i, (&x, &w)) in pts.colloc_x.iter().zip(&pts.colloc_w).enumerate() {
+                m[i * SOURCE_BINS + source_bin(x)] = w;
+            }
+            Some(Tensor::from_vec(m, (n, SOURCE_BINS), &Device::Cpu)?.to_dtype(dtype)?)
+        };
         Ok(Batch {
             data_in: inputs(&pts.data_t, &pts.data_x, dtype)?,
             data_u: column(pts.data_u.clone(), dtype)?,
             colloc_in: inputs(&pts.colloc_t, &pts.colloc_x, dtype)?,
+            colloc_src,
             bc_left: inputs(&pts.bc_t, &vec![0.0; n_b], dtype)?,
             bc_right: inputs(&pts.bc_t, &vec![1.0; n_b], dtype)?,
             ic_in: inputs(&pts.ic_t, &pts.ic_x, dtype)?,
@@ -244,24 +302,46 @@ pub fn loss_with_velocity(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<(Tensor, LossTerms)> {
+    loss_forced(mlp, batch, cfg, a, b, None)
+}
+
+/// [`loss_with_velocity`] with the forced residual `… − s(bin(x))·w(t)` when the batch was
+/// sampled forced and `source` (shape `(SOURCE_BINS,)`) is given, plus `λ_f·mean(s²)`.
+pub fn loss_forced(
+    mlp: &Mlp,
+    batch: &Batch,
+    cfg: &LossConfig,
+    a: &Tensor,
+    b: &Tensor,
+    source: Option<&Tensor>,
+) -> Result<(Tensor, LossTerms)> {
     let data = mse(&mlp.forward(&batch.data_in)?, &batch.data_u)?;
     let tg = mlp.forward_tangents(&batch.colloc_in)?;
     let velocity = tg.u.broadcast_mul(b)?.broadcast_add(a)?;
-    let residual = ((tg.u_t + (&velocity * &tg.u_x)?)? - (tg.u_xx * cfg.nu)?)?;
+    let mut residual = ((tg.u_t + (&velocity * &tg.u_x)?)? - (tg.u_xx * cfg.nu)?)?;
+    let mut src_term = None;
+    if let (Some(m), Some(s)) = (&batch.colloc_src, source) {
+        residual = (residual - m.matmul(&s.reshape((SOURCE_BINS, 1))?)?)?;
+        src_term = Some(s.sqr()?.mean_all()?);
+    }
     let pde = residual.sqr()?.mean_all()?;
     let bc = mse(
         &mlp.forward(&batch.bc_left)?,
         &mlp.forward(&batch.bc_right)?,
     )?;
     let ic = mse(&mlp.forward(&batch.ic_in)?, &batch.ic_u)?;
-    let total =
+    let mut total =
         (((&data + (&pde * cfg.lambda_r)?)? + (&bc * cfg.lambda_b)?)? + (&ic * cfg.lambda_i)?)?;
+    if let Some(st) = &src_term {
+        total = (total + (st * cfg.lambda_f)?)?;
+    }
     let num = |t: &Tensor| -> Result<f32> { Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
     let terms = LossTerms {
         data: num(&data)?,
         pde: num(&pde)?,
         bc: num(&bc)?,
         ic: num(&ic)?,
+        source: src_term.as_ref().map_or(Ok(0.0), num)?,
         total: num(&total)?,
     };
     Ok((total, terms))

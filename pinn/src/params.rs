@@ -30,8 +30,13 @@ pub(crate) const B_OUT: usize = W_OUT + H;
 pub const PARAMS: usize = B_OUT + 1;
 /// Offset of the PDE's velocity units `(a, b)` after the MLP's parameters (see [`Params`]).
 pub const VELOCITY: usize = PARAMS;
-/// Number of trained values: the MLP's parameters and the two velocity units.
-pub const TRAINABLE: usize = PARAMS + 2;
+/// Bins of the learned source `s(x)` of the forced residual (piecewise constant around the
+/// ring; 64 = the default bucket count, so one bin per bucket there).
+pub const SOURCE_BINS: usize = 64;
+/// Offset of the source bins after the velocity units (see [`Params`]).
+pub const SOURCE: usize = VELOCITY + 2;
+/// Number of trained values: the MLP's parameters, the two velocity units and the source bins.
+pub const TRAINABLE: usize = SOURCE + SOURCE_BINS;
 /// The velocity units `(a, b)` a fresh model starts from: Burgers' on `u` itself.
 pub const UNIT_VELOCITY: [f32; 2] = [0.0, 1.0];
 
@@ -40,7 +45,9 @@ pub const UNIT_VELOCITY: [f32; 2] = [0.0, 1.0];
 /// Burgers' equation holds for the velocity `v = a + b·u` (`v_t + v·v_x = ν·v_xx`, i.e.
 /// `u_t + (a + b·u)·u_x − ν·u_xx = 0` per unit of `u`). `(0, 1)` is Burgers' on `u` itself;
 /// which heat moves how fast around the ring is a unit the data decides, so they are trained
-/// with the weights (a change of units and of Galilean frame of the same equation).
+/// with the weights (a change of units and of Galilean frame of the same equation). Last, the
+/// [`SOURCE_BINS`] values of the forced residual's source `s(x)` (`u` per model time unit; zero
+/// and untrained unless [`crate::loss::LossConfig::forced`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// The values ([`TRAINABLE`] of them).
@@ -67,6 +74,7 @@ impl Params {
             )));
         }
         values.extend(UNIT_VELOCITY);
+        values.extend([0.0; SOURCE_BINS]);
         Ok(Self { values })
     }
 
@@ -104,7 +112,8 @@ impl Params {
     }
 
     /// Multiplies the output layer (so `u`) by `factor`; the velocity per unit of `u` is
-    /// divided by it, so the PDE the weights satisfy is unchanged.
+    /// divided by it and the source (`u` per time) multiplied, so the PDE the weights satisfy
+    /// is unchanged.
     pub fn scale_output(&mut self, factor: f32) {
         for v in &mut self.values[W_OUT..PARAMS] {
             *v *= factor;
@@ -112,6 +121,14 @@ impl Params {
         if factor != 0.0 {
             self.values[VELOCITY + 1] /= factor;
         }
+        for s in &mut self.values[SOURCE..] {
+            *s *= factor;
+        }
+    }
+
+    /// The forced residual's source bins `s(x)`.
+    pub fn source(&self) -> &[f32] {
+        &self.values[SOURCE..SOURCE + SOURCE_BINS]
     }
 
     /// The velocity units `(a, b)`.

@@ -120,6 +120,28 @@ pub fn hot_key_storm(seconds: usize, buckets: usize, start: usize, seed: u64) ->
     HeatSeries { t0: 0, rows }
 }
 
+/// Background 100 ± 2 %; from second `start` a Gaussian bump (width 3/64 of the ring, centred
+/// at 0.5) grows linearly by 20 heat per second at its peak and keeps growing (a storm still
+/// building up: what a forecast must extrapolate to move slots before the overload).
+pub fn growing_bump(seconds: usize, buckets: usize, start: usize, seed: u64) -> HeatSeries {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let sigma = 3.0 / 64.0;
+    let rows = (0..seconds)
+        .map(|t| {
+            let peak = 20.0 * t.saturating_sub(start) as f32;
+            (0..buckets)
+                .map(|b| {
+                    let x = (b as f32 + 0.5) / buckets as f32;
+                    let d = ring_dist(x, 0.5);
+                    let v = 100.0 + peak * (-d * d / (2.0 * sigma * sigma)).exp();
+                    v * (1.0 + 0.02 * gauss(&mut rng))
+                })
+                .collect()
+        })
+        .collect();
+    HeatSeries { t0: 0, rows }
+}
+
 /// A slow sine in time (period 120 s) whose phase varies along the ring, ±50 % around 100,
 /// with 3 % noise.
 pub fn diurnal(seconds: usize, buckets: usize, seed: u64) -> HeatSeries {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 use crate::error::{PinnError, Result};
-use crate::fused::{loss_and_grad, Adam, Params, Workspace, TRAINABLE, VELOCITY};
+use crate::fused::{loss_and_grad, Adam, Params, Workspace, SOURCE, TRAINABLE, VELOCITY};
 use crate::loss::{sample_points, LossConfig, LossTerms, Units};
 use crate::model::Mlp;
 use crate::params::UNIT_VELOCITY;
@@ -44,6 +44,9 @@ pub struct TrainConfig {
     /// Learning rate of the velocity units relative to `lr` (4: at 1 the offline hot spot's
     /// `a` took ~4,000 steps to reach its speed).
     pub velocity_lr_scale: f32,
+    /// Learning rate of the forced residual's source bins relative to `lr` (Adam moves a value
+    /// by about the learning rate per step; a storm's source is tens of `u` per model unit).
+    pub source_lr_scale: f32,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +63,7 @@ impl Default for TrainConfig {
             seed: 0x5eed,
             learn_velocity: false,
             velocity_lr_scale: 4.0,
+            source_lr_scale: 20.0,
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct RoundReport {
     pub accepted: bool,
     /// The PDE's velocity units `(a, b)` after the round (`v = a + b·u`, model units).
     pub velocity: [f32; 2],
+    /// The forced residual's largest source bin after the round, in heat per second (0 when
+    /// not forced).
+    pub source_max: f32,
     /// Why the round was rejected, if it was.
     pub rejected_because: Option<String>,
 }
@@ -206,7 +213,10 @@ impl TrainState {
         }
         if !self.cfg.learn_velocity {
             // Burgers' on `u` itself, in this window's units.
-            self.params.values[VELOCITY..].copy_from_slice(&UNIT_VELOCITY);
+            self.params.values[VELOCITY..VELOCITY + 2].copy_from_slice(&UNIT_VELOCITY);
+        }
+        if !self.cfg.loss.forced {
+            self.params.values[SOURCE..].fill(0.0);
         }
         self.units = Some(new);
         Ok(new)
@@ -254,21 +264,32 @@ impl TrainState {
                 first_loss = terms.total;
             }
             if !self.cfg.learn_velocity {
-                self.grad[VELOCITY..].fill(0.0);
+                self.grad[VELOCITY..VELOCITY + 2].fill(0.0);
+            }
+            if !self.cfg.loss.forced {
+                self.grad[SOURCE..].fill(0.0);
             }
             if step + tail >= steps {
                 acc.data += terms.data;
                 acc.pde += terms.pde;
                 acc.bc += terms.bc;
                 acc.ic += terms.ic;
+                acc.source += terms.source;
                 acc.total += terms.total;
                 acc_n += 1.0;
             }
             let before = self.params.velocity();
+            let before_src = self.params.source().to_vec();
             self.opt.step(&mut self.params.values, &self.grad);
             let k = self.cfg.velocity_lr_scale;
             if k != 1.0 {
                 for (v, b) in self.params.values[VELOCITY..].iter_mut().zip(before) {
+                    *v = b + k * (*v - b);
+                }
+            }
+            let k = self.cfg.source_lr_scale;
+            if k != 1.0 && self.cfg.loss.forced {
+                for (v, b) in self.params.values[SOURCE..].iter_mut().zip(before_src) {
                     *v = b + k * (*v - b);
                 }
             }
@@ -279,6 +300,7 @@ impl TrainState {
             pde: acc.pde / n,
             bc: acc.bc / n,
             ic: acc.ic / n,
+            source: acc.source / n,
             total: acc.total / n,
         };
         if failure.is_none() {
@@ -310,6 +332,8 @@ impl TrainState {
             ms_per_step: duration.as_secs_f64() * 1e3 / steps as f64,
             accepted,
             velocity: self.params.velocity(),
+            source_max: self.params.source().iter().fold(0.0f32, |m, &s| m.max(s)) * units.u_scale
+                / units.t_span as f32,
             rejected_because: failure,
         };
         let model = if accepted {
