@@ -1,11 +1,10 @@
 //! Tests of forced Burgers' ([`LossConfig::forced`]): the source term's gradient, the points it
 //! is sampled on, and that it forecasts growth the unforced residual cannot.
 
-use candle_core::{DType, Tensor, Var};
-
+use crate::autograd_reference::autograd_reference;
 use crate::fused::{loss_and_grad, Params, Workspace, SOURCE, SOURCE_BINS, VELOCITY};
-use crate::loss::{loss_forced, sample_points, source_bin, Batch, LossConfig, Points, Units};
-use crate::model::{layer_shapes, Mlp};
+use crate::loss::{sample_points, source_bin, LossConfig, Points, Units};
+use crate::model::layer_shapes;
 use crate::telemetry::HeatSeries;
 use crate::trainer::{TrainConfig, TrainState};
 
@@ -61,48 +60,7 @@ fn forced_gradients_match_candle_autograd() {
     let pts = forced_points(&mut fastrand::Rng::with_seed(1));
     let cfg = forced_cfg();
     // Reference: candle's forward-mode tangents and backward(), in f64.
-    let vars: Vec<Var> = p
-        .to_tensors(DType::F64)
-        .unwrap()
-        .iter()
-        .map(|t| Var::from_tensor(t).unwrap())
-        .collect();
-    let mlp = Mlp::from_parts(
-        vars.iter()
-            .step_by(2)
-            .map(|v| v.as_tensor().clone())
-            .collect(),
-        vars.iter()
-            .skip(1)
-            .step_by(2)
-            .map(|v| v.as_tensor().clone())
-            .collect(),
-    );
-    let dev = candle_core::Device::Cpu;
-    let vel: Vec<Var> = p
-        .velocity()
-        .iter()
-        .map(|&c| Var::new(c as f64, &dev).unwrap())
-        .collect();
-    let src: Vec<f64> = p.source().iter().map(|&s| s as f64).collect();
-    let src = Var::from_tensor(&Tensor::new(src.as_slice(), &dev).unwrap()).unwrap();
-    let (total, want) = loss_forced(
-        &mlp,
-        &Batch::new(&pts, DType::F64).unwrap(),
-        &cfg,
-        vel[0].as_tensor(),
-        vel[1].as_tensor(),
-        Some(src.as_tensor()),
-    )
-    .unwrap();
-    let grads = total.backward().unwrap();
-    let mut expect = Vec::new();
-    for v in vars.iter().chain(&vel).chain([&src]) {
-        let g = grads
-            .get(v.as_tensor())
-            .expect("every value has a gradient");
-        expect.extend(g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
-    }
+    let (want, expect) = autograd_reference(&p, &pts, &cfg, true);
 
     let (mut ws, mut grad) = (Workspace::default(), Vec::new());
     let got = loss_and_grad(&p, &pts, &cfg, &mut ws, &mut grad);

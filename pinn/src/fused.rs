@@ -535,9 +535,8 @@ fn backward_first(th: &[f32], inp: &[f32], s0: &[f32], g: &[f32], grad: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::{loss_with_velocity, Batch};
-    use crate::model::{layer_shapes, Mlp};
-    use candle_core::{DType, Var};
+    use crate::autograd_reference::autograd_reference;
+    use crate::model::layer_shapes;
 
     fn points(rng: &mut fastrand::Rng) -> Points {
         let f = |rng: &mut fastrand::Rng, k: usize| (0..k).map(|_| rng.f32()).collect::<Vec<_>>();
@@ -578,49 +577,12 @@ mod tests {
             nu: 0.05,
             ..LossConfig::default()
         };
-        // Reference: candle's forward-mode tangents and backward(), in f64.
-        let vars: Vec<Var> = p
-            .to_tensors(DType::F64)
-            .unwrap()
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let mlp = Mlp::from_parts(
-            vars.iter()
-                .step_by(2)
-                .map(|v| v.as_tensor().clone())
-                .collect(),
-            vars.iter()
-                .skip(1)
-                .step_by(2)
-                .map(|v| v.as_tensor().clone())
-                .collect(),
-        );
         // Velocity units away from (0, 1), so their gradients and the u·u_x rule both show.
         let mut p = p;
         p.values[VELOCITY] = 0.3;
         p.values[VELOCITY + 1] = 0.7;
-        let vel: Vec<Var> = p
-            .velocity()
-            .iter()
-            .map(|&c| Var::new(c as f64, &candle_core::Device::Cpu).unwrap())
-            .collect();
-        let (total, want) = loss_with_velocity(
-            &mlp,
-            &Batch::new(&pts, DType::F64).unwrap(),
-            &cfg,
-            vel[0].as_tensor(),
-            vel[1].as_tensor(),
-        )
-        .unwrap();
-        let grads = total.backward().unwrap();
-        let mut expect = Vec::new();
-        for v in vars.iter().chain(&vel) {
-            let g = grads
-                .get(v.as_tensor())
-                .expect("every parameter has a gradient");
-            expect.extend(g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
-        }
+        // Reference: candle's forward-mode tangents and backward(), in f64.
+        let (want, expect) = autograd_reference(&p, &pts, &cfg, false);
 
         let (mut ws, mut grad) = (Workspace::default(), Vec::new());
         let got = loss_and_grad(&p, &pts, &cfg, &mut ws, &mut grad);

@@ -6,6 +6,8 @@
 //! `Trainer` thread reads the window every interval and publishes a `Forecaster` → forecasts
 //! and the `baselines` are scored by a `Scoreboard` once the future arrives.
 
+#[cfg(test)]
+mod autograd_reference;
 pub mod baselines;
 pub mod error;
 pub mod eval;
