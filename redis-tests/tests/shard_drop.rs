@@ -246,3 +246,87 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
     write_keys(&urls, 1500..1600);
     check_keys(&urls, 0..1600);
 }
+
+/// A node added back to a shard while it is still dropping its copy of it ends up with the
+/// whole shard: node 4 joins, and the moment the first of nodes 1-3 starts dropping a shard it
+/// left (its `reset` mark appears), `CLUSTER FORGET 4` puts every shard back on nodes 1-3. In
+/// every interleaving of the drop with the re-add, each node must end with every key of every
+/// shard, and every key must read back from every node's own copy.
+#[test]
+fn a_replica_re_added_while_it_drops_its_copy_gets_the_shard_whole() {
+    let c = Cluster::builder(3).shards(4).start().expect("cluster");
+    let addrs: Vec<SocketAddr> = c.addrs();
+    let urls: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
+    write_keys(&urls, 0..1200);
+    wait_until(
+        "every node holds every key",
+        Duration::from_secs(60),
+        || copies_match(&[1, 2, 3], &addrs, 1200),
+    );
+    let (n4, port, bus) = Builder::pinnacle_joining(4, 4).expect("port");
+    let _n4 = n4.start().expect("node 4");
+    let meet = c
+        .call(
+            2,
+            &[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &port.to_string(),
+                &bus.to_string(),
+            ],
+        )
+        .expect("meet");
+    assert_eq!(meet, Value::Simple("OK".into()));
+    let marks = || -> Vec<String> {
+        (1..=3usize)
+            .flat_map(|id| (1..=4).map(move |g| (id, g)))
+            .filter(|(id, g)| {
+                c.dir(*id)
+                    .join("raft")
+                    .join(format!("group-{g}"))
+                    .join("reset")
+                    .exists()
+            })
+            .map(|(id, g)| format!("node {id} group {g}"))
+            .collect()
+    };
+    wait_until(
+        "a node starts dropping a shard it left",
+        Duration::from_secs(120),
+        || {
+            let m = marks();
+            (!m.is_empty(), m)
+        },
+    );
+    eprintln!("dropping when FORGET was sent: {:?}", marks());
+    assert_eq!(
+        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
+        Value::Simple("OK".into())
+    );
+    wait_until(
+        "every shard whole on nodes 1-3 again",
+        Duration::from_secs(120),
+        || {
+            let (ok, seen) = copies_match(&[1, 2, 3], &addrs, 1200);
+            let want: BTreeSet<u64> = [1, 2, 3].into();
+            let back = seen
+                .first()
+                .is_some_and(|(_, v, _)| v.iter().all(|m| *m == want));
+            (ok && back, seen)
+        },
+    );
+    check_keys(&urls, 0..1200);
+    for at in &addrs {
+        let mut rc = conn(*at).expect("conn");
+        assert_eq!(
+            rc.call_value(&["READONLY"]).expect("READONLY"),
+            Value::Simple("OK".into())
+        );
+        for i in 0..1200 {
+            let k = format!("k:{i}");
+            let v = rc.call_value(&["GET", k.as_str()]).expect("GET");
+            assert_eq!(v, Value::Bulk(format!("v{i}").into_bytes()), "{k} at {at}");
+        }
+    }
+}
