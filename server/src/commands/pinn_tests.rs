@@ -170,7 +170,8 @@ fn config_get_and_set_share_the_config_parameters() {
         "*2\r\n$7\r\nhorizon\r\n$2\r\n10\r\n"
     );
     let all = n.run(&["PINN.CONFIG", "GET", "*"]);
-    assert!(all.starts_with("*40\r\n$7\r\nenabled\r\n"), "{all:?}");
+    assert!(all.starts_with("*42\r\n$7\r\nenabled\r\n"), "{all:?}");
+    assert!(all.contains("$6\r\nforced\r\n$2\r\nno\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nmin-heat\r\n$3\r\n100\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nlambda-r\r\n$1\r\n1\r\n"), "{all:?}");
     assert!(

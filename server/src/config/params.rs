@@ -228,6 +228,7 @@ pub(super) static PARAMS: &[Param] = &[
     p("pinn-lambda-b", Kind::Float(0.0, 1e6), "0.1"),
     p("pinn-lambda-i", Kind::Float(0.0, 1e6), "10"),
     p("pinn-learn-velocity", Kind::Bool, "no"),
+    p("pinn-forced", Kind::Bool, "no"),
     p("pinn-max-migrations", Kind::Int(1, 64), "1"),
     p("pinn-cooldown", Kind::Int(0, 86_400), "60"),
     p("pinn-confirm", Kind::Int(1, 60), "2"),

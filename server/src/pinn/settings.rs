@@ -44,6 +44,7 @@ pub const PARAMS: &[&str] = &[
     "pinn-lambda-b",
     "pinn-lambda-i",
     "pinn-learn-velocity",
+    "pinn-forced",
     "pinn-max-migrations",
     "pinn-cooldown",
     "pinn-confirm",
@@ -85,6 +86,9 @@ pub struct Settings {
     pub lambda_i: f64,
     /// Train Burgers' velocity units `v = a + b·u` with the weights (off: the residual).
     pub learn_velocity: bool,
+    /// Forced Burgers': the residual gets a learned per-bin source `s(x)` (off: the issue's
+    /// residual; see BENCHMARKS.md "Forced Burgers'" for why it is not the default).
+    pub forced: bool,
     /// Most migrations in flight at once.
     pub max_migrations: usize,
     /// Seconds a moved slot stays put.
@@ -115,6 +119,7 @@ impl Default for Settings {
             lambda_b: 0.1,
             lambda_i: 10.0,
             learn_velocity: false,
+            forced: false,
             max_migrations: 1,
             cooldown: 60,
             confirm: 2,
@@ -153,6 +158,7 @@ impl Settings {
             lambda_b: num("pinn-lambda-b", d.lambda_b),
             lambda_i: num("pinn-lambda-i", d.lambda_i),
             learn_velocity: flag("pinn-learn-velocity", d.learn_velocity),
+            forced: flag("pinn-forced", d.forced),
             max_migrations: int("pinn-max-migrations", d.max_migrations as u64).max(1) as usize,
             cooldown: int("pinn-cooldown", d.cooldown),
             confirm: int("pinn-confirm", d.confirm as u64).max(1) as u32,
@@ -171,6 +177,7 @@ impl Settings {
                 lambda_r: self.lambda_r,
                 lambda_b: self.lambda_b,
                 lambda_i: self.lambda_i,
+                forced: self.forced,
                 ..base.loss.clone()
             },
             steps_per_round: self.train_steps,
@@ -217,9 +224,11 @@ mod tests {
             ("pinn-nu", "0.05"),
             ("pinn-train", "no"),
             ("pinn-learn-velocity", "yes"),
+            ("pinn-forced", "yes"),
         ]);
         let s = Settings::from_config(&c);
         assert!(s.train_config().learn_velocity);
+        assert!(s.train_config().loss.forced);
         assert_eq!(s.planner, PlannerKind::Reactive);
         assert_eq!(s.threshold, 2.5);
         assert!(!s.train);
