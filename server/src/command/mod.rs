@@ -214,29 +214,20 @@ fn cluster_refusal(
     if sh.is_leader() {
         return None;
     }
-    let refuse = match slot {
+    let refusal = match slot {
         // A node outside the shard's group (more nodes than replicas) holds no copy to read.
-        Some(_) => write || !ctx.client.readonly || sh.outside_leader().is_some(),
-        None => write,
+        Some(_) if write || !ctx.client.readonly || sh.outside_leader().is_some() => {
+            Some(sh.redirect().error(slot))
+        }
+        None if write => Some(sh.redirect().error(None)),
+        _ => None,
     };
-    if !refuse {
-        return None;
-    }
-    // The cached view is up to 20 ms old (`watch`). Across a leader change, two nodes that
-    // each still pointed at the other sent a client back and forth, and redis-rs's sync
-    // cluster client follows MOVED without pausing and gives up after its retries
-    // (`cluster_clients::clients_ride_through_a_shard_leader_kill_and_restart`). Re-read the
-    // group before sending a client away.
-    sh.refresh();
-    if sh.is_leader() {
-        return None;
-    }
-    if cmd.spec.name == "exec" {
+    if refusal.is_some() && cmd.spec.name == "exec" {
         // Redis discards a transaction whose EXEC is redirected.
         ctx.client.multi = None;
         ctx.client.watched.clear();
     }
-    Some(sh.redirect().error(slot))
+    refusal
 }
 
 /// Redis's rules for a slot being migrated (redis-wire §2.2, steps 3, 6 and 7): `None` when
