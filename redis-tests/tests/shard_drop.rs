@@ -129,6 +129,40 @@ fn copies_match(ids: &[u64], addrs: &[SocketAddr], total: i64) -> (bool, Vec<Nod
     (ok && sum == total, seen)
 }
 
+/// `CLUSTER FORGET 4`, then every shard is back on nodes 1-3 with all `total` keys: through
+/// the cluster, and from every node's own copy (leader or follower) with `READONLY`.
+fn forget_4_then_whole_on_1_to_3(c: &Cluster, addrs: &[SocketAddr], urls: &[String], total: usize) {
+    assert_eq!(
+        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
+        Value::Simple("OK".into())
+    );
+    wait_until(
+        "every shard whole on nodes 1-3 again",
+        Duration::from_secs(120),
+        || {
+            let (ok, seen) = copies_match(&[1, 2, 3], addrs, total as i64);
+            let want: BTreeSet<u64> = [1, 2, 3].into();
+            let back = seen
+                .first()
+                .is_some_and(|(_, v, _)| v.iter().all(|m| *m == want));
+            (ok && back, seen)
+        },
+    );
+    check_keys(urls, 0..total);
+    for at in addrs {
+        let mut rc = conn(*at).expect("conn");
+        assert_eq!(
+            rc.call_value(&["READONLY"]).expect("READONLY"),
+            Value::Simple("OK".into())
+        );
+        for i in 0..total {
+            let k = format!("k:{i}");
+            let v = rc.call_value(&["GET", k.as_str()]).expect("GET");
+            assert_eq!(v, Value::Bulk(format!("v{i}").into_bytes()), "{k} at {at}");
+        }
+    }
+}
+
 #[test]
 fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
     let c = Cluster::builder(3).shards(4).start().expect("cluster");
@@ -213,36 +247,7 @@ fn replicas_moved_off_a_node_are_dropped_and_re_replicated_when_moved_back() {
     write_keys(&urls4, 1200..1500);
 
     // FORGET 4: every shard goes back to nodes 1-3, including the ones they had dropped.
-    assert_eq!(
-        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
-        Value::Simple("OK".into())
-    );
-    wait_until(
-        "every shard whole on nodes 1-3 again",
-        Duration::from_secs(120),
-        || {
-            let (ok, seen) = copies_match(&[1, 2, 3], &addrs, 1500);
-            let want: BTreeSet<u64> = [1, 2, 3].into();
-            let back = seen
-                .first()
-                .is_some_and(|(_, v, _)| v.iter().all(|m| *m == want));
-            (ok && back, seen)
-        },
-    );
-    check_keys(&urls, 0..1500);
-    // Every node's own copy (leader or follower) has every key.
-    for at in &addrs {
-        let mut rc = conn(*at).expect("conn");
-        assert_eq!(
-            rc.call_value(&["READONLY"]).expect("READONLY"),
-            Value::Simple("OK".into())
-        );
-        for i in 0..1500 {
-            let k = format!("k:{i}");
-            let v = rc.call_value(&["GET", k.as_str()]).expect("GET");
-            assert_eq!(v, Value::Bulk(format!("v{i}").into_bytes()), "{k} at {at}");
-        }
-    }
+    forget_4_then_whole_on_1_to_3(&c, &addrs, &urls, 1500);
     write_keys(&urls, 1500..1600);
     check_keys(&urls, 0..1600);
 }
@@ -300,33 +305,5 @@ fn a_replica_re_added_while_it_drops_its_copy_gets_the_shard_whole() {
         },
     );
     eprintln!("dropping when FORGET was sent: {:?}", marks());
-    assert_eq!(
-        c.call(1, &["CLUSTER", "FORGET", "4"]).expect("forget"),
-        Value::Simple("OK".into())
-    );
-    wait_until(
-        "every shard whole on nodes 1-3 again",
-        Duration::from_secs(120),
-        || {
-            let (ok, seen) = copies_match(&[1, 2, 3], &addrs, 1200);
-            let want: BTreeSet<u64> = [1, 2, 3].into();
-            let back = seen
-                .first()
-                .is_some_and(|(_, v, _)| v.iter().all(|m| *m == want));
-            (ok && back, seen)
-        },
-    );
-    check_keys(&urls, 0..1200);
-    for at in &addrs {
-        let mut rc = conn(*at).expect("conn");
-        assert_eq!(
-            rc.call_value(&["READONLY"]).expect("READONLY"),
-            Value::Simple("OK".into())
-        );
-        for i in 0..1200 {
-            let k = format!("k:{i}");
-            let v = rc.call_value(&["GET", k.as_str()]).expect("GET");
-            assert_eq!(v, Value::Bulk(format!("v{i}").into_bytes()), "{k} at {at}");
-        }
-    }
+    forget_4_then_whole_on_1_to_3(&c, &addrs, &urls, 1200);
 }
