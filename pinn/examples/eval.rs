@@ -4,11 +4,12 @@
 //!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
 //!  [--velocity-lr X] [--recent F] [--recent-rows N] [--fast-alpha X]
 //!  [--forced] [--lambda-f X] [--source-lr X] [--source-memory S]
-//!  [--lr X] [--seed N]
+//!  [--lr X] [--seed N] [--fourier K]
 //!  [--trace NAME]...`
 //!
 //! `--forced` trains forced Burgers' (a learned source `s(x)`, see `pinnacle_pinn::loss`);
-//! `--seed` changes the weight initialisation and point sampling only, never the traces.
+//! `--seed` changes the weight initialisation and point sampling only, never the traces;
+//! `--fourier K` feeds the network `t` and K Fourier pairs of `x` instead of raw `x`.
 //! Traces: hot-spot, burgers, storm, diurnal, noise (the default five) and ramp (a storm still
 //! building up, `synth::growing_bump`).
 //!
@@ -66,6 +67,7 @@ fn main() -> Result<()> {
             "--source-memory" => cfg.train.loss.source_memory = parse(args.next(), &a)?,
             "--seed" => cfg.train.seed = parse(args.next(), &a)?,
             "--lr" => cfg.train.lr = parse(args.next(), &a)?,
+            "--fourier" => cfg.train.loss.fourier = parse(args.next(), &a)?,
             "--trace" => traces.push(parse(args.next(), &a)?),
             other => bail!("unknown argument {other}"),
         }

@@ -3,9 +3,10 @@
 //! the once-a-second fold, and one live-sized training round.
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p pinnacle-pinn --example record_cost`
-//! (`-- --rounds-only` for the training rounds alone; `--n-colloc N` to change N_r; `--candle`
-//! also times the same steps through candle's autograd and `AdamW`, the trainer before the
-//! hand-written pass, for a before/after on the same machine at the same time).
+//! (`-- --rounds-only` for the training rounds alone; `--n-colloc N` to change N_r; `--fourier K`
+//! for K Fourier features of `x`; `--candle` also times the same steps through candle's
+//! autograd and `AdamW`, the trainer before the hand-written pass, for a before/after on the
+//! same machine at the same time).
 
 use candle_core::DType;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -113,9 +114,16 @@ fn rounds() -> anyhow::Result<()> {
     {
         cfg.loss.n_colloc = n.parse()?;
     }
+    if let Some(k) = args
+        .iter()
+        .position(|a| a == "--fourier")
+        .and_then(|i| args.get(i + 1))
+    {
+        cfg.loss.fourier = k.parse()?;
+    }
     println!(
-        "N_d {}, N_r {}, {} steps per round",
-        cfg.loss.n_data, cfg.loss.n_colloc, cfg.steps_per_round
+        "N_d {}, N_r {}, {} steps per round, Fourier K {}",
+        cfg.loss.n_data, cfg.loss.n_colloc, cfg.steps_per_round, cfg.loss.fourier
     );
     if args.iter().any(|a| a == "--candle") {
         candle_rounds(&trace, &cfg)?;
@@ -141,8 +149,8 @@ fn rounds() -> anyhow::Result<()> {
 
 /// The same rounds through candle's autograd and `AdamW` (weight decay 0): the previous trainer.
 fn candle_rounds(trace: &pinnacle_pinn::HeatSeries, cfg: &TrainConfig) -> anyhow::Result<()> {
-    let vars = init_vars(cfg.seed, DType::F32)?;
-    let mlp = Mlp::from_vars(&vars);
+    let vars = init_vars(cfg.seed, cfg.loss.input_map(), DType::F32)?;
+    let mlp = Mlp::from_vars(&vars, cfg.loss.input_map());
     let params = ParamsAdamW {
         lr: cfg.lr,
         weight_decay: 0.0,

@@ -1,11 +1,28 @@
 //! Test reference for the hand-written gradient pass in `fused`: the same loss built from
-//! candle ops in f64 and differentiated by `backward()`.
+//! candle ops in f64 and differentiated by `backward()`, and the parameters both are checked at.
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use crate::fourier::InputMap;
 use crate::fused::Params;
 use crate::loss::{loss_forced, Batch, LossConfig, LossTerms, Points};
-use crate::model::Mlp;
+use crate::model::{layer_shapes, Mlp};
+
+/// Fresh parameters for input map `map` with random nonzero biases, so no term of the loss
+/// sits at a symmetric point.
+pub(crate) fn perturbed_params(map: InputMap) -> Params {
+    let mut p = Params::init(9, map).unwrap();
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut at = 0;
+    for (fan_in, fan_out) in layer_shapes(map) {
+        at += fan_in * fan_out;
+        for b in &mut p.values[at..at + fan_out] {
+            *b = rng.f32() - 0.5;
+        }
+        at += fan_out;
+    }
+    p
+}
 
 /// The loss terms and every value's gradient (network, velocity, then the source when
 /// `with_source`) in the order of `Params::values`.
@@ -32,6 +49,7 @@ pub(crate) fn autograd_reference(
             .step_by(2)
             .map(|v| v.as_tensor().clone())
             .collect(),
+        p.map,
     );
     let vel: Vec<Var> = p
         .velocity()
@@ -44,7 +62,7 @@ pub(crate) fn autograd_reference(
     });
     let (total, terms) = loss_forced(
         &mlp,
-        &Batch::new(pts, DType::F64).unwrap(),
+        &Batch::new(pts, p.map, DType::F64).unwrap(),
         cfg,
         vel[0].as_tensor(),
         vel[1].as_tensor(),

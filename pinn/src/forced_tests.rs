@@ -1,10 +1,10 @@
 //! Tests of forced Burgers' ([`LossConfig::forced`]): the source term's gradient, the points it
 //! is sampled on, and that it forecasts growth the unforced residual cannot.
 
-use crate::autograd_reference::autograd_reference;
-use crate::fused::{loss_and_grad, Params, Workspace, SOURCE, SOURCE_BINS, VELOCITY};
+use crate::autograd_reference::{autograd_reference, perturbed_params};
+use crate::fourier::InputMap;
+use crate::fused::{loss_and_grad, Params, Workspace, SOURCE_BINS};
 use crate::loss::{sample_points, source_bin, LossConfig, Points, Units};
-use crate::model::layer_shapes;
 use crate::telemetry::HeatSeries;
 use crate::trainer::{TrainConfig, TrainState};
 
@@ -27,19 +27,12 @@ fn forced_points(rng: &mut fastrand::Rng) -> Points {
 
 /// Parameters with nonzero biases, velocity units away from (0, 1) and a nonzero source.
 fn forced_params() -> Params {
-    let mut p = Params::init(9).unwrap();
-    let mut rng = fastrand::Rng::with_seed(4);
-    let mut at = 0;
-    for (fan_in, fan_out) in layer_shapes() {
-        at += fan_in * fan_out;
-        for b in &mut p.values[at..at + fan_out] {
-            *b = rng.f32() - 0.5;
-        }
-        at += fan_out;
-    }
-    p.values[VELOCITY] = 0.3;
-    p.values[VELOCITY + 1] = 0.7;
-    for s in &mut p.values[SOURCE..] {
+    let mut p = perturbed_params(InputMap::default());
+    let lay = p.layout();
+    let mut rng = fastrand::Rng::with_seed(5);
+    p.values[lay.velocity()] = 0.3;
+    p.values[lay.velocity() + 1] = 0.7;
+    for s in &mut p.values[lay.source()..] {
         *s = 2.0 * rng.f32() - 1.0;
     }
     p
@@ -81,7 +74,7 @@ fn forced_gradients_match_candle_autograd() {
     // The source bins with collocation points get more than the regulariser's share.
     let hit = source_bin(pts.colloc_x[0]);
     let reg_only = 2.0 * cfg.lambda_f as f32 / SOURCE_BINS as f32 * p.source()[hit];
-    assert!((grad[SOURCE + hit] - reg_only).abs() > 1e-3);
+    assert!((grad[p.layout().source() + hit] - reg_only).abs() > 1e-3);
 }
 
 #[test]
@@ -104,11 +97,12 @@ fn source_gradient_matches_finite_differences() {
     for k in bins {
         let at = |d: f32, ws: &mut Workspace, scratch: &mut Vec<f32>| {
             let mut q = p.clone();
-            q.values[SOURCE + k] += d;
+            let at = q.layout().source() + k;
+            q.values[at] += d;
             loss_and_grad(&q, &pts, &cfg, ws, scratch).total as f64
         };
         let fd = (at(h, &mut ws, &mut scratch) - at(-h, &mut ws, &mut scratch)) / (2.0 * h as f64);
-        let g = grad[SOURCE + k] as f64;
+        let g = grad[p.layout().source() + k] as f64;
         assert!(
             (fd - g).abs() <= 2e-3 * (1.0 + g.abs()),
             "bin {k}: finite difference {fd} vs gradient {g}"

@@ -12,17 +12,22 @@
 //! collocation points' values, `[N, V)` the value-only points (data, left boundary, right
 //! boundary, initial condition), then `N` rows each of `∂/∂t`, `∂/∂x`, `∂²/∂x²` of the
 //! collocation points.
+//!
+//! The first layer reads the network's input rows (see [`crate::fourier::InputMap`]: plain
+//! `(t, x)` or `t` and Fourier features of `x`); it is in [`crate::fused_first`].
 
+use crate::fourier::InputMap;
+use crate::fused_first::FirstLayer;
 use crate::loss::{source_bin, LossConfig, LossTerms, Points};
 use crate::model::{fast_tanh_f32, RESIDUAL_LAYERS};
-use crate::params::{b_res, w_res, B0, B_OUT, H, W0, W_OUT};
-pub use crate::params::{Adam, Params, PARAMS, SOURCE, SOURCE_BINS, TRAINABLE, VELOCITY};
+use crate::params::H;
+pub use crate::params::{Adam, Layout, Params, SOURCE_BINS};
 
 /// Buffers of one step, kept between steps (sizes follow the point counts).
 #[derive(Debug, Default)]
 pub struct Workspace {
-    /// Normalised inputs of the V value rows, (V, 2).
-    inp: Vec<f32>,
+    /// The input rows and layer 0's per-point tangents.
+    first: FirstLayer,
     /// Stacked activations after layer 0 and each residual layer, (R, H) each.
     s: Vec<Vec<f32>>,
     /// Per residual layer: `tanh` of the value rows and the tangent pre-activations, (R, H).
@@ -47,13 +52,13 @@ struct Rows {
 }
 
 impl Workspace {
-    fn prepare(&mut self, rows: Rows) {
+    fn prepare(&mut self, rows: Rows, map: InputMap) {
         let fit = |b: &mut Vec<f32>, len: usize| {
             if b.len() != len {
                 *b = vec![0.0; len];
             }
         };
-        fit(&mut self.inp, rows.v * 2);
+        self.first.prepare(map, rows.n, rows.v);
         self.s.resize_with(RESIDUAL_LAYERS + 1, Vec::new);
         self.zg.resize_with(RESIDUAL_LAYERS, Vec::new);
         for b in self.s.iter_mut().chain(self.zg.iter_mut()) {
@@ -134,15 +139,15 @@ fn matmul_at_b(dst: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-fn rows_of(b: &[f32]) -> &[[f32; H]] {
+pub(crate) fn rows_of(b: &[f32]) -> &[[f32; H]] {
     b.as_chunks::<H>().0
 }
 
-fn rows_of_mut(b: &mut [f32]) -> &mut [[f32; H]] {
+pub(crate) fn rows_of_mut(b: &mut [f32]) -> &mut [[f32; H]] {
     b.as_chunks_mut::<H>().0
 }
 
-/// The loss terms at `pts` and, in `grad` (resized to [`TRAINABLE`]), the gradient of the
+/// The loss terms at `pts` and, in `grad` (resized to [`Layout::trainable`]), the gradient of the
 /// weighted total with respect to every parameter, then the velocity units `(a, b)`, then the
 /// source bins (zero unless `pts` was sampled forced).
 pub fn loss_and_grad(
@@ -184,31 +189,20 @@ fn loss_and_grad_impl(
     let n = pts.colloc_t.len();
     let (nd, nb, ni) = (pts.data_t.len(), pts.bc_t.len(), pts.ic_t.len());
     let v = n + nd + 2 * nb + ni;
+    let lay = p.layout();
     let rows = Rows { n, v, r: v + 3 * n };
-    ws.prepare(rows);
+    ws.prepare(rows, p.map);
     grad.clear();
-    grad.resize(TRAINABLE, 0.0);
+    grad.resize(lay.trainable(), 0.0);
     let th = &p.values;
 
-    // Inputs, normalised to [-1, 1].
-    let xs = pts
-        .colloc_t
-        .iter()
-        .zip(&pts.colloc_x)
-        .chain(pts.data_t.iter().zip(&pts.data_x))
-        .chain(pts.bc_t.iter().zip(std::iter::repeat(&0.0)))
-        .chain(pts.bc_t.iter().zip(std::iter::repeat(&1.0)))
-        .chain(pts.ic_t.iter().zip(&pts.ic_x));
-    for (dst, (&t, &x)) in ws.inp.chunks_exact_mut(2).zip(xs) {
-        dst[0] = 2.0 * t - 1.0;
-        dst[1] = 2.0 * x - 1.0;
-    }
-
-    forward_first(th, &ws.inp, &mut ws.s[0], rows);
+    ws.first.encode(pts);
+    ws.first.forward(th, &mut ws.s[0]);
     for l in 1..=RESIDUAL_LAYERS {
         let (before, after) = ws.s.split_at_mut(l);
         forward_residual(
             th,
+            lay,
             l,
             &before[l - 1],
             &mut ws.zg[l - 1],
@@ -218,8 +212,10 @@ fn loss_and_grad_impl(
     }
 
     // Output layer: u = h·w + b on value rows, tangents without the bias.
-    let w_out: &[f32; H] = th[W_OUT..W_OUT + H].try_into().expect("H weights");
-    let b_out = th[B_OUT];
+    let w_out: &[f32; H] = th[lay.w_out()..lay.w_out() + H]
+        .try_into()
+        .expect("H weights");
+    let b_out = th[lay.b_out()];
     for (r, (u, h)) in
         ws.u.iter_mut()
             .zip(rows_of(&ws.s[RESIDUAL_LAYERS]))
@@ -238,15 +234,15 @@ fn loss_and_grad_impl(
         pts,
         cfg,
         (p.velocity(), p.source()),
-        &mut grad[SOURCE..SOURCE + SOURCE_BINS],
+        &mut grad[lay.source()..lay.source() + SOURCE_BINS],
         rows,
     );
-    grad[VELOCITY..VELOCITY + 2].copy_from_slice(&gvel);
+    grad[lay.velocity()..lay.velocity() + 2].copy_from_slice(&gvel);
 
     // Output layer backward.
     let top = rows_of(&ws.s[RESIDUAL_LAYERS]);
     {
-        let (gw, gb) = grad[W_OUT..].split_at_mut(H);
+        let (gw, gb) = grad[lay.w_out()..].split_at_mut(H);
         for (r, (&du, h)) in ws.du.iter().zip(top).enumerate() {
             for j in 0..H {
                 gw[j] += h[j] * du;
@@ -264,7 +260,7 @@ fn loss_and_grad_impl(
 
     for l in (1..=RESIDUAL_LAYERS).rev() {
         backward_residual(&ws.zg[l - 1], &ws.g, &mut ws.dz, rows);
-        let (gw, rest) = grad[w_res(l)..].split_at_mut(H * H);
+        let (gw, rest) = grad[lay.w_res(l)..].split_at_mut(H * H);
         matmul_at_b(gw, &ws.s[l - 1], &ws.dz);
         let gb = &mut rest[..H];
         for dz in &rows_of(&ws.dz)[..v] {
@@ -272,39 +268,17 @@ fn loss_and_grad_impl(
                 gb[j] += dz[j];
             }
         }
-        matmul_rows(&mut ws.g, &ws.dz, &th[w_res(l)..b_res(l)], true, true);
+        matmul_rows(
+            &mut ws.g,
+            &ws.dz,
+            &th[lay.w_res(l)..lay.b_res(l)],
+            true,
+            true,
+        );
     }
-    backward_first(th, &ws.inp, &ws.s[0], &ws.g, &mut grad[..B0 + H], rows);
+    ws.first
+        .backward(th, &ws.s[0], &ws.g, &mut grad[..lay.b0() + H]);
     terms
-}
-
-/// Layer 0: `a = tanh(x·w0 + b0)` on value rows; its tangents from the constant input seeds
-/// `∂x̃/∂t = (2, 0)`, `∂x̃/∂x = (0, 2)`: `a_t = a'·2w0[0]`, `a_x = a'·2w0[1]`, `a_xx = a''·(2w0[1])²`.
-#[inline(always)]
-fn forward_first(th: &[f32], inp: &[f32], s0: &mut [f32], rows: Rows) {
-    let Rows { n, v, .. } = rows;
-    let w: &[f32; 2 * H] = th[W0..W0 + 2 * H].try_into().expect("2H weights");
-    let b: &[f32; H] = th[B0..B0 + H].try_into().expect("H biases");
-    let s = rows_of_mut(s0);
-    for (a, x) in s[..v].iter_mut().zip(inp.chunks_exact(2)) {
-        for j in 0..H {
-            a[j] = fast_tanh_f32(x[0] * w[j] + x[1] * w[H + j] + b[j]);
-        }
-    }
-    let (vals, tang) = s.split_at_mut(v);
-    let (st, rest) = tang.split_at_mut(n);
-    let (sx, sxx) = rest.split_at_mut(n);
-    for i in 0..n {
-        let (a, at, ax, axx) = (&vals[i], &mut st[i], &mut sx[i], &mut sxx[i]);
-        for j in 0..H {
-            let (ct, cx) = (2.0 * w[j], 2.0 * w[H + j]);
-            let d1 = 1.0 - a[j] * a[j];
-            let d2 = -2.0 * a[j] * d1;
-            at[j] = d1 * ct;
-            ax[j] = d1 * cx;
-            axx[j] = d2 * (cx * cx);
-        }
-    }
 }
 
 /// Residual layer `l`: `h' = h + tanh(h·w + b)` on value rows and the tangent rules
@@ -312,6 +286,7 @@ fn forward_first(th: &[f32], inp: &[f32], s0: &mut [f32], rows: Rows) {
 #[inline(always)]
 fn forward_residual(
     th: &[f32],
+    lay: Layout,
     l: usize,
     sin: &[f32],
     zg: &mut [f32],
@@ -319,8 +294,10 @@ fn forward_residual(
     rows: Rows,
 ) {
     let Rows { n, v, .. } = rows;
-    matmul_rows(zg, sin, &th[w_res(l)..b_res(l)], false, false);
-    let b: &[f32; H] = th[b_res(l)..b_res(l) + H].try_into().expect("H biases");
+    matmul_rows(zg, sin, &th[lay.w_res(l)..lay.b_res(l)], false, false);
+    let b: &[f32; H] = th[lay.b_res(l)..lay.b_res(l) + H]
+        .try_into()
+        .expect("H biases");
     let (zi, si, so) = (rows_of_mut(zg), rows_of(sin), rows_of_mut(sout));
     for ((z, h), o) in zi[..v].iter_mut().zip(&si[..v]).zip(&mut so[..v]) {
         for j in 0..H {
@@ -489,54 +466,11 @@ fn backward_residual(zg: &[f32], g: &[f32], dz: &mut [f32], rows: Rows) {
     }
 }
 
-/// Layer 0 backward: gradients of `w0`, `b0` (`grad` is their slice) from the adjoints `g` of
-/// its stacked outputs.
-#[inline(always)]
-fn backward_first(th: &[f32], inp: &[f32], s0: &[f32], g: &[f32], grad: &mut [f32], rows: Rows) {
-    let Rows { n, v, .. } = rows;
-    let w: &[f32; 2 * H] = th[W0..W0 + 2 * H].try_into().expect("2H weights");
-    let (gw, gb) = grad.split_at_mut(2 * H);
-    let (gw_t, gw_x) = gw.split_at_mut(H);
-    let (a, gi) = (rows_of(s0), rows_of(g));
-    let (gv, gt) = gi.split_at(v);
-    let (gt, gr) = gt.split_at(n);
-    let (gx, gxx) = gr.split_at(n);
-    let mut dz = [0.0f32; H];
-    for (r, (a, x)) in a[..v].iter().zip(inp.chunks_exact(2)).enumerate() {
-        if r < n {
-            let (gh, gt, gx, gxx) = (&gv[r], &gt[r], &gx[r], &gxx[r]);
-            for j in 0..H {
-                let (ct, cx) = (2.0 * w[j], 2.0 * w[H + j]);
-                let y = a[j];
-                let d1 = 1.0 - y * y;
-                let d2 = -2.0 * y * d1;
-                // The tangent pre-activations are the constants 2w0[0], 2w0[1]: their adjoints
-                // go straight to those weights.
-                gw_t[j] += 2.0 * (gt[j] * d1);
-                gw_x[j] += 2.0 * (gx[j] * d1 + 2.0 * gxx[j] * d2 * cx);
-                let a1 = gt[j] * ct + gx[j] * cx;
-                let a2 = gxx[j] * cx * cx;
-                dz[j] = (gh[j] - 2.0 * y * a1 + (6.0 * y * y - 2.0) * a2) * d1;
-            }
-        } else {
-            let gh = &gv[r];
-            for j in 0..H {
-                dz[j] = gh[j] * (1.0 - a[j] * a[j]);
-            }
-        }
-        for j in 0..H {
-            gw_t[j] += x[0] * dz[j];
-            gw_x[j] += x[1] * dz[j];
-            gb[j] += dz[j];
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autograd_reference::autograd_reference;
-    use crate::model::layer_shapes;
+    use crate::autograd_reference::{autograd_reference, perturbed_params};
+    use crate::fourier::InputMap;
 
     fn points(rng: &mut fastrand::Rng) -> Points {
         let f = |rng: &mut fastrand::Rng, k: usize| (0..k).map(|_| rng.f32()).collect::<Vec<_>>();
@@ -554,71 +488,74 @@ mod tests {
         }
     }
 
-    /// Parameters with nonzero biases, so no term sits at a symmetric point.
-    fn params() -> Params {
-        let mut p = Params::init(9).unwrap();
-        let mut rng = fastrand::Rng::with_seed(4);
-        let mut at = 0;
-        for (fan_in, fan_out) in layer_shapes() {
-            at += fan_in * fan_out;
-            for b in &mut p.values[at..at + fan_out] {
-                *b = rng.f32() - 0.5;
-            }
-            at += fan_out;
-        }
-        p
-    }
-
     #[test]
     fn gradients_match_candle_autograd() {
-        let p = params();
+        // The plain input map and Fourier features (per-point x-tangents in the first layer).
+        for map in [InputMap::new(0), InputMap::new(4)] {
+            gradients_match_candle_autograd_for(map);
+        }
+    }
+
+    fn gradients_match_candle_autograd_for(map: InputMap) {
+        let mut p = perturbed_params(map);
         let pts = points(&mut fastrand::Rng::with_seed(1));
         let cfg = LossConfig {
             nu: 0.05,
             ..LossConfig::default()
         };
         // Velocity units away from (0, 1), so their gradients and the u·u_x rule both show.
-        let mut p = p;
-        p.values[VELOCITY] = 0.3;
-        p.values[VELOCITY + 1] = 0.7;
+        let lay = p.layout();
+        p.values[lay.velocity()] = 0.3;
+        p.values[lay.velocity() + 1] = 0.7;
         // Reference: candle's forward-mode tangents and backward(), in f64.
         let (want, expect) = autograd_reference(&p, &pts, &cfg, false);
 
         let (mut ws, mut grad) = (Workspace::default(), Vec::new());
         let got = loss_and_grad(&p, &pts, &cfg, &mut ws, &mut grad);
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
-        assert!(close(got.data, want.data), "{got:?} vs {want:?}");
-        assert!(close(got.pde, want.pde), "{got:?} vs {want:?}");
-        assert!(close(got.bc, want.bc), "{got:?} vs {want:?}");
-        assert!(close(got.ic, want.ic), "{got:?} vs {want:?}");
-        assert!(close(got.total, want.total), "{got:?} vs {want:?}");
-        assert!(
-            got.pde > 1e-4 && got.bc > 1e-6,
-            "every term is exercised: {got:?}"
-        );
+        assert!(close(got.data, want.data), "{map:?} {got:?} vs {want:?}");
+        assert!(close(got.pde, want.pde), "{map:?} {got:?} vs {want:?}");
+        assert!(close(got.bc, want.bc), "{map:?} {got:?} vs {want:?}");
+        assert!(close(got.ic, want.ic), "{map:?} {got:?} vs {want:?}");
+        assert!(close(got.total, want.total), "{map:?} {got:?} vs {want:?}");
+        assert!(got.pde > 1e-4, "the PDE term is exercised: {got:?}");
+        if map.fourier == 0 {
+            assert!(got.bc > 1e-6, "the boundary term is exercised: {got:?}");
+        } else {
+            // Fourier features are periodic: the boundary condition holds by construction.
+            assert!(got.bc < 1e-8, "{got:?}");
+        }
 
         // Unforced: the source bins (last) get no gradient; everything before them matches.
         assert_eq!(grad.len(), expect.len() + SOURCE_BINS);
-        assert!(grad[SOURCE..].iter().all(|&g| g == 0.0));
+        assert!(grad[lay.source()..].iter().all(|&g| g == 0.0));
         let scale = expect.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-        let mut worst = 0.0f64;
         for (i, (&g, &e)) in grad.iter().zip(&expect).enumerate() {
             let err = (g as f64 - e).abs();
             assert!(
                 err <= 1e-4 * scale + 1e-4 * e.abs(),
-                "param {i}: {g} vs {e}"
+                "{map:?} param {i}: {g} vs {e}"
             );
-            worst = worst.max(err);
         }
         assert!(scale > 1e-3, "gradients are not trivially zero");
-        // Every layer's weights and biases receive gradient.
-        for (i, off) in [W0, B0, w_res(1), b_res(3), W_OUT, B_OUT]
-            .into_iter()
-            .enumerate()
+        // Every layer's weights and biases receive gradient (for Fourier, the last input row
+        // of w0 too: the highest frequency's cosine).
+        let last_w0_row = (map.width() - 1) * H;
+        for (i, off) in [
+            lay.w0(),
+            last_w0_row,
+            lay.b0(),
+            lay.w_res(1),
+            lay.b_res(3),
+            lay.w_out(),
+            lay.b_out(),
+        ]
+        .into_iter()
+        .enumerate()
         {
             assert!(
                 grad[off..].iter().take(H).any(|g| g.abs() > 0.0),
-                "block {i}"
+                "{map:?} block {i}"
             );
         }
         // Running again on the reused workspace gives the same numbers.
@@ -629,18 +566,20 @@ mod tests {
 
     #[test]
     fn params_round_trip_and_rebase() {
-        let p = params();
-        let mlp = p.to_mlp().unwrap();
-        assert_eq!(mlp.parameter_count(), PARAMS);
-        let before = mlp.row(0.5, 8).unwrap();
-        let mut q = p.clone();
-        q.shift_time(0.25);
-        q.scale_output(2.0);
-        let after = q.to_mlp().unwrap().row(0.25, 8).unwrap();
-        for (a, b) in before.iter().zip(&after) {
-            assert!((2.0 * a - b).abs() < 1e-5, "{a} vs {b}");
+        for map in [InputMap::new(0), InputMap::new(4)] {
+            let p = perturbed_params(map);
+            let mlp = p.to_mlp().unwrap();
+            assert_eq!(mlp.parameter_count(), p.layout().params());
+            let before = mlp.row(0.5, 8).unwrap();
+            let mut q = p.clone();
+            q.shift_time(0.25);
+            q.scale_output(2.0);
+            let after = q.to_mlp().unwrap().row(0.25, 8).unwrap();
+            for (a, b) in before.iter().zip(&after) {
+                assert!((2.0 * a - b).abs() < 1e-5, "{map:?} {a} vs {b}");
+            }
+            // Twice the u per unit of heat: half the velocity per unit of u, the same PDE.
+            assert_eq!(q.velocity(), [0.0, 0.5]);
         }
-        // Twice the u per unit of heat: half the velocity per unit of u, the same PDE.
-        assert_eq!(q.velocity(), [0.0, 0.5]);
     }
 }

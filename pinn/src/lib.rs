@@ -13,7 +13,9 @@ pub mod error;
 pub mod eval;
 #[cfg(test)]
 mod forced_tests;
+pub mod fourier;
 pub mod fused;
+mod fused_first;
 pub mod loss;
 pub mod model;
 pub mod params;

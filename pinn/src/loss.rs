@@ -15,7 +15,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
-use crate::model::{inputs, Mlp};
+use crate::fourier::{Encoded, InputMap};
+use crate::model::Mlp;
 use crate::params::SOURCE_BINS;
 use crate::telemetry::HeatSeries;
 
@@ -49,6 +50,16 @@ pub struct LossConfig {
     /// Seconds over which the source fades into the window's past (`w(t)` above); 0 keeps it
     /// constant over the whole window.
     pub source_memory: f64,
+    /// Fourier features of `x` the network reads instead of raw `x` (see [`InputMap`]); 0 is
+    /// the plain input. Part of the network's shape: changing it starts from fresh weights.
+    pub fourier: usize,
+}
+
+impl LossConfig {
+    /// The network's input map.
+    pub fn input_map(&self) -> InputMap {
+        InputMap::new(self.fourier)
+    }
 }
 
 impl Default for LossConfig {
@@ -68,6 +79,7 @@ impl Default for LossConfig {
             forced: false,
             lambda_f: 1e-3,
             source_memory: 0.0,
+            fourier: 0,
         }
     }
 }
@@ -112,7 +124,7 @@ impl Units {
 pub struct Batch {
     data_in: Tensor,
     data_u: Tensor,
-    colloc_in: Tensor,
+    colloc: Encoded,
     /// (N, SOURCE_BINS): each collocation point's source weight `w(t)` in its bin's column.
     colloc_src: Option<Tensor>,
     bc_left: Tensor,
@@ -242,8 +254,8 @@ pub fn source_bin(x: f32) -> usize {
 }
 
 impl Batch {
-    /// The points as candle tensors of `dtype`.
-    pub fn new(pts: &Points, dtype: DType) -> Result<Self> {
+    /// The points as candle tensors of `dtype`, encoded by the network's input map `map`.
+    pub fn new(pts: &Points, map: InputMap, dtype: DType) -> Result<Self> {
         let n_b = pts.bc_t.len();
         let colloc_src = if pts.colloc_w.is_empty() {
             None
@@ -256,13 +268,13 @@ impl Batch {
             Some(Tensor::from_vec(m, (n, SOURCE_BINS), &Device::Cpu)?.to_dtype(dtype)?)
         };
         Ok(Batch {
-            data_in: inputs(&pts.data_t, &pts.data_x, dtype)?,
+            data_in: map.inputs(&pts.data_t, &pts.data_x, dtype)?,
             data_u: column(pts.data_u.clone(), dtype)?,
-            colloc_in: inputs(&pts.colloc_t, &pts.colloc_x, dtype)?,
+            colloc: map.encode_batch(&pts.colloc_t, &pts.colloc_x, dtype)?,
             colloc_src,
-            bc_left: inputs(&pts.bc_t, &vec![0.0; n_b], dtype)?,
-            bc_right: inputs(&pts.bc_t, &vec![1.0; n_b], dtype)?,
-            ic_in: inputs(&pts.ic_t, &pts.ic_x, dtype)?,
+            bc_left: map.inputs(&pts.bc_t, &vec![0.0; n_b], dtype)?,
+            bc_right: map.inputs(&pts.bc_t, &vec![1.0; n_b], dtype)?,
+            ic_in: map.inputs(&pts.ic_t, &pts.ic_x, dtype)?,
             ic_u: column(pts.ic_u.clone(), dtype)?,
         })
     }
@@ -277,7 +289,8 @@ pub fn sample_batch(
     dtype: DType,
     rng: &mut fastrand::Rng,
 ) -> Result<Batch> {
-    Batch::new(&sample_points(series, units, horizon, cfg, rng), dtype)
+    let pts = sample_points(series, units, horizon, cfg, rng);
+    Batch::new(&pts, cfg.input_map(), dtype)
 }
 
 fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -316,7 +329,7 @@ pub fn loss_forced(
     source: Option<&Tensor>,
 ) -> Result<(Tensor, LossTerms)> {
     let data = mse(&mlp.forward(&batch.data_in)?, &batch.data_u)?;
-    let tg = mlp.forward_tangents(&batch.colloc_in)?;
+    let tg = mlp.forward_tangents(&batch.colloc)?;
     let velocity = tg.u.broadcast_mul(b)?.broadcast_add(a)?;
     let mut residual = ((tg.u_t + (&velocity * &tg.u_x)?)? - (tg.u_xx * cfg.nu)?)?;
     let mut src_term = None;
@@ -366,8 +379,8 @@ mod tests {
 
     #[test]
     fn loss_terms_are_finite_and_weighted() {
-        let vars = init_vars(1, DType::F32).unwrap();
-        let mlp = Mlp::from_vars(&vars);
+        let vars = init_vars(1, InputMap::default(), DType::F32).unwrap();
+        let mlp = Mlp::from_vars(&vars, InputMap::default());
         let series = HeatSeries {
             t0: 100,
             rows: (0..10)

@@ -2,11 +2,13 @@
 //! pass also carries the tangents `u_t`, `u_x`, `u_xx` as ordinary tensor ops (forward-mode
 //! differentiation), so one `backward()` of a loss built from them gives every parameter's
 //! gradient. Inputs are in model units: `t ∈ [0, 1]` over the model's time span and `x ∈ [0, 1]`
-//! around the slot ring; they are normalised to `[-1, 1]` inside.
+//! around the slot ring; the first layer reads them through an [`InputMap`] (normalised to
+//! `[-1, 1]`, or `t` and Fourier features of `x`).
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 
 use crate::error::Result;
+use crate::fourier::{Encoded, InputMap};
 
 /// Width of every hidden layer.
 pub const HIDDEN: usize = 64;
@@ -103,28 +105,29 @@ pub struct Tangents {
     pub u_xx: Tensor,
 }
 
-/// The MLP's weights: `w[l]` is (in, out), `b[l]` is (out). Layer 0 is 2→64, layers
-/// 1..=3 are residual 64→64, the last is 64→1.
+/// The MLP's weights: `w[l]` is (in, out), `b[l]` is (out). Layer 0 is (input width)→64,
+/// layers 1..=3 are residual 64→64, the last is 64→1.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     w: Vec<Tensor>,
     b: Vec<Tensor>,
+    map: InputMap,
 }
 
-/// Shapes (in, out) of every layer.
-pub(crate) fn layer_shapes() -> Vec<(usize, usize)> {
-    let mut s = vec![(2, HIDDEN)];
+/// Shapes (in, out) of every layer of a network with input map `map`.
+pub(crate) fn layer_shapes(map: InputMap) -> Vec<(usize, usize)> {
+    let mut s = vec![(map.width(), HIDDEN)];
     s.extend(std::iter::repeat_n((HIDDEN, HIDDEN), RESIDUAL_LAYERS));
     s.push((HIDDEN, 1));
     s
 }
 
 /// Fresh trainable parameters (Glorot-uniform weights, zero biases), in the order
-/// `w0, b0, w1, b1, …`.
-pub fn init_vars(seed: u64, dtype: DType) -> Result<Vec<Var>> {
+/// `w0, b0, w1, b1, …`, for a network with input map `map`.
+pub fn init_vars(seed: u64, map: InputMap, dtype: DType) -> Result<Vec<Var>> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut vars = Vec::new();
-    for (i, (fan_in, fan_out)) in layer_shapes().into_iter().enumerate() {
+    for (i, (fan_in, fan_out)) in layer_shapes(map).into_iter().enumerate() {
         let mut limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
         if i > 0 && fan_out == HIDDEN {
             // Residual branches start small so the stack begins close to the identity.
@@ -150,19 +153,10 @@ pub fn shift_time(vars: &[Var], delta: f64) -> Result<()> {
     Ok(())
 }
 
-/// Builds the (N, 2) normalised input from model-unit coordinates.
-pub fn inputs(t: &[f32], x: &[f32], dtype: DType) -> Result<Tensor> {
-    let mut v = Vec::with_capacity(t.len() * 2);
-    for (&t, &x) in t.iter().zip(x) {
-        v.push(2.0 * t - 1.0);
-        v.push(2.0 * x - 1.0);
-    }
-    Ok(Tensor::from_vec(v, (t.len(), 2), &Device::Cpu)?.to_dtype(dtype)?)
-}
-
 impl Mlp {
-    /// A view of trainable parameters (shares their storage: it follows the optimiser).
-    pub fn from_vars(vars: &[Var]) -> Self {
+    /// A view of trainable parameters (shares their storage: it follows the optimiser) of a
+    /// network with input map `map`.
+    pub fn from_vars(vars: &[Var], map: InputMap) -> Self {
         let w = vars
             .iter()
             .step_by(2)
@@ -174,16 +168,21 @@ impl Mlp {
             .step_by(2)
             .map(|v| v.as_tensor().clone())
             .collect();
-        Self { w, b }
+        Self { w, b, map }
     }
 
     /// An MLP from its weight and bias tensors, layer by layer.
-    pub(crate) fn from_parts(w: Vec<Tensor>, b: Vec<Tensor>) -> Self {
-        Self { w, b }
+    pub(crate) fn from_parts(w: Vec<Tensor>, b: Vec<Tensor>, map: InputMap) -> Self {
+        Self { w, b, map }
+    }
+
+    /// The input map its first layer reads.
+    pub fn input_map(&self) -> InputMap {
+        self.map
     }
 
     /// A deep copy, detached from the parameters (what the serving side holds).
-    pub fn snapshot(vars: &[Var]) -> Result<Self> {
+    pub fn snapshot(vars: &[Var], map: InputMap) -> Result<Self> {
         let copy = |v: &Var| -> Result<Tensor> { Ok(v.as_tensor().detach().copy()?) };
         let w = vars.iter().step_by(2).map(copy).collect::<Result<_>>()?;
         let b = vars
@@ -192,7 +191,7 @@ impl Mlp {
             .step_by(2)
             .map(copy)
             .collect::<Result<_>>()?;
-        Ok(Self { w, b })
+        Ok(Self { w, b, map })
     }
 
     /// Number of scalar parameters.
@@ -204,7 +203,7 @@ impl Mlp {
         Ok(a.matmul(&self.w[l])?.broadcast_add(&self.b[l])?)
     }
 
-    /// `u` at the normalised inputs `inp` (N, 2), shape (N, 1).
+    /// `u` at the input rows `inp` (N, input width; see [`InputMap::inputs`]), shape (N, 1).
     pub fn forward(&self, inp: &Tensor) -> Result<Tensor> {
         let mut h = tanh(&self.affine(0, inp)?)?;
         for l in 1..=RESIDUAL_LAYERS {
@@ -213,19 +212,23 @@ impl Mlp {
         self.affine(RESIDUAL_LAYERS + 1, &h)
     }
 
-    /// `u` and its derivatives `u_t`, `u_x`, `u_xx` (model units) at the normalised inputs.
-    pub fn forward_tangents(&self, inp: &Tensor) -> Result<Tangents> {
-        // First layer: the tangent seeds are the constant rows d(2t−1)/dt = 2 and
-        // d(2x−1)/dx = 2, so z_t and z_x are rows of W0 broadcast over the batch, z_xx = 0.
-        let z = self.affine(0, inp)?;
-        let z_t = (self.w[0].narrow(0, 0, 1)? * 2.0)?;
-        let z_x = (self.w[0].narrow(0, 1, 1)? * 2.0)?;
+    /// `u` and its derivatives `u_t`, `u_x`, `u_xx` (model units) at encoded input rows
+    /// (see [`InputMap::encode_batch`]).
+    pub fn forward_tangents(&self, enc: &Encoded) -> Result<Tangents> {
+        // First layer: the tangent seeds are the input rows' own derivatives, so
+        // z_t = x_t·W0, z_x = x_x·W0, z_xx = x_xx·W0 (0 for the plain map, whose x_x is
+        // constant; not for Fourier features).
+        let w0 = &self.w[0];
+        let z = self.affine(0, &enc.value)?;
+        let z_t = enc.dt.matmul(w0)?;
+        let z_x = enc.dx.matmul(w0)?;
+        let z_xx = enc.dxx.matmul(w0)?;
         let h = tanh(&z)?;
         let d1 = (1.0 - h.sqr()?)?;
         let d2 = ((&h * &d1)? * -2.0)?;
-        let mut h_t = d1.broadcast_mul(&z_t)?;
-        let mut h_x = d1.broadcast_mul(&z_x)?;
-        let mut h_xx = d2.broadcast_mul(&z_x.sqr()?)?;
+        let mut h_t = (&d1 * z_t)?;
+        let mut h_x = (&d1 * &z_x)?;
+        let mut h_xx = ((d2 * z_x.sqr()?)? + (d1 * z_xx)?)?;
         let mut h = h;
         for l in 1..=RESIDUAL_LAYERS {
             let w = &self.w[l];
@@ -259,7 +262,7 @@ impl Mlp {
             .map(|b| (b as f32 + 0.5) / buckets as f32)
             .collect();
         let dtype = self.w[0].dtype();
-        let u = self.forward(&inputs(&ts, &xs, dtype)?)?;
+        let u = self.forward(&self.map.inputs(&ts, &xs, dtype)?)?;
         Ok(u.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
     }
 }
@@ -290,7 +293,14 @@ mod tests {
 
     #[test]
     fn tangents_match_finite_differences() {
-        let vars = init_vars(7, DType::F64).unwrap();
+        // The plain input map and Fourier features (whose x-tangents are not constant).
+        for map in [InputMap::new(0), InputMap::new(4)] {
+            tangents_match_finite_differences_for(map);
+        }
+    }
+
+    fn tangents_match_finite_differences_for(map: InputMap) {
+        let vars = init_vars(7, map, DType::F64).unwrap();
         // Perturb the biases so the check is not at a symmetric point.
         for (i, v) in vars.iter().enumerate().skip(1).step_by(2) {
             let n = v.as_tensor().elem_count();
@@ -300,21 +310,31 @@ mod tests {
             v.set(&Tensor::from_vec(b, n, &Device::Cpu).unwrap())
                 .unwrap();
         }
-        let mlp = Mlp::from_vars(&vars);
+        let mlp = Mlp::from_vars(&vars, map);
         let pts = [(0.3f64, 0.7f64), (0.9, 0.1), (0.5, 0.5)];
+        // The input rows in f64 (the map's own encoder is f32, too coarse for differences).
+        let row = |t: f64, x: f64| -> Vec<f64> {
+            let mut r = vec![2.0 * t - 1.0];
+            if map.fourier == 0 {
+                r.push(2.0 * x - 1.0);
+            }
+            for k in 1..=map.fourier {
+                let a = std::f64::consts::TAU * k as f64 * x;
+                r.extend([a.sin(), a.cos()]);
+            }
+            r
+        };
+        let d = map.width();
         let at = |t: f64, x: f64| -> f64 {
-            let inp =
-                Tensor::from_vec(vec![2.0 * t - 1.0, 2.0 * x - 1.0], (1, 2), &Device::Cpu).unwrap();
+            let inp = Tensor::from_vec(row(t, x), (1, d), &Device::Cpu).unwrap();
             scalar(&mlp.forward(&inp).unwrap(), 0)
         };
-        let (ts, xs): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
-        let inp_v: Vec<f64> = ts
-            .iter()
-            .zip(&xs)
-            .flat_map(|(t, x)| [2.0 * t - 1.0, 2.0 * x - 1.0])
-            .collect();
-        let inp = Tensor::from_vec(inp_v, (pts.len(), 2), &Device::Cpu).unwrap();
-        let tg = mlp.forward_tangents(&inp).unwrap();
+        let (ts, xs): (Vec<f32>, Vec<f32>) = pts.iter().map(|&(t, x)| (t as f32, x as f32)).unzip();
+        let mut enc = map.encode_batch(&ts, &xs, DType::F64).unwrap();
+        // Exact f64 values, so the value check below can be tight.
+        let rows: Vec<f64> = pts.iter().flat_map(|&(t, x)| row(t, x)).collect();
+        enc.value = Tensor::from_vec(rows, (pts.len(), d), &Device::Cpu).unwrap();
+        let tg = mlp.forward_tangents(&enc).unwrap();
         let h = 1e-4;
         for (i, &(t, x)) in pts.iter().enumerate() {
             let u0 = at(t, x);
@@ -322,20 +342,21 @@ mod tests {
             let ut = (at(t + h, x) - at(t - h, x)) / (2.0 * h);
             let ux = (at(t, x + h) - at(t, x - h)) / (2.0 * h);
             let uxx = (at(t, x + h) - 2.0 * u0 + at(t, x - h)) / (h * h);
+            // The seeds' f32 rounding (~1e-7 relative) bounds the agreement of u_x and u_xx.
             let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * (1.0 + b.abs());
             assert!(
                 close(scalar(&tg.u_t, i), ut, 1e-6),
-                "u_t {} vs {ut}",
+                "{map:?} u_t {} vs {ut}",
                 scalar(&tg.u_t, i)
             );
             assert!(
-                close(scalar(&tg.u_x, i), ux, 1e-6),
-                "u_x {} vs {ux}",
+                close(scalar(&tg.u_x, i), ux, 1e-5),
+                "{map:?} u_x {} vs {ux}",
                 scalar(&tg.u_x, i)
             );
             assert!(
                 close(scalar(&tg.u_xx, i), uxx, 1e-4),
-                "u_xx {} vs {uxx}",
+                "{map:?} u_xx {} vs {uxx}",
                 scalar(&tg.u_xx, i)
             );
             assert!(
@@ -347,9 +368,12 @@ mod tests {
 
     #[test]
     fn parameter_gradients_flow_through_the_tangents() {
-        let vars = init_vars(3, DType::F64).unwrap();
-        let mlp = Mlp::from_vars(&vars);
-        let inp = inputs(&[0.2, 0.6], &[0.4, 0.8], DType::F64).unwrap();
+        let map = InputMap::new(2);
+        let vars = init_vars(3, map, DType::F64).unwrap();
+        let mlp = Mlp::from_vars(&vars, map);
+        let inp = map
+            .encode_batch(&[0.2, 0.6], &[0.4, 0.8], DType::F64)
+            .unwrap();
         let loss = mlp
             .forward_tangents(&inp)
             .unwrap()
@@ -366,7 +390,7 @@ mod tests {
         let eval = |delta: f64| -> f64 {
             let mut b: Vec<f64> = vars[1].as_tensor().to_vec1().unwrap();
             b[j] += delta;
-            let mut w = Mlp::from_vars(&vars);
+            let mut w = Mlp::from_vars(&vars, map);
             w.b[0] = Tensor::from_vec(b, HIDDEN, &Device::Cpu).unwrap();
             scalar(
                 &w.forward_tangents(&inp)
@@ -389,14 +413,15 @@ mod tests {
 
     #[test]
     fn shift_time_preserves_the_function() {
-        let vars = init_vars(11, DType::F64).unwrap();
-        let before = Mlp::from_vars(&vars).row(0.5, 8).unwrap();
+        let map = InputMap::default();
+        let vars = init_vars(11, map, DType::F64).unwrap();
+        let before = Mlp::from_vars(&vars, map).row(0.5, 8).unwrap();
         shift_time(&vars, 0.25).unwrap();
-        let after = Mlp::from_vars(&vars).row(0.25, 8).unwrap();
+        let after = Mlp::from_vars(&vars, map).row(0.25, 8).unwrap();
         for (a, b) in before.iter().zip(&after) {
             assert!((a - b).abs() < 1e-6);
         }
-        let snap = Mlp::snapshot(&vars).unwrap();
+        let snap = Mlp::snapshot(&vars, map).unwrap();
         assert_eq!(
             snap.parameter_count(),
             2 * 64 + 64 + 3 * (64 * 64 + 64) + 64 + 1

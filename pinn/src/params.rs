@@ -4,41 +4,80 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{PinnError, Result};
+use crate::fourier::InputMap;
 use crate::model::{init_vars, layer_shapes, Mlp, HIDDEN, RESIDUAL_LAYERS};
 
 pub(crate) const H: usize = HIDDEN;
-/// Offset of `w0` (2×H) in the flat parameters.
-pub(crate) const W0: usize = 0;
-/// Offset of `b0`.
-pub(crate) const B0: usize = W0 + 2 * H;
-
-/// Offset of `w_l` (H×H) for a residual layer `l` in `1..=RESIDUAL_LAYERS`.
-pub(crate) const fn w_res(l: usize) -> usize {
-    B0 + H + (l - 1) * (H * H + H)
-}
-
-/// Offset of `b_l` for a residual layer.
-pub(crate) const fn b_res(l: usize) -> usize {
-    w_res(l) + H * H
-}
-
-/// Offset of the output weights (H×1).
-pub(crate) const W_OUT: usize = w_res(RESIDUAL_LAYERS + 1);
-/// Offset of the output bias.
-pub(crate) const B_OUT: usize = W_OUT + H;
-/// Number of parameters of the MLP.
-pub const PARAMS: usize = B_OUT + 1;
-/// Offset of the PDE's velocity units `(a, b)` after the MLP's parameters (see [`Params`]).
-pub const VELOCITY: usize = PARAMS;
 /// Bins of the learned source `s(x)` of the forced residual (piecewise constant around the
 /// ring; 64 = the default bucket count, so one bin per bucket there).
 pub const SOURCE_BINS: usize = 64;
-/// Offset of the source bins after the velocity units (see [`Params`]).
-pub const SOURCE: usize = VELOCITY + 2;
-/// Number of trained values: the MLP's parameters, the two velocity units and the source bins.
-pub const TRAINABLE: usize = SOURCE + SOURCE_BINS;
 /// The velocity units `(a, b)` a fresh model starts from: Burgers' on `u` itself.
 pub const UNIT_VELOCITY: [f32; 2] = [0.0, 1.0];
+
+/// Offsets into [`Params::values`] for a network whose first layer reads `d` inputs (see
+/// [`InputMap::width`]): `w0` (d×H), `b0`, the residual layers, the output layer, then the
+/// velocity units and the source bins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    d: usize,
+}
+
+impl Layout {
+    /// The layout of a network with input map `map`.
+    pub const fn new(map: InputMap) -> Self {
+        Self { d: map.width() }
+    }
+
+    /// Offset of `w0` (d×H).
+    pub const fn w0(self) -> usize {
+        0
+    }
+
+    /// Offset of `b0`.
+    pub const fn b0(self) -> usize {
+        self.d * H
+    }
+
+    /// Offset of `w_l` (H×H) for a residual layer `l` in `1..=RESIDUAL_LAYERS`.
+    pub const fn w_res(self, l: usize) -> usize {
+        self.b0() + H + (l - 1) * (H * H + H)
+    }
+
+    /// Offset of `b_l` for a residual layer.
+    pub const fn b_res(self, l: usize) -> usize {
+        self.w_res(l) + H * H
+    }
+
+    /// Offset of the output weights (H×1).
+    pub const fn w_out(self) -> usize {
+        self.w_res(RESIDUAL_LAYERS + 1)
+    }
+
+    /// Offset of the output bias.
+    pub const fn b_out(self) -> usize {
+        self.w_out() + H
+    }
+
+    /// Number of parameters of the MLP.
+    pub const fn params(self) -> usize {
+        self.b_out() + 1
+    }
+
+    /// Offset of the PDE's velocity units `(a, b)` after the MLP's parameters.
+    pub const fn velocity(self) -> usize {
+        self.params()
+    }
+
+    /// Offset of the source bins after the velocity units.
+    pub const fn source(self) -> usize {
+        self.velocity() + 2
+    }
+
+    /// Number of trained values: the MLP's parameters, the velocity units and the source bins.
+    pub const fn trainable(self) -> usize {
+        self.source() + SOURCE_BINS
+    }
+}
 
 /// The MLP's parameters as one flat vector, in the order `w0, b0, w1, b1, …` with every `w`
 /// row-major (in, out), as in [`crate::model::Mlp`], followed by the velocity units `(a, b)`:
@@ -50,39 +89,48 @@ pub const UNIT_VELOCITY: [f32; 2] = [0.0, 1.0];
 /// and untrained unless [`crate::loss::LossConfig::forced`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
-    /// The values ([`TRAINABLE`] of them).
+    /// The values ([`Layout::trainable`] of them).
     pub values: Vec<f32>,
+    /// The network's input map (decides the first layer's width, so the layout).
+    pub map: InputMap,
 }
 
 impl Params {
-    /// The same initial weights as [`init_vars`] with `seed`.
-    pub fn init(seed: u64) -> Result<Self> {
-        Self::from_vars(&init_vars(seed, DType::F32)?)
+    /// The same initial weights as [`init_vars`] with `seed`, for input map `map`.
+    pub fn init(seed: u64, map: InputMap) -> Result<Self> {
+        Self::from_vars(&init_vars(seed, map, DType::F32)?, map)
     }
 
-    /// Copies candle parameters (in `init_vars` order, any float dtype).
-    pub fn from_vars(vars: &[Var]) -> Result<Self> {
-        let mut values = Vec::with_capacity(PARAMS);
+    /// Copies candle parameters (in `init_vars` order, any float dtype) of a network with
+    /// input map `map`.
+    pub fn from_vars(vars: &[Var], map: InputMap) -> Result<Self> {
+        let n = Layout::new(map).params();
+        let mut values = Vec::with_capacity(n);
         for v in vars {
             let t = v.as_tensor().flatten_all()?.to_dtype(DType::F32)?;
             values.extend(t.to_vec1::<f32>()?);
         }
-        if values.len() != PARAMS {
+        if values.len() != n {
             return Err(PinnError::Config(format!(
-                "expected {PARAMS} parameters, got {}",
+                "expected {n} parameters, got {}",
                 values.len()
             )));
         }
         values.extend(UNIT_VELOCITY);
         values.extend([0.0; SOURCE_BINS]);
-        Ok(Self { values })
+        Ok(Self { values, map })
+    }
+
+    /// Where each block sits in `values`.
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.map)
     }
 
     /// The parameters as candle tensors of `dtype`, in `init_vars` order.
     pub fn to_tensors(&self, dtype: DType) -> Result<Vec<Tensor>> {
         let mut out = Vec::new();
         let mut at = 0;
-        for (fan_in, fan_out) in layer_shapes() {
+        for (fan_in, fan_out) in layer_shapes(self.map) {
             let w = &self.values[at..at + fan_in * fan_out];
             at += fan_in * fan_out;
             let b = &self.values[at..at + fan_out];
@@ -98,14 +146,15 @@ impl Params {
         let t = self.to_tensors(DType::F32)?;
         let w = t.iter().step_by(2).cloned().collect();
         let b = t.iter().skip(1).step_by(2).cloned().collect();
-        Ok(Mlp::from_parts(w, b))
+        Ok(Mlp::from_parts(w, b, self.map))
     }
 
     /// Moves the time origin later by `delta` model units without changing the function in
-    /// absolute time (see [`crate::model::shift_time`]): the input is `2t − 1`, so the first
-    /// bias absorbs `2·delta·w0[t]`.
+    /// absolute time (see [`crate::model::shift_time`]): the first input is `2t − 1` in every
+    /// input map, so the first bias absorbs `2·delta·w0[t]`.
     pub fn shift_time(&mut self, delta: f64) {
-        let (w, b) = self.values.split_at_mut(B0);
+        let b0 = self.layout().b0();
+        let (w, b) = self.values.split_at_mut(b0);
         for (b, &w) in b[..H].iter_mut().zip(&w[..H]) {
             *b += (2.0 * delta) as f32 * w;
         }
@@ -115,25 +164,28 @@ impl Params {
     /// divided by it and the source (`u` per time) multiplied, so the PDE the weights satisfy
     /// is unchanged.
     pub fn scale_output(&mut self, factor: f32) {
-        for v in &mut self.values[W_OUT..PARAMS] {
+        let l = self.layout();
+        for v in &mut self.values[l.w_out()..l.params()] {
             *v *= factor;
         }
         if factor != 0.0 {
-            self.values[VELOCITY + 1] /= factor;
+            self.values[l.velocity() + 1] /= factor;
         }
-        for s in &mut self.values[SOURCE..] {
+        for s in &mut self.values[l.source()..] {
             *s *= factor;
         }
     }
 
     /// The forced residual's source bins `s(x)`.
     pub fn source(&self) -> &[f32] {
-        &self.values[SOURCE..SOURCE + SOURCE_BINS]
+        let at = self.layout().source();
+        &self.values[at..at + SOURCE_BINS]
     }
 
     /// The velocity units `(a, b)`.
     pub fn velocity(&self) -> [f32; 2] {
-        [self.values[VELOCITY], self.values[VELOCITY + 1]]
+        let at = self.layout().velocity();
+        [self.values[at], self.values[at + 1]]
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 use crate::error::{PinnError, Result};
-use crate::fused::{loss_and_grad, Adam, Params, Workspace, SOURCE, TRAINABLE, VELOCITY};
+use crate::fused::{loss_and_grad, Adam, Params, Workspace};
 use crate::loss::{sample_points, LossConfig, LossTerms, Units};
 use crate::model::Mlp;
 use crate::params::UNIT_VELOCITY;
@@ -158,8 +158,8 @@ impl TrainState {
                 "t_span > 0, steps_per_round > 0 and min_rows ≥ 2 are required".into(),
             ));
         }
-        let params = Params::init(cfg.seed)?;
-        let opt = Adam::new(TRAINABLE, cfg.lr);
+        let params = Params::init(cfg.seed, cfg.loss.input_map())?;
+        let opt = Adam::new(params.layout().trainable(), cfg.lr);
         let rng = fastrand::Rng::with_seed(cfg.seed);
         Ok(Self {
             cfg,
@@ -181,14 +181,21 @@ impl TrainState {
     }
 
     /// Replaces the configuration between rounds (loss weights, ν, steps, interval, horizon,
-    /// learning rate); the weights and the optimiser's moments are kept.
+    /// learning rate); the weights and the optimiser's moments are kept, except when the
+    /// input map (`loss.fourier`) changes the network's shape: then training starts afresh.
     pub fn set_config(&mut self, cfg: TrainConfig) -> Result<()> {
         if cfg.t_span != self.cfg.t_span || cfg.steps_per_round == 0 || cfg.min_rows < 2 {
             return Err(PinnError::Config(
                 "t_span cannot change; steps_per_round > 0 and min_rows ≥ 2 are required".into(),
             ));
         }
-        if cfg.lr != self.cfg.lr {
+        if cfg.loss.input_map() != self.params.map {
+            self.params = Params::init(cfg.seed, cfg.loss.input_map())?;
+            self.opt = Adam::new(self.params.layout().trainable(), cfg.lr);
+            self.units = None;
+            self.last_loss = None;
+            self.total_steps = 0;
+        } else if cfg.lr != self.cfg.lr {
             self.opt.set_learning_rate(cfg.lr);
         }
         self.cfg = cfg;
@@ -211,12 +218,13 @@ impl TrainState {
                 .shift_time((new.origin as f64 - old.origin as f64) / self.cfg.t_span);
             self.params.scale_output(old.u_scale / new.u_scale);
         }
+        let lay = self.params.layout();
         if !self.cfg.learn_velocity {
             // Burgers' on `u` itself, in this window's units.
-            self.params.values[VELOCITY..VELOCITY + 2].copy_from_slice(&UNIT_VELOCITY);
+            self.params.values[lay.velocity()..lay.velocity() + 2].copy_from_slice(&UNIT_VELOCITY);
         }
         if !self.cfg.loss.forced {
-            self.params.values[SOURCE..].fill(0.0);
+            self.params.values[lay.source()..].fill(0.0);
         }
         self.units = Some(new);
         Ok(new)
@@ -241,6 +249,10 @@ impl TrainState {
         let tail = (steps / 10).max(1);
         let (mut first_loss, mut acc, mut acc_n) = (f32::NAN, LossTerms::default(), 0.0f32);
         let mut failure = None;
+        let (vel, src) = (
+            self.params.layout().velocity(),
+            self.params.layout().source(),
+        );
         for step in 0..steps {
             let pts = sample_points(
                 series,
@@ -264,10 +276,10 @@ impl TrainState {
                 first_loss = terms.total;
             }
             if !self.cfg.learn_velocity {
-                self.grad[VELOCITY..VELOCITY + 2].fill(0.0);
+                self.grad[vel..vel + 2].fill(0.0);
             }
             if !self.cfg.loss.forced {
-                self.grad[SOURCE..].fill(0.0);
+                self.grad[src..].fill(0.0);
             }
             if step + tail >= steps {
                 acc.data += terms.data;
@@ -283,13 +295,13 @@ impl TrainState {
             self.opt.step(&mut self.params.values, &self.grad);
             let k = self.cfg.velocity_lr_scale;
             if k != 1.0 {
-                for (v, b) in self.params.values[VELOCITY..].iter_mut().zip(before) {
+                for (v, b) in self.params.values[vel..].iter_mut().zip(before) {
                     *v = b + k * (*v - b);
                 }
             }
             let k = self.cfg.source_lr_scale;
             if k != 1.0 && self.cfg.loss.forced {
-                for (v, b) in self.params.values[SOURCE..].iter_mut().zip(before_src) {
+                for (v, b) in self.params.values[src..].iter_mut().zip(before_src) {
                     *v = b + k * (*v - b);
                 }
             }
@@ -320,7 +332,7 @@ impl TrainState {
             self.params = backup;
             self.units = backup_units;
             // The moments saw the diverging steps; start them afresh.
-            self.opt = Adam::new(TRAINABLE, self.cfg.lr);
+            self.opt = Adam::new(self.params.layout().trainable(), self.cfg.lr);
         }
         let report = RoundReport {
             round: self.rounds,
