@@ -103,6 +103,9 @@ pub struct Client {
     pub rerun_deadline: Option<Option<tokio::time::Instant>>,
     /// The command's reply went out as push frames (SUBSCRIBE): send nothing else.
     pub reply_pushed: bool,
+    /// Shards (bit per index) whose read barrier passed since the connection last read its
+    /// socket: only then may a read be served from the local copy as the shard's leader.
+    read_barriers: u128,
 }
 
 /// The part of a client other connections read (CLIENT LIST) or signal (CLIENT KILL).
@@ -268,6 +271,23 @@ impl ClientHandle {
 }
 
 impl Client {
+    /// True if a read barrier of `shard` passed since the last socket read.
+    pub fn read_barrier_passed(&self, shard: usize) -> bool {
+        shard < 128 && self.read_barriers & (1 << shard) != 0
+    }
+
+    /// Records that a read barrier of `shard` passed.
+    pub fn pass_read_barrier(&mut self, shard: usize) {
+        if shard < 128 {
+            self.read_barriers |= 1 << shard;
+        }
+    }
+
+    /// Requests read from the socket from now on need new read barriers.
+    pub fn new_input(&mut self) {
+        self.read_barriers = 0;
+    }
+
     /// Runs this connection as ACL user `name` from now on.
     pub fn set_user(&mut self, name: Bytes) {
         *self.handle.user.lock() = name.clone();
@@ -305,6 +325,7 @@ impl Client {
             blocked: None,
             rerun_deadline: None,
             reply_pushed: false,
+            read_barriers: 0,
         }
     }
 

@@ -211,7 +211,9 @@ fn cluster_refusal(
     };
     ctx.client.shard = shard;
     let sh = repl.shard(shard);
-    if sh.is_leader() {
+    // A read is served as leader only once its barrier passed (the connection runs it first).
+    // A view that turned to leader after that check sends the client on as a follower would.
+    if sh.is_leader() && !unverified_read(ctx, cmd, shard) {
         return None;
     }
     let refusal = match slot {
@@ -269,6 +271,9 @@ fn migration_route(
     let tryagain = || Reply::error(route::Route::TryAgain.error().unwrap_or_default());
     // ASKING first: a node leading both ends (after elections) must not ASK itself again.
     if to.is_leader() && (asking || cmd.spec.has_flag("asking")) {
+        if unverified_read(ctx, cmd, m.to) {
+            return Some(Some(tryagain()));
+        }
         if keys.len() > 1 && present(m.to) < keys.len() {
             return Some(Some(tryagain()));
         }
@@ -276,6 +281,9 @@ fn migration_route(
         return Some(None);
     }
     if from.is_leader() {
+        if unverified_read(ctx, cmd, m.from) {
+            return Some(Some(tryagain()));
+        }
         let here = present(m.from);
         if here > 0 && here < keys.len() {
             return Some(Some(tryagain()));
@@ -304,6 +312,16 @@ fn migration_route(
         return Some(Some(Reply::error(ask)));
     }
     None
+}
+
+/// True for a read to run now on `shard` whose read barrier this connection has not passed:
+/// the local copy may lag a leader that was just elected, so it must not be served as the
+/// leader's.
+fn unverified_read(ctx: &Ctx<'_>, cmd: &Entry, shard: usize) -> bool {
+    cmd.spec.has_flag("readonly")
+        && !cmd.spec.has_flag("write")
+        && ctx.client.multi.is_none()
+        && !ctx.client.read_barrier_passed(shard)
 }
 
 /// Every key a transaction queued, and whether it queued a write.

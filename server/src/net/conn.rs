@@ -68,7 +68,6 @@ pub async fn run<S: ClientStream>(
     // Pub/sub frames published to this client (and confirmations not yet written).
     let mut outbox: Option<Arc<crate::pubsub::Outbox>> = None;
     let mut last_active = Instant::now();
-    let mut read_state = replicated::ReadState::default();
     // A blocked request to run again, and its wake-up registration.
     let mut held: Option<Vec<Bytes>> = None;
     let mut registration: Option<crate::command::blocking::Registration> = None;
@@ -123,7 +122,7 @@ pub async fn run<S: ClientStream>(
         last_active = Instant::now();
         client.handle.touch();
         // Requests read from now on need a new read barrier.
-        read_state.new_input();
+        client.new_input();
         // Replies produced for an unauthenticated client since this read (none sent yet).
         let mut unauth_out = 0usize;
         // CONFIG SET proto-max-bulk-len applies from the next bulk header on.
@@ -147,7 +146,6 @@ pub async fn run<S: ClientStream>(
                     &mut buf,
                     &mut out,
                     &mut unauth_out,
-                    &mut read_state,
                     &mut held,
                 )
                 .await

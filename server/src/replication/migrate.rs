@@ -88,6 +88,11 @@ impl Replication {
             && self.migrations.copying.lock().contains(&slot)
     }
 
+    /// The shard `slot` is being migrated to, if it is moving.
+    pub fn migration_target(&self, slot: u16) -> Option<usize> {
+        self.meta_state().migration_of(slot).map(|m| m.to)
+    }
+
     /// True if a request naming `keys` (`None`: unknown, e.g. `EXEC`) must wait for the copy
     /// of `slot`, which a driver on this node runs. It need not when it names keys and none
     /// exists at the source: they are not in the copy, so it is answered now as before the

@@ -175,7 +175,7 @@ impl Shard {
     }
 
     /// Re-reads leadership and the redirect target from the group.
-    pub(super) fn refresh(&self) {
+    pub fn refresh(&self) {
         let leader = self.group().leader();
         let is_leader = leader == Some(self.me) && self.group().is_leader();
         if !is_leader {

@@ -14,30 +14,6 @@ use crate::storage::shard_ctl;
 use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{Protocol, Reply, RequestDecoder};
 
-/// Per-connection state that outlives one batch.
-#[derive(Default)]
-pub(super) struct ReadState {
-    /// Shards (bit per index) whose read barrier completed since the last socket read.
-    barriers_done: u128,
-}
-
-impl ReadState {
-    /// Requests read from now on need new read barriers.
-    pub(super) fn new_input(&mut self) {
-        self.barriers_done = 0;
-    }
-
-    fn done(&self, shard: usize) -> bool {
-        shard < 128 && self.barriers_done & (1 << shard) != 0
-    }
-
-    fn set_done(&mut self, shard: usize) {
-        if shard < 128 {
-            self.barriers_done |= 1 << shard;
-        }
-    }
-}
-
 /// A command's writes waiting for their proposal.
 struct Queued {
     /// One write, or an EXEC's several.
@@ -66,7 +42,6 @@ pub(super) async fn run_batch(
     buf: &mut BytesMut,
     out: &mut BytesMut,
     unauth_out: &mut usize,
-    rs: &mut ReadState,
     held: &mut Option<Vec<Bytes>>,
 ) -> After {
     let mut queue: Vec<Queued> = Vec::new();
@@ -106,9 +81,18 @@ pub(super) async fn run_batch(
             Some(s) => repl.shard_of(s),
             None => repl.home_shard(),
         };
-        if kind == Kind::Read && !rs.done(shard) && repl.shard(shard).is_leader() {
-            match repl.shard(shard).read_barrier().await {
-                Ok(()) => rs.set_done(shard),
+        let sh = repl.shard(shard);
+        if slot.is_some() && !sh.is_leader() && (kind == Kind::Write || !client.readonly) {
+            // The cached view is up to 20 ms old (`watch`). Across a leader change two nodes
+            // that each still pointed at the other sent clients back and forth, and redis-rs's
+            // sync cluster client follows MOVED without pausing, then gives up. Re-read it
+            // before this request is sent away. (Routing serves a read as leader only after
+            // a barrier below, so a view that turns fresh here cannot skip one.)
+            sh.refresh();
+        }
+        if kind == Kind::Read && !client.read_barrier_passed(shard) && sh.is_leader() {
+            match sh.read_barrier().await {
+                Ok(()) => client.pass_read_barrier(shard),
                 Err(redirect) => {
                     // Leadership is in doubt: keyed reads go elsewhere, keyless ones are
                     // served locally as on a follower.
@@ -119,6 +103,19 @@ pub(super) async fn run_batch(
                         continue;
                     }
                 }
+            }
+        }
+        // A read sent with ASKING to a migration's target is served from the target shard.
+        let target = slot
+            .filter(|_| kind == Kind::Read)
+            .and_then(|s| repl.migration_target(s));
+        if let Some(to) = target {
+            let target = repl.shard(to);
+            if !client.read_barrier_passed(to)
+                && target.is_leader()
+                && target.read_barrier().await.is_ok()
+            {
+                client.pass_read_barrier(to);
             }
         }
         if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
