@@ -9,7 +9,7 @@
 //!
 //! `--forced` trains forced Burgers' (a learned source `s(x)`, see `pinnacle_pinn::loss`);
 //! `--seed` changes the weight initialisation and point sampling only, never the traces;
-//! `--fourier K` feeds the network `t` and K Fourier pairs of `x` instead of raw `x`.
+//! `--fourier K` feeds the network `t` and K Fourier pairs of `x` (default 0: raw `x`).
 //! Traces: hot-spot, burgers, storm, diurnal, noise (the default five) and ramp (a storm still
 //! building up, `synth::growing_bump`).
 //!
