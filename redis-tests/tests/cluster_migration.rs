@@ -101,8 +101,9 @@ fn routing_table_during_migration() {
     let src = node_at(&c, src_addr);
     let tgt = src % c.len() + 1;
     let tgt_addr = c.addr(tgt);
-    // Big enough that the copy outlasts the checks below on a loaded 2-core machine.
-    let n = 40_000;
+    // Big enough that the copy outlasts the checks below on a loaded 2-core machine (40,000
+    // keys were not always enough once the copy sent 8192 records per Raft entry).
+    let n = 100_000;
     let pad = "x".repeat(100);
     let kvs: Vec<(String, String)> = (0..n)
         .map(|i| (format!("k{i}{{{tag}}}"), format!("v{i}-{pad}")))

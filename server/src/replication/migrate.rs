@@ -33,10 +33,16 @@ const STEP_DEADLINE: Duration = Duration::from_secs(30);
 /// How often the driver looks for migrations to run or resume.
 const DRIVE_EVERY: Duration = Duration::from_millis(200);
 /// A group of slots moved together holds at most this many slots, or about this many keys.
+/// (8192 keys of ~120 B fill one ingest proposal of ~1 MB. Each Raft entry is appended, fsynced,
+/// shipped and applied on three replicas; with 2048-key entries a migration under client load
+/// took about twice as long: BENCHMARKS.md, session 10.)
 const GROUP_SLOTS: usize = 256;
-const GROUP_KEYS: u64 = 4096;
-/// Records per ingest proposal, and their byte budget.
-const INGEST_KEYS: usize = 2048;
+const GROUP_KEYS: u64 = 8192;
+/// Groups moving at once (one group's read overlaps another's copy and control steps).
+const GROUP_WINDOW: usize = 2;
+/// Records per ingest proposal, and their byte budget (kept: a lagging follower may get many
+/// entries in one AppendEntries frame, at most 64 MiB).
+const INGEST_KEYS: usize = 8192;
 const INGEST_BYTES: usize = 2 << 20;
 /// Ingest proposals in flight at once (they commute: distinct keys, no overwrite).
 const INGEST_IN_FLIGHT: usize = 4;
@@ -313,8 +319,14 @@ async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
         .filter(|s| r.meta_state().migrating.get(s) == Some(&id))
         .collect();
     // Slots move in small groups: one fence/flip round trip for many near-empty slots, while
-    // a group's writers wait no longer than a copy of about GROUP_KEYS keys.
+    // a group's writers wait no longer than a copy of about GROUP_KEYS keys. Up to
+    // GROUP_WINDOW groups move at once: one group's read of the source overlaps the other's
+    // copy and Raft round trips (fence, seal, flip, drop). Groups are disjoint sets of slots
+    // and every step is per slot (the flip too), so they commute; a failed group fails the
+    // driver, and dropping the window aborts the others like a driver that stopped there
+    // (every step is idempotent and a resumed driver redoes what is left).
     let db = r.shards[a].group().target().clone();
+    let mut window = tokio::task::JoinSet::new();
     let mut group = Vec::new();
     let mut group_keys = 0u64;
     for (i, slot) in todo.iter().enumerate() {
@@ -322,12 +334,19 @@ async fn run(r: &Arc<Replication>, id: u64) -> Result<(), String> {
         group_keys += db.count_keys_in_slot(*slot).map_err(|e| e.to_string())?;
         let last = i + 1 == todo.len();
         if last || group.len() >= GROUP_SLOTS || group_keys >= GROUP_KEYS {
+            if window.len() >= GROUP_WINDOW {
+                join_one(&mut window).await?;
+            }
             if !r.shards[a].is_leader() {
                 return Err("this node no longer leads the source shard".into());
             }
-            move_slots(r, id, &std::mem::take(&mut group), a, b).await?;
+            let (r2, slots) = (r.clone(), std::mem::take(&mut group));
+            window.spawn(async move { move_slots(&r2, id, &slots, a, b).await });
             group_keys = 0;
         }
+    }
+    while !window.is_empty() {
+        join_one(&mut window).await?;
     }
     let reply = r
         .propose_meta(MetaCmd::Finish {
@@ -349,6 +368,7 @@ async fn move_slots(
     a: usize,
     b: usize,
 ) -> Result<(), String> {
+    let started = Instant::now();
     let guards: Vec<CopyGuard<'_>> = slots
         .iter()
         .map(|s| CopyGuard::new(&r.migrations, *s))
@@ -414,6 +434,7 @@ async fn move_slots(
     while !inflight.is_empty() {
         join_one(&mut inflight).await?;
     }
+    let copied = started.elapsed();
     r.propose_items(b, vec![Control::Seal(slots.to_vec()).encode()])
         .await?;
     fail::fail_point!("migrate::after_seal");
@@ -441,10 +462,16 @@ async fn move_slots(
     fail::fail_point!("migrate::before_drop");
     r.propose_items(a, vec![Control::Drop(slots.to_vec()).encode()])
         .await?;
+    tracing::debug!(
+        "migration {id}: {} slots, {moved} keys, {bytes} B moved in {:?} (copy {copied:?})",
+        slots.len(),
+        started.elapsed()
+    );
     Ok(())
 }
 
-/// Waits for one ingest in flight; its failure (or panic) fails the step.
+/// Waits for one task (an ingest, or a group's move) in flight; its failure (or panic) fails
+/// the step.
 async fn join_one(set: &mut tokio::task::JoinSet<Result<(), String>>) -> Result<(), String> {
     match set.join_next().await {
         Some(Ok(res)) => res,
