@@ -20,6 +20,7 @@ mod db;
 mod error;
 mod iterators;
 mod key;
+mod leafmap;
 mod manifest;
 mod mem_engine;
 mod memtable;

@@ -7,21 +7,21 @@
 //! absent from the index has no version in this memtable at all. Only a reader whose snapshot
 //! predates the newest version searches the ordered map.
 //!
-//! The ordered map is a B-tree behind a read-write lock rather than a lock-free skiplist:
-//! there is one writer at a time (the WAL group-commit leader), point reads go to the index,
-//! and iterators copy small batches under the read lock. A B-tree insert touches a few
-//! contiguous nodes where a skiplist insert chased ~20 scattered ones (crossbeam's
-//! `search_position` was 23-30% of server CPU under SET).
+//! The ordered map ([`LeafMap`]: sorted leaves under a B-tree index) sits behind a read-write
+//! lock rather than being a lock-free skiplist: there is one writer at a time (the WAL
+//! group-commit leader), point reads go to the index, and iterators copy small batches under
+//! the read lock. An insert touches a few contiguous nodes where a skiplist insert chased ~20
+//! scattered ones (crossbeam's `search_position` was 23-30% of server CPU under SET).
 
 use crate::batch::BatchOp;
 use crate::iterators::InternalIterator;
 use crate::key::{self, Kind, MemKey, MemKeyRef, RangeTombstone};
+use crate::leafmap::LeafMap;
 use crate::sstable::bloom;
 use crate::Result;
 use bytes::Bytes;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub(crate) struct Found {
 
 /// One memtable; its records are also in WAL segment `wal_id`.
 pub(crate) struct MemTable {
-    map: RwLock<BTreeMap<MemKey, Bytes>>,
+    map: RwLock<LeafMap>,
     index: Box<[RwLock<HashTable<Newest>>]>,
     tombs: RwLock<Vec<RangeTombstone>>,
     has_tombs: AtomicBool,
@@ -67,7 +67,7 @@ pub(crate) struct MemTable {
 impl MemTable {
     pub(crate) fn new(wal_id: u64) -> MemTable {
         MemTable {
-            map: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(LeafMap::new()),
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(HashTable::new()))
                 .collect(),
@@ -247,9 +247,9 @@ impl MemTable {
     fn get_older(&self, lk: &key::LookupKey) -> Option<Found> {
         let user = lk.user();
         let map = self.map.read();
-        let lower: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) =
-            (Bound::Included(MemKeyRef::new(lk.ikey())), Bound::Unbounded);
-        let (k, v) = map.range::<MemKeyRef, _>(lower).next()?;
+        let (k, v) = map
+            .range(Bound::Included(MemKeyRef::new(lk.ikey())), Bound::Unbounded)
+            .next()?;
         let (u, seq, kind) = key::split(k.as_slice());
         if u != user {
             return None;
@@ -316,8 +316,7 @@ impl MemTable {
             return;
         }
         let map = self.map.read();
-        let range: (Bound<&MemKeyRef>, Bound<&MemKeyRef>) = (lower, upper);
-        for (k, v) in map.range::<MemKeyRef, _>(range) {
+        for (k, v) in map.range(lower, upper) {
             if out.len() >= n {
                 break;
             }
@@ -326,8 +325,8 @@ impl MemTable {
     }
 }
 
-/// True when no internal key is inside `(lower, upper)` (`BTreeMap::range` panics on an
-/// inverted range, which a seek past a scan's end would ask for).
+/// True when no internal key is inside `(lower, upper)`: a seek past a scan's end asks for
+/// such a range, and this answers it without searching the map.
 fn empty_range(lower: Bound<&MemKeyRef>, upper: Bound<&MemKeyRef>) -> bool {
     let (l, l_in, u, u_in) = match (lower, upper) {
         (Bound::Included(l), Bound::Included(u)) => (l, true, u, true),
