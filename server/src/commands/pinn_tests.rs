@@ -170,8 +170,9 @@ fn config_get_and_set_share_the_config_parameters() {
         "*2\r\n$7\r\nhorizon\r\n$2\r\n10\r\n"
     );
     let all = n.run(&["PINN.CONFIG", "GET", "*"]);
-    assert!(all.starts_with("*42\r\n$7\r\nenabled\r\n"), "{all:?}");
+    assert!(all.starts_with("*44\r\n$7\r\nenabled\r\n"), "{all:?}");
     assert!(all.contains("$6\r\nforced\r\n$2\r\nno\r\n"), "{all:?}");
+    assert!(all.contains("$7\r\nfourier\r\n$1\r\n0\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nmin-heat\r\n$3\r\n100\r\n"), "{all:?}");
     assert!(all.contains("$8\r\nlambda-r\r\n$1\r\n1\r\n"), "{all:?}");
     assert!(
@@ -221,7 +222,20 @@ fn config_get_and_set_share_the_config_parameters() {
         n.run(&["PINN.CONFIG", "RESET", "x"]),
         "-ERR unknown subcommand 'RESET'. Try PINN.CONFIG GET or PINN.CONFIG SET.\r\n"
     );
-    // The service follows the values (it is process-wide; put the default back).
+    assert_eq!(
+        n.run(&["PINN.CONFIG", "SET", "fourier", "65"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'pinn-fourier') - argument must be between 0 and 64 inclusive\r\n"
+    );
+    assert_eq!(n.run(&["PINN.CONFIG", "SET", "fourier", "4"]), "+OK\r\n");
+    assert_eq!(pinn::service().settings().fourier, 4);
+    assert_eq!(pinn::service().settings().train_config().loss.fourier, 4);
+    assert_eq!(
+        n.run(&["CONFIG", "GET", "pinn-fourier"]),
+        "%1\r\n$12\r\npinn-fourier\r\n$1\r\n4\r\n"
+    );
+    // The service follows the values (it is process-wide; put the defaults back).
+    assert_eq!(n.run(&["PINN.CONFIG", "SET", "fourier", "0"]), "+OK\r\n");
+    assert_eq!(pinn::service().settings().fourier, 0);
     assert_eq!(n.run(&["PINN.CONFIG", "SET", "cooldown", "60"]), "+OK\r\n");
     assert_eq!(pinn::service().settings().cooldown, 60);
 }

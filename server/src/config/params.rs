@@ -229,6 +229,7 @@ pub(super) static PARAMS: &[Param] = &[
     p("pinn-lambda-i", Kind::Float(0.0, 1e6), "10"),
     p("pinn-learn-velocity", Kind::Bool, "no"),
     p("pinn-forced", Kind::Bool, "no"),
+    p("pinn-fourier", Kind::Int(0, 64), "0"),
     p("pinn-max-migrations", Kind::Int(1, 64), "1"),
     p("pinn-cooldown", Kind::Int(0, 86_400), "60"),
     p("pinn-confirm", Kind::Int(1, 60), "2"),

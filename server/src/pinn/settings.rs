@@ -45,6 +45,7 @@ pub const PARAMS: &[&str] = &[
     "pinn-lambda-i",
     "pinn-learn-velocity",
     "pinn-forced",
+    "pinn-fourier",
     "pinn-max-migrations",
     "pinn-cooldown",
     "pinn-confirm",
@@ -89,6 +90,10 @@ pub struct Settings {
     /// Forced Burgers': the residual gets a learned per-bin source `s(x)` (off: the issue's
     /// residual; see BENCHMARKS.md "Forced Burgers'" for why it is not the default).
     pub forced: bool,
+    /// Fourier frequencies of the ring position fed to the network (0: the raw position; see
+    /// BENCHMARKS.md "Fourier features"). Changing it restarts training from fresh weights,
+    /// since the network's first layer changes shape.
+    pub fourier: usize,
     /// Most migrations in flight at once.
     pub max_migrations: usize,
     /// Seconds a moved slot stays put.
@@ -120,6 +125,7 @@ impl Default for Settings {
             lambda_i: 10.0,
             learn_velocity: false,
             forced: false,
+            fourier: 0,
             max_migrations: 1,
             cooldown: 60,
             confirm: 2,
@@ -159,6 +165,7 @@ impl Settings {
             lambda_i: num("pinn-lambda-i", d.lambda_i),
             learn_velocity: flag("pinn-learn-velocity", d.learn_velocity),
             forced: flag("pinn-forced", d.forced),
+            fourier: int("pinn-fourier", d.fourier as u64).min(64) as usize,
             max_migrations: int("pinn-max-migrations", d.max_migrations as u64).max(1) as usize,
             cooldown: int("pinn-cooldown", d.cooldown),
             confirm: int("pinn-confirm", d.confirm as u64).max(1) as u32,
@@ -178,6 +185,7 @@ impl Settings {
                 lambda_b: self.lambda_b,
                 lambda_i: self.lambda_i,
                 forced: self.forced,
+                fourier: self.fourier,
                 ..base.loss.clone()
             },
             steps_per_round: self.train_steps,
@@ -225,10 +233,14 @@ mod tests {
             ("pinn-train", "no"),
             ("pinn-learn-velocity", "yes"),
             ("pinn-forced", "yes"),
+            ("pinn-fourier", "4"),
         ]);
         let s = Settings::from_config(&c);
         assert!(s.train_config().learn_velocity);
         assert!(s.train_config().loss.forced);
+        assert_eq!(s.fourier, 4);
+        assert_eq!(s.train_config().loss.fourier, 4);
+        assert_eq!(s.train_config().loss.input_map().fourier, 4);
         assert_eq!(s.planner, PlannerKind::Reactive);
         assert_eq!(s.threshold, 2.5);
         assert!(!s.train);
@@ -236,5 +248,9 @@ mod tests {
         assert!(c.set_many(&[("pinn-threshold", "0.5")]).is_err());
         assert!(c.set_many(&[("pinn-nu", "abc")]).is_err());
         assert!(c.set_many(&[("pinn-buckets", "32")]).is_err(), "immutable");
+        assert!(c.set_many(&[("pinn-fourier", "65")]).is_err(), "0..64");
+        assert!(c.set_many(&[("pinn-fourier", "-1")]).is_err(), "0..64");
+        assert!(c.set_many(&[("pinn-fourier", "8")]).is_ok());
+        assert_eq!(Settings::from_config(&c).train_config().loss.fourier, 8);
     }
 }
