@@ -4,12 +4,16 @@
 //!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
 //!  [--velocity-lr X] [--recent F] [--recent-rows N] [--fast-alpha X]
 //!  [--forced] [--lambda-f X] [--source-lr X] [--source-memory S]
-//!  [--lr X] [--seed N] [--fourier K]
+//!  [--lr X] [--seed N] [--fourier K] [--lambda-i X] [--lambda-b X]
+//!  [--lr-boost X] [--lr-boost-rounds N] [--lr-warmup N] [--lr-min F]
 //!  [--trace NAME]...`
 //!
 //! `--forced` trains forced Burgers' (a learned source `s(x)`, see `pinnacle_pinn::loss`);
 //! `--seed` changes the weight initialisation and point sampling only, never the traces;
 //! `--fourier K` feeds the network `t` and K Fourier pairs of `x` (default 0: raw `x`).
+//! `--lr-*` set the learning-rate schedule (`pinnacle_pinn::LrSchedule`; default constant):
+//! the first rounds at `--lr-boost` × lr fading over `--lr-boost-rounds`, a linear warm-up over
+//! each round's first `--lr-warmup` steps, a half cosine down to `--lr-min` × within a round.
 //! Traces: hot-spot, burgers, storm, diurnal, noise (the default five) and ramp (a storm still
 //! building up, `synth::growing_bump`).
 //!
@@ -68,6 +72,12 @@ fn main() -> Result<()> {
             "--seed" => cfg.train.seed = parse(args.next(), &a)?,
             "--lr" => cfg.train.lr = parse(args.next(), &a)?,
             "--fourier" => cfg.train.loss.fourier = parse(args.next(), &a)?,
+            "--lr-boost" => cfg.train.schedule.boost = parse(args.next(), &a)?,
+            "--lr-boost-rounds" => cfg.train.schedule.boost_rounds = parse(args.next(), &a)?,
+            "--lr-warmup" => cfg.train.schedule.warmup_steps = parse(args.next(), &a)?,
+            "--lr-min" => cfg.train.schedule.min_scale = parse(args.next(), &a)?,
+            "--lambda-i" => cfg.train.loss.lambda_i = parse(args.next(), &a)?,
+            "--lambda-b" => cfg.train.loss.lambda_b = parse(args.next(), &a)?,
             "--trace" => traces.push(parse(args.next(), &a)?),
             other => bail!("unknown argument {other}"),
         }

@@ -32,6 +32,6 @@ pub use telemetry::{
     Telemetry, Window, DEFAULT_BUCKETS, DEFAULT_WINDOW, SLOTS,
 };
 pub use trainer::{
-    single_threaded_matmul, Forecaster, Gate, RoundReport, TrainConfig, TrainState, Trainer,
-    TrainerOptions,
+    single_threaded_matmul, Forecaster, Gate, LrSchedule, RoundReport, TrainConfig, TrainState,
+    Trainer, TrainerOptions,
 };

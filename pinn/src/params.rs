@@ -214,6 +214,11 @@ impl Adam {
         }
     }
 
+    /// The current learning rate.
+    pub fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
     /// Changes the learning rate (the moments are kept).
     pub fn set_learning_rate(&mut self, lr: f64) {
         self.lr = lr;

@@ -46,6 +46,62 @@ pub struct TrainConfig {
     /// Learning rate of the forced residual's source bins relative to `lr` (Adam moves a value
     /// by about the learning rate per step; a storm's source is tens of `u` per model unit).
     pub source_lr_scale: f32,
+    /// Learning-rate schedule around `lr` (default: constant `lr`, the Adam).
+    pub schedule: LrSchedule,
+}
+
+/// How the learning rate moves around [`TrainConfig::lr`], within a round and across the
+/// warm-started rounds since fresh weights. The default is the constant `lr`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    /// The first round after fresh weights runs at `boost` × `lr`, falling linearly to `lr`
+    /// over `boost_rounds` accepted rounds (fresh weights are far from any window's field;
+    /// later rounds only follow the window as it slides).
+    pub boost: f64,
+    /// Accepted rounds over which the boost fades (0: no boost).
+    pub boost_rounds: u64,
+    /// Each round's first `warmup_steps` steps ramp the rate up linearly (Adam's moments come
+    /// from the previous window, and the rebase just moved the weights).
+    pub warmup_steps: usize,
+    /// Within a round the rate follows a half cosine from the round's rate down to
+    /// `min_scale` × it (1: flat), so the weights a round ends on are not mid-jump.
+    pub min_scale: f64,
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        Self {
+            boost: 1.0,
+            boost_rounds: 0,
+            warmup_steps: 0,
+            min_scale: 1.0,
+        }
+    }
+}
+
+impl LrSchedule {
+    /// The rate of `step` (from 0) of a `steps`-step round, after `accepted` accepted rounds
+    /// since fresh weights.
+    pub fn rate(&self, lr: f64, accepted: u64, step: usize, steps: usize) -> f64 {
+        let fade = if self.boost_rounds == 0 {
+            0.0
+        } else {
+            1.0 - (accepted as f64 / self.boost_rounds as f64).min(1.0)
+        };
+        let round_lr = lr * (1.0 + (self.boost - 1.0) * fade);
+        let warm = if step < self.warmup_steps {
+            (step + 1) as f64 / (self.warmup_steps + 1) as f64
+        } else {
+            1.0
+        };
+        let progress = step as f64 / steps.saturating_sub(1).max(1) as f64;
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        round_lr * warm * (self.min_scale + (1.0 - self.min_scale) * cosine)
+    }
+
+    fn is_constant(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Default for TrainConfig {
@@ -63,6 +119,7 @@ impl Default for TrainConfig {
             learn_velocity: false,
             velocity_lr_scale: 4.0,
             source_lr_scale: 20.0,
+            schedule: LrSchedule::default(),
         }
     }
 }
@@ -146,6 +203,8 @@ pub struct TrainState {
     last_loss: Option<f32>,
     total_steps: u64,
     rounds: u64,
+    /// Accepted rounds since fresh weights (the schedule's boost fades over them).
+    fresh_rounds: u64,
     rng: fastrand::Rng,
 }
 
@@ -170,6 +229,7 @@ impl TrainState {
             last_loss: None,
             total_steps: 0,
             rounds: 0,
+            fresh_rounds: 0,
             rng,
         })
     }
@@ -194,6 +254,7 @@ impl TrainState {
             self.units = None;
             self.last_loss = None;
             self.total_steps = 0;
+            self.fresh_rounds = 0;
         } else if cfg.lr != self.cfg.lr {
             self.opt.set_learning_rate(cfg.lr);
         }
@@ -252,7 +313,12 @@ impl TrainState {
             self.params.layout().velocity(),
             self.params.layout().source(),
         );
+        let schedule = self.cfg.schedule;
         for step in 0..steps {
+            if !schedule.is_constant() {
+                let lr = schedule.rate(self.cfg.lr, self.fresh_rounds, step, steps);
+                self.opt.set_learning_rate(lr);
+            }
             let pts = sample_points(
                 series,
                 &units,
@@ -305,6 +371,8 @@ impl TrainState {
                 }
             }
         }
+        // Leave the optimiser at the base rate (a later config may turn the schedule off).
+        self.opt.set_learning_rate(self.cfg.lr);
         let n = acc_n.max(1.0);
         let terms = LossTerms {
             data: acc.data / n,
@@ -326,6 +394,7 @@ impl TrainState {
         let accepted = failure.is_none();
         if accepted {
             self.total_steps += steps as u64;
+            self.fresh_rounds += 1;
             self.last_loss = Some(terms.total);
         } else {
             self.params = backup;
@@ -392,6 +461,45 @@ mod tests {
             })
             .collect();
         HeatSeries { t0, rows }
+    }
+
+    #[test]
+    fn the_schedule_boosts_fresh_rounds_warms_up_and_anneals() {
+        let flat = LrSchedule::default();
+        assert!(flat.is_constant());
+        assert_eq!(flat.rate(1e-3, 0, 0, 200), 1e-3);
+        assert_eq!(flat.rate(1e-3, 7, 199, 200), 1e-3);
+        let s = LrSchedule {
+            boost: 3.0,
+            boost_rounds: 4,
+            warmup_steps: 9,
+            min_scale: 0.1,
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // Round 0 (fresh): 3×, the first step a tenth of it, the last at min_scale.
+        assert!(close(s.rate(1.0, 0, 0, 200), 0.3));
+        assert!(close(
+            s.rate(1.0, 0, 9, 200),
+            3.0 * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * 9.0 / 199.0).cos()))
+        ));
+        assert!(close(s.rate(1.0, 0, 199, 200), 0.3));
+        // Half-way through the boost, then none.
+        assert!(close(s.rate(1.0, 2, 199, 200), 0.2));
+        assert!(close(s.rate(1.0, 4, 199, 200), 0.1));
+        assert!(close(s.rate(1.0, 40, 199, 200), 0.1));
+        // A round's rate never rises after the warm-up.
+        let rates: Vec<f64> = (9..200).map(|k| s.rate(1.0, 1, k, 200)).collect();
+        assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+        // The round still trains and reports with a schedule on.
+        let mut st = TrainState::new(TrainConfig {
+            schedule: s,
+            ..small_cfg()
+        })
+        .unwrap();
+        let (r, m) = st.round(&wave(0, 10, 16)).unwrap();
+        assert!(r.accepted && m.is_some());
+        assert_eq!(st.fresh_rounds, 1);
+        assert_eq!(st.opt.learning_rate(), st.cfg.lr, "back at the base rate");
     }
 
     #[test]
