@@ -2,7 +2,7 @@
 //! the pipeline, and write all replies of the batch at once.
 
 use super::{ClientStream, NetOptions};
-use crate::command::{call, Client, Ctx, Server};
+use crate::command::{call_found, Client, Ctx, Server};
 use bytes::{Bytes, BytesMut};
 use pinnacle_resp::{ProtocolError, Reply, RequestDecoder};
 use std::sync::atomic::Ordering;
@@ -333,14 +333,17 @@ fn run_commands_in(
         };
         match next {
             Ok(Some(args)) => {
-                let queue = run::joins(client, &args);
+                // Looked up once: the run, the gate and the pipeline all need the entry.
+                let found = crate::command::find(&args);
+                let entry = found.as_ref().ok().copied();
+                let queue = run::joins(client, entry);
                 if !queue {
                     // It may read what the run wrote.
                     run.drain(server, out);
                 }
                 let (reply, writes) = {
                     // EXEC runs alone; everything else shares the gate.
-                    let is_exec = args[0].eq_ignore_ascii_case(b"exec");
+                    let is_exec = entry.is_some_and(|e| e.spec.name == "exec");
                     let _gate = if is_exec {
                         Gate::Exclusive(server.exec_gate.write())
                     } else {
@@ -350,7 +353,7 @@ fn run_commands_in(
                     if queue {
                         crate::storage::run::begin();
                     }
-                    let reply = call(&mut ctx, &args);
+                    let reply = call_found(&mut ctx, &args, found);
                     let writes = if queue {
                         crate::storage::run::end()
                     } else {
@@ -366,7 +369,7 @@ fn run_commands_in(
                     return After::Block(args);
                 }
                 if !writes.is_empty() {
-                    run.queue(writes, &args, client, server, out);
+                    run.queue(writes, entry, client, server, out);
                     continue;
                 }
                 // Replies stay in order: the queued writes' replies come first.

@@ -1,11 +1,13 @@
 //! A single node's write runs (see [`crate::storage::run`]): consecutive plain writes of a
 //! pipelined batch are queued and applied as one before anything else of the batch runs.
 
+use crate::command::table::Entry;
 use crate::command::{Client, Server};
 use crate::storage::run::RunWrite;
 use crate::storage::Db;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use pinnacle_resp::{Protocol, Reply};
+use std::sync::OnceLock;
 
 /// Commands whose handlers read nothing and build exactly one write (so their queued reply
 /// is the command's reply) and whose apply reads only through the `Tx` (metadata and single
@@ -42,16 +44,27 @@ const JOIN: &[&str] = &[
     "zrem",
 ];
 
-/// True if the request `args` from `client` may join the run. Clients with subscriptions
-/// (push frames interleave with replies), in a transaction or not yet authenticated (their
-/// output is counted per reply) run every command on its own.
-pub(super) fn joins(client: &Client, args: &[Bytes]) -> bool {
+/// True if the request from `client` whose table entry is `cmd` may join the run. Clients
+/// with subscriptions (push frames interleave with replies), in a transaction or not yet
+/// authenticated (their output is counted per reply) run every command on its own.
+pub(super) fn joins(client: &Client, cmd: Option<&Entry>) -> bool {
     client.authenticated
         && client.pubsub.is_none()
         && client.multi.is_none()
-        && JOIN
+        && cmd.is_some_and(|e| joining().get(e.index).copied().unwrap_or(false))
+}
+
+/// [`JOIN`] by table index (comparing each request's name with the list cost ~400
+/// instructions for a command that is not on it).
+fn joining() -> &'static [bool] {
+    static JOINING: OnceLock<Vec<bool>> = OnceLock::new();
+    JOINING.get_or_init(|| {
+        let entries = &crate::command::table::table().entries;
+        entries
             .iter()
-            .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()))
+            .map(|e| JOIN.contains(&e.spec.name))
+            .collect()
+    })
 }
 
 /// Most commands in one run: their replies reach the output buffer only when the run is
@@ -63,10 +76,9 @@ struct Queued {
     /// False under `CLIENT REPLY OFF|SKIP`.
     send: bool,
     protocol: Protocol,
-    /// The command's name, for its stats slot should it fail (its failure is counted when
-    /// the run's replies are known; looked up then, as a second table lookup per command
-    /// cost ~200 instructions).
-    stat: Option<Bytes>,
+    /// The command's stats slot should it fail (its failure is counted when the run's
+    /// replies are known).
+    stat: Option<usize>,
 }
 
 /// The writes queued so far in this batch.
@@ -82,7 +94,7 @@ impl Run {
     pub(super) fn queue(
         &mut self,
         mut writes: Vec<RunWrite>,
-        args: &[Bytes],
+        cmd: Option<&Entry>,
         client: &mut Client,
         server: &Server,
         out: &mut BytesMut,
@@ -97,7 +109,7 @@ impl Run {
             self.cmds.push(Queued {
                 send: send && i + 1 == n,
                 protocol: client.protocol,
-                stat: (i + 1 == n).then(|| args[0].clone()),
+                stat: cmd.filter(|_| i + 1 == n).map(|e| e.index),
             });
         }
         if self.cmds.len() >= MAX_RUN {
@@ -119,9 +131,8 @@ impl Run {
             if let Reply::Error(msg) = &reply {
                 server.stats.record_error(msg);
                 // `execute` counted the call before the reply existed: count it failed now.
-                // Joined commands are never containers: the name alone finds the entry.
-                if let Some(e) = q.stat.and_then(|name| crate::command::lookup(&[name]).ok()) {
-                    server.stats.mark_failed(e.index);
+                if let Some(index) = q.stat {
+                    server.stats.mark_failed(index);
                 }
             }
             if q.send {
