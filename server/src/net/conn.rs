@@ -162,15 +162,36 @@ pub async fn run<S: ClientStream>(
                     )
                 })
             } else {
-                run_batch(
-                    &server,
-                    &mut client,
-                    &mut decoder,
-                    &mut buf,
-                    &mut out,
-                    &mut unauth_out,
-                    &mut held,
-                )
+                let start = out.len();
+                let (after, seq) = server.db.group_pending(|| {
+                    run_commands(
+                        &server,
+                        &mut client,
+                        &mut decoder,
+                        &mut buf,
+                        &mut out,
+                        &mut unauth_out,
+                        &mut held,
+                    )
+                });
+                if seq == 0 {
+                    after
+                } else {
+                    // Let the other connections ready on this worker run their batches first:
+                    // the first of them to sync appends every one's records with one write(2),
+                    // as Redis appends its AOF once per event-loop turn (one write per batch
+                    // was a file write per request at -P 1).
+                    tokio::task::yield_now().await;
+                    match server.db.make_durable(seq) {
+                        Ok(()) => after,
+                        Err(e) => {
+                            // Never acknowledge writes that may be lost.
+                            tracing::error!(client = client.id, error = %e, "WAL sync failed; closing client");
+                            out.truncate(start);
+                            After::CloseNow
+                        }
+                    }
+                }
             };
             if let After::CloseNow = after {
                 break after;

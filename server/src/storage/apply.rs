@@ -230,9 +230,20 @@ impl Db {
     /// it applied durable with one WAL sync; `Err` means nothing `f` wrote may be
     /// acknowledged.
     pub fn group_durable<R>(&self, f: impl FnOnce() -> R) -> std::result::Result<R, StorageError> {
+        let (r, seq) = self.group_pending(f);
+        if seq > 0 {
+            self.sync_to(seq)?;
+        }
+        Ok(r)
+    }
+
+    /// Like [`Db::group_durable`] without the sync: runs `f` and returns the highest WAL
+    /// sequence number it applied (0 if none, or if nested in another group, whose end
+    /// syncs). Nothing `f` wrote may be acknowledged before [`Db::make_durable`] of it.
+    pub fn group_pending<R>(&self, f: impl FnOnce() -> R) -> (R, u64) {
         if GROUP_SEQ.with(|g| g.get().is_some()) {
             // Nested: the outer group syncs.
-            return Ok(f());
+            return (f(), 0);
         }
         GROUP_SEQ.with(|g| g.set(Some(0)));
         // Reset even if `f` panics, so the thread's later commands are not left unsynced.
@@ -246,10 +257,12 @@ impl Db {
         let r = f();
         let max = GROUP_SEQ.with(|g| g.get()).unwrap_or(0);
         drop(reset);
-        if max > 0 {
-            self.sync_to(max)?;
-        }
-        Ok(r)
+        (r, max)
+    }
+
+    /// Makes every write up to `seq` durable per the append-fsync policy (see `sync_to`).
+    pub fn make_durable(&self, seq: u64) -> std::result::Result<(), StorageError> {
+        self.sync_to(seq)
     }
 
     /// Waits until every write up to `seq` is durable per the append-fsync policy. Called on
