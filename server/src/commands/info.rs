@@ -152,10 +152,7 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 "total_connections_received",
                 &st.connections_received.load(Ordering::Relaxed),
             );
-            f(
-                "total_commands_processed",
-                &st.commands_processed.load(Ordering::Relaxed),
-            );
+            f("total_commands_processed", &st.commands_processed());
             let [ops, input, output] = st.instantaneous();
             f("instantaneous_ops_per_sec", &(ops.round() as u64));
             f(

@@ -67,7 +67,7 @@ pub(super) fn process(e: &mut Exposition, s: &Server) {
         "pinnacle_commands_processed_total",
         Kind::Counter,
         "Commands run, all kinds.",
-        load(&st.commands_processed),
+        st.commands_processed(),
     );
     e.single(
         "pinnacle_net_input_bytes_total",
