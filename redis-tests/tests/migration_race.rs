@@ -91,15 +91,25 @@ fn a_write_in_flight_at_the_source_is_not_lost_to_an_ask() {
         );
         let acked = usize::from(matches!(r1, Ok(Value::Int(_))))
             + usize::from(matches!(r2, Outcome::Reply(Value::Int(_))));
+        // An INCR whose reply never came (the node closes a client whose commit timed out) may
+        // or may not have applied, as in Jepsen: it may add one, never take one away.
+        let maybe = usize::from(r1.is_err()) + usize::from(matches!(r2, Outcome::Indeterminate(_)));
         let m = support::wait_done(&c, &id, Duration::from_secs(120));
         assert_eq!(m.get("state").map(String::as_str), Some("done"));
         let mut reader = mclient::ClusterClient::new(c.addrs());
         let got = reader.call(&["GET", &key]);
-        let want = acked.to_string();
+        let value = match &got {
+            Outcome::Reply(Value::Bulk(b)) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok()),
+            Outcome::Reply(Value::Null) => Some(0),
+            _ => None,
+        };
         assert!(
-            matches!(&got, Outcome::Reply(Value::Bulk(b)) if *b == want.as_bytes()),
+            value.is_some_and(|v| (acked..=acked + maybe).contains(&v)),
             "round {round}: {key} after the migration is {got:?}, but {acked} INCRs were \
-             acknowledged (lost to an ASK decided before the first INCR applied at the source?)"
+             acknowledged and {maybe} indeterminate (lost to an ASK decided before the first \
+             INCR applied at the source?)"
         );
         // The race was set up if the second INCR reached node 1 while the first was pending
         // there: answered there (2, decided when applied) or sent to the target (ASK).
