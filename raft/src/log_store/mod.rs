@@ -1,5 +1,6 @@
-//! The durable Raft log of one group: segment files with a CRC32C per entry, plus small
-//! atomically-replaced files for the vote, the committed id and the purge point.
+//! The durable Raft log of one group: segment files with a CRC32C per entry, a two-slot vote file
+//! (one fsync per vote, see `votefile.rs`), and small atomically-replaced files for the committed
+//! id and the purge point.
 //!
 //! All writes go, in order, to one writer thread. It drains whatever is queued, writes it, fsyncs
 //! once and only then calls openraft's flush callbacks: entries from many proposals share one
@@ -13,6 +14,7 @@
 
 pub(crate) mod metafile;
 mod segment;
+mod votefile;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -169,9 +171,8 @@ impl LogStore {
         let purged: Option<LogId> = metafile::read(dir, PURGED)?
             .map(|b| dec(&b, "purged"))
             .transpose()?;
-        let vote: Option<Vote> = metafile::read(dir, VOTE)?
-            .map(|b| dec(&b, "vote"))
-            .transpose()?;
+        let (vote_file, vote) = votefile::VoteFile::open(dir)?;
+        let vote: Option<Vote> = vote.map(|b| dec(&b, "vote")).transpose()?;
         // `committed` is an optimisation (it lets a restart re-apply at once); it is written
         // without fsync, so a damaged copy is ignored rather than fatal.
         let committed: Option<LogId> = match metafile::read(dir, COMMITTED) {
@@ -244,6 +245,7 @@ impl LogStore {
             opts,
             segments,
             shared: shared.clone(),
+            vote_file,
             dir_dirty: false,
             committed: None,
             committed_at: None,

@@ -9,7 +9,8 @@ use openraft::storage::IOFlushed;
 
 use super::metafile::{self, sync_dir};
 use super::segment::Segment;
-use super::{Cmd, LogStoreOptions, Shared, COMMITTED, PURGED, VOTE};
+use super::votefile::VoteFile;
+use super::{Cmd, LogStoreOptions, Shared, COMMITTED, PURGED};
 use crate::types::TypeConfig;
 
 /// Owns the files; runs on its own thread so fsync never blocks the async runtime.
@@ -18,6 +19,7 @@ pub(super) struct Writer {
     pub(super) opts: LogStoreOptions,
     pub(super) segments: Vec<Segment>,
     pub(super) shared: Arc<Shared>,
+    pub(super) vote_file: VoteFile,
     pub(super) dir_dirty: bool,
     /// Latest committed id seen in this batch; written once, after the batch's fsync, so it
     /// never points past entries that are not durable here.
@@ -237,10 +239,12 @@ impl Writer {
             }
             Cmd::Vote { body, done } => {
                 fail::fail_point!("raft::vote::before_save");
-                // Everything queued before the vote becomes durable before the vote does.
-                let r = self
-                    .sync(dirty)
-                    .and_then(|_| metafile::write(&self.dir, VOTE, &body, true));
+                // Everything queued before the vote becomes durable before the vote does:
+                // openraft's I/O progress is one ordered cursor (a flushed vote stands for every
+                // I/O submitted before it), and a candidate counts its own vote once it is
+                // saved, so the log it campaigned with must be durable by then. Costs one extra
+                // fsync only when appends are still queued.
+                let r = self.sync(dirty).and_then(|_| self.vote_file.save(&body));
                 let failed = r
                     .as_ref()
                     .err()
