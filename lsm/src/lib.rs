@@ -165,6 +165,11 @@ pub trait Engine: Send + Sync {
         let _ = seq;
         Ok(())
     }
+    /// The sequence number of the last write visible to readers, durable or not (0 for an
+    /// engine whose writes are durable once visible).
+    fn visible_seq(&self) -> u64 {
+        0
+    }
     /// A consistent view of the current state.
     fn snapshot(&self) -> Snapshot;
     /// Ordered iteration over `range`, at `snap` or (if `None`) at a fresh snapshot.

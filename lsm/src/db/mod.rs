@@ -326,6 +326,10 @@ impl Engine for Lsm {
         self.inner.sync_to(seq)
     }
 
+    fn visible_seq(&self) -> u64 {
+        self.inner.visible_seq.load(Ordering::Acquire)
+    }
+
     fn snapshot(&self) -> Snapshot {
         let list = self.inner.snapshots.clone();
         let mut m = list.seqs.lock();

@@ -492,3 +492,31 @@ fn concurrent_readers_see_atomic_batches() {
         "{s:?}"
     );
 }
+
+#[test]
+fn a_deferred_write_is_visible_before_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Lsm::open(dir.path(), opts()).unwrap();
+    let first = put(&e, "a", "1");
+    assert_eq!(e.visible_seq(), first);
+    let mut b = WriteBatch::new();
+    b.put("b".to_string(), "2".to_string());
+    let seq = e.write_deferred(b).unwrap();
+    // Readers see it at once (the server makes it durable before answering them) ...
+    assert_eq!(get(&e, "b").as_deref(), Some("2"));
+    assert_eq!(e.visible_seq(), seq);
+    assert!(
+        e.inner
+            .durable_seq
+            .load(std::sync::atomic::Ordering::Acquire)
+            < seq
+    );
+    // ... and `sync_to(visible_seq)` appends it.
+    e.sync_to(e.visible_seq()).unwrap();
+    assert_eq!(
+        e.inner
+            .durable_seq
+            .load(std::sync::atomic::Ordering::Acquire),
+        seq
+    );
+}

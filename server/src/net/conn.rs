@@ -175,6 +175,11 @@ pub async fn run<S: ClientStream>(
                     )
                 });
                 if seq == 0 {
+                    if let Err(e) = server.db.make_visible_durable() {
+                        // Nothing this batch wrote is at stake; its reads are answered as
+                        // before (a stopped engine refuses the writes themselves).
+                        tracing::warn!(client = client.id, error = %e, "WAL sync before a read-only reply failed");
+                    }
                     after
                 } else {
                     // Let the other connections ready on this worker run their batches first:

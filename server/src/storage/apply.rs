@@ -265,6 +265,14 @@ impl Db {
         self.sync_to(seq)
     }
 
+    /// Makes every write a reader can see durable: a batch that only read may have read
+    /// another connection's write whose WAL append is still pending (that batch yields
+    /// before syncing), and must not be answered before it, as Redis writes its AOF before
+    /// any reply of the event-loop turn. One atomic compare when nothing is pending.
+    pub fn make_visible_durable(&self) -> std::result::Result<(), StorageError> {
+        self.sync_to(self.inner.engine.visible_seq())
+    }
+
     /// Waits until every write up to `seq` is durable per the append-fsync policy. Called on
     /// the async worker without `block_in_place`: the wait is one write(2) (plus one fsync
     /// under `always`) shared by every waiting client, and handing the worker off per

@@ -151,6 +151,10 @@ impl Engine for OverlayEngine {
         self.inner.sync_to(seq)
     }
 
+    fn visible_seq(&self) -> u64 {
+        self.inner.visible_seq()
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()
     }
