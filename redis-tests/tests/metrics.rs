@@ -367,6 +367,12 @@ fn cluster_node_metrics_show_raft_progress() {
         assert!(Instant::now() < deadline, "the leader never served a SET");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A fresh cluster's leader can serve that SET before its followers got an entry or learnt
+    // the term (no applied index, no lag, another term in their metrics): wait until every node
+    // applied it.
+    cluster
+        .wait_converged(Duration::from_secs(30))
+        .expect("every node applies the warm-up SET");
     // Group 1 is shard 0's (group 0 is the metadata group).
     let g = "{group=\"1\"}";
     let before = scrape(maddr(leader));
@@ -400,7 +406,12 @@ fn cluster_node_metrics_show_raft_progress() {
             let s = scrape(maddr(i));
             assert!(s.contains_key("pinnacle_raft_term{group=\"0\"}"));
             let leads = get(&s, &format!("pinnacle_raft_leader{g}"));
-            let applied = get(&s, &format!("pinnacle_raft_applied_index{g}"));
+            // A follower that has applied nothing yet has no applied index to report (a fresh
+            // cluster's leader can serve the warm-up SET before its followers got an entry).
+            let applied = s
+                .get(&format!("pinnacle_raft_applied_index{g}"))
+                .copied()
+                .unwrap_or(-1.0);
             if i != leader {
                 assert_eq!(leads, 0.0, "node {i} also claims group 1");
                 assert!(
