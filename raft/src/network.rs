@@ -29,7 +29,7 @@ use crate::snapshot_file::SnapshotFile;
 use crate::state_machine::StateMachine;
 use crate::transport::frame::{RpcRequest, RpcResponse};
 use crate::transport::{CallError, GroupService, HandlerFuture, Transport};
-use crate::types::{GroupId, NodeId, Raft, TypeConfig, Vote};
+use crate::types::{GroupId, LogId, NodeId, Raft, TypeConfig, Vote};
 
 type StreamItem = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
@@ -292,9 +292,10 @@ pub struct RaftService<A: ApplyTarget> {
 /// What a group that opened empty knows about whether it may vote yet.
 #[derive(Default)]
 struct FreshGuard {
-    /// The commit index of the first leader append received since opening: every entry
-    /// acknowledged before this node lost its disk is at or below it.
-    catch_up_to: Mutex<Option<u64>>,
+    /// The commit log id of the first leader append received since opening (outer `None`:
+    /// no leader has reached this node yet): every entry acknowledged before this node lost
+    /// its disk is at or below it.
+    catch_up_to: Mutex<Option<Option<LogId>>>,
     /// The log reached `catch_up_to`: the guard is off for good.
     caught_up: std::sync::atomic::AtomicBool,
 }
@@ -348,16 +349,17 @@ impl<A: ApplyTarget> RaftService<A> {
         })
     }
 
-    /// Notes a leader's append (with its commit index) for [`RaftService::fresh_refusal`].
-    fn note_leader_commit(&self, commit: Option<u64>) {
+    /// Notes a leader's append (with its commit log id) for [`RaftService::fresh_refusal`].
+    fn note_leader_commit(&self, commit: Option<&LogId>) {
         if let Some(f) = &self.fresh {
-            f.catch_up_to.lock().get_or_insert(commit.unwrap_or(0));
+            f.catch_up_to.lock().get_or_insert_with(|| commit.cloned());
         }
     }
 
     /// The refusal a group that opened empty gives a (pre-)vote request from a candidate whose
-    /// log holds more than the group's first entry, until a leader has reached this node and
-    /// its log holds everything that leader had committed then.
+    /// log holds more than the group's first entry, until a leader has reached this node; after
+    /// that, only to a candidate whose last log id is below what that leader had committed
+    /// then, and only until this node's own log holds it.
     ///
     /// An empty start is either a new cluster's first start (every log holds at most the
     /// membership entry `initialize` wrote, index 0, so nothing is refused and the first
@@ -369,18 +371,33 @@ impl<A: ApplyTarget> RaftService<A> {
     /// entries committed with its old acknowledgements would lose them. Any candidate of an
     /// existing cluster has a longer log, so the wiped node stays out of elections until it
     /// holds every entry committed before it came back.
-    fn fresh_refusal(&self, candidate_last: Option<u64>) -> Option<RpcResponse> {
+    ///
+    /// A candidate whose last log id is at least that leader's commit log id `c` holds every
+    /// entry up to `c` (Raft's log matching and leader completeness), so this node's grant
+    /// cannot elect a leader without an entry it may have acknowledged before the wipe: it
+    /// votes as if its log ended at `c`, and Raft's own check does the rest. Waiting for this
+    /// node's own log to reach `c` instead (the first version) left a 3-node cluster without a
+    /// leader for good when its leader died before a follower that started a moment late had
+    /// received its first entries: the up-to-date survivor needed that follower's vote, and
+    /// that follower refused it (seen in CI: `leader_sigkill_loop_loses_no_acknowledged_write`).
+    fn fresh_refusal(&self, candidate_last: Option<&LogId>) -> Option<RpcResponse> {
         use std::sync::atomic::Ordering;
         let f = self.fresh.as_ref()?;
-        if f.caught_up.load(Ordering::Acquire) || candidate_last.unwrap_or(0) == 0 {
+        if f.caught_up.load(Ordering::Acquire) || candidate_last.is_none_or(|l| l.index == 0) {
             return None;
         }
         use openraft::type_config::async_runtime::watch::WatchReceiver;
         let m = self.raft.metrics().borrow_watched().clone();
-        let target = *f.catch_up_to.lock();
-        if target.is_some_and(|t| m.last_log_index.unwrap_or(0) >= t) {
-            f.caught_up.store(true, Ordering::Release);
-            return None;
+        let target = f.catch_up_to.lock().clone();
+        if let Some(committed) = target {
+            let own = m.last_log_index.unwrap_or(0);
+            if committed.as_ref().is_none_or(|c| own >= c.index) {
+                f.caught_up.store(true, Ordering::Release);
+                return None;
+            }
+            if candidate_last >= committed.as_ref() {
+                return None;
+            }
         }
         Some(RpcResponse::Vote(openraft::raft::VoteResponse::new(
             m.vote, None, false,
@@ -477,14 +494,14 @@ impl<A: ApplyTarget> GroupService for RaftService<A> {
         if matches!(req, RpcRequest::Append(_) | RpcRequest::StreamAppend { .. }) {
             self.contact.record(from);
             let commit = match &req {
-                RpcRequest::Append(r) => r.leader_commit.as_ref().map(|l| l.index),
-                RpcRequest::StreamAppend { req, .. } => req.leader_commit.as_ref().map(|l| l.index),
+                RpcRequest::Append(r) => r.leader_commit.as_ref(),
+                RpcRequest::StreamAppend { req, .. } => req.leader_commit.as_ref(),
                 _ => None,
             };
             self.note_leader_commit(commit);
         }
         if let RpcRequest::Vote(v) | RpcRequest::PreVote(v) = &req {
-            if let Some(refusal) = self.fresh_refusal(v.last_log_id.as_ref().map(|l| l.index)) {
+            if let Some(refusal) = self.fresh_refusal(v.last_log_id.as_ref()) {
                 tracing::debug!(
                     "refused a vote request from node {from}: this group started empty and \
                      does not hold what the cluster had committed yet"

@@ -440,8 +440,15 @@ impl Cluster {
                     .into_iter()
                     .map(|i| match self.info(i) {
                         Ok(inf) => format!(
-                            "node{i}: {} leader={:?} term={} commit={} applied={}",
-                            inf.role, inf.leader_id, inf.term, inf.commit_index, inf.applied_index
+                            "node{i}: {} leader={:?} term={} last_log={} commit={} applied={}",
+                            inf.role,
+                            inf.leader_id,
+                            inf.term,
+                            inf.fields
+                                .get("raft_last_log_index")
+                                .map_or("?", String::as_str),
+                            inf.commit_index,
+                            inf.applied_index
                         ),
                         Err(e) => format!("node{i}: {e}"),
                     })

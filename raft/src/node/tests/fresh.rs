@@ -3,9 +3,9 @@
 //! no (pre-)vote to a candidate whose log is past a new cluster's first entry until a leader
 //! has sent it appends: a wiped voter has forgotten the votes it cast.
 
-use openraft::raft::AppendEntriesRequest;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 
-use super::join::{granted_with_log as granted, pristine, CANDIDATE};
+use super::join::{granted_with_log as granted, log_id, pristine, CANDIDATE};
 use super::*;
 use crate::transport::frame::{RpcRequest, RpcResponse};
 use crate::transport::Transport;
@@ -67,4 +67,78 @@ async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reach
         "pre-vote after restart"
     );
     node.shutdown().await;
+}
+
+/// A pre-vote request in `term` from a candidate whose last log id is `last`; true if granted.
+async fn pre_vote_granted(
+    from: &Transport,
+    to: NodeId,
+    addr: &str,
+    term: u64,
+    last: crate::types::LogId,
+) -> bool {
+    let req = VoteRequest::new(Vote::new(term, CANDIDATE), Some(last));
+    match from
+        .call(
+            to,
+            addr,
+            G,
+            RpcRequest::PreVote(req),
+            Duration::from_secs(5),
+        )
+        .await
+    {
+        Ok(RpcResponse::Vote(r)) => r.vote_granted,
+        other => panic!("pre-vote request to node {to}: {other:?}"),
+    }
+}
+
+/// A node that opened empty and was reached by a leader (which had committed up to `c`) but
+/// has not received `c` itself yet votes for a candidate holding `c`: when that leader dies,
+/// the up-to-date survivor of a 3-node cluster needs this vote. It still refuses a candidate
+/// whose log ends before `c`, which could lack an entry it acknowledged before losing its disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_its_first_leaders_commit_votes_for_a_candidate_that_holds_it() {
+    let root = tempfile::tempdir().unwrap();
+    let cand = Transport::bind(CANDIDATE, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (m, addr) = pristine(5, root.path().join("n5"), false).await;
+
+    // A heartbeat from the leader of term 41, which has committed up to (41, 30); this node's
+    // log holds none of it (the entries never arrived).
+    let hb = AppendEntriesRequest {
+        vote: Vote::new_committed(41, CANDIDATE),
+        prev_log_id: None,
+        leader_commit: Some(log_id(41, 30)),
+        entries: vec![],
+    };
+    let r = cand
+        .call(5, &addr, G, RpcRequest::Append(hb), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(r, RpcResponse::Append(_)), "append: {r:?}");
+
+    // (Once that leader's lease has run out.)
+    let start = Instant::now();
+    while !pre_vote_granted(&cand, 5, &addr, 45, log_id(41, 30)).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no pre-vote granted to a candidate holding the leader's commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pre_vote_granted(&cand, 5, &addr, 45, log_id(43, 2)).await,
+        "a later term's log holds every committed entry"
+    );
+    assert!(
+        !pre_vote_granted(&cand, 5, &addr, 45, log_id(41, 29)).await,
+        "a candidate without the leader's commit"
+    );
+    assert!(
+        !pre_vote_granted(&cand, 5, &addr, 45, log_id(40, 90)).await,
+        "a candidate whose log ends in an earlier term"
+    );
+    m.node.shutdown().await;
 }

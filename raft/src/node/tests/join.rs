@@ -14,7 +14,7 @@ use crate::types::{LogId, Vote};
 /// A node id no member has: the candidate asking for votes.
 pub(super) const CANDIDATE: NodeId = 9;
 
-fn log_id(term: u64, index: u64) -> LogId {
+pub(super) fn log_id(term: u64, index: u64) -> LogId {
     let c: CommittedLeaderIdOf<TypeConfig> =
         LeaderIdOf::<TypeConfig>::new(term, CANDIDATE).to_committed();
     LogId::new(c, index)
