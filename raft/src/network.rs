@@ -352,7 +352,7 @@ impl<A: ApplyTarget> RaftService<A> {
     /// Notes a leader's append (with its commit log id) for [`RaftService::fresh_refusal`].
     fn note_leader_commit(&self, commit: Option<&LogId>) {
         if let Some(f) = &self.fresh {
-            f.catch_up_to.lock().get_or_insert_with(|| commit.cloned());
+            f.catch_up_to.lock().get_or_insert_with(|| commit.copied());
         }
     }
 
@@ -388,7 +388,7 @@ impl<A: ApplyTarget> RaftService<A> {
         }
         use openraft::type_config::async_runtime::watch::WatchReceiver;
         let m = self.raft.metrics().borrow_watched().clone();
-        let target = f.catch_up_to.lock().clone();
+        let target = *f.catch_up_to.lock();
         if let Some(committed) = target {
             let own = m.last_log_index.unwrap_or(0);
             if committed.as_ref().is_none_or(|c| own >= c.index) {
