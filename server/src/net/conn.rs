@@ -202,6 +202,9 @@ pub async fn run<S: ClientStream>(
                 break after;
             }
             if !out.is_empty() {
+                // What CLIENT LIST shows (a SUBSCRIBE's `pubsub` type, a new name) is visible
+                // to other connections once the reply is, as in Redis.
+                client.publish(buf.len(), 0);
                 server
                     .stats
                     .net_output_bytes
