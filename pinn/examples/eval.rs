@@ -1,7 +1,8 @@
 //! Offline evaluation of the PINN against its baselines on synthetic traces.
 //!
 //! `cargo run --release -p pinnacle-pinn --example eval -- [--rounds N] [--steps N]
-//!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity]
+//!  [--colloc N] [--lambda-r X] [--buckets N] [--warmup N] [--learn-velocity] [--frame-speed]
+//!  [--frame-speed-delay N]
 //!  [--velocity-lr X] [--recent F] [--recent-rows N] [--fast-alpha X]
 //!  [--forced] [--lambda-f X] [--source-lr X] [--source-memory S]
 //!  [--lr X] [--seed N] [--fourier K] [--lambda-i X] [--lambda-b X]
@@ -10,6 +11,8 @@
 //!
 //! `--forced` trains forced Burgers' (a learned source `s(x)`, see `pinnacle_pinn::loss`);
 //! `--seed` changes the weight initialisation and point sampling only, never the traces;
+//! `--frame-speed` trains only Burgers' frame speed `a` (residual `u_t + (u + a)·u_x − ν·u_xx`),
+//! once `--frame-speed-delay` rounds (default 0) have been accepted;
 //! `--fourier K` feeds the network `t` and K Fourier pairs of `x` (default 0: raw `x`).
 //! `--lr-*` set the learning-rate schedule (`pinnacle_pinn::LrSchedule`; default constant):
 //! the first rounds at `--lr-boost` × lr fading over `--lr-boost-rounds`, a linear warm-up over
@@ -63,6 +66,8 @@ fn main() -> Result<()> {
             "--buckets" => buckets = parse(args.next(), &a)?,
             "--warmup" => cfg.warmup_rounds = parse(args.next(), &a)?,
             "--learn-velocity" => cfg.train.learn_velocity = true,
+            "--frame-speed" => cfg.train.learn_frame_speed = true,
+            "--frame-speed-delay" => cfg.train.frame_speed_delay = parse(args.next(), &a)?,
             "--velocity-lr" => cfg.train.velocity_lr_scale = parse(args.next(), &a)?,
             "--fast-alpha" => cfg.fast_alpha = parse(args.next(), &a)?,
             "--forced" => cfg.train.loss.forced = true,

@@ -564,6 +564,57 @@ mod tests {
         assert_eq!(grad, again);
     }
 
+    /// The frame speed `a` of the residual `u_t + (u + a)·u_x − ν·u_xx` for the exact
+    /// travelling field `u = U0 + ε·sin(2π(x − s·t))`. No `a` zeroes that residual (the
+    /// `ε·sin·u_x` part of `u·u_x` and the viscous term stay), but over a whole period both are
+    /// orthogonal to `u_x`, so the least-squares `a` (where `∂L/∂a = 0`) is exactly `s − U0`:
+    /// the pattern's speed minus the speed Burgers' itself carries the mean heat at.
+    #[test]
+    fn the_frame_speed_gradient_vanishes_at_the_pattern_speed_minus_the_mean() {
+        let (u0, eps, nu, k) = (1.0f32, 0.5f32, 0.01f32, std::f32::consts::TAU);
+        let cfg = LossConfig {
+            nu: nu as f64,
+            ..LossConfig::default()
+        };
+        for s in [2.0f32, -1.33, 0.0] {
+            // 64 evenly spaced positions at each of 4 times.
+            let mut pts = Points::default();
+            for i in 0..4 {
+                for j in 0..64 {
+                    pts.colloc_t.push(0.1 + 0.2 * i as f32);
+                    pts.colloc_x.push((j as f32 + 0.5) / 64.0);
+                }
+            }
+            let n = pts.colloc_t.len();
+            let rows = Rows { n, v: n, r: 4 * n };
+            let mut u = vec![0.0f32; rows.r];
+            for (i, (&t, &x)) in pts.colloc_t.iter().zip(&pts.colloc_x).enumerate() {
+                let ph = k * (x - s * t);
+                u[i] = u0 + eps * ph.sin();
+                u[n + i] = -s * eps * k * ph.cos();
+                u[2 * n + i] = eps * k * ph.cos();
+                u[3 * n + i] = -eps * k * k * ph.sin();
+            }
+            let mut du = vec![0.0f32; rows.r];
+            let (src, mut gsrc) = ([0.0f32; SOURCE_BINS], [0.0f32; SOURCE_BINS]);
+            let mut at =
+                |a: f32| loss_terms(&u, &mut du, &pts, &cfg, ([a, 1.0], &src), &mut gsrc, rows);
+            // The residual is linear in `a`, so `∂L/∂a` is too: its root is the optimum.
+            let ((t0, [g0, _]), (_, [g1, _])) = (at(0.0), at(1.0));
+            let best = -g0 / (g1 - g0);
+            assert!((best - (s - u0)).abs() < 1e-3, "s {s}: best a {best}");
+            let (t_best, [g_best, _]) = at(s - u0);
+            assert!(g_best.abs() < 1e-3 * g0.abs().max(1.0), "s {s}: {g_best}");
+            // Below the optimum the descent direction raises `a`, above it lowers it.
+            assert!(at(s - u0 - 0.5).1[0] < 0.0 && at(s - u0 + 0.5).1[0] > 0.0);
+            // Not a zero residual: Burgers' steepening of the sine is left over.
+            assert!(
+                t_best.pde > 1e-3 && t_best.pde <= t0.pde,
+                "{t_best:?} vs {t0:?}"
+            );
+        }
+    }
+
     #[test]
     fn params_round_trip_and_rebase() {
         for map in [InputMap::new(0), InputMap::new(4)] {

@@ -40,7 +40,8 @@ impl History {
 
 enum Msg {
     TrainNow(mpsc::Sender<Result<RoundReport>>),
-    Configure(TrainConfig),
+    // Boxed: a config is far larger than the other messages.
+    Configure(Box<TrainConfig>),
     Stop,
 }
 
@@ -166,7 +167,7 @@ impl Trainer {
                         Ok(Msg::TrainNow(reply)) => Some(reply),
                         Ok(Msg::Configure(cfg)) => {
                             // A bad config is refused by the caller's validation; keep the old.
-                            let _ = state.set_config(cfg);
+                            let _ = state.set_config(*cfg);
                             next = Instant::now() + state.config().interval;
                             continue;
                         }
@@ -232,7 +233,7 @@ impl Trainer {
     /// Replaces the configuration from the next round on (the weights are kept).
     pub fn reconfigure(&self, cfg: TrainConfig) -> Result<()> {
         self.tx
-            .send(Msg::Configure(cfg))
+            .send(Msg::Configure(Box::new(cfg)))
             .map_err(|_| PinnError::Config("trainer thread has stopped".into()))
     }
 
