@@ -113,6 +113,22 @@ pub(crate) fn user_key(ikey: &[u8]) -> &[u8] {
     &ikey[..ikey.len() - 8]
 }
 
+/// True when internal key `ikey` is a version of user key `user`. Compares the last word
+/// first: neighbours in a scan (a list's elements, a hash's fields) share a long prefix and
+/// differ near the end.
+#[inline]
+pub(crate) fn same_user(ikey: &[u8], user: &[u8]) -> bool {
+    if ikey.len() != user.len() + 8 {
+        return false;
+    }
+    let (a, n) = (&ikey[..user.len()], user.len());
+    if n < 8 {
+        return a == user;
+    }
+    be64(&a[n - 8..]) == be64(&user[n - 8..])
+        && compare_bytes(&a[..n - 8], &user[..n - 8]) == Ordering::Equal
+}
+
 /// Orders internal keys: user key ascending, then sequence descending.
 #[inline]
 pub(crate) fn compare(a: &[u8], b: &[u8]) -> Ordering {
@@ -337,6 +353,20 @@ impl Fragments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_user_matches_only_the_exact_user_key() {
+        let long = b"slot-key-version-0000001".as_slice();
+        for user in [&b""[..], b"ab", b"abcdefgh", long] {
+            assert!(same_user(&encode(user, 9, Kind::Put), user));
+            assert!(same_user(&encode(user, 0, Kind::Delete), user));
+        }
+        let ik = encode(long, 9, Kind::Put);
+        assert!(!same_user(&ik, b"slot-key-version-0000002"));
+        assert!(!same_user(&ik, b"Slot-key-version-0000001"));
+        assert!(!same_user(&ik, b"slot-key-version-000000"));
+        assert!(!same_user(&encode(b"ab", 1, Kind::Put), b"ac"));
+    }
 
     #[test]
     fn ordering_user_then_seq_desc() {

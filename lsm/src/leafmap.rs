@@ -192,6 +192,55 @@ impl LeafMap {
     }
 }
 
+impl LeafMap {
+    /// Appends clones of up to `n` entries of [`LeafMap::range`]`(lower, upper)` to `out`, a
+    /// leaf's run at a time: `upper` is compared once per leaf instead of once per entry (the
+    /// per-entry check and step of [`Range`] were ~60 instructions of every record a memtable
+    /// scan copied).
+    pub(crate) fn copy_range(
+        &self,
+        lower: Bound<&MemKeyRef>,
+        upper: Bound<&MemKeyRef>,
+        n: usize,
+        out: &mut Vec<(MemKey, Bytes)>,
+    ) {
+        let start = self.range(lower, upper);
+        let (mut li, mut pos, mut left) = (start.leaf, start.pos, n);
+        while li != NONE && left > 0 {
+            let leaf = &self.leaves[li as usize];
+            let keys = leaf.keys.get(pos..).unwrap_or(&[]);
+            let mut take = keys.len().min(left);
+            let ends_here = keys[..take].last().is_some_and(|k| past(k, upper));
+            if ends_here {
+                take = keys[..take].partition_point(|k| !past(k, upper));
+            }
+            let vals = &leaf.vals[pos..pos + take];
+            out.extend(
+                keys[..take]
+                    .iter()
+                    .zip(vals)
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            if ends_here {
+                return;
+            }
+            left -= take;
+            li = leaf.next;
+            pos = 0;
+        }
+    }
+}
+
+/// True when `k` is above `upper`.
+#[inline]
+fn past(k: &MemKey, upper: Bound<&MemKeyRef>) -> bool {
+    match upper {
+        Bound::Unbounded => false,
+        Bound::Included(u) => compare(k.as_slice(), &u.0) == Ordering::Greater,
+        Bound::Excluded(u) => compare(k.as_slice(), &u.0) != Ordering::Less,
+    }
+}
+
 /// Iterator of [`LeafMap::range`].
 pub(crate) struct Range<'a> {
     map: &'a LeafMap,
@@ -211,12 +260,7 @@ impl<'a> Iterator for Range<'a> {
                 self.pos = 0;
                 continue;
             };
-            let past = match self.upper {
-                Bound::Unbounded => false,
-                Bound::Included(u) => compare(k.as_slice(), &u.0) == Ordering::Greater,
-                Bound::Excluded(u) => compare(k.as_slice(), &u.0) != Ordering::Less,
-            };
-            if past {
+            if past(k, self.upper) {
                 self.leaf = NONE;
                 return None;
             }
@@ -317,6 +361,19 @@ mod tests {
                         for ((gk, gv), (wk, wv)) in got.iter().zip(&want) {
                             assert_eq!(gk.as_slice(), wk.as_slice());
                             assert_eq!(gv, wv);
+                        }
+                        // The batched copy returns the same entries, cut at its limit.
+                        let limit = (rng(&mut s) % 200) as usize;
+                        let mut copied = Vec::new();
+                        m.copy_range(lo_r, hi_r, limit, &mut copied);
+                        assert_eq!(
+                            copied.len(),
+                            want.len().min(limit),
+                            "seed {seed} step {step}"
+                        );
+                        for ((ck, cv), (wk, wv)) in copied.iter().zip(&want) {
+                            assert_eq!(ck.as_slice(), wk.as_slice());
+                            assert_eq!(cv, *wv);
                         }
                     }
                 }

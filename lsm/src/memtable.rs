@@ -315,13 +315,8 @@ impl MemTable {
         if empty_range(lower, upper) {
             return;
         }
-        let map = self.map.read();
-        for (k, v) in map.range(lower, upper) {
-            if out.len() >= n {
-                break;
-            }
-            out.push((k.clone(), v.clone()));
-        }
+        let room = n.saturating_sub(out.len());
+        self.map.read().copy_range(lower, upper, room, out);
     }
 }
 
@@ -352,6 +347,8 @@ pub(crate) struct MemIter {
     /// The internal key past which the scan wants nothing: a batch stops there instead of
     /// copying out entries the scan only reads to find it has ended (LRANGE 0 99 copied 128).
     upper: Bound<Box<[u8]>>,
+    /// The user-key bound `upper` was built from.
+    end: Bound<Box<[u8]>>,
 }
 
 const MEM_BATCH: usize = 128;
@@ -378,6 +375,7 @@ impl MemIter {
             pos: 0,
             exhausted: true,
             upper,
+            end: end.map(Into::into),
         }
     }
 
@@ -421,6 +419,43 @@ impl InternalIterator for MemIter {
             self.refill(last.as_slice(), false);
         }
         Ok(())
+    }
+    fn skip_user(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
+        // Compares with the current key where it lies in the buffer: the generic skip copied
+        // every key of a scan out first.
+        let cur = self.pos;
+        let Some((ck, _)) = self.buf.get(cur) else {
+            return Ok(());
+        };
+        let user = key::user_key(ck.as_slice());
+        self.pos += 1;
+        while let Some((k, _)) = self.buf.get(self.pos) {
+            if !key::same_user(k.as_slice(), user) {
+                return Ok(());
+            }
+            self.pos += 1;
+        }
+        if self.exhausted {
+            return Ok(());
+        }
+        // The batch ended inside this key's versions: carry the key across the refill.
+        scratch.clear();
+        scratch.extend_from_slice(user);
+        let last = self.buf[self.buf.len() - 1].0.clone();
+        self.refill(last.as_slice(), false);
+        while self.valid() && key::same_user(self.key(), scratch) {
+            self.next()?;
+        }
+        Ok(())
+    }
+    fn bounded_by(&self, end: &Bound<Bytes>) -> bool {
+        match (&self.end, end) {
+            (Bound::Unbounded, Bound::Unbounded) => true,
+            (Bound::Included(a), Bound::Included(b)) | (Bound::Excluded(a), Bound::Excluded(b)) => {
+                **a == **b
+            }
+            _ => false,
+        }
     }
     fn seek(&mut self, ikey: &[u8]) -> Result<()> {
         self.refill(ikey, true);
@@ -486,6 +521,27 @@ mod tests {
             it.next().unwrap();
         }
         assert_eq!(n, 1000);
+    }
+
+    #[test]
+    fn skip_user_crosses_batches() {
+        let m = Arc::new(MemTable::new(1));
+        // 300 versions of "a" span three batches; "b" and "c" follow.
+        for seq in 1..=300u64 {
+            m.put(b"a", seq, Kind::Put, Bytes::new());
+        }
+        m.put(b"b", 400, Kind::Put, Bytes::new());
+        m.put(b"b", 401, Kind::Delete, Bytes::new());
+        m.put(b"c", 500, Kind::Put, Bytes::new());
+        let mut it = MemIter::new(m);
+        it.seek(&key::encode(b"", key::MAX_SEQ, Kind::Put)).unwrap();
+        let mut scratch = Vec::new();
+        let mut users = Vec::new();
+        while it.valid() {
+            users.push(key::user_key(it.key()).to_vec());
+            it.skip_user(&mut scratch).unwrap();
+        }
+        assert_eq!(users, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub(crate) use user::UserIter;
 
 use crate::Result;
 use bytes::Bytes;
+use std::ops::Bound;
 
 /// A cursor over internal-key-ordered records.
 ///
@@ -31,6 +32,23 @@ pub(crate) trait InternalIterator: Send {
     }
     /// Advances to the next record.
     fn next(&mut self) -> Result<()>;
+    /// True when the source itself stops before any user key past `end` (it was built with
+    /// that bound), so a merge ending there need not check its records.
+    fn bounded_by(&self, _end: &Bound<Bytes>) -> bool {
+        false
+    }
+    /// Advances past every record of the current record's user key (only when valid);
+    /// `scratch` is the caller's buffer for a copy of that key, which a source that can
+    /// compare in place never makes.
+    fn skip_user(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
+        scratch.clear();
+        scratch.extend_from_slice(crate::key::user_key(self.key()));
+        self.next()?;
+        while self.valid() && crate::key::same_user(self.key(), scratch) {
+            self.next()?;
+        }
+        Ok(())
+    }
     /// Positions on the first record `>= ikey`.
     fn seek(&mut self, ikey: &[u8]) -> Result<()>;
 }

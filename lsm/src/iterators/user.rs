@@ -13,12 +13,11 @@ pub(crate) struct UserIter {
     snap: u64,
     tombs: Fragments,
     start: Bound<Bytes>,
-    end: Bound<Bytes>,
     started: bool,
     done: bool,
     /// Yield empty keys (callers that want only the values save a key copy per record).
     values_only: bool,
-    /// The current user key (reused across records).
+    /// Scratch for a user key whose versions are being skipped (reused across records).
     cur: Vec<u8>,
     // Keeps the memtables and the version (and so the files) alive while iterating.
     _pin: Box<dyn Send + Sync>,
@@ -27,19 +26,20 @@ pub(crate) struct UserIter {
 impl UserIter {
     /// `tombs` must hold the range tombstones of every source (filtered to `<= snap` here).
     pub(crate) fn new(
-        inner: MergeIter,
+        mut inner: MergeIter,
         snap: u64,
         mut tombs: Vec<key::RangeTombstone>,
         range: (Bound<Bytes>, Bound<Bytes>),
         pin: Box<dyn Send + Sync>,
     ) -> UserIter {
         tombs.retain(|t| t.seq <= snap);
+        // The merge stops at the end itself (so it can drop sources that lie beyond it).
+        inner.set_end(range.1);
         UserIter {
             inner,
             snap,
             tombs: Fragments::new(&tombs),
             start: range.0,
-            end: range.1,
             started: false,
             done: false,
             values_only: false,
@@ -52,14 +52,6 @@ impl UserIter {
     pub(crate) fn values_only(mut self) -> UserIter {
         self.values_only = true;
         self
-    }
-
-    fn past_end(&self, user: &[u8]) -> bool {
-        match &self.end {
-            Bound::Unbounded => false,
-            Bound::Included(e) => user > e.as_ref(),
-            Bound::Excluded(e) => user >= e.as_ref(),
-        }
     }
 
     fn start(&mut self) -> Result<()> {
@@ -87,34 +79,24 @@ impl UserIter {
                 return Ok(None);
             }
             let (u, seq, kind) = key::split(self.inner.key());
-            if self.past_end(u) {
-                return Ok(None);
-            }
             if seq > self.snap {
                 self.inner.next()?;
                 continue;
             }
             let live = kind == Kind::Put as u8
                 && (self.tombs.is_empty() || self.tombs.max_covering(u, self.snap) < seq);
-            self.cur.clear();
-            self.cur.extend_from_slice(u);
-            let value = if live {
-                Some(self.inner.take_value())
-            } else {
+            let found = if !live {
                 None
+            } else if self.values_only {
+                Some((Bytes::new(), self.inner.take_value()))
+            } else {
+                let user = Bytes::copy_from_slice(u);
+                Some((user, self.inner.take_value()))
             };
             // Skip the older versions of this key.
-            self.inner.next()?;
-            while self.inner.valid() && key::user_key(self.inner.key()) == self.cur.as_slice() {
-                self.inner.next()?;
-            }
-            if let Some(v) = value {
-                let user = if self.values_only {
-                    Bytes::new()
-                } else {
-                    Bytes::copy_from_slice(&self.cur)
-                };
-                return Ok(Some((user, v)));
+            self.inner.skip_user(&mut self.cur)?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
     }
