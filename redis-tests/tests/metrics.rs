@@ -223,6 +223,70 @@ fn single_node_metrics_follow_traffic() {
     assert!(!s3.contains_key("pinnacle_commands_total{cmd=\"set\"}"));
 }
 
+/// The PINN families (issue 8 "PINN loss and forecast error"): with rounds every second and a
+/// 1 s horizon, steady writes make the trainer run rounds and score its forecasts; the scrape
+/// then carries every loss term of the last round and the PINN's forecast error next to the
+/// baselines'.
+#[test]
+fn pinn_loss_and_forecast_error_are_exported() {
+    let mport = free_port().expect("port");
+    let server = Builder::pinnacle()
+        .args(["--metrics-port".to_string(), mport.to_string()])
+        .start()
+        .expect("start pinnacle");
+    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    let mut c = server.conn().expect("conn");
+    for (k, v) in [
+        ("pinn-train-interval", "1"),
+        ("pinn-train-min-ops", "1"),
+        ("pinn-train-steps", "5"),
+        ("pinn-horizon", "1"),
+    ] {
+        assert_eq!(
+            c.call(&["CONFIG", "SET", k, v]).expect("CONFIG SET"),
+            b"+OK\r\n"
+        );
+    }
+    let wanted = [
+        "pinnacle_pinn_loss{term=\"data\"}",
+        "pinnacle_pinn_loss{term=\"pde\"}",
+        "pinnacle_pinn_loss{term=\"bc\"}",
+        "pinnacle_pinn_loss{term=\"ic\"}",
+        "pinnacle_pinn_loss{term=\"total\"}",
+        "pinnacle_pinn_forecast_mse{model=\"pinn\"}",
+        "pinnacle_pinn_forecast_mse{model=\"persistence\"}",
+    ];
+    // Generous: the trainer needs a few seconds of heat history before its first round, and
+    // a forecast is scored only once its horizon has passed.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut round = 0;
+    let s = loop {
+        round += 1;
+        pipelined_sets(&mut c, &format!("pinn{round}"), 2000);
+        let s = scrape(maddr);
+        if wanted.iter().all(|k| s.contains_key(*k))
+            && s.get("pinnacle_pinn_forecasts_scored{model=\"pinn\"}")
+                .is_some_and(|n| *n >= 1.0)
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no PINN loss/forecast error after 90 s of writes; have: {:#?}",
+            s.iter()
+                .filter(|(k, _)| k.starts_with("pinnacle_pinn"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(get(&s, "pinnacle_pinn_rounds_total{outcome=\"accepted\"}") >= 1.0);
+    for k in wanted {
+        let v = get(&s, k);
+        assert!(v.is_finite() && v >= 0.0, "{k} = {v}");
+    }
+    assert!(get(&s, "pinnacle_pinn_loss{term=\"total\"}") > 0.0);
+}
+
 #[test]
 fn info_latencystats_and_commandstats_match_redis_shapes() {
     let ours = Server::pinnacle().expect("start pinnacle");
