@@ -180,7 +180,7 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
     let mut rng = Rng::new(seed);
     let mut c = Cluster::start(3).expect("cluster");
     c.leader().expect("first leader");
-    let mut writers: Vec<Writer> = (0..2)
+    let mut writers: Vec<Writer> = (0..4)
         .map(|w| Writer::start(&format!("w{w}"), c.addrs()))
         .collect();
     let mut elections = Vec::new();
