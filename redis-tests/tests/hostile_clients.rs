@@ -4,7 +4,8 @@
 //! benign authenticated client PINGs. Pass: server RSS grows ≤ 64 MiB and the benign PING p99
 //! stays ≤ 50 ms.
 //!
-//! `HOSTILE_SECS` sets the duration (default 10 s; the plan's full run is 30 s).
+//! `HOSTILE_SECS` sets the duration of both tests (defaults: the plan's 30 s for the latency
+//! test, which also checks RSS; 10 s for the memory-only test).
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
@@ -30,12 +31,12 @@ fn hostile_payload(i: usize) -> Vec<u8> {
     }
 }
 
-fn run(server: &Server, p99_limit: Duration) {
+fn run(server: &Server, p99_limit: Duration, default_secs: u64) {
     let name = server.kind().name();
     let secs = std::env::var("HOSTILE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(default_secs);
     let mut benign = server.conn().expect("connect benign");
     assert_eq!(benign.call(&["AUTH", "secret"]).expect("AUTH"), b"+OK\r\n");
     let base_rss = server.rss_kib().expect("rss");
@@ -99,7 +100,7 @@ fn hostile_clients_bounded_memory() {
         .requirepass("secret")
         .start()
         .expect("start server");
-    run(&server, Duration::MAX);
+    run(&server, Duration::MAX, 10);
 }
 
 /// The plan's latency bar: benign PING p99 ≤ 50 ms (release build).
@@ -109,7 +110,7 @@ fn hostile_clients_benign_p99_50ms() {
         .requirepass("secret")
         .start()
         .expect("start server");
-    run(&server, Duration::from_millis(50));
+    run(&server, Duration::from_millis(50), 30);
 }
 
 /// `VmSize` of a process in KiB (address space, which counts reservations that RSS does not).
