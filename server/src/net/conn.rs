@@ -42,6 +42,20 @@ enum After {
     Block(Vec<Bytes>),
 }
 
+/// One connection's request and reply buffers, handed to each batch as one.
+struct Io {
+    /// Splits `buf` into requests.
+    decoder: RequestDecoder,
+    /// Bytes read and not yet decoded.
+    buf: BytesMut,
+    /// Replies not yet written.
+    out: BytesMut,
+    /// Reply bytes produced for an unauthenticated client since the last read (none sent yet).
+    unauth_out: usize,
+    /// A blocked request to run again.
+    held: Option<Vec<Bytes>>,
+}
+
 /// Serves one connection (plain TCP or TLS) until it closes, is killed, or idles out.
 pub async fn run<S: ClientStream>(
     server: Arc<Server>,
@@ -61,24 +75,27 @@ pub async fn run<S: ClientStream>(
     }
     let mut client = server.register_client(peer, local);
     let (mut rd, mut wr) = sock.into_halves();
-    let mut decoder = RequestDecoder::with_max_bulk_len(server.config.proto_max_bulk_len());
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut io = Io {
+        decoder: RequestDecoder::with_max_bulk_len(server.config.proto_max_bulk_len()),
+        buf: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::with_capacity(16 * 1024),
+        unauth_out: 0,
+        held: None,
+    };
     let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
     // Pub/sub frames published to this client (and confirmations not yet written).
     let mut outbox: Option<Arc<crate::pubsub::Outbox>> = None;
     let mut last_active = Instant::now();
-    // A blocked request to run again, and its wake-up registration.
-    let mut held: Option<Vec<Bytes>> = None;
+    // A blocked request's wake-up registration.
     let mut registration: Option<crate::command::blocking::Registration> = None;
     loop {
-        decoder.reserve_for_read(&mut buf);
+        io.decoder.reserve_for_read(&mut io.buf);
         let idle = server.config.timeout();
         // Redis never times out a MONITOR or a subscriber.
         let deadline = (idle > 0 && monitor.is_none() && !client.subscribed())
             .then(|| last_active + Duration::from_secs(idle));
         let read = tokio::select! {
-            r = rd.read_buf(&mut buf) => r,
+            r = rd.read_buf(&mut io.buf) => r,
             _ = client.handle.killed() => break,
             line = next_monitor_line(&mut monitor) => {
                 if let Some(line) = line {
@@ -90,17 +107,17 @@ pub async fn run<S: ClientStream>(
             }
             _ = next_push(&outbox) => {
                 if let Some(ob) = &outbox {
-                    out.clear();
-                    ob.drain_into(&mut out, OUT_FLUSH_AT);
-                    if !out.is_empty() {
+                    io.out.clear();
+                    ob.drain_into(&mut io.out, OUT_FLUSH_AT);
+                    if !io.out.is_empty() {
                         server
                             .stats
                             .net_output_bytes
-                            .fetch_add(out.len() as u64, Ordering::Relaxed);
-                        if !write_or_killed(&mut wr, &out, &client).await {
+                            .fetch_add(io.out.len() as u64, Ordering::Relaxed);
+                        if !write_or_killed(&mut wr, &io.out, &client).await {
                             break;
                         }
-                        out.clear();
+                        io.out.clear();
                     }
                 }
                 continue;
@@ -124,11 +141,12 @@ pub async fn run<S: ClientStream>(
         // Requests read from now on need a new read barrier.
         client.new_input();
         // Replies produced for an unauthenticated client since this read (none sent yet).
-        let mut unauth_out = 0usize;
+        io.unauth_out = 0;
         // CONFIG SET proto-max-bulk-len applies from the next bulk header on.
-        decoder.set_max_bulk_len(server.config.proto_max_bulk_len());
+        io.decoder
+            .set_max_bulk_len(server.config.proto_max_bulk_len());
         let limit = server.config.query_buffer_limit();
-        if buf.len() + decoder.pending_args_bytes() > limit {
+        if io.buf.len() + io.decoder.pending_args_bytes() > limit {
             tracing::warn!(
                 "closing client id={} that exceeded the query buffer limit",
                 client.id
@@ -138,42 +156,14 @@ pub async fn run<S: ClientStream>(
         // Run every complete request in the buffer, writing replies out in bounded chunks.
         let after = loop {
             let after = if let Some(repl) = server.replication.get() {
-                replicated::run_batch(
-                    &server,
-                    repl,
-                    &mut client,
-                    &mut decoder,
-                    &mut buf,
-                    &mut out,
-                    &mut unauth_out,
-                    &mut held,
-                )
-                .await
+                replicated::run_batch(&server, repl, &mut client, &mut io).await
             } else if opts.blocking_commands {
-                tokio::task::block_in_place(|| {
-                    run_batch(
-                        &server,
-                        &mut client,
-                        &mut decoder,
-                        &mut buf,
-                        &mut out,
-                        &mut unauth_out,
-                        &mut held,
-                    )
-                })
+                tokio::task::block_in_place(|| run_batch(&server, &mut client, &mut io))
             } else {
-                let start = out.len();
-                let (after, seq) = server.db.group_pending(|| {
-                    run_commands(
-                        &server,
-                        &mut client,
-                        &mut decoder,
-                        &mut buf,
-                        &mut out,
-                        &mut unauth_out,
-                        &mut held,
-                    )
-                });
+                let start = io.out.len();
+                let (after, seq) = server
+                    .db
+                    .group_pending(|| run_commands(&server, &mut client, &mut io));
                 if seq == 0 {
                     if let Err(e) = server.db.make_visible_durable() {
                         // Nothing this batch wrote is at stake; its reads are answered as
@@ -192,7 +182,7 @@ pub async fn run<S: ClientStream>(
                         Err(e) => {
                             // Never acknowledge writes that may be lost.
                             tracing::error!(client = client.id, error = %e, "WAL sync failed; closing client");
-                            out.truncate(start);
+                            io.out.truncate(start);
                             After::CloseNow
                         }
                     }
@@ -201,34 +191,34 @@ pub async fn run<S: ClientStream>(
             if let After::CloseNow = after {
                 break after;
             }
-            if !out.is_empty() {
+            if !io.out.is_empty() {
                 // What CLIENT LIST shows (a SUBSCRIBE's `pubsub` type, a new name) is visible
                 // to other connections once the reply is, as in Redis.
-                client.publish(buf.len(), 0);
+                client.publish(io.buf.len(), 0);
                 server
                     .stats
                     .net_output_bytes
-                    .fetch_add(out.len() as u64, Ordering::Relaxed);
-                if !write_or_killed(&mut wr, &out, &client).await {
+                    .fetch_add(io.out.len() as u64, Ordering::Relaxed);
+                if !write_or_killed(&mut wr, &io.out, &client).await {
                     break After::CloseNow;
                 }
-                out.clear();
+                io.out.clear();
             }
             if let After::Block(args) = after {
                 match wait_unblocked(
                     &server,
                     &mut client,
                     &mut rd,
-                    &mut buf,
+                    &mut io.buf,
                     &mut registration,
                     args,
                 )
                 .await
                 {
-                    Unblocked::Retry(args) => held = Some(args),
+                    Unblocked::Retry(args) => io.held = Some(args),
                     Unblocked::TimedOut(reply) => {
                         if client.take_reply_allowed() {
-                            reply.encode(client.protocol, &mut out);
+                            reply.encode(client.protocol, &mut io.out);
                         }
                     }
                     Unblocked::Close => break After::CloseNow,
@@ -255,7 +245,7 @@ pub async fn run<S: ClientStream>(
         if outbox.is_none() {
             outbox = client.pubsub.as_ref().map(|s| s.outbox.clone());
         }
-        client.publish(buf.len(), 0);
+        client.publish(io.buf.len(), 0);
     }
     let _ = wr.shutdown().await;
     server.unregister_client(&client);
@@ -299,59 +289,35 @@ async fn next_monitor_line(rx: &mut Option<broadcast::Receiver<Bytes>>) -> Optio
 /// Decodes and runs requests from `buf` until it holds no complete request, the output
 /// buffer is large, or the connection must close; the batch's writes are made durable with
 /// one WAL sync before any of its replies can be sent.
-fn run_batch(
-    server: &Server,
-    client: &mut Client,
-    decoder: &mut RequestDecoder,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-    unauth_out: &mut usize,
-    held: &mut Option<Vec<Bytes>>,
-) -> After {
-    let start = out.len();
-    match server
-        .db
-        .group_durable(|| run_commands(server, client, decoder, buf, out, unauth_out, held))
-    {
+fn run_batch(server: &Server, client: &mut Client, io: &mut Io) -> After {
+    let start = io.out.len();
+    match server.db.group_durable(|| run_commands(server, client, io)) {
         Ok(after) => after,
         Err(e) => {
             // Never acknowledge writes that may be lost: drop this batch's replies and close.
             tracing::error!(client = client.id, error = %e, "WAL sync failed; closing client");
-            out.truncate(start);
+            io.out.truncate(start);
             After::CloseNow
         }
     }
 }
 
-fn run_commands(
-    server: &Server,
-    client: &mut Client,
-    decoder: &mut RequestDecoder,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-    unauth_out: &mut usize,
-    held: &mut Option<Vec<Bytes>>,
-) -> After {
+fn run_commands(server: &Server, client: &mut Client, io: &mut Io) -> After {
     let mut run = run::Run::default();
-    let after = run_commands_in(
-        server, client, decoder, buf, out, unauth_out, held, &mut run,
-    );
+    let after = run_commands_in(server, client, io, &mut run);
     // Queued writes were accepted: they are applied even if the connection closes now.
-    run.drain(server, out);
+    run.drain(server, &mut io.out);
     after
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_commands_in(
-    server: &Server,
-    client: &mut Client,
-    decoder: &mut RequestDecoder,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-    unauth_out: &mut usize,
-    held: &mut Option<Vec<Bytes>>,
-    run: &mut run::Run,
-) -> After {
+fn run_commands_in(server: &Server, client: &mut Client, io: &mut Io, run: &mut run::Run) -> After {
+    let Io {
+        decoder,
+        buf,
+        out,
+        unauth_out,
+        held,
+    } = io;
     for _ in 0..BATCH_COMMANDS {
         if out.len() >= OUT_FLUSH_AT {
             return After::More;

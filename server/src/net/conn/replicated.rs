@@ -6,13 +6,13 @@
 //! earlier writes. The first read after a socket read waits for a read barrier on the leader:
 //! every request in the buffer arrived before the barrier began, so one barrier covers them.
 
-use super::{protocol_error, After, BATCH_COMMANDS, OUT_FLUSH_AT, UNAUTH_OUTPUT_LIMIT};
+use super::{protocol_error, After, Io, BATCH_COMMANDS, OUT_FLUSH_AT, UNAUTH_OUTPUT_LIMIT};
 use crate::command::{call, classify, Client, Ctx, Kind, Server};
 use crate::replication::{ProposeFailure, Replication};
 use crate::storage::deferred::{self, Combiner, DeferredWrite};
 use crate::storage::shard_ctl;
 use bytes::{Bytes, BytesMut};
-use pinnacle_resp::{Protocol, Reply, RequestDecoder};
+use pinnacle_resp::{Protocol, Reply};
 
 /// A command's writes waiting for their proposal.
 struct Queued {
@@ -38,12 +38,15 @@ pub(super) async fn run_batch(
     server: &Server,
     repl: &Replication,
     client: &mut Client,
-    decoder: &mut RequestDecoder,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-    unauth_out: &mut usize,
-    held: &mut Option<Vec<Bytes>>,
+    io: &mut Io,
 ) -> After {
+    let Io {
+        decoder,
+        buf,
+        out,
+        unauth_out,
+        held,
+    } = io;
     let mut queue: Vec<Queued> = Vec::new();
     let mut after = After::More;
     for _ in 0..BATCH_COMMANDS {
