@@ -323,12 +323,12 @@ fn crash_cycles_relaxed_sync() {
 }
 
 #[test]
-#[ignore = "soak: 20,000 cycles (CRASH_CYCLES=n to change); run with --ignored"]
+#[ignore = "soak: T1's 100,000 cycles (CRASH_CYCLES=n to change); run with --ignored"]
 fn crash_soak() {
     let cycles = std::env::var("CRASH_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(100_000);
     run(0x5EED, cycles, None, SyncPolicy::Always);
     run(0x5EED, cycles / 4, None, SyncPolicy::EveryMillis(1));
     run(0x5EED, cycles / 4, None, SyncPolicy::Never);
