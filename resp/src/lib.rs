@@ -18,5 +18,5 @@ pub mod client;
 pub mod fuzzing;
 
 pub use double::format_double;
-pub use reply::{Protocol, Reply};
+pub use reply::{BulkArray, BulkArrayBuilder, Protocol, Reply};
 pub use request::{is_cross_protocol_attack, ProtocolError, RequestDecoder};

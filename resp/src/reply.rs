@@ -48,6 +48,76 @@ pub enum Reply {
     BigNumber(Bytes),
     /// Out-of-band push (pub/sub): array in RESP2, `>` in RESP3.
     Push(Vec<Reply>),
+    /// Array of bulk strings already framed (LRANGE): the same wire form as an [`Reply::Array`]
+    /// of [`Reply::Bulk`] in both protocols, built without a `Reply` and a refcount per element.
+    BulkArray(BulkArray),
+}
+
+/// Bulk strings framed as `$len CRLF value CRLF` one after another, and their count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkArray {
+    count: usize,
+    wire: Bytes,
+}
+
+impl BulkArray {
+    /// Starts an empty array with room for about `bytes` bytes of framed values.
+    pub fn builder(bytes: usize) -> BulkArrayBuilder {
+        BulkArrayBuilder {
+            count: 0,
+            wire: BytesMut::with_capacity(bytes),
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// The elements, sliced out of the framed buffer (for code that inspects a reply).
+    pub fn items(&self) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(self.count);
+        let mut at = 0;
+        let w = &self.wire;
+        // The buffer is only ever written by `BulkArrayBuilder::push`, so it is well framed.
+        while at < w.len() {
+            let mut n = 0usize;
+            at += 1; // `$`
+            while at < w.len() && w[at] != b'\r' {
+                n = n * 10 + usize::from(w[at] - b'0');
+                at += 1;
+            }
+            at += 2;
+            let end = (at + n).min(w.len());
+            out.push(w.slice(at..end));
+            at = end + 2;
+        }
+        out
+    }
+}
+
+/// Appends framed bulk strings; [`BulkArrayBuilder::finish`] makes the reply.
+#[derive(Debug)]
+pub struct BulkArrayBuilder {
+    count: usize,
+    wire: BytesMut,
+}
+
+impl BulkArrayBuilder {
+    /// Appends one element.
+    pub fn push(&mut self, b: &[u8]) {
+        bulk(&mut self.wire, b);
+        self.count += 1;
+    }
+    /// The finished reply.
+    pub fn finish(self) -> Reply {
+        Reply::BulkArray(BulkArray {
+            count: self.count,
+            wire: self.wire.freeze(),
+        })
+    }
 }
 
 impl Reply {
@@ -84,6 +154,11 @@ impl Reply {
             Reply::NullArray if resp3 => out.put_slice(b"_\r\n"),
             Reply::NullArray => out.put_slice(b"*-1\r\n"),
             Reply::Array(items) => seq(out, b'*', items, proto),
+            Reply::BulkArray(a) => {
+                out.reserve(a.wire.len() + 24);
+                header(out, b'*', a.count as i64);
+                out.extend_from_slice(&a.wire);
+            }
             Reply::Set(items) => seq(out, if resp3 { b'~' } else { b'*' }, items, proto),
             Reply::Push(items) => seq(out, if resp3 { b'>' } else { b'*' }, items, proto),
             Reply::Map(pairs) => {
@@ -322,6 +397,26 @@ mod tests {
         ];
         for (r, resp2, resp3) in cases {
             assert_eq!(both(&r), (resp2.to_vec(), resp3.to_vec()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn bulk_array_is_an_array_of_bulks_on_the_wire() {
+        for n in [0usize, 1, 2, 9, 10, 64, 65, 300] {
+            let vals: Vec<Bytes> = (0..n)
+                .map(|i| Bytes::from(vec![b'\r'; (i * 13) % 150]))
+                .collect();
+            let mut b = BulkArray::builder(16);
+            for v in &vals {
+                b.push(v);
+            }
+            let r = b.finish();
+            let Reply::BulkArray(a) = &r else {
+                panic!("{r:?}")
+            };
+            assert_eq!((a.len(), a.items()), (n, vals.clone()));
+            let plain = Reply::Array(vals.into_iter().map(Reply::Bulk).collect());
+            assert_eq!(both(&r), both(&plain), "{n} elements");
         }
     }
 

@@ -28,6 +28,7 @@ fn resp2_frame(r: &Reply) -> F2 {
         Reply::Boolean(b) => F2::Integer(i64::from(*b)),
         Reply::Verbatim(_, text) => bulk(text),
         Reply::BigNumber(n) => bulk(n),
+        Reply::BulkArray(a) => F2::Array(a.items().iter().map(|b| bulk(b)).collect()),
     }
 }
 
@@ -54,6 +55,17 @@ fn resp3_frame(r: &Reply) -> F3 {
         Reply::Null | Reply::NullArray => F3::Null,
         Reply::Array(items) => F3::Array {
             data: items.iter().map(resp3_frame).collect(),
+            attributes,
+        },
+        Reply::BulkArray(a) => F3::Array {
+            data: a
+                .items()
+                .into_iter()
+                .map(|b| F3::BlobString {
+                    data: b.to_vec(),
+                    attributes: None,
+                })
+                .collect(),
             attributes,
         },
         Reply::Push(items) => F3::Push {

@@ -512,6 +512,7 @@ mod model {
 
     fn bulks(r: Reply) -> Vec<Bytes> {
         match r {
+            Reply::BulkArray(a) => a.items(),
             Reply::Array(items) | Reply::Set(items) => items
                 .into_iter()
                 .map(|x| match x {

@@ -115,7 +115,7 @@ fn lrange(db: &Db, _p: Protocol, a: &[Bytes]) -> Reply {
         let Some((s, e)) = range(start, stop, m.size) else {
             return Ok(Reply::Array(Vec::new()));
         };
-        Ok(Reply::Array(v.list_range(&a[1], &m, s, e)?))
+        v.list_range(&a[1], &m, s, e)
     })
 }
 

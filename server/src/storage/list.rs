@@ -10,7 +10,7 @@ use super::hash::try_reply;
 use super::write::WriteOp;
 use super::{ReadView, Result};
 use bytes::Bytes;
-use pinnacle_resp::Reply;
+use pinnacle_resp::{BulkArray, Reply};
 use std::ops::Bound;
 
 fn idx(i: u64) -> [u8; 8] {
@@ -114,20 +114,21 @@ fn rewrite(tx: &mut Tx<'_>, key: &Bytes, m: &Meta, elems: Vec<Bytes>) {
 }
 
 impl ReadView<'_> {
-    /// Elements at offsets `s..=e` of the list `meta` as bulk replies (LRANGE): one range scan,
-    /// keeping only the values.
-    pub fn list_range(&self, key: &[u8], meta: &Meta, s: u64, e: u64) -> Result<Vec<Reply>> {
+    /// Elements at offsets `s..=e` of the list `meta` as an array reply (LRANGE): one range
+    /// scan, each value framed straight into the reply's buffer (no `Reply` per element).
+    pub fn list_range(&self, key: &[u8], meta: &Meta, s: u64, e: u64) -> Result<Reply> {
         let from = encoding::sub_key(key, meta.version, &idx(meta.head + s));
         let to = encoding::sub_key(key, meta.version, &idx(meta.head + e + 1));
         let iter = self.db.inner.engine.scan_values(
             (Bound::Included(from), Bound::Excluded(to)),
             Some(&self.snap),
         )?;
-        let mut out = Vec::with_capacity((e - s + 1).min(1 << 16) as usize);
+        // A short value frames to about 16 bytes; the buffer grows past that when needed.
+        let mut out = BulkArray::builder((e - s + 1).saturating_mul(16).min(1 << 20) as usize);
         for item in iter {
-            out.push(Reply::Bulk(item?.1));
+            out.push(&item?.1);
         }
-        Ok(out)
+        Ok(out.finish())
     }
 }
 

@@ -36,6 +36,13 @@ pub fn encode(r: &Reply, out: &mut BytesMut) {
         Reply::Null => out.put_u8(NULL),
         Reply::NullArray => out.put_u8(NULL_ARRAY),
         Reply::Array(v) => list(out, ARRAY, v),
+        Reply::BulkArray(a) => {
+            out.put_u8(ARRAY);
+            out.put_u32(a.len() as u32);
+            for b in a.items() {
+                bytes(out, BULK, &b);
+            }
+        }
         Reply::Set(v) => list(out, SET, v),
         Reply::Push(v) => list(out, PUSH, v),
         Reply::Map(pairs) => {
