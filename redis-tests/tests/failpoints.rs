@@ -177,7 +177,8 @@ fn wait_fired(c: &mut Cluster, victim: usize, point: &str) -> Duration {
     while !exited(c, victim) {
         assert!(
             t0.elapsed() < FIRE_TIMEOUT,
-            "failpoint {point} on node{victim} did not fire within {FIRE_TIMEOUT:?}"
+            "failpoint {point} on node{victim} did not fire within {FIRE_TIMEOUT:?}: {}",
+            node_states(c)
         );
         // Votes are only saved in elections: force one by restarting another leader.
         if point.contains("vote") && nudged.elapsed() > Duration::from_secs(3) {
@@ -295,16 +296,27 @@ fn install_case(bin: &PathBuf, point: &str) {
         thread::sleep(Duration::from_millis(50));
     }
     // The leader must have purged its log past the follower (snapshot 100 entries behind the
-    // purge point), or the follower catches up from the log and never installs.
-    while t0.elapsed() < Duration::from_secs(90) {
+    // purge point), or the follower catches up from the log and never installs. Fail here, with
+    // every node's state, rather than later and misleadingly when the install point never fires
+    // (as a leaderless cluster once made it).
+    let want = 300u64;
+    loop {
         let snap = c
             .current_leader()
             .and_then(|l| c.info(l).ok())
             .and_then(|i| i.fields.get("raft_snapshot_index").cloned())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        if snap >= 300 {
+        if snap >= want {
             break;
+        }
+        if t0.elapsed() >= SNAPSHOT_TIMEOUT {
+            panic!(
+                "{what}: no snapshot at index >= {want} on the leader within {SNAPSHOT_TIMEOUT:?} \
+                 ({} writes acked; node{victim} is down): {}",
+                writers.count(),
+                node_states(&c)
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -321,6 +333,34 @@ fn install_case(bin: &PathBuf, point: &str) {
     eprintln!("{what}: fired after {took:?}");
     verify(&c, &acked, &what);
     assert_clean_restart(&c, victim, &what);
+}
+
+/// How long [`install_case`] waits (from its first write) for the leader's snapshot.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Every live node's Raft state (its peers' match indexes included), for a failure message; the
+/// harness prints the log tails itself.
+fn node_states(c: &Cluster) -> String {
+    let mut out = format!("agreed leader {:?}", c.current_leader());
+    for i in c.live() {
+        let state = match c.info(i) {
+            Ok(inf) => {
+                let mut keys: Vec<&String> = inf
+                    .fields
+                    .keys()
+                    .filter(|k| k.starts_with("raft_") && !k.starts_with("raft_pro"))
+                    .collect();
+                keys.sort();
+                keys.iter()
+                    .map(|k| format!("{k}={}", inf.fields[*k]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            Err(e) => format!("INFO failed: {e}"),
+        };
+        out.push_str(&format!("\n  node{i}: {state}"));
+    }
+    out
 }
 
 /// A migration whose driver (the source shard's leader) dies at `point`; another node resumes
@@ -454,12 +494,14 @@ fn crash_at_snapshot_build_and_purge_points() {
     }
 }
 
-/// Ignored in CI: on a clean-clone CI run `raft::snapshot::before_install` fired and passed,
-/// but the next case's lagging follower never reached `server::install::mid` within 40 s
-/// (it was apparently not sent a snapshot); it passed in earlier runs on a loaded machine. Run
-/// with `--ignored`.
+/// Ignored: a lagging follower is not always sent a snapshot. Leaderless clusters (fixed in
+/// 5c4c640) explained the first CI failures, but with that fix it still failed 1 run in 10
+/// (session 12): `raft::snapshot::before_install` did not fire within 40 s although the leader
+/// had a snapshot at index >= 300. Probable cause (unconfirmed): openraft postpones a purge while a replication to the dead
+/// follower has logs in flight (`try_purge_log`), so a snapshot index does not prove the log
+/// was purged past the follower, which then catches up from the log. Run with `--ignored`.
 #[test]
-#[ignore = "flaky in CI: the lagging follower is not always sent a snapshot within 40 s"]
+#[ignore = "flaky: the leader may not purge past the dead follower, which then catches up from the log"]
 fn crash_at_snapshot_install_points() {
     let _g = serial();
     let Some(bin) = fp_bin() else { return };
