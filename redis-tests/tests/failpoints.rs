@@ -497,9 +497,10 @@ fn crash_at_snapshot_build_and_purge_points() {
 /// Ignored: a lagging follower is not always sent a snapshot. Leaderless clusters (fixed in
 /// 5c4c640) explained the first CI failures, but with that fix it still failed 1 run in 10
 /// (session 12): `raft::snapshot::before_install` did not fire within 40 s although the leader
-/// had a snapshot at index >= 300. Probable cause (unconfirmed): openraft postpones a purge while a replication to the dead
-/// follower has logs in flight (`try_purge_log`), so a snapshot index does not prove the log
-/// was purged past the follower, which then catches up from the log. Run with `--ignored`.
+/// had a snapshot at index >= 300. Probable cause (unconfirmed): openraft postpones a purge
+/// while a replication to the dead follower has logs in flight (`try_purge_log`), so a snapshot
+/// index does not prove the log was purged past the follower, which then catches up from the
+/// log. Run with `--ignored`.
 #[test]
 #[ignore = "flaky: the leader may not purge past the dead follower, which then catches up from the log"]
 fn crash_at_snapshot_install_points() {
