@@ -273,6 +273,9 @@ impl RaftNode {
                 .map_err(|e| NodeError::Raft(e.to_string()))?
                 .map_err(|e| NodeError::Raft(e.to_string()))?
         };
+        self.transport
+            .runtime()
+            .spawn(log_leadership(group, raft.server_metrics()));
         let contact = LeaderContact::default();
         self.transport.register(
             group,
@@ -336,6 +339,32 @@ impl RaftNode {
         let groups: Vec<_> = self.groups.lock().drain().map(|(_, g)| g).collect();
         for g in groups {
             g.stop().await;
+        }
+    }
+}
+
+/// Logs `raft group <g>: leader in term <t>` (INFO) once for each term this node leads
+/// `group` in, until the group stops: the black-box tests read every node's log to check that
+/// no term ever had two leaders (reliability T8).
+async fn log_leadership(
+    group: GroupId,
+    mut rx: openraft::type_config::alias::WatchReceiverOf<
+        TypeConfig,
+        openraft::metrics::RaftServerMetrics<TypeConfig>,
+    >,
+) {
+    let mut logged = None;
+    loop {
+        let (state, term) = {
+            let m = rx.borrow_watched();
+            (m.state, m.vote.leader_id.term)
+        };
+        if state == ServerState::Leader && logged != Some(term) {
+            tracing::info!("raft group {group}: leader in term {term}");
+            logged = Some(term);
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

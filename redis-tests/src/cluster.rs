@@ -13,6 +13,7 @@ mod faults;
 mod info;
 mod spawn;
 mod strace;
+mod terms;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};

@@ -39,4 +39,7 @@ pub enum Error {
     /// An external tool is not installed.
     #[error("missing tool: {0}")]
     ToolMissing(String),
+    /// A cluster broke a safety property (e.g. two leaders in one term).
+    #[error("safety: {0}")]
+    Safety(String),
 }

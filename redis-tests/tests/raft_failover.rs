@@ -218,6 +218,11 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         );
     }
     finish_writers(&c, &mut writers, trials * 10);
+    let led = c.check_one_leader_per_term().expect("one leader per term");
+    assert!(
+        led > trials,
+        "only {led} leaderships logged over {trials} kills"
+    );
     elections.sort();
     eprintln!(
         "election after SIGKILL over {} trials: p50 {:?} p99 {:?} max {:?}",
@@ -255,6 +260,11 @@ fn whole_cluster_sigkill_keeps_every_acknowledged_write() {
         eprintln!("cycle {cycle}: {now} writes acknowledged so far");
     }
     finish_writers(&c, &mut writers, 100);
+    let led = c.check_one_leader_per_term().expect("one leader per term");
+    assert!(
+        led > 5,
+        "only {led} leaderships logged over 5 whole-cluster restarts"
+    );
 }
 
 #[test]

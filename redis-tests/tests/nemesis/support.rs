@@ -116,6 +116,12 @@ pub fn heal(c: &mut Cluster, nem: &mut Nemesis) -> Vec<String> {
     if let Err(e) = nem.wait_migrations(c, Duration::from_secs(60)) {
         problems.push(format!("{e}"));
     }
+    // Reliability T8: no term of any group had two leaders, through every fault so far.
+    match c.check_one_leader_per_term() {
+        Ok(0) => problems.push("no node logged a leadership: the term check saw nothing".into()),
+        Ok(n) => eprintln!("{n} (group, term) leaderships in the logs, one leader each"),
+        Err(e) => problems.push(e.to_string()),
+    }
     problems
 }
 
