@@ -31,17 +31,7 @@ async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reach
 
     // A leader's append (a heartbeat here) lifts the rule: that leader's term is past every
     // election this node may have voted in before it lost its disk.
-    let hb = AppendEntriesRequest {
-        vote: Vote::new_committed(41, CANDIDATE),
-        prev_log_id: None,
-        leader_commit: None,
-        entries: vec![],
-    };
-    let r = cand
-        .call(5, &addr, G, RpcRequest::Append(hb), Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert!(matches!(r, RpcResponse::Append(_)), "append: {r:?}");
+    heartbeat(&cand, &addr, None).await;
     // (Once that leader's lease, which this node now honours, has run out.)
     let start = Instant::now();
     while !granted(&cand, 5, &addr, 50, 7, false).await {
@@ -67,6 +57,22 @@ async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reach
         "pre-vote after restart"
     );
     node.shutdown().await;
+}
+
+/// A heartbeat to node 5 (bus `addr`) from the leader of term 41 (the candidate's transport),
+/// which has committed up to `leader_commit`.
+async fn heartbeat(cand: &Transport, addr: &str, leader_commit: Option<crate::types::LogId>) {
+    let hb = AppendEntriesRequest {
+        vote: Vote::new_committed(41, CANDIDATE),
+        prev_log_id: None,
+        leader_commit,
+        entries: vec![],
+    };
+    let r = cand
+        .call(5, addr, G, RpcRequest::Append(hb), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(r, RpcResponse::Append(_)), "append: {r:?}");
 }
 
 /// A pre-vote request in `term` from a candidate whose last log id is `last`; true if granted.
@@ -107,17 +113,7 @@ async fn a_node_behind_its_first_leaders_commit_votes_for_a_candidate_that_holds
 
     // A heartbeat from the leader of term 41, which has committed up to (41, 30); this node's
     // log holds none of it (the entries never arrived).
-    let hb = AppendEntriesRequest {
-        vote: Vote::new_committed(41, CANDIDATE),
-        prev_log_id: None,
-        leader_commit: Some(log_id(41, 30)),
-        entries: vec![],
-    };
-    let r = cand
-        .call(5, &addr, G, RpcRequest::Append(hb), Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert!(matches!(r, RpcResponse::Append(_)), "append: {r:?}");
+    heartbeat(&cand, &addr, Some(log_id(41, 30))).await;
 
     // (Once that leader's lease has run out.)
     let start = Instant::now();
