@@ -107,7 +107,10 @@ fi
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 # A clean run needs about 4 GB under the target dir (measured: see BENCHMARKS.md's CI section);
 # say what is free so a full disk is diagnosed at once.
-say "disk free for the target dir: $(df -h "${CARGO_TARGET_DIR:-$PWD}" 2>/dev/null | awk 'NR==2 {print $4}')"
+# (A CARGO_TARGET_DIR that does not exist yet is measured at its nearest existing parent.)
+free_at=${CARGO_TARGET_DIR:-$PWD}
+while [ ! -e "$free_at" ] && [ "$free_at" != / ]; do free_at=$(dirname "$free_at"); done
+say "disk free for the target dir: $(df -h "$free_at" 2>/dev/null | awk 'NR==2 {print $4}')"
 profile=${PINNACLE_TEST_PROFILE:-release}
 # First the failpoint build for redis-tests/tests/failpoints.rs, copied aside: in the same target
 # dir only the pinnacle crates compile twice, and the normal build below re-links
