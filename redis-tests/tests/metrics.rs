@@ -163,14 +163,19 @@ fn shape(text: &str, keep: &[&str]) -> Vec<String> {
     out
 }
 
-#[test]
-fn single_node_metrics_follow_traffic() {
+/// A single node serving `/metrics` on a free port, and that endpoint's address.
+fn node_with_metrics() -> (Server, SocketAddr) {
     let mport = free_port().expect("port");
     let server = Builder::pinnacle()
         .args(["--metrics-port".to_string(), mport.to_string()])
         .start()
         .expect("start pinnacle");
-    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    (server, SocketAddr::from(([127, 0, 0, 1], mport)))
+}
+
+#[test]
+fn single_node_metrics_follow_traffic() {
+    let (server, maddr) = node_with_metrics();
     let mut c = server.conn().expect("conn");
     pipelined_sets(&mut c, "k", 500);
     for i in 0..300 {
@@ -229,12 +234,7 @@ fn single_node_metrics_follow_traffic() {
 /// baselines'.
 #[test]
 fn pinn_loss_and_forecast_error_are_exported() {
-    let mport = free_port().expect("port");
-    let server = Builder::pinnacle()
-        .args(["--metrics-port".to_string(), mport.to_string()])
-        .start()
-        .expect("start pinnacle");
-    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    let (server, maddr) = node_with_metrics();
     let mut c = server.conn().expect("conn");
     for (k, v) in [
         ("pinn-train-interval", "1"),
