@@ -11,13 +11,19 @@ use crate::transport::frame::{RpcRequest, RpcResponse};
 use crate::transport::Transport;
 use crate::types::Vote;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reached_it() {
+/// A pristine node 5 (its folder, handle and bus address) and the candidate's transport.
+async fn setup() -> (tempfile::TempDir, Transport, Member, String) {
     let root = tempfile::tempdir().unwrap();
     let cand = Transport::bind(CANDIDATE, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let (m, addr) = pristine(5, root.path().join("n5"), false).await;
+    (root, cand, m, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_opened_empty_votes_past_bootstrap_only_after_a_leader_reached_it() {
+    let (root, cand, m, addr) = setup().await;
 
     // A candidate of a new cluster (its log holds at most the first entry) is answered as
     // before: the first election needs the empty nodes' votes.
@@ -105,11 +111,7 @@ async fn pre_vote_granted(
 /// whose log ends before `c`, which could lack an entry it acknowledged before losing its disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_behind_its_first_leaders_commit_votes_for_a_candidate_that_holds_it() {
-    let root = tempfile::tempdir().unwrap();
-    let cand = Transport::bind(CANDIDATE, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let (m, addr) = pristine(5, root.path().join("n5"), false).await;
+    let (root, cand, m, addr) = setup().await;
 
     // A heartbeat from the leader of term 41, which has committed up to (41, 30); this node's
     // log holds none of it (the entries never arrived).
