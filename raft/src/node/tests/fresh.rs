@@ -111,7 +111,7 @@ async fn pre_vote_granted(
 /// whose log ends before `c`, which could lack an entry it acknowledged before losing its disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_behind_its_first_leaders_commit_votes_for_a_candidate_that_holds_it() {
-    let (root, cand, m, addr) = setup().await;
+    let (_root, cand, m, addr) = setup().await;
 
     // A heartbeat from the leader of term 41, which has committed up to (41, 30); this node's
     // log holds none of it (the entries never arrived).
