@@ -43,6 +43,11 @@ openraft::declare_raft_types!(
         R = Reply,
         NodeId = NodeId,
         Node = openraft::BasicNode,
+        // Standard Raft: at most one leader per term (reliability T8 checks it from the logs).
+        // openraft's default `leader_id_adv` lets a voter that granted (term, a) also grant
+        // (term, b > a), so two nodes could lead one term (safe there, but not what Raft's
+        // and our criterion's "one leader per term" says).
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, NodeId>,
 );
 
 /// A log id (leader id + index) under [`TypeConfig`].
