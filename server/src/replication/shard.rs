@@ -326,6 +326,7 @@ impl Shard {
                 .map_or(0, |l| l.index),
             applied: m.last_applied.as_ref().map_or(0, |l| l.index),
             snapshot: m.snapshot.as_ref().map_or(0, |l| l.index),
+            purged: m.purged.as_ref().map_or(0, |l| l.index),
             peers,
             proposals: self.counters.proposals.load(Ordering::Relaxed),
             proposed_commands: self.counters.commands.load(Ordering::Relaxed),

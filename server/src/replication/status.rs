@@ -17,6 +17,9 @@ pub(super) struct Status {
     pub(super) committed: u64,
     pub(super) applied: u64,
     pub(super) snapshot: u64,
+    /// Index of the last log entry purged (deleted behind a snapshot); 0 when none. A follower
+    /// whose log ends before it can only catch up by installing a snapshot.
+    pub(super) purged: u64,
     /// On the leader: every node it replicates to (itself included).
     pub(super) peers: Option<Vec<Peer>>,
     /// Entries this node proposed and the commands they carried (batching).
@@ -64,8 +67,8 @@ impl Status {
         );
         let _ = write!(
             out,
-            "raft_term:{}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_snapshot_index:{}\r\n",
-            self.term, self.last_log, self.committed, self.applied, self.snapshot,
+            "raft_term:{}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_snapshot_index:{}\r\nraft_purged_index:{}\r\n",
+            self.term, self.last_log, self.committed, self.applied, self.snapshot, self.purged,
         );
         let _ = write!(
             out,
