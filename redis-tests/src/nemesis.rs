@@ -408,17 +408,37 @@ impl Nemesis {
         if f == l {
             return Ok(());
         }
-        self.note(format!("member: CLUSTER FORGET node{f} via leader node{l}"));
-        // Keyless: it must go to the leader itself (any node would answer it).
-        let r = c.call(l, &["CLUSTER", "FORGET", &f.to_string()])?;
-        self.note(format!("member: FORGET node{f} -> {}", show(&r)));
-        if r.is_error() {
-            return Ok(());
+        if self.forget(c, f, l)? {
+            self.wait_left(c, f)?;
+            self.rejoin_wiped(c, f)?;
         }
-        // Gone from the shard and then from the metadata group (FORGET's last step): only then
-        // may its data be wiped and its id reused.
+        Ok(())
+    }
+
+    /// `CLUSTER FORGET <f>` sent to node `via` (a leader refuses to forget itself, as Redis
+    /// does; any other node forwards it, and a leader it names hands its groups over first).
+    /// Sent again for 20 s while the answer says "try again" (e.g. it was forwarded to a
+    /// metadata leader that a partition had just cut off). Ok(false) when the node answered
+    /// another error (logged).
+    pub fn forget(&mut self, c: &Cluster, f: usize, via: usize) -> Result<bool, Error> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.note(format!("member: CLUSTER FORGET node{f} via node{via}"));
+            let r = c.call(via, &["CLUSTER", "FORGET", &f.to_string()])?;
+            self.note(format!("member: FORGET node{f} -> {}", show(&r)));
+            if !show(&r).ends_with("try again") || Instant::now() > deadline {
+                return Ok(!r.is_error());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (20 s) until node `f` has left the shard and then the metadata group (FORGET's
+    /// last step), as the agreed leader shows: only then may its data be wiped and its id reused.
+    pub fn wait_left(&mut self, c: &Cluster, f: usize) -> Result<(), Error> {
         wait(Duration::from_secs(20), || {
             c.current_leader()
+                .filter(|&l| l != f)
                 .and_then(|l| c.info(l).ok())
                 .is_some_and(|i| {
                     !i.fields.contains_key(&format!("raft_peer{f}"))
@@ -428,8 +448,15 @@ impl Nemesis {
                 })
         })
         .map_err(|_| Error::Timeout(format!("node{f} still a member 20 s after FORGET")))?;
+        self.note(format!("member: node{f} removed"));
+        Ok(())
+    }
+
+    /// Restarts the forgotten node `f` wiped with `--cluster-join`, `CLUSTER MEET`s it through
+    /// the leader and waits (30 s) until it is a voter again.
+    pub fn rejoin_wiped(&mut self, c: &mut Cluster, f: usize) -> Result<(), Error> {
         self.note(format!(
-            "member: node{f} removed; restarting it wiped with --cluster-join"
+            "member: restarting node{f} wiped with --cluster-join"
         ));
         c.restart_wiped_joining(f)?;
         let meet = [
