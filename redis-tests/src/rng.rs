@@ -21,6 +21,15 @@ impl Rng {
             .unwrap_or(0x5eed)
     }
 
+    /// A seed from `$name` if set (decimal), else `fixed`: the CI tier's default, so a run
+    /// replays the same schedule unless a developer asks for another seed.
+    pub fn seed_from_env_or(name: &str, fixed: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(fixed)
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -3,7 +3,8 @@
 //! a partitioned leader, delayed and lossy bus links, a SIGSTOPped leader that must serve no stale
 //! read, and follower redirects. The tests take a lock and run one at a time.
 //!
-//! Knobs: `RAFT_TRIALS` (kill-loop trials, default 10), `RAFT_SEED` (printed).
+//! Knobs: `RAFT_TRIALS` (kill-loop trials, default 10), `RAFT_SEED` (printed; default the fixed
+//! [`RAFT_SEED`] so CI replays one schedule, reliability.md §6).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,9 @@ fn node_behind_a_purged_log_catches_up_from_a_snapshot() {
     );
 }
 
+/// The kill loop's seed unless `$RAFT_SEED` is set: session 12 ran it for 50 trials (p99 315 ms).
+const RAFT_SEED: u64 = 8;
+
 #[test]
 fn leader_sigkill_loop_loses_no_acknowledged_write() {
     let _serial = serial();
@@ -175,7 +179,7 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let seed = Rng::seed_from_env("RAFT_SEED");
+    let seed = Rng::seed_from_env_or("RAFT_SEED", RAFT_SEED);
     eprintln!("RAFT_SEED={seed} RAFT_TRIALS={trials}");
     let mut rng = Rng::new(seed);
     let mut c = Cluster::start(3).expect("cluster");
