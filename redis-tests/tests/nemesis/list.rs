@@ -18,7 +18,9 @@ use redis_tests::nemesis::Nemesis;
 use redis_tests::raw::RawConn;
 use redis_tests::rng::Rng;
 
-use super::support::{heal, nodes_agree, reopen_all, report_failure, start_cluster, Run};
+use super::support::{
+    heal, nodes_agree, reopen_all, report_failure, start_cluster, Run, HEAL_SECS,
+};
 
 /// Hash tags: a transaction uses the keys of one.
 pub const TAGS: [&str; 4] = ["{la0}", "{la1}", "{la2}", "{la3}"];
@@ -303,7 +305,7 @@ pub fn run_once(run: &Run) -> Vec<String> {
     }
     problems.extend(heal(&mut c, &mut nem));
     let ok_before = rec.history().counts().0;
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(Duration::from_secs(HEAL_SECS));
     let ok_in_tail = rec.history().counts().0 - ok_before;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -362,7 +364,9 @@ pub fn run_once(run: &Run) -> Vec<String> {
         problems.push(verdict.to_string());
     }
     if ok_in_tail == 0 {
-        problems.push("no transaction succeeded in the 3 s after healing".into());
+        problems.push(format!(
+            "no transaction succeeded in the {HEAL_SECS} s after healing"
+        ));
     }
     if (ok as u64) < run.min_ok {
         problems.push(format!("only {ok} ok transactions (want {})", run.min_ok));

@@ -15,7 +15,9 @@ use redis_tests::frame::Value;
 use redis_tests::nemesis::Nemesis;
 use redis_tests::rng::Rng;
 
-use super::support::{heal, nodes_agree, reopen_all, report_failure, start_cluster, Run};
+use super::support::{
+    heal, nodes_agree, reopen_all, report_failure, start_cluster, Run, HEAL_SECS,
+};
 
 /// Hash tags of the workload's keys (migrations move their slots).
 pub const TAGS: [&str; 4] = ["{r0}", "{r1}", "{r2}", "{r3}"];
@@ -140,7 +142,7 @@ pub fn run_once(run: &Run) -> Vec<String> {
     }
     problems.extend(heal(&mut c, &mut nem));
     let ok_before_tail = rec.counts().ok;
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(Duration::from_secs(HEAL_SECS));
     let ok_in_tail = rec.counts().ok - ok_before_tail;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -205,7 +207,9 @@ pub fn run_once(run: &Run) -> Vec<String> {
         problems.push(verdict.to_string());
     }
     if ok_in_tail == 0 {
-        problems.push("no operation succeeded in the 3 s after healing".into());
+        problems.push(format!(
+            "no operation succeeded in the {HEAL_SECS} s after healing"
+        ));
     }
     if counts.ok < run.min_ok {
         problems.push(format!(

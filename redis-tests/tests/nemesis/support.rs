@@ -104,6 +104,10 @@ pub fn start_cluster(run: &Run) -> Cluster {
     c
 }
 
+/// How long clients keep running after the heal before the final reads: reliability.md §6 T6
+/// "then heal + 10 s + final reads on every node" (T7 runs the same schedule).
+pub const HEAL_SECS: u64 = 10;
+
 /// After the nemesis: heal everything, wait for a leader and for migrations to finish.
 pub fn heal(c: &mut Cluster, nem: &mut Nemesis) -> Vec<String> {
     let mut problems = Vec::new();
