@@ -193,4 +193,10 @@ pub trait Engine: Send + Sync {
     fn has_space(&self) -> bool {
         true
     }
+    /// With `on`, a write that finds the disk full waits until space returns instead of
+    /// being refused (still `has_space() == false` meanwhile): a Raft replica's apply must
+    /// not skip a committed entry. Engines that never run out of space ignore it.
+    fn wait_for_space(&self, on: bool) {
+        let _ = on;
+    }
 }

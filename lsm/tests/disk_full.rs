@@ -12,7 +12,7 @@ use common::{b, Model};
 use pinnacle_lsm::{Engine, Error, Lsm, SimFs, SyncPolicy, WriteBatch};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -262,5 +262,69 @@ fn concurrent_writers_on_a_filling_disk_lose_nothing_acknowledged() {
         );
         drop(e);
         crash_and_check(&fs, seed, &model);
+    }
+}
+
+/// Wait-for-space mode (a Raft replica's apply, which cannot skip a committed entry): the
+/// engine reports itself full while a reserve step is still left (so new writes can be
+/// refused up front), a write that does not fit at all waits, unapplied and invisible, and
+/// goes in once space returns.
+#[test]
+fn in_wait_mode_a_write_that_does_not_fit_waits_for_space() {
+    let fs = SimFs::new();
+    let e = Arc::new(Lsm::open(Path::new(DIR), opts(&fs, false)).unwrap());
+    e.wait_for_space(true);
+    e.write(put(key(1), b("v1"))).unwrap();
+    fs.set_capacity(Some(fs.used_bytes()));
+    let big = Bytes::from(vec![b'x'; 3000]);
+    let done = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (e, done, big, written) = (e.clone(), done.clone(), big.clone(), written.clone());
+        thread::spawn(move || loop {
+            let n = written.load(Ordering::SeqCst);
+            let r = e.write_deferred(put(key(100 + n), big.clone()));
+            if r.is_err() {
+                return r.map(|_| ());
+            }
+            written.fetch_add(1, Ordering::SeqCst);
+            if done.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+        })
+    };
+    let t = Instant::now();
+    while e.has_space() {
+        assert!(t.elapsed() < Duration::from_secs(10), "never reported full");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let at_full = written.load(Ordering::SeqCst);
+    // Reported full, then stuck in one write that does not fit: nothing of it visible.
+    let stuck = loop {
+        let n = written.load(Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(300));
+        if written.load(Ordering::SeqCst) == n {
+            break n;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "writes never waited");
+    };
+    done.store(true, Ordering::SeqCst);
+    assert!(!writer.is_finished(), "a write on a full disk did not wait");
+    assert_eq!(e.get(&key(100 + stuck)).unwrap(), None);
+    assert!(!e.has_space());
+    fs.set_capacity(None);
+    writer
+        .join()
+        .expect("writer")
+        .expect("the waiting write went in once space returned");
+    assert!(e.has_space());
+    let n = written.load(Ordering::SeqCst);
+    assert!(n > stuck && stuck >= at_full, "{at_full} {stuck} {n}");
+    for i in 0..n {
+        assert_eq!(
+            e.get(&key(100 + i)).unwrap(),
+            Some(big.clone()),
+            "write {i}"
+        );
     }
 }

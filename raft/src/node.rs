@@ -624,6 +624,12 @@ impl<A: ApplyTarget> Group<A> {
         membership_result(res)
     }
 
+    /// True while this node's log of the group cannot grow for lack of disk space: appends
+    /// wait (unacknowledged) for space, and the server refuses writes with Redis's `-MISCONF`.
+    pub fn disk_full(&self) -> bool {
+        self.log.disk_full()
+    }
+
     /// Why this group stopped for good (e.g. a failed log fsync), if it did. The server should
     /// take the node out of service (fail-stop) rather than retry.
     pub fn fatal(&self) -> Option<String> {

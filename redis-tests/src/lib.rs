@@ -11,6 +11,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod rng;
+pub mod tmpfs;
 pub mod tools;
 pub mod transcript;
 

@@ -2,8 +2,9 @@
 //! - fsync EIO on the leader's Raft log segment (`strace -P <segment> -e inject=fdatasync:
 //!   error=EIO`) → that node fail-stops (exits); a write it acknowledged must survive on the
 //!   others, and the cluster goes on with a new leader;
-//! - ENOSPC on the leader's Raft log writes (`inject=pwrite64:error=ENOSPC`) → the same
-//!   fail-stop (Raft mode does not refuse-and-recover on a full disk yet);
+//! - ENOSPC on the leader's Raft log writes (`inject=pwrite64:error=ENOSPC`) → no exit: the
+//!   leader refuses writes with `-MISCONF`, acknowledges nothing its log could not store, and
+//!   goes on once the fault is removed (a real full disk, on tmpfs: `disk_full_raft.rs`);
 //! - slow fsync (500 ms per `fdatasync` of the leader's segment, reliability.md §6 item 9) →
 //!   the register history stays linearizable, and writes are fast again once the fault is
 //!   removed (the probe's p99 in the 5 s after is printed, not asserted);
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use pinnacle_linearizability::{check, Op, Recorder, Ret};
 use redis_tests::cluster::{Cluster, Outcome};
 use redis_tests::frame::Value;
+use redis_tests::tmpfs::{can_mount, fs_free, Tmpfs};
 use redis_tests::{tools, Builder, RawConn};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -104,19 +106,88 @@ fn fsync_eio_on_the_leaders_log_fail_stops_it() {
     leader_log_fault_fail_stops_it("fdatasync,fsync", "fdatasync,fsync:error=EIO");
 }
 
-/// Raft mode on a full disk: the Raft log store treats a failed append like a failed fsync
-/// (it poisons itself; openraft stops the group), so a leader whose log write gets ENOSPC
-/// exits without acknowledging the entry, and the others go on. (Unlike the standalone
-/// engine, a Raft node does not refuse-and-recover: see redis-tests/README.md.)
+/// Raft mode, ENOSPC on every write to the leader's log segments (strace, so even the space
+/// the log reserved ahead is of no use): the leader keeps running (a full disk is not a
+/// failed fsync), refuses writes with Redis's `-MISCONF` text and serves reads; the write in
+/// flight is acknowledged only once a quorum stored it (the followers: openraft applies what
+/// the cluster committed), and then survives. Once the fault is removed writes are accepted
+/// again and every node converges, also after a restart.
 #[test]
-fn enospc_on_the_leaders_log_fail_stops_it() {
-    if !strace_available("enospc_on_the_leaders_log_fail_stops_it") {
+fn enospc_on_the_leaders_log_refuses_writes_and_recovers() {
+    if !strace_available("enospc_on_the_leaders_log_refuses_writes_and_recovers") {
         return;
     }
-    leader_log_fault_fail_stops_it(
-        "pwrite64,write,pwritev,writev",
-        "pwrite64,write,pwritev,writev:error=ENOSPC",
+    let _g = serial();
+    let mut c = Cluster::builder(3).start().expect("cluster");
+    let l = c.settled_leader().expect("leader");
+    for i in 0..50 {
+        write_ok(&c, &format!("before:{i}"), "v", Duration::from_secs(10));
+    }
+    let mut args: Vec<String> = Vec::new();
+    for s in &active_segments(c.dir(l)) {
+        args.push("-P".into());
+        args.push(s.display().to_string());
+    }
+    args.extend(
+        [
+            "-e",
+            "trace=pwrite64,write,pwritev,writev",
+            "-e",
+            "inject=pwrite64,write,pwritev,writev:error=ENOSPC",
+        ]
+        .map(String::from),
     );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let strace = c.strace(l, &argv).expect("strace");
+    // The write in flight on the leader, whose own log cannot store it.
+    let mut conn = c.conn(l).expect("conn");
+    let inflight = set(&mut conn, "enospc:k", "in-flight", Duration::from_secs(3));
+    eprintln!("leader's reply to the write in flight: {inflight:?}");
+    // Later writes are refused up front, with Redis's text; the node does not exit.
+    let misconf = "MISCONF Errors writing to the AOF file: No space left on device";
+    let refused = set(
+        &mut c.conn(l).expect("conn"),
+        "enospc:2",
+        "x",
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        refused,
+        Ok(Value::Error(misconf.as_bytes().to_vec())),
+        "log:\n{}",
+        c.log_tail(l, 3000)
+    );
+    let read = c
+        .conn(l)
+        .and_then(|mut k| k.call_value(&["GET", "before:7"]));
+    assert_eq!(read.ok(), Some(Value::Bulk(b"v".to_vec())), "read refused");
+    assert!(!c.has_exited(l), "node{l} exited on ENOSPC");
+    drop(strace);
+    // Space is back: the held write is stored, new writes are accepted again.
+    let t = write_ok(&c, "after", "1", Duration::from_secs(20));
+    eprintln!("first write acknowledged {t:?} after the fault was removed");
+    for i in 0..50 {
+        assert_eq!(get(&c, &format!("before:{i}")), Value::Bulk(b"v".to_vec()));
+    }
+    let late = get(&c, "enospc:k");
+    match &inflight {
+        Ok(Value::Simple(s)) if s == b"OK" => {
+            assert_eq!(
+                late,
+                Value::Bulk(b"in-flight".to_vec()),
+                "acknowledged, lost"
+            )
+        }
+        Ok(Value::Error(_)) => assert_eq!(late, Value::Null, "refused, applied"),
+        _ => assert!(late == Value::Null || late == Value::Bulk(b"in-flight".to_vec())),
+    }
+    assert_eq!(get(&c, "enospc:2"), Value::Null, "refused write applied");
+    c.wait_converged(Duration::from_secs(30))
+        .expect("converged");
+    c.restart(l).expect("restart");
+    c.wait_converged(Duration::from_secs(30))
+        .expect("converged after restart");
+    assert_eq!(get(&c, "after"), Value::Bulk(b"1".to_vec()));
 }
 
 /// Injects `inject` into the `trace` syscalls on every active log segment of the leader, then
@@ -287,44 +358,6 @@ fn slow_fsync_on_the_leader_stays_linearizable() {
         ok_after > 0,
         "no operation succeeded after the slow fsync was removed"
     );
-}
-
-/// A tmpfs mounted on a folder, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !st.success() {
-            return Err(format!("mount tmpfs on {} failed: {st}", dir.display()));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn can_mount(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && tools::which("mount").is_some() {
-        return true;
-    }
-    let msg = format!("SKIP {test}: needs root and mount(8) for a tmpfs");
-    if std::env::var(tools::STRICT_ENV).is_ok_and(|v| v == "1") {
-        panic!("{msg} (and {}=1)", tools::STRICT_ENV);
-    }
-    eprintln!("{msg}");
-    false
 }
 
 /// What a full disk did to a standalone node (`--appendfsync always`).
@@ -544,18 +577,4 @@ fn aof_status(s: &redis_tests::Server) -> String {
             .to_string(),
         other => format!("{other:?}"),
     }
-}
-
-/// Free bytes of the filesystem holding `p`.
-fn fs_free(p: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(p)
-        .output()
-        .expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
 }

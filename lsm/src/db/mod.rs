@@ -123,6 +123,8 @@ pub(crate) struct Inner {
     stop_reason: Mutex<String>,
     // The last write was refused for lack of disk space (cleared by the next accepted one).
     write_refused: AtomicBool,
+    // Writes wait for space instead of being refused (see `Engine::wait_for_space`).
+    wait_for_space: AtomicBool,
     // The last flush (compaction) ran out of disk space; cleared by the next that succeeds.
     flush_no_space: AtomicBool,
     compact_no_space: AtomicBool,
@@ -374,6 +376,10 @@ impl Engine for Lsm {
 
     fn has_space(&self) -> bool {
         self.inner.probe_space()
+    }
+
+    fn wait_for_space(&self, on: bool) {
+        self.inner.wait_for_space.store(on, Ordering::Relaxed);
     }
 }
 

@@ -88,6 +88,7 @@ pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Lsm> {
         stopped: AtomicBool::new(false),
         stop_reason: Mutex::new(String::new()),
         write_refused: AtomicBool::new(false),
+        wait_for_space: AtomicBool::new(false),
         flush_no_space: AtomicBool::new(false),
         compact_no_space: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),

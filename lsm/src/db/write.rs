@@ -42,10 +42,32 @@ impl Inner {
     }
 
     /// Numbers `batch`, inserts it into the memtable and frames its WAL record into the
-    /// in-memory buffer; returns its last sequence number (durable after `sync_to`).
+    /// in-memory buffer; returns its last sequence number (durable after `sync_to`). On a
+    /// full disk the batch is refused whole, or, in wait-for-space mode (a Raft replica's
+    /// apply, which must not skip a committed entry), written once space returns.
     pub(crate) fn write_deferred(&self, batch: WriteBatch) -> Result<u64> {
+        let mut batch = Some(batch);
+        loop {
+            match self.write_deferred_once(&mut batch) {
+                Err(e)
+                    if e.is_no_space()
+                        && batch.is_some()
+                        && self.wait_for_space.load(Ordering::Relaxed)
+                        && !self.shutdown.load(Ordering::Acquire) =>
+                {
+                    // Refused before anything was applied: the same batch goes in later.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try of [`Inner::write_deferred`]; takes the batch only once it is applied.
+    fn write_deferred_once(&self, batch: &mut Option<WriteBatch>) -> Result<u64> {
         self.check_stopped()?;
-        if batch.is_empty() {
+        let empty = batch.as_ref().is_none_or(WriteBatch::is_empty);
+        if empty {
             return Ok(self.visible_seq.load(Ordering::SeqCst));
         }
         self.maybe_stall()?;
@@ -53,7 +75,9 @@ impl Inner {
         self.check_stopped()?;
         let mut payload = std::mem::take(&mut w.payload);
         payload.clear();
-        wal::encode_batch(&mut payload, &batch);
+        if let Some(b) = batch.as_ref() {
+            wal::encode_batch(&mut payload, b);
+        }
         let first = w.last_seq + 1;
         let record = (wal::HEADER + payload.len()) as u64;
         let end = w.wal_end + record;
@@ -80,9 +104,21 @@ impl Inner {
             }
             return Err(e);
         }
-        if self.write_refused.swap(false, Ordering::Relaxed) {
-            tracing::warn!("disk space available again: accepting writes");
+        // In wait mode (Raft) a step of room beyond this record is kept: without it the
+        // engine reports itself full (the server refuses new writes) while the writes
+        // already committed still fit and go in, so applying them never waits.
+        let headroom = !self.wait_for_space.load(Ordering::Relaxed)
+            || w.space.ensure(end + self.wal_reserve_step()).is_ok();
+        if headroom {
+            if self.write_refused.swap(false, Ordering::Relaxed) {
+                tracing::warn!("disk space available again: accepting writes");
+            }
+        } else if !self.write_refused.swap(true, Ordering::Relaxed) {
+            tracing::error!("disk almost full: no reserve left; refusing new writes");
         }
+        let Some(batch) = batch.take() else {
+            return Ok(self.visible_seq.load(Ordering::SeqCst));
+        };
         w.wal_end = end;
         let seq = first + batch.len() as u64 - 1;
         let user_bytes = batch.payload_bytes();
@@ -122,7 +158,12 @@ impl Inner {
             return true;
         }
         let mut w = self.writer.lock();
-        let end = w.wal_end + w.refused_len.max(PROBE);
+        let end = if self.wait_for_space.load(Ordering::Relaxed) {
+            // The headroom wait mode keeps (see `write_deferred_once`).
+            w.wal_end + self.wal_reserve_step()
+        } else {
+            w.wal_end + w.refused_len.max(PROBE)
+        };
         if w.space.ensure(end).is_err() {
             return false;
         }

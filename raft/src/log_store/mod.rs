@@ -5,15 +5,17 @@
 //! All writes go, in order, to one writer thread. It drains whatever is queued, writes it, fsyncs
 //! once and only then calls openraft's flush callbacks: entries from many proposals share one
 //! fsync (group commit), and nothing is acknowledged before it is on disk. `save_vote` waits for
-//! its own fsync. Once any write or fsync fails the store is poisoned and fails every later
-//! operation: after a failed fsync the kernel may have dropped the dirty pages, so retrying could
-//! "succeed" with data lost (fail-stop, as PostgreSQL does).
+//! its own fsync. Once an fsync (or any write, for a reason other than a full disk) fails the
+//! store is poisoned and fails every later operation: after a failed fsync the kernel may have
+//! dropped the dirty pages, so retrying could "succeed" with data lost (fail-stop, as
+//! PostgreSQL does). A full disk is not fatal: see `space.rs`.
 //!
 //! Entries since the last purge are also kept in memory for the log readers (replication); the
 //! snapshot policy bounds them.
 
 pub(crate) mod metafile;
 mod segment;
+mod space;
 mod votefile;
 mod writer;
 
@@ -22,6 +24,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -64,9 +67,17 @@ pub(crate) struct Shared {
     mem: RwLock<Mem>,
     /// Set by the writer on the first failed write/fsync; the store is dead from then on.
     poisoned: Mutex<Option<String>>,
+    /// Set while the disk is full: a reservation or write failed for lack of space and has
+    /// not succeeded since (cleared by the writer once it does).
+    disk_full: AtomicBool,
+    /// Set when the store is dropped: a write waiting for space gives up.
+    closing: AtomicBool,
     /// Test hook: the next fsync of log data fails.
     #[cfg(test)]
-    fail_next_sync: std::sync::atomic::AtomicBool,
+    fail_next_sync: AtomicBool,
+    /// Test hook: appends fail with ENOSPC while set.
+    #[cfg(test)]
+    fail_writes_no_space: AtomicBool,
 }
 
 impl Shared {
@@ -113,10 +124,13 @@ pub struct LogStore {
 struct WriterHandle {
     tx: Option<mpsc::Sender<Cmd>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
+        // A writer waiting for space would never return: let it fail what it holds.
+        self.shared.closing.store(true, Ordering::SeqCst);
         self.tx.take();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
@@ -136,12 +150,16 @@ impl LogHealth {
         self.shared.poisoned.lock().clone()
     }
 
+    /// True while the log cannot grow for lack of disk space: appends already queued wait
+    /// (unacknowledged) until space returns, and the node should refuse new writes.
+    pub fn disk_full(&self) -> bool {
+        self.shared.disk_full.load(Ordering::Relaxed)
+    }
+
     /// Test hook: makes the next fsync of log data fail.
     #[cfg(test)]
     pub(crate) fn fail_next_sync(&self) {
-        self.shared
-            .fail_next_sync
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.fail_next_sync.store(true, Ordering::SeqCst);
     }
 }
 
@@ -236,8 +254,12 @@ impl LogStore {
                 committed,
             }),
             poisoned: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
+            fail_next_sync: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_writes_no_space: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -256,6 +278,7 @@ impl LogStore {
         let writer = Arc::new(WriterHandle {
             tx: Some(tx),
             thread: Mutex::new(Some(thread)),
+            shared: shared.clone(),
         });
         Ok(LogStore { shared, writer })
     }
@@ -269,6 +292,11 @@ impl LogStore {
     /// The reason the store failed, if it did (a failed write or fsync is permanent).
     pub fn failure(&self) -> Option<String> {
         self.shared.poisoned.lock().clone()
+    }
+
+    /// True while the log cannot grow for lack of disk space (see [`LogHealth::disk_full`]).
+    pub fn disk_full(&self) -> bool {
+        self.shared.disk_full.load(Ordering::Relaxed)
     }
 
     /// A handle that reports the store's health without keeping its writer alive.

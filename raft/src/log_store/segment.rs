@@ -63,6 +63,10 @@ pub(crate) struct Segment {
     pub(crate) offsets: Vec<u64>,
     /// Bytes of valid data (header + records).
     pub(crate) len: u64,
+    /// Bytes from offset 0 whose space is allocated (see [`Segment::reserve`]).
+    pub(crate) reserved: u64,
+    /// False once the file system refused a reservation for a reason other than space.
+    pub(crate) can_reserve: bool,
 }
 
 impl Segment {
@@ -87,6 +91,8 @@ impl Segment {
             file,
             offsets: Vec::new(),
             len: HDR as u64,
+            reserved: HDR as u64,
+            can_reserve: true,
         })
     }
 
@@ -109,8 +115,31 @@ impl Segment {
             self.len = self.offsets[keep];
             self.offsets.truncate(keep);
             self.file.set_len(self.len)?;
+            // Truncation frees the blocks reserved past the new end too.
+            self.reserved = self.len;
         }
         Ok(())
+    }
+
+    /// Makes sure the file can grow to `end` bytes without running out of space; the only
+    /// error is "no space" (a file system that cannot reserve makes this a no-op, and its
+    /// appends report ENOSPC themselves).
+    pub(crate) fn reserve(&mut self, end: u64) -> io::Result<()> {
+        if !self.can_reserve || end <= self.reserved {
+            return Ok(());
+        }
+        match super::space::reserve(&self.file, self.reserved, end - self.reserved) {
+            Ok(()) => {
+                self.reserved = end;
+                Ok(())
+            }
+            Err(e) if super::space::is_no_space(&e) => Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "raft log space reservation unavailable");
+                self.can_reserve = false;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -173,6 +202,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Vec<(Segment, Records)>, RecoveryErr
             file,
             offsets,
             len: good_len,
+            reserved: good_len,
+            can_reserve: true,
         };
         out.push((seg, records));
     }

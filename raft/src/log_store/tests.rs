@@ -236,3 +236,49 @@ async fn lost_unsynced_tail_never_loses_acknowledged_entries() {
         );
     }
 }
+
+/// A full disk is not a failure (unlike a failed fsync): the append waits, unacknowledged,
+/// with the store marked disk-full; once space returns it completes, the mark clears, and
+/// the entry is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_holds_the_append_until_space_returns() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    s.blocking_append((0..3).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+    s.shared.fail_writes_no_space.store(true, SeqCst);
+    let mut s2 = s.clone();
+    let pending = tokio::spawn(async move { s2.blocking_append([entry(1, 3)]).await.map(|_| ()) });
+    let t = Instant::now();
+    while !s.disk_full() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "disk full not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pending.is_finished(),
+        "acknowledged an entry it could not write"
+    );
+    assert!(s.failure().is_none(), "{:?}", s.failure());
+    s.shared.fail_writes_no_space.store(false, SeqCst);
+    tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("append still waits after space returned")
+        .unwrap()
+        .unwrap();
+    let t = Instant::now();
+    while s.disk_full() {
+        assert!(t.elapsed() < Duration::from_secs(5), "disk full mark stuck");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.blocking_append([entry(1, 4)]).await.unwrap();
+    drop(s);
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    assert_eq!(read_all(&mut s).await, (0..5).collect::<Vec<_>>());
+}

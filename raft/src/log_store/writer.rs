@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use openraft::storage::IOFlushed;
 
 use super::metafile::{self, sync_dir};
 use super::segment::Segment;
+use super::space::{is_no_space, PROBE_EVERY, RESERVE_STEP, RETRY_EVERY};
 use super::votefile::VoteFile;
 use super::{Cmd, LogStoreOptions, Shared, COMMITTED, PURGED};
 use crate::types::TypeConfig;
@@ -35,7 +37,23 @@ const COMMITTED_EVERY: std::time::Duration = std::time::Duration::from_millis(20
 
 impl Writer {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.shared.disk_full.load(Ordering::Relaxed) {
+                // Nothing may come (the node refuses writes): look for space now and then.
+                match rx.recv_timeout(PROBE_EVERY) {
+                    Ok(c) => c,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.probe_space();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < 4096 {
                 match rx.try_recv() {
@@ -86,12 +104,56 @@ impl Writer {
             .is_none_or(|at| at.elapsed() >= COMMITTED_EVERY);
         if let Some(body) = self.committed.take_if(|_| due) {
             self.committed_at = Some(std::time::Instant::now());
-            if let Err(e) = metafile::write(&self.dir, COMMITTED, &body, false) {
-                self.poison(&e);
-                return Err(e);
+            match metafile::write(&self.dir, COMMITTED, &body, false) {
+                Ok(()) => {}
+                // Only an optimisation (a stale value is safe): skip it on a full disk.
+                Err(e) if is_no_space(&e) => {
+                    tracing::debug!(error = %e, "committed id not written: disk full");
+                }
+                Err(e) => {
+                    self.poison(&e);
+                    return Err(e);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Reserves room in the active segment for `need` bytes plus [`RESERVE_STEP`]. Without
+    /// that headroom the disk counts as full (the node refuses new writes) but the record
+    /// still goes in if its own bytes fit; if not even they do, this waits for space.
+    fn reserve_for(&mut self, need: u64) -> io::Result<()> {
+        let Some(seg) = self.segments.last_mut() else {
+            return Ok(());
+        };
+        let ahead = (need + RESERVE_STEP).div_ceil(RESERVE_STEP) * RESERVE_STEP;
+        match seg.reserve(ahead) {
+            Ok(()) => {
+                space_returned(&self.shared);
+                Ok(())
+            }
+            Err(e) => {
+                mark_full(&self.shared, &e);
+                loop {
+                    match seg.reserve(need) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => wait_for_space(&self.shared, e)?,
+                    }
+                }
+            }
+        }
+    }
+
+    /// While the disk is full and nothing is queued: is the headroom back?
+    fn probe_space(&mut self) {
+        let Some(seg) = self.segments.last_mut() else {
+            space_returned(&self.shared);
+            return;
+        };
+        let ahead = (seg.len + RESERVE_STEP).div_ceil(RESERVE_STEP) * RESERVE_STEP;
+        if seg.reserve(ahead).is_ok() {
+            space_returned(&self.shared);
+        }
     }
 
     /// Marks the store failed before anyone hears about the failure.
@@ -148,7 +210,13 @@ impl Writer {
                     // Seal the current segment before starting the next: only the last segment
                     // may ever have an unsynced (torn) tail.
                     self.sync(dirty)?;
-                    self.segments.push(Segment::create(&self.dir, first)?);
+                    let seg = loop {
+                        match Segment::create(&self.dir, first) {
+                            Ok(s) => break s,
+                            Err(e) => wait_for_space(&self.shared, e)?,
+                        }
+                    };
+                    self.segments.push(seg);
                     self.dir_dirty = true;
                 }
                 let seg = self
@@ -163,17 +231,41 @@ impl Writer {
                 }
                 if seg.offsets.is_empty() && seg.first_index != first {
                     // An empty segment left by truncation: rename it to its new first index.
-                    let new = Segment::create(&self.dir, first)?;
+                    let new = loop {
+                        match Segment::create(&self.dir, first) {
+                            Ok(s) => break s,
+                            Err(e) => wait_for_space(&self.shared, e)?,
+                        }
+                    };
                     let old = std::mem::replace(seg, new);
                     std::fs::remove_file(&old.path)?;
                     self.dir_dirty = true;
                 }
+                let end = self
+                    .segments
+                    .last()
+                    .ok_or_else(|| io::Error::other("no segment"))?
+                    .len
+                    + bytes.len() as u64;
+                self.reserve_for(end)?;
                 let seg = self
                     .segments
                     .last_mut()
                     .ok_or_else(|| io::Error::other("no segment"))?;
                 fail::fail_point!("raft::log::before_write");
-                seg.append(&bytes, &lens)?;
+                // A write that ran out of space wrote nothing the log counts (the record is
+                // counted once written whole, at a fixed offset): the same write is retried.
+                loop {
+                    #[cfg(test)]
+                    if self.shared.fail_writes_no_space.load(Ordering::SeqCst) {
+                        wait_for_space(&self.shared, io::ErrorKind::StorageFull.into())?;
+                        continue;
+                    }
+                    match seg.append(&bytes, &lens) {
+                        Ok(()) => break,
+                        Err(e) => wait_for_space(&self.shared, e)?,
+                    }
+                }
                 fail::fail_point!("raft::log::after_write");
                 *dirty = true;
                 pending.push(cb);
@@ -210,7 +302,16 @@ impl Writer {
                 // afterwards can be interrupted safely.
                 fail::fail_point!("raft::log::before_purge");
                 self.sync(dirty)?;
-                metafile::write(&self.dir, PURGED, &body, true)?;
+                match metafile::write(&self.dir, PURGED, &body, true) {
+                    Ok(()) => {}
+                    // Deferred, not waited for (appends queue behind it): the files stay and
+                    // the next purge, which also covers them, persists its point first.
+                    Err(e) if is_no_space(&e) => {
+                        tracing::debug!(error = %e, "raft log purge deferred: disk full");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
                 fail::fail_point!("raft::log::mid_purge");
                 let keep_last = self.segments.len();
                 let mut removed = 0;
@@ -244,7 +345,14 @@ impl Writer {
                 // I/O submitted before it), and a candidate counts its own vote once it is
                 // saved, so the log it campaigned with must be durable by then. Costs one extra
                 // fsync only when appends are still queued.
-                let r = self.sync(dirty).and_then(|_| self.vote_file.save(&body));
+                // A vote is rewritten whole (slot and its fsync) on every try, so retrying
+                // after a full disk cannot rely on pages a failed fsync dropped.
+                let r = self.sync(dirty).and_then(|_| loop {
+                    match self.vote_file.save(&body) {
+                        Ok(()) => break Ok(()),
+                        Err(e) => wait_for_space(&self.shared, e)?,
+                    }
+                });
                 let failed = r
                     .as_ref()
                     .err()
@@ -265,6 +373,34 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Marks the disk full (logged once per episode).
+fn mark_full(shared: &Shared, e: &io::Error) {
+    if !shared.disk_full.swap(true, Ordering::SeqCst) {
+        tracing::error!(
+            error = %e,
+            "disk full: the raft log cannot grow; refusing writes until space returns"
+        );
+    }
+}
+
+/// Clears the disk-full mark (logged once per episode).
+fn space_returned(shared: &Shared) {
+    if shared.disk_full.swap(false, Ordering::SeqCst) {
+        tracing::warn!("disk space available again: the raft log accepts writes");
+    }
+}
+
+/// After a failed write: `Ok` (retry it) after a short wait if the disk was full, else the
+/// error (anything but "no space" fails the store; so does a store being dropped).
+fn wait_for_space(shared: &Shared, e: io::Error) -> io::Result<()> {
+    if !is_no_space(&e) || shared.closing.load(Ordering::SeqCst) {
+        return Err(e);
+    }
+    mark_full(shared, &e);
+    std::thread::sleep(RETRY_EVERY);
+    Ok(())
 }
 
 fn fail(cmd: Cmd, e: &io::Error) {

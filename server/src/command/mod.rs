@@ -152,7 +152,9 @@ fn dispatch(ctx: &mut Ctx<'_>, args: &[Bytes], found: Result<&'static Entry, Rep
 /// Redis's refusal while its AOF cannot be written (here: the disk is full): write commands,
 /// an `EXEC` with queued writes, and `PING` answer `-MISCONF` up front, so a transaction is
 /// refused whole (queued writes make `EXEC` abort) rather than half applied. Each check also
-/// probes whether space returned.
+/// probes whether space returned. In Raft mode it runs after routing (a full follower still
+/// redirects), counts the Raft logs as well as the keyspaces, and leaves `PING` alone (as a
+/// Redis replica does; clients and peers use it to probe liveness).
 fn disk_refusal(ctx: &mut Ctx<'_>, cmd: &Entry) -> Option<Reply> {
     let name = cmd.spec.name;
     let exec_writes = name == "exec"
@@ -161,8 +163,10 @@ fn disk_refusal(ctx: &mut Ctx<'_>, cmd: &Entry) -> Option<Reply> {
                 .iter()
                 .any(|a| lookup(a).is_ok_and(|c| c.spec.has_flag("write")))
         });
-    if !(cmd.spec.has_flag("write") || name == "ping" || exec_writes)
-        || ctx.server.dbs.iter().all(|d| d.has_space())
+    let repl = ctx.server.replication.get();
+    let ping = name == "ping" && repl.is_none();
+    if !(cmd.spec.has_flag("write") || ping || exec_writes)
+        || (ctx.server.dbs.iter().all(|d| d.has_space()) && !repl.is_some_and(|r| r.disk_full()))
     {
         return None;
     }

@@ -142,8 +142,10 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
             // The LSM's write-ahead log is our append-only file.
             f("aof_enabled", &1);
             f("aof_rewrite_in_progress", &0);
-            // Probes: `ok` again as soon as space returns, even with no write since.
-            let ok = s.dbs.iter().all(|d| d.has_space());
+            // Probes: `ok` again as soon as space returns, even with no write since. In Raft
+            // mode the Raft logs count too (they are the durability point).
+            let ok = s.dbs.iter().all(|d| d.has_space())
+                && !s.replication.get().is_some_and(|r| r.disk_full());
             f("aof_last_write_status", &if ok { "ok" } else { "err" });
         }
         "stats" => {

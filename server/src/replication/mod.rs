@@ -398,6 +398,13 @@ impl Replication {
         out
     }
 
+    /// True while one of this node's Raft logs cannot grow for lack of disk space: the node
+    /// refuses writes with Redis's `-MISCONF` until it can (appends already in flight wait,
+    /// unacknowledged, for space; see `pinnacle_raft::Group::disk_full`).
+    pub fn disk_full(&self) -> bool {
+        self.meta.disk_full() || self.shards.iter().any(|s| s.group().disk_full())
+    }
+
     /// Stops the bus and the groups (shutdown).
     pub async fn shutdown(&self) {
         self.node.shutdown().await;

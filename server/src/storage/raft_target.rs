@@ -95,6 +95,9 @@ impl Db {
     /// [`super::deferred`]) and `background` proposes those made off a connection.
     pub fn enable_replication(&self, background: super::BackgroundProposer) -> super::Result<()> {
         let _ = self.inner.replicated.set(background);
+        // A committed entry cannot be refused: on a full disk its apply waits for space
+        // (the node refuses new writes meanwhile, see `command::disk_refusal`).
+        self.inner.engine.wait_for_space(true);
         Ok(())
     }
 

@@ -207,6 +207,10 @@ impl Engine for OverlayEngine {
     fn has_space(&self) -> bool {
         self.inner.has_space()
     }
+
+    fn wait_for_space(&self, on: bool) {
+        self.inner.wait_for_space(on);
+    }
 }
 
 /// The engine's ordered scan with the pending batch laid over it.
