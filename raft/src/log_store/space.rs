@@ -18,6 +18,9 @@
 //! openraft awaits `save_vote` inline, and a vote is ordered behind the appends queued before
 //! it, so a node whose write is actually waiting (its reserve used up) stalls its Raft core if
 //! it must vote; it then behaves like a paused node (the others elect) until space returns.
+//! So does a replica whose apply waits for space (its LSM has no reserve left either: the
+//! state machine's queue fills and openraft's core waits on it); seen on a full follower
+//! under load in redis-tests/tests/disk_full_raft.rs, which then catches up.
 //!
 //! A full leader keeps leading and refuses writes until space returns (TiKV likewise rejects
 //! proposals on a full store) instead of handing leadership over: it keeps serving reads,
