@@ -20,12 +20,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redis_tests::cluster::Cluster;
-use redis_tests::frame;
+use redis_tests::cluster::{Cluster, Outcome};
+use redis_tests::frame::{self, Value};
 use redis_tests::rng::Rng;
 use redis_tests::RawConn;
 
-use client::{key_slot, tags_for};
+use client::{key_slot, tags_for, ClusterClient};
 use support::{
     assert_slots_agree, get_all, load, migrate, migrations, node_at, owner_of, text, wait_done,
     wait_spread,
@@ -272,6 +272,92 @@ fn missing_keys_are_not_held_by_the_copy() {
         "requests for missing keys waited for the copy: {seen:?}"
     );
     wait_done(&c, &id, Duration::from_secs(60));
+}
+
+/// A write to a key the source holds no longer waits for its slot's whole copy: the key is
+/// copied ahead of the scan ("pulled"), deleted at the source, and the client sent to the
+/// target with `ASK`. Writers overwrite and delete keys of a big slot while it moves; after it,
+/// the target holds exactly what they last wrote (a deleted key is not brought back by the
+/// scan's older copy), every untouched key kept its value, and some keys were pulled.
+#[test]
+fn present_keys_move_ahead_of_the_copy() {
+    let _g = serial();
+    let (c, led, _conf) = start();
+    let ranges = assert_slots_agree(&c);
+    let tag = "held";
+    let slot = key_slot(tag.as_bytes());
+    let src = node_at(&c, owner_of(&ranges, slot));
+    let tgt = src % c.len() + 1;
+    let pad = "x".repeat(100);
+    let mut want: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let kvs: Vec<(String, String)> = (0..60_000)
+        .map(|i| (format!("k{i}{{{tag}}}"), format!("v{i}-{pad}")))
+        .collect();
+    load(&c, src, &kvs);
+    for (k, v) in &kvs {
+        want.insert(k.clone(), Some(v.clone()));
+    }
+    let pulls = || {
+        let info = text(&c.call(src, &["INFO", "replication"]).expect("INFO"));
+        info.lines()
+            .find_map(|l| l.strip_prefix("migration_key_pulls:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no migration_key_pulls in INFO replication: {info}"))
+    };
+    let before = pulls();
+    let mut client = ClusterClient::new(c.addrs());
+    let id = migrate(&c, src, &slot.to_string(), &led[tgt - 1].to_string(), false);
+    // Keys from the end of the slot's key order first: the scan reaches them last.
+    let mut order: Vec<&String> = want.keys().collect();
+    order.reverse();
+    let order: Vec<String> = order.into_iter().cloned().collect();
+    let mut writes = 0;
+    for (i, k) in order.iter().enumerate() {
+        let args: Vec<String> = if i % 3 == 2 {
+            vec!["DEL".into(), k.clone()]
+        } else {
+            vec!["SET".into(), k.clone(), format!("w{i}")]
+        };
+        match client.call(&args) {
+            Outcome::Reply(v) => {
+                assert!(
+                    !matches!(v, Value::Error(_)),
+                    "{args:?} during migration {id}: {v:?}"
+                );
+                let now = if args[0] == "DEL" {
+                    None
+                } else {
+                    Some(args[2].clone())
+                };
+                want.insert(k.clone(), now);
+            }
+            other => panic!("{args:?} during migration {id}: {other:?}"),
+        }
+        writes += 1;
+        if i % 50 == 0 {
+            let done = migrations(&c, src).iter().any(|m| {
+                m.get("id") == Some(&id) && m.get("state").map(String::as_str) == Some("done")
+            });
+            if done {
+                break;
+            }
+        }
+    }
+    let m = wait_done(&c, &id, Duration::from_secs(60));
+    let pulled = pulls() - before;
+    eprintln!(
+        "{writes} writes during migration {id} ({m:?}); keys pulled: {pulled}; redirects: {:?}",
+        client.redirects
+    );
+    assert!(pulled > 0, "no key was pulled ahead of the copy");
+    let keys: Vec<String> = want.keys().cloned().collect();
+    for ((k, v), got) in want.iter().zip(get_all(&c, tgt, &keys)) {
+        let got = match got {
+            Value::Null => None,
+            other => Some(text(&other)),
+        };
+        assert_eq!(&got, v, "{k} after migration {id}");
+    }
 }
 
 /// Picks `len` slots at the start of node `node`'s first range: (first, last, tags).

@@ -194,6 +194,7 @@ fn section(ctx: &Ctx<'_>, name: &str, out: &mut String) {
                 out.push_str(&r.info());
                 // Requests that waited for a slot migration's copy on this node.
                 out.push_str(&format!("migration_copy_waits:{}\r\n", r.copy_waits()));
+                out.push_str(&format!("migration_key_pulls:{}\r\n", r.key_pulls()));
             }
         }
         "replication" => {

@@ -6,25 +6,23 @@
 //!    keys it lacks and `TRYAGAIN` for a mix; B serves `ASKING` requests.
 //! 2. The leader of A drives it ([`drive`]), a small group of slots at a time: fence them in A's log
 //!    (tagged client writes to it are refused from that entry on; on this node requests
-//!    for keys it holds wait instead of reaching the fence, requests for keys it lacks get
-//!    `ASK` at once: those keys are not in the copy), read the slot after a read barrier,
-//!    ingest its records into B (`RESTORE` without `REPLACE`: never overwrites what clients wrote at B after
-//!    `ASK`), seal the slot at B (later ingests are refused, so a deposed driver can't
+//!    for keys it lacks get `ASK` at once, reads of keys it holds are served until the flip,
+//!    and writes to them pull those keys to B first: [`super::copying`]), read the slot
+//!    after a read barrier, ingest its records into B (`RESTORE` without `REPLACE`: never
+//!    overwrites what clients wrote at B after `ASK`), seal the slot at B (later ingests are refused, so a deposed driver can't
 //!    overwrite writes made after the flip), flip ownership in the metadata group (epoch + 1),
 //!    then drop the slot from A (the fence stays: A refuses stale-routed writes to it).
 //! 3. Every step is idempotent. A driver that fails (leader change, timeout) stops; the
 //!    migration stays `running` and whichever node leads A resumes it from the metadata.
 //!    There is no abort once begun: writes made at B through `ASK` must not be lost.
 
+use super::copying::CopyGuard;
 use super::meta::{MetaCmd, MigState};
 use super::Replication;
 use crate::storage::shard_ctl::{self, Control};
 use crate::storage::{self, dump, reply_codec, WriteCommand, WriteOp};
 use bytes::Bytes;
-use parking_lot::Mutex;
 use pinnacle_resp::Reply;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,97 +45,10 @@ const INGEST_BYTES: usize = 2 << 20;
 /// Ingest proposals in flight at once (they commute: distinct keys, no overwrite).
 const INGEST_IN_FLIGHT: usize = 4;
 
-/// This node's part in migrations.
-#[derive(Default)]
-pub struct Local {
-    /// Slots being copied by a driver on this node: client writes to them wait.
-    copying: Mutex<HashSet<u16>>,
-    any_copying: AtomicBool,
-    copy_done: tokio::sync::Notify,
-    /// Requests that waited for a copy here (`INFO replication`: `migration_copy_waits`).
-    copy_waits: AtomicU64,
-    /// Migrations this node drives now.
-    driving: Mutex<HashSet<u64>>,
-}
-
-/// Marks a slot as being copied for as long as it lives.
-struct CopyGuard<'a> {
-    local: &'a Local,
-    slot: u16,
-}
-
-impl<'a> CopyGuard<'a> {
-    fn new(local: &'a Local, slot: u16) -> CopyGuard<'a> {
-        let mut c = local.copying.lock();
-        c.insert(slot);
-        local.any_copying.store(true, Ordering::Release);
-        CopyGuard { local, slot }
-    }
-}
-
-impl Drop for CopyGuard<'_> {
-    fn drop(&mut self) {
-        let mut c = self.local.copying.lock();
-        c.remove(&self.slot);
-        self.local
-            .any_copying
-            .store(!c.is_empty(), Ordering::Release);
-        drop(c);
-        self.local.copy_done.notify_waiters();
-    }
-}
-
 impl Replication {
-    /// True if a driver on this node is copying `slot` (writes to it should wait).
-    pub fn is_copying(&self, slot: u16) -> bool {
-        self.migrations.any_copying.load(Ordering::Acquire)
-            && self.migrations.copying.lock().contains(&slot)
-    }
-
     /// The shard `slot` is being migrated to, if it is moving.
     pub fn migration_target(&self, slot: u16) -> Option<usize> {
         self.meta_state().migration_of(slot).map(|m| m.to)
-    }
-
-    /// True if a request naming `keys` (`None`: unknown, e.g. `EXEC`) must wait for the copy
-    /// of `slot`, which a driver on this node runs. It need not when it names keys and none
-    /// exists at the source: they are not in the copy, so it is answered now as before the
-    /// copy (`ASK`); nor once this node has applied the flip. A write is proposed guarded and
-    /// refused as absent when applied, also after the fence (nothing creates a fenced slot's
-    /// keys at the source any more); one that finds a key after all (created by a write in
-    /// flight) is refused with `TRYAGAIN`. Waiting there held every write to the slot for the
-    /// whole copy of its group (issue 5: SET p99 about 100 ms during any migration).
-    pub fn copy_must_wait(&self, slot: u16, keys: Option<&[Bytes]>) -> bool {
-        let Some(keys) = keys.filter(|k| !k.is_empty()) else {
-            return true;
-        };
-        // No migration of it any more: the flip is applied here, routing answers `MOVED`.
-        let Some(from) = self.meta_state().migration_of(slot).map(|m| m.from) else {
-            return false;
-        };
-        let db = self.shards[from].group().target().clone();
-        let now = db.now_ms();
-        keys.iter().any(|k| !matches!(db.peek(k, now), Ok(None)))
-    }
-
-    /// Requests that waited for a slot copy on this node so far.
-    pub fn copy_waits(&self) -> u64 {
-        self.migrations.copy_waits.load(Ordering::Relaxed)
-    }
-
-    /// Waits (up to `limit`) until no driver on this node copies `slot`.
-    pub async fn wait_copied(&self, slot: u16, limit: Duration) {
-        self.migrations.copy_waits.fetch_add(1, Ordering::Relaxed);
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let done = self.migrations.copy_done.notified();
-            if !self.is_copying(slot) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, done).await.is_err() {
-                return;
-            }
-        }
     }
 
     /// Starts moving `slots` (inclusive ranges) to shard `to`; returns the migration id.
@@ -197,7 +108,11 @@ impl Replication {
     }
 
     /// Proposes shard items (all idempotent), retrying through leader changes.
-    async fn propose_items(&self, shard: usize, items: Vec<Bytes>) -> Result<Vec<Reply>, String> {
+    pub(super) async fn propose_items(
+        &self,
+        shard: usize,
+        items: Vec<Bytes>,
+    ) -> Result<Vec<Reply>, String> {
         let payload = storage::raft_target_proposal(&items);
         let deadline = Instant::now() + STEP_DEADLINE;
         loop {
@@ -381,6 +296,8 @@ async fn move_slots(
         .read_barrier()
         .await
         .map_err(|_| "lost the source shard's leadership".to_string())?;
+    // Waiting requests may now pull their keys ahead of the scan.
+    r.migrations.ready_for_pulls(slots, b);
     let db = r.shards[a].group().target().clone();
     let now = db.now_ms();
     let (mut moved, mut bytes) = (0u64, 0u64);
@@ -400,18 +317,7 @@ async fn move_slots(
             };
             after = Some(last.clone());
             for (key, meta, value) in chunk {
-                let payload = dump::encode_value(&value);
-                let size = key.len() + payload.len();
-                let cmd = WriteCommand {
-                    now_ms: now,
-                    op: WriteOp::Restore {
-                        key,
-                        payload,
-                        expire_at: meta.expire_at,
-                        replace: false,
-                    },
-                }
-                .encode();
+                let (cmd, size) = restore(key, meta.expire_at, &value, now);
                 items.push(shard_ctl::ingest(slot, &cmd));
                 moved += 1;
                 bytes += size as u64;
@@ -437,6 +343,11 @@ async fn move_slots(
     let copied = started.elapsed();
     r.propose_items(b, vec![Control::Seal(slots.to_vec()).encode()])
         .await?;
+    // No read is served from the source's copy once the flip may have committed.
+    r.migrations.end_reads(slots).await;
+    let (k, n) = r.migrations.take_pulled(slots);
+    moved += k;
+    bytes += n;
     fail::fail_point!("migrate::after_seal");
     let reply = r
         .propose_meta(MetaCmd::Flip {
@@ -470,6 +381,24 @@ async fn move_slots(
     Ok(())
 }
 
+/// The copy of one record at the target: `RESTORE` without `REPLACE` (never overwrites what a
+/// client wrote there through `ASK`), and the bytes of key and value it moves.
+pub(super) fn restore(key: Bytes, expire_at: u64, value: &dump::Value, now: u64) -> (Bytes, usize) {
+    let payload = dump::encode_value(value);
+    let size = key.len() + payload.len();
+    let cmd = WriteCommand {
+        now_ms: now,
+        op: WriteOp::Restore {
+            key,
+            payload,
+            expire_at,
+            replace: false,
+        },
+    }
+    .encode();
+    (cmd, size)
+}
+
 /// Waits for one task (an ingest, or a group's move) in flight; its failure (or panic) fails
 /// the step.
 async fn join_one(set: &mut tokio::task::JoinSet<Result<(), String>>) -> Result<(), String> {
@@ -485,18 +414,29 @@ const SEALED: &str = "ERR slot sealed";
 
 /// Copies one batch into shard `b`; a key already there (`BUSYKEY`: written through `ASK`)
 /// keeps its newer value.
-async fn ingest(r: &Arc<Replication>, b: usize, items: Vec<Bytes>) -> Result<(), String> {
+async fn ingest(r: &Replication, b: usize, items: Vec<Bytes>) -> Result<(), String> {
+    ingest_created(r, b, items).await.map(|_| ())
+}
+
+/// [`ingest`], telling which items created their key at the target.
+pub(super) async fn ingest_created(
+    r: &Replication,
+    b: usize,
+    items: Vec<Bytes>,
+) -> Result<Vec<bool>, String> {
     let replies = r.propose_items(b, items).await?;
     fail::fail_point!("migrate::mid_ingest");
+    let mut created = Vec::with_capacity(replies.len());
     for rep in replies {
-        if let Reply::Error(e) = rep {
-            // BUSYKEY: written at the target through ASK (newer). Sealed: an earlier driver
-            // finished this slot's copy before it stopped (the source is fenced, so that copy
-            // is complete and current).
+        if let Reply::Error(e) = &rep {
+            // BUSYKEY: written at the target through ASK (newer), or pulled ahead of the
+            // scan. Sealed: an earlier driver finished this slot's copy before it stopped
+            // (the source is fenced, so that copy is complete and current).
             if !e.starts_with(b"BUSYKEY") && !e.starts_with(SEALED.as_bytes()) {
-                return Err(String::from_utf8_lossy(&e).into_owned());
+                return Err(String::from_utf8_lossy(e).into_owned());
             }
         }
+        created.push(!matches!(rep, Reply::Error(_)));
     }
-    Ok(())
+    Ok(created)
 }

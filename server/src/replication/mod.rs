@@ -9,6 +9,7 @@
 //! leader. Shard leaders are spread over the nodes by leader transfer ([`spread`]).
 
 mod batch;
+pub mod copying;
 mod evict;
 mod membership;
 pub mod meta;
@@ -163,7 +164,7 @@ pub struct Replication {
     /// The metadata group (group 0): slot map and migrations.
     meta: pinnacle_raft::Group<meta::MetaTarget>,
     /// Slot migrations this node drives or waits on.
-    migrations: migrate::Local,
+    migrations: copying::Local,
     /// Told the slots that just left a shard this node leads (wakes blocked clients).
     on_moved: std::sync::OnceLock<MovedHook>,
     /// The metadata log index this node had on disk at start: until it has applied that far,
@@ -224,7 +225,7 @@ impl Replication {
             meta_at_start,
             meta_caught_up: std::sync::atomic::AtomicBool::new(meta_at_start == 0),
             meta,
-            migrations: migrate::Local::default(),
+            migrations: copying::Local::default(),
             on_moved: std::sync::OnceLock::new(),
             membership_changes: membership::InFlight::default(),
             tls_port: std::sync::atomic::AtomicU16::new(0),

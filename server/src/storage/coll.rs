@@ -322,6 +322,20 @@ impl Db {
         view.dump_of(key, &m).map(Some)
     }
 
+    /// Those of `keys` that are live, each with its metadata and DUMP value, read at one
+    /// snapshot (a migration copying a waiting client's keys ahead of its slot's scan).
+    pub fn dump_keys(&self, keys: &[Bytes]) -> Result<Vec<(Bytes, Meta, dump::Value)>> {
+        let view = self.view();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(m) = view.get(key)? {
+                let value = view.dump_of(key, &m)?;
+                out.push((key.clone(), m, value));
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `max_keys` live keys of `slot` (or `max_bytes` of keys and values, whichever
     /// comes first), in key order after `after`, each with its metadata and DUMP value, read
     /// at one snapshot: one scan of the slot's metadata records instead of a lookup per key

@@ -171,6 +171,12 @@ impl Db {
         if run.cmds.is_empty() {
             return Ok(());
         }
+        self.skip_pulled(run, replies)?;
+        run.slots.clear();
+        if run.cmds.is_empty() {
+            run.at.clear();
+            return Ok(());
+        }
         let cmds = std::mem::take(&mut run.cmds);
         let extra = (system_key(RAFT_PROGRESS), progress_record(run.last));
         let (subs, written) = self
@@ -282,6 +288,8 @@ struct IngestRun {
     cmds: Vec<WriteCommand>,
     /// Where each one's reply goes in the entry's reply list.
     at: Vec<usize>,
+    /// The slot each one copies.
+    slots: Vec<u16>,
     /// Position of the last one (stored as the progress with the batch).
     last: (u64, u32),
 }
@@ -313,20 +321,29 @@ impl ApplyTarget for Db {
                     continue;
                 }
                 let item = shard_ctl::decode(&raw);
-                if !matches!(item, shard_ctl::Item::Ingest(_)) {
+                if !matches!(item, shard_ctl::Item::Ingest { pulled: false, .. }) {
                     // Anything else sees the copied records first.
                     self.flush_run(&mut run, &mut replies, &mut progress, &mut filled)?;
                 }
                 let body_at = match item {
-                    shard_ctl::Item::Ingest(slot) if self.inner.fences.sealed.contains(slot) => {
+                    shard_ctl::Item::Ingest { slot, .. }
+                        if self.inner.fences.sealed.contains(slot) =>
+                    {
                         replies.push(Reply::error("ERR slot sealed: the copy is complete"));
                         continue;
                     }
-                    shard_ctl::Item::Ingest(_) => {
+                    shard_ctl::Item::Ingest { slot, pulled } => {
                         match WriteCommand::decode(raw.slice(3..)) {
                             Err(e) => replies.push(Reply::error(format!(
                                 "ERR undecodable replicated command: {e}"
                             ))),
+                            Ok(cmd) if pulled => {
+                                // It may read what the sink holds: write that first.
+                                self.flush_sink(&mut sink, &mut progress, None)?;
+                                let reply =
+                                    self.apply_pulled(slot, &cmd, pos, &mut progress, &mut filled)?;
+                                replies.push(reply);
+                            }
                             Ok(cmd) => {
                                 if run.cmds.is_empty() {
                                     // The copy reads (RESTORE skips present keys).
@@ -334,6 +351,7 @@ impl ApplyTarget for Db {
                                 }
                                 run.cmds.push(cmd);
                                 run.at.push(replies.len());
+                                run.slots.push(slot);
                                 run.last = pos;
                                 replies.push(Reply::Null);
                             }
@@ -388,6 +406,7 @@ impl ApplyTarget for Db {
                             // WATCHes of anything may now be stale.
                             self.inner.flushes.fetch_add(1, Ordering::AcqRel);
                         }
+                        pull::clear_guards(&mut b, &ctl);
                         b.put(shard_ctl::key(), self.inner.fences.image());
                         b.put(system_key(RAFT_PROGRESS), progress_record(pos));
                         let seq = self.inner.engine.write_deferred(b).map_err(lsm_err)?;
@@ -639,3 +658,5 @@ impl Db {
 
 #[cfg(test)]
 mod tests;
+
+mod pull;

@@ -36,6 +36,11 @@ const INGEST: u8 = 0xE2;
 const ATOMIC: u8 = 0xE3;
 /// First byte of a guarded write (a tagged write that needs its keys present here).
 const GUARDED: u8 = 0xE4;
+/// First byte of a migration's copy of a record a client is waiting for, ahead of its slot's
+/// scan (see [`pulled`]).
+const PULLED: u8 = 0xE5;
+/// Prefix (after the system byte) of the records naming keys copied ahead of their slot's scan.
+const PULL_GUARDS: &[u8] = b"pull-guard";
 /// System key holding the fence bitmap.
 pub(super) const FENCES: &[u8] = b"shard-fences";
 /// What a refused write answers (Redis's text; every cluster client retries it).
@@ -75,8 +80,14 @@ pub(super) enum Item {
         /// Offset of the encoded `WriteCommand` (or atomic group).
         body_at: usize,
     },
-    /// A migration's copy of a record of this slot (the `WriteCommand` after 3 bytes).
-    Ingest(u16),
+    /// A migration's copy of a record of this slot (the `WriteCommand` after 3 bytes);
+    /// `pulled` if it was copied ahead of the slot's scan for a waiting client.
+    Ingest {
+        /// The slot it belongs to.
+        slot: u16,
+        /// Copied ahead of the scan ([`pulled`]).
+        pulled: bool,
+    },
     /// A control operation.
     Control(Control),
     /// Unreadable.
@@ -136,6 +147,36 @@ pub fn ingest(slot: u16, cmd: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// `cmd` (an encoded `RESTORE`) as a migration's copy of a key a client waits for, made ahead
+/// of its slot's scan. The target records that the key was pulled: the scan's copy of it
+/// (read before the source deleted it) is then skipped, so it cannot bring back a key the
+/// client deleted at the target after being sent there with `ASK`.
+pub fn pulled(slot: u16, cmd: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(3 + cmd.len());
+    b.put_u8(PULLED);
+    b.put_u16(slot);
+    b.put_slice(cmd);
+    b.freeze()
+}
+
+/// The record marking `key` of `slot` as pulled (see [`pulled`]).
+pub(super) fn pull_guard(slot: u16, key: &[u8]) -> Bytes {
+    let mut name = Vec::with_capacity(PULL_GUARDS.len() + 2 + key.len());
+    name.extend_from_slice(PULL_GUARDS);
+    name.extend_from_slice(&slot.to_be_bytes());
+    name.extend_from_slice(key);
+    system_key(&name)
+}
+
+/// The range of `slot`'s pull records, and the length of their prefix before the key.
+pub(super) fn pull_guards_of(slot: u16) -> (Bytes, Bytes, usize) {
+    let start = pull_guard(slot, b"");
+    let mut name = PULL_GUARDS.to_vec();
+    name.extend_from_slice(&(u32::from(slot) + 1).to_be_bytes()[2..]);
+    let len = start.len();
+    (start, system_key(&name), len)
+}
+
 /// Encoded `WriteCommand`s to apply as one: each sees the earlier ones' effects and readers
 /// see all or none of them (`MULTI`/`EXEC`). The reply is an array of their replies.
 pub fn atomic(cmds: &[Bytes]) -> Bytes {
@@ -193,7 +234,14 @@ impl Control {
 pub(super) fn decode(raw: &[u8]) -> Item {
     match raw.first() {
         Some(&TAGGED) if raw.len() >= 3 => Item::Write(Some(u16::from_be_bytes([raw[1], raw[2]]))),
-        Some(&INGEST) if raw.len() >= 3 => Item::Ingest(u16::from_be_bytes([raw[1], raw[2]])),
+        Some(&INGEST) if raw.len() >= 3 => Item::Ingest {
+            slot: u16::from_be_bytes([raw[1], raw[2]]),
+            pulled: false,
+        },
+        Some(&PULLED) if raw.len() >= 3 => Item::Ingest {
+            slot: u16::from_be_bytes([raw[1], raw[2]]),
+            pulled: true,
+        },
         Some(&GUARDED) => match decode_guarded(raw) {
             Some((slot, keys, body_at)) => Item::Guarded {
                 slot,
@@ -216,7 +264,7 @@ pub(super) fn decode(raw: &[u8]) -> Item {
                 _ => Item::Bad,
             }
         }
-        Some(&TAGGED) | Some(&CONTROL) | Some(&INGEST) => Item::Bad,
+        Some(&TAGGED) | Some(&CONTROL) | Some(&INGEST) | Some(&PULLED) => Item::Bad,
         // A transaction without a tag (a node outside cluster routing): applied as a write.
         _ => Item::Write(None),
     }
@@ -395,7 +443,38 @@ mod tests {
         f.load(None);
         assert!(f.fenced.list().is_empty());
         let i = ingest(3, b"\x01x");
-        assert!(matches!(decode(&i), Item::Ingest(3)));
+        assert!(matches!(
+            decode(&i),
+            Item::Ingest {
+                slot: 3,
+                pulled: false
+            }
+        ));
+        let p = pulled(16383, b"\x01x");
+        assert!(matches!(
+            decode(&p),
+            Item::Ingest {
+                slot: 16383,
+                pulled: true
+            }
+        ));
+        assert!(matches!(decode(&[PULLED, 0]), Item::Bad));
+    }
+
+    #[test]
+    fn pull_guards_of_a_slot_lie_in_its_range_only() {
+        for slot in [0u16, 7, 255, 256, 16383] {
+            let (start, end, len) = pull_guards_of(slot);
+            let g = pull_guard(slot, b"k{x}");
+            assert!(start <= g && g < end, "slot {slot}");
+            assert_eq!(&g[len..], b"k{x}");
+            if slot < 16383 {
+                assert!(pull_guard(slot + 1, b"") >= end);
+            }
+            if slot > 0 {
+                assert!(pull_guard(slot - 1, b"\xff\xff\xff") < start);
+            }
+        }
     }
 
     #[test]

@@ -121,20 +121,35 @@ pub(super) async fn run_batch(
                 client.pass_read_barrier(to);
             }
         }
+        // Held while a read is served from the source's copy of a slot being moved.
+        let mut copy_read = None;
         if let Some(s) = slot.filter(|s| repl.is_copying(*s)) {
-            // A migration is copying this slot: wait, then route again (MOVED after it).
-            // Reads wait too: once the target serves writes, this copy may be stale. Keys
-            // missing here are answered at once (`ASK`); inside MULTI everything waits.
+            // A migration is copying this slot. Keys missing here are answered at once
+            // (`ASK`). A read of keys held here is served here until the flip is near (Redis:
+            // the source serves the keys it has); a write's keys move ahead of the copy (then
+            // `ASK`). Otherwise (inside MULTI, or if that fails) it waits for the copy and
+            // routes again (`MOVED` after it).
             let keys = match client.multi {
                 None => crate::command::request_keys(&args),
                 Some(_) => None,
             };
             if repl.copy_must_wait(s, keys.as_deref()) {
-                if let Err(a) = drain(server, repl, &mut queue, out).await {
-                    return a;
+                if kind == Kind::Read && keys.is_some() {
+                    copy_read = repl.read_during_copy(s);
                 }
-                repl.wait_copied(s, std::time::Duration::from_secs(10))
-                    .await;
+                if copy_read.is_none() {
+                    if let Err(a) = drain(server, repl, &mut queue, out).await {
+                        return a;
+                    }
+                    let limit = std::time::Duration::from_secs(10);
+                    let pulled = match keys.as_deref() {
+                        Some(k) if !k.is_empty() => repl.pull_keys(s, k, limit).await.is_ok(),
+                        _ => false,
+                    };
+                    if !pulled {
+                        repl.wait_copied(s, limit).await;
+                    }
+                }
             }
         }
         deferred::begin();
@@ -142,6 +157,7 @@ pub(super) async fn run_batch(
             let mut ctx = Ctx { server, client };
             call(&mut ctx, &args)
         };
+        drop(copy_read);
         let writes = deferred::end();
         let combine = deferred::take_combiner();
         client.rerun_deadline = None;
