@@ -294,9 +294,15 @@ impl Cycle<'_> {
     fn lag_then_install(&mut self, f: usize, point: Option<&str>) -> Result<(), String> {
         if let Some(point) = point {
             self.nem.note(format!("restart node{f} armed with {point}"));
-            self.c
-                .restart_with_env(f, vec![("FAILPOINTS".into(), format!("{point}=panic"))])
-                .map_err(|e| e.to_string())?;
+            let armed = vec![("FAILPOINTS".into(), format!("{point}=panic"))];
+            if let Err(e) = self.c.restart_with_env(f, armed) {
+                // Still behind the leader's purge from an earlier cycle, it may install (and
+                // die) while starting up.
+                if !self.c.log_since_start(f).contains(point) {
+                    return Err(format!("restart armed with {point}: {e}"));
+                }
+                return self.restart_disarmed(f, point);
+            }
         }
         self.c.isolate(f).map_err(|e| e.to_string())?;
         thread::sleep(Duration::from_millis(200));
@@ -338,6 +344,10 @@ impl Cycle<'_> {
                 self.c.log_tail(f, 3000)
             ));
         }
+        self.restart_disarmed(f, point)
+    }
+
+    fn restart_disarmed(&mut self, f: usize, point: &str) -> Result<(), String> {
         self.nem
             .note(format!("node{f} died at {point}; restarting it"));
         self.c.set_env(f, Vec::new());
