@@ -142,8 +142,11 @@ pub(super) async fn run_batch(
                         return a;
                     }
                     let limit = std::time::Duration::from_secs(10);
+                    // (A read gets here only when the flip is near: it waits for it.)
                     let pulled = match keys.as_deref() {
-                        Some(k) if !k.is_empty() => repl.pull_keys(s, k, limit).await.is_ok(),
+                        Some(k) if !k.is_empty() && kind != Kind::Read => {
+                            repl.pull_keys(s, k, limit).await.is_ok()
+                        }
                         _ => false,
                     };
                     if !pulled {
