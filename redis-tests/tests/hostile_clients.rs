@@ -132,9 +132,9 @@ fn hostile_clients_benign_p99_50ms() {
 /// The per-subscriber output buffer limit of the pub/sub flood (see the module comment). A
 /// subscriber costs more than its counted queue (allocation size classes, the connection's
 /// 64 KiB write buffer, jemalloc's delayed page return, and the hostile side replaces dropped
-/// subscribers): with 4 KiB messages for 30 s, 200 of them grew RSS by 53–59 MiB in Pinnacle
-/// and 64 MiB in redis-server 7.0.15 at `pubsub 128kb` (256kb, 15 s: 99 and 76 MiB), and by 30
-/// and 35 MiB at 64kb. So 64 KiB, which leaves both servers a margin under the 64 MiB bound.
+/// subscribers): with 4 KiB messages for 30 s, 200 of them grew RSS by 52–58 MiB in Pinnacle
+/// and 64 MiB in redis-server 7.0.15 at `pubsub 128kb` (256kb, 15 s: 97 and 76 MiB), and by 30
+/// and 32–35 MiB at 64kb. So 64 KiB, which leaves both servers a margin under the 64 MiB bound.
 const PUBSUB_LIMIT: &str = "pubsub 64kb 32kb 10";
 /// Bytes per published message, and messages per pipelined batch.
 const PUBLISH_PAYLOAD: usize = 4096;
