@@ -5,7 +5,7 @@
 //! equals the keys that exist), counters within [acked, acked + indeterminate], the recorded
 //! GET/SET/INCR history linearizable, every node's CLUSTER SLOTS identical and complete.
 //!
-//! Knobs: `MIG_SEED` (printed).
+//! Knobs: `MIG_SEED` (printed; default 5).
 
 #[path = "cluster_migration/client.rs"]
 mod client;
@@ -387,7 +387,8 @@ fn fill(c: &Cluster, node: usize, tags: &BTreeMap<u16, String>, per_slot: usize)
 }
 
 fn seed() -> u64 {
-    let s = Rng::seed_from_env("MIG_SEED");
+    // Fixed in CI (reliability.md: the CI tier replays fixed seeds); `MIG_SEED` overrides.
+    let s = Rng::seed_from_env_or("MIG_SEED", 5);
     eprintln!("MIG_SEED={s}");
     s
 }
