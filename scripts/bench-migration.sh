@@ -244,6 +244,10 @@ wall=$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b-a}')
 echo "    migration $id: state $state, keys $keys, bytes $bytes, duration_ms $dur (PINN.MIGRATE wall time ${wall} s)"
 echo "    keys in slots $first_start-$last now, at the target: $(range_keys "$tgt_port" | cut -d' ' -f1) (before: $before_keys)"
 awk -v k="$keys" -v b="$bytes" -v d="$dur" 'BEGIN{ if (d > 0) printf "    throughput: %.0f keys/s, %.1f MB/s (bytes / duration_ms)\n", k / (d / 1000), b / 1e6 / (d / 1000) }'
+# Requests the source held until their slot's copy ended, and keys it copied ahead of the copy
+# for a waiting write (0 on binaries without those counters).
+info_num() { cli "$src_port" INFO replication | tr -d '\r' | sed -n "s/^$1://p"; }
+echo "    source: requests that waited for a copy $(info_num migration_copy_waits), keys pulled ahead $(info_num migration_key_pulls)"
 for p in "${ports[@]}"; do
     led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | tr '\n' ' ')
     echo "    port $p leads shard(s) ${led:-none}; DBSIZE (keys of the first shard it leads) $(cli "$p" DBSIZE)"
