@@ -203,6 +203,31 @@ fn routing_table_during_migration() {
     assert_eq!(dbsize(tgt), (n + 2).to_string());
 }
 
+/// A counter of node `i`'s `INFO replication` (e.g. `migration_copy_waits`).
+fn info_counter(c: &Cluster, i: usize, name: &str) -> u64 {
+    let info = text(&c.call(i, &["INFO", "replication"]).expect("INFO"));
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO replication: {info}"))
+}
+
+/// The slot of hash tag `tag`, its owner (source) and the next node (target), after loading
+/// `n` keys `k<i>{tag}` with 100-byte values there (big enough that many requests arrive
+/// while it is copied).
+fn big_slot(c: &Cluster, tag: &str, n: usize) -> (u16, usize, usize, Vec<(String, String)>) {
+    let ranges = assert_slots_agree(c);
+    let slot = key_slot(tag.as_bytes());
+    let src = node_at(c, owner_of(&ranges, slot));
+    let tgt = src % c.len() + 1;
+    let pad = "x".repeat(100);
+    let kvs: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("k{i}{{{tag}}}"), format!("v{i}-{pad}")))
+        .collect();
+    load(c, src, &kvs);
+    (slot, src, tgt, kvs)
+}
+
 /// While a big slot is copied, requests for keys its source lacks are answered at once
 /// (`ASK`, as before the copy) instead of waiting for the copy of the slot's group: a client
 /// sends `SET` and `GET` of fresh keys to the source leader until the migration is done, and
@@ -214,24 +239,9 @@ fn routing_table_during_migration() {
 fn missing_keys_are_not_held_by_the_copy() {
     let _g = serial();
     let (c, led, _conf) = start();
-    let ranges = assert_slots_agree(&c);
     let tag = "fresh";
-    let slot = key_slot(tag.as_bytes());
-    let src = node_at(&c, owner_of(&ranges, slot));
-    let tgt = src % c.len() + 1;
-    // Big enough that many requests arrive while it is copied.
-    let pad = "x".repeat(100);
-    let kvs: Vec<(String, String)> = (0..40_000)
-        .map(|i| (format!("k{i}{{{tag}}}"), format!("v{i}-{pad}")))
-        .collect();
-    load(&c, src, &kvs);
-    let waits = || {
-        let info = text(&c.call(src, &["INFO", "replication"]).expect("INFO"));
-        info.lines()
-            .find_map(|l| l.strip_prefix("migration_copy_waits:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no migration_copy_waits in INFO replication: {info}"))
-    };
+    let (slot, src, tgt, _) = big_slot(&c, tag, 40_000);
+    let waits = || info_counter(&c, src, "migration_copy_waits");
     let before = waits();
     let mut conn = c.conn(src).expect("connect");
     let id = migrate(&c, src, &slot.to_string(), &led[tgt - 1].to_string(), false);
@@ -283,27 +293,10 @@ fn missing_keys_are_not_held_by_the_copy() {
 fn present_keys_move_ahead_of_the_copy() {
     let _g = serial();
     let (c, led, _conf) = start();
-    let ranges = assert_slots_agree(&c);
-    let tag = "held";
-    let slot = key_slot(tag.as_bytes());
-    let src = node_at(&c, owner_of(&ranges, slot));
-    let tgt = src % c.len() + 1;
-    let pad = "x".repeat(100);
-    let mut want: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let kvs: Vec<(String, String)> = (0..60_000)
-        .map(|i| (format!("k{i}{{{tag}}}"), format!("v{i}-{pad}")))
-        .collect();
-    load(&c, src, &kvs);
-    for (k, v) in &kvs {
-        want.insert(k.clone(), Some(v.clone()));
-    }
-    let pulls = || {
-        let info = text(&c.call(src, &["INFO", "replication"]).expect("INFO"));
-        info.lines()
-            .find_map(|l| l.strip_prefix("migration_key_pulls:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no migration_key_pulls in INFO replication: {info}"))
-    };
+    let (slot, src, tgt, kvs) = big_slot(&c, "held", 60_000);
+    let mut want: BTreeMap<String, Option<String>> =
+        kvs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let pulls = || info_counter(&c, src, "migration_key_pulls");
     let before = pulls();
     let mut client = ClusterClient::new(c.addrs());
     let id = migrate(&c, src, &slot.to_string(), &led[tgt - 1].to_string(), false);
