@@ -35,6 +35,20 @@ pub enum Value {
 }
 
 impl Value {
+    /// Field `name` of an `INFO` reply (`name:value` lines), or a description of what the
+    /// reply was instead ("missing" if the field is absent).
+    pub fn info_field(&self, name: &str) -> String {
+        match self {
+            Value::Bulk(b) | Value::Verbatim(b) => String::from_utf8_lossy(b)
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .unwrap_or("missing")
+                .trim()
+                .to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
     /// The bytes of a simple/bulk/verbatim string or an error, if this is one.
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {

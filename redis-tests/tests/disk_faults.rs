@@ -569,12 +569,7 @@ fn aof_status(s: &redis_tests::Server) -> String {
         .conn()
         .and_then(|mut c| c.call_value(&["INFO", "persistence"]))
     {
-        Ok(Value::Bulk(b)) => String::from_utf8_lossy(&b)
-            .lines()
-            .find_map(|l| l.strip_prefix("aof_last_write_status:"))
-            .unwrap_or("missing")
-            .trim()
-            .to_string(),
-        other => format!("{other:?}"),
+        Ok(v) => v.info_field("aof_last_write_status"),
+        Err(e) => format!("{e:?}"),
     }
 }

@@ -62,13 +62,8 @@ fn value(id: u64, seq: u64) -> String {
 /// `aof_last_write_status` from node `i`'s INFO persistence.
 fn aof_status(c: &Cluster, i: usize) -> String {
     match c.call(i, &["INFO", "persistence"]) {
-        Ok(Value::Bulk(b)) => String::from_utf8_lossy(&b)
-            .lines()
-            .find_map(|l| l.strip_prefix("aof_last_write_status:"))
-            .unwrap_or("missing")
-            .trim()
-            .to_string(),
-        other => format!("{other:?}"),
+        Ok(v) => v.info_field("aof_last_write_status"),
+        Err(e) => format!("{e:?}"),
     }
 }
 

@@ -47,6 +47,19 @@ fn hostile_payload(i: usize) -> Vec<u8> {
     }
 }
 
+/// One PING of the benign client and its latency. A generous timeout: starvation shows in
+/// the latency numbers, not as a harness error.
+fn benign_ping(benign: &mut RawConn, name: &str) -> Duration {
+    let t = Instant::now();
+    benign.send_command(&["PING"]).expect("send benign PING");
+    let r = benign
+        .read_reply_timeout(Duration::from_secs(60))
+        .expect("benign PING");
+    let took = t.elapsed();
+    assert_eq!(r, b"+PONG\r\n", "[{name}]");
+    took
+}
+
 fn run(server: &Server, p99_limit: Duration, default_secs: u64) {
     let name = server.kind().name();
     let secs = std::env::var("HOSTILE_SECS")
@@ -79,14 +92,7 @@ fn run(server: &Server, p99_limit: Duration, default_secs: u64) {
             }
         }
         first_round = false;
-        let t = Instant::now();
-        // A generous timeout: starvation shows in the latency numbers, not as a harness error.
-        benign.send_command(&["PING"]).expect("send benign PING");
-        let r = benign
-            .read_reply_timeout(Duration::from_secs(60))
-            .expect("benign PING");
-        latencies.push(t.elapsed());
-        assert_eq!(r, b"+PONG\r\n", "[{name}]");
+        latencies.push(benign_ping(&mut benign, name));
         max_rss = max_rss.max(server.rss_kib().expect("rss"));
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -253,13 +259,7 @@ fn slow_subscribers_under_publish_flood() {
     let (mut latencies, mut max_rss, mut replaced) = (Vec::new(), base_rss, 0usize);
     let mut checked = Instant::now();
     while Instant::now() < deadline {
-        let t = Instant::now();
-        benign.send_command(&["PING"]).expect("send benign PING");
-        let r = benign
-            .read_reply_timeout(Duration::from_secs(60))
-            .expect("benign PING");
-        latencies.push(t.elapsed());
-        assert_eq!(r, b"+PONG\r\n", "[{name}]");
+        latencies.push(benign_ping(&mut benign, name));
         max_rss = max_rss.max(server.rss_kib().expect("rss"));
         // Once a second, a hostile client re-subscribes where the server disconnected one.
         if checked.elapsed() >= Duration::from_secs(1) {
