@@ -188,8 +188,15 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         .map(|w| Writer::start(&format!("w{w}"), c.addrs()))
         .collect();
     let mut elections = Vec::new();
+    // T5's other timings: SIGKILL to the first write acknowledged by a survivor, and restart to
+    // the restarted node holding the leader's state.
+    let mut first_acks = Vec::new();
+    let mut same_states = Vec::new();
     for trial in 0..trials {
         let l = c.leader().expect("leader");
+        for w in &writers {
+            w.acks.lock().expect("lock").clear();
+        }
         let before: usize = writers.iter().map(Writer::acked_count).sum();
         // Let writes flow for a random while, and make sure some were acknowledged this trial.
         thread::sleep(Duration::from_millis(100 + rng.below(300)));
@@ -206,19 +213,50 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         let new = c.wait_leader_change(l, ELECTION).expect("new leader");
         elections.push(t.elapsed());
         c.restart(l).expect("restart");
+        let restarted = Instant::now();
         // The restarted node catches up with what the leader had committed when it came back.
         let target = c.info(new).expect("info").commit_index;
+        let killed_addr = c.addr(l);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while c.info(l).map(|i| i.applied_index).unwrap_or(0) < target {
+        let first_ack = loop {
+            if let Some(at) = writers
+                .iter()
+                .filter_map(|w| w.first_ack(t, killed_addr))
+                .min()
+            {
+                break at;
+            }
             assert!(
                 Instant::now() < deadline,
-                "trial {trial}: node{l} did not catch up to {target}"
+                "trial {trial}: no write acknowledged by a survivor of node{l}'s kill"
             );
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
+        };
+        first_acks.push(first_ack.saturating_duration_since(t));
+        // T5: the restarted node holds the leader's state within 5 s of its restart. Writers
+        // pause meanwhile so that the two can meet at one applied index.
+        for w in &writers {
+            w.pause.store(true, Ordering::SeqCst);
         }
+        let leader = c.leader().expect("leader");
+        let peer = if leader == l { new } else { leader };
+        let same = wait_same_state(
+            &c,
+            l,
+            peer,
+            target,
+            Duration::from_secs(5).saturating_sub(restarted.elapsed()),
+        );
+        for w in &writers {
+            w.pause.store(false, Ordering::SeqCst);
+        }
+        let (index, keys) = same.unwrap_or_else(|e| {
+            panic!("trial {trial}: restarted node{l} does not hold node{peer}'s state 5 s after its restart: {e}")
+        });
+        same_states.push(restarted.elapsed());
         eprintln!(
-            "trial {trial}: killed node{l}, node{new} leads after {:?}",
-            elections[trial]
+            "trial {trial}: killed node{l}, node{new} leads after {:?}, first survivor ack after {:?}; node{l} = node{peer} ({keys} keys at index {index}) {:?} after its restart",
+            elections[trial], first_acks[trial], same_states[trial]
         );
     }
     finish_writers(&c, &mut writers, trials * 10);
@@ -227,14 +265,28 @@ fn leader_sigkill_loop_loses_no_acknowledged_write() {
         led > trials,
         "only {led} leaderships logged over {trials} kills"
     );
-    elections.sort();
-    eprintln!(
-        "election after SIGKILL over {} trials: p50 {:?} p99 {:?} max {:?}",
-        elections.len(),
-        percentile(&elections, 0.5),
-        percentile(&elections, 0.99),
-        elections.last().copied().unwrap_or_default()
-    );
+    // Timings are printed, not asserted (no timed assertions in tests; reliability.md §6 T5:
+    // election p50 <= 350 ms, p99 <= 500 ms, max <= 1.5 s; first survivor ack p99 <= 1 s).
+    for (what, times) in [
+        ("election after SIGKILL", &mut elections),
+        (
+            "first acked write via a survivor after SIGKILL",
+            &mut first_acks,
+        ),
+        (
+            "restarted node = leader's state after restart",
+            &mut same_states,
+        ),
+    ] {
+        times.sort();
+        eprintln!(
+            "{what} over {} trials: p50 {:?} p99 {:?} max {:?}",
+            times.len(),
+            percentile(times, 0.5),
+            percentile(times, 0.99),
+            times.last().copied().unwrap_or_default()
+        );
+    }
 }
 
 #[test]

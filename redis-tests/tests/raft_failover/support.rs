@@ -140,6 +140,53 @@ pub fn assert_nodes_agree(c: &Cluster) -> BTreeSet<Vec<u8>> {
     keys
 }
 
+/// Waits until nodes `a` and `b` hold the same keys at the same applied index of at least
+/// `min_index` (writes must be paused: with entries still applying, the two never meet at one
+/// index); returns that index and the key count, or why not within `timeout`.
+pub fn wait_same_state(
+    c: &Cluster,
+    a: usize,
+    b: usize,
+    min_index: u64,
+    timeout: Duration,
+) -> Result<(u64, usize), String> {
+    let deadline = Instant::now() + timeout;
+    let applied = |i: usize| c.info(i).map(|inf| inf.applied_index).unwrap_or(0);
+    loop {
+        let last: String;
+        let before = (applied(a), applied(b));
+        if before.0 == before.1 && before.0 >= min_index {
+            // The keys are read between two equal index readings, so both sets are at `before`.
+            match (c.keys(a), c.keys(b)) {
+                (Ok(ka), Ok(kb)) if (applied(a), applied(b)) == before => {
+                    if ka == kb {
+                        return Ok((before.0, ka.len()));
+                    }
+                    let diff: Vec<_> = ka
+                        .symmetric_difference(&kb)
+                        .take(5)
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect();
+                    last = format!(
+                        "at applied index {}: {} vs {} keys, e.g. {diff:?}",
+                        before.0,
+                        ka.len(),
+                        kb.len()
+                    );
+                }
+                (Err(e), _) | (_, Err(e)) => last = format!("SCAN: {e}"),
+                _ => last = "entries applied during the comparison".into(),
+            }
+        } else {
+            last = format!("applied indices {before:?}, want equal and >= {min_index}");
+        }
+        if Instant::now() > deadline {
+            return Err(last);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Pipelined `GET`s on the leader: every key must hold exactly its expected value.
 pub fn assert_values_on_leader(c: &Cluster, expect: &BTreeMap<String, String>) {
     let l = c.leader().expect("leader");
@@ -164,11 +211,15 @@ pub fn assert_values_on_leader(c: &Cluster, expect: &BTreeMap<String, String>) {
 }
 
 /// A writer of unique keys through a [`LeaderClient`]: records what was acknowledged and what
-/// was merely attempted (indeterminate).
+/// was merely attempted (indeterminate), and when and by which node each write was acknowledged
+/// (`acks`, cleared by the kill loop every trial so it stays small).
 pub struct Writer {
     pub acked: Arc<Mutex<BTreeMap<String, String>>>,
     pub attempted: Arc<Mutex<BTreeSet<String>>>,
+    pub acks: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
     pub stop: Arc<AtomicBool>,
+    /// While set, the writer sends nothing new (so the nodes can settle on one state).
+    pub pause: Arc<AtomicBool>,
     pub handle: Option<thread::JoinHandle<(u64, u64, u64)>>,
     pub counts: (u64, u64, u64),
 }
@@ -177,13 +228,16 @@ impl Writer {
     pub fn start(name: &str, addrs: Vec<SocketAddr>) -> Writer {
         let acked = Arc::new(Mutex::new(BTreeMap::new()));
         let attempted = Arc::new(Mutex::new(BTreeSet::new()));
+        let acks = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(AtomicBool::new(false));
         let (a, t, s, name) = (
             acked.clone(),
             attempted.clone(),
             stop.clone(),
             name.to_string(),
         );
+        let (log, p) = (acks.clone(), pause.clone());
         let handle = thread::spawn(move || {
             let mut client = LeaderClient::new(addrs)
                 .reply_timeout(Duration::from_secs(5))
@@ -191,11 +245,19 @@ impl Writer {
             let (mut ok, mut unknown, mut failed) = (0u64, 0u64, 0u64);
             let mut n = 0u64;
             while !s.load(Ordering::SeqCst) {
+                if p.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
                 let (k, v) = (format!("{name}:{n}"), format!("{name}-v{n}"));
                 n += 1;
                 t.lock().expect("lock").insert(k.clone());
                 match client.call(&["SET", k.as_str(), v.as_str()]) {
                     o if o.is_ok() => {
+                        let at = Instant::now();
+                        if let Some(by) = client.connected_to() {
+                            log.lock().expect("lock").push((at, by));
+                        }
                         a.lock().expect("lock").insert(k, v);
                         ok += 1;
                     }
@@ -209,10 +271,20 @@ impl Writer {
         Writer {
             acked,
             attempted,
+            acks,
             stop,
+            pause,
             handle: Some(handle),
             counts: (0, 0, 0),
         }
+    }
+
+    /// The first acknowledgement after `since` by a node other than `not_by`.
+    pub fn first_ack(&self, since: Instant, not_by: SocketAddr) -> Option<Instant> {
+        let acks = self.acks.lock().expect("lock");
+        acks.iter()
+            .find(|(at, by)| *at > since && *by != not_by)
+            .map(|(at, _)| *at)
     }
 
     pub fn acked_count(&self) -> usize {
