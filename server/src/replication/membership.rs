@@ -15,13 +15,15 @@ use super::Replication;
 use parking_lot::Mutex;
 use pinnacle_raft::transport::frame::{RpcRequest, RpcResponse};
 use pinnacle_raft::transport::{GroupService, HandlerFuture, APP_GROUP};
-use pinnacle_raft::NodeId;
+use pinnacle_raft::{NodeId, ProposeError};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// How long MEET waits for the new node to say who it is on the cluster bus.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long MEET's background additions retry while a lapsed leader lease refuses them.
+const MEET_RETRY: Duration = Duration::from_secs(10);
 
 /// Membership changes this node is running, by (group id, node): one at a time per pair.
 #[derive(Default)]
@@ -147,14 +149,15 @@ impl Replication {
             let _claim = claim;
             if plan == MeetPlan::Join {
                 tracing::info!("CLUSTER MEET: adding node {id} at {addr} to the metadata group");
-                if let Err(e) = me.meta.add_learner(id, &addr).await {
+                if let Err(e) = while_leading(&me, || me.meta.add_learner(id, &addr)).await {
                     tracing::warn!(
                         "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
                     );
                     return;
                 }
             }
-            if let Err(e) = me.meta.add_voters(BTreeSet::from([id])).await {
+            let promote = || me.meta.add_voters(BTreeSet::from([id]));
+            if let Err(e) = while_leading(&me, promote).await {
                 tracing::warn!("CLUSTER MEET: promoting {id} in the metadata group failed: {e}");
             }
         });
@@ -328,6 +331,29 @@ impl GroupService for MeetService {
                     .map(|()| Vec::new()),
             )
         })
+    }
+}
+
+/// Runs the membership change `change` again, for up to [`MEET_RETRY`], while it is refused as
+/// "not the leader" although this node still leads the metadata group: a leader whose lease
+/// lapsed for a moment (a quorum ack came late) refuses changes, and MEET has already answered
+/// OK, so giving up would leave a node that never joins (T8 membership cycles, soak seed
+/// 1796628758257363949).
+async fn while_leading<F, Fut>(r: &Replication, mut change: F) -> Result<(), ProposeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ProposeError>>,
+{
+    let deadline = tokio::time::Instant::now() + MEET_RETRY;
+    loop {
+        match change().await {
+            Err(ProposeError::NotLeader { .. })
+                if r.meta.is_leader() && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

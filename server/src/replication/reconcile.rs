@@ -115,6 +115,15 @@ async fn reconcile_once(r: &Arc<Replication>) {
             }
         }
     }
+    // A CLUSTER MEET answers before its node is a voter; if its promotion failed (the leader
+    // that ran it lost its lease or the leadership) the node stays a metadata learner and is
+    // never placed in a shard: the metadata leader finishes the MEET (T8 membership cycles
+    // under load, soak seed 1796628808335691672).
+    if r.meta.is_leader() {
+        for id in meta_m.learner_ids().filter(|id| !leaving.contains(id)) {
+            spawn_promote(r, id);
+        }
+    }
     // Last step of FORGET: a leaving node that is in no shard leaves the metadata group.
     if r.meta.is_leader() {
         for id in &leaving {
@@ -159,6 +168,23 @@ async fn hand_over(s: &super::shard::Shard, to: NodeId, why: &str) {
     if let Err(e) = s.group().transfer_leader(to).await {
         tracing::warn!("leader transfer of shard {} to {to} failed: {e}", s.index());
     }
+}
+
+/// Promotes metadata learner `id` to voter in the background, unless a change of it (its
+/// MEET, or a removal) is already running here.
+fn spawn_promote(r: &Arc<Replication>, id: NodeId) {
+    if !r.membership_changes.start((0, id)) {
+        return;
+    }
+    let r = r.clone();
+    tokio::spawn(async move {
+        tracing::info!("membership: promoting metadata learner {id} (an unfinished CLUSTER MEET)");
+        match r.meta.add_voters(BTreeSet::from([id])).await {
+            Ok(()) => tracing::info!("membership: node {id} votes in the metadata group"),
+            Err(e) => tracing::warn!("promoting metadata learner {id} failed: {e}"),
+        }
+        r.membership_changes.done((0, id));
+    });
 }
 
 /// A membership change of one node in one group.
