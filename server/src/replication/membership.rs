@@ -150,9 +150,16 @@ impl Replication {
             if plan == MeetPlan::Join {
                 tracing::info!("CLUSTER MEET: adding node {id} at {addr} to the metadata group");
                 if let Err(e) = while_leading(&me, || me.meta.add_learner(id, &addr)).await {
-                    tracing::warn!(
-                        "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
-                    );
+                    if me.meta.is_leader() || !matches!(e, ProposeError::NotLeader { .. }) {
+                        tracing::warn!(
+                            "CLUSTER MEET: adding learner {id} to the metadata group failed: {e}"
+                        );
+                        return;
+                    }
+                    // Leadership moved after MEET answered OK: the new leader does it (the
+                    // node would otherwise never join, and no reconciler adds a stranger).
+                    drop(_claim);
+                    me.hand_meet_over(id, &host, port, bus).await;
                     return;
                 }
             }
@@ -256,6 +263,25 @@ impl Replication {
 
     /// Sends the MEET to the metadata leader over the cluster bus ([`MeetService`] there)
     /// and returns its answer.
+    /// Forwards a MEET this node accepted but could not finish (it lost the metadata
+    /// leadership) to the new leader, retrying for [`MEET_RETRY`] while an election runs.
+    async fn hand_meet_over(&self, id: NodeId, host: &str, port: u16, bus: u16) {
+        let deadline = tokio::time::Instant::now() + MEET_RETRY;
+        loop {
+            match self.forward_meet(host, port, bus).await {
+                Ok(()) => {
+                    tracing::info!("CLUSTER MEET: node {id} handed over to the new leader");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!("CLUSTER MEET: handing node {id} over failed: {e}");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     async fn forward_meet(&self, host: &str, port: u16, bus: u16) -> Result<(), String> {
         let (Some(leader), Some(to)) = (self.meta.leader(), self.meta.leader_addr()) else {
             return Err("ERR CLUSTER MEET: no metadata leader to forward to; try again".into());
