@@ -215,24 +215,37 @@ impl<A: ApplyTarget> StateMachine<A> {
 
     fn build(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
         fail::fail_point!("raft::snapshot::before_build");
-        let tmp = self.temp_path();
-        let target = self.inner.target.clone();
-        let res = SnapshotFile::create(
-            &tmp,
-            |w| target.snapshot(w),
-            |raw| {
-                let m = decode_meta(raw)?;
-                Ok(SnapshotMeta {
-                    last_log_id: m.last_applied,
-                    last_membership: m.membership,
-                })
-            },
-        );
-        let (f, meta) = match res {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
+        let mut waiting = false;
+        let (f, meta) = loop {
+            let tmp = self.temp_path();
+            let target = self.inner.target.clone();
+            let res = SnapshotFile::create(
+                &tmp,
+                |w| target.snapshot(w),
+                |raw| {
+                    let m = decode_meta(raw)?;
+                    Ok(SnapshotMeta {
+                        last_log_id: m.last_applied,
+                        last_membership: m.membership,
+                    })
+                },
+            );
+            match res {
+                Ok(v) => break v,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    // openraft stops the group when a build fails: on a full disk, wait for
+                    // space like the log does (the half-written file is gone; the old
+                    // snapshot and the log stay valid meanwhile).
+                    if !crate::log_store::space::is_no_space(&e) {
+                        return Err(e);
+                    }
+                    if !waiting {
+                        tracing::warn!("snapshot build: disk full; retrying until space returns");
+                        waiting = true;
+                    }
+                    std::thread::sleep(crate::log_store::space::RETRY_EVERY);
+                }
             }
         };
         fail::fail_point!("raft::snapshot::mid_build");

@@ -15,7 +15,7 @@
 
 pub(crate) mod metafile;
 mod segment;
-mod space;
+pub(crate) mod space;
 mod votefile;
 mod writer;
 
