@@ -52,44 +52,79 @@ pub fn can_mount(test: &str) -> bool {
     false
 }
 
-/// Free bytes of the filesystem holding `p` (0 if df fails).
+/// Free bytes of the filesystem holding `p` for an unprivileged writer (0 if statvfs fails).
 pub fn fs_free(p: &Path) -> u64 {
-    let Ok(out) = Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(p)
-        .output()
-    else {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
         return 0;
     };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
+    // SAFETY: statvfs only writes into the zeroed struct we pass; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    st.f_bavail as u64 * st.f_frsize as u64
 }
 
-/// Takes all but `leave` free bytes of the filesystem holding `dir` with a file `name` in
-/// it (delete it to give the space back); returns its path. Retried with a fresh `df` and
-/// 16 KiB less each time when the node took space between the two (or, with `leave` 0,
-/// when tmpfs cannot hand out its very last pages).
+/// Takes all but about `leave` free bytes of the filesystem holding `dir` with a file `name`
+/// in it (delete it to give the space back); returns its path.
+///
+/// The node under test keeps writing meanwhile, so one `fallocate` of "free − leave" races
+/// with it (CI saw 20 such attempts fail in a row). Instead the file grows: first all but a
+/// few MiB, then top-ups of what is left, each sized from a fresh statvfs and halved when
+/// the node took the space first. Space the node takes counts as filled.
 pub fn fill(dir: &Path, name: &str, leave: u64) -> Result<PathBuf, String> {
+    use std::os::fd::AsRawFd;
+    const MARGIN: u64 = 4 << 20;
+    const CLOSE_ENOUGH: u64 = 64 << 10;
     let path = dir.join(name);
-    let mut last = String::new();
-    for slack in 0..20u64 {
-        let len = fs_free(dir)
-            .saturating_sub(leave + slack * (16 << 10))
-            .max(4096);
-        let st = Command::new("fallocate")
-            .args(["-l", &len.to_string()])
-            .arg(&path)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if st.success() {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    let mut len: u64 = 0;
+    let grow = |want: u64, len: &mut u64| -> bool {
+        // SAFETY: plain fallocate(2) on a file we own; the range is within i64.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, *len as i64, want as i64) };
+        if rc == 0 {
+            *len += want;
+        }
+        rc == 0
+    };
+    let bulk = fs_free(dir).saturating_sub(leave + MARGIN);
+    if bulk > 0 {
+        // If the node raced us even for the bulk, the top-ups below take what they can.
+        let _ = grow(bulk, &mut len);
+    }
+    let mut last_fail = 0u64;
+    for _ in 0..400 {
+        let free = fs_free(dir);
+        if free <= leave + CLOSE_ENOUGH {
             return Ok(path);
         }
-        last = format!("fallocate -l {len} {} failed: {st}", path.display());
-        let _ = std::fs::remove_file(&path);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut want = free - leave;
+        if last_fail > 0 {
+            want = want.min(last_fail / 2).max(4096);
+        }
+        if grow(want, &mut len) {
+            last_fail = 0;
+        } else {
+            last_fail = want;
+            if want <= 4096 {
+                // tmpfs may refuse its very last pages: as full as it gets.
+                return Ok(path);
+            }
+        }
     }
-    Err(last)
+    let free = fs_free(dir);
+    if free <= leave + (1 << 20) {
+        return Ok(path);
+    }
+    let _ = std::fs::remove_file(&path);
+    Err(format!(
+        "could not fill {}: {free} bytes still free after 400 top-ups (wanted {leave})",
+        dir.display()
+    ))
 }
