@@ -18,8 +18,21 @@
 //! final value lies between the highest reply and acknowledged + unknown. At the end every
 //! node's own copy (`READONLY`) equals the leader's.
 //!
+//! A third case copies redis-benchmark's contention: 48 connections on 3 keys (redis-benchmark
+//! `--cluster` sends every pipeline of a node's clients to one tag), short pauses like a starved
+//! CPU (elections while pipelines are in flight), and a 1 s wait after `CLUSTERDOWN`.
+//!
+//! (The 40,464 count itself was redis-benchmark's: it sends extra pipelines when one connection
+//! waits more than ~20 s for its replies, e.g. through 16 one-second `CLUSTERDOWN` sleeps. Its
+//! `requests_issued` is a 32-bit int that each idle client's busy-looping write handler raises by
+//! `-P` on every event-loop turn; once it wraps negative every idle client sends one more
+//! pipeline. A mock server that stalls one connection for 60 s received 20,784 INCRs from
+//! `redis-benchmark -n 20000 -P 16`. `cluster_clients.rs` now compares the counters with the
+//! INCRs the servers ran.)
+//!
 //! `INCR_ONCE_SECS` (default 15 in CI; longer runs are the soak tier) sets how long the nemesis runs, `INCR_ONCE_SEED` its seed and
-//! `INCR_ONCE_PAUSE_MS` (`lo-hi`, default `50-5000`) the pauses.
+//! `INCR_ONCE_PAUSE_MS` (`lo-hi`, default `50-5000`, `20-600` in the redis-benchmark-like case)
+//! the pauses.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +48,9 @@ const WRITERS: usize = 12;
 /// Writers and keys of the shared-keys case.
 const SHARED_WRITERS: usize = 36;
 const SHARED_KEYS: usize = 4;
+/// Writers and keys of the redis-benchmark-like case (its 50 clients, 3 masters).
+const BENCH_WRITERS: usize = 48;
+const BENCH_KEYS: usize = 3;
 /// INCRs per pipeline (redis-benchmark's `-P 16` in the original report).
 const PIPE: usize = 16;
 /// Entries between a shard's snapshots (the default is 10,000).
@@ -97,11 +113,13 @@ fn moved_to(err: &[u8]) -> Option<SocketAddr> {
     text.strip_prefix("MOVED ")?.split(' ').nth(1)?.parse().ok()
 }
 
-/// Writer `w` of `writers`, INCRing key `w % keys` until `stop`.
+/// Writer `w` of `writers`, INCRing key `w % keys` until `stop`; it waits `down_wait` after a
+/// `CLUSTERDOWN`.
 fn writer(
     w: usize,
     writers: usize,
     keys: usize,
+    down_wait: Duration,
     addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
 ) -> Report {
@@ -152,7 +170,7 @@ fn writer(
                         at = to;
                         wait = wait.max(Some(Duration::from_millis(20)));
                     } else if e.starts_with(b"CLUSTERDOWN") || e.starts_with(b"TRYAGAIN") {
-                        wait = Some(Duration::from_millis(100));
+                        wait = Some(down_wait);
                     } else {
                         r.violations.push(format!(
                             "{key}: unexpected error {}",
@@ -225,9 +243,24 @@ fn local_copy(addr: SocketAddr, key: &str) -> Option<i64> {
 /// One cluster test at a time (each starts 3 nodes; two at once starve a 2-core machine).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `writers` writers over `keys` keys while the nemesis pauses nodes; panics on any
-/// violation.
-fn run(writers: usize, keys: usize) {
+/// One test's writers and nemesis.
+struct Case {
+    writers: usize,
+    keys: usize,
+    /// Pause lengths in ms (`INCR_ONCE_PAUSE_MS` overrides them).
+    pauses: (i64, i64),
+    /// A writer's wait after `CLUSTERDOWN` (redis-benchmark sleeps 1 s).
+    down_wait: Duration,
+}
+
+/// Runs the case's writers while the nemesis pauses nodes; panics on any violation.
+fn run(case: Case) {
+    let Case {
+        writers,
+        keys,
+        pauses,
+        down_wait,
+    } = case;
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let secs: u64 = std::env::var("INCR_ONCE_SECS")
         .ok()
@@ -243,7 +276,7 @@ fn run(writers: usize, keys: usize) {
             let (a, b) = v.split_once('-')?;
             Some((a.parse().ok()?, b.parse().ok()?))
         })
-        .unwrap_or((50, 5000));
+        .unwrap_or(pauses);
     let mut rng = Rng::new(seed);
     // Frequent snapshots: a paused follower comes back to a purged log and installs one (the
     // image and the entries replayed after it must not count an INCR twice).
@@ -257,7 +290,7 @@ fn run(writers: usize, keys: usize) {
     let handles: Vec<_> = (0..writers)
         .map(|w| {
             let (addrs, stop) = (addrs.clone(), stop.clone());
-            std::thread::spawn(move || writer(w, writers, keys, addrs, stop))
+            std::thread::spawn(move || writer(w, writers, keys, down_wait, addrs, stop))
         })
         .collect();
     // Let the writers find the leaders first.
@@ -349,12 +382,35 @@ fn run(writers: usize, keys: usize) {
 /// One writer per key: every acknowledged reply is checked against the one before it.
 #[test]
 fn pipelined_incrs_apply_at_most_once_through_leader_changes() {
-    run(WRITERS, WRITERS);
+    run(Case {
+        writers: WRITERS,
+        keys: WRITERS,
+        pauses: (50, 5000),
+        down_wait: Duration::from_millis(100),
+    });
 }
 
 /// Several connections per key, as redis-benchmark's 50 clients: their pipelines are merged
 /// into shared Raft entries.
 #[test]
 fn shared_keys_pipelined_incrs_apply_at_most_once() {
-    run(SHARED_WRITERS, SHARED_KEYS);
+    run(Case {
+        writers: SHARED_WRITERS,
+        keys: SHARED_KEYS,
+        pauses: (50, 5000),
+        down_wait: Duration::from_millis(100),
+    });
+}
+
+/// redis-benchmark `--cluster -P 16`'s pattern (closing12's report): 48 connections pipelining
+/// 16 INCRs of one of 3 keys, nodes paused 20-600 ms at a time (heartbeats missed, elections
+/// while pipelines are in flight, as on a starved machine), 1 s of rest after `CLUSTERDOWN`.
+#[test]
+fn benchmark_like_contention_through_short_pauses() {
+    run(Case {
+        writers: BENCH_WRITERS,
+        keys: BENCH_KEYS,
+        pauses: (20, 600),
+        down_wait: Duration::from_secs(1),
+    });
 }
