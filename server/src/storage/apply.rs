@@ -50,6 +50,8 @@ pub(super) struct Tx<'a> {
     /// How many list elements this Tx's commands pop at most: a pop reads that many ahead
     /// with one range scan instead of one point lookup each (see `list::pop`).
     pub(super) pop_ahead: u64,
+    /// Elements of one list read ahead for this Tx's pops (see `list::Ahead`).
+    pub(super) ahead: Option<super::list::Ahead>,
 }
 
 impl Tx<'_> {
@@ -348,9 +350,13 @@ impl Db {
             expired: 0,
             expiry_written: false,
             pop_ahead: super::list::pops(cmds),
+            ahead: None,
         };
         let mut reply = Vec::with_capacity(cmds.len());
         for cmd in cmds {
+            if !super::list::keeps_ahead(&cmd.op) {
+                tx.ahead = None;
+            }
             reply.push(apply_op(&mut tx, &cmd.op)?);
         }
         tx.settle_metas();
