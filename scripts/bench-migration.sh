@@ -15,7 +15,10 @@
 # Environment: BENCH_KEYS (default 1000000), BENCH_VALUE (100), BENCH_SLOTS (1000), BENCH_N
 # (20000), BENCH_CLIENTS (20), BENCH_QUIET_RUNS (3), BENCH_PLANNER (pinn-planner, default off),
 # PINNACLE_PORT (base, default 33700),
-# PINNACLE_BIN (skip the release build), BENCH_KEEP=1 (keep the data/log folder).
+# PINNACLE_BIN (skip the release build), BENCH_KEEP=1 (keep the data/log folder), BENCH_MODE
+# (cluster: the redis-benchmark --cluster load above, default; target / other: see bench_once).
+# The servers inherit the environment, so PINNACLE_MIGRATE_INGEST_{KEYS,BYTES,IN_FLIGHT,PAUSE_US}
+# set the copy's pacing (server/src/replication/migrate.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,7 @@ SLOTS=${BENCH_SLOTS:-1000}
 N=${BENCH_N:-20000}
 CLIENTS=${BENCH_CLIENTS:-20}
 QUIET_RUNS=${BENCH_QUIET_RUNS:-3}
+MODE=${BENCH_MODE:-cluster}
 BASE=${PINNACLE_PORT:-33700}
 HOST=127.0.0.1
 
@@ -190,9 +194,45 @@ p99_of() { # csv output -> "set_p99 get_p99 errors"
     e=$(printf '%s\n' "$out" | grep -c -E 'Error|WARNING' || true)
     echo "${s:-?} ${g:-?} $e"
 }
-bench_once() { redis-benchmark --cluster -h "$HOST" -p "${ports[0]}" -t set,get -n "$N" -c "$CLIENTS" -r 100000 --csv 2>&1 || true; }
+# BENCH_MODE=target|other: the load is SET then GET of keys with one hash tag, sent straight
+# (no --cluster, so no redirects and no CLUSTER SLOTS refetches) to the target shard's leader
+# (its Raft log carries the copy) or to the leader of the third shard (no copy in its log: what
+# the migration costs a bystander through the shared CPU).
+probe_port="" probe_tag=""
+case "$MODE" in
+cluster) ;;
+target) probe_port=$tgt_port ;;
+other)
+    for p in "${ports[@]}"; do
+        for led in $(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p'); do
+            if [ "$led" != "$src_shard" ] && [ "$led" != "$tgt_shard" ]; then probe_port=$p; fi
+        done
+    done
+    [ -n "$probe_port" ] || die "no leader of the third shard"
+    ;;
+*) die "BENCH_MODE must be cluster, target or other" ;;
+esac
+if [ -n "$probe_port" ]; then
+    for n in $(seq 0 500); do
+        if [ "$(cli "$probe_port" SET "k:{p$n}:probe" x 2>&1)" = OK ]; then probe_tag="p$n"; break; fi
+    done
+    [ -n "$probe_tag" ] || die "no hash tag served by port $probe_port"
+    echo "==> $MODE mode: SET/GET k:{$probe_tag}:* straight to port $probe_port (slot $(cli "$probe_port" CLUSTER KEYSLOT "{$probe_tag}"))"
+fi
+bench_once() {
+    if [ -z "$probe_port" ]; then
+        redis-benchmark --cluster -h "$HOST" -p "${ports[0]}" -t set,get -n "$N" -c "$CLIENTS" -r 100000 --csv 2>&1 || true
+        return
+    fi
+    local c
+    for c in SET GET; do
+        if [ $c = SET ]; then set -- SET "k:{$probe_tag}:__rand_int__" xxx; else set -- GET "k:{$probe_tag}:__rand_int__"; fi
+        redis-benchmark -h "$HOST" -p "$probe_port" -n "$N" -c "$CLIENTS" -r 100000 --csv "$@" 2>&1 |
+            sed "s/^\"$c [^\"]*\"/\"$c\"/" || true
+    done
+}
 
-echo "==> quiet: redis-benchmark --cluster -t set,get -n $N -c $CLIENTS -r 100000 (x$QUIET_RUNS)"
+echo "==> quiet ($MODE load): redis-benchmark -t set,get -n $N -c $CLIENTS -r 100000 (x$QUIET_RUNS)"
 quiet=()
 for r in $(seq 1 "$QUIET_RUNS"); do
     q=$(p99_of "$(bench_once)")

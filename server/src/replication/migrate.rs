@@ -45,6 +45,48 @@ const INGEST_BYTES: usize = 2 << 20;
 /// Ingest proposals in flight at once (they commute: distinct keys, no overwrite).
 const INGEST_IN_FLIGHT: usize = 4;
 
+/// The copy's pacing: records and bytes per ingest proposal, proposals in flight, and a pause
+/// after each proposal is sent (client writes to the target interleave with the copy's
+/// entries). Defaults above; `PINNACLE_MIGRATE_INGEST_{KEYS,BYTES,IN_FLIGHT,PAUSE_US}` override
+/// them for benchmarks (read once).
+#[derive(Clone, Copy, Debug)]
+struct IngestPace {
+    keys: usize,
+    bytes: usize,
+    in_flight: usize,
+    pause: Duration,
+}
+
+/// The pacing in force: the defaults, overridden by the environment (read once).
+fn ingest_pace() -> IngestPace {
+    static PACE: std::sync::OnceLock<IngestPace> = std::sync::OnceLock::new();
+    *PACE.get_or_init(|| {
+        let pace = IngestPace::from_env(|name| std::env::var(name).ok());
+        tracing::info!("migration ingest pace: {pace:?}");
+        pace
+    })
+}
+
+impl IngestPace {
+    /// The defaults, with each `PINNACLE_MIGRATE_INGEST_*` value `get` returns that parses (and,
+    /// but for the pause, is above 0) in their place. The byte budget stays at most 16 MiB: a
+    /// lagging follower's AppendEntries frame (several entries) must stay under 64 MiB.
+    fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let num = |name: &str| get(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let positive = |name: &str, default: usize| {
+            num(name)
+                .filter(|v| *v > 0)
+                .map_or(default, |v| usize::try_from(v).unwrap_or(default))
+        };
+        IngestPace {
+            keys: positive("PINNACLE_MIGRATE_INGEST_KEYS", INGEST_KEYS),
+            bytes: positive("PINNACLE_MIGRATE_INGEST_BYTES", INGEST_BYTES).min(INGEST_BYTES * 8),
+            in_flight: positive("PINNACLE_MIGRATE_INGEST_IN_FLIGHT", INGEST_IN_FLIGHT),
+            pause: Duration::from_micros(num("PINNACLE_MIGRATE_INGEST_PAUSE_US").unwrap_or(0)),
+        }
+    }
+}
+
 impl Replication {
     /// The shard `slot` is being migrated to, if it is moving.
     pub fn migration_target(&self, slot: u16) -> Option<usize> {
@@ -304,13 +346,14 @@ async fn move_slots(
     let mut items = Vec::new();
     let mut batch_bytes = 0usize;
     let mut inflight = tokio::task::JoinSet::new();
+    let pace = ingest_pace();
     for &slot in slots {
         // One scan of the slot's records per chunk (the slot is fenced: nothing changes it
         // between chunks).
         let mut after: Option<Bytes> = None;
         loop {
             let chunk = db
-                .dump_slot_chunk(slot, after.as_ref(), INGEST_KEYS, INGEST_BYTES)
+                .dump_slot_chunk(slot, after.as_ref(), pace.keys, pace.bytes)
                 .map_err(|e| e.to_string())?;
             let Some((last, _, _)) = chunk.last() else {
                 break;
@@ -322,13 +365,16 @@ async fn move_slots(
                 moved += 1;
                 bytes += size as u64;
                 batch_bytes += size;
-                if items.len() >= INGEST_KEYS || batch_bytes >= INGEST_BYTES {
-                    if inflight.len() >= INGEST_IN_FLIGHT {
+                if items.len() >= pace.keys || batch_bytes >= pace.bytes {
+                    if inflight.len() >= pace.in_flight {
                         join_one(&mut inflight).await?;
                     }
                     let (r2, batch) = (r.clone(), std::mem::take(&mut items));
                     inflight.spawn(async move { ingest(&r2, b, batch).await });
                     batch_bytes = 0;
+                    if !pace.pause.is_zero() {
+                        tokio::time::sleep(pace.pause).await;
+                    }
                 }
             }
         }
@@ -439,4 +485,41 @@ pub(super) async fn ingest_created(
         created.push(!matches!(rep, Reply::Error(_)));
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_pace_defaults_and_overrides() {
+        let d = IngestPace::from_env(|_| None);
+        assert_eq!(
+            (d.keys, d.bytes, d.in_flight, d.pause),
+            (INGEST_KEYS, INGEST_BYTES, INGEST_IN_FLIGHT, Duration::ZERO)
+        );
+        let p = IngestPace::from_env(|name| {
+            Some(
+                match name {
+                    "PINNACLE_MIGRATE_INGEST_KEYS" => " 1024",
+                    "PINNACLE_MIGRATE_INGEST_BYTES" => "999999999999",
+                    "PINNACLE_MIGRATE_INGEST_IN_FLIGHT" => "0",
+                    _ => "250",
+                }
+                .to_string(),
+            )
+        });
+        // 0 in flight would never send: the default stays; the byte budget is capped.
+        assert_eq!(
+            (p.keys, p.bytes, p.in_flight, p.pause),
+            (
+                1024,
+                INGEST_BYTES * 8,
+                INGEST_IN_FLIGHT,
+                Duration::from_micros(250)
+            )
+        );
+        let bad = IngestPace::from_env(|_| Some("lots".to_string()));
+        assert_eq!((bad.keys, bad.in_flight), (INGEST_KEYS, INGEST_IN_FLIGHT));
+    }
 }
