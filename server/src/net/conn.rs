@@ -345,15 +345,14 @@ fn run_commands_in(server: &Server, client: &mut Client, io: &mut Io, run: &mut 
                         Gate::Shared(server.exec_gate.read())
                     };
                     let mut ctx = Ctx { server, client };
-                    if queue {
-                        crate::storage::run::begin();
-                    }
+                    let scope = queue.then(crate::storage::run::begin);
                     let reply = call_found(&mut ctx, &args, found);
                     let writes = if queue {
                         crate::storage::run::end()
                     } else {
                         Vec::new()
                     };
+                    drop(scope);
                     (reply, writes)
                 };
                 client.rerun_deadline = None;

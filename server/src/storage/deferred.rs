@@ -44,14 +44,31 @@ pub fn collecting() -> bool {
     QUEUE.with(|q| q.borrow().is_some())
 }
 
-/// Starts collecting deferred writes on this thread (a no-op if already collecting).
-pub fn begin() {
+/// Starts collecting deferred writes on this thread (a no-op if already collecting); keep the
+/// returned scope alive until [`end`].
+pub fn begin() -> Scope {
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         if q.is_none() {
             *q = Some(Vec::new());
         }
     });
+    Scope(())
+}
+
+/// Discards this thread's queue and combiner if the command handler panics: the thread lives
+/// on (tokio catches the task's panic), and the next connection it serves must not propose a
+/// dead connection's writes as its own.
+#[must_use = "hold the scope until end()"]
+pub struct Scope(());
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.take()));
+            let _ = COMBINER.with(|c| c.try_borrow_mut().map(|mut c| c.take()));
+        }
+    }
 }
 
 /// Stops collecting and returns what is still queued.
@@ -106,4 +123,34 @@ pub(crate) fn push(w: DeferredWrite) -> Result<(), DeferredWrite> {
         }
         None => Err(w),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_leaves_nothing_queued_for_the_next_connection() {
+        std::thread::spawn(|| {
+            let r = std::panic::catch_unwind(|| {
+                let _scope = begin();
+                let queued = push(DeferredWrite {
+                    cmd: Bytes::from_static(b"w"),
+                    map: None,
+                });
+                assert!(queued.is_ok() && len() == 1);
+                set_combiner(Box::new(|_| Reply::Null));
+                panic!("handler bug");
+            });
+            assert!(r.is_err());
+            // The same thread serves the next connection: a fresh collector, empty.
+            assert!(!collecting());
+            assert!(take_combiner().is_none());
+            let _scope = begin();
+            assert_eq!(len(), 0);
+            assert!(end().is_empty());
+        })
+        .join()
+        .expect("test thread");
+    }
 }

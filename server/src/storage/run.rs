@@ -36,14 +36,30 @@ pub fn collecting() -> bool {
     RUN.with(|r| r.borrow().is_some())
 }
 
-/// Starts queueing this thread's writes (a no-op if already queueing).
-pub fn begin() {
+/// Starts queueing this thread's writes (a no-op if already queueing); keep the returned
+/// scope alive until [`end`].
+pub fn begin() -> Scope {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         if r.is_none() {
             *r = Some(SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())));
         }
     });
+    Scope(())
+}
+
+/// Discards this thread's run if the command handler panics: the thread lives on (tokio
+/// catches the task's panic), and the next connection it serves must not apply a dead
+/// connection's writes as its own.
+#[must_use = "hold the scope until end()"]
+pub struct Scope(());
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = RUN.with(|r| r.try_borrow_mut().map(|mut r| r.take()));
+        }
+    }
 }
 
 /// Stops queueing and returns what the current command queued.

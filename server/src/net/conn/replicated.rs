@@ -155,7 +155,7 @@ pub(super) async fn run_batch(
                 }
             }
         }
-        deferred::begin();
+        let scope = deferred::begin();
         let reply = {
             let mut ctx = Ctx { server, client };
             call(&mut ctx, &args)
@@ -163,6 +163,7 @@ pub(super) async fn run_batch(
         drop(copy_read);
         let writes = deferred::end();
         let combine = deferred::take_combiner();
+        drop(scope);
         client.rerun_deadline = None;
         if client.close_silently {
             return After::CloseNow;
