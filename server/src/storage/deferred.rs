@@ -53,20 +53,25 @@ pub fn begin() -> Scope {
             *q = Some(Vec::new());
         }
     });
-    Scope(())
+    Scope(discard)
 }
 
-/// Discards this thread's queue and combiner if the command handler panics: the thread lives
-/// on (tokio catches the task's panic), and the next connection it serves must not propose a
-/// dead connection's writes as its own.
+/// Drops this thread's queue and combiner (the handler that filled them panicked).
+fn discard() {
+    let _ = QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.take()));
+    let _ = COMBINER.with(|c| c.try_borrow_mut().map(|mut c| c.take()));
+}
+
+/// Runs its discard function if dropped while the command handler panics: the thread lives
+/// on (tokio catches the task's panic), and the next connection it serves must not propose or
+/// apply a dead connection's writes as its own. Shared with [`super::run`].
 #[must_use = "hold the scope until end()"]
-pub struct Scope(());
+pub struct Scope(pub(super) fn());
 
 impl Drop for Scope {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.take()));
-            let _ = COMBINER.with(|c| c.try_borrow_mut().map(|mut c| c.take()));
+            (self.0)();
         }
     }
 }

@@ -12,6 +12,7 @@
 //! one of the orders Redis could have run them in.
 
 use super::deferred::ReplyMap;
+use super::deferred::Scope;
 use super::write::WriteCommand;
 use super::Db;
 use pinnacle_resp::Reply;
@@ -37,7 +38,7 @@ pub fn collecting() -> bool {
 }
 
 /// Starts queueing this thread's writes (a no-op if already queueing); keep the returned
-/// scope alive until [`end`].
+/// scope alive until [`end`] (it drops the run if the handler panics).
 pub fn begin() -> Scope {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
@@ -45,21 +46,9 @@ pub fn begin() -> Scope {
             *r = Some(SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())));
         }
     });
-    Scope(())
-}
-
-/// Discards this thread's run if the command handler panics: the thread lives on (tokio
-/// catches the task's panic), and the next connection it serves must not apply a dead
-/// connection's writes as its own.
-#[must_use = "hold the scope until end()"]
-pub struct Scope(());
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = RUN.with(|r| r.try_borrow_mut().map(|mut r| r.take()));
-        }
-    }
+    Scope(|| {
+        let _ = RUN.with(|r| r.try_borrow_mut().map(|mut r| r.take()));
+    })
 }
 
 /// Stops queueing and returns what the current command queued.
