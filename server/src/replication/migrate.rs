@@ -352,16 +352,32 @@ async fn move_slots(
         // between chunks).
         let mut after: Option<Bytes> = None;
         loop {
-            let chunk = db
-                .dump_slot_chunk(slot, after.as_ref(), pace.keys, pace.bytes)
-                .map_err(|e| e.to_string())?;
-            let Some((last, _, _)) = chunk.last() else {
+            // The scan and the encoding are CPU work of a few ms per chunk: on a blocking
+            // thread, so that the runtime's workers keep serving clients meanwhile.
+            let (db2, from) = (db.clone(), after.take());
+            let (max_keys, max_bytes) = (pace.keys, pace.bytes);
+            let chunk = tokio::task::spawn_blocking(move || {
+                let chunk = db2
+                    .dump_slot_chunk(slot, from.as_ref(), max_keys, max_bytes)
+                    .map_err(|e| e.to_string())?;
+                let last = chunk.last().map(|(k, _, _)| k.clone());
+                let encoded: Vec<(Bytes, usize)> = chunk
+                    .into_iter()
+                    .map(|(key, meta, value)| {
+                        let (cmd, size) = restore(key, meta.expire_at, &value, now);
+                        (shard_ctl::ingest(slot, &cmd), size)
+                    })
+                    .collect();
+                Ok::<_, String>((last, encoded))
+            })
+            .await
+            .map_err(|e| format!("slot copy task failed: {e}"))??;
+            let (Some(last), encoded) = chunk else {
                 break;
             };
-            after = Some(last.clone());
-            for (key, meta, value) in chunk {
-                let (cmd, size) = restore(key, meta.expire_at, &value, now);
-                items.push(shard_ctl::ingest(slot, &cmd));
+            after = Some(last);
+            for (item, size) in encoded {
+                items.push(item);
                 moved += 1;
                 bytes += size as u64;
                 batch_bytes += size;
