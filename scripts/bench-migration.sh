@@ -12,7 +12,15 @@
 #     PINN.MIGRATIONS (keys, bytes, duration_ms) and the wall time of the command, and the p99 of
 #     every benchmark run that overlapped the migration;
 #   - stops every process it started by pid (also on Ctrl-C or failure).
-# Environment: BENCH_KEYS (default 1000000), BENCH_VALUE (100), BENCH_SLOTS (1000), BENCH_N
+# BENCH_SERVER=redis runs the same steps on a real Redis Cluster as an anchor: 3 redis-server
+# masters (--cluster-enabled yes, AOF everysec, no RDB) created by `redis-cli --cluster create`,
+# the same keys in the same slots, the same benchmark, and the same range moved to another master
+# by `redis-cli --cluster reshard ... --cluster-slots BENCH_SLOTS --cluster-pipeline BENCH_PIPELINE`
+# (it takes the source's lowest slots, checked against the loaded range); its throughput is the
+# range's keys and key+value bytes (counted before the move) over the reshard's wall time, the
+# definition also printed for Pinnacle beside PINN.MIGRATIONS' record bytes (key + DUMP payload).
+# Environment: BENCH_SERVER (pinnacle, default, or redis), BENCH_PIPELINE (keys per MIGRATE in
+# redis mode, default 1000), BENCH_KEYS (default 1000000), BENCH_VALUE (100), BENCH_SLOTS (1000), BENCH_N
 # (20000), BENCH_CLIENTS (20), BENCH_QUIET_RUNS (3), BENCH_PLANNER (pinn-planner, default off),
 # PINNACLE_PORT (base, default 33700),
 # PINNACLE_BIN (skip the release build), BENCH_KEEP=1 (keep the data/log folder), BENCH_MODE
@@ -29,6 +37,8 @@ N=${BENCH_N:-20000}
 CLIENTS=${BENCH_CLIENTS:-20}
 QUIET_RUNS=${BENCH_QUIET_RUNS:-3}
 MODE=${BENCH_MODE:-cluster}
+SERVER=${BENCH_SERVER:-pinnacle}
+PIPELINE=${BENCH_PIPELINE:-1000}
 BASE=${PINNACLE_PORT:-33700}
 HOST=127.0.0.1
 
@@ -36,11 +46,17 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 for tool in redis-cli redis-benchmark python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
 done
-if [ -z "${PINNACLE_BIN:-}" ]; then
-    cargo build --release -p pinnacle-server --bin pinnacle
-    PINNACLE_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/pinnacle
-fi
-[ -x "$PINNACLE_BIN" ] || die "no pinnacle binary at $PINNACLE_BIN"
+case "$SERVER" in
+pinnacle)
+    if [ -z "${PINNACLE_BIN:-}" ]; then
+        cargo build --release -p pinnacle-server --bin pinnacle
+        PINNACLE_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/pinnacle
+    fi
+    [ -x "$PINNACLE_BIN" ] || die "no pinnacle binary at $PINNACLE_BIN"
+    ;;
+redis) command -v redis-server >/dev/null 2>&1 || die "redis-server is missing" ;;
+*) die "BENCH_SERVER must be pinnacle or redis" ;;
+esac
 
 work=$(mktemp -d /tmp/pinnacle-bench-migration.XXXXXX)
 pids=()
@@ -77,20 +93,66 @@ for p in "${ports[@]}"; do
     cli $((p + 10000)) PING >/dev/null 2>&1 && die "port $((p + 10000)) is in use (set PINNACLE_PORT)"
 done
 
-echo "==> Pinnacle cluster on ${ports[*]} ($PINNACLE_BIN, --shards 3)"
-peers=""
-for i in 1 2 3; do peers+="${peers:+,}$i@$HOST:$((BASE + i))@$((BASE + i + 10000))"; done
-# The PINN planner would move the loaded (hot) slots by itself; BENCH_PLANNER=pinn keeps it.
-printf 'pinn-planner %s\n' "${BENCH_PLANNER:-off}" >"$work/pinnacle.conf"
-for i in 1 2 3; do
-    p=$((BASE + i))
-    mkdir -p "$work/node$i"
-    "$PINNACLE_BIN" --node-id "$i" --bind "$HOST" --port "$p" --cluster-port $((p + 10000)) \
-        --cluster-peers "$peers" --shards 3 --dir "$work/node$i" --config "$work/pinnacle.conf" \
-        >"$work/node$i.log" 2>&1 </dev/null &
-    pids+=($!)
-done
-for i in 1 2 3; do wait_ping $((BASE + i)) "${pids[$((i - 1))]}" "pinnacle node $i"; done
+start_pinnacle() {
+    echo "==> Pinnacle cluster on ${ports[*]} ($PINNACLE_BIN, --shards 3)"
+    local peers="" i p
+    for i in 1 2 3; do peers+="${peers:+,}$i@$HOST:$((BASE + i))@$((BASE + i + 10000))"; done
+    # The PINN planner would move the loaded (hot) slots by itself; BENCH_PLANNER=pinn keeps it.
+    printf 'pinn-planner %s\n' "${BENCH_PLANNER:-off}" >"$work/pinnacle.conf"
+    for i in 1 2 3; do
+        p=$((BASE + i))
+        mkdir -p "$work/node$i"
+        "$PINNACLE_BIN" --node-id "$i" --bind "$HOST" --port "$p" --cluster-port $((p + 10000)) \
+            --cluster-peers "$peers" --shards 3 --dir "$work/node$i" --config "$work/pinnacle.conf" \
+            >"$work/node$i.log" 2>&1 </dev/null &
+        pids+=($!)
+    done
+    for i in 1 2 3; do wait_ping $((BASE + i)) "${pids[$((i - 1))]}" "pinnacle node $i"; done
+}
+
+# ---- Redis Cluster (BENCH_SERVER=redis): the anchor, the same steps on redis-server 7 ----
+start_redis() {
+    echo "==> Redis Cluster on ${ports[*]} ($(redis-server --version | cut -d' ' -f3), 3 masters, AOF everysec)"
+    local i p
+    for i in 1 2 3; do
+        p=$((BASE + i))
+        mkdir -p "$work/node$i"
+        redis-server --bind "$HOST" --port "$p" --cluster-enabled yes \
+            --cluster-config-file "$work/node$i/nodes.conf" --dir "$work/node$i" \
+            --appendonly yes --appendfsync everysec --save '' --daemonize no \
+            --logfile "$work/node$i.log" </dev/null >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    for i in 1 2 3; do wait_ping $((BASE + i)) "${pids[$((i - 1))]}" "redis-server $i"; done
+    redis-cli --cluster create "${ports[@]/#/$HOST:}" --cluster-replicas 0 --cluster-yes \
+        >"$work/create.log" 2>&1 || { tail -5 "$work/create.log" >&2; die "redis-cli --cluster create failed"; }
+}
+
+# Moves slots first_start..last from src_port's node to tgt_port's with redis-cli's reshard (sets
+# m1), which takes the source's lowest slots first; its log must name exactly the loaded range.
+reshard_redis() {
+    local src_id tgt_id moved
+    src_id=$(cli "$src_port" CLUSTER MYID) tgt_id=$(cli "$tgt_port" CLUSTER MYID)
+    redis-cli --cluster reshard "$HOST:$src_port" --cluster-from "$src_id" --cluster-to "$tgt_id" \
+        --cluster-slots "$SLOTS" --cluster-yes --cluster-pipeline "$PIPELINE" \
+        >"$work/reshard.log" 2>&1 || { tail -5 "$work/reshard.log" >&2; die "redis-cli --cluster reshard failed"; }
+    m1=$(date +%s.%N)
+    moved=$(sed -n "s/^Moving slot \([0-9]*\) from $HOST:$src_port to .*/\1/p" "$work/reshard.log" | sort -n | uniq |
+        awk 'NR == 1 {lo = $1} {hi = $1; n++} END {print lo "-" hi, n}')
+    [ "$moved" = "$first_start-$last $SLOTS" ] || die "reshard moved slots $moved, not $first_start-$last ($SLOTS)"
+}
+report_redis() {
+    local p
+    echo "    reshard of slots $first_start-$last ($SLOTS): wall time ${wall} s (redis-cli's start-up and cluster check included)"
+    echo "    keys in slots $first_start-$last now, at the target: $(range_keys "$tgt_port" | cut -d' ' -f1) (before: $before_keys); at the source: $(range_keys "$src_port" | cut -d' ' -f1)"
+    for p in "${ports[@]}"; do echo "    port $p DBSIZE $(cli "$p" DBSIZE)"; done
+}
+# ---- end of the Redis-specific part ----
+
+case "$SERVER" in
+pinnacle) start_pinnacle ;;
+redis) start_redis ;;
+esac
 tries=0
 for p in "${ports[@]}"; do
     until masters_ok "$p"; do
@@ -180,11 +242,18 @@ until [ "$cur" = "$prev" ]; do
 done
 read -r _ _ src_port <<<"$cur"
 src_shard="" tgt_shard="" tgt_port=""
-for p in "${ports[@]}"; do
-    led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | head -1)
-    if [ "$p" = "$src_port" ]; then src_shard=$led; elif [ -z "$tgt_shard" ]; then tgt_shard=$led tgt_port=$p; fi
-done
-[ -n "$src_shard" ] && [ -n "$tgt_shard" ] || die "could not find the source/target shard leaders"
+if [ "$SERVER" = redis ]; then
+    # No shards: the source is the range's master, the target the next master.
+    for p in "${ports[@]}"; do
+        if [ "$p" != "$src_port" ] && [ -z "$tgt_port" ]; then tgt_port=$p; fi
+    done
+else
+    for p in "${ports[@]}"; do
+        led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | head -1)
+        if [ "$p" = "$src_port" ]; then src_shard=$led; elif [ -z "$tgt_shard" ]; then tgt_shard=$led tgt_port=$p; fi
+    done
+    if [ -z "$src_shard" ] || [ -z "$tgt_shard" ]; then die "could not find the source/target shard leaders"; fi
+fi
 p99_of() { # csv output -> "set_p99 get_p99 errors"
     local out
     out=$(printf '%s\n' "$1" | tr '\r' '\n')
@@ -204,6 +273,10 @@ cluster) ;;
 target) probe_port=$tgt_port ;;
 other)
     for p in "${ports[@]}"; do
+        if [ "$SERVER" = redis ]; then
+            if [ "$p" != "$src_port" ] && [ "$p" != "$tgt_port" ]; then probe_port=$p; fi
+            continue
+        fi
         for led in $(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p'); do
             if [ "$led" != "$src_shard" ] && [ "$led" != "$tgt_shard" ]; then probe_port=$p; fi
         done
@@ -249,50 +322,115 @@ range_keys() { # port -> "total fullest-slot count"
 }
 read -r before_keys full_slot full_keys <<<"$(range_keys "$src_port")"
 echo "==> keys in slots $first_start-$last before migrating: $before_keys (fullest: slot $full_slot, $full_keys keys)"
-echo "==> migrating $first_start-$last: shard $src_shard -> shard $tgt_shard (port $tgt_port), with the benchmark looping"
+# The same byte count for both servers: the sum of key and value lengths in the range (Pinnacle's
+# record counts key + DUMP payload, which Redis does not report for a reshard).
+kv_bytes() { # port -> "keys bytes" of slots first_start..last
+    python3 - "$HOST" "$1" "$first_start" "$last" <<'EOF'
+import socket, sys
+host, port, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.create_connection((host, port))
+f = s.makefile("rb")
+def cmd(*args):
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+def reply():
+    line = f.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return f.read(int(rest) + 2)[:-2]
+    if kind == b"*":
+        return [reply() for _ in range(int(rest))]
+    sys.exit("error reply: %r" % line)
+keys = total = 0
+for slot in range(lo, hi + 1):
+    s.sendall(cmd(b"CLUSTER", b"COUNTKEYSINSLOT", b"%d" % slot))
+    n = reply()
+    if n == 0:
+        continue
+    s.sendall(cmd(b"CLUSTER", b"GETKEYSINSLOT", b"%d" % slot, b"%d" % n))
+    names = reply()
+    for i in range(0, len(names), 5000):
+        part = names[i:i + 5000]
+        s.sendall(b"".join(cmd(b"STRLEN", k) for k in part))
+        for k in part:
+            total += len(k) + reply()
+        keys += len(part)
+print(keys, total)
+EOF
+}
+read -r kv_keys kv_total <<<"$(kv_bytes "$src_port")"
+echo "    key+value bytes in the range: $kv_total ($kv_keys keys)"
+if [ "$SERVER" = redis ]; then
+    echo "==> migrating $first_start-$last: port $src_port -> port $tgt_port (redis-cli --cluster reshard, pipeline $PIPELINE), with the benchmark looping"
+else
+    echo "==> migrating $first_start-$last: shard $src_shard -> shard $tgt_shard (port $tgt_port), with the benchmark looping"
+fi
 : >"$work/during.txt"
 (
     while [ ! -f "$work/done" ]; do
+        t=$(date +%s.%N)
         out=$(bench_once)
-        # Every recorded run started before the migration ended (the loop checks first).
-        p99_of "$out" >>"$work/during.txt"
+        # Start and end of each run: only those overlapping the move are reported as "during".
+        printf '%s %s %s\n' "$t" "$(date +%s.%N)" "$(p99_of "$out")" >>"$work/during.txt"
         printf '%s\n' "$out" | grep -E 'Error|WARNING' | sort | uniq -c >>"$work/during-errors.txt" || true
     done
 ) &
 bench_pid=$!
 pids+=("$bench_pid")
 sleep 1
-m0=$(date +%s.%N)
-reply=$(cli "$src_port" PINN.MIGRATE "$first_start-$last" "$tgt_shard" SYNC 2>&1 | tr '\n' ' ')
-m1=$(date +%s.%N)
-id=$(printf '%s' "$reply" | awk '{for (i = 1; i < NF; i++) if ($i == "id") {print $(i + 1); exit}}')
-if [ -z "$id" ]; then
-    # SYNC may answer before the local metadata copy shows the migration (reported as a server
-    # bug): take the id from the error and poll.
-    id=$(printf '%s' "$reply" | sed -n 's/.*migration \([0-9]*\).*/\1/p')
-    [ -n "$id" ] || die "PINN.MIGRATE: $reply"
-    echo "    SYNC answered: $reply-- polling PINN.MIGRATIONS"
-    until cli "$src_port" PINN.MIGRATIONS | tr '\n' ' ' | grep -q "id $id state done"; do sleep 0.05; done
+# PINN.MIGRATE ... SYNC; sets id and m1 (the end of the move).
+migrate_pinnacle() {
+    local reply
+    reply=$(cli "$src_port" PINN.MIGRATE "$first_start-$last" "$tgt_shard" SYNC 2>&1 | tr '\n' ' ')
     m1=$(date +%s.%N)
-fi
+    id=$(printf '%s' "$reply" | awk '{for (i = 1; i < NF; i++) if ($i == "id") {print $(i + 1); exit}}')
+    if [ -z "$id" ]; then
+        # SYNC may answer before the local metadata copy shows the migration (reported as a server
+        # bug): take the id from the error and poll.
+        id=$(printf '%s' "$reply" | sed -n 's/.*migration \([0-9]*\).*/\1/p')
+        [ -n "$id" ] || die "PINN.MIGRATE: $reply"
+        echo "    SYNC answered: $reply-- polling PINN.MIGRATIONS"
+        until cli "$src_port" PINN.MIGRATIONS | tr '\n' ' ' | grep -q "id $id state done"; do sleep 0.05; done
+        m1=$(date +%s.%N)
+    fi
+}
+# The migration's PINN.MIGRATIONS record (keys, bytes = key + DUMP payload, duration_ms).
+report_pinnacle() {
+    local rec keys bytes dur state p led
+    rec=$(cli "$src_port" PINN.MIGRATIONS | tr '\n' ' ' | grep -o "id $id state [a-z]* .*" | head -1)
+    field() { printf '%s' "$rec" | awk -v f="$1" '{for (i = 1; i < NF; i++) if ($i == f) {print $(i + 1); exit}}'; }
+    keys=$(field keys) bytes=$(field bytes) dur=$(field duration_ms) state=$(field state)
+    echo "    migration $id: state $state, keys $keys, bytes $bytes, duration_ms $dur (PINN.MIGRATE wall time ${wall} s)"
+    echo "    keys in slots $first_start-$last now, at the target: $(range_keys "$tgt_port" | cut -d' ' -f1) (before: $before_keys)"
+    awk -v k="$keys" -v b="$bytes" -v d="$dur" 'BEGIN{ if (d > 0) printf "    throughput: %.0f keys/s, %.1f MB/s (bytes / duration_ms)\n", k / (d / 1000), b / 1e6 / (d / 1000) }'
+    # Requests the source held until their slot's copy ended, and keys it copied ahead of the copy
+    # for a waiting write (0 on binaries without those counters).
+    info_num() { cli "$src_port" INFO replication | tr -d '\r' | sed -n "s/^$1://p"; }
+    echo "    source: requests that waited for a copy $(info_num migration_copy_waits), keys pulled ahead $(info_num migration_key_pulls)"
+    for p in "${ports[@]}"; do
+        led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | tr '\n' ' ')
+        echo "    port $p leads shard(s) ${led:-none}; DBSIZE (keys of the first shard it leads) $(cli "$p" DBSIZE)"
+    done
+}
+m0=$(date +%s.%N) id=""
+case "$SERVER" in
+pinnacle) migrate_pinnacle ;;
+redis) reshard_redis ;;
+esac
 touch "$work/done"
 wait "$bench_pid" || true
-rec=$(cli "$src_port" PINN.MIGRATIONS | tr '\n' ' ' | grep -o "id $id state [a-z]* .*" | head -1)
-field() { printf '%s' "$rec" | awk -v f="$1" '{for (i = 1; i < NF; i++) if ($i == f) {print $(i + 1); exit}}'; }
-keys=$(field keys) bytes=$(field bytes) dur=$(field duration_ms) state=$(field state)
 wall=$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b-a}')
-echo "    migration $id: state $state, keys $keys, bytes $bytes, duration_ms $dur (PINN.MIGRATE wall time ${wall} s)"
-echo "    keys in slots $first_start-$last now, at the target: $(range_keys "$tgt_port" | cut -d' ' -f1) (before: $before_keys)"
-awk -v k="$keys" -v b="$bytes" -v d="$dur" 'BEGIN{ if (d > 0) printf "    throughput: %.0f keys/s, %.1f MB/s (bytes / duration_ms)\n", k / (d / 1000), b / 1e6 / (d / 1000) }'
-# Requests the source held until their slot's copy ended, and keys it copied ahead of the copy
-# for a waiting write (0 on binaries without those counters).
-info_num() { cli "$src_port" INFO replication | tr -d '\r' | sed -n "s/^$1://p"; }
-echo "    source: requests that waited for a copy $(info_num migration_copy_waits), keys pulled ahead $(info_num migration_key_pulls)"
-for p in "${ports[@]}"; do
-    led=$(cli "$p" INFO replication | tr -d '\r' | sed -n 's/^shard\([0-9]*\):.*state=Leader.*/\1/p' | tr '\n' ' ')
-    echo "    port $p leads shard(s) ${led:-none}; DBSIZE (keys of the first shard it leads) $(cli "$p" DBSIZE)"
-done
+case "$SERVER" in
+pinnacle) report_pinnacle ;;
+redis) report_redis ;;
+esac
+# Both servers: the range's keys and key+value bytes counted before the move over its wall time.
+awk -v k="$kv_keys" -v b="$kv_total" -v w="$wall" 'BEGIN{ if (w > 0) printf "    throughput (same definition for both servers): %.0f keys/s, %.1f MB/s (key+value bytes before the move / wall time)\n", k / w, b / 1e6 / w }'
 echo "==> p99 (ms) SET GET error-lines: quiet runs: ${quiet[*]// /\/}"
-echo "                                  runs during the migration: $(tr ' ' '/' <"$work/during.txt" | tr '\n' ' ')"
-if [ -s "$work/during-errors.txt" ]; then echo "    error lines during the migration:"; sed 's/^/      /' "$work/during-errors.txt"; fi
+# Runs of the loop that overlapped the move (set/get/error-lines), and how many ran before it began.
+during=$(awk -v a="$m0" -v b="$m1" '$1 < b && $2 > a {printf "%s/%s/%s ", $3, $4, $5}' "$work/during.txt")
+outside=$(awk -v a="$m0" -v b="$m1" '!($1 < b && $2 > a)' "$work/during.txt" | wc -l)
+echo "                                  runs during the migration: $during($outside run(s) of the loop outside it)"
+if [ -s "$work/during-errors.txt" ]; then echo "    error lines of all the loop's runs (per run: third figure above):"; sed 's/^/      /' "$work/during-errors.txt"; fi
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
