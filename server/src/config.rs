@@ -71,6 +71,11 @@ pub struct Cli {
     /// the client connections' (0: share the clients' runtime).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub raft_threads: u16,
+    /// Worker threads of the runtime that serves client connections (0: one fewer than the
+    /// cores, at least one, leaving a core to the LSM's flush, compaction and WAL threads,
+    /// the Raft runtime and the kernel's network stack).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub worker_threads: u16,
     /// Raft mode: number of shards (Raft groups, each owning an equal part of the 16384
     /// slots). Every node of a cluster must get the same value.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -84,6 +89,18 @@ pub struct Cli {
     /// TLS (client port, cluster bus) and cluster-bus authentication.
     #[command(flatten)]
     pub tls: crate::net::tls::TlsArgs,
+}
+
+impl Cli {
+    /// Worker threads for the client runtime: `--worker-threads`, or for 0 one fewer than
+    /// `cores` (at least one). A second worker on a 2-core machine cost 10–40 % more CPU per
+    /// request at `-P 1` (cross-thread wake-ups; BENCHMARKS.md, session 15).
+    pub fn client_workers(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => cores.saturating_sub(1).max(1),
+            n => usize::from(n),
+        }
+    }
 }
 
 /// A bad flag, config line or `CONFIG SET` value.
@@ -471,6 +488,7 @@ mod tests {
             raft_read: "index".into(),
             raft_snapshot_after: None,
             raft_threads: 2,
+            worker_threads: 0,
             shards: 3,
             metrics_port: None,
             dashboard_port: None,
@@ -502,5 +520,17 @@ mod tests {
             ]
         );
         assert!(parse_config_file("bogus 1").is_err());
+    }
+
+    #[test]
+    fn client_workers_leave_a_core_unless_told() {
+        use clap::Parser;
+        let auto = Cli::parse_from(["pinnacle"]);
+        assert_eq!(auto.client_workers(1), 1);
+        assert_eq!(auto.client_workers(2), 1);
+        assert_eq!(auto.client_workers(8), 7);
+        let set = Cli::parse_from(["pinnacle", "--worker-threads", "3"]);
+        assert_eq!(set.client_workers(2), 3);
+        assert!(Cli::try_parse_from(["pinnacle", "--worker-threads", "999"]).is_err());
     }
 }

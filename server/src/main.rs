@@ -101,7 +101,9 @@ fn main() -> anyhow::Result<()> {
         blocking_commands: sync == SyncPolicy::Always,
     };
 
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_workers(cores))
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
