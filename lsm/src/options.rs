@@ -29,6 +29,10 @@ pub enum FilterDecision {
 pub trait CompactionFilter: Send + Sync {
     /// Decides whether to keep `key` → `value`.
     fn filter(&self, level: usize, key: &[u8], value: &[u8]) -> FilterDecision;
+
+    /// Called once a compaction's inputs are fixed, before its first [`Self::filter`] call:
+    /// every record it will see was written before this call.
+    fn begin_compaction(&self) {}
 }
 
 /// Engine tuning.

@@ -365,6 +365,9 @@ impl Inner {
         }
         let snapshots = self.snapshots.list();
         let filter = self.opts.compaction_filter.clone();
+        if let Some(f) = &filter {
+            f.begin_compaction();
+        }
         let policy = MergePolicy {
             snapshots: &snapshots,
             bottommost: task.bottommost,

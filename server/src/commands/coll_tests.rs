@@ -316,6 +316,72 @@ fn compaction_drops_stale_sub_keys() {
     assert_eq!(w2(&db, "HLEN live"), ":50\r\n");
 }
 
+/// The compaction filter reuses a metadata lookup for the sub-keys that follow it, but only
+/// within the compactions running when it looked: it may keep a sub-key that became stale
+/// since (conservative), and a new compaction looks again.
+#[test]
+fn compaction_filter_reuses_a_lookup_only_within_its_compactions() {
+    use crate::storage::encoding::{decode_sub_key, keyspace_end, keyspace_start, sub_key};
+    use crate::storage::expire::ExpiryFilter;
+    use pinnacle_lsm::{CompactionFilter, Engine, FilterDecision};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(AtomicU64::new(0));
+    let f = Arc::new(ExpiryFilter::new(clock.clone()));
+    let opts = pinnacle_lsm::Options {
+        sync: pinnacle_lsm::SyncPolicy::Never,
+        background_work: false,
+        compaction_filter: Some(f.clone()),
+        ..pinnacle_lsm::Options::default()
+    };
+    let engine: Arc<dyn Engine> =
+        Arc::new(pinnacle_lsm::Lsm::open(dir.path(), opts).expect("open lsm"));
+    f.attach(Arc::downgrade(&engine));
+    let db = Db::with_engine(engine.clone(), clock).expect("open");
+    let version_of = |key: &[u8]| {
+        engine
+            .scan(
+                (
+                    std::ops::Bound::Included(keyspace_start()),
+                    std::ops::Bound::Excluded(keyspace_end()),
+                ),
+                None,
+            )
+            .expect("scan")
+            .filter_map(Result::ok)
+            .filter_map(|(k, _)| {
+                decode_sub_key(&k).and_then(|(_, uk, v, _)| (uk == key).then_some(v))
+            })
+            .max()
+            .expect("a sub-key")
+    };
+    w2(&db, "HSET k f v");
+    let v1 = version_of(b"k");
+    let old = sub_key(b"k", v1, b"f");
+    f.begin_compaction();
+    assert_eq!(f.filter(1, &old, b"v"), FilterDecision::Keep);
+    w2(&db, "DEL k");
+    // The same compaction reuses its lookup: kept, never wrongly dropped.
+    assert_eq!(f.filter(1, &old, b"v"), FilterDecision::Keep);
+    f.begin_compaction();
+    assert_eq!(f.filter(1, &old, b"v"), FilterDecision::Remove);
+    // Re-created under a new version: the old sub-key stays stale, the new one is live.
+    w2(&db, "HSET k g v");
+    f.begin_compaction();
+    let v2 = version_of(b"k");
+    assert!(v2 > v1);
+    assert_eq!(
+        f.filter(1, &sub_key(b"k", v2, b"g"), b"v"),
+        FilterDecision::Keep
+    );
+    assert_eq!(f.filter(1, &old, b"v"), FilterDecision::Remove);
+    // End to end: a compaction drops the deleted version and keeps the new one.
+    engine.flush().expect("flush");
+    engine.compact_range(None, None).expect("compact");
+    assert_eq!(w2(&db, "HGETALL k"), "*2\r\n$1\r\ng\r\n$1\r\nv\r\n");
+}
+
 #[test]
 fn list_basics() {
     let db = Db::in_memory();

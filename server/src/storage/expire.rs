@@ -8,6 +8,7 @@ use super::encoding::{
 use super::write::{WriteCommand, WriteOp};
 use super::{Db, DbInner};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use pinnacle_lsm::{CompactionFilter, Engine, FilterDecision};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,22 @@ use std::time::{Duration, Instant};
 pub struct ExpiryFilter {
     clock: Arc<AtomicU64>,
     engine: OnceLock<Weak<dyn Engine>>,
+    /// The last metadata looked up, reused for the sub-keys that follow it (a compaction
+    /// meets a collection's sub-keys one after another).
+    last: Mutex<Option<LastMeta>>,
+    /// Bumped when a compaction starts ([`CompactionFilter::begin_compaction`]).
+    compactions: AtomicU64,
+}
+
+/// What a metadata lookup said about one key.
+struct LastMeta {
+    slot: u16,
+    key: Vec<u8>,
+    /// `None`: absent, a string, or expired (every sub-key written so far is stale);
+    /// `Some(v)`: a live collection of version `v`.
+    live: Option<u64>,
+    /// [`ExpiryFilter::compactions`] read before the lookup.
+    epoch: u64,
 }
 
 impl ExpiryFilter {
@@ -35,6 +52,8 @@ impl ExpiryFilter {
         ExpiryFilter {
             clock,
             engine: OnceLock::new(),
+            last: Mutex::new(None),
+            compactions: AtomicU64::new(0),
         }
     }
 
@@ -47,23 +66,44 @@ impl ExpiryFilter {
         let Some((slot, user_key, version, _)) = decode_sub_key(key) else {
             return false;
         };
-        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+        // A lookup made after the running compactions began holds for all of their records,
+        // which were written before that: a sub-key stale then stays stale (a key deleted,
+        // overwritten or expired never gets that version back; the apply clock never goes
+        // back), and one live then may only become stale, so the reuse can keep a record a
+        // fresh lookup would drop, never the reverse.
+        let epoch = self.compactions.load(Ordering::SeqCst);
+        let mut last = self.last.lock();
+        if let Some(l) = last.as_ref() {
+            let newer = matches!(l.live, Some(v) if version > v);
+            if l.epoch == epoch && !newer && l.slot == slot && l.key == user_key {
+                return l.live != Some(version);
+            }
+        }
+        let Some(live) = self.lookup(slot, user_key) else {
+            // Unsure: keep it (a later compaction decides again), and remember nothing.
             return false;
         };
+        *last = Some(LastMeta {
+            slot,
+            key: user_key.to_vec(),
+            live,
+            epoch,
+        });
+        live != Some(version)
+    }
+
+    /// The live collection version of `user_key` now: `Some(None)` when every sub-key of it
+    /// is stale, `None` when the engine cannot tell.
+    fn lookup(&self, slot: u16, user_key: &[u8]) -> Option<Option<u64>> {
+        let engine = self.engine.get().and_then(Weak::upgrade)?;
         let raw = match engine.get(&meta_key_in_slot(slot, user_key)) {
             Ok(Some(raw)) => raw,
-            Ok(None) => return true,
-            // Unsure: keep it (a later compaction decides again).
-            Err(_) => return false,
+            Ok(None) => return Some(None),
+            Err(_) => return None,
         };
-        match Meta::decode(&raw) {
-            Some(m) => {
-                m.kind == KeyType::String
-                    || m.version != version
-                    || m.is_expired(self.clock.load(Ordering::Acquire))
-            }
-            None => false,
-        }
+        let m = Meta::decode(&raw)?;
+        let dead = m.kind == KeyType::String || m.is_expired(self.clock.load(Ordering::Acquire));
+        Some((!dead).then_some(m.version))
     }
 }
 
@@ -79,6 +119,10 @@ impl CompactionFilter for ExpiryFilter {
             return FilterDecision::Remove;
         }
         FilterDecision::Keep
+    }
+
+    fn begin_compaction(&self) {
+        self.compactions.fetch_add(1, Ordering::SeqCst);
     }
 }
 
