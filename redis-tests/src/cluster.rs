@@ -18,7 +18,7 @@ mod terms;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use spawn::Spawner;
 pub use strace::Strace;
 
 use crate::frame::Value;
-use crate::process::{pinnacle_bin, START_TIMEOUT};
+use crate::process::{free_port_on, pinnacle_bin, START_TIMEOUT};
 use crate::proxy::Proxy;
 use crate::raw::RawConn;
 use crate::Error;
@@ -195,18 +195,6 @@ impl ClusterBuilder {
         }
         Ok(cluster)
     }
-}
-
-/// A free port on `ip`, with the listener that reserves it.
-fn free_port_on(ip: Ipv4Addr) -> Result<(u16, TcpListener), Error> {
-    for _ in 0..100 {
-        let l = TcpListener::bind((ip, 0))?;
-        let port = l.local_addr()?.port();
-        if port != 6379 {
-            return Ok((port, l));
-        }
-    }
-    Err(Error::Start(format!("no free port on {ip}")))
 }
 
 struct Node {

@@ -60,7 +60,16 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A free loopback port that is not 6379 and whose +10000 cluster-bus twin is free too.
+///
+/// Ports come from below the kernel's ephemeral range when it leaves room (both the port and its
+/// twin): a port taken from the ephemeral range and released until the server binds it can be
+/// taken meanwhile as the source port of some outgoing connection, which a cluster's nodes make
+/// by the dozen while its later nodes start (CI saw `address in use` that way). A process-wide
+/// cursor never hands out the same port twice, so ports picked together are distinct.
 pub fn free_port() -> Result<u16, Error> {
+    if let Some(p) = free_port_below_ephemeral()? {
+        return Ok(p);
+    }
     for _ in 0..200 {
         let l = TcpListener::bind(("127.0.0.1", 0))?;
         let port = l.local_addr()?.port();
@@ -73,6 +82,71 @@ pub fn free_port() -> Result<u16, Error> {
         return Ok(port);
     }
     Err(Error::Start("no free port found".into()))
+}
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`); 32768 if unreadable.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768)
+}
+
+/// A free port from `[10000, ephemeral start - 10000)` whose twin is free too, or `None` when that
+/// range is too small (then the caller falls back to the ephemeral range).
+fn free_port_below_ephemeral() -> Result<Option<u16>, Error> {
+    next_port_below_ephemeral(|port| {
+        TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+    })
+}
+
+/// A free port on `ip`, with the listener that reserves it; below the ephemeral range when it
+/// leaves room (see [`free_port`]).
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> Result<(u16, TcpListener), Error> {
+    let mut held = None;
+    let below = next_port_below_ephemeral(|port| match TcpListener::bind((ip, port)) {
+        Ok(l) => {
+            held = Some(l);
+            true
+        }
+        Err(_) => false,
+    })?;
+    if let (Some(port), Some(l)) = (below, held) {
+        return Ok((port, l));
+    }
+    let l = TcpListener::bind((ip, 0))?;
+    Ok((l.local_addr()?.port(), l))
+}
+
+/// The next port from the process-wide cursor over `[10000, ephemeral start - 10000)` that `free`
+/// accepts; `None` when that range is too small.
+fn next_port_below_ephemeral(mut free: impl FnMut(u16) -> bool) -> Result<Option<u16>, Error> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let high = u32::from(ephemeral_start()).saturating_sub(10_000);
+    if high < LOW + 1000 {
+        return Ok(None);
+    }
+    let span = high - LOW;
+    // Start each test process at a different place so that consecutive test binaries do not
+    // reuse the ports whose sockets the previous one left in TIME_WAIT.
+    let _ = CURSOR.compare_exchange(
+        u32::MAX,
+        std::process::id() % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (LOW + CURSOR.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if free(port) {
+            return Ok(Some(port));
+        }
+    }
+    Err(Error::Start(
+        "no free port found below the ephemeral range".into(),
+    ))
 }
 
 /// Environment variable choosing the server under test (`pinnacle`, default, or `redis`).
@@ -321,6 +395,20 @@ impl Server {
         s
     }
 
+    /// The log's `Error:` / `panicked` lines (which a backtrace would push out of a tail), then
+    /// the last `max` bytes of each log.
+    fn log_failure(&self, max: usize) -> String {
+        let full = self.log_tail(usize::MAX);
+        let mut s: String = full
+            .lines()
+            .filter(|l| l.starts_with("Error:") || l.contains("panicked at"))
+            .take(5)
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        s.push_str(&self.log_tail(max));
+        s
+    }
+
     fn command(&self) -> Result<Command, Error> {
         let dir = self.data.path().display().to_string();
         let port = self.port.to_string();
@@ -391,8 +479,10 @@ impl Server {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.kill9()?;
-                    let log = self.log_tail(2000);
-                    let retry = !self.fixed_port && log.contains("in use");
+                    // The whole log decides the retry: with RUST_BACKTRACE set, the backtrace
+                    // after `Error: ... in use` fills any tail.
+                    let retry = !self.fixed_port && self.log_tail(usize::MAX).contains("in use");
+                    let log = self.log_failure(2000);
                     last_err = Some(Error::Start(format!(
                         "{} on port {} did not start: {e}\n--- log ---\n{log}",
                         self.kind.name(),
