@@ -21,7 +21,8 @@ pub(crate) struct Table {
     path: PathBuf,
     file: Arc<dyn RandomAccessFile>,
     index: Arc<Block>,
-    bloom: BloomFilter,
+    /// `None` for a table whose filter uses another hash (see [`bloom::decode`]).
+    bloom: Option<BloomFilter>,
     tombs: Vec<RangeTombstone>,
     // The same tombstones, fragmented for O(log n) point checks.
     frags: Fragments,
@@ -161,10 +162,13 @@ impl Table {
     /// candidate table before probing any lets the CPU overlap their cache misses.
     #[inline]
     pub(crate) fn touch_bloom(&self, hash: u64) -> u64 {
-        let bits = self.bloom.num_bits();
+        let Some(bloom) = &self.bloom else {
+            return 0;
+        };
+        let bits = bloom.num_bits();
         // fastbloom's first probe is bit `(hash * num_bits) >> 64`.
         let idx = ((u128::from(hash) * bits as u128) >> 64) as usize;
-        self.bloom.as_slice().get(idx / 64).copied().unwrap_or(0)
+        bloom.as_slice().get(idx / 64).copied().unwrap_or(0)
     }
 
     /// Newest point version of `user` with seq `<= snap`; `hash` is [`bloom::hash`] of `user`.
@@ -175,7 +179,7 @@ impl Table {
 
     /// Newest point version of the lookup key's user key at its snapshot.
     pub(crate) fn get_lk(&self, lk: &key::LookupKey, hash: u64) -> Result<Option<Found>> {
-        if !self.bloom.contains_hash(hash) {
+        if self.bloom.as_ref().is_some_and(|b| !b.contains_hash(hash)) {
             Counters::add(&self.counters.bloom_negatives, 1);
             return Ok(None);
         }
