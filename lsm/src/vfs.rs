@@ -140,9 +140,40 @@ struct RealReadable {
 
 impl RandomAccessFile for RealReadable {
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, offset)?;
+        use std::os::fd::AsRawFd;
+        // Read straight into the vector's spare capacity: zeroing it first (`vec![0; len]`)
+        // was ~5 % of a worker serving point reads that miss the block cache.
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        while buf.len() < len {
+            let done = buf.len();
+            let at = offset
+                .checked_add(done as u64)
+                .and_then(|o| libc::off_t::try_from(o).ok())
+                .ok_or(io::ErrorKind::InvalidInput)?;
+            let spare = &mut buf.spare_capacity_mut()[..len - done];
+            // SAFETY: pread writes at most `spare.len()` bytes into `spare`, which is allocated
+            // and owned by `buf`; the descriptor is owned by `self.file` for the whole call.
+            let n = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    at,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            // SAFETY: pread initialised bytes `done .. done + n` (n <= spare.len()).
+            unsafe { buf.set_len(done + n as usize) };
+        }
         Ok(buf)
     }
     fn len(&self) -> u64 {
@@ -212,5 +243,25 @@ impl WritableFile for NullFile {
     }
     fn len(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_at_returns_exactly_the_range_or_an_eof_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let f = RealFs.open(&path).expect("open");
+        assert_eq!(f.read_at(0, 0).expect("empty"), Vec::<u8>::new());
+        assert_eq!(f.read_at(123, 4096).expect("middle"), data[123..123 + 4096]);
+        assert_eq!(f.read_at(9_990, 10).expect("tail"), data[9_990..]);
+        let past = f.read_at(9_995, 10).expect_err("past the end");
+        assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(f.read_at(u64::MAX - 1, 4).is_err());
     }
 }
