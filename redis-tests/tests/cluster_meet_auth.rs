@@ -114,8 +114,17 @@ fn meet_sent_to_metadata_followers_works_behind_requirepass() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The cluster still serves authenticated writes.
-    let set = call(addrs[0], &["SET", "{a}k", "v"]).expect("SET");
+    // The cluster still serves authenticated writes. It may be a fraction of a second old
+    // here (the MEETs above can all succeed at once), so a shard may still be electing its
+    // leader: CLUSTERDOWN is then Redis's answer, and the write is retried.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let set = loop {
+        let set = call(addrs[0], &["SET", "{a}k", "v"]).expect("SET");
+        if !text(&set).starts_with("CLUSTERDOWN") || Instant::now() > deadline {
+            break set;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         matches!(&set, Value::Simple(_)) || text(&set).starts_with("MOVED"),
         "{set:?}"
