@@ -84,12 +84,16 @@ pub fn free_port() -> Result<u16, Error> {
     Err(Error::Start("no free port found".into()))
 }
 
-/// The first port of the kernel's ephemeral range (`ip_local_port_range`); 32768 if unreadable.
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`, read once); 32768 if
+/// unreadable.
 fn ephemeral_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or(32768)
+    static START: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+            .unwrap_or(32768)
+    })
 }
 
 /// A free port from `[10000, ephemeral start - 10000)` whose twin is free too, or `None` when that
@@ -395,10 +399,9 @@ impl Server {
         s
     }
 
-    /// The log's `Error:` / `panicked` lines (which a backtrace would push out of a tail), then
-    /// the last `max` bytes of each log.
-    fn log_failure(&self, max: usize) -> String {
-        let full = self.log_tail(usize::MAX);
+    /// The `Error:` / `panicked` lines of the whole log `full` (which a backtrace would push out
+    /// of a tail), then the last `max` bytes of each log.
+    fn log_failure(&self, full: &str, max: usize) -> String {
         let mut s: String = full
             .lines()
             .filter(|l| l.starts_with("Error:") || l.contains("panicked at"))
@@ -481,8 +484,9 @@ impl Server {
                     self.kill9()?;
                     // The whole log decides the retry: with RUST_BACKTRACE set, the backtrace
                     // after `Error: ... in use` fills any tail.
-                    let retry = !self.fixed_port && self.log_tail(usize::MAX).contains("in use");
-                    let log = self.log_failure(2000);
+                    let full = self.log_tail(usize::MAX);
+                    let retry = !self.fixed_port && full.contains("in use");
+                    let log = self.log_failure(&full, 2000);
                     last_err = Some(Error::Start(format!(
                         "{} on port {} did not start: {e}\n--- log ---\n{log}",
                         self.kind.name(),

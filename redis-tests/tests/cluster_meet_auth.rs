@@ -7,6 +7,7 @@
 
 use redis_tests::cluster::Cluster;
 use redis_tests::raw::RawConn;
+use redis_tests::tools::wait_until;
 use redis_tests::{Builder, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -117,14 +118,15 @@ fn meet_sent_to_metadata_followers_works_behind_requirepass() {
     // The cluster still serves authenticated writes. It may be a fraction of a second old
     // here (the MEETs above can all succeed at once), so a shard may still be electing its
     // leader: CLUSTERDOWN is then Redis's answer, and the write is retried.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let set = loop {
-        let set = call(addrs[0], &["SET", "{a}k", "v"]).expect("SET");
-        if !text(&set).starts_with("CLUSTERDOWN") || Instant::now() > deadline {
-            break set;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut set = Value::Null;
+    wait_until(
+        "a SET not refused with CLUSTERDOWN",
+        Duration::from_secs(30),
+        || {
+            set = call(addrs[0], &["SET", "{a}k", "v"]).expect("SET");
+            (!text(&set).starts_with("CLUSTERDOWN"), set.clone())
+        },
+    );
     assert!(
         matches!(&set, Value::Simple(_)) || text(&set).starts_with("MOVED"),
         "{set:?}"
