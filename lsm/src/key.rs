@@ -292,6 +292,8 @@ pub(crate) struct Fragments {
     // Fragment i covers [bounds[i], bounds[i+1]).
     bounds: Vec<Bytes>,
     seqs: Vec<Vec<u64>>,
+    // The highest sequence number of any tombstone: a record newer than it is covered by none.
+    newest: u64,
 }
 
 impl Fragments {
@@ -317,12 +319,24 @@ impl Fragments {
             s.sort_unstable();
             s.dedup();
         }
-        Fragments { bounds, seqs }
+        let newest = seqs.iter().flatten().copied().max().unwrap_or(0);
+        Fragments {
+            bounds,
+            seqs,
+            newest,
+        }
     }
 
     /// True when no tombstone was given.
     pub(crate) fn is_empty(&self) -> bool {
         self.seqs.is_empty()
+    }
+
+    /// True when some tombstone may cover a record of sequence number `seq`: a record newer
+    /// than every tombstone needs no search (after a FLUSHALL, every later write).
+    #[inline]
+    pub(crate) fn may_cover(&self, seq: u64) -> bool {
+        !self.seqs.is_empty() && seq <= self.newest
     }
 
     /// Sorted sequence numbers of the tombstones covering `key`.
@@ -421,6 +435,8 @@ mod tests {
             seq: q,
         };
         let f = Fragments::new(&[t("b", "f", 10), t("d", "h", 5), t("x", "a", 99)]);
+        assert!(f.may_cover(10) && f.may_cover(1) && !f.may_cover(11));
+        assert!(!Fragments::new(&[]).may_cover(0));
         assert_eq!(f.covering(b"a"), &[] as &[u64]);
         assert_eq!(f.covering(b"b"), &[10]);
         assert_eq!(f.covering(b"e"), &[5, 10]);

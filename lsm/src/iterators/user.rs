@@ -84,7 +84,7 @@ impl UserIter {
                 continue;
             }
             let live = kind == Kind::Put as u8
-                && (self.tombs.is_empty() || self.tombs.max_covering(u, self.snap) < seq);
+                && (!self.tombs.may_cover(seq) || self.tombs.max_covering(u, self.snap) < seq);
             let found = if !live {
                 None
             } else if self.values_only {
