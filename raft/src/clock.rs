@@ -116,7 +116,16 @@ pub fn global() -> &'static ClusterClock {
 
 /// The cluster's time in Unix milliseconds: this node's wall clock plus the correction.
 pub fn cluster_wall_ms() -> u64 {
-    (own_wall_ms() + global().correction_ms()).max(0) as u64
+    cluster_ms_at(SystemTime::now())
+}
+
+/// The cluster's time at `t`, a reading of this node's wall clock (so a caller that needs the
+/// reading for something else as well reads the clock once).
+pub fn cluster_ms_at(t: SystemTime) -> u64 {
+    let own = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    (own + global().correction_ms()).max(0) as u64
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub mod table;
 
 use bytes::Bytes;
 use pinnacle_resp::Reply;
-use std::time::Instant;
+use std::time::SystemTime;
 
 pub use client::{Client, ClientHandle, ReplyMode};
 pub use route::Route;
@@ -527,9 +527,15 @@ fn execute(
     {
         ctx.server.feed_monitors(ctx.client, args);
     }
-    let start = Instant::now();
-    let reply = handler(ctx, args);
-    let elapsed = start.elapsed();
+    // One clock reading serves the command's duration and its time (`storage::wall_ms`), as
+    // Redis 7.0 times a command and caches its time with one `ustime()`. A wall clock stepped
+    // back mid-command counts as a zero duration.
+    let start = SystemTime::now();
+    let reply = {
+        let _time = crate::storage::CommandTime::enter(start);
+        handler(ctx, args)
+    };
+    let elapsed = start.elapsed().unwrap_or_default();
     let usec = elapsed.as_micros() as u64;
     ctx.server.stats.record(cmd.index, usec, reply.is_error());
     if ctx.server.config.latency_tracking() {

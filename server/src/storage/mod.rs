@@ -150,8 +150,43 @@ pub struct Db {
 /// Current time in Unix milliseconds, on the cluster's clock: this node's wall clock plus the
 /// correction its cluster-bus peers' clocks suggest (none on a single node). Expiry follows
 /// the leader's time, so a leader whose clock runs ahead must not expire keys early (T12).
+///
+/// While a command runs this is the time it started at, as Redis 7.2's command time snapshot:
+/// every expiry check and timestamp of one command agrees, and the clock is read once per
+/// command instead of at each use (three `clock_gettime` calls per GET were 8 % of its CPU).
 pub fn wall_ms() -> u64 {
-    pinnacle_raft::clock::cluster_wall_ms()
+    match COMMAND_MS.get() {
+        0 => pinnacle_raft::clock::cluster_wall_ms(),
+        ms => ms,
+    }
+}
+
+thread_local! {
+    // The running command's start time on the cluster's clock; 0 while none runs.
+    static COMMAND_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Fixes [`wall_ms`] on this thread to a command's start time until dropped (restoring the
+/// enclosing command's, for the commands EXEC runs).
+pub struct CommandTime {
+    prev: u64,
+}
+
+impl CommandTime {
+    /// Starts a command that read this node's wall clock at `started`.
+    pub fn enter(started: std::time::SystemTime) -> CommandTime {
+        // 0 means "no command": a clock before 1970 reads the clock at each use instead.
+        let ms = pinnacle_raft::clock::cluster_ms_at(started);
+        CommandTime {
+            prev: COMMAND_MS.replace(ms),
+        }
+    }
+}
+
+impl Drop for CommandTime {
+    fn drop(&mut self) {
+        COMMAND_MS.set(self.prev);
+    }
 }
 
 impl Db {
