@@ -29,8 +29,12 @@ const KEEP: usize = 16;
 
 /// Current wall-clock time in Unix milliseconds (this node's own clock, uncorrected).
 pub fn own_wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    unix_ms(SystemTime::now())
+}
+
+/// A reading of the wall clock in Unix milliseconds (0 before 1970).
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -122,10 +126,7 @@ pub fn cluster_wall_ms() -> u64 {
 /// The cluster's time at `t`, a reading of this node's wall clock (so a caller that needs the
 /// reading for something else as well reads the clock once).
 pub fn cluster_ms_at(t: SystemTime) -> u64 {
-    let own = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    (own + global().correction_ms()).max(0) as u64
+    (unix_ms(t) + global().correction_ms()).max(0) as u64
 }
 
 #[cfg(test)]

@@ -527,9 +527,8 @@ fn execute(
     {
         ctx.server.feed_monitors(ctx.client, args);
     }
-    // One clock reading serves the command's duration and its time (`storage::wall_ms`), as
-    // Redis 7.0 times a command and caches its time with one `ustime()`. A wall clock stepped
-    // back mid-command counts as a zero duration.
+    // One clock reading serves the command's duration and its time (see `storage::wall_ms`).
+    // A wall clock stepped back mid-command counts as a zero duration.
     let start = SystemTime::now();
     let reply = {
         let _time = crate::storage::CommandTime::enter(start);
